@@ -1,0 +1,111 @@
+{
+  description = "potato: a NixOS fleet described by hosts/*.toml";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
+
+  outputs =
+    { self, nixpkgs }:
+    let
+      # Hosts are discovered: every hosts/<name>.toml is a host. Nothing is listed by hand.
+      hostFiles = builtins.filter (f: builtins.match ".*\\.toml" f != null) (
+        builtins.attrNames (builtins.readDir ./hosts)
+      );
+      hostNames = map (f: builtins.head (builtins.match "(.*)\\.toml" f)) hostFiles;
+      forHosts = f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) hostNames);
+
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forSystems = f: builtins.listToAttrs (map (system: { name = system; value = f system; }) systems);
+
+      generatedDir = name: ./modules/generated + "/${name}";
+      requireGenerated =
+        name:
+        if builtins.pathExists (generatedDir name + "/default.nix") then
+          generatedDir name
+        else
+          throw "potato: host ${name} has no modules/generated/${name}/; run `potato gen` (and git add it)";
+
+      mkHost =
+        name:
+        nixpkgs.lib.nixosSystem {
+          modules = [
+            ./modules/base.nix
+            (requireGenerated name)
+          ];
+          specialArgs.potato = {
+            inherit name;
+            generated = requireGenerated name;
+          };
+        };
+
+      potatoFor =
+        system:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+        in
+        pkgs.rustPlatform.buildRustPackage {
+          pname = "potato";
+          version = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).package.version;
+          src = builtins.path {
+            path = ./.;
+            name = "potato-src";
+            filter = path: type: builtins.match ".*/(target|result.*)" path == null;
+          };
+          cargoLock.lockFile = ./Cargo.lock;
+          nativeBuildInputs = [ pkgs.pkg-config ];
+          buildInputs = [ pkgs.openssl pkgs.zlib ];
+          # Unit tests only: the integration tests need root, network namespaces
+          # and Debian packages, which the Nix sandbox does not have.
+          cargoTestFlags = [ "--lib" ];
+          meta.mainProgram = "potato";
+        };
+    in
+    {
+      nixosConfigurations = forHosts mkHost;
+
+      # Deployment metadata (target, mode, rollback, health checks) per host, so one
+      # evaluation gives the deploy engine every toplevel and its settings.
+      potatoHosts = forHosts (name: builtins.fromJSON (builtins.readFile (generatedDir name + "/deploy.json")));
+
+      packages = forSystems (system: rec {
+        potato = potatoFor system;
+        default = potato;
+      });
+
+      apps = forSystems (system: {
+        default = {
+          type = "app";
+          program = "${self.packages.${system}.potato}/bin/potato";
+        };
+      });
+
+      devShells = forSystems (
+        system:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+        in
+        {
+          default = pkgs.mkShell {
+            packages = with pkgs; [ cargo rustc clippy rustfmt pkg-config openssl zlib nix nftables ];
+          };
+        }
+      );
+
+      formatter = forSystems (system: nixpkgs.legacyPackages.${system}.nixfmt-rfc-style);
+
+      checks = forSystems (
+        system:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+          potato = self.packages.${system}.potato;
+        in
+        {
+          # Generated modules must match the host files.
+          gen = pkgs.runCommand "potato-gen-check" { nativeBuildInputs = [ potato ]; } ''
+            potato gen --check --repo ${self} && touch $out
+          '';
+          # The Rust unit tests (buildRustPackage runs them in its check phase).
+          tests = potato;
+        }
+      );
+    };
+}

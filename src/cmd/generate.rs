@@ -1,0 +1,52 @@
+//! `potato gen [--check]`: write or verify modules/generated/.
+
+use serde_json::json;
+
+use crate::cli::Global;
+use crate::error::Error;
+use crate::{render, repo};
+
+pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let selected = repo::select(&plans, selectors)?;
+    let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
+    let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
+    let files = render::render_all(&owned)?;
+    let stale = render::check(&root, &files, &names, selectors.is_empty())?;
+    if check_only {
+        return report_check(g, &stale);
+    }
+    let touched = render::write(&root, &files, &stale)?;
+    if g.json {
+        println!("{}", json!({ "ok": true, "written": touched, "unchanged": files.len() - stale.changed.len() }));
+    } else if !g.quiet {
+        for t in &touched {
+            println!("wrote {t}");
+        }
+        println!("{} file{} written, {} unchanged", touched.len(), if touched.len() == 1 { "" } else { "s" }, files.len() - stale.changed.len());
+    }
+    Ok(())
+}
+
+fn report_check(g: &Global, stale: &render::Staleness) -> Result<(), Error> {
+    if g.json {
+        let changed: Vec<_> = stale.changed.iter().map(|(p, d)| json!({ "file": p, "diff": d })).collect();
+        println!("{}", json!({ "ok": stale.is_clean(), "changed": changed, "extra": stale.extra }));
+    } else {
+        for (_, diff) in &stale.changed {
+            print!("{diff}");
+        }
+        for e in &stale.extra {
+            println!("extra file (no host file produces it): {e}");
+        }
+        if stale.is_clean() && !g.quiet {
+            println!("generated files are up to date");
+        }
+    }
+    if stale.is_clean() {
+        Ok(())
+    } else {
+        Err(Error::Stale { count: stale.changed.len() + stale.extra.len() })
+    }
+}

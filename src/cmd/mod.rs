@@ -1,0 +1,40 @@
+//! One module per command. Each takes the global flags and its arguments, does
+//! its work through the library modules, and prints its own result.
+
+pub mod catalog;
+pub mod check;
+pub mod generate;
+pub mod plan;
+pub mod schema;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::catalog::Catalog;
+use crate::cli::Global;
+use crate::diag::Report;
+use crate::error::Error;
+use crate::plan::HostPlan;
+use crate::secrets::SecretIndex;
+use crate::{inventory, repo, resolve};
+
+/// The repository root for this invocation.
+pub fn repo_root(g: &Global) -> Result<Utf8PathBuf, Error> {
+    let cwd = std::env::current_dir().map_err(|e| Error::io(Utf8Path::new("."), e))?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| Error::usage(format!("the current directory {} is not UTF-8", p.display()), "run potato from a UTF-8 path"))?;
+    repo::find_root(g.repo.as_deref(), &cwd)
+}
+
+/// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
+pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
+    let inv = inventory::load(repo)?;
+    let secrets = SecretIndex::scan(repo).map_err(|e| Error::io(&repo.join("secrets"), e))?;
+    let catalog = Catalog::builtin();
+    match resolve::resolve(&inv, &catalog, &secrets) {
+        Ok(plans) if plans.is_empty() && inv.diagnostics.is_empty() => Err(Error::usage(
+            format!("no host files in {}", repo.join("hosts")),
+            "create hosts/<name>.toml; README.md shows a complete example",
+        )),
+        Ok(plans) => Ok(plans),
+        Err(diagnostics) => Err(Error::Invalid(Report { sources: inv.sources, diagnostics })),
+    }
+}

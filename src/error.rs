@@ -1,0 +1,63 @@
+//! potato's error type: every failure a command can end with, and its exit code.
+//! Rendering to the terminal or JSON happens once, in `main`.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::diag::Report;
+
+/// Exit codes: 0 success, 1 a failure (stale files, I/O, a host failed),
+/// 2 invalid input (host files, arguments).
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the host files are invalid ({} problem{})", .0.diagnostics.len(), if .0.diagnostics.len() == 1 { "" } else { "s" })]
+    Invalid(Report),
+    #[error("{message}")]
+    Usage { message: String, hint: Option<String> },
+    #[error("no potato repository here: no flake.nix in {start} or any parent directory")]
+    RepoNotFound { start: Utf8PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: Utf8PathBuf, source: std::io::Error },
+    #[error("rendering host {host}: {message}")]
+    Render { host: String, message: String },
+    #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
+    Stale { count: usize },
+    #[error("not implemented yet: {0}")]
+    NotImplemented(&'static str),
+}
+
+impl Error {
+    pub fn io(path: &Utf8Path, source: std::io::Error) -> Error {
+        Error::Io { path: path.to_path_buf(), source }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {
+        Error::Usage { message: message.into(), hint: Some(hint.into()) }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) | Error::Usage { .. } | Error::RepoNotFound { .. } => EXIT_INVALID,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::RepoNotFound { .. } => Some("run potato inside your fleet repository, or pass --repo DIR".into()),
+            Error::Stale { .. } => Some("run `potato gen` and commit the result".into()),
+            Error::NotImplemented(_) => Some("this command arrives in a later release; see README.md".into()),
+            _ => None,
+        }
+    }
+}
+
+// Report holds source texts; Debug shows only the count.
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Report({} diagnostics)", self.diagnostics.len())
+    }
+}

@@ -1,0 +1,101 @@
+//! The inventory: every `hosts/*.toml` of the repository, parsed with spans.
+//!
+//! Owns finding and reading host files and turning TOML syntax or shape errors into
+//! diagnostics. It does not judge values (that is `resolve`), and it never touches
+//! generated files or Nix.
+
+pub mod schema;
+pub mod spanned;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::diag::{display_path, Diagnostic, FileId, Loc, Sources};
+use crate::error::Error;
+pub use schema::HostFile;
+pub use spanned::Spanned;
+
+/// One parsed host file.
+#[derive(Debug)]
+pub struct HostSource {
+    /// The file stem: the host's name everywhere else.
+    pub name: String,
+    pub file: FileId,
+    /// Repository-relative path, e.g. `hosts/n250.toml`.
+    pub path: Utf8PathBuf,
+    pub raw: HostFile,
+}
+
+/// All host files that parsed, plus diagnostics for those that did not.
+pub struct Inventory {
+    pub sources: Sources,
+    pub hosts: Vec<HostSource>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Host files of the repository, sorted by name.
+pub fn host_files(repo: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
+    let dir = repo.join("hosts");
+    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        let Ok(path) = Utf8PathBuf::from_path_buf(entry.path()) else {
+            continue;
+        };
+        if path.extension() == Some("toml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses every host file. Parse errors become diagnostics; only I/O
+/// failures are errors.
+pub fn load(repo: &Utf8Path) -> Result<Inventory, Error> {
+    let mut inv = Inventory {
+        sources: Sources::default(),
+        hosts: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+    for path in host_files(repo)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let rel = display_path(repo, &path);
+        let file = inv.sources.add(&rel, text);
+        let name = path.file_stem().unwrap_or_default().to_string();
+        match toml::from_str::<HostFile>(inv.sources.text(file)) {
+            Ok(raw) => inv.hosts.push(HostSource {
+                name,
+                file,
+                path: rel,
+                raw,
+            }),
+            Err(e) => inv.diagnostics.push(toml_diagnostic(file, &e)),
+        }
+    }
+    Ok(inv)
+}
+
+fn toml_diagnostic(file: FileId, e: &toml::de::Error) -> Diagnostic {
+    let message = e.message().to_string();
+    let hint = toml_hint(&message);
+    let span = e.span().unwrap_or(0..0);
+    let mut d = Diagnostic::at(Loc::new(file, span), message);
+    if let Some(h) = hint {
+        d = d.hint(h);
+    }
+    d
+}
+
+/// A fix for the TOML errors users hit most.
+fn toml_hint(message: &str) -> Option<String> {
+    if message.starts_with("unknown field") {
+        Some("remove or correct the key; docs/host.schema.json lists every key (editors with taplo complete them)".into())
+    } else if message.starts_with("missing field") {
+        Some("add the key; see README.md, \"Host file reference\"".into())
+    } else if message.starts_with("unknown variant") {
+        Some("use one of the listed values".into())
+    } else {
+        None
+    }
+}

@@ -1,0 +1,405 @@
+//! The host file as written: `hosts/<name>.toml`, deserialized with spans.
+//!
+//! These types mirror the TOML one to one (unknown keys are rejected) and carry no
+//! policy: values that need parsing (CIDRs, rules, sizes, durations, addresses) stay
+//! spanned strings here and are checked in `resolve`, so that one run reports every
+//! problem at once. Doc comments become the JSON Schema's descriptions.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::spanned::Spanned;
+
+pub type SString = Spanned<String>;
+
+/// One machine of the fleet. The host's name is the file's stem.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostFile {
+    /// Nix system double of the machine.
+    pub system: Spanned<System>,
+    /// Hardware profile: which `modules/hardware/<profile>.nix` the host imports.
+    pub hardware: Spanned<Hardware>,
+    /// Physical RAM, e.g. "16GiB" or "2048MiB". Container memory limits are checked against it.
+    pub memory: SString,
+    /// IANA time zone, e.g. "Europe/Berlin".
+    #[serde(default)]
+    pub timezone: Option<SString>,
+    /// NixOS `system.stateVersion` of the first install (never change it later).
+    #[serde(default)]
+    pub state_version: Option<SString>,
+    /// Free-form tags, for `potato deploy @tag`.
+    #[serde(default)]
+    pub tags: Vec<SString>,
+    /// How potato reaches and activates the host.
+    pub deploy: Deploy,
+    /// Named groups of source addresses, used by firewall rules and fail2ban ignores.
+    #[serde(default)]
+    pub zones: BTreeMap<String, Vec<SString>>,
+    /// UFW-style packet filter.
+    #[serde(default)]
+    pub firewall: Firewall,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub fail2ban: Option<Fail2ban>,
+    #[serde(default)]
+    pub storage: Option<Storage>,
+    /// WireGuard interfaces by interface name (e.g. wg0).
+    #[serde(default)]
+    pub wireguard: BTreeMap<String, Spanned<WireGuard>>,
+    #[serde(default)]
+    pub containers: Option<Containers>,
+    /// Checks that must pass before a deploy is confirmed.
+    #[serde(default)]
+    pub health: Vec<Spanned<Health>>,
+    /// For Proxmox VM hosts: where and how the VM is created.
+    #[serde(default)]
+    pub proxmox: Option<Spanned<Proxmox>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum System {
+    #[serde(rename = "x86_64-linux")]
+    X86_64Linux,
+    #[serde(rename = "aarch64-linux")]
+    Aarch64Linux,
+}
+
+impl System {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::X86_64Linux => "x86_64-linux",
+            System::Aarch64Linux => "aarch64-linux",
+        }
+    }
+    pub fn arch(self) -> &'static str {
+        match self {
+            System::X86_64Linux => "x86_64",
+            System::Aarch64Linux => "aarch64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hardware {
+    /// Intel N250 mini PC (x86_64, UEFI).
+    N250,
+    /// Libre Computer AML-S905X-CC "Le Potato" (aarch64, u-boot + extlinux).
+    Lepotato,
+    /// QEMU/KVM guest on Proxmox VE.
+    ProxmoxVm,
+}
+
+impl Hardware {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hardware::N250 => "n250",
+            Hardware::Lepotato => "lepotato",
+            Hardware::ProxmoxVm => "proxmox-vm",
+        }
+    }
+    /// The only system the profile can run on.
+    pub fn system(self) -> System {
+        match self {
+            Hardware::N250 | Hardware::ProxmoxVm => System::X86_64Linux,
+            Hardware::Lepotato => System::Aarch64Linux,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// SSH target: "user@address[:port]", "address", or a Host alias from ~/.ssh/config.
+    pub target: SString,
+    /// Zone or CIDR the deployer connects from; the firewall must let SSH in from it.
+    /// Default: the zone that contains the target's address, else any.
+    #[serde(default)]
+    pub from: Option<SString>,
+    /// Default activation mode.
+    #[serde(default)]
+    pub mode: Option<Spanned<Mode>>,
+    /// Roll back by itself unless the deployer confirms over a new SSH connection.
+    #[serde(default)]
+    pub magic_rollback: Option<bool>,
+    /// How long the host waits for that confirmation, e.g. "30s".
+    #[serde(default)]
+    pub confirm_timeout: Option<SString>,
+    /// Where the system is built.
+    #[serde(default)]
+    pub build_on: Option<Spanned<BuildOn>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Switch,
+    Boot,
+    Test,
+    DryActivate,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Switch => "switch",
+            Mode::Boot => "boot",
+            Mode::Test => "test",
+            Mode::DryActivate => "dry-activate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildOn {
+    Local,
+    Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    Allow,
+    Deny,
+    Reject,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Default for new incoming connections (default "deny").
+    #[serde(default)]
+    pub incoming: Option<Spanned<Policy>>,
+    /// Default for outgoing connections (default "allow").
+    #[serde(default)]
+    pub outgoing: Option<Spanned<Policy>>,
+    /// Default for routed (forwarded) traffic (default "deny").
+    #[serde(default)]
+    pub routed: Option<Spanned<Policy>>,
+    /// Ordered rules, first match wins: "ACTION PORTS[/PROTO] [from SOURCE] [on IFACE]".
+    /// ACTION allow|deny|reject|limit; PORTS N, N-M or N,M,...; PROTO tcp|udp (both if
+    /// absent); SOURCE a zone name, CIDR, address or "any".
+    #[serde(default)]
+    pub rules: Vec<SString>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Port sshd listens on (default 22).
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// Public keys allowed to log in as the deploy user.
+    #[serde(default)]
+    pub authorized_keys: Vec<SString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fail2ban {
+    /// Jails to enable: "sshd", "traefik-auth".
+    #[serde(default)]
+    pub jails: Vec<SString>,
+    /// Ban duration, e.g. "1h".
+    #[serde(default)]
+    pub bantime: Option<SString>,
+    /// Failures before a ban.
+    #[serde(default)]
+    pub maxretry: Option<Spanned<i64>>,
+    /// Zones or CIDRs never banned.
+    #[serde(default)]
+    pub ignore: Vec<SString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Disk that holds /boot and / (a /dev/disk/by-id path).
+    #[serde(default)]
+    pub boot_disk: Option<SString>,
+    /// Extra filesystems by mount point.
+    #[serde(default)]
+    pub mounts: BTreeMap<String, Spanned<Mount>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mount {
+    /// "/dev/disk/by-label/NAME", "/dev/disk/by-uuid/UUID", "LABEL=NAME" or "UUID=UUID".
+    pub device: SString,
+    /// Filesystem type: ext4, xfs, btrfs, vfat, ...
+    pub fs: SString,
+    /// Mount options (default ["defaults"]; "nofail" is always added for data disks).
+    #[serde(default)]
+    pub options: Vec<SString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WireGuard {
+    /// This host's address on the tunnel with its prefix, e.g. "10.99.0.10/24".
+    pub address: SString,
+    /// UDP port to listen on (hubs). Opened in the firewall automatically.
+    #[serde(default)]
+    pub listen_port: Option<Spanned<i64>>,
+    /// "host:port" other peers use to reach this one (hubs).
+    #[serde(default)]
+    pub endpoint: Option<SString>,
+    /// Secret reference: "secret:NAME".
+    pub private_key: SString,
+    /// Base64 public key (from `potato secrets gen NAME --kind wireguard`).
+    #[serde(default)]
+    pub public_key: Option<SString>,
+    /// Other potato hosts to peer with, by host name (a spoke names its hub).
+    #[serde(default)]
+    pub peers: Vec<SString>,
+    /// Peers that are not potato hosts (phones, laptops).
+    #[serde(default)]
+    pub external_peers: Vec<Spanned<ExternalPeer>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalPeer {
+    /// A name for humans, shown in plans and comments.
+    pub name: SString,
+    pub public_key: SString,
+    /// Addresses routed to this peer, e.g. ["10.99.0.50/32"].
+    pub allowed_ips: Vec<SString>,
+    #[serde(default)]
+    pub endpoint: Option<SString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    Podman,
+    Docker,
+}
+
+/// `[containers]`: the backend, the services, and per-service override tables
+/// (`[containers.jellyfin]`) side by side.
+#[derive(Debug, Default)]
+pub struct Containers {
+    pub backend: Option<Spanned<Backend>>,
+    pub services: Vec<SString>,
+    /// Memory kept for the OS and non-container services, e.g. "512MiB".
+    /// Default: a quarter of RAM, at least 384 MiB and at most 2 GiB.
+    pub os_reserve: Option<SString>,
+    /// Subnets of the container networks, by zone (proxy, backend, monitoring, vpn).
+    pub networks: BTreeMap<String, SString>,
+    pub overrides: BTreeMap<String, Spanned<ServiceOverride>>,
+}
+
+/// Per-host changes to a catalog service.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOverride {
+    /// Memory limit, e.g. "2GiB".
+    #[serde(default)]
+    pub memory: Option<SString>,
+    /// Device nodes passed through, e.g. ["/dev/dri"].
+    #[serde(default)]
+    pub devices: Vec<SString>,
+    /// Extra or replaced host ports: "HOST:CONTAINER[/PROTO]".
+    #[serde(default)]
+    pub ports: Option<Vec<SString>>,
+    /// Reachable without SSO (web UIs default to behind Authentik).
+    #[serde(default)]
+    pub public: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// A systemd unit that must be active.
+    #[serde(default)]
+    pub unit: Option<SString>,
+    /// "address:port" that must accept a TCP connection (probed on the host).
+    #[serde(default)]
+    pub tcp: Option<SString>,
+    /// URL that must answer 2xx/3xx (probed on the host).
+    #[serde(default)]
+    pub http: Option<SString>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Proxmox {
+    /// API base URL, e.g. "https://192.168.100.2:8006".
+    pub api: SString,
+    /// Proxmox node name.
+    pub node: SString,
+    pub vmid: Spanned<i64>,
+    #[serde(default)]
+    pub cores: Option<Spanned<i64>>,
+    /// Disk size, e.g. "16GiB".
+    pub disk: SString,
+    /// Network bridge, e.g. "vmbr0".
+    pub bridge: SString,
+    /// Secret reference to the API token: "secret:NAME".
+    pub token: SString,
+}
+
+// `[containers]` mixes fixed keys with one table per service, which serde's
+// `flatten` cannot combine with `deny_unknown_fields` or spans; so it is read by hand.
+impl<'de> Deserialize<'de> for Containers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Containers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table with backend, services and per-service tables")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Containers, A::Error> {
+                let mut c = Containers::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "backend" => c.backend = Some(map.next_value()?),
+                        "services" => c.services = map.next_value()?,
+                        "os_reserve" => c.os_reserve = Some(map.next_value()?),
+                        "networks" => c.networks = map.next_value()?,
+                        name => {
+                            if c.overrides.contains_key(name) {
+                                return Err(de::Error::custom(format!("duplicate table `{name}`")));
+                            }
+                            c.overrides.insert(name.to_string(), map.next_value()?);
+                        }
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl JsonSchema for Containers {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Containers".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let backend = g.subschema_for::<Backend>();
+        let services = g.subschema_for::<Vec<String>>();
+        let string = g.subschema_for::<String>();
+        let networks = g.subschema_for::<BTreeMap<String, String>>();
+        let over = g.subschema_for::<ServiceOverride>();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "Container services by name from the catalog, with per-service override tables.",
+            "properties": {
+                "backend": backend,
+                "services": services,
+                "os_reserve": string,
+                "networks": networks,
+            },
+            "additionalProperties": over,
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! `HostPlan`: everything about one host, resolved and checked.
+//!
+//! These are the types `resolve` produces and `render`, `plan` and (later) deploy
+//! consume. They hold parsed values (networks, ports, MiB), never raw strings
+//! that still need checking, and never a secret's value (only its name).
+
+use std::collections::BTreeMap;
+
+use camino::Utf8PathBuf;
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::catalog::Publish;
+use crate::harden::firewall::{Policies, Rule};
+use crate::inventory::schema::{Backend, BuildOn, Hardware, Mode, System};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub name: String,
+    /// Repository-relative host file.
+    pub file: Utf8PathBuf,
+    pub system: System,
+    pub hardware: Hardware,
+    pub memory_mib: u64,
+    pub timezone: String,
+    pub state_version: String,
+    pub tags: Vec<String>,
+    pub deploy: DeployPlan,
+    pub zones: BTreeMap<String, Vec<IpNet>>,
+    pub firewall: FirewallPlan,
+    pub ssh: SshPlan,
+    pub fail2ban: Option<Fail2banPlan>,
+    pub storage: StoragePlan,
+    pub wireguard: Vec<WgInterface>,
+    pub containers: Option<ContainersPlan>,
+    pub health: Vec<HealthCheck>,
+    pub proxmox: Option<ProxmoxPlan>,
+    /// Secrets this host uses, by name, with the file each resolves to.
+    pub secrets: BTreeMap<String, Utf8PathBuf>,
+}
+
+/// An SSH destination: `user@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            write!(f, "{}", self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployPlan {
+    pub target: Target,
+    pub mode: Mode,
+    pub magic_rollback: bool,
+    pub confirm_timeout_secs: u64,
+    pub build_on: BuildOn,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FirewallPlan {
+    pub policies: Policies,
+    pub rules: Vec<Rule>,
+    /// UDP ports opened because a WireGuard interface listens on them.
+    pub wireguard_ports: Vec<(u16, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SshPlan {
+    pub port: u16,
+    pub authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fail2banPlan {
+    pub jails: Vec<String>,
+    pub bantime_secs: u64,
+    pub maxretry: u32,
+    pub ignore: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoragePlan {
+    pub boot_disk: Option<String>,
+    pub mounts: Vec<MountPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MountPlan {
+    pub point: String,
+    pub device: String,
+    pub fs: String,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WgInterface {
+    pub name: String,
+    /// This host's address with the tunnel's prefix, e.g. 10.99.0.10/24.
+    pub address: IpNet,
+    pub listen_port: Option<u16>,
+    pub private_key_secret: String,
+    pub public_key: Option<String>,
+    pub peers: Vec<WgPeer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WgPeer {
+    /// A potato host name, or an external peer's name.
+    pub name: String,
+    pub public_key: String,
+    pub allowed_ips: Vec<IpNet>,
+    pub endpoint: Option<String>,
+    pub persistent_keepalive: Option<u16>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainersPlan {
+    pub backend: Backend,
+    pub os_reserve_mib: u64,
+    pub networks: BTreeMap<String, IpNet>,
+    pub services: Vec<ServicePlan>,
+}
+
+impl ContainersPlan {
+    pub fn total_mib(&self) -> u64 {
+        self.services.iter().map(|s| s.memory_mib).sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    pub name: String,
+    pub image: String,
+    pub memory_mib: u64,
+    pub zone: Option<String>,
+    pub network: Option<String>,
+    pub ports: Vec<Publish>,
+    pub devices: Vec<String>,
+    pub web: Option<u16>,
+    pub public: bool,
+    pub depends: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "target", rename_all = "lowercase")]
+pub enum HealthCheck {
+    Unit(String),
+    Tcp(String),
+    Http(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxmoxPlan {
+    pub api: String,
+    pub node: String,
+    pub vmid: u32,
+    pub cores: u32,
+    pub disk_mib: u64,
+    pub bridge: String,
+    pub token_secret: String,
+}

@@ -1,0 +1,376 @@
+//! Rendering: `HostPlan` → the files under `modules/generated/<host>/`.
+//!
+//! Owns the embedded tera templates, the `nix` filter (every value reaches Nix
+//! through `nix::escape_into`), the list of files a host gets, and comparing them
+//! with what is on disk (`gen --check`). Output is a pure function of the plan:
+//! sorted maps, no timestamps, no absolute paths.
+
+pub mod nix;
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::{json, Map, Value};
+use tera::{Context, Kwargs, State, Tera};
+
+use crate::error::Error;
+use crate::harden::firewall;
+use crate::plan::{HealthCheck, HostPlan};
+use crate::secrets;
+use crate::units::format_mib;
+
+/// Where generated modules live, relative to the repository.
+pub const GENERATED_DIR: &str = "modules/generated";
+
+const DEFAULT_NIX: &str = include_str!("templates/default.nix.tera");
+const TRAEFIK_AUTH_FILTER: &str = include_str!("templates/potato-traefik-auth.conf");
+
+/// One generated file: repository-relative path and exact content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub path: Utf8PathBuf,
+    pub content: String,
+}
+
+/// The template engine with potato's filter and escaping installed.
+pub struct Renderer {
+    tera: Tera,
+}
+
+impl Renderer {
+    pub fn new() -> Renderer {
+        let mut tera = Tera::new();
+        tera.set_escape_fn(escape_for_tera);
+        tera.autoescape_on(vec![".nix"]);
+        tera.register_filter("nix", nix_filter);
+        tera.add_raw_template("default.nix", DEFAULT_NIX).expect("embedded template parses (tested)");
+        Renderer { tera }
+    }
+
+    /// Every file of one host, in a fixed order.
+    pub fn render_host(&self, plan: &HostPlan) -> Result<Vec<GeneratedFile>, Error> {
+        let dir = Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
+        let ctx = host_context(plan);
+        let default_nix = self
+            .tera
+            .render("default.nix", &Context::from_serialize(&ctx).map_err(|e| render_error(plan, e))?)
+            .map_err(|e| render_error(plan, e))?;
+        let mut files = vec![
+            GeneratedFile { path: dir.join("default.nix"), content: tidy(&default_nix) },
+            GeneratedFile { path: dir.join("firewall.nft"), content: firewall_body(plan) },
+            GeneratedFile { path: dir.join("deploy.json"), content: deploy_json(plan) },
+        ];
+        if plan.fail2ban.as_ref().is_some_and(|f| f.jails.iter().any(|j| j == "traefik-auth")) {
+            files.push(GeneratedFile { path: dir.join("potato-traefik-auth.conf"), content: TRAEFIK_AUTH_FILTER.to_string() });
+        }
+        Ok(files)
+    }
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Renderer::new()
+    }
+}
+
+fn render_error(plan: &HostPlan, e: impl std::fmt::Display) -> Error {
+    Error::Render { host: plan.name.clone(), message: e.to_string() }
+}
+
+/// tera's autoescape hook: strings interpolated inside "..." in a .nix template.
+fn escape_for_tera(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut s = String::new();
+    nix::escape_into(input, &mut s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    out.write_all(s.as_bytes())
+}
+
+/// `{{ value | nix(indent=N) }}`: any value as a Nix literal.
+fn nix_filter(v: tera::Value, kwargs: Kwargs, _: &State) -> tera::TeraResult<tera::Value> {
+    let indent: i64 = kwargs.get("indent")?.unwrap_or(0);
+    let json = serde_json::to_value(&v).map_err(tera::Error::message)?;
+    let text = nix::literal(&json, indent.max(0) as usize).map_err(tera::Error::message)?;
+    Ok(tera::Value::safe_string(&text))
+}
+
+/// Collapses the blank lines that `{% if %}` blocks leave behind.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        if line.trim().is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.replace("\n\n}\n", "\n}\n")
+}
+
+/// The values the template places; complex sections are prepared here as JSON
+/// and written by the `nix` filter, so the template stays structure only.
+fn host_context(plan: &HostPlan) -> Value {
+    let file_systems: Map<String, Value> = plan
+        .storage
+        .mounts
+        .iter()
+        .map(|m| (m.point.clone(), json!({ "device": m.device, "fsType": m.fs, "options": m.options })))
+        .collect();
+    let wireguard: Map<String, Value> = plan
+        .wireguard
+        .iter()
+        .map(|w| {
+            let peers: Vec<Value> = w
+                .peers
+                .iter()
+                .map(|p| {
+                    let mut o = Map::new();
+                    o.insert("name".into(), json!(p.name));
+                    o.insert("publicKey".into(), json!(p.public_key));
+                    o.insert("allowedIPs".into(), json!(p.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>()));
+                    if let Some(e) = &p.endpoint {
+                        o.insert("endpoint".into(), json!(e));
+                    }
+                    if let Some(k) = p.persistent_keepalive {
+                        o.insert("persistentKeepalive".into(), json!(k));
+                    }
+                    Value::Object(o)
+                })
+                .collect();
+            let mut o = Map::new();
+            o.insert("ips".into(), json!([w.address.to_string()]));
+            if let Some(p) = w.listen_port {
+                o.insert("listenPort".into(), json!(p));
+            }
+            o.insert("privateKeyFile".into(), json!(secrets::runtime_path(&w.private_key_secret)));
+            o.insert("peers".into(), Value::Array(peers));
+            (w.name.clone(), Value::Object(o))
+        })
+        .collect();
+    let fail2ban = plan.fail2ban.as_ref().map(|f| {
+        let mut jails = Map::new();
+        for j in &f.jails {
+            let jail = match j.as_str() {
+                "sshd" => json!({ "settings": { "mode": "aggressive", "port": plan.ssh.port.to_string() } }),
+                _ => json!({ "settings": {
+                    "filter": "potato-traefik-auth",
+                    "backend": "auto",
+                    "logpath": "/var/log/traefik/access.log",
+                    "port": "http,https",
+                } }),
+            };
+            jails.insert(j.clone(), jail);
+        }
+        json!({
+            "enable": true,
+            "bantime": format!("{}s", f.bantime_secs),
+            "maxretry": f.maxretry,
+            "ignoreIP": f.ignore.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            "jails": jails,
+        })
+    });
+    let fail2ban_filters: Vec<&str> = plan
+        .fail2ban
+        .iter()
+        .flat_map(|f| f.jails.iter())
+        .filter(|j| *j == "traefik-auth")
+        .map(|_| "potato-traefik-auth")
+        .collect();
+    let containers = plan.containers.as_ref().map(|c| {
+        let backend = match c.backend {
+            crate::inventory::schema::Backend::Podman => "podman",
+            crate::inventory::schema::Backend::Docker => "docker",
+        };
+        let services: Map<String, Value> = c
+            .services
+            .iter()
+            .map(|s| {
+                let mut opts = vec![format!("--memory={}m", s.memory_mib)];
+                match (&s.network, &s.zone) {
+                    (Some(ns), _) => opts.push(format!("--network=container:{ns}")),
+                    (None, Some(z)) => opts.push(format!("--network=potato-{z}")),
+                    (None, None) => {}
+                }
+                opts.extend(s.devices.iter().map(|d| format!("--device={d}")));
+                let mut o = Map::new();
+                o.insert("image".into(), json!(s.image));
+                o.insert("ports".into(), json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()));
+                o.insert("dependsOn".into(), json!(s.depends));
+                o.insert("extraOptions".into(), json!(opts));
+                (s.name.clone(), Value::Object(o))
+            })
+            .collect();
+        json!({ "backend": backend, "containers": services })
+    });
+    json!({
+        "file": plan.file.as_str(),
+        "name": plan.name,
+        "hardware": plan.hardware.as_str(),
+        "timezone": plan.timezone,
+        "state_version": plan.state_version,
+        "ssh_port": plan.ssh.port,
+        "authorized_keys": plan.ssh.authorized_keys,
+        "file_systems": if file_systems.is_empty() { Value::Null } else { Value::Object(file_systems) },
+        "wireguard": if wireguard.is_empty() { Value::Null } else { Value::Object(wireguard) },
+        "secrets_dir": secrets::RUNTIME_DIR,
+        "fail2ban": fail2ban,
+        "fail2ban_filters": fail2ban_filters,
+        "containers": containers,
+        "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
+    })
+}
+
+/// The body of `table inet potato { ... }` (NixOS's nftables module adds the
+/// `table` line; `firewall::as_table` does the same for tests and `nft -c`).
+fn firewall_body(plan: &HostPlan) -> String {
+    let mut udp = plan.firewall.wireguard_ports.clone();
+    udp.extend(plan.wireguard.iter().filter_map(|w| w.listen_port.map(|p| (p, format!("WireGuard {}", w.name)))));
+    udp.sort();
+    udp.dedup();
+    firewall::compile(&plan.firewall.rules, &plan.firewall.policies, &udp)
+}
+
+/// What the deploy engine needs that NixOS does not: target, mode, rollback
+/// settings, health checks. No secrets.
+fn deploy_json(plan: &HostPlan) -> String {
+    let health: Vec<Value> = plan
+        .health
+        .iter()
+        .map(|h| match h {
+            HealthCheck::Unit(u) => json!({ "unit": u }),
+            HealthCheck::Tcp(t) => json!({ "tcp": t }),
+            HealthCheck::Http(u) => json!({ "http": u }),
+        })
+        .collect();
+    let v = json!({
+        "host": plan.name,
+        "system": plan.system.as_str(),
+        "target": plan.deploy.target.to_string(),
+        "ssh_port": plan.ssh.port,
+        "mode": plan.deploy.mode.as_str(),
+        "magic_rollback": plan.deploy.magic_rollback,
+        "confirm_timeout_secs": plan.deploy.confirm_timeout_secs,
+        "build_on": match plan.deploy.build_on { crate::inventory::schema::BuildOn::Local => "local", crate::inventory::schema::BuildOn::Target => "target" },
+        "tags": plan.tags,
+        "health": health,
+        "secrets": plan.secrets.iter().map(|(n, p)| json!({ "name": n, "file": p.as_str() })).collect::<Vec<_>>(),
+    });
+    let mut s = serde_json::to_string_pretty(&v).expect("JSON values serialize");
+    s.push('\n');
+    s
+}
+
+/// Renders every plan. Files are returned sorted by path.
+pub fn render_all(plans: &[HostPlan]) -> Result<Vec<GeneratedFile>, Error> {
+    let r = Renderer::new();
+    let mut files = Vec::new();
+    for p in plans {
+        files.extend(r.render_host(p)?);
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
+}
+
+/// How the generated tree on disk differs from what should be there.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    /// Files missing or different, with a unified diff each.
+    pub changed: Vec<(Utf8PathBuf, String)>,
+    /// Files under a host's generated dir that potato would not write.
+    pub extra: Vec<Utf8PathBuf>,
+}
+
+impl Staleness {
+    pub fn is_clean(&self) -> bool {
+        self.changed.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// Compares `files` with the repository. `hosts` limits which host directories
+/// are checked for extra files.
+pub fn check(repo: &Utf8Path, files: &[GeneratedFile], hosts: &[String], all_hosts: bool) -> Result<Staleness, Error> {
+    let mut st = Staleness::default();
+    for f in files {
+        let abs = repo.join(&f.path);
+        let current = match std::fs::read_to_string(&abs) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&abs, e)),
+        };
+        if current != f.content {
+            let diff = similar::TextDiff::from_lines(&current, &f.content)
+                .unified_diff()
+                .header(&format!("a/{}", f.path), &format!("b/{}", f.path))
+                .to_string();
+            st.changed.push((f.path.clone(), diff));
+        }
+    }
+    let wanted: std::collections::BTreeSet<&Utf8Path> = files.iter().map(|f| f.path.as_path()).collect();
+    for dir in generated_dirs(repo, hosts, all_hosts)? {
+        for entry in std::fs::read_dir(repo.join(&dir)).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let rel = dir.join(entry.file_name().to_string_lossy().as_ref());
+            if !wanted.contains(rel.as_path()) {
+                st.extra.push(rel);
+            }
+        }
+    }
+    st.extra.sort();
+    Ok(st)
+}
+
+/// Generated host directories to inspect: the selected hosts', or all present
+/// ones when every host is selected (so a deleted host's directory shows up).
+fn generated_dirs(repo: &Utf8Path, hosts: &[String], all_hosts: bool) -> Result<Vec<Utf8PathBuf>, Error> {
+    let root = Utf8PathBuf::from(GENERATED_DIR);
+    let mut dirs: Vec<Utf8PathBuf> = hosts.iter().map(|h| root.join(h)).filter(|d| repo.join(d).is_dir()).collect();
+    if all_hosts {
+        if let Ok(entries) = std::fs::read_dir(repo.join(&root)) {
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    dirs.push(root.join(e.file_name().to_string_lossy().as_ref()));
+                }
+            }
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
+}
+
+/// Writes files whose content differs and removes extras. Returns what changed.
+pub fn write(repo: &Utf8Path, files: &[GeneratedFile], stale: &Staleness) -> Result<Vec<Utf8PathBuf>, Error> {
+    let mut touched = Vec::new();
+    let by_path: BTreeMap<&Utf8Path, &GeneratedFile> = files.iter().map(|f| (f.path.as_path(), f)).collect();
+    for (path, _) in &stale.changed {
+        let f = by_path[path.as_path()];
+        let abs = repo.join(&f.path);
+        if let Some(parent) = abs.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        // Write to a temporary file and rename, so an interrupted gen never leaves
+        // a half-written module.
+        let tmp = abs.with_extension("potato-tmp");
+        std::fs::write(&tmp, &f.content).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &abs).map_err(|e| Error::io(&abs, e))?;
+        touched.push(f.path.clone());
+    }
+    for extra in &stale.extra {
+        let abs = repo.join(extra);
+        let res = if abs.is_dir() { std::fs::remove_dir_all(&abs) } else { std::fs::remove_file(&abs) };
+        res.map_err(|e| Error::io(&abs, e))?;
+        touched.push(extra.clone());
+    }
+    // Remove host directories left empty.
+    for dir in stale.extra.iter().filter_map(|p| p.parent()) {
+        let abs = repo.join(dir);
+        if abs.is_dir() && std::fs::read_dir(&abs).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            let _ = std::fs::remove_dir(&abs);
+        }
+    }
+    Ok(touched)
+}
