@@ -789,12 +789,19 @@ impl<'a> HostCx<'a> {
                 claims.insert((p, Proto::Udp), format!("WireGuard {}", w.name));
             }
         }
-        for s in &c.services {
+        // Services whose ports the host file overrides are checked last, so the
+        // error lands on the user's change rather than on a catalog default.
+        let overrides = self.host.raw.containers.as_ref().map(|c| &c.overrides);
+        let override_span = |name: &str| overrides.and_then(|o| o.get(name)).and_then(|o| o.ports.as_ref()).and_then(|p| p.first()).map(|p| p.span.clone());
+        let mut ordered: Vec<&ServicePlan> = c.services.iter().collect();
+        ordered.sort_by_key(|s| override_span(&s.name).is_some());
+        for s in ordered {
             for p in &s.ports {
                 let key = (p.host, p.proto);
                 if let Some(first) = claims.get(&key) {
                     let first_span = first.strip_prefix("service ").map(span_of);
-                    let mut d = Diagnostic::at(self.loc(&span_of(&s.name)), format!("service `{}` publishes {}/{}, already claimed by {first}", s.name, p.host, p.proto.as_str()))
+                    let here = override_span(&s.name).unwrap_or_else(|| span_of(&s.name));
+                    let mut d = Diagnostic::at(self.loc(&here), format!("service `{}` publishes {}/{}, already claimed by {first}", s.name, p.host, p.proto.as_str()))
                         .hint(format!("change the host port in [containers.{}] ports = [\"OTHER:{}/{}\"]", s.name, p.container, p.proto.as_str()));
                     if let Some(fs) = first_span {
                         d = d.related(self.loc(&fs), "first claimed here");

@@ -9,7 +9,7 @@ pub fn parse_mib(text: &str) -> Result<u64, String> {
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{text}` is not a size: expected a whole number and a unit, e.g. \"512MiB\" or \"2GiB\""))?;
+        .map_err(|_| format!("`{text}` is not a size"))?;
     let factor = match unit.trim() {
         "M" | "MiB" | "MB" => 1,
         "G" | "GiB" | "GB" => 1024,
@@ -26,7 +26,7 @@ pub fn parse_mib(text: &str) -> Result<u64, String> {
 /// Parses a human duration ("30s", "5m", "1h 30m") with humantime.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e}): write e.g. \"30s\", \"10m\" or \"1h\""))?;
+        .map_err(|e| format!("`{text}` is not a duration ({e})"))?;
     if d.is_zero() {
         return Err(format!("`{text}` is zero: give a positive duration"));
     }

@@ -1,0 +1,125 @@
+//! Shared helpers for the integration tests: a throwaway copy of the example
+//! repository, running the potato binary in it, and tool checks.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository under test (where Cargo.toml is).
+pub fn source_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary copy of the example fleet: flake, hosts, modules, secrets, docs.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn examples() -> Repo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for item in ["flake.nix", "flake.lock", "Cargo.toml", "hosts", "modules", "secrets", "docs"] {
+            copy(&source_root().join(item), &dir.path().join(item));
+        }
+        Repo { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// Replaces exactly one occurrence of `from` in a file (panics otherwise,
+    /// so a test cannot silently edit nothing).
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(text.matches(from).count(), 1, "{rel} must contain {from:?} exactly once");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn potato(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_potato"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("POTATO_REPO")
+            .output()
+            .expect("run potato");
+        Run::from(out)
+    }
+}
+
+/// A finished potato run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn ok(&self) -> &Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Asserts exit code 2 and that stderr has `file:line:col` and `message`.
+    pub fn invalid_at(&self, location: &str, message: &str) -> &Run {
+        assert_eq!(self.code, 2, "expected exit 2\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(self.stderr.contains(location), "missing location {location:?} in:\n{}", self.stderr);
+        assert!(self.stderr.contains(message), "missing message {message:?} in:\n{}", self.stderr);
+        self
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy(&e.path(), &to.join(e.file_name()));
+        }
+    } else if from.exists() {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// True when `tool` is on PATH. In CI a missing tool fails the test; locally the
+/// test is skipped with a message naming what is missing.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!("{tool} is required in CI (the test command installs it)");
+        }
+        eprintln!("SKIPPED: {tool} is not installed (run tests/run to install it)");
+    }
+    found
+}
+
+/// 1-based line and column of the first occurrence of `needle` in `text`.
+pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
+    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not found"));
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
