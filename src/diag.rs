@@ -32,7 +32,10 @@ impl Sources {
     }
 
     pub fn text(&self, id: FileId) -> &str {
-        self.files.get(id).map(|f| f.source().as_str()).unwrap_or("")
+        self.files
+            .get(id)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
     }
 
     /// 1-based line and column of a byte offset.
@@ -146,7 +149,11 @@ impl Report {
                 let (file, line, column) = match &d.loc {
                     Some(loc) => {
                         let (l, c) = self.sources.line_col(loc.file, loc.span.start);
-                        (Some(self.sources.name(loc.file).to_string()), Some(l), Some(c))
+                        (
+                            Some(self.sources.name(loc.file).to_string()),
+                            Some(l),
+                            Some(c),
+                        )
                     }
                     None => (None, None, None),
                 };
@@ -170,7 +177,9 @@ fn to_codespan(d: &Diagnostic) -> CsDiagnostic<FileId> {
     for (loc, text) in &d.related {
         labels.push(Label::secondary(loc.file, loc.span.clone()).with_message(text.clone()));
     }
-    let mut cs = CsDiagnostic::error().with_message(d.message.clone()).with_labels(labels);
+    let mut cs = CsDiagnostic::error()
+        .with_message(d.message.clone())
+        .with_labels(labels);
     if let Some(h) = &d.hint {
         cs = cs.with_notes(vec![format!("hint: {h}")]);
     }
@@ -179,5 +188,7 @@ fn to_codespan(d: &Diagnostic) -> CsDiagnostic<FileId> {
 
 /// A path shown relative to the repository, for stable messages and golden output.
 pub fn display_path(repo: &Utf8Path, path: &Utf8Path) -> Utf8PathBuf {
-    path.strip_prefix(repo).map(Utf8Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf())
+    path.strip_prefix(repo)
+        .map(Utf8Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
 }

@@ -15,11 +15,17 @@ pub enum Error {
     #[error("the host files are invalid ({} problem{})", .0.diagnostics.len(), if .0.diagnostics.len() == 1 { "" } else { "s" })]
     Invalid(Report),
     #[error("{message}")]
-    Usage { message: String, hint: Option<String> },
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
     #[error("no potato repository here: no flake.nix in {start} or any parent directory")]
     RepoNotFound { start: Utf8PathBuf },
     #[error("{path}: {source}")]
-    Io { path: Utf8PathBuf, source: std::io::Error },
+    Io {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
     #[error("rendering host {host}: {message}")]
     Render { host: String, message: String },
     #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
@@ -30,11 +36,17 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Utf8Path, source: std::io::Error) -> Error {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Error {
-        Error::Usage { message: message.into(), hint: Some(hint.into()) }
+        Error::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -47,9 +59,13 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Usage { hint, .. } => hint.clone(),
-            Error::RepoNotFound { .. } => Some("run potato inside your fleet repository, or pass --repo DIR".into()),
+            Error::RepoNotFound { .. } => {
+                Some("run potato inside your fleet repository, or pass --repo DIR".into())
+            }
             Error::Stale { .. } => Some("run `potato gen` and commit the result".into()),
-            Error::NotImplemented(_) => Some("this command arrives in a later release; see README.md".into()),
+            Error::NotImplemented(_) => {
+                Some("this command arrives in a later release; see README.md".into())
+            }
             _ => None,
         }
     }

@@ -11,7 +11,9 @@ pub fn find_root(explicit: Option<&Utf8Path>, start: &Utf8Path) -> Result<Utf8Pa
         if dir.join("flake.nix").is_file() || dir.join("hosts").is_dir() {
             return Ok(dir.to_path_buf());
         }
-        return Err(Error::RepoNotFound { start: dir.to_path_buf() });
+        return Err(Error::RepoNotFound {
+            start: dir.to_path_buf(),
+        });
     }
     let mut dir = Some(start);
     while let Some(d) = dir {
@@ -20,7 +22,9 @@ pub fn find_root(explicit: Option<&Utf8Path>, start: &Utf8Path) -> Result<Utf8Pa
         }
         dir = d.parent();
     }
-    Err(Error::RepoNotFound { start: start.to_path_buf() })
+    Err(Error::RepoNotFound {
+        start: start.to_path_buf(),
+    })
 }
 
 /// Picks hosts by name or `@tag`; no selectors means every host.
@@ -32,18 +36,35 @@ pub fn select<'a>(plans: &'a [HostPlan], selectors: &[String]) -> Result<Vec<&'a
     let mut out: Vec<&HostPlan> = Vec::new();
     for sel in selectors {
         let matched: Vec<&HostPlan> = match sel.strip_prefix('@') {
-            Some(tag) => plans.iter().filter(|p| p.tags.iter().any(|t| t == tag)).collect(),
+            Some(tag) => plans
+                .iter()
+                .filter(|p| p.tags.iter().any(|t| t == tag))
+                .collect(),
             None => plans.iter().filter(|p| &p.name == sel).collect(),
         };
         if matched.is_empty() {
             let names: Vec<&str> = plans.iter().map(|p| p.name.as_str()).collect();
-            let mut tags: Vec<&str> = plans.iter().flat_map(|p| p.tags.iter().map(String::as_str)).collect();
+            let mut tags: Vec<&str> = plans
+                .iter()
+                .flat_map(|p| p.tags.iter().map(String::as_str))
+                .collect();
             tags.sort();
             tags.dedup();
-            let what = if sel.starts_with('@') { "no host has tag" } else { "no host named" };
+            let what = if sel.starts_with('@') {
+                "no host has tag"
+            } else {
+                "no host named"
+            };
             return Err(Error::usage(
                 format!("{what} `{}`", sel.trim_start_matches('@')),
-                format!("hosts: {}; tags: {}", names.join(", "), tags.iter().map(|t| format!("@{t}")).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "hosts: {}; tags: {}",
+                    names.join(", "),
+                    tags.iter()
+                        .map(|t| format!("@{t}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
         for m in matched {

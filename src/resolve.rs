@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::catalog::{Catalog, Proto, Publish};
 use crate::diag::{Diagnostic, FileId, Loc, Sources};
-use crate::harden::firewall::{self, parse_net, parse_rule, Policies, Source};
+use crate::harden::firewall::{self, Policies, Source, parse_net, parse_rule};
 use crate::inventory::schema::{self, BuildOn, Hardware, HostFile, Mode, Policy};
 use crate::inventory::{HostSource, Inventory, Spanned};
 use crate::plan::*;
@@ -29,7 +29,11 @@ const DEFAULT_NETWORKS: &[(&str, &str)] = &[
 ];
 
 /// Resolves every host. Ok only when no diagnostic was raised anywhere.
-pub fn resolve(inv: &Inventory, catalog: &Catalog, secrets: &SecretIndex) -> Result<Vec<HostPlan>, Vec<Diagnostic>> {
+pub fn resolve(
+    inv: &Inventory,
+    catalog: &Catalog,
+    secrets: &SecretIndex,
+) -> Result<Vec<HostPlan>, Vec<Diagnostic>> {
     let mut diags = inv.diagnostics.clone();
     let mut plans = Vec::new();
     for h in &inv.hosts {
@@ -61,7 +65,12 @@ struct HostCx<'a> {
 }
 
 impl<'a> HostCx<'a> {
-    fn new(host: &'a HostSource, sources: &'a Sources, catalog: &'a Catalog, secrets: &'a SecretIndex) -> Self {
+    fn new(
+        host: &'a HostSource,
+        sources: &'a Sources,
+        catalog: &'a Catalog,
+        secrets: &'a SecretIndex,
+    ) -> Self {
         HostCx {
             host,
             sources,
@@ -103,7 +112,12 @@ impl<'a> HostCx<'a> {
         if raw.hardware.system() != raw.system.value {
             self.error(
                 &raw.hardware.span,
-                format!("hardware `{}` is {}, but system is {}", raw.hardware.as_str(), raw.hardware.system().as_str(), raw.system.as_str()),
+                format!(
+                    "hardware `{}` is {}, but system is {}",
+                    raw.hardware.as_str(),
+                    raw.hardware.system().as_str(),
+                    raw.system.as_str()
+                ),
                 format!("set system = \"{}\"", raw.hardware.system().as_str()),
             );
         }
@@ -157,7 +171,9 @@ impl<'a> HostCx<'a> {
         let name = &self.host.name;
         let ok = !name.is_empty()
             && name.len() <= 63
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !name.starts_with('-')
             && !name.ends_with('-');
         if !ok {
@@ -182,7 +198,11 @@ impl<'a> HostCx<'a> {
         match parse_duration(&v.value) {
             Ok(d) => Some(d.as_secs().max(1)),
             Err(e) => {
-                self.error(&v.span, e, "durations are written like \"30s\", \"10m\" or \"1h\"");
+                self.error(
+                    &v.span,
+                    e,
+                    "durations are written like \"30s\", \"10m\" or \"1h\"",
+                );
                 None
             }
         }
@@ -192,7 +212,11 @@ impl<'a> HostCx<'a> {
         if (1..=65535).contains(&v.value) {
             Some(v.value as u16)
         } else {
-            self.error(&v.span, format!("{what} {} is out of range", v.value), "ports are 1 to 65535");
+            self.error(
+                &v.span,
+                format!("{what} {} is out of range", v.value),
+                "ports are 1 to 65535",
+            );
             None
         }
     }
@@ -201,7 +225,11 @@ impl<'a> HostCx<'a> {
         let name = match secrets::parse_ref(&v.value) {
             Ok(n) => n.to_string(),
             Err(e) => {
-                self.error(&v.span, e, "write \"secret:NAME\" and store the value with `potato secrets set NAME`");
+                self.error(
+                    &v.span,
+                    e,
+                    "write \"secret:NAME\" and store the value with `potato secrets set NAME`",
+                );
                 return None;
             }
         };
@@ -227,9 +255,17 @@ impl<'a> HostCx<'a> {
             return "UTC".into();
         };
         let ok = !tz.is_empty()
-            && tz.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+')));
+            && tz.split('/').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+            });
         if !ok {
-            self.error(&tz.span, format!("`{}` is not a time zone name", tz.value), "use an IANA name such as \"Europe/Berlin\" or \"UTC\"");
+            self.error(
+                &tz.span,
+                format!("`{}` is not a time zone name", tz.value),
+                "use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+            );
         }
         tz.value.clone()
     }
@@ -238,9 +274,15 @@ impl<'a> HostCx<'a> {
         let Some(v) = &self.host.raw.state_version else {
             return "25.11".into();
         };
-        let ok = v.split_once('.').is_some_and(|(a, b)| a.len() == 2 && b.len() == 2 && (a.to_owned() + b).chars().all(|c| c.is_ascii_digit()));
+        let ok = v.split_once('.').is_some_and(|(a, b)| {
+            a.len() == 2 && b.len() == 2 && (a.to_owned() + b).chars().all(|c| c.is_ascii_digit())
+        });
         if !ok {
-            self.error(&v.span, format!("`{}` is not a NixOS release", v.value), "write it as YY.MM, e.g. \"25.11\"");
+            self.error(
+                &v.span,
+                format!("`{}` is not a NixOS release", v.value),
+                "write it as YY.MM, e.g. \"25.11\"",
+            );
         }
         v.value.clone()
     }
@@ -248,8 +290,16 @@ impl<'a> HostCx<'a> {
     fn tags(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         for t in &self.host.raw.tags {
-            if t.is_empty() || !t.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                self.error(&t.span, format!("`{}` is not a valid tag", t.value), "tags are lowercase letters, digits and '-'");
+            if t.is_empty()
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                self.error(
+                    &t.span,
+                    format!("`{}` is not a valid tag", t.value),
+                    "tags are lowercase letters, digits and '-'",
+                );
             }
             out.push(t.value.clone());
         }
@@ -259,15 +309,28 @@ impl<'a> HostCx<'a> {
     fn zones(&mut self) -> BTreeMap<String, Vec<IpNet>> {
         let mut zones = BTreeMap::new();
         for (name, nets) in &self.host.raw.zones {
-            if name == "any" || name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            if name == "any"
+                || name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
                 let span = nets.first().map(|n| n.span.clone()).unwrap_or(0..0);
-                self.error(&span, format!("`{name}` cannot be a zone name"), "zone names are lowercase letters, digits and '-', and \"any\" is built in");
+                self.error(
+                    &span,
+                    format!("`{name}` cannot be a zone name"),
+                    "zone names are lowercase letters, digits and '-', and \"any\" is built in",
+                );
             }
             let mut parsed = Vec::new();
             for n in nets {
                 match parse_net(&n.value) {
                     Some(net) => parsed.push(net),
-                    None => self.error(&n.span, format!("`{}` is not a valid CIDR or address", n.value), "write e.g. \"192.168.178.0/24\" (host bits zero) or \"fd00::/64\""),
+                    None => self.error(
+                        &n.span,
+                        format!("`{}` is not a valid CIDR or address", n.value),
+                        "write e.g. \"192.168.178.0/24\" (host bits zero) or \"fd00::/64\"",
+                    ),
                 }
             }
             zones.insert(name.clone(), parsed);
@@ -286,9 +349,15 @@ impl<'a> HostCx<'a> {
         };
         let from = d.from.as_ref().and_then(|f| {
             let zones = &self.host.raw.zones;
-            let lookup = |z: &str| zones.get(z).map(|v| v.iter().filter_map(|n| parse_net(&n.value)).collect());
+            let lookup = |z: &str| {
+                zones
+                    .get(z)
+                    .map(|v| v.iter().filter_map(|n| parse_net(&n.value)).collect())
+            };
             match firewall::parse_source(&f.value, &lookup) {
-                Ok(Source::Any) => Some(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()]),
+                Ok(Source::Any) => {
+                    Some(vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()])
+                }
                 Ok(Source::Nets { nets, .. }) => Some(nets),
                 Err((m, h)) => {
                     self.error(&f.span, m, h);
@@ -306,7 +375,11 @@ impl<'a> HostCx<'a> {
                 mode: d.mode.as_ref().map(|m| m.value).unwrap_or(Mode::Switch),
                 magic_rollback: d.magic_rollback.unwrap_or(true),
                 confirm_timeout_secs,
-                build_on: d.build_on.as_ref().map(|b| b.value).unwrap_or(BuildOn::Local),
+                build_on: d
+                    .build_on
+                    .as_ref()
+                    .map(|b| b.value)
+                    .unwrap_or(BuildOn::Local),
             },
             from,
         ))
@@ -321,15 +394,26 @@ impl<'a> HostCx<'a> {
         let mut keys = Vec::new();
         for k in &s.authorized_keys {
             if let Err(e) = check_public_key(&k.value) {
-                self.error(&k.span, e, "paste one line of ~/.ssh/id_ed25519.pub: \"ssh-ed25519 AAAA... comment\"");
+                self.error(
+                    &k.span,
+                    e,
+                    "paste one line of ~/.ssh/id_ed25519.pub: \"ssh-ed25519 AAAA... comment\"",
+                );
             }
             keys.push(k.value.clone());
         }
         if keys.is_empty() {
             let span = self.host.raw.deploy.target.span.clone();
-            self.error(&span, "no [ssh] authorized_keys: password login is off, so nobody could log in to deploy", "add [ssh] authorized_keys = [\"ssh-ed25519 AAAA... you@laptop\"]");
+            self.error(
+                &span,
+                "no [ssh] authorized_keys: password login is off, so nobody could log in to deploy",
+                "add [ssh] authorized_keys = [\"ssh-ed25519 AAAA... you@laptop\"]",
+            );
         }
-        Some(SshPlan { port, authorized_keys: keys })
+        Some(SshPlan {
+            port,
+            authorized_keys: keys,
+        })
     }
 
     fn firewall(&mut self, zones: &BTreeMap<String, Vec<IpNet>>) -> Option<FirewallPlan> {
@@ -350,7 +434,11 @@ impl<'a> HostCx<'a> {
         for i in 0..rules.len() {
             if let Some(j) = (0..i).find(|&j| rules[i].0.is_shadowed_by(&rules[j].0)) {
                 let (later, earlier) = (&rules[i], &rules[j]);
-                let what = if later.0.action == earlier.0.action { "repeats" } else { "contradicts" };
+                let what = if later.0.action == earlier.0.action {
+                    "repeats"
+                } else {
+                    "contradicts"
+                };
                 let d = Diagnostic::at(self.loc(&later.1.span), format!("rule `{}` never matches: it {what} the earlier rule `{}`", later.0.text, earlier.0.text))
                     .label("shadowed")
                     .related(self.loc(&earlier.1.span), "this rule matches first")
@@ -377,7 +465,11 @@ impl<'a> HostCx<'a> {
         for j in &f.jails {
             match j.value.as_str() {
                 "sshd" | "traefik-auth" => jails.push(j.value.clone()),
-                other => self.error(&j.span, format!("unknown fail2ban jail `{other}`"), "potato ships the jails \"sshd\" and \"traefik-auth\""),
+                other => self.error(
+                    &j.span,
+                    format!("unknown fail2ban jail `{other}`"),
+                    "potato ships the jails \"sshd\" and \"traefik-auth\"",
+                ),
             }
         }
         let bantime_secs = match &f.bantime {
@@ -387,7 +479,11 @@ impl<'a> HostCx<'a> {
         let maxretry = match &f.maxretry {
             Some(m) if (1..=100).contains(&m.value) => m.value as u32,
             Some(m) => {
-                self.error(&m.span, format!("maxretry {} is out of range", m.value), "use 1 to 100");
+                self.error(
+                    &m.span,
+                    format!("maxretry {} is out of range", m.value),
+                    "use 1 to 100",
+                );
                 0
             }
             None => 5,
@@ -397,38 +493,74 @@ impl<'a> HostCx<'a> {
             let lookup = |z: &str| zones.get(z).cloned();
             match firewall::parse_source(&i.value, &lookup) {
                 Ok(Source::Nets { nets, .. }) => ignore.extend(nets),
-                Ok(Source::Any) => self.error(&i.span, "ignoring \"any\" would disable fail2ban", "list the zones or CIDRs never to ban"),
+                Ok(Source::Any) => self.error(
+                    &i.span,
+                    "ignoring \"any\" would disable fail2ban",
+                    "list the zones or CIDRs never to ban",
+                ),
                 Err((m, h)) => self.error(&i.span, m, h),
             }
         }
-        Some(Fail2banPlan { jails, bantime_secs, maxretry, ignore })
+        Some(Fail2banPlan {
+            jails,
+            bantime_secs,
+            maxretry,
+            ignore,
+        })
     }
 
     fn storage(&mut self) -> StoragePlan {
         let Some(s) = &self.host.raw.storage else {
             return StoragePlan::default();
         };
-        if let Some(b) = &s.boot_disk {
-            if !b.value.starts_with("/dev/disk/by-id/") && !b.value.starts_with("/dev/disk/by-path/") {
-                self.error(&b.span, format!("boot disk `{}` is not a stable device path", b.value), "use /dev/disk/by-id/... (device names like /dev/sda can change between boots)");
-            }
+        if let Some(b) = &s.boot_disk
+            && !b.value.starts_with("/dev/disk/by-id/")
+            && !b.value.starts_with("/dev/disk/by-path/")
+        {
+            self.error(
+                &b.span,
+                format!("boot disk `{}` is not a stable device path", b.value),
+                "use /dev/disk/by-id/... (device names like /dev/sda can change between boots)",
+            );
         }
         let mut mounts = Vec::new();
         for (point, m) in &s.mounts {
-            let valid_point = point.starts_with('/') && point != "/" && !point.contains("//") && !point.split('/').any(|c| c == "..") && !point.ends_with('/');
+            let valid_point = point.starts_with('/')
+                && point != "/"
+                && !point.contains("//")
+                && !point.split('/').any(|c| c == "..")
+                && !point.ends_with('/');
             if !valid_point {
-                self.error(&m.span, format!("mount point `{point}` is not an absolute path"), "write e.g. \"/mnt/storage\"; / and /boot come from the hardware profile");
+                self.error(
+                    &m.span,
+                    format!("mount point `{point}` is not an absolute path"),
+                    "write e.g. \"/mnt/storage\"; / and /boot come from the hardware profile",
+                );
             }
             let dev = &m.device;
-            let dev_ok = ["/dev/disk/by-label/", "/dev/disk/by-uuid/", "/dev/disk/by-id/", "/dev/disk/by-partlabel/", "LABEL=", "UUID="]
-                .iter()
-                .any(|p| dev.value.starts_with(p) && dev.value.len() > p.len());
+            let dev_ok = [
+                "/dev/disk/by-label/",
+                "/dev/disk/by-uuid/",
+                "/dev/disk/by-id/",
+                "/dev/disk/by-partlabel/",
+                "LABEL=",
+                "UUID=",
+            ]
+            .iter()
+            .any(|p| dev.value.starts_with(p) && dev.value.len() > p.len());
             if !dev_ok {
                 self.error(&dev.span, format!("device `{}` is not addressed by label or UUID", dev.value), "use \"/dev/disk/by-label/NAME\" or \"/dev/disk/by-uuid/UUID\" so the mount survives device renaming");
             }
-            let fs_ok = ["ext4", "xfs", "btrfs", "vfat", "exfat", "ntfs3", "f2fs", "zfs"].contains(&m.fs.value.as_str());
+            let fs_ok = [
+                "ext4", "xfs", "btrfs", "vfat", "exfat", "ntfs3", "f2fs", "zfs",
+            ]
+            .contains(&m.fs.value.as_str());
             if !fs_ok {
-                self.error(&m.fs.span, format!("unknown filesystem `{}`", m.fs.value), "use ext4, xfs, btrfs, vfat, exfat, ntfs3, f2fs or zfs");
+                self.error(
+                    &m.fs.span,
+                    format!("unknown filesystem `{}`", m.fs.value),
+                    "use ext4, xfs, btrfs, vfat, exfat, ntfs3, f2fs or zfs",
+                );
             }
             let device = match dev.value.split_once('=') {
                 Some(("LABEL", l)) => format!("/dev/disk/by-label/{l}"),
@@ -442,56 +574,94 @@ impl<'a> HostCx<'a> {
             if !options.iter().any(|o| o == "nofail") {
                 options.push("nofail".into());
             }
-            mounts.push(MountPlan { point: point.clone(), device, fs: m.fs.value.clone(), options });
+            mounts.push(MountPlan {
+                point: point.clone(),
+                device,
+                fs: m.fs.value.clone(),
+                options,
+            });
         }
-        StoragePlan { boot_disk: s.boot_disk.as_ref().map(|b| b.value.clone()), mounts }
+        StoragePlan {
+            boot_disk: s.boot_disk.as_ref().map(|b| b.value.clone()),
+            mounts,
+        }
     }
 
     fn wireguard(&mut self) -> Vec<WgInterface> {
         let mut out: Vec<(WgInterface, Range<usize>)> = Vec::new();
         for (name, wg) in &self.host.raw.wireguard {
-            if !name.starts_with("wg") || name.len() > 15 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                self.error(&wg.span, format!("`{name}` is not a WireGuard interface name"), "name interfaces wg0, wg1, ...");
+            if !name.starts_with("wg")
+                || name.len() > 15
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                self.error(
+                    &wg.span,
+                    format!("`{name}` is not a WireGuard interface name"),
+                    "name interfaces wg0, wg1, ...",
+                );
             }
             let address = match wg.address.value.parse::<IpNet>() {
                 Ok(a) if a.prefix_len() < a.max_prefix_len() => Some(a),
                 Ok(_) => {
-                    self.error(&wg.address.span, format!("`{}` has no subnet prefix", wg.address.value), "give the tunnel's prefix, e.g. \"10.99.0.10/24\"");
+                    self.error(
+                        &wg.address.span,
+                        format!("`{}` has no subnet prefix", wg.address.value),
+                        "give the tunnel's prefix, e.g. \"10.99.0.10/24\"",
+                    );
                     None
                 }
                 Err(_) => {
-                    self.error(&wg.address.span, format!("`{}` is not an address with prefix", wg.address.value), "write e.g. \"10.99.0.10/24\"");
+                    self.error(
+                        &wg.address.span,
+                        format!("`{}` is not an address with prefix", wg.address.value),
+                        "write e.g. \"10.99.0.10/24\"",
+                    );
                     None
                 }
             };
-            let listen_port = wg.listen_port.as_ref().and_then(|p| self.port(p, "listen_port"));
-            if let Some(e) = &wg.endpoint {
-                if let Err(m) = check_endpoint(&e.value) {
-                    self.error(&e.span, m, "write \"host:port\", e.g. \"gw.example.net:51820\"");
-                }
+            let listen_port = wg
+                .listen_port
+                .as_ref()
+                .and_then(|p| self.port(p, "listen_port"));
+            if let Some(e) = &wg.endpoint
+                && let Err(m) = check_endpoint(&e.value)
+            {
+                self.error(
+                    &e.span,
+                    m,
+                    "write \"host:port\", e.g. \"gw.example.net:51820\"",
+                );
             }
             let private = self.secret(&wg.private_key);
-            if let Some(pk) = &wg.public_key {
-                if !is_wg_key(&pk.value) {
-                    self.error(&pk.span, "not a WireGuard public key (44 characters of base64)", format!("run `potato secrets gen {} --kind wireguard` and copy the public key it prints", wg.private_key.value.trim_start_matches("secret:")));
-                }
+            if let Some(pk) = &wg.public_key
+                && !is_wg_key(&pk.value)
+            {
+                self.error(&pk.span, "not a WireGuard public key (44 characters of base64)", format!("run `potato secrets gen {} --kind wireguard` and copy the public key it prints", wg.private_key.value.trim_start_matches("secret:")));
             }
             let mut peers = Vec::new();
             for ext in &wg.external_peers {
                 if !is_wg_key(&ext.public_key.value) {
-                    self.error(&ext.public_key.span, "not a WireGuard public key (44 characters of base64)", "copy the peer's public key (`wg pubkey`)");
+                    self.error(
+                        &ext.public_key.span,
+                        "not a WireGuard public key (44 characters of base64)",
+                        "copy the peer's public key (`wg pubkey`)",
+                    );
                 }
                 let mut allowed = Vec::new();
                 for a in &ext.allowed_ips {
                     match parse_net(&a.value) {
                         Some(n) => allowed.push(n),
-                        None => self.error(&a.span, format!("`{}` is not a valid CIDR", a.value), "write e.g. \"10.99.0.50/32\""),
+                        None => self.error(
+                            &a.span,
+                            format!("`{}` is not a valid CIDR", a.value),
+                            "write e.g. \"10.99.0.50/32\"",
+                        ),
                     }
                 }
-                if let Some(e) = &ext.endpoint {
-                    if let Err(m) = check_endpoint(&e.value) {
-                        self.error(&e.span, m, "write \"host:port\"");
-                    }
+                if let Some(e) = &ext.endpoint
+                    && let Err(m) = check_endpoint(&e.value)
+                {
+                    self.error(&e.span, m, "write \"host:port\"");
                 }
                 peers.push(WgPeer {
                     name: ext.name.value.clone(),
@@ -503,10 +673,20 @@ impl<'a> HostCx<'a> {
             }
             if let (Some(address), Some(private)) = (address, private) {
                 for (other, other_span) in &out {
-                    if other.address.trunc().contains(&address.trunc()) || address.trunc().contains(&other.address.trunc()) {
-                        let d = Diagnostic::at(self.loc(&wg.address.span), format!("WireGuard subnet {} of {name} overlaps {} of {}", address.trunc(), other.address.trunc(), other.name))
-                            .related(self.loc(other_span), "overlapping interface")
-                            .hint("give each interface its own subnet");
+                    if other.address.trunc().contains(&address.trunc())
+                        || address.trunc().contains(&other.address.trunc())
+                    {
+                        let d = Diagnostic::at(
+                            self.loc(&wg.address.span),
+                            format!(
+                                "WireGuard subnet {} of {name} overlaps {} of {}",
+                                address.trunc(),
+                                other.address.trunc(),
+                                other.name
+                            ),
+                        )
+                        .related(self.loc(other_span), "overlapping interface")
+                        .hint("give each interface its own subnet");
                         self.diags.push(d);
                     }
                 }
@@ -524,14 +704,23 @@ impl<'a> HostCx<'a> {
         out.into_iter().map(|(w, _)| w).collect()
     }
 
-    fn containers(&mut self, memory_mib: u64, zones: &BTreeMap<String, Vec<IpNet>>, wg: &[WgInterface]) -> Option<ContainersPlan> {
+    fn containers(
+        &mut self,
+        memory_mib: u64,
+        zones: &BTreeMap<String, Vec<IpNet>>,
+        wg: &[WgInterface],
+    ) -> Option<ContainersPlan> {
         let c = self.host.raw.containers.as_ref()?;
         let arch = self.host.raw.system.arch();
         let mut services = Vec::new();
         let mut seen = BTreeSet::new();
         for s in &c.services {
             if !seen.insert(s.value.clone()) {
-                self.error(&s.span, format!("service `{}` is listed twice", s.value), "remove the second entry");
+                self.error(
+                    &s.span,
+                    format!("service `{}` is listed twice", s.value),
+                    "remove the second entry",
+                );
                 continue;
             }
             let Some(entry) = self.catalog.get(&s.value) else {
@@ -546,8 +735,17 @@ impl<'a> HostCx<'a> {
             if !entry.supports(arch) {
                 self.error(
                     &s.span,
-                    format!("service `{}` has no {arch} image ({} runs on {})", s.value, entry.image, entry.arch.join(", ")),
-                    format!("remove it from this {} host, or run it on an {} host", arch, entry.arch.join("/")),
+                    format!(
+                        "service `{}` has no {arch} image ({} runs on {})",
+                        s.value,
+                        entry.image,
+                        entry.arch.join(", ")
+                    ),
+                    format!(
+                        "remove it from this {} host, or run it on an {} host",
+                        arch,
+                        entry.arch.join("/")
+                    ),
                 );
             }
             let mut plan = ServicePlan {
@@ -568,7 +766,11 @@ impl<'a> HostCx<'a> {
                 }
                 for d in &o.devices {
                     if !d.value.starts_with("/dev/") {
-                        self.error(&d.span, format!("`{}` is not a device node", d.value), "devices are paths under /dev, e.g. \"/dev/dri\"");
+                        self.error(
+                            &d.span,
+                            format!("`{}` is not a device node", d.value),
+                            "devices are paths under /dev, e.g. \"/dev/dri\"",
+                        );
                     }
                     plan.devices.push(d.value.clone());
                 }
@@ -577,7 +779,11 @@ impl<'a> HostCx<'a> {
                     for p in ports {
                         match Publish::parse(&p.value) {
                             Ok(p) => plan.ports.push(p),
-                            Err(e) => self.error(&p.span, e, "write \"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\""),
+                            Err(e) => self.error(
+                                &p.span,
+                                e,
+                                "write \"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\"",
+                            ),
                         }
                     }
                 }
@@ -589,15 +795,31 @@ impl<'a> HostCx<'a> {
         }
         for (name, o) in &c.overrides {
             if !seen.contains(name) {
-                self.error(&o.span, format!("[containers.{name}] overrides a service that is not in `services`"), format!("add \"{name}\" to [containers] services, or remove the table"));
+                self.error(
+                    &o.span,
+                    format!("[containers.{name}] overrides a service that is not in `services`"),
+                    format!("add \"{name}\" to [containers] services, or remove the table"),
+                );
             }
         }
         // Dependencies must be on the host too.
         for s in &services {
             for d in s.depends.iter().chain(s.network.iter()) {
                 if !seen.contains(d) {
-                    let span = c.services.iter().find(|x| x.value == s.name).map(|x| x.span.clone()).unwrap_or(0..0);
-                    self.error(&span, format!("service `{}` needs `{d}`, which this host does not run", s.name), format!("add \"{d}\" to services"));
+                    let span = c
+                        .services
+                        .iter()
+                        .find(|x| x.value == s.name)
+                        .map(|x| x.span.clone())
+                        .unwrap_or(0..0);
+                    self.error(
+                        &span,
+                        format!(
+                            "service `{}` needs `{d}`, which this host does not run",
+                            s.name
+                        ),
+                        format!("add \"{d}\" to services"),
+                    );
                 }
             }
         }
@@ -607,7 +829,11 @@ impl<'a> HostCx<'a> {
         };
         let networks = self.container_networks(c, zones, wg);
         let plan = ContainersPlan {
-            backend: c.backend.as_ref().map(|b| b.value).unwrap_or(schema::Backend::Podman),
+            backend: c
+                .backend
+                .as_ref()
+                .map(|b| b.value)
+                .unwrap_or(schema::Backend::Podman),
             os_reserve_mib,
             networks,
             services,
@@ -616,32 +842,63 @@ impl<'a> HostCx<'a> {
         Some(plan)
     }
 
-    fn container_networks(&mut self, c: &schema::Containers, zones: &BTreeMap<String, Vec<IpNet>>, wg: &[WgInterface]) -> BTreeMap<String, IpNet> {
-        let mut nets: BTreeMap<String, (IpNet, Option<Range<usize>>)> = DEFAULT_NETWORKS.iter().map(|(z, n)| (z.to_string(), (n.parse().unwrap(), None))).collect();
+    fn container_networks(
+        &mut self,
+        c: &schema::Containers,
+        zones: &BTreeMap<String, Vec<IpNet>>,
+        wg: &[WgInterface],
+    ) -> BTreeMap<String, IpNet> {
+        let mut nets: BTreeMap<String, (IpNet, Option<Range<usize>>)> = DEFAULT_NETWORKS
+            .iter()
+            .map(|(z, n)| (z.to_string(), (n.parse().unwrap(), None)))
+            .collect();
         for (zone, text) in &c.networks {
             if !DEFAULT_NETWORKS.iter().any(|(z, _)| z == zone) {
-                self.error(&text.span, format!("unknown container zone `{zone}`"), "container zones are proxy, backend, monitoring and vpn");
+                self.error(
+                    &text.span,
+                    format!("unknown container zone `{zone}`"),
+                    "container zones are proxy, backend, monitoring and vpn",
+                );
                 continue;
             }
             match parse_net(&text.value) {
                 Some(n) if n.prefix_len() < n.max_prefix_len() - 2 => {
                     nets.insert(zone.clone(), (n, Some(text.span.clone())));
                 }
-                _ => self.error(&text.span, format!("`{}` is not a usable subnet", text.value), "write a CIDR with room for containers, e.g. \"10.89.1.0/24\""),
+                _ => self.error(
+                    &text.span,
+                    format!("`{}` is not a usable subnet", text.value),
+                    "write a CIDR with room for containers, e.g. \"10.89.1.0/24\"",
+                ),
             }
         }
-        let list: Vec<_> = nets.iter().map(|(z, (n, s))| (z.clone(), *n, s.clone())).collect();
+        let list: Vec<_> = nets
+            .iter()
+            .map(|(z, (n, s))| (z.clone(), *n, s.clone()))
+            .collect();
         let fallback = c.services.first().map(|s| s.span.clone()).unwrap_or(0..0);
         for (i, (za, na, sa)) in list.iter().enumerate() {
             let span = sa.clone().unwrap_or_else(|| fallback.clone());
             for (zb, nb, _) in &list[..i] {
                 if overlaps(na, nb) {
-                    self.error(&span, format!("container network {za} ({na}) overlaps {zb} ({nb})"), "give each container zone its own subnet under [containers.networks]");
+                    self.error(
+                        &span,
+                        format!("container network {za} ({na}) overlaps {zb} ({nb})"),
+                        "give each container zone its own subnet under [containers.networks]",
+                    );
                 }
             }
             for w in wg {
                 if overlaps(na, &w.address.trunc()) {
-                    self.error(&span, format!("container network {za} ({na}) overlaps WireGuard {} ({})", w.name, w.address.trunc()), "move the container network under [containers.networks]");
+                    self.error(
+                        &span,
+                        format!(
+                            "container network {za} ({na}) overlaps WireGuard {} ({})",
+                            w.name,
+                            w.address.trunc()
+                        ),
+                        "move the container network under [containers.networks]",
+                    );
                 }
             }
             for (zn, znets) in zones {
@@ -662,8 +919,16 @@ impl<'a> HostCx<'a> {
         }
         let mut biggest: Vec<&ServicePlan> = c.services.iter().collect();
         biggest.sort_by(|a, b| b.memory_mib.cmp(&a.memory_mib).then(a.name.cmp(&b.name)));
-        let top: Vec<String> = biggest.iter().take(5).map(|s| format!("{} {}", s.name, format_mib(s.memory_mib))).collect();
-        let span = raw.services.first().map(|s| s.span.start..raw.services.last().unwrap().span.end).unwrap_or_else(|| self.host.raw.memory.span.clone());
+        let top: Vec<String> = biggest
+            .iter()
+            .take(5)
+            .map(|s| format!("{} {}", s.name, format_mib(s.memory_mib)))
+            .collect();
+        let span = raw
+            .services
+            .first()
+            .map(|s| s.span.start..raw.services.last().unwrap().span.end)
+            .unwrap_or_else(|| self.host.raw.memory.span.clone());
         let d = Diagnostic::at(
             self.loc(&span),
             format!(
@@ -676,21 +941,38 @@ impl<'a> HostCx<'a> {
         )
         .label(format!("over by {}", format_mib(total - memory_mib)))
         .related(self.loc(&self.host.raw.memory.span), "host memory")
-        .hint(format!("biggest consumers: {}; drop services or lower their memory in [containers.NAME]", top.join(", ")));
+        .hint(format!(
+            "biggest consumers: {}; drop services or lower their memory in [containers.NAME]",
+            top.join(", ")
+        ));
         self.diags.push(d);
     }
 
     fn health(&mut self) -> Vec<HealthCheck> {
         let mut out = Vec::new();
         for h in &self.host.raw.health {
-            let given = [h.unit.is_some(), h.tcp.is_some(), h.http.is_some()].iter().filter(|b| **b).count();
+            let given = [h.unit.is_some(), h.tcp.is_some(), h.http.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if given != 1 {
-                self.error(&h.span, "a health check needs exactly one of unit, tcp, http", "split it into one [[health]] table per check");
+                self.error(
+                    &h.span,
+                    "a health check needs exactly one of unit, tcp, http",
+                    "split it into one [[health]] table per check",
+                );
                 continue;
             }
             if let Some(u) = &h.unit {
-                if u.value.is_empty() || u.value.contains(char::is_whitespace) || !u.value.contains('.') {
-                    self.error(&u.span, format!("`{}` is not a systemd unit name", u.value), "write the full unit name, e.g. \"podman-traefik.service\"");
+                if u.value.is_empty()
+                    || u.value.contains(char::is_whitespace)
+                    || !u.value.contains('.')
+                {
+                    self.error(
+                        &u.span,
+                        format!("`{}` is not a systemd unit name", u.value),
+                        "write the full unit name, e.g. \"podman-traefik.service\"",
+                    );
                 }
                 out.push(HealthCheck::Unit(u.value.clone()));
             } else if let Some(t) = &h.tcp {
@@ -699,8 +981,14 @@ impl<'a> HostCx<'a> {
                 }
                 out.push(HealthCheck::Tcp(t.value.clone()));
             } else if let Some(u) = &h.http {
-                if !(u.value.starts_with("http://") || u.value.starts_with("https://")) || u.value.contains(char::is_whitespace) {
-                    self.error(&u.span, format!("`{}` is not an http(s) URL", u.value), "write e.g. \"http://127.0.0.1:8080/health\"");
+                if !(u.value.starts_with("http://") || u.value.starts_with("https://"))
+                    || u.value.contains(char::is_whitespace)
+                {
+                    self.error(
+                        &u.span,
+                        format!("`{}` is not an http(s) URL", u.value),
+                        "write e.g. \"http://127.0.0.1:8080/health\"",
+                    );
                 }
                 out.push(HealthCheck::Http(u.value.clone()));
             }
@@ -713,23 +1001,43 @@ impl<'a> HostCx<'a> {
         let Some(p) = &self.host.raw.proxmox else {
             if is_vm {
                 let span = self.host.raw.hardware.span.clone();
-                self.error(&span, "a proxmox-vm host needs a [proxmox] table", "add [proxmox] with api, node, vmid, disk, bridge and token");
+                self.error(
+                    &span,
+                    "a proxmox-vm host needs a [proxmox] table",
+                    "add [proxmox] with api, node, vmid, disk, bridge and token",
+                );
             }
             return None;
         };
         if !is_vm {
-            self.error(&p.span, "[proxmox] is only for hardware = \"proxmox-vm\"", "remove the table, or set hardware = \"proxmox-vm\"");
+            self.error(
+                &p.span,
+                "[proxmox] is only for hardware = \"proxmox-vm\"",
+                "remove the table, or set hardware = \"proxmox-vm\"",
+            );
         }
         if !p.api.value.starts_with("https://") {
-            self.error(&p.api.span, format!("`{}` is not an https URL", p.api.value), "write e.g. \"https://192.168.100.2:8006\"");
+            self.error(
+                &p.api.span,
+                format!("`{}` is not an https URL", p.api.value),
+                "write e.g. \"https://192.168.100.2:8006\"",
+            );
         }
         if !(100..=999_999_999).contains(&p.vmid.value) {
-            self.error(&p.vmid.span, format!("vmid {} is out of range", p.vmid.value), "Proxmox VM ids are 100 to 999999999");
+            self.error(
+                &p.vmid.span,
+                format!("vmid {} is out of range", p.vmid.value),
+                "Proxmox VM ids are 100 to 999999999",
+            );
         }
         let cores = match &p.cores {
             Some(c) if (1..=128).contains(&c.value) => c.value as u32,
             Some(c) => {
-                self.error(&c.span, format!("{} cores is out of range", c.value), "use 1 to 128");
+                self.error(
+                    &c.span,
+                    format!("{} cores is out of range", c.value),
+                    "use 1 to 128",
+                );
                 1
             }
             None => 1,
@@ -748,29 +1056,54 @@ impl<'a> HostCx<'a> {
     }
 
     /// The deployer must still reach SSH after this firewall is active.
-    fn lockout_guard(&mut self, (d, from): &(DeployPlan, Option<Vec<IpNet>>), fw: &FirewallPlan, ssh: &SshPlan, zones: &BTreeMap<String, Vec<IpNet>>) {
+    fn lockout_guard(
+        &mut self,
+        (d, from): &(DeployPlan, Option<Vec<IpNet>>),
+        fw: &FirewallPlan,
+        ssh: &SshPlan,
+        zones: &BTreeMap<String, Vec<IpNet>>,
+    ) {
         let target_ip: Option<IpAddr> = d.target.host.parse().ok();
         let (nets, origin) = match (from, target_ip) {
             (Some(nets), _) => (nets.clone(), "deploy.from".to_string()),
-            (None, Some(ip)) => match zones.iter().find(|(_, ns)| ns.iter().any(|n| n.contains(&ip))) {
-                Some((z, ns)) => (ns.iter().filter(|n| n.contains(&ip)).cloned().collect(), format!("zone `{z}`, which holds the target address")),
-                None => (vec![IpNet::from(ip)], "the target's own address".to_string()),
+            (None, Some(ip)) => match zones
+                .iter()
+                .find(|(_, ns)| ns.iter().any(|n| n.contains(&ip)))
+            {
+                Some((z, ns)) => (
+                    ns.iter().filter(|n| n.contains(&ip)).cloned().collect(),
+                    format!("zone `{z}`, which holds the target address"),
+                ),
+                None => (
+                    vec![IpNet::from(ip)],
+                    "the target's own address".to_string(),
+                ),
             },
-            (None, None) => (vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()], "anywhere (the target is a name; set deploy.from to narrow it)".to_string()),
+            (None, None) => (
+                vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()],
+                "anywhere (the target is a name; set deploy.from to narrow it)".to_string(),
+            ),
         };
         for net in &nets {
-            let (admits, rule) = firewall::verdict(&fw.rules, fw.policies.incoming, net, ssh.port, Proto::Tcp);
+            let (admits, rule) =
+                firewall::verdict(&fw.rules, fw.policies.incoming, net, ssh.port, Proto::Tcp);
             if admits {
                 continue;
             }
             let raw = &self.host.raw;
             let mut diag = Diagnostic::at(
                 self.loc(&raw.deploy.target.span),
-                format!("the firewall would lock the deployer out: SSH ({}/tcp) from {net} is refused", ssh.port),
+                format!(
+                    "the firewall would lock the deployer out: SSH ({}/tcp) from {net} is refused",
+                    ssh.port
+                ),
             )
             .label(format!("deployer connects from {origin}"));
             diag = match rule {
-                Some(i) => diag.related(self.loc(&raw.firewall.rules[i].span), "refused by this rule"),
+                Some(i) => diag.related(
+                    self.loc(&raw.firewall.rules[i].span),
+                    "refused by this rule",
+                ),
                 None => diag.related(self.loc(&(0..0)), "refused by the default incoming policy"),
             };
             let zone_hint = from.as_ref().map(|_| "").unwrap_or("");
@@ -782,7 +1115,12 @@ impl<'a> HostCx<'a> {
     /// No two services (or a service and WireGuard) may publish the same host port.
     fn port_claims(&mut self, c: &ContainersPlan, _fw: &FirewallPlan, wg: &[WgInterface]) {
         let raw_services = &self.host.raw.containers.as_ref().map(|c| &c.services);
-        let span_of = |name: &str| raw_services.and_then(|v| v.iter().find(|s| s.value == name)).map(|s| s.span.clone()).unwrap_or(0..0);
+        let span_of = |name: &str| {
+            raw_services
+                .and_then(|v| v.iter().find(|s| s.value == name))
+                .map(|s| s.span.clone())
+                .unwrap_or(0..0)
+        };
         let mut claims: BTreeMap<(u16, Proto), String> = BTreeMap::new();
         for w in wg {
             if let Some(p) = w.listen_port {
@@ -792,7 +1130,13 @@ impl<'a> HostCx<'a> {
         // Services whose ports the host file overrides are checked last, so the
         // error lands on the user's change rather than on a catalog default.
         let overrides = self.host.raw.containers.as_ref().map(|c| &c.overrides);
-        let override_span = |name: &str| overrides.and_then(|o| o.get(name)).and_then(|o| o.ports.as_ref()).and_then(|p| p.first()).map(|p| p.span.clone());
+        let override_span = |name: &str| {
+            overrides
+                .and_then(|o| o.get(name))
+                .and_then(|o| o.ports.as_ref())
+                .and_then(|p| p.first())
+                .map(|p| p.span.clone())
+        };
         let mut ordered: Vec<&ServicePlan> = c.services.iter().collect();
         ordered.sort_by_key(|s| override_span(&s.name).is_some());
         for s in ordered {
@@ -801,8 +1145,21 @@ impl<'a> HostCx<'a> {
                 if let Some(first) = claims.get(&key) {
                     let first_span = first.strip_prefix("service ").map(span_of);
                     let here = override_span(&s.name).unwrap_or_else(|| span_of(&s.name));
-                    let mut d = Diagnostic::at(self.loc(&here), format!("service `{}` publishes {}/{}, already claimed by {first}", s.name, p.host, p.proto.as_str()))
-                        .hint(format!("change the host port in [containers.{}] ports = [\"OTHER:{}/{}\"]", s.name, p.container, p.proto.as_str()));
+                    let mut d = Diagnostic::at(
+                        self.loc(&here),
+                        format!(
+                            "service `{}` publishes {}/{}, already claimed by {first}",
+                            s.name,
+                            p.host,
+                            p.proto.as_str()
+                        ),
+                    )
+                    .hint(format!(
+                        "change the host port in [containers.{}] ports = [\"OTHER:{}/{}\"]",
+                        s.name,
+                        p.container,
+                        p.proto.as_str()
+                    ));
                     if let Some(fs) = first_span {
                         d = d.related(self.loc(&fs), "first claimed here");
                     }
@@ -820,14 +1177,21 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 }
 
 fn zone_for(zones: &BTreeMap<String, Vec<IpNet>>, net: &IpNet) -> Option<String> {
-    zones.iter().find(|(_, ns)| ns.iter().any(|n| n.contains(net))).map(|(z, _)| z.clone())
+    zones
+        .iter()
+        .find(|(_, ns)| ns.iter().any(|n| n.contains(net)))
+        .map(|(z, _)| z.clone())
 }
 
 /// "user@host:port", "host", "[v6]:port".
 pub fn parse_target(s: &str) -> Result<Target, String> {
     let (user, rest) = match s.split_once('@') {
         Some((u, r)) => {
-            if u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            if u.is_empty()
+                || !u
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
                 return Err(format!("`{u}` is not a user name"));
             }
             (Some(u.to_string()), r)
@@ -835,8 +1199,11 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         None => (None, s),
     };
     let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| format!("`{s}`: missing ']'"))?;
-        h.parse::<std::net::Ipv6Addr>().map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{s}`: missing ']'"))?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(crate::catalog::parse_port(p)?),
             None if after.is_empty() => None,
@@ -845,12 +1212,21 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         (h.to_string(), port)
     } else {
         match rest.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(crate::catalog::parse_port(p)?)),
-            Some(_) => return Err(format!("`{s}`: write IPv6 addresses in brackets, e.g. root@[fd00::1]:22")),
+            Some((h, p)) if !h.contains(':') => {
+                (h.to_string(), Some(crate::catalog::parse_port(p)?))
+            }
+            Some(_) => {
+                return Err(format!(
+                    "`{s}`: write IPv6 addresses in brackets, e.g. root@[fd00::1]:22"
+                ));
+            }
             None => (rest.to_string(), None),
         }
     };
-    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':'));
     if !host_ok {
         return Err(format!("`{host}` is not a host name or address"));
     }
@@ -868,11 +1244,23 @@ fn check_public_key(k: &str) -> Result<(), String> {
     let mut parts = k.split_whitespace();
     let kind = parts.next().unwrap_or("");
     let blob = parts.next().unwrap_or("");
-    let kinds = ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"];
+    let kinds = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
     if !kinds.contains(&kind) {
         return Err(format!("`{}` is not an SSH public key type", kind));
     }
-    if blob.len() < 16 || !blob.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')) {
+    if blob.len() < 16
+        || !blob
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
+    {
         return Err("the key's base64 part is missing or damaged".into());
     }
     Ok(())
@@ -883,7 +1271,9 @@ pub fn is_wg_key(k: &str) -> bool {
     let b = k.as_bytes();
     b.len() == 44
         && b[43] == b'='
-        && b[..43].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && b[..43]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
         && b"AEIMQUYcgkosw048".contains(&b[42])
 }
 
@@ -902,7 +1292,11 @@ fn strsim_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -911,14 +1305,23 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 
 /// Checks that span hosts: names unique (case-insensitively), addresses unique,
 /// WireGuard addresses unique, Proxmox vmids unique per node.
-fn fleet_checks(plans: &[(&HostSource, Option<HostPlan>)], _sources: &Sources, diags: &mut Vec<Diagnostic>) {
+fn fleet_checks(
+    plans: &[(&HostSource, Option<HostPlan>)],
+    _sources: &Sources,
+    diags: &mut Vec<Diagnostic>,
+) {
     let mut names: BTreeMap<String, &HostSource> = BTreeMap::new();
     for (h, _) in plans {
         if let Some(first) = names.insert(h.name.to_lowercase(), h) {
             diags.push(
-                Diagnostic::at(Loc::new(h.file, 0..0), format!("host name `{}` is used twice", h.name))
-                    .related(Loc::new(first.file, 0..0), "other host file")
-                    .hint("host names are the file names in hosts/ and must differ (case does not count)"),
+                Diagnostic::at(
+                    Loc::new(h.file, 0..0),
+                    format!("host name `{}` is used twice", h.name),
+                )
+                .related(Loc::new(first.file, 0..0), "other host file")
+                .hint(
+                    "host names are the file names in hosts/ and must differ (case does not count)",
+                ),
             );
         }
     }
@@ -927,7 +1330,10 @@ fn fleet_checks(plans: &[(&HostSource, Option<HostPlan>)], _sources: &Sources, d
     let mut vmids: BTreeMap<(String, String, u32), &HostSource> = BTreeMap::new();
     for (h, plan) in plans {
         let Some(p) = plan else { continue };
-        let key = (p.deploy.target.host.to_lowercase(), p.deploy.target.port.unwrap_or(p.ssh.port));
+        let key = (
+            p.deploy.target.host.to_lowercase(),
+            p.deploy.target.port.unwrap_or(p.ssh.port),
+        );
         if let Some(first) = addresses.insert(key, h) {
             diags.push(
                 Diagnostic::at(Loc::new(h.file, h.raw.deploy.target.span.clone()), format!("hosts `{}` and `{}` have the same deploy address", first.name, h.name))
@@ -936,22 +1342,50 @@ fn fleet_checks(plans: &[(&HostSource, Option<HostPlan>)], _sources: &Sources, d
             );
         }
         for w in &p.wireguard {
-            let span = h.raw.wireguard.get(&w.name).map(|x| x.address.span.clone()).unwrap_or(0..0);
+            let span = h
+                .raw
+                .wireguard
+                .get(&w.name)
+                .map(|x| x.address.span.clone())
+                .unwrap_or(0..0);
             if let Some((first, iface)) = wg_addrs.insert(w.address.addr(), (h, w.name.clone())) {
-                let first_span = first.raw.wireguard.get(&iface).map(|x| x.address.span.clone()).unwrap_or(0..0);
+                let first_span = first
+                    .raw
+                    .wireguard
+                    .get(&iface)
+                    .map(|x| x.address.span.clone())
+                    .unwrap_or(0..0);
                 diags.push(
-                    Diagnostic::at(Loc::new(h.file, span), format!("WireGuard address {} is also used by {} ({iface})", w.address.addr(), first.name))
-                        .related(Loc::new(first.file, first_span), "first used here")
-                        .hint("give every peer its own tunnel address"),
+                    Diagnostic::at(
+                        Loc::new(h.file, span),
+                        format!(
+                            "WireGuard address {} is also used by {} ({iface})",
+                            w.address.addr(),
+                            first.name
+                        ),
+                    )
+                    .related(Loc::new(first.file, first_span), "first used here")
+                    .hint("give every peer its own tunnel address"),
                 );
             }
         }
         if let Some(px) = &p.proxmox {
-            let span = h.raw.proxmox.as_ref().map(|x| x.vmid.span.clone()).unwrap_or(0..0);
+            let span = h
+                .raw
+                .proxmox
+                .as_ref()
+                .map(|x| x.vmid.span.clone())
+                .unwrap_or(0..0);
             if let Some(first) = vmids.insert((px.api.clone(), px.node.clone(), px.vmid), h) {
                 diags.push(
-                    Diagnostic::at(Loc::new(h.file, span), format!("vmid {} on node {} is also used by {}", px.vmid, px.node, first.name))
-                        .hint("choose a free vmid"),
+                    Diagnostic::at(
+                        Loc::new(h.file, span),
+                        format!(
+                            "vmid {} on node {} is also used by {}",
+                            px.vmid, px.node, first.name
+                        ),
+                    )
+                    .hint("choose a free vmid"),
                 );
             }
         }
@@ -965,28 +1399,56 @@ fn resolve_wireguard_peers(inv: &Inventory, plans: &mut [HostPlan], diags: &mut 
     let snapshot: Vec<HostPlan> = plans.to_vec();
     let find_iface = |host: &str, addr: &IpNet| -> Option<(&HostPlan, &WgInterface)> {
         let p = snapshot.iter().find(|p| p.name == host)?;
-        let w = p.wireguard.iter().find(|w| w.address.trunc().contains(&addr.addr()))?;
+        let w = p
+            .wireguard
+            .iter()
+            .find(|w| w.address.trunc().contains(&addr.addr()))?;
         Some((p, w))
     };
     for plan in plans.iter_mut() {
-        let src = inv.hosts.iter().find(|h| h.name == plan.name).expect("plan comes from a host");
+        let src = inv
+            .hosts
+            .iter()
+            .find(|h| h.name == plan.name)
+            .expect("plan comes from a host");
         for iface in plan.wireguard.iter_mut() {
             let raw = &src.raw.wireguard[&iface.name];
             let mut named = Vec::new();
             for peer in &raw.peers {
                 let loc = Loc::new(src.file, peer.span.clone());
                 if peer.value == plan.name {
-                    diags.push(Diagnostic::at(loc, "an interface cannot peer with its own host").hint("name another host"));
+                    diags.push(
+                        Diagnostic::at(loc, "an interface cannot peer with its own host")
+                            .hint("name another host"),
+                    );
                     continue;
                 }
                 if !snapshot.iter().any(|p| p.name == peer.value) {
                     let known: Vec<&str> = snapshot.iter().map(|p| p.name.as_str()).collect();
-                    diags.push(Diagnostic::at(loc, format!("unknown host `{}`", peer.value)).hint(format!("peers are host names from hosts/: {}", known.join(", "))));
+                    diags.push(
+                        Diagnostic::at(loc, format!("unknown host `{}`", peer.value)).hint(
+                            format!("peers are host names from hosts/: {}", known.join(", ")),
+                        ),
+                    );
                     continue;
                 }
                 match find_iface(&peer.value, &iface.address) {
                     Some((p, w)) => named.push((p.name.clone(), w.clone(), loc)),
-                    None => diags.push(Diagnostic::at(loc, format!("host `{}` has no WireGuard interface in {}", peer.value, iface.address.trunc())).hint(format!("give {} a [wireguard.*] address inside {}", peer.value, iface.address.trunc()))),
+                    None => diags.push(
+                        Diagnostic::at(
+                            loc,
+                            format!(
+                                "host `{}` has no WireGuard interface in {}",
+                                peer.value,
+                                iface.address.trunc()
+                            ),
+                        )
+                        .hint(format!(
+                            "give {} a [wireguard.*] address inside {}",
+                            peer.value,
+                            iface.address.trunc()
+                        )),
+                    ),
                 }
             }
             // Hosts naming this one.
@@ -995,17 +1457,38 @@ fn resolve_wireguard_peers(inv: &Inventory, plans: &mut [HostPlan], diags: &mut 
                 if other.name == plan.name {
                     continue;
                 }
-                let other_src = inv.hosts.iter().find(|h| h.name == other.name).expect("plan comes from a host");
+                let other_src = inv
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == other.name)
+                    .expect("plan comes from a host");
                 for w in &other.wireguard {
-                    let names_us = other_src.raw.wireguard[&w.name].peers.iter().any(|p| p.value == plan.name);
-                    if names_us && iface.address.trunc().contains(&w.address.addr()) && !named.iter().any(|(n, _, _)| n == &other.name) {
-                        derived.push((other.name.clone(), w.clone(), Loc::new(other_src.file, other_src.raw.wireguard[&w.name].span.clone())));
+                    let names_us = other_src.raw.wireguard[&w.name]
+                        .peers
+                        .iter()
+                        .any(|p| p.value == plan.name);
+                    if names_us
+                        && iface.address.trunc().contains(&w.address.addr())
+                        && !named.iter().any(|(n, _, _)| n == &other.name)
+                    {
+                        derived.push((
+                            other.name.clone(),
+                            w.clone(),
+                            Loc::new(
+                                other_src.file,
+                                other_src.raw.wireguard[&w.name].span.clone(),
+                            ),
+                        ));
                     }
                 }
             }
             let single_hub = named.len() == 1;
             let mut peers = std::mem::take(&mut iface.peers);
-            for (is_named, (name, w, loc)) in named.iter().map(|x| (true, x)).chain(derived.iter().map(|x| (false, x))) {
+            for (is_named, (name, w, loc)) in named
+                .iter()
+                .map(|x| (true, x))
+                .chain(derived.iter().map(|x| (false, x)))
+            {
                 let Some(pk) = &w.public_key else {
                     diags.push(Diagnostic::at(loc.clone(), format!("host `{name}` ({}) has no public_key", w.name)).hint(format!("run `potato secrets gen {} --kind wireguard` for {name} and set its public_key", w.private_key_secret)));
                     continue;
@@ -1015,13 +1498,26 @@ fn resolve_wireguard_peers(inv: &Inventory, plans: &mut [HostPlan], diags: &mut 
                 } else {
                     vec![IpNet::from(w.address.addr())]
                 };
-                let endpoint = snapshot.iter().find(|p| &p.name == name).and_then(|p| hub_endpoint(inv, p, &w.name));
+                let endpoint = snapshot
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .and_then(|p| hub_endpoint(inv, p, &w.name));
                 let keepalive = (endpoint.is_some() && iface.listen_port.is_none()).then_some(25);
-                peers.push(WgPeer { name: name.clone(), public_key: pk.clone(), allowed_ips: allowed, endpoint, persistent_keepalive: keepalive });
+                peers.push(WgPeer {
+                    name: name.clone(),
+                    public_key: pk.clone(),
+                    allowed_ips: allowed,
+                    endpoint,
+                    persistent_keepalive: keepalive,
+                });
             }
             for i in 0..peers.len() {
                 for j in 0..i {
-                    if peers[i].allowed_ips.iter().any(|a| peers[j].allowed_ips.iter().any(|b| overlaps(a, b))) {
+                    if peers[i]
+                        .allowed_ips
+                        .iter()
+                        .any(|a| peers[j].allowed_ips.iter().any(|b| overlaps(a, b)))
+                    {
                         let span = raw.span.clone();
                         diags.push(
                             Diagnostic::at(Loc::new(src.file, span), format!("{}: AllowedIPs of peers `{}` and `{}` overlap", iface.name, peers[j].name, peers[i].name))
@@ -1038,7 +1534,12 @@ fn resolve_wireguard_peers(inv: &Inventory, plans: &mut [HostPlan], diags: &mut 
 
 fn hub_endpoint(inv: &Inventory, plan: &HostPlan, iface: &str) -> Option<String> {
     let src = inv.hosts.iter().find(|h| h.name == plan.name)?;
-    src.raw.wireguard.get(iface)?.endpoint.as_ref().map(|e| e.value.clone())
+    src.raw
+        .wireguard
+        .get(iface)?
+        .endpoint
+        .as_ref()
+        .map(|e| e.value.clone())
 }
 
 impl WgInterface {

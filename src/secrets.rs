@@ -62,10 +62,20 @@ impl SecretIndex {
 /// Parses "secret:NAME". Err explains the expected form.
 pub fn parse_ref(text: &str) -> Result<&str, String> {
     let Some(name) = text.strip_prefix("secret:") else {
-        return Err(format!("`{text}` is not a secret reference; secrets are never written in host files"));
+        return Err(format!(
+            "`{text}` is not a secret reference; secrets are never written in host files"
+        ));
     };
-    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')) || name.starts_with('.') {
-        return Err(format!("`{name}` is not a valid secret name: use lowercase letters, digits, '-', '_' and '.'"));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "`{name}` is not a valid secret name: use lowercase letters, digits, '-', '_' and '.'"
+        ));
     }
     Ok(name)
 }
@@ -82,7 +92,11 @@ mod tests {
     #[test]
     fn refs() {
         assert_eq!(parse_ref("secret:wg0"), Ok("wg0"));
-        assert!(parse_ref("hunter2").unwrap_err().contains("not a secret reference"));
+        assert!(
+            parse_ref("hunter2")
+                .unwrap_err()
+                .contains("not a secret reference")
+        );
         assert!(parse_ref("secret:../etc").is_err());
         assert!(parse_ref("secret:").is_err());
     }

@@ -7,20 +7,27 @@ pub fn parse_mib(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size"))?;
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a size"))?;
     let factor = match unit.trim() {
         "M" | "MiB" | "MB" => 1,
         "G" | "GiB" | "GB" => 1024,
         "T" | "TiB" | "TB" => 1024 * 1024,
-        "" => return Err(format!("`{text}` has no unit: write \"{n}MiB\" or \"{n}GiB\"")),
-        other => return Err(format!("unknown size unit `{other}` in `{text}`: use MiB, GiB or TiB")),
+        "" => {
+            return Err(format!(
+                "`{text}` has no unit: write \"{n}MiB\" or \"{n}GiB\""
+            ));
+        }
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`: use MiB, GiB or TiB"
+            ));
+        }
     };
     if n == 0 {
         return Err(format!("`{text}` is zero"));
     }
-    n.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 /// Parses a human duration ("30s", "5m", "1h 30m") with humantime.
@@ -35,7 +42,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Formats MiB for tables: "1.5 GiB", "512 MiB".
 pub fn format_mib(mib: u64) -> String {
-    if mib >= 1024 && mib % 1024 == 0 {
+    if mib >= 1024 && mib.is_multiple_of(1024) {
         format!("{} GiB", mib / 1024)
     } else if mib >= 1024 {
         format!("{:.1} GiB", mib as f64 / 1024.0)
@@ -54,7 +61,11 @@ mod tests {
         assert_eq!(parse_mib("512MiB"), Ok(512));
         assert_eq!(parse_mib("2G"), Ok(2048));
         assert!(parse_mib("16").unwrap_err().contains("no unit"));
-        assert!(parse_mib("16 parsecs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_mib("16 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(parse_mib("lots").is_err());
         assert!(parse_mib("0GiB").is_err());
     }

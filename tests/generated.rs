@@ -3,16 +3,25 @@
 
 mod common;
 
-use common::{source_root, Repo};
+use common::{Repo, source_root};
 
 fn generated(host: &str, file: &str) -> String {
-    std::fs::read_to_string(source_root().join("modules/generated").join(host).join(file)).unwrap()
+    std::fs::read_to_string(
+        source_root()
+            .join("modules/generated")
+            .join(host)
+            .join(file),
+    )
+    .unwrap()
 }
 
 /// The value of `key = "..."` in a host file section, read naively for tests.
 fn host_value(host: &str, key: &str) -> String {
     let text = std::fs::read_to_string(source_root().join(format!("hosts/{host}.toml"))).unwrap();
-    let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{key} ="))).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{key} =")))
+        .unwrap();
     line.split('"').nth(1).unwrap().to_string()
 }
 
@@ -36,19 +45,30 @@ fn n250_default_nix() {
     // storage: three data disks, by label, never blocking boot
     for m in ["/mnt/ssd", "/mnt/storage", "/mnt/cachehdd"] {
         let label = m.trim_start_matches("/mnt/");
-        let block = format!("\"{m}\" = {{\n      device = \"/dev/disk/by-label/{label}\";\n      fsType = \"ext4\";\n      options = [ \"defaults\" \"nofail\" ];\n    }};");
+        let block = format!(
+            "\"{m}\" = {{\n      device = \"/dev/disk/by-label/{label}\";\n      fsType = \"ext4\";\n      options = [ \"defaults\" \"nofail\" ];\n    }};"
+        );
         assert!(nix.contains(&block), "missing {block}");
     }
     // WireGuard spoke: the whole tunnel subnet routed to the hub, kept alive through NAT
     let hub_key = host_value("pve-gateway", "public_key");
-    let peer = format!("{{\n          allowedIPs = [ \"10.99.0.0/24\" ];\n          endpoint = \"gw.example.net:51820\";\n          name = \"pve-gateway\";\n          persistentKeepalive = 25;\n          publicKey = \"{hub_key}\";\n        }}");
+    let peer = format!(
+        "{{\n          allowedIPs = [ \"10.99.0.0/24\" ];\n          endpoint = \"gw.example.net:51820\";\n          name = \"pve-gateway\";\n          persistentKeepalive = 25;\n          publicKey = \"{hub_key}\";\n        }}"
+    );
     assert!(nix.contains(&peer), "missing hub peer");
     assert!(nix.contains("privateKeyFile = \"/run/potato-secrets/wg0\";"));
     assert!(!nix.contains("listenPort"), "a spoke does not listen");
     // containers: the jellyfin override, VPN namespace sharing
-    assert!(nix.contains("extraOptions = [ \"--memory=2048m\" \"--network=potato-proxy\" \"--device=/dev/dri\" ];"));
+    assert!(nix.contains(
+        "extraOptions = [ \"--memory=2048m\" \"--network=potato-proxy\" \"--device=/dev/dri\" ];"
+    ));
     let qbt = nix.split("qbittorrent = {").nth(1).unwrap();
-    assert!(qbt.split("};").next().unwrap().contains("\"--network=container:gluetun\""));
+    assert!(
+        qbt.split("};")
+            .next()
+            .unwrap()
+            .contains("\"--network=container:gluetun\"")
+    );
     assert!(nix.contains("ports = [ \"80:80/tcp\" \"443:443/tcp\" ];"));
     assert!(nix.contains("environment.etc.\"fail2ban/filter.d/potato-traefik-auth.conf\".source = ./potato-traefik-auth.conf;"));
 }
@@ -60,10 +80,15 @@ fn pve_gateway_is_the_hub() {
     for spoke in ["n250", "lepotato", "pve-apps"] {
         let key = host_value(spoke, "public_key");
         let addr = host_value(spoke, "address").replace("/24", "/32");
-        let peer = format!("allowedIPs = [ \"{addr}\" ];\n          name = \"{spoke}\";\n          publicKey = \"{key}\";");
+        let peer = format!(
+            "allowedIPs = [ \"{addr}\" ];\n          name = \"{spoke}\";\n          publicKey = \"{key}\";"
+        );
         assert!(nix.contains(&peer), "hub lacks spoke {spoke}:\n{nix}");
     }
-    assert!(!nix.contains("virtualisation.oci-containers"), "the gateway runs no containers");
+    assert!(
+        !nix.contains("virtualisation.oci-containers"),
+        "the gateway runs no containers"
+    );
     let fw = generated("pve-gateway", "firewall.nft");
     assert!(fw.contains("udp dport 51820 accept comment \"WireGuard wg0\""));
 }
@@ -98,11 +123,18 @@ fn deploy_metadata() {
 #[test]
 fn gen_check_prints_a_diff_and_changes_nothing() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "timezone = \"Europe/Berlin\"", "timezone = \"Europe/Lisbon\"");
+    r.edit(
+        "hosts/n250.toml",
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Lisbon\"",
+    );
     let before = r.read("modules/generated/n250/default.nix");
     let run = r.potato(&["gen", "--check"]);
     assert_eq!(run.code, 1, "stale files exit 1: {}", run.stderr);
-    assert!(run.stdout.contains("--- a/modules/generated/n250/default.nix"));
+    assert!(
+        run.stdout
+            .contains("--- a/modules/generated/n250/default.nix")
+    );
     assert!(run.stdout.contains("-  time.timeZone = \"Europe/Berlin\";"));
     assert!(run.stdout.contains("+  time.timeZone = \"Europe/Lisbon\";"));
     assert!(run.stderr.contains("1 generated file is out of date"));
@@ -110,7 +142,11 @@ fn gen_check_prints_a_diff_and_changes_nothing() {
     // gen writes exactly that file, then the check passes.
     let written = r.potato(&["gen"]);
     written.ok();
-    assert!(written.stdout.contains("wrote modules/generated/n250/default.nix"));
+    assert!(
+        written
+            .stdout
+            .contains("wrote modules/generated/n250/default.nix")
+    );
     assert!(written.stdout.contains("1 file written"));
     r.potato(&["gen", "--check"]).ok();
 }
@@ -121,7 +157,11 @@ fn gen_check_reports_files_no_host_produces() {
     r.write("modules/generated/retired/default.nix", "{ }\n");
     let run = r.potato(&["gen", "--check"]);
     assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("extra file (no host file produces it): modules/generated/retired/default.nix"));
+    assert!(
+        run.stdout.contains(
+            "extra file (no host file produces it): modules/generated/retired/default.nix"
+        )
+    );
     r.potato(&["gen"]).ok();
     assert!(!r.path().join("modules/generated/retired").exists());
 }
@@ -139,7 +179,11 @@ fn output_is_deterministic() {
         for f in ["default.nix", "firewall.nft", "deploy.json"] {
             let p = format!("modules/generated/{host}/{f}");
             assert_eq!(a.read(&p), b.read(&p), "{p} differs between runs");
-            assert_eq!(a.read(&p), generated(host, f), "{p} differs from the committed file");
+            assert_eq!(
+                a.read(&p),
+                generated(host, f),
+                "{p} differs from the committed file"
+            );
         }
     }
     let again = a.potato(&["gen"]);
@@ -152,15 +196,42 @@ fn schema_is_committed_and_referenced() {
     let run = r.potato(&["schema"]);
     run.ok();
     let committed = std::fs::read_to_string(source_root().join("docs/host.schema.json")).unwrap();
-    assert_eq!(run.stdout, committed, "docs/host.schema.json is stale: run `potato schema > docs/host.schema.json`");
+    assert_eq!(
+        run.stdout, committed,
+        "docs/host.schema.json is stale: run `potato schema > docs/host.schema.json`"
+    );
     let v: serde_json::Value = serde_json::from_str(&committed).unwrap();
-    assert_eq!(v["additionalProperties"], false, "unknown top-level keys are refused by editors too");
-    for key in ["system", "hardware", "memory", "deploy", "firewall", "ssh", "wireguard", "containers", "proxmox", "health", "storage", "fail2ban", "zones"] {
+    assert_eq!(
+        v["additionalProperties"], false,
+        "unknown top-level keys are refused by editors too"
+    );
+    for key in [
+        "system",
+        "hardware",
+        "memory",
+        "deploy",
+        "firewall",
+        "ssh",
+        "wireguard",
+        "containers",
+        "proxmox",
+        "health",
+        "storage",
+        "fail2ban",
+        "zones",
+    ] {
         assert!(v["properties"].get(key).is_some(), "schema lacks {key}");
     }
-    assert_eq!(v["required"], serde_json::json!(["system", "hardware", "memory", "deploy"]));
+    assert_eq!(
+        v["required"],
+        serde_json::json!(["system", "hardware", "memory", "deploy"])
+    );
     for host in ["n250", "lepotato", "pve-gateway", "pve-apps"] {
-        let text = std::fs::read_to_string(source_root().join(format!("hosts/{host}.toml"))).unwrap();
-        assert!(text.starts_with("#:schema ../docs/host.schema.json\n"), "{host} does not reference the schema");
+        let text =
+            std::fs::read_to_string(source_root().join(format!("hosts/{host}.toml"))).unwrap();
+        assert!(
+            text.starts_with("#:schema ../docs/host.schema.json\n"),
+            "{host} does not reference the schema"
+        );
     }
 }

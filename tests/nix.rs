@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{have_tool, source_root, Repo};
+use common::{Repo, have_tool, source_root};
 use potato::render::nix;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -30,12 +30,27 @@ fn every_nix_file_parses() {
         return;
     }
     let root = source_root();
-    let mut files = vec![root.join("flake.nix"), root.join("tests/fixtures/nixpkgs/flake.nix")];
+    let mut files = vec![
+        root.join("flake.nix"),
+        root.join("tests/fixtures/nixpkgs/flake.nix"),
+    ];
     nix_files(&root.join("modules"), &mut files);
-    assert!(files.len() >= 9, "expected base, 3 hardware, 4 generated, flake: {files:?}");
+    assert!(
+        files.len() >= 9,
+        "expected base, 3 hardware, 4 generated, flake: {files:?}"
+    );
     for f in files {
-        let out = Command::new("nix-instantiate").arg("--parse").arg(&f).output().unwrap();
-        assert!(out.status.success(), "{} does not parse:\n{}", f.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("nix-instantiate")
+            .arg("--parse")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not parse:\n{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -44,13 +59,25 @@ fn flake_eval(repo: &Path, attr: &str, apply: Option<&str>) -> Result<String, St
     let fixture = repo.join("nixpkgs-double");
     if !fixture.exists() {
         std::fs::create_dir_all(&fixture).unwrap();
-        std::fs::copy(source_root().join("tests/fixtures/nixpkgs/flake.nix"), fixture.join("flake.nix")).unwrap();
+        std::fs::copy(
+            source_root().join("tests/fixtures/nixpkgs/flake.nix"),
+            fixture.join("flake.nix"),
+        )
+        .unwrap();
     }
     let mut cmd = Command::new("nix");
-    cmd.args(["--extra-experimental-features", "nix-command flakes", "eval", "--json", "--option", "substituters", ""])
-        .arg(format!("path:{}#{attr}", repo.display()))
-        .args(["--override-input", "nixpkgs"])
-        .arg(format!("path:{}", fixture.display()));
+    cmd.args([
+        "--extra-experimental-features",
+        "nix-command flakes",
+        "eval",
+        "--json",
+        "--option",
+        "substituters",
+        "",
+    ])
+    .arg(format!("path:{}#{attr}", repo.display()))
+    .args(["--override-input", "nixpkgs"])
+    .arg(format!("path:{}", fixture.display()));
     if let Some(a) = apply {
         cmd.args(["--apply", a]);
     }
@@ -71,23 +98,45 @@ fn flake_discovers_every_host_file() {
     let lock_before = r.read("flake.lock");
     let names = flake_eval(r.path(), "nixosConfigurations", Some("builtins.attrNames")).unwrap();
     assert_eq!(names, r#"["lepotato","n250","pve-apps","pve-gateway"]"#);
-    assert_eq!(r.read("flake.lock"), lock_before, "evaluation must not rewrite flake.lock");
+    assert_eq!(
+        r.read("flake.lock"),
+        lock_before,
+        "evaluation must not rewrite flake.lock"
+    );
 
     // A new host file is a new configuration, with no edit to flake.nix.
     let mut text = r.read("hosts/pve-apps.toml");
-    for (a, b) in [("192.168.100.21", "192.168.100.22"), ("vmid = 111", "vmid = 112"), ("10.99.0.12/24", "10.99.0.13/24")] {
+    for (a, b) in [
+        ("192.168.100.21", "192.168.100.22"),
+        ("vmid = 111", "vmid = 112"),
+        ("10.99.0.12/24", "10.99.0.13/24"),
+    ] {
         text = text.replace(a, b);
     }
     r.write("hosts/pve-extra.toml", &text);
     std::fs::create_dir_all(r.path().join("secrets/pve-extra")).unwrap();
-    std::fs::copy(r.path().join("secrets/pve-apps/wg0.age"), r.path().join("secrets/pve-extra/wg0.age")).unwrap();
+    std::fs::copy(
+        r.path().join("secrets/pve-apps/wg0.age"),
+        r.path().join("secrets/pve-extra/wg0.age"),
+    )
+    .unwrap();
     let names = flake_eval(r.path(), "nixosConfigurations", Some("builtins.attrNames")).unwrap();
-    assert_eq!(names, r#"["lepotato","n250","pve-apps","pve-extra","pve-gateway"]"#);
+    assert_eq!(
+        names,
+        r#"["lepotato","n250","pve-apps","pve-extra","pve-gateway"]"#
+    );
     let toplevel = "nixosConfigurations.pve-extra.config.system.build.toplevel.outPath";
     let err = flake_eval(r.path(), toplevel, None).unwrap_err();
-    assert!(err.contains("host pve-extra has no modules/generated/pve-extra/; run `potato gen`"), "an ungenerated host names the fix: {err}");
+    assert!(
+        err.contains("host pve-extra has no modules/generated/pve-extra/; run `potato gen`"),
+        "an ungenerated host names the fix: {err}"
+    );
     r.potato(&["gen"]).ok();
-    assert!(flake_eval(r.path(), toplevel, None).unwrap().contains("nixos-system-pve-extra"));
+    assert!(
+        flake_eval(r.path(), toplevel, None)
+            .unwrap()
+            .contains("nixos-system-pve-extra")
+    );
 
     // Other outputs exist for both systems.
     for out in ["packages", "apps", "devShells", "formatter", "checks"] {
@@ -106,18 +155,46 @@ fn toplevel_builds_from_the_generated_files() {
         return;
     }
     let r = Repo::examples();
-    let drv = flake_eval(r.path(), "nixosConfigurations.lepotato.config.system.build.toplevel.outPath", None).unwrap();
+    let drv = flake_eval(
+        r.path(),
+        "nixosConfigurations.lepotato.config.system.build.toplevel.outPath",
+        None,
+    )
+    .unwrap();
     let out_path = drv.trim_matches('"').to_string();
     let status = Command::new("nix")
-        .args(["--extra-experimental-features", "nix-command flakes", "build", "--no-link", "--option", "substituters", ""])
-        .arg(format!("path:{}#nixosConfigurations.lepotato.config.system.build.toplevel", r.path().display()))
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "build",
+            "--no-link",
+            "--option",
+            "substituters",
+            "",
+        ])
+        .arg(format!(
+            "path:{}#nixosConfigurations.lepotato.config.system.build.toplevel",
+            r.path().display()
+        ))
         .args(["--override-input", "nixpkgs"])
-        .arg(format!("path:{}", r.path().join("nixpkgs-double").display()))
+        .arg(format!(
+            "path:{}",
+            r.path().join("nixpkgs-double").display()
+        ))
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    let built = std::fs::read_to_string(Path::new(&out_path).join("etc/potato/firewall.nft")).unwrap();
-    assert_eq!(built, r.read("modules/generated/lepotato/firewall.nft"), "the toplevel carries the generated bytes");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let built =
+        std::fs::read_to_string(Path::new(&out_path).join("etc/potato/firewall.nft")).unwrap();
+    assert_eq!(
+        built,
+        r.read("modules/generated/lepotato/firewall.nft"),
+        "the toplevel carries the generated bytes"
+    );
 }
 
 /// Evaluates a Nix expression strictly to JSON.
@@ -125,15 +202,36 @@ fn nix_eval_json(expr: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("e.nix");
     std::fs::write(&file, expr).unwrap();
-    let out = Command::new("nix-instantiate").args(["--eval", "--strict", "--json"]).arg(&file).output().unwrap();
-    assert!(out.status.success(), "nix rejected generated text:\n{}\n{}", String::from_utf8_lossy(&out.stderr), expr.chars().take(2000).collect::<String>());
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix rejected generated text:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        expr.chars().take(2000).collect::<String>()
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn adversarial_string() -> impl Strategy<Value = String> {
     let special = prop_oneof![
-        Just('$'), Just('{'), Just('}'), Just('\\'), Just('"'), Just('\''), Just('`'),
-        Just('\n'), Just('\r'), Just('\t'), Just('\u{1}'), Just('\u{7f}'), Just('é'), Just('💥'),
+        Just('$'),
+        Just('{'),
+        Just('}'),
+        Just('\\'),
+        Just('"'),
+        Just('\''),
+        Just('`'),
+        Just('\n'),
+        Just('\r'),
+        Just('\t'),
+        Just('\u{1}'),
+        Just('\u{7f}'),
+        Just('é'),
+        Just('💥'),
         any::<char>().prop_filter("no NUL", |c| *c != '\0'),
     ];
     prop::collection::vec(special, 0..24).prop_map(|cs| cs.into_iter().collect())
@@ -146,16 +244,36 @@ fn escaped_strings_read_back_exactly() {
     }
     // 2,000 adversarial strings in one list and one attrset, one Nix evaluation each:
     // every value must come back byte for byte, so nothing was interpolated or cut.
-    let mut runner = TestRunner::new(Config { rng_seed: proptest::test_runner::RngSeed::Fixed(0x907a70), ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x907a70),
+        ..Config::default()
+    });
     let strategy = adversarial_string();
-    let mut values: Vec<String> = ["${builtins.currentSystem}", "$${x}", "''${x}", "\\${x}", "a\"; b = \"", "''", "'''", "\\", "$", "}"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut values: Vec<String> = [
+        "${builtins.currentSystem}",
+        "$${x}",
+        "''${x}",
+        "\\${x}",
+        "a\"; b = \"",
+        "''",
+        "'''",
+        "\\",
+        "$",
+        "}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     while values.len() < 2000 {
         values.push(strategy.new_tree(&mut runner).unwrap().current());
     }
-    let list = serde_json::Value::Array(values.iter().cloned().map(serde_json::Value::String).collect());
+    let list = serde_json::Value::Array(
+        values
+            .iter()
+            .cloned()
+            .map(serde_json::Value::String)
+            .collect(),
+    );
     let back = nix_eval_json(&nix::literal(&list, 0).unwrap());
     assert_eq!(back, list);
 
@@ -186,9 +304,23 @@ fn hostile_host_data_renders_as_data() {
     r.edit("hosts/n250.toml", &format!("authorized_keys = [\"{key}\"]"), &format!("authorized_keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMKXN34D/ABvhBlQFj51Wy7ZJqBlCRibyccvWok77/Qp {escaped_for_toml}\"]"));
     r.potato(&["gen"]).ok();
     let file = r.path().join("modules/generated/n250/default.nix");
-    let expr = format!("(import {} {{ lib = {{ }}; }}).users.users.root.openssh.authorizedKeys.keys", file.display());
+    let expr = format!(
+        "(import {} {{ lib = {{ }}; }}).users.users.root.openssh.authorizedKeys.keys",
+        file.display()
+    );
     let v = nix_eval_json(&expr);
-    assert_eq!(v[0], format!("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMKXN34D/ABvhBlQFj51Wy7ZJqBlCRibyccvWok77/Qp {hostile}"));
-    let keys = nix_eval_json(&format!("builtins.attrNames (import {} {{ lib = {{ }}; }})", file.display()));
-    assert!(!keys.to_string().contains("security"), "no attribute was injected: {keys}");
+    assert_eq!(
+        v[0],
+        format!(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMKXN34D/ABvhBlQFj51Wy7ZJqBlCRibyccvWok77/Qp {hostile}"
+        )
+    );
+    let keys = nix_eval_json(&format!(
+        "builtins.attrNames (import {} {{ lib = {{ }}; }})",
+        file.display()
+    ));
+    assert!(
+        !keys.to_string().contains("security"),
+        "no attribute was injected: {keys}"
+    );
 }

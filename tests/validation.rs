@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{line_col, Repo};
+use common::{Repo, line_col};
 
 /// "hosts/<file>:<line>:<col>" of the first occurrence of `needle` in that file.
 fn at(repo: &Repo, file: &str, needle: &str) -> String {
@@ -23,15 +23,22 @@ fn examples_are_valid() {
 #[test]
 fn unknown_key_is_refused_with_its_location() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "timezone = \"Europe/Berlin\"", "timezone = \"Europe/Berlin\"\ncolour = \"red\"");
+    r.edit(
+        "hosts/n250.toml",
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Berlin\"\ncolour = \"red\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "colour");
-    r.potato(&["check"]).invalid_at(&loc, "unknown field `colour`");
+    r.potato(&["check"])
+        .invalid_at(&loc, "unknown field `colour`");
 }
 
 #[test]
 fn duplicate_host_names_differing_in_case() {
     let r = Repo::examples();
-    let text = r.read("hosts/lepotato.toml").replace("192.168.178.41", "192.168.178.42");
+    let text = r
+        .read("hosts/lepotato.toml")
+        .replace("192.168.178.41", "192.168.178.42");
     r.write("hosts/Lepotato.toml", &text);
     let run = r.potato(&["check"]);
     run.invalid_at("hosts/lepotato.toml", "host name `lepotato` is used twice");
@@ -40,25 +47,45 @@ fn duplicate_host_names_differing_in_case() {
 #[test]
 fn duplicate_deploy_addresses() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "root@192.168.178.41", "root@192.168.178.40");
+    r.edit(
+        "hosts/lepotato.toml",
+        "root@192.168.178.41",
+        "root@192.168.178.40",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"root@192.168.178.40\"");
     let run = r.potato(&["check"]);
     run.invalid_at("same deploy address", "have the same deploy address");
-    assert!(run.stderr.contains(&loc) || run.stderr.contains(&at(&r, "hosts/lepotato.toml", "\"root@192.168.178.40\"")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&loc)
+            || run
+                .stderr
+                .contains(&at(&r, "hosts/lepotato.toml", "\"root@192.168.178.40\"")),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn unknown_peer_host() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "peers = [\"pve-gateway\"]", "peers = [\"pve-gatewya\"]");
+    r.edit(
+        "hosts/n250.toml",
+        "peers = [\"pve-gateway\"]",
+        "peers = [\"pve-gatewya\"]",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"pve-gatewya\"");
-    r.potato(&["check"]).invalid_at(&loc, "unknown host `pve-gatewya`");
+    r.potato(&["check"])
+        .invalid_at(&loc, "unknown host `pve-gatewya`");
 }
 
 #[test]
 fn invalid_cidr() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "lan = [\"192.168.178.0/24\"", "lan = [\"192.168.178.0/33\"");
+    r.edit(
+        "hosts/n250.toml",
+        "lan = [\"192.168.178.0/24\"",
+        "lan = [\"192.168.178.0/33\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"192.168.178.0/33\"");
     r.potato(&["check"]).invalid_at(&loc, "is not a valid CIDR");
 }
@@ -66,7 +93,11 @@ fn invalid_cidr() {
 #[test]
 fn cidr_with_host_bits_is_invalid() {
     let r = Repo::examples();
-    r.edit("hosts/pve-gateway.toml", "lan = [\"192.168.100.0/24\"]", "lan = [\"192.168.100.7/24\"]");
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "lan = [\"192.168.100.0/24\"]",
+        "lan = [\"192.168.100.7/24\"]",
+    );
     let loc = at(&r, "hosts/pve-gateway.toml", "\"192.168.100.7/24\"");
     r.potato(&["check"]).invalid_at(&loc, "is not a valid CIDR");
 }
@@ -74,32 +105,56 @@ fn cidr_with_host_bits_is_invalid() {
 #[test]
 fn invalid_port_points_inside_the_rule() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\"allow 9100/tcp from wg\"", "\"allow 70000/tcp from wg\"");
+    r.edit(
+        "hosts/n250.toml",
+        "\"allow 9100/tcp from wg\"",
+        "\"allow 70000/tcp from wg\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "70000");
-    r.potato(&["check"]).invalid_at(&loc, "port 70000 is out of range");
+    r.potato(&["check"])
+        .invalid_at(&loc, "port 70000 is out of range");
 }
 
 #[test]
 fn port_zero_and_upside_down_ranges() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\"allow 9100/tcp from wg\"", "\"allow 0/tcp from wg\", \"allow 9200-9100/tcp\"");
+    r.edit(
+        "hosts/n250.toml",
+        "\"allow 9100/tcp from wg\"",
+        "\"allow 0/tcp from wg\", \"allow 9200-9100/tcp\"",
+    );
     let run = r.potato(&["check"]);
-    run.invalid_at(&at(&r, "hosts/n250.toml", "0/tcp from wg\""), "port 0 is out of range");
-    run.invalid_at(&at(&r, "hosts/n250.toml", "9200-9100"), "port range 9200-9100 is upside down");
+    run.invalid_at(
+        &at(&r, "hosts/n250.toml", "0/tcp from wg\""),
+        "port 0 is out of range",
+    );
+    run.invalid_at(
+        &at(&r, "hosts/n250.toml", "9200-9100"),
+        "port range 9200-9100 is upside down",
+    );
 }
 
 #[test]
 fn invalid_address_in_target() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\"root@192.168.178.40\"", "\"root@192.168.178.40:99999\"");
+    r.edit(
+        "hosts/n250.toml",
+        "\"root@192.168.178.40\"",
+        "\"root@192.168.178.40:99999\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"root@192.168.178.40:99999\"");
-    r.potato(&["check"]).invalid_at(&loc, "port 99999 is out of range");
+    r.potato(&["check"])
+        .invalid_at(&loc, "port 99999 is out of range");
 }
 
 #[test]
 fn invalid_duration() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "confirm_timeout = \"30s\"", "confirm_timeout = \"soon\"");
+    r.edit(
+        "hosts/n250.toml",
+        "confirm_timeout = \"30s\"",
+        "confirm_timeout = \"soon\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"soon\"");
     r.potato(&["check"]).invalid_at(&loc, "is not a duration");
 }
@@ -107,19 +162,33 @@ fn invalid_duration() {
 #[test]
 fn two_services_claiming_one_host_port() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "\n[[health]]", "\n[containers.kopia]\nports = [\"2222:51515/tcp\"]\n\n[[health]]");
+    r.edit(
+        "hosts/lepotato.toml",
+        "\n[[health]]",
+        "\n[containers.kopia]\nports = [\"2222:51515/tcp\"]\n\n[[health]]",
+    );
     let loc = at(&r, "hosts/lepotato.toml", "\"2222:51515/tcp\"");
     let run = r.potato(&["check"]);
-    run.invalid_at(&loc, "service `kopia` publishes 2222/tcp, already claimed by service gitea");
+    run.invalid_at(
+        &loc,
+        "service `kopia` publishes 2222/tcp, already claimed by service gitea",
+    );
     assert!(run.stderr.contains("first claimed here"), "{}", run.stderr);
 }
 
 #[test]
 fn a_repeated_or_contradicting_rule_is_shadowed() {
     let r = Repo::examples();
-    r.edit("hosts/pve-gateway.toml", "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]", "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\", \"deny 22/tcp from lan\"]");
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]",
+        "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\", \"deny 22/tcp from lan\"]",
+    );
     let loc = at(&r, "hosts/pve-gateway.toml", "\"deny 22/tcp from lan\"");
-    r.potato(&["check"]).invalid_at(&loc, "never matches: it contradicts the earlier rule `limit 22/tcp from lan`");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "never matches: it contradicts the earlier rule `limit 22/tcp from lan`",
+    );
 }
 
 #[test]
@@ -127,80 +196,153 @@ fn overlapping_wireguard_subnets_on_one_host() {
     let r = Repo::examples();
     r.edit("hosts/n250.toml", "\n[containers]\n", "\n[wireguard.wg1]\naddress = \"10.99.5.1/16\"\nprivate_key = \"secret:wg0\"\n\n[containers]\n");
     let loc = at(&r, "hosts/n250.toml", "\"10.99.5.1/16\"");
-    r.potato(&["check"]).invalid_at(&loc, "WireGuard subnet 10.99.0.0/16 of wg1 overlaps 10.99.0.0/24 of wg0");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "WireGuard subnet 10.99.0.0/16 of wg1 overlaps 10.99.0.0/24 of wg0",
+    );
 }
 
 #[test]
 fn one_wireguard_address_on_two_hosts() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "address = \"10.99.0.11/24\"", "address = \"10.99.0.10/24\"");
+    r.edit(
+        "hosts/lepotato.toml",
+        "address = \"10.99.0.11/24\"",
+        "address = \"10.99.0.10/24\"",
+    );
     let run = r.potato(&["check"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("WireGuard address 10.99.0.10 is also used by"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("WireGuard address 10.99.0.10 is also used by"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn overlapping_container_subnets() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\n[containers.jellyfin]", "\n[containers.networks]\nproxy = \"10.89.2.0/24\"\n\n[containers.jellyfin]");
+    r.edit(
+        "hosts/n250.toml",
+        "\n[containers.jellyfin]",
+        "\n[containers.networks]\nproxy = \"10.89.2.0/24\"\n\n[containers.jellyfin]",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"10.89.2.0/24\"");
-    r.potato(&["check"]).invalid_at(&loc, "container network proxy (10.89.2.0/24) overlaps backend (10.89.2.0/24)");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "container network proxy (10.89.2.0/24) overlaps backend (10.89.2.0/24)",
+    );
 }
 
 #[test]
 fn container_subnet_overlapping_the_lan() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\n[containers.jellyfin]", "\n[containers.networks]\nmonitoring = \"192.168.178.0/25\"\n\n[containers.jellyfin]");
+    r.edit(
+        "hosts/n250.toml",
+        "\n[containers.jellyfin]",
+        "\n[containers.networks]\nmonitoring = \"192.168.178.0/25\"\n\n[containers.jellyfin]",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"192.168.178.0/25\"");
-    r.potato(&["check"]).invalid_at(&loc, "overlaps zone lan (192.168.178.0/24)");
+    r.potato(&["check"])
+        .invalid_at(&loc, "overlaps zone lan (192.168.178.0/24)");
 }
 
 #[test]
 fn memory_budget_overrun_on_the_le_potato() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "\"node-exporter\", \"grafana\"]", "\"node-exporter\", \"grafana\", \"jellyfin\", \"loki\"]");
+    r.edit(
+        "hosts/lepotato.toml",
+        "\"node-exporter\", \"grafana\"]",
+        "\"node-exporter\", \"grafana\", \"jellyfin\", \"loki\"]",
+    );
     let loc = at(&r, "hosts/lepotato.toml", "\"traefik\"");
     let run = r.potato(&["check"]);
     // 1376 MiB light stack + jellyfin 1024 + loki 384 = 2784 MiB, + 512 MiB reserve = 3296 MiB > 2048 MiB.
-    run.invalid_at(&loc, "containers need 2.7 GiB + 512 MiB OS reserve = 3.2 GiB, but the host has 2 GiB");
-    assert!(run.stderr.contains("biggest consumers: jellyfin 1 GiB, loki 384 MiB"), "{}", run.stderr);
+    run.invalid_at(
+        &loc,
+        "containers need 2.7 GiB + 512 MiB OS reserve = 3.2 GiB, but the host has 2 GiB",
+    );
+    assert!(
+        run.stderr
+            .contains("biggest consumers: jellyfin 1 GiB, loki 384 MiB"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn x86_only_service_on_the_aarch64_host() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "\"node-exporter\", \"grafana\"]", "\"node-exporter\", \"grafana\", \"mongodb\"]");
+    r.edit(
+        "hosts/lepotato.toml",
+        "\"node-exporter\", \"grafana\"]",
+        "\"node-exporter\", \"grafana\", \"mongodb\"]",
+    );
     let loc = at(&r, "hosts/lepotato.toml", "\"mongodb\"");
-    r.potato(&["check"]).invalid_at(&loc, "service `mongodb` has no aarch64 image");
+    r.potato(&["check"])
+        .invalid_at(&loc, "service `mongodb` has no aarch64 image");
 }
 
 #[test]
 fn unknown_service_suggests_the_near_name() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "\"jellyfin\", \"syncthing\"", "\"jellyfn\", \"syncthing\"");
+    r.edit(
+        "hosts/n250.toml",
+        "\"jellyfin\", \"syncthing\"",
+        "\"jellyfn\", \"syncthing\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"jellyfn\"");
     let run = r.potato(&["check"]);
     run.invalid_at(&loc, "unknown service `jellyfn`");
-    assert!(run.stderr.contains("did you mean `jellyfin`?"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("did you mean `jellyfin`?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn ssh_lockout_by_default_policy() {
     let r = Repo::examples();
-    r.edit("hosts/pve-gateway.toml", "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]", "rules = [\"allow 22/tcp from wg\"]");
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]",
+        "rules = [\"allow 22/tcp from wg\"]",
+    );
     let loc = at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\"");
     let run = r.potato(&["check"]);
-    run.invalid_at(&loc, "the firewall would lock the deployer out: SSH (22/tcp) from 192.168.100.0/24 is refused");
-    assert!(run.stderr.contains("limit 22/tcp from lan"), "hint names the fix: {}", run.stderr);
+    run.invalid_at(
+        &loc,
+        "the firewall would lock the deployer out: SSH (22/tcp) from 192.168.100.0/24 is refused",
+    );
+    assert!(
+        run.stderr.contains("limit 22/tcp from lan"),
+        "hint names the fix: {}",
+        run.stderr
+    );
 }
 
 #[test]
 fn ssh_lockout_by_an_explicit_rule() {
     let r = Repo::examples();
-    r.edit("hosts/pve-gateway.toml", "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]", "rules = [\"deny 22/tcp\", \"allow 80/tcp\"]");
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "rules = [\"limit 22/tcp from lan\", \"allow 22/tcp from wg\"]",
+        "rules = [\"deny 22/tcp\", \"allow 80/tcp\"]",
+    );
     let run = r.potato(&["check"]);
-    run.invalid_at(&at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\""), "would lock the deployer out");
-    assert!(run.stderr.contains(&at(&r, "hosts/pve-gateway.toml", "\"deny 22/tcp\"")) || run.stderr.contains("refused by this rule"), "{}", run.stderr);
+    run.invalid_at(
+        &at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\""),
+        "would lock the deployer out",
+    );
+    assert!(
+        run.stderr
+            .contains(&at(&r, "hosts/pve-gateway.toml", "\"deny 22/tcp\""))
+            || run.stderr.contains("refused by this rule"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -208,33 +350,56 @@ fn ssh_on_another_port_must_be_allowed_too() {
     let r = Repo::examples();
     r.edit("hosts/pve-gateway.toml", "[ssh]\n", "[ssh]\nport = 2222\n");
     let run = r.potato(&["check"]);
-    run.invalid_at(&at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\""), "SSH (2222/tcp) from 192.168.100.0/24 is refused");
+    run.invalid_at(
+        &at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\""),
+        "SSH (2222/tcp) from 192.168.100.0/24 is refused",
+    );
 }
 
 #[test]
 fn missing_secret() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "private_key = \"secret:wg0\"", "private_key = \"secret:wg9\"");
+    r.edit(
+        "hosts/n250.toml",
+        "private_key = \"secret:wg0\"",
+        "private_key = \"secret:wg9\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"secret:wg9\"");
     let run = r.potato(&["check"]);
     run.invalid_at(&loc, "secret `wg9` does not exist");
-    assert!(run.stderr.contains("potato secrets gen wg9"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("potato secrets gen wg9"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn a_literal_secret_value_is_refused() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "private_key = \"secret:wg0\"", "private_key = \"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\"");
+    r.edit(
+        "hosts/n250.toml",
+        "private_key = \"secret:wg0\"",
+        "private_key = \"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\"",
+    );
     let loc = at(&r, "hosts/n250.toml", "\"yAnz5TF");
-    r.potato(&["check"]).invalid_at(&loc, "is not a secret reference");
+    r.potato(&["check"])
+        .invalid_at(&loc, "is not a secret reference");
 }
 
 #[test]
 fn hardware_and_system_must_agree() {
     let r = Repo::examples();
-    r.edit("hosts/lepotato.toml", "system = \"aarch64-linux\"", "system = \"x86_64-linux\"");
+    r.edit(
+        "hosts/lepotato.toml",
+        "system = \"aarch64-linux\"",
+        "system = \"x86_64-linux\"",
+    );
     let loc = at(&r, "hosts/lepotato.toml", "\"lepotato\"");
-    r.potato(&["check"]).invalid_at(&loc, "hardware `lepotato` is aarch64-linux, but system is x86_64-linux");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "hardware `lepotato` is aarch64-linux, but system is x86_64-linux",
+    );
 }
 
 #[test]
@@ -243,24 +408,51 @@ fn proxmox_vm_needs_its_table() {
     let text = r.read("hosts/pve-apps.toml");
     let start = text.find("[proxmox]").unwrap();
     let end = text.find("[firewall]").unwrap();
-    r.write("hosts/pve-apps.toml", &format!("{}{}", &text[..start], &text[end..]));
+    r.write(
+        "hosts/pve-apps.toml",
+        &format!("{}{}", &text[..start], &text[end..]),
+    );
     let loc = at(&r, "hosts/pve-apps.toml", "\"proxmox-vm\"");
-    r.potato(&["check"]).invalid_at(&loc, "a proxmox-vm host needs a [proxmox] table");
+    r.potato(&["check"])
+        .invalid_at(&loc, "a proxmox-vm host needs a [proxmox] table");
 }
 
 #[test]
 fn every_error_of_every_file_is_reported_together() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "confirm_timeout = \"30s\"", "confirm_timeout = \"soon\"");
-    r.edit("hosts/n250.toml", "\"jellyfin\", \"syncthing\"", "\"jellyfn\", \"syncthing\"");
-    r.edit("hosts/lepotato.toml", "\"node-exporter\", \"grafana\"]", "\"node-exporter\", \"grafana\", \"mongodb\"]");
+    r.edit(
+        "hosts/n250.toml",
+        "confirm_timeout = \"30s\"",
+        "confirm_timeout = \"soon\"",
+    );
+    r.edit(
+        "hosts/n250.toml",
+        "\"jellyfin\", \"syncthing\"",
+        "\"jellyfn\", \"syncthing\"",
+    );
+    r.edit(
+        "hosts/lepotato.toml",
+        "\"node-exporter\", \"grafana\"]",
+        "\"node-exporter\", \"grafana\", \"mongodb\"]",
+    );
     r.edit("hosts/pve-apps.toml", "vmid = 111", "vmid = 5");
     let run = r.potato(&["check"]);
     assert_eq!(run.code, 2);
     // mongodb also pushes the Le Potato over its memory budget, and the typo
     // orphans the [containers.jellyfin] override: six problems.
-    for msg in ["is not a duration", "unknown service `jellyfn`", "has no aarch64 image", "containers need", "overrides a service that is not in", "vmid 5 is out of range"] {
-        assert!(run.stderr.contains(msg), "missing {msg:?} in:\n{}", run.stderr);
+    for msg in [
+        "is not a duration",
+        "unknown service `jellyfn`",
+        "has no aarch64 image",
+        "containers need",
+        "overrides a service that is not in",
+        "vmid 5 is out of range",
+    ] {
+        assert!(
+            run.stderr.contains(msg),
+            "missing {msg:?} in:\n{}",
+            run.stderr
+        );
     }
     assert!(run.stderr.contains("6 problems"), "{}", run.stderr);
 }
@@ -269,7 +461,11 @@ fn every_error_of_every_file_is_reported_together() {
 fn invalid_input_changes_nothing() {
     let r = Repo::examples();
     let before = r.read("modules/generated/n250/default.nix");
-    r.edit("hosts/n250.toml", "timezone = \"Europe/Berlin\"", "timezone = \"Europe/Berlin\"\nhostname = \"x\"");
+    r.edit(
+        "hosts/n250.toml",
+        "timezone = \"Europe/Berlin\"",
+        "timezone = \"Europe/Berlin\"\nhostname = \"x\"",
+    );
     let run = r.potato(&["gen"]);
     assert_eq!(run.code, 2);
     assert_eq!(r.read("modules/generated/n250/default.nix"), before);
@@ -278,7 +474,11 @@ fn invalid_input_changes_nothing() {
 #[test]
 fn json_diagnostics_carry_file_line_column() {
     let r = Repo::examples();
-    r.edit("hosts/n250.toml", "confirm_timeout = \"30s\"", "confirm_timeout = \"soon\"");
+    r.edit(
+        "hosts/n250.toml",
+        "confirm_timeout = \"30s\"",
+        "confirm_timeout = \"soon\"",
+    );
     let (line, col) = line_col(&r.read("hosts/n250.toml"), "\"soon\"");
     let run = r.potato(&["check", "--json"]);
     assert_eq!(run.code, 2);

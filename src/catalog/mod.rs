@@ -46,12 +46,19 @@ pub struct Publish {
 impl Publish {
     pub fn parse(s: &str) -> Result<Publish, String> {
         let (ports, proto) = match s.split_once('/') {
-            Some((p, proto)) => (p, Proto::parse(proto).ok_or_else(|| format!("unknown protocol `{proto}` in `{s}`: use tcp or udp"))?),
+            Some((p, proto)) => (
+                p,
+                Proto::parse(proto).ok_or_else(|| {
+                    format!("unknown protocol `{proto}` in `{s}`: use tcp or udp")
+                })?,
+            ),
             None => (s, Proto::Tcp),
         };
-        let (host, container) = ports
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not a port mapping: write \"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\""))?;
+        let (host, container) = ports.split_once(':').ok_or_else(|| {
+            format!(
+                "`{s}` is not a port mapping: write \"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\""
+            )
+        })?;
         Ok(Publish {
             host: parse_port(host)?,
             container: parse_port(container)?,
@@ -62,7 +69,13 @@ impl Publish {
 
 impl std::fmt::Display for Publish {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "{}:{}/{}", self.host, self.container, self.proto.as_str())
+        write!(
+            f,
+            "{}:{}/{}",
+            self.host,
+            self.container,
+            self.proto.as_str()
+        )
     }
 }
 
@@ -124,6 +137,7 @@ impl Service {
     }
 }
 
+#[derive(Debug)]
 pub struct Catalog {
     services: BTreeMap<String, Service>,
 }
@@ -140,7 +154,12 @@ impl Catalog {
         let mut services = BTreeMap::new();
         for (name, r) in raw {
             let ctx = |e: String| format!("catalog service `{name}`: {e}");
-            let ports = r.ports.iter().map(|p| Publish::parse(p)).collect::<Result<Vec<_>, _>>().map_err(ctx)?;
+            let ports = r
+                .ports
+                .iter()
+                .map(|p| Publish::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ctx)?;
             let memory_mib = parse_mib(&r.memory).map_err(ctx)?;
             if r.zone.is_none() == r.network.is_none() {
                 return Err(ctx("needs exactly one of `zone` and `network`".into()));
@@ -172,7 +191,10 @@ impl Catalog {
         for s in self.services.values() {
             for d in s.depends.iter().chain(s.network.iter()) {
                 if !self.services.contains_key(d) {
-                    return Err(format!("catalog service `{}` refers to unknown service `{d}`", s.name));
+                    return Err(format!(
+                        "catalog service `{}` refers to unknown service `{d}`",
+                        s.name
+                    ));
                 }
             }
         }
@@ -195,11 +217,22 @@ mod tests {
     #[test]
     fn builtin_catalog_parses_and_references_resolve() {
         let c = Catalog::parse(EMBEDDED).unwrap();
-        for name in ["traefik", "postgres", "gluetun", "qbittorrent", "jellyfin", "kopia", "autoheal"] {
+        for name in [
+            "traefik",
+            "postgres",
+            "gluetun",
+            "qbittorrent",
+            "jellyfin",
+            "kopia",
+            "autoheal",
+        ] {
             assert!(c.get(name).is_some(), "{name} missing");
         }
         assert!(c.get("postgres").unwrap().database);
-        assert_eq!(c.get("qbittorrent").unwrap().network.as_deref(), Some("gluetun"));
+        assert_eq!(
+            c.get("qbittorrent").unwrap().network.as_deref(),
+            Some("gluetun")
+        );
     }
 
     #[test]
@@ -207,23 +240,40 @@ mod tests {
         let c = Catalog::builtin();
         for s in c.services.values() {
             let tag = s.image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
-            assert!(!tag.is_empty() && tag != "latest", "{} is not pinned: {}", s.name, s.image);
+            assert!(
+                !tag.is_empty() && tag != "latest",
+                "{} is not pinned: {}",
+                s.name,
+                s.image
+            );
         }
     }
 
     #[test]
     fn bad_entries_are_refused() {
         let bad_ref = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\ndepends=['nope']\n";
-        assert!(Catalog::parse(bad_ref).unwrap_err().contains("unknown service `nope`"));
+        assert!(
+            Catalog::parse(bad_ref)
+                .unwrap_err()
+                .contains("unknown service `nope`")
+        );
         let bad_port = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\nports=['0:80']\n";
-        assert!(Catalog::parse(bad_port).unwrap_err().contains("out of range"));
+        assert!(
+            Catalog::parse(bad_port)
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 
     #[test]
     fn publish_parses() {
         assert_eq!(
             Publish::parse("22000:22000/udp").unwrap(),
-            Publish { host: 22000, container: 22000, proto: Proto::Udp }
+            Publish {
+                host: 22000,
+                container: 22000,
+                proto: Proto::Udp
+            }
         );
         assert!(Publish::parse("80").is_err());
         assert!(Publish::parse("80:80/sctp").is_err());

@@ -13,13 +13,24 @@ pub fn run(g: &Global, selectors: &[String]) -> Result<(), Error> {
     let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
     let files = render::render_all(&owned)?;
     if g.json {
-        let hosts: Vec<_> = selected.iter().map(|p| json!({ "host": p.name, "file": p.file, "ok": true })).collect();
-        println!("{}", json!({ "ok": true, "hosts": hosts, "files": files.len() }));
+        let hosts: Vec<_> = selected
+            .iter()
+            .map(|p| json!({ "host": p.name, "file": p.file, "ok": true }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "ok": true, "hosts": hosts, "files": files.len() })
+        );
     } else if !g.quiet {
         for p in &selected {
             println!("ok  {:<14} {}", p.name, p.file);
         }
-        println!("{} host{} valid, {} files rendered", selected.len(), if selected.len() == 1 { "" } else { "s" }, files.len());
+        println!(
+            "{} host{} valid, {} files rendered",
+            selected.len(),
+            if selected.len() == 1 { "" } else { "s" },
+            files.len()
+        );
     }
     Ok(())
 }

@@ -19,20 +19,35 @@ pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Err
     }
     let touched = render::write(&root, &files, &stale)?;
     if g.json {
-        println!("{}", json!({ "ok": true, "written": touched, "unchanged": files.len() - stale.changed.len() }));
+        println!(
+            "{}",
+            json!({ "ok": true, "written": touched, "unchanged": files.len() - stale.changed.len() })
+        );
     } else if !g.quiet {
         for t in &touched {
             println!("wrote {t}");
         }
-        println!("{} file{} written, {} unchanged", touched.len(), if touched.len() == 1 { "" } else { "s" }, files.len() - stale.changed.len());
+        println!(
+            "{} file{} written, {} unchanged",
+            touched.len(),
+            if touched.len() == 1 { "" } else { "s" },
+            files.len() - stale.changed.len()
+        );
     }
     Ok(())
 }
 
 fn report_check(g: &Global, stale: &render::Staleness) -> Result<(), Error> {
     if g.json {
-        let changed: Vec<_> = stale.changed.iter().map(|(p, d)| json!({ "file": p, "diff": d })).collect();
-        println!("{}", json!({ "ok": stale.is_clean(), "changed": changed, "extra": stale.extra }));
+        let changed: Vec<_> = stale
+            .changed
+            .iter()
+            .map(|(p, d)| json!({ "file": p, "diff": d }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "ok": stale.is_clean(), "changed": changed, "extra": stale.extra })
+        );
     } else {
         for (_, diff) in &stale.changed {
             print!("{diff}");
@@ -47,6 +62,8 @@ fn report_check(g: &Global, stale: &render::Staleness) -> Result<(), Error> {
     if stale.is_clean() {
         Ok(())
     } else {
-        Err(Error::Stale { count: stale.changed.len() + stale.extra.len() })
+        Err(Error::Stale {
+            count: stale.changed.len() + stale.extra.len(),
+        })
     }
 }

@@ -20,7 +20,12 @@ use crate::{inventory, repo, resolve};
 /// The repository root for this invocation.
 pub fn repo_root(g: &Global) -> Result<Utf8PathBuf, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(Utf8Path::new("."), e))?;
-    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| Error::usage(format!("the current directory {} is not UTF-8", p.display()), "run potato from a UTF-8 path"))?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| {
+        Error::usage(
+            format!("the current directory {} is not UTF-8", p.display()),
+            "run potato from a UTF-8 path",
+        )
+    })?;
     repo::find_root(g.repo.as_deref(), &cwd)
 }
 
@@ -35,6 +40,9 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
             "create hosts/<name>.toml; README.md shows a complete example",
         )),
         Ok(plans) => Ok(plans),
-        Err(diagnostics) => Err(Error::Invalid(Report { sources: inv.sources, diagnostics })),
+        Err(diagnostics) => Err(Error::Invalid(Report {
+            sources: inv.sources,
+            diagnostics,
+        })),
     }
 }

@@ -12,7 +12,7 @@ use std::ops::Range;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::catalog::{parse_port, Proto};
+use crate::catalog::{Proto, parse_port};
 use crate::inventory::schema::Policy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,7 +69,10 @@ impl PortRange {
 pub enum Source {
     Any,
     /// A zone (by name) or a literal CIDR/address (name None), resolved to networks.
-    Nets { name: Option<String>, nets: Vec<IpNet> },
+    Nets {
+        name: Option<String>,
+        nets: Vec<IpNet>,
+    },
 }
 
 impl Source {
@@ -90,7 +93,11 @@ impl Source {
         match self {
             Source::Any => "any".into(),
             Source::Nets { name: Some(n), .. } => n.clone(),
-            Source::Nets { name: None, nets } => nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+            Source::Nets { name: None, nets } => nets
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }
@@ -116,7 +123,10 @@ impl Rule {
         let iface_ok = earlier.iface.is_none() || earlier.iface == self.iface;
         iface_ok
             && self.protos.iter().all(|p| earlier.protos.contains(p))
-            && self.ports.iter().all(|r| earlier.ports.iter().any(|e| e.covers(r)))
+            && self
+                .ports
+                .iter()
+                .all(|r| earlier.ports.iter().any(|e| e.covers(r)))
             && earlier.source.covers(&self.source)
     }
 }
@@ -129,10 +139,14 @@ pub struct RuleError {
     pub hint: String,
 }
 
-const GRAMMAR: &str = "rules read \"ACTION PORTS[/PROTO] [from SOURCE] [on IFACE]\", e.g. \"limit 22/tcp from lan\"";
+const GRAMMAR: &str =
+    "rules read \"ACTION PORTS[/PROTO] [from SOURCE] [on IFACE]\", e.g. \"limit 22/tcp from lan\"";
 
 /// Parses one rule. `zone` resolves a zone name to its networks (None: unknown).
-pub fn parse_rule(text: &str, zone: &dyn Fn(&str) -> Option<Vec<IpNet>>) -> Result<Rule, RuleError> {
+pub fn parse_rule(
+    text: &str,
+    zone: &dyn Fn(&str) -> Option<Vec<IpNet>>,
+) -> Result<Rule, RuleError> {
     let words = words(text);
     let err = |range: Range<usize>, message: String, hint: &str| RuleError {
         range,
@@ -143,12 +157,17 @@ pub fn parse_rule(text: &str, zone: &dyn Fn(&str) -> Option<Vec<IpNet>>) -> Resu
         return Err(err(0..text.len(), "empty firewall rule".into(), GRAMMAR));
     };
     let action = Action::parse(action_word).ok_or_else(|| {
-        err(action_range.clone(), format!("unknown action `{action_word}`"), "use allow, deny, reject or limit")
+        err(
+            action_range.clone(),
+            format!("unknown action `{action_word}`"),
+            "use allow, deny, reject or limit",
+        )
     })?;
     let Some((ports_word, ports_range)) = words.get(1).cloned() else {
         return Err(err(0..text.len(), "rule has no ports".into(), GRAMMAR));
     };
-    let (ports, protos) = parse_ports(ports_word, ports_range.start).map_err(|(r, m, h)| err(r, m, h))?;
+    let (ports, protos) =
+        parse_ports(ports_word, ports_range.start).map_err(|(r, m, h)| err(r, m, h))?;
 
     let mut source = Source::Any;
     let mut iface = None;
@@ -162,7 +181,11 @@ pub fn parse_rule(text: &str, zone: &dyn Fn(&str) -> Option<Vec<IpNet>>) -> Resu
             "from" => source = parse_source(val, zone).map_err(|(m, h)| err(val_range, m, &h))?,
             "on" => {
                 if !valid_iface(val) {
-                    return Err(err(val_range, format!("`{val}` is not an interface name"), "interface names are 1-15 characters of letters, digits, '-', '_', '.'"));
+                    return Err(err(
+                        val_range,
+                        format!("`{val}` is not an interface name"),
+                        "interface names are 1-15 characters of letters, digits, '-', '_', '.'",
+                    ));
                 }
                 iface = Some(val.to_string());
             }
@@ -184,7 +207,10 @@ pub fn parse_rule(text: &str, zone: &dyn Fn(&str) -> Option<Vec<IpNet>>) -> Resu
 fn words(text: &str) -> Vec<(&str, Range<usize>)> {
     let mut out = Vec::new();
     let mut start = None;
-    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
         match (c.is_whitespace(), start) {
             (true, Some(s)) => {
                 out.push((&text[s..i], s..i));
@@ -204,7 +230,11 @@ fn parse_ports(word: &str, offset: usize) -> Result<(Vec<PortRange>, Vec<Proto>)
         Some((list, proto)) => {
             let p = Proto::parse(proto).ok_or_else(|| {
                 let at = offset + list.len() + 1;
-                (at..at + proto.len(), format!("unknown protocol `{proto}`"), "use tcp or udp, or leave it out for both")
+                (
+                    at..at + proto.len(),
+                    format!("unknown protocol `{proto}`"),
+                    "use tcp or udp, or leave it out for both",
+                )
             })?;
             (list, vec![p])
         }
@@ -221,7 +251,11 @@ fn parse_ports(word: &str, offset: usize) -> Result<(Vec<PortRange>, Vec<Proto>)
                 let lo = parse_port(a).map_err(|m| (range.clone(), m, hint))?;
                 let hi = parse_port(b).map_err(|m| (range.clone(), m, hint))?;
                 if lo > hi {
-                    return Err((range, format!("port range {lo}-{hi} is upside down"), "write the lower port first"));
+                    return Err((
+                        range,
+                        format!("port range {lo}-{hi} is upside down"),
+                        "write the lower port first",
+                    ));
                 }
                 PortRange { lo, hi }
             }
@@ -236,19 +270,36 @@ fn parse_ports(word: &str, offset: usize) -> Result<(Vec<PortRange>, Vec<Proto>)
 }
 
 /// A source: "any", a zone name, a CIDR or an address.
-pub fn parse_source(word: &str, zone: &dyn Fn(&str) -> Option<Vec<IpNet>>) -> Result<Source, (String, String)> {
+pub fn parse_source(
+    word: &str,
+    zone: &dyn Fn(&str) -> Option<Vec<IpNet>>,
+) -> Result<Source, (String, String)> {
     if word == "any" {
         return Ok(Source::Any);
     }
     if let Some(net) = parse_net(word) {
-        return Ok(Source::Nets { name: None, nets: vec![net] });
+        return Ok(Source::Nets {
+            name: None,
+            nets: vec![net],
+        });
     }
     if word.contains(['.', ':', '/']) {
-        return Err((format!("`{word}` is not a valid address or CIDR"), "write e.g. 192.168.1.0/24, 10.0.0.5 or fd00::/64".into()));
+        return Err((
+            format!("`{word}` is not a valid address or CIDR"),
+            "write e.g. 192.168.1.0/24, 10.0.0.5 or fd00::/64".into(),
+        ));
     }
     match zone(word) {
-        Some(nets) => Ok(Source::Nets { name: Some(word.to_string()), nets }),
-        None => Err((format!("unknown zone `{word}`"), format!("define it under [zones] (e.g. {word} = [\"192.168.1.0/24\"]) or use a CIDR or \"any\""))),
+        Some(nets) => Ok(Source::Nets {
+            name: Some(word.to_string()),
+            nets,
+        }),
+        None => Err((
+            format!("unknown zone `{word}`"),
+            format!(
+                "define it under [zones] (e.g. {word} = [\"192.168.1.0/24\"]) or use a CIDR or \"any\""
+            ),
+        )),
     }
 }
 
@@ -261,7 +312,9 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 }
 
 fn valid_iface(s: &str) -> bool {
-    (1..=15).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    (1..=15).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// The compiled policy of one host.
@@ -275,7 +328,13 @@ pub struct Policies {
 /// What a new connection from `from` to `port/proto` meets: the first matching
 /// rule's action, or the default incoming policy. Interface-bound rules are
 /// skipped, since the deployer's interface is not known.
-pub fn verdict(rules: &[Rule], incoming: Policy, from: &IpNet, port: u16, proto: Proto) -> (bool, Option<usize>) {
+pub fn verdict(
+    rules: &[Rule],
+    incoming: Policy,
+    from: &IpNet,
+    port: u16,
+    proto: Proto,
+) -> (bool, Option<usize>) {
     for (i, r) in rules.iter().enumerate() {
         if r.iface.is_none() && r.matches_port(port, proto) && r.source.covers_net(from) {
             return (r.action.admits(), Some(i));
@@ -328,7 +387,11 @@ pub fn compile(rules: &[Rule], pol: &Policies, extra_udp: &[(u16, String)]) -> S
         "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy {};\n\t\tct state vmap {{ invalid : drop, established : accept, related : accept }}\n\t}}\n",
         policy_chain(pol.routed)
     );
-    let _ = writeln!(out, "\tchain output {{\n\t\ttype filter hook output priority filter; policy {};\n\t\toifname \"lo\" accept\n\t\tct state vmap {{ invalid : drop, established : accept, related : accept }}\n\t}}", policy_chain(pol.outgoing));
+    let _ = writeln!(
+        out,
+        "\tchain output {{\n\t\ttype filter hook output priority filter; policy {};\n\t\toifname \"lo\" accept\n\t\tct state vmap {{ invalid : drop, established : accept, related : accept }}\n\t}}",
+        policy_chain(pol.outgoing)
+    );
     out
 }
 
@@ -349,11 +412,22 @@ fn policy_verdict(p: Policy) -> &'static str {
 
 /// nftables lines for one rule: one per address family that its source has.
 fn rule_lines(r: &Rule) -> Vec<String> {
-    let iface = r.iface.as_ref().map(|i| format!("iifname \"{i}\" ")).unwrap_or_default();
+    let iface = r
+        .iface
+        .as_ref()
+        .map(|i| format!("iifname \"{i}\" "))
+        .unwrap_or_default();
     let ports = if r.ports.len() == 1 {
         r.ports[0].nft()
     } else {
-        format!("{{ {} }}", r.ports.iter().map(PortRange::nft).collect::<Vec<_>>().join(", "))
+        format!(
+            "{{ {} }}",
+            r.ports
+                .iter()
+                .map(PortRange::nft)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     let l4 = if r.protos.len() == 2 {
         format!("meta l4proto {{ tcp, udp }} th dport {ports}")
@@ -363,8 +437,16 @@ fn rule_lines(r: &Rule) -> Vec<String> {
     let sources: Vec<(Option<&str>, String)> = match &r.source {
         Source::Any => vec![(None, String::new())],
         Source::Nets { nets, .. } => {
-            let v4: Vec<String> = nets.iter().filter(|n| matches!(n, IpNet::V4(_))).map(|n| n.to_string()).collect();
-            let v6: Vec<String> = nets.iter().filter(|n| matches!(n, IpNet::V6(_))).map(|n| n.to_string()).collect();
+            let v4: Vec<String> = nets
+                .iter()
+                .filter(|n| matches!(n, IpNet::V4(_)))
+                .map(|n| n.to_string())
+                .collect();
+            let v6: Vec<String> = nets
+                .iter()
+                .filter(|n| matches!(n, IpNet::V6(_)))
+                .map(|n| n.to_string())
+                .collect();
             let mut s = Vec::new();
             if !v4.is_empty() {
                 s.push((Some("4"), format!("ip saddr {{ {} }} ", v4.join(", "))));
@@ -389,7 +471,11 @@ fn rule_lines(r: &Rule) -> Vec<String> {
                     None => &["4", "6"],
                 };
                 for f in fams {
-                    let (set, key) = if *f == "4" { ("limit4", "ip saddr") } else { ("limit6", "ip6 saddr") };
+                    let (set, key) = if *f == "4" {
+                        ("limit4", "ip saddr")
+                    } else {
+                        ("limit6", "ip6 saddr")
+                    };
                     lines.push(format!("{m} ct state new update @{set} {{ {key} limit rate over 10/minute burst 5 packets }} jump limit-reject"));
                 }
                 lines.push(format!("{m} accept"));
@@ -404,7 +490,12 @@ mod tests {
     use super::*;
 
     fn zones(name: &str) -> Option<Vec<IpNet>> {
-        (name == "lan").then(|| vec!["192.168.178.0/24".parse().unwrap(), "fd00:178::/64".parse().unwrap()])
+        (name == "lan").then(|| {
+            vec![
+                "192.168.178.0/24".parse().unwrap(),
+                "fd00:178::/64".parse().unwrap(),
+            ]
+        })
     }
 
     #[test]
@@ -414,7 +505,9 @@ mod tests {
         assert_eq!(r.ports, vec![PortRange { lo: 8096, hi: 8096 }]);
         assert_eq!(r.protos, vec![Proto::Tcp]);
         assert_eq!(r.iface.as_deref(), Some("enp1s0"));
-        assert!(matches!(r.source, Source::Nets { ref name, .. } if name.as_deref() == Some("lan")));
+        assert!(
+            matches!(r.source, Source::Nets { ref name, .. } if name.as_deref() == Some("lan"))
+        );
     }
 
     #[test]
@@ -441,7 +534,10 @@ mod tests {
         let e = parse_rule("allow 22/sctp", &zones).unwrap_err();
         assert_eq!(e.range, 9..13);
         let e = parse_rule("allow 22 from dmz", &zones).unwrap_err();
-        assert_eq!((e.range.clone(), e.message.as_str()), (14..17, "unknown zone `dmz`"));
+        assert_eq!(
+            (e.range.clone(), e.message.as_str()),
+            (14..17, "unknown zone `dmz`")
+        );
         let e = parse_rule("allow 22 from 10.0.0.300/8", &zones).unwrap_err();
         assert!(e.message.contains("not a valid address"));
         let e = parse_rule("allow 22 to lan", &zones).unwrap_err();
@@ -466,7 +562,11 @@ mod tests {
         let c = parse_rule("allow 20-30", &zones).unwrap();
         assert!(a.is_shadowed_by(&c));
         let d = parse_rule("allow 22/tcp on wg0", &zones).unwrap();
-        assert!(!parse_rule("allow 22/tcp", &zones).unwrap().is_shadowed_by(&d));
+        assert!(
+            !parse_rule("allow 22/tcp", &zones)
+                .unwrap()
+                .is_shadowed_by(&d)
+        );
     }
 
     #[test]
@@ -477,17 +577,34 @@ mod tests {
         ];
         let lan: IpNet = "192.168.178.7/32".parse().unwrap();
         let wan: IpNet = "203.0.113.9/32".parse().unwrap();
-        assert_eq!(verdict(&rules, Policy::Deny, &lan, 22, Proto::Tcp), (true, Some(0)));
-        assert_eq!(verdict(&rules, Policy::Deny, &wan, 22, Proto::Tcp), (false, Some(1)));
-        assert_eq!(verdict(&rules, Policy::Allow, &wan, 80, Proto::Tcp), (true, None));
+        assert_eq!(
+            verdict(&rules, Policy::Deny, &lan, 22, Proto::Tcp),
+            (true, Some(0))
+        );
+        assert_eq!(
+            verdict(&rules, Policy::Deny, &wan, 22, Proto::Tcp),
+            (false, Some(1))
+        );
+        assert_eq!(
+            verdict(&rules, Policy::Allow, &wan, 80, Proto::Tcp),
+            (true, None)
+        );
     }
 
     #[test]
     fn compiles_families_separately() {
         let r = parse_rule("limit 22/tcp from lan", &zones).unwrap();
         let lines = rule_lines(&r);
-        assert!(lines[0].starts_with("ip saddr { 192.168.178.0/24 } tcp dport 22 ct state new update @limit4"));
+        assert!(
+            lines[0].starts_with(
+                "ip saddr { 192.168.178.0/24 } tcp dport 22 ct state new update @limit4"
+            )
+        );
         assert!(lines[1].starts_with("ip saddr { 192.168.178.0/24 } tcp dport 22 accept"));
-        assert!(lines[2].starts_with("ip6 saddr { fd00:178::/64 } tcp dport 22 ct state new update @limit6"));
+        assert!(
+            lines[2].starts_with(
+                "ip6 saddr { fd00:178::/64 } tcp dport 22 ct state new update @limit6"
+            )
+        );
     }
 }

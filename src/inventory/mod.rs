@@ -9,7 +9,7 @@ pub mod spanned;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::diag::{display_path, Diagnostic, FileId, Loc, Sources};
+use crate::diag::{Diagnostic, FileId, Loc, Sources, display_path};
 use crate::error::Error;
 pub use schema::HostFile;
 pub use spanned::Spanned;

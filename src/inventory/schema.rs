@@ -61,7 +61,9 @@ pub struct HostFile {
     pub proxmox: Option<Spanned<Proxmox>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum System {
     #[serde(rename = "x86_64-linux")]
     X86_64Linux,

@@ -10,7 +10,7 @@ pub mod nix;
 use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use tera::{Context, Kwargs, State, Tera};
 
 use crate::error::Error;
@@ -43,7 +43,8 @@ impl Renderer {
         tera.set_escape_fn(escape_for_tera);
         tera.autoescape_on(vec![".nix"]);
         tera.register_filter("nix", nix_filter);
-        tera.add_raw_template("default.nix", DEFAULT_NIX).expect("embedded template parses (tested)");
+        tera.add_raw_template("default.nix", DEFAULT_NIX)
+            .expect("embedded template parses (tested)");
         Renderer { tera }
     }
 
@@ -53,15 +54,34 @@ impl Renderer {
         let ctx = host_context(plan);
         let default_nix = self
             .tera
-            .render("default.nix", &Context::from_serialize(&ctx).map_err(|e| render_error(plan, e))?)
+            .render(
+                "default.nix",
+                &Context::from_serialize(&ctx).map_err(|e| render_error(plan, e))?,
+            )
             .map_err(|e| render_error(plan, e))?;
         let mut files = vec![
-            GeneratedFile { path: dir.join("default.nix"), content: tidy(&default_nix) },
-            GeneratedFile { path: dir.join("firewall.nft"), content: firewall_body(plan) },
-            GeneratedFile { path: dir.join("deploy.json"), content: deploy_json(plan) },
+            GeneratedFile {
+                path: dir.join("default.nix"),
+                content: tidy(&default_nix),
+            },
+            GeneratedFile {
+                path: dir.join("firewall.nft"),
+                content: firewall_body(plan),
+            },
+            GeneratedFile {
+                path: dir.join("deploy.json"),
+                content: deploy_json(plan),
+            },
         ];
-        if plan.fail2ban.as_ref().is_some_and(|f| f.jails.iter().any(|j| j == "traefik-auth")) {
-            files.push(GeneratedFile { path: dir.join("potato-traefik-auth.conf"), content: TRAEFIK_AUTH_FILTER.to_string() });
+        if plan
+            .fail2ban
+            .as_ref()
+            .is_some_and(|f| f.jails.iter().any(|j| j == "traefik-auth"))
+        {
+            files.push(GeneratedFile {
+                path: dir.join("potato-traefik-auth.conf"),
+                content: TRAEFIK_AUTH_FILTER.to_string(),
+            });
         }
         Ok(files)
     }
@@ -74,13 +94,17 @@ impl Default for Renderer {
 }
 
 fn render_error(plan: &HostPlan, e: impl std::fmt::Display) -> Error {
-    Error::Render { host: plan.name.clone(), message: e.to_string() }
+    Error::Render {
+        host: plan.name.clone(),
+        message: e.to_string(),
+    }
 }
 
 /// tera's autoescape hook: strings interpolated inside "..." in a .nix template.
 fn escape_for_tera(input: &str, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut s = String::new();
-    nix::escape_into(input, &mut s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    nix::escape_into(input, &mut s)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     out.write_all(s.as_bytes())
 }
 
@@ -118,7 +142,12 @@ fn host_context(plan: &HostPlan) -> Value {
         .storage
         .mounts
         .iter()
-        .map(|m| (m.point.clone(), json!({ "device": m.device, "fsType": m.fs, "options": m.options })))
+        .map(|m| {
+            (
+                m.point.clone(),
+                json!({ "device": m.device, "fsType": m.fs, "options": m.options }),
+            )
+        })
         .collect();
     let wireguard: Map<String, Value> = plan
         .wireguard
@@ -131,7 +160,15 @@ fn host_context(plan: &HostPlan) -> Value {
                     let mut o = Map::new();
                     o.insert("name".into(), json!(p.name));
                     o.insert("publicKey".into(), json!(p.public_key));
-                    o.insert("allowedIPs".into(), json!(p.allowed_ips.iter().map(|n| n.to_string()).collect::<Vec<_>>()));
+                    o.insert(
+                        "allowedIPs".into(),
+                        json!(
+                            p.allowed_ips
+                                .iter()
+                                .map(|n| n.to_string())
+                                .collect::<Vec<_>>()
+                        ),
+                    );
                     if let Some(e) = &p.endpoint {
                         o.insert("endpoint".into(), json!(e));
                     }
@@ -146,7 +183,10 @@ fn host_context(plan: &HostPlan) -> Value {
             if let Some(p) = w.listen_port {
                 o.insert("listenPort".into(), json!(p));
             }
-            o.insert("privateKeyFile".into(), json!(secrets::runtime_path(&w.private_key_secret)));
+            o.insert(
+                "privateKeyFile".into(),
+                json!(secrets::runtime_path(&w.private_key_secret)),
+            );
             o.insert("peers".into(), Value::Array(peers));
             (w.name.clone(), Value::Object(o))
         })
@@ -198,7 +238,10 @@ fn host_context(plan: &HostPlan) -> Value {
                 opts.extend(s.devices.iter().map(|d| format!("--device={d}")));
                 let mut o = Map::new();
                 o.insert("image".into(), json!(s.image));
-                o.insert("ports".into(), json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()));
+                o.insert(
+                    "ports".into(),
+                    json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+                );
                 o.insert("dependsOn".into(), json!(s.depends));
                 o.insert("extraOptions".into(), json!(opts));
                 (s.name.clone(), Value::Object(o))
@@ -228,7 +271,11 @@ fn host_context(plan: &HostPlan) -> Value {
 /// `table` line; `firewall::as_table` does the same for tests and `nft -c`).
 fn firewall_body(plan: &HostPlan) -> String {
     let mut udp = plan.firewall.wireguard_ports.clone();
-    udp.extend(plan.wireguard.iter().filter_map(|w| w.listen_port.map(|p| (p, format!("WireGuard {}", w.name)))));
+    udp.extend(
+        plan.wireguard
+            .iter()
+            .filter_map(|w| w.listen_port.map(|p| (p, format!("WireGuard {}", w.name)))),
+    );
     udp.sort();
     udp.dedup();
     firewall::compile(&plan.firewall.rules, &plan.firewall.policies, &udp)
@@ -292,7 +339,12 @@ impl Staleness {
 
 /// Compares `files` with the repository. `hosts` limits which host directories
 /// are checked for extra files.
-pub fn check(repo: &Utf8Path, files: &[GeneratedFile], hosts: &[String], all_hosts: bool) -> Result<Staleness, Error> {
+pub fn check(
+    repo: &Utf8Path,
+    files: &[GeneratedFile],
+    hosts: &[String],
+    all_hosts: bool,
+) -> Result<Staleness, Error> {
     let mut st = Staleness::default();
     for f in files {
         let abs = repo.join(&f.path);
@@ -309,7 +361,8 @@ pub fn check(repo: &Utf8Path, files: &[GeneratedFile], hosts: &[String], all_hos
             st.changed.push((f.path.clone(), diff));
         }
     }
-    let wanted: std::collections::BTreeSet<&Utf8Path> = files.iter().map(|f| f.path.as_path()).collect();
+    let wanted: std::collections::BTreeSet<&Utf8Path> =
+        files.iter().map(|f| f.path.as_path()).collect();
     for dir in generated_dirs(repo, hosts, all_hosts)? {
         for entry in std::fs::read_dir(repo.join(&dir)).map_err(|e| Error::io(&dir, e))? {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
@@ -325,15 +378,21 @@ pub fn check(repo: &Utf8Path, files: &[GeneratedFile], hosts: &[String], all_hos
 
 /// Generated host directories to inspect: the selected hosts', or all present
 /// ones when every host is selected (so a deleted host's directory shows up).
-fn generated_dirs(repo: &Utf8Path, hosts: &[String], all_hosts: bool) -> Result<Vec<Utf8PathBuf>, Error> {
+fn generated_dirs(
+    repo: &Utf8Path,
+    hosts: &[String],
+    all_hosts: bool,
+) -> Result<Vec<Utf8PathBuf>, Error> {
     let root = Utf8PathBuf::from(GENERATED_DIR);
-    let mut dirs: Vec<Utf8PathBuf> = hosts.iter().map(|h| root.join(h)).filter(|d| repo.join(d).is_dir()).collect();
-    if all_hosts {
-        if let Ok(entries) = std::fs::read_dir(repo.join(&root)) {
-            for e in entries.flatten() {
-                if e.path().is_dir() {
-                    dirs.push(root.join(e.file_name().to_string_lossy().as_ref()));
-                }
+    let mut dirs: Vec<Utf8PathBuf> = hosts
+        .iter()
+        .map(|h| root.join(h))
+        .filter(|d| repo.join(d).is_dir())
+        .collect();
+    if all_hosts && let Ok(entries) = std::fs::read_dir(repo.join(&root)) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                dirs.push(root.join(e.file_name().to_string_lossy().as_ref()));
             }
         }
     }
@@ -343,9 +402,14 @@ fn generated_dirs(repo: &Utf8Path, hosts: &[String], all_hosts: bool) -> Result<
 }
 
 /// Writes files whose content differs and removes extras. Returns what changed.
-pub fn write(repo: &Utf8Path, files: &[GeneratedFile], stale: &Staleness) -> Result<Vec<Utf8PathBuf>, Error> {
+pub fn write(
+    repo: &Utf8Path,
+    files: &[GeneratedFile],
+    stale: &Staleness,
+) -> Result<Vec<Utf8PathBuf>, Error> {
     let mut touched = Vec::new();
-    let by_path: BTreeMap<&Utf8Path, &GeneratedFile> = files.iter().map(|f| (f.path.as_path(), f)).collect();
+    let by_path: BTreeMap<&Utf8Path, &GeneratedFile> =
+        files.iter().map(|f| (f.path.as_path(), f)).collect();
     for (path, _) in &stale.changed {
         let f = by_path[path.as_path()];
         let abs = repo.join(&f.path);
@@ -361,14 +425,22 @@ pub fn write(repo: &Utf8Path, files: &[GeneratedFile], stale: &Staleness) -> Res
     }
     for extra in &stale.extra {
         let abs = repo.join(extra);
-        let res = if abs.is_dir() { std::fs::remove_dir_all(&abs) } else { std::fs::remove_file(&abs) };
+        let res = if abs.is_dir() {
+            std::fs::remove_dir_all(&abs)
+        } else {
+            std::fs::remove_file(&abs)
+        };
         res.map_err(|e| Error::io(&abs, e))?;
         touched.push(extra.clone());
     }
     // Remove host directories left empty.
     for dir in stale.extra.iter().filter_map(|p| p.parent()) {
         let abs = repo.join(dir);
-        if abs.is_dir() && std::fs::read_dir(&abs).map(|mut d| d.next().is_none()).unwrap_or(false) {
+        if abs.is_dir()
+            && std::fs::read_dir(&abs)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+        {
             let _ = std::fs::remove_dir(&abs);
         }
     }

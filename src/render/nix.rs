@@ -23,7 +23,11 @@ pub fn escape_into(s: &str, out: &mut String) -> Result<(), NulInString> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\0' => return Err(NulInString(s.chars().take(40).filter(|c| *c != '\0').collect())),
+            '\0' => {
+                return Err(NulInString(
+                    s.chars().take(40).filter(|c| *c != '\0').collect(),
+                ));
+            }
             c => out.push(c),
         }
     }
@@ -39,7 +43,9 @@ pub fn string(s: &str) -> Result<String, NulInString> {
     Ok(out)
 }
 
-const KEYWORDS: &[&str] = &["if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"];
+const KEYWORDS: &[&str] = &[
+    "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
+];
 
 /// An attribute name: bare when Nix allows it, else a quoted string.
 pub fn attr_name(name: &str) -> Result<String, NulInString> {
@@ -75,7 +81,10 @@ fn write_value(v: &Value, indent: usize, out: &mut String) -> Result<(), NulInSt
             }
             let scalars = items.iter().all(|i| !i.is_array() && !i.is_object());
             let inline: Option<String> = if scalars {
-                let parts = items.iter().map(|i| literal(i, 0)).collect::<Result<Vec<_>, _>>()?;
+                let parts = items
+                    .iter()
+                    .map(|i| literal(i, 0))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let line = format!("[ {} ]", parts.join(" "));
                 (line.len() <= 72).then_some(line)
             } else {

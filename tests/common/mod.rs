@@ -19,7 +19,15 @@ pub struct Repo {
 impl Repo {
     pub fn examples() -> Repo {
         let dir = tempfile::tempdir().expect("tempdir");
-        for item in ["flake.nix", "flake.lock", "Cargo.toml", "hosts", "modules", "secrets", "docs"] {
+        for item in [
+            "flake.nix",
+            "flake.lock",
+            "Cargo.toml",
+            "hosts",
+            "modules",
+            "secrets",
+            "docs",
+        ] {
             copy(&source_root().join(item), &dir.path().join(item));
         }
         Repo { dir }
@@ -43,7 +51,11 @@ impl Repo {
     /// so a test cannot silently edit nothing).
     pub fn edit(&self, rel: &str, from: &str, to: &str) {
         let text = self.read(rel);
-        assert_eq!(text.matches(from).count(), 1, "{rel} must contain {from:?} exactly once");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{rel} must contain {from:?} exactly once"
+        );
         self.write(rel, &text.replacen(from, to, 1));
     }
 
@@ -77,15 +89,31 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Asserts exit code 2 and that stderr has `file:line:col` and `message`.
     pub fn invalid_at(&self, location: &str, message: &str) -> &Run {
-        assert_eq!(self.code, 2, "expected exit 2\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(location), "missing location {location:?} in:\n{}", self.stderr);
-        assert!(self.stderr.contains(message), "missing message {message:?} in:\n{}", self.stderr);
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(location),
+            "missing location {location:?} in:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(message),
+            "missing message {message:?} in:\n{}",
+            self.stderr
+        );
         self
     }
 }
@@ -105,7 +133,12 @@ fn copy(from: &Path, to: &Path) {
 /// True when `tool` is on PATH. In CI a missing tool fails the test; locally the
 /// test is skipped with a message naming what is missing.
 pub fn have_tool(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !found {
         if std::env::var_os("CI").is_some() {
             panic!("{tool} is required in CI (the test command installs it)");
@@ -117,7 +150,9 @@ pub fn have_tool(tool: &str) -> bool {
 
 /// 1-based line and column of the first occurrence of `needle` in `text`.
 pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
-    let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not found"));
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not found"));
     let before = &text[..at];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;

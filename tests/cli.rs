@@ -1,0 +1,186 @@
+//! The command surface: help, host selection, commands still to come, exit codes,
+//! repository discovery, plan output.
+
+mod common;
+
+use common::Repo;
+
+#[test]
+fn help_lists_the_whole_command_surface() {
+    let r = Repo::examples();
+    let run = r.potato(&["--help"]);
+    run.ok();
+    for cmd in [
+        "check",
+        "gen",
+        "plan",
+        "build",
+        "deploy",
+        "rollback",
+        "generations",
+        "status",
+        "exec",
+        "image",
+        "bootstrap",
+        "vm",
+        "secrets",
+        "schema",
+        "completions",
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "--help lacks {cmd}:\n{}",
+            run.stdout
+        );
+    }
+    for flag in ["--repo", "--json", "--verbose", "--quiet"] {
+        assert!(run.stdout.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn later_commands_say_not_implemented_without_panicking() {
+    let r = Repo::examples();
+    let cases: &[(&[&str], &str)] = &[
+        (&["build", "n250"], "build"),
+        (&["deploy", "n250"], "deploy"),
+        (&["rollback", "n250"], "rollback"),
+        (&["generations", "n250"], "generations"),
+        (&["status"], "status"),
+        (&["exec", "n250", "--", "uptime"], "exec"),
+        (&["image", "lepotato"], "image"),
+        (
+            &["bootstrap", "n250", "--target", "root@10.213.0.2"],
+            "bootstrap",
+        ),
+        (&["vm", "create", "pve-apps"], "vm"),
+        (&["secrets", "list"], "secrets"),
+    ];
+    for (args, name) in cases {
+        let run = r.potato(args);
+        assert_ne!(run.code, 0, "{args:?}");
+        assert!(
+            run.stderr.contains(&format!("not implemented yet: {name}")),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{args:?} panicked");
+    }
+}
+
+#[test]
+fn selection_by_name_and_tag() {
+    let r = Repo::examples();
+    let run = r.potato(&["check", "@media"]);
+    run.ok();
+    assert!(
+        run.stdout.contains("n250") && !run.stdout.contains("lepotato"),
+        "{}",
+        run.stdout
+    );
+    let run = r.potato(&["check", "@home"]);
+    assert!(run.stdout.contains("2 hosts valid"), "{}", run.stdout);
+    let run = r.potato(&["plan", "n25"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no host named `n25`"));
+    assert!(
+        run.stderr
+            .contains("hosts: lepotato, n250, pve-apps, pve-gateway")
+    );
+    let run = r.potato(&["check", "@nope"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("no host has tag `nope`") && run.stderr.contains("@media"));
+}
+
+#[test]
+fn repository_is_found_by_walking_up_or_given() {
+    let r = Repo::examples();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(["check", "-q"])
+        .current_dir(r.path().join("hosts"))
+        .env_remove("POTATO_REPO")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+        .arg("check")
+        .current_dir(elsewhere.path())
+        .env_remove("POTATO_REPO")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no potato repository here"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(["check", "--repo"])
+        .arg(r.path())
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn plan_shows_budget_ports_and_peers() {
+    let r = Repo::examples();
+    let run = r.potato(&["plan", "lepotato"]);
+    run.ok();
+    // Compare with runs of spaces folded, so column widths do not matter.
+    let out = &run
+        .stdout
+        .split('\n')
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Light stack: 1376 MiB of limits + 512 MiB reserve = 1888 MiB of 2048 MiB.
+    assert!(out.contains("containers (podman): memory budget"), "{out}");
+    assert!(
+        out.contains("firewall: incoming deny, outgoing allow, routed deny"),
+        "{out}"
+    );
+    assert!(
+        out.contains("total 1.8 GiB 92.2% of 2 GiB, 160 MiB free"),
+        "{out}"
+    );
+    assert!(out.contains("qbittorrent 256 MiB 12.5%"), "{out}");
+    assert!(
+        out.contains("2222/tcp from lan by rule 5 -> gitea"),
+        "{out}"
+    );
+    assert!(
+        out.contains("peer pve-gateway allowed 10.99.0.0/24 gw.example.net:51820, keepalive 25s"),
+        "{out}"
+    );
+    let json = r.potato(&["plan", "n250", "--json"]);
+    json.ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["name"], "n250");
+    assert_eq!(v["memory_mib"], 16384);
+    let jelly = v["containers"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "jellyfin")
+        .unwrap();
+    assert_eq!(jelly["memory_mib"], 2048);
+}
+
+#[test]
+fn completions_and_catalog() {
+    let r = Repo::examples();
+    let run = r.potato(&["completions", "bash"]);
+    run.ok();
+    assert!(run.stdout.contains("_potato()"));
+    let run = r.potato(&["catalog"]);
+    run.ok();
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("mongodb") && l.contains("x86_64") && !l.contains("aarch64"))
+    );
+    assert!(run.stdout.lines().count() > 35);
+}
