@@ -357,6 +357,26 @@ fn ssh_on_another_port_must_be_allowed_too() {
 }
 
 #[test]
+fn ssh_lockout_from_an_explicit_deployer_zone() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "target = \"root@192.168.100.20\"",
+        "target = \"root@192.168.100.20\"\nfrom = \"192.168.178.0/24\"",
+    );
+    let run = r.potato(&["check"]);
+    run.invalid_at(
+        &at(&r, "hosts/pve-gateway.toml", "\"root@192.168.100.20\""),
+        "SSH (22/tcp) from 192.168.178.0/24 is refused",
+    );
+    assert!(
+        run.stderr.contains("deployer connects from deploy.from"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn missing_secret() {
     let r = Repo::examples();
     r.edit(

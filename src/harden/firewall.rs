@@ -194,7 +194,8 @@ pub fn parse_rule(
         i += 2;
     }
     Ok(Rule {
-        text: text.to_string(),
+        // Normalized: single spaces, so the text is safe in an nft comment line.
+        text: words.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(" "),
         action,
         ports,
         protos,
@@ -544,6 +545,12 @@ mod tests {
         assert!(e.message.contains("unexpected `to`"));
         let e = parse_rule("allow 22 from", &zones).unwrap_err();
         assert!(e.message.contains("needs a value"));
+    }
+
+    #[test]
+    fn rule_text_is_normalized_for_comments() {
+        let r = parse_rule("allow\t22/tcp\nfrom   lan", &zones).unwrap();
+        assert_eq!(r.text, "allow 22/tcp from lan");
     }
 
     #[test]
