@@ -1,0 +1,217 @@
+//! The Nix layer: every call potato makes to the `nix` tools on the deployer.
+//!
+//! Owns flake references (git vs path), the version probe, evaluating and building
+//! the selected hosts' toplevels in one invocation, closures with sizes, and the
+//! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
+
+pub mod store_path;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use camino::{Utf8Path, Utf8PathBuf};
+pub use store_path::{BadStorePath, StorePath};
+
+/// Failures of a Nix invocation, with what was run and what it said.
+#[derive(Debug, thiserror::Error)]
+pub enum NixError {
+    #[error(
+        "`{command}` could not start: {source} (is Nix installed? `apt-get install nix-bin` or see nixos.org)"
+    )]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed:\n{stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("`{command}` printed something unexpected: {detail}")]
+    Output { command: String, detail: String },
+    #[error(transparent)]
+    StorePath(#[from] BadStorePath),
+}
+
+/// How the flake is addressed and which inputs are overridden.
+#[derive(Debug, Clone)]
+pub struct Flake {
+    /// "path:/abs/repo" or "git+file:/abs/repo".
+    pub reference: String,
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Flake {
+    /// A git checkout is evaluated through git (only tracked files: fast, and what
+    /// will be committed); anything else through `path:`.
+    pub fn for_repo(repo: &Utf8Path, overrides: Vec<(String, String)>) -> Flake {
+        let abs = repo
+            .canonicalize_utf8()
+            .unwrap_or_else(|_| repo.to_path_buf());
+        let reference = if abs.join(".git").exists() {
+            format!("git+file:{abs}")
+        } else {
+            format!("path:{abs}")
+        };
+        Flake {
+            reference,
+            overrides,
+        }
+    }
+
+    fn common_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--extra-experimental-features".to_string(),
+            "nix-command flakes".to_string(),
+        ];
+        for (name, path) in &self.overrides {
+            a.push("--override-input".into());
+            a.push(name.clone());
+            a.push(if path.contains(':') {
+                path.clone()
+            } else {
+                format!("path:{}", absolute(path))
+            });
+        }
+        a
+    }
+}
+
+fn absolute(p: &str) -> String {
+    std::fs::canonicalize(p)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| p.to_string())
+}
+
+fn run(cmd: &mut Command) -> Result<String, NixError> {
+    let shown = format!("{:?}", cmd).replace('"', "");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| NixError::Spawn {
+            command: shown.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(NixError::Failed {
+            command: shown,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Builds the toplevel of every named host in ONE `nix build` (evaluation and
+/// build together), returning host → toplevel store path.
+pub fn build_toplevels(
+    flake: &Flake,
+    hosts: &[String],
+) -> Result<BTreeMap<String, StorePath>, NixError> {
+    let mut cmd = Command::new("nix");
+    cmd.args(flake.common_args())
+        .args(["build", "--no-link", "--json"]);
+    for h in hosts {
+        cmd.arg(format!(
+            "{}#nixosConfigurations.\"{h}\".config.system.build.toplevel",
+            flake.reference
+        ));
+    }
+    let out = run(&mut cmd)?;
+    let shown = "nix build --json".to_string();
+    let parsed: Vec<serde_json::Value> =
+        serde_json::from_str(&out).map_err(|e| NixError::Output {
+            command: shown.clone(),
+            detail: e.to_string(),
+        })?;
+    if parsed.len() != hosts.len() {
+        return Err(NixError::Output {
+            command: shown,
+            detail: format!("{} results for {} hosts", parsed.len(), hosts.len()),
+        });
+    }
+    let mut map = BTreeMap::new();
+    for (h, v) in hosts.iter().zip(parsed) {
+        let out = v["outputs"]["out"]
+            .as_str()
+            .ok_or_else(|| NixError::Output {
+                command: shown.clone(),
+                detail: "no outputs.out".into(),
+            })?;
+        map.insert(h.clone(), StorePath::parse(out)?);
+    }
+    Ok(map)
+}
+
+/// One path of a closure with its NAR size.
+#[derive(Debug, Clone)]
+pub struct ClosurePath {
+    pub path: StorePath,
+    pub nar_size: u64,
+}
+
+/// The closure of `root` in dependency order (dependencies first), with sizes.
+pub fn closure(root: &StorePath) -> Result<Vec<ClosurePath>, NixError> {
+    let ordered = store_path::parse_lines(&run(Command::new("nix-store").args([
+        "--query",
+        "--requisites",
+        root.as_str(),
+    ]))?)?;
+    let mut sizes = BTreeMap::new();
+    // `nix-store -q --size` takes many paths at once and answers in order.
+    let mut cmd = Command::new("nix-store");
+    cmd.args(["--query", "--size"])
+        .args(ordered.iter().map(StorePath::as_str));
+    let out = run(&mut cmd)?;
+    for (p, line) in ordered.iter().zip(out.lines()) {
+        let n: u64 = line.trim().parse().map_err(|_| NixError::Output {
+            command: "nix-store -q --size".into(),
+            detail: line.to_string(),
+        })?;
+        sizes.insert(p.clone(), n);
+    }
+    Ok(ordered
+        .into_iter()
+        .map(|p| ClosurePath {
+            nar_size: sizes[&p],
+            path: p,
+        })
+        .collect())
+}
+
+/// A running `nix-store --export` of `paths`, whose stdout is the stream.
+pub fn export(paths: &[StorePath]) -> Result<std::process::Child, NixError> {
+    Command::new("nix-store")
+        .arg("--export")
+        .args(paths.iter().map(StorePath::as_str))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| NixError::Spawn {
+            command: "nix-store --export".into(),
+            source,
+        })
+}
+
+/// Files under `repo` that a git flake would not see (untracked, not ignored).
+pub fn untracked_inputs(repo: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let out = Command::new("git")
+        .args([
+            "-C",
+            repo.as_str(),
+            "ls-files",
+            "--others",
+            "--exclude-standard",
+            "--",
+            "hosts",
+            "modules",
+            "secrets",
+            "flake.nix",
+            "flake.lock",
+        ])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(Utf8PathBuf::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
