@@ -69,28 +69,64 @@ pub enum Command {
         /// Host name.
         host: String,
     },
-    /// Build system closures with Nix.
-    Build(Hosts),
-    /// Build, push, activate and confirm (HOSTS: names, @tag; none = all).
-    Deploy(Hosts),
+    /// Build system closures with Nix (one invocation for all hosts).
+    Build {
+        #[command(flatten)]
+        hosts: Hosts,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
+    /// Build, push, activate and confirm (HOSTS: names or @tags, or --all).
+    ///
+    /// Each host gets a new NixOS generation. With magic rollback (the default for
+    /// switch and test), the host arms a watchdog before activating and returns to
+    /// the generation it ran before unless potato confirms over a NEW SSH
+    /// connection, after the host file's [[health]] checks pass, within the
+    /// confirm timeout. Exit codes: 0 every host deployed or up to date, 1 a host
+    /// failed or rolled back, 2 invalid input.
+    Deploy(DeployArgs),
     /// Restore a previous generation.
     Rollback {
         host: String,
         /// Generation number (default: the one before the current).
         #[arg(long)]
         to: Option<u32>,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// List a host's generations (number, date, current, store path).
-    Generations { host: String },
+    Generations {
+        host: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Running generation vs. what the repository would deploy.
-    Status(Hosts),
-    /// Run a command on hosts in parallel.
+    Status {
+        #[command(flatten)]
+        hosts: Hosts,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
+    /// Run a command on hosts in parallel, output prefixed by host.
     Exec {
         #[command(flatten)]
         hosts: Hosts,
+        #[command(flatten)]
+        conn: Connection,
+        /// Hosts worked on at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
         /// The command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Record a host's SSH host key in secrets/known_hosts after showing it.
+    Trust {
+        host: String,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Build the host's image (SD card, raw/ISO, Proxmox).
     Image { host: String },
@@ -126,6 +162,62 @@ pub enum Command {
 pub struct Hosts {
     /// Host names or @tags (default: every host).
     pub hosts: Vec<String>,
+}
+
+/// How to reach hosts over SSH.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Replace the host file's SSH target: USER@ADDR[:PORT] (one host only).
+    #[arg(long, value_name = "USER@ADDR[:PORT]")]
+    pub target: Option<String>,
+    /// Private key to log in with (default: ssh-agent, then ~/.ssh/id_*).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<Utf8PathBuf>,
+    /// known_hosts file (default: the repo's secrets/known_hosts, then ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<Utf8PathBuf>,
+    /// Give up connecting after this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub connect_timeout: String,
+}
+
+/// Passed through to Nix.
+#[derive(Debug, Clone, Args)]
+pub struct NixArgs {
+    /// Override a flake input: NAME PATH (repeatable), e.g. nixpkgs ../nixpkgs.
+    #[arg(long, num_args = 2, value_names = ["NAME", "PATH"], action = clap::ArgAction::Append)]
+    pub override_input: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub hosts: Hosts,
+    /// Every host.
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(flatten)]
+    pub nix: NixArgs,
+    /// Activation mode, overriding the host files: switch, boot, test, dry-activate.
+    #[arg(long, value_parser = ["switch", "boot", "test", "dry-activate"])]
+    pub mode: Option<String>,
+    /// Do not arm the rollback watchdog.
+    #[arg(long)]
+    pub no_magic_rollback: bool,
+    /// How long the host waits for confirmation, overriding the host files.
+    #[arg(long, value_name = "DURATION")]
+    pub confirm_timeout: Option<String>,
+    /// How long an activation may run before the host gives up on it.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub activation_timeout: String,
+    /// Push and activate even when the host already runs this system.
+    #[arg(long)]
+    pub force: bool,
+    /// Hosts deployed at once.
+    #[arg(long, default_value_t = 8)]
+    pub parallel: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,12 +259,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             cmd::schema::completions(shell);
             Ok(())
         }
-        Command::Build(_) => Err(Error::NotImplemented("build")),
-        Command::Deploy(_) => Err(Error::NotImplemented("deploy")),
-        Command::Rollback { .. } => Err(Error::NotImplemented("rollback")),
-        Command::Generations { .. } => Err(Error::NotImplemented("generations")),
-        Command::Status(_) => Err(Error::NotImplemented("status")),
-        Command::Exec { .. } => Err(Error::NotImplemented("exec")),
+        Command::Build { hosts, nix } => cmd::deploy::build_command(g, &hosts.hosts, &nix),
+        Command::Deploy(args) => cmd::deploy::run(g, &args),
+        Command::Rollback { host, to, conn } => cmd::hosts::rollback(g, &host, to, &conn),
+        Command::Generations { host, conn } => cmd::hosts::generations(g, &host, &conn),
+        Command::Status { hosts, conn, nix } => cmd::hosts::status(g, &hosts.hosts, &conn, &nix),
+        Command::Exec {
+            hosts,
+            conn,
+            parallel,
+            command,
+        } => cmd::hosts::exec(g, &hosts.hosts, &conn, parallel, &command),
+        Command::Trust { host, conn } => cmd::hosts::trust(g, &host, &conn),
         Command::Image { .. } => Err(Error::NotImplemented("image")),
         Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
         Command::Vm { .. } => Err(Error::NotImplemented("vm")),

@@ -32,6 +32,12 @@ pub enum Error {
     Stale { count: usize },
     #[error("not implemented yet: {0}")]
     NotImplemented(&'static str),
+    #[error(transparent)]
+    Nix(#[from] crate::nix::NixError),
+    #[error("{host}: {message}")]
+    Host { host: String, message: String },
+    #[error("{failed} of {total} host{} did not end deployed or up to date", if *.total == 1 { "" } else { "s" })]
+    HostsFailed { failed: usize, total: usize },
 }
 
 impl Error {

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod cmd;
+pub mod deploy;
 pub mod diag;
 pub mod error;
 pub mod harden;
@@ -20,4 +21,5 @@ pub mod repo;
 pub mod resolve;
 pub mod secrets;
 pub mod ssh;
+pub mod ui;
 pub mod units;

@@ -224,6 +224,11 @@ impl Session {
         self.exec_with(command, None, &mut |_| {})
     }
 
+    /// The underlying libssh2 session, for long-lived channels (the deploy lock).
+    pub fn raw(&self) -> &ssh2::Session {
+        &self.sess
+    }
+
     /// The server's host key (for `potato trust`).
     pub fn host_key(&self) -> Option<HostKey> {
         host_key_of(&self.sess)

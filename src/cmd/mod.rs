@@ -3,7 +3,9 @@
 
 pub mod catalog;
 pub mod check;
+pub mod deploy;
 pub mod generate;
+pub mod hosts;
 pub mod plan;
 pub mod schema;
 

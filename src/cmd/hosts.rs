@@ -1,0 +1,334 @@
+//! Commands that talk to running hosts outside a deploy: `generations`,
+//! `rollback`, `status`, `exec`, `trust`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::deploy::{build, ssh_options, target_override};
+use crate::cli::{Connection, Global, NixArgs};
+use crate::deploy::remote::Remote;
+use crate::error::Error;
+use crate::nix::StorePath;
+use crate::plan::{HostPlan, Target};
+use crate::ssh::{self, Session};
+use crate::{repo, units};
+
+fn one_host(
+    g: &Global,
+    name: &str,
+    conn: &Connection,
+) -> Result<(camino::Utf8PathBuf, HostPlan, Target), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let plan = repo::select(&plans, &[name.to_string()])?[0].clone();
+    let target = target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
+    Ok((root, plan, target))
+}
+
+fn connect(
+    root: &camino::Utf8Path,
+    g: &Global,
+    host: &str,
+    target: &Target,
+    conn: &Connection,
+) -> Result<Remote, Error> {
+    let opts = ssh_options(g, root, conn)?;
+    let session = Session::connect(target, &opts).map_err(|e| Error::Host {
+        host: host.into(),
+        message: e.to_string(),
+    })?;
+    Remote::new(session).map_err(|e| Error::Host {
+        host: host.into(),
+        message: e.to_string(),
+    })
+}
+
+/// One line of `nix-env --list-generations`, with its store path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub number: u32,
+    pub date: String,
+    pub current: bool,
+    pub store_path: Option<StorePath>,
+}
+
+fn parse_generations(text: &str) -> Vec<Generation> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(Generation {
+                number: f[0].parse().ok()?,
+                date: format!("{} {}", f[1], f[2]),
+                current: f[3] == "current",
+                store_path: f.get(4).and_then(|p| StorePath::parse(p).ok()),
+            })
+        })
+        .collect()
+}
+
+fn list(remote: &Remote, host: &str) -> Result<Vec<Generation>, Error> {
+    let text = remote.generations().map_err(|e| Error::Host {
+        host: host.into(),
+        message: e.to_string(),
+    })?;
+    Ok(parse_generations(&text))
+}
+
+pub fn generations(g: &Global, name: &str, conn: &Connection) -> Result<(), Error> {
+    let (root, plan, target) = one_host(g, name, conn)?;
+    let remote = connect(&root, g, &plan.name, &target, conn)?;
+    let gens = list(&remote, &plan.name)?;
+    if g.json {
+        println!("{}", json!({ "host": plan.name, "generations": gens }));
+    } else {
+        for item in &gens {
+            println!(
+                "{:>4} {} {:<9} {}",
+                item.number,
+                item.date,
+                if item.current { "(current)" } else { "" },
+                item.store_path.as_ref().map(|p| p.as_str()).unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn rollback(g: &Global, name: &str, to: Option<u32>, conn: &Connection) -> Result<(), Error> {
+    let (root, plan, target) = one_host(g, name, conn)?;
+    let mut remote = connect(&root, g, &plan.name, &target, conn)?;
+    let holder = format!("potato rollback (pid {})", std::process::id());
+    remote.lock(&plan.name, &holder).map_err(|e| Error::Host {
+        host: plan.name.clone(),
+        message: e.to_string(),
+    })?;
+    let gens = list(&remote, &plan.name)?;
+    let current = gens.iter().find(|x| x.current).map(|x| x.number);
+    let wanted = match to {
+        Some(n) => n,
+        None => {
+            let cur = current.ok_or_else(|| Error::Host {
+                host: plan.name.clone(),
+                message: "no current generation".into(),
+            })?;
+            gens.iter()
+                .map(|x| x.number)
+                .filter(|n| *n < cur)
+                .max()
+                .ok_or_else(|| Error::Host {
+                    host: plan.name.clone(),
+                    message: format!("generation {cur} is the oldest; nothing to roll back to"),
+                })?
+        }
+    };
+    if !gens.iter().any(|x| x.number == wanted) {
+        let have: Vec<String> = gens.iter().map(|x| x.number.to_string()).collect();
+        return Err(Error::usage(
+            format!("{} has no generation {wanted}", plan.name),
+            format!("it has: {}", have.join(", ")),
+        ));
+    }
+    let out = remote.switch_generation(wanted).map_err(|e| Error::Host {
+        host: plan.name.clone(),
+        message: e.to_string(),
+    })?;
+    if g.verbose > 0 {
+        eprint!("{}", out.stdout);
+    }
+    if g.json {
+        println!(
+            "{}",
+            json!({ "host": plan.name, "from": current, "to": wanted })
+        );
+    } else if !g.quiet {
+        println!(
+            "{}: generation {} is current (was {})",
+            plan.name,
+            wanted,
+            current.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+pub fn status(
+    g: &Global,
+    hosts: &[String],
+    conn: &Connection,
+    nix_args: &NixArgs,
+) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let selected: Vec<HostPlan> = repo::select(&plans, hosts)?.into_iter().cloned().collect();
+    let target = target_override(conn, selected.len())?;
+    let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
+    let tops = build(&root, nix_args, &names)?;
+    let opts = ssh_options(g, &root, conn)?;
+    let mut rows = Vec::new();
+    for p in &selected {
+        let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
+        let (state, running, detail) = match Session::connect(&t, &opts)
+            .map_err(|e| e.to_string())
+            .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
+            .and_then(|r| r.state().map_err(|e| e.to_string()))
+        {
+            Ok(st) => {
+                let in_sync = st.current.as_ref() == Some(&tops[&p.name]);
+                (
+                    if in_sync { "in sync" } else { "drifted" },
+                    st.current.map(|c| c.to_string()),
+                    st.generation
+                        .map(|n| format!("generation {n}"))
+                        .unwrap_or_default(),
+                )
+            }
+            Err(e) => ("unreachable", None, e),
+        };
+        rows.push(json!({ "host": p.name, "state": state, "running": running, "repo": tops[&p.name], "detail": detail }));
+    }
+    if g.json {
+        println!("{}", json!({ "hosts": rows }));
+    } else {
+        for r in &rows {
+            println!(
+                "{:<16} {:<12} {}",
+                r["host"].as_str().unwrap_or(""),
+                r["state"].as_str().unwrap_or(""),
+                r["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn exec(
+    g: &Global,
+    hosts: &[String],
+    conn: &Connection,
+    parallel: usize,
+    command: &[String],
+) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let selected: Vec<HostPlan> = repo::select(&plans, hosts)?.into_iter().cloned().collect();
+    let target = target_override(conn, selected.len())?;
+    let opts = Arc::new(ssh_options(g, &root, conn)?);
+    let line = command
+        .iter()
+        .map(|w| crate::deploy::remote::shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let width = selected.iter().map(|p| p.name.len()).max().unwrap_or(4);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let results: Vec<(String, Result<ssh::Output, String>)> = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for p in selected {
+            let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
+            let (opts, sem, line) = (opts.clone(), sem.clone(), line.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore open");
+                let out = tokio::task::spawn_blocking(move || {
+                    Session::connect(&t, &opts)
+                        .and_then(|s| s.exec(&line))
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .expect("exec task");
+                (p.name, out)
+            }));
+        }
+        let mut v = Vec::new();
+        for t in tasks {
+            v.push(t.await.expect("exec task"));
+        }
+        v
+    });
+    let mut failed = 0;
+    for (host, r) in &results {
+        match r {
+            Ok(out) => {
+                if !g.json {
+                    for l in out.stdout.lines() {
+                        println!("{host:>width$} | {l}");
+                    }
+                    for l in out.stderr.lines() {
+                        eprintln!("{host:>width$} ! {l}");
+                    }
+                }
+                if !out.success() {
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if !g.json {
+                    eprintln!("{host:>width$} ! {e}");
+                }
+            }
+        }
+    }
+    if g.json {
+        let v: Vec<_> = results
+            .iter()
+            .map(|(h, r)| match r {
+                Ok(o) => {
+                    json!({ "host": h, "exit": o.code, "stdout": o.stdout, "stderr": o.stderr })
+                }
+                Err(e) => json!({ "host": h, "error": e }),
+            })
+            .collect();
+        println!("{}", json!({ "hosts": v }));
+    }
+    if failed > 0 {
+        return Err(Error::HostsFailed {
+            failed,
+            total: results.len(),
+        });
+    }
+    Ok(())
+}
+
+pub fn trust(g: &Global, name: &str, conn: &Connection) -> Result<(), Error> {
+    let (root, plan, target) = one_host(g, name, conn)?;
+    let opts = ssh_options(g, &root, conn)?;
+    let timeout =
+        units::parse_duration(&conn.connect_timeout).unwrap_or(std::time::Duration::from_secs(10));
+    let key = ssh::fetch_host_key(&target, timeout).map_err(|e| Error::Host {
+        host: plan.name.clone(),
+        message: e.to_string(),
+    })?;
+    let port = target.port.unwrap_or(22);
+    ssh::record_host_key(&opts.trust_file, &target.host, port, &key)
+        .map_err(|e| Error::io(&opts.trust_file, e))?;
+    if g.json {
+        println!(
+            "{}",
+            json!({ "host": plan.name, "key_type": key.key_type, "fingerprint": key.fingerprint, "file": opts.trust_file })
+        );
+    } else {
+        println!(
+            "{} ({}) presents {} {}",
+            plan.name,
+            ssh::known_hosts_name(&target.host, port),
+            key.key_type,
+            key.fingerprint
+        );
+        println!("recorded in {}", opts.trust_file);
+    }
+    Ok(())
+}

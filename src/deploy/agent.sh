@@ -1,0 +1,188 @@
+#!/bin/sh
+# potato's on-host agent, uploaded by each deploy to $STATE/agent.sh and run as
+# `sh $STATE/agent.sh COMMAND ARGS...`. POSIX sh plus nix-env/nix-store and flock.
+# Every argument potato passes is validated (store paths, numbers, hex tokens) or
+# single-quoted. State lives in /nix/var/potato so each host (and each testbed
+# host, which has its own /nix) keeps its own.
+set -u
+STATE=/nix/var/potato
+PROFILE=/nix/var/nix/profiles/system
+mkdir -p "$STATE"
+
+current_generation() {
+  nix-env -p "$PROFILE" --list-generations 2>/dev/null | awk '/\(current\)/ { print $1 }'
+}
+
+# Run a command detached from the SSH session, so a dropped connection (sshd
+# restarting, a firewall change) does not kill it: a transient systemd unit on
+# NixOS, a new session elsewhere.
+detach() {
+  name=$1; shift
+  if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
+    systemd-run --quiet --collect --unit="$name" --property=KillMode=process "$@" >/dev/null
+  else
+    setsid "$@" </dev/null >/dev/null 2>&1 &
+  fi
+}
+
+cmd=${1:-}; shift || true
+case "$cmd" in
+lock)
+  # Held for as long as this command's stdin stays open: when the deployer
+  # finishes or dies, the SSH channel closes, cat ends, and flock is released.
+  holder=$1
+  exec 9>>"$STATE/deploy.lock"
+  if ! flock -n 9; then
+    echo "BUSY $(cat "$STATE/deploy.lock.info" 2>/dev/null)"
+    exit 75
+  fi
+  if [ -f "$STATE/watchdog.pid" ] && kill -0 "$(cat "$STATE/watchdog.pid")" 2>/dev/null; then
+    echo "WATCHDOG $(cat "$STATE/watchdog.info" 2>/dev/null)"
+    exit 76
+  fi
+  printf '%s since %s\n' "$holder" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$STATE/deploy.lock.info"
+  echo OK
+  cat >/dev/null
+  ;;
+state)
+  echo "current $(readlink -f /run/current-system 2>/dev/null)"
+  echo "profile $(readlink -f "$PROFILE" 2>/dev/null)"
+  echo "generation $(current_generation)"
+  ;;
+missing)
+  # Store paths on stdin, one per line; prints those not valid here.
+  xargs -r nix-store --check-validity --print-invalid
+  ;;
+import)
+  nix-store --import
+  ;;
+activate)
+  # activate TOPLEVEL MODE TOKEN MAGIC CONFIRM_SECS ACTIVATION_SECS
+  top=$1 mode=$2 token=$3 magic=$4 confirm=$5 act=$6
+  prev=$(current_generation)
+  prev_system=$(readlink -f /run/current-system 2>/dev/null)
+  case "$mode" in
+    switch|boot) nix-env -p "$PROFILE" --set "$top" || exit 3 ;;
+  esac
+  new=$(current_generation)
+  rm -f "$STATE/result-$token" "$STATE/activate-$token.rc"
+  if [ "$magic" = 1 ]; then
+    : > "$STATE/canary-$token"
+    printf 'deploy %s to generation %s since %s\n' "$token" "$new" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$STATE/watchdog.info"
+    detach "potato-watchdog-$token" sh "$STATE/agent.sh" watchdog "$token" "$prev" "$prev_system" "$mode" "$confirm" "$act"
+  fi
+  detach "potato-activate-$token" sh "$STATE/agent.sh" run-activation "$top" "$mode" "$token" "$magic" "$prev" "$prev_system"
+  echo "ARMED prev=$prev new=$new"
+  ;;
+run-activation)
+  top=$1 mode=$2 token=$3 magic=$4 prev=$5 prev_system=$6
+  echo $$ > "$STATE/activate-$token.pid"
+  "$top/bin/switch-to-configuration" "$mode" > "$STATE/activate-$token.log" 2>&1
+  rc=$?
+  echo "$rc" > "$STATE/activate-$token.rc.tmp" && mv "$STATE/activate-$token.rc.tmp" "$STATE/activate-$token.rc"
+  if [ "$rc" != 0 ] && [ "$magic" != 1 ]; then
+    # No watchdog: roll back at once (auto rollback).
+    sh "$STATE/agent.sh" restore "$token" "$prev" "$prev_system" "$mode" "activation failed (exit $rc)"
+  fi
+  ;;
+activation-status)
+  token=$1
+  cat "$STATE/activate-$token.rc" 2>/dev/null || echo running
+  ;;
+activation-log)
+  tail -n "${2:-40}" "$STATE/activate-$1.log" 2>/dev/null
+  ;;
+watchdog)
+  # watchdog TOKEN PREV_GEN PREV_SYSTEM MODE CONFIRM_SECS ACTIVATION_SECS
+  token=$1 prev=$2 prev_system=$3 mode=$4 confirm=$5 act=$6
+  echo $$ > "$STATE/watchdog.pid"
+  start=$(date +%s)
+  done_at=
+  reason=
+  while :; do
+    now=$(date +%s)
+    if [ ! -e "$STATE/canary-$token" ]; then
+      echo confirmed > "$STATE/result-$token"
+      break
+    fi
+    if [ -s "$STATE/abort-$token" ]; then
+      reason=$(cat "$STATE/abort-$token")
+    elif [ -z "$done_at" ] && [ -e "$STATE/activate-$token.rc" ]; then
+      done_at=$now
+    elif [ -z "$done_at" ] && [ $((now - start)) -ge "$act" ]; then
+      reason="activation did not finish within ${act}s"
+    elif [ -n "$done_at" ] && [ $((now - done_at)) -ge "$confirm" ]; then
+      reason="no confirmation over a new SSH connection within ${confirm}s"
+    fi
+    if [ -n "$reason" ]; then
+      sh "$STATE/agent.sh" restore "$token" "$prev" "$prev_system" "$mode" "$reason"
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$STATE/canary-$token" "$STATE/abort-$token" "$STATE/watchdog.pid"
+  ;;
+restore)
+  # restore TOKEN PREV_GEN PREV_SYSTEM MODE REASON: back to the generation that
+  # was current when this deploy started (recorded then, never "previous now").
+  token=$1 prev=$2 prev_system=$3 mode=$4 reason=$5
+  if [ -f "$STATE/activate-$token.pid" ]; then
+    pid=$(cat "$STATE/activate-$token.pid")
+    kill -TERM -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  fi
+  case "$mode" in
+    switch|boot)
+      if [ -n "$prev" ]; then
+        nix-env -p "$PROFILE" --switch-generation "$prev" >/dev/null 2>&1
+        "$PROFILE/bin/switch-to-configuration" "$mode" > "$STATE/restore-$token.log" 2>&1
+      fi ;;
+    test)
+      [ -n "$prev_system" ] && "$prev_system/bin/switch-to-configuration" test > "$STATE/restore-$token.log" 2>&1 ;;
+  esac
+  if [ -n "$prev" ] || [ "$mode" = test ]; then
+    echo "rolled-back $reason" > "$STATE/result-$token"
+  else
+    echo "rolled-back $reason (there was no earlier generation to return to)" > "$STATE/result-$token"
+  fi
+  ;;
+abort)
+  # abort TOKEN REASON: tell the watchdog to roll back now.
+  printf '%s\n' "$2" > "$STATE/abort-$1"
+  ;;
+confirm)
+  rm -f "$STATE/canary-$1"
+  ;;
+result)
+  # result TOKEN WAIT_SECS: the watchdog's verdict, waiting up to WAIT_SECS.
+  i=0
+  while [ ! -s "$STATE/result-$1" ] && [ "$i" -lt $(( ${2:-0} * 5 )) ]; do sleep 0.2; i=$((i + 1)); done
+  cat "$STATE/result-$1" 2>/dev/null || echo pending
+  ;;
+health)
+  kind=$1 what=$2
+  case "$kind" in
+    unit) systemctl is-active --quiet "$what" ;;
+    tcp)
+      host=${what%:*} port=${what##*:}
+      timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null ;;
+    http) curl -fsS -m 5 -o /dev/null "$what" ;;
+    *) exit 2 ;;
+  esac
+  ;;
+generations)
+  # One line per generation: NUMBER DATE TIME current|- STORE_PATH
+  nix-env -p "$PROFILE" --list-generations | while read -r n d t cur; do
+    c=-; [ -n "$cur" ] && c=current
+    printf '%s %s %s %s %s\n' "$n" "$d" "$t" "$c" "$(readlink -f "$PROFILE-$n-link")"
+  done
+  ;;
+switch-generation)
+  # switch-generation N: make generation N current and activate it.
+  nix-env -p "$PROFILE" --switch-generation "$1" || exit 3
+  "$PROFILE/bin/switch-to-configuration" switch
+  ;;
+*)
+  echo "potato agent: unknown command '$cmd'" >&2
+  exit 2
+  ;;
+esac

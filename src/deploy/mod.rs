@@ -1,0 +1,462 @@
+//! The deploy engine: for each host, push the built system, activate it as a new
+//! generation, confirm over a new SSH connection, or let the host roll back.
+//!
+//! Owns the per-host pipeline (lock → state → missing paths → push → activate →
+//! health → confirm), its outcome, and the events it emits. It does not build
+//! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
+//! `ui` renders the events.
+
+pub mod remote;
+
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::nix::{self, StorePath};
+use crate::plan::{HealthCheck, HostPlan, Target};
+use crate::ssh::{self, Session, SshOptions};
+use remote::{HostState, Remote, RemoteError};
+
+/// Settings of one deploy run (from flags and the host file).
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub ssh: SshOptions,
+    /// `--mode`, overriding each host file's default.
+    pub mode: Option<String>,
+    /// `--no-magic-rollback`.
+    pub no_magic_rollback: bool,
+    /// `--confirm-timeout`, overriding the host file.
+    pub confirm_timeout: Option<Duration>,
+    /// How long an activation may run before the watchdog gives up on it.
+    pub activation_timeout: Duration,
+    /// `--target`, replacing the host file's SSH target (single host runs).
+    pub target: Option<Target>,
+    /// `--force`: push and activate even when the host runs this system.
+    pub force: bool,
+    /// Who holds the lock, shown to a concurrent deploy.
+    pub holder: String,
+}
+
+/// The phases a host goes through, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Connect,
+    Push,
+    Activate,
+    Confirm,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::Push => "push",
+            Phase::Activate => "activate",
+            Phase::Confirm => "confirm",
+        }
+    }
+}
+
+/// What happened to a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Deployed,
+    UpToDate,
+    RolledBack,
+    Failed,
+}
+
+/// One host's result, as the summary and `--json` report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostResult {
+    pub host: String,
+    pub result: Outcome,
+    pub generation: Option<u32>,
+    pub previous_generation: Option<u32>,
+    pub store_path: Option<StorePath>,
+    pub paths_pushed: usize,
+    pub bytes_pushed: u64,
+    /// Seconds spent per phase.
+    pub phases: Vec<(Phase, f64)>,
+    pub error: Option<String>,
+}
+
+/// What the pipeline tells the renderer.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Phase { host: String, phase: Phase },
+    Progress { host: String, done: u64, total: u64 },
+    Log { host: String, line: String },
+    Finished(HostResult),
+}
+
+/// Deploys one host. Never panics on host trouble: every failure is an outcome.
+pub fn deploy_host(
+    plan: &HostPlan,
+    toplevel: &StorePath,
+    opts: &DeployOptions,
+    events: &Sender<Event>,
+) -> HostResult {
+    let mut run = Run {
+        host: plan.name.clone(),
+        events: events.clone(),
+        started: Instant::now(),
+        result: HostResult {
+            host: plan.name.clone(),
+            result: Outcome::Failed,
+            generation: None,
+            previous_generation: None,
+            store_path: Some(toplevel.clone()),
+            paths_pushed: 0,
+            bytes_pushed: 0,
+            phases: Vec::new(),
+            error: None,
+        },
+        phase: None,
+    };
+    match run.pipeline(plan, toplevel, opts) {
+        Ok(outcome) => run.result.result = outcome,
+        Err(e) => {
+            run.result.result = Outcome::Failed;
+            run.result.error = Some(e);
+        }
+    }
+    run.end_phase();
+    let _ = events.send(Event::Finished(run.result.clone()));
+    run.result
+}
+
+struct Run {
+    host: String,
+    events: Sender<Event>,
+    started: Instant,
+    result: HostResult,
+    phase: Option<Phase>,
+}
+
+impl Run {
+    fn enter(&mut self, phase: Phase) {
+        self.end_phase();
+        self.phase = Some(phase);
+        self.started = Instant::now();
+        let _ = self.events.send(Event::Phase {
+            host: self.host.clone(),
+            phase,
+        });
+    }
+
+    fn end_phase(&mut self) {
+        if let Some(p) = self.phase.take() {
+            self.result.phases.push((
+                p,
+                (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            ));
+        }
+    }
+
+    fn log(&self, line: impl Into<String>) {
+        let _ = self.events.send(Event::Log {
+            host: self.host.clone(),
+            line: line.into(),
+        });
+    }
+
+    fn pipeline(
+        &mut self,
+        plan: &HostPlan,
+        top: &StorePath,
+        opts: &DeployOptions,
+    ) -> Result<Outcome, String> {
+        let target = opts
+            .target
+            .clone()
+            .unwrap_or_else(|| plan.deploy.target.clone());
+        let mode = opts
+            .mode
+            .clone()
+            .unwrap_or_else(|| plan.deploy.mode.as_str().to_string());
+        let magic = !opts.no_magic_rollback
+            && plan.deploy.magic_rollback
+            && (mode == "switch" || mode == "test");
+        let confirm = opts
+            .confirm_timeout
+            .map(|d| d.as_secs().max(1))
+            .unwrap_or(plan.deploy.confirm_timeout_secs);
+
+        self.enter(Phase::Connect);
+        let session = Session::connect(&target, &opts.ssh).map_err(|e| e.to_string())?;
+        let mut remote = Remote::new(session).map_err(|e| e.to_string())?;
+        remote
+            .lock(&plan.name, &opts.holder)
+            .map_err(|e| e.to_string())?;
+        let state = remote.state().map_err(|e| e.to_string())?;
+        self.result.previous_generation = state.generation;
+        if is_up_to_date(&state, top, &mode) && !opts.force {
+            self.result.generation = state.generation;
+            return Ok(Outcome::UpToDate);
+        }
+
+        self.enter(Phase::Push);
+        let closure = nix::closure(top).map_err(|e| e.to_string())?;
+        let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
+        let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            let total: u64 = closure
+                .iter()
+                .filter(|c| missing.contains(&c.path))
+                .map(|c| c.nar_size)
+                .sum();
+            self.push(&remote, &missing, total)?;
+        }
+
+        self.enter(Phase::Activate);
+        let token = token_for(top);
+        let act_secs = opts.activation_timeout.as_secs().max(1);
+        let (prev, new) = remote
+            .activate(top, &mode, &token, magic, confirm, act_secs)
+            .map_err(|e| e.to_string())?;
+        self.result.previous_generation = prev;
+        self.result.generation = new;
+        self.log(format!(
+            "activating generation {} ({mode}){}",
+            new.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            if magic { ", watchdog armed" } else { "" }
+        ));
+        let status = wait_activation(&remote, &token, opts.activation_timeout);
+        drop(remote); // the lock is released; a pending watchdog keeps others out
+
+        match status {
+            Activation::Failed(code, log) => {
+                self.log(log.clone());
+                let reason = format!("activation failed (exit {code}):\n{}", log.trim_end());
+                if magic {
+                    self.enter(Phase::Confirm);
+                    let verdict = with_new_connection(
+                        &target,
+                        &opts.ssh,
+                        Duration::from_secs(confirm + 30),
+                        |r| {
+                            r.abort(&token, &format!("activation failed (exit {code})"))?;
+                            r.result(&token, 30)
+                        },
+                    );
+                    self.result.generation = prev;
+                    self.result.error = Some(format!(
+                        "{reason}\nrolled back to generation {}: {}",
+                        generation_name(prev),
+                        verdict.unwrap_or_else(|e| e)
+                    ));
+                    return Ok(Outcome::RolledBack);
+                }
+                self.result.generation = prev;
+                self.result.error = Some(format!(
+                    "{reason}\nrolled back to generation {}",
+                    generation_name(prev)
+                ));
+                return Ok(Outcome::RolledBack);
+            }
+            Activation::Lost(why) => self.log(format!(
+                "lost the connection during activation ({why}); confirming over a new one"
+            )),
+            Activation::Succeeded => {}
+        }
+        if !magic {
+            return Ok(Outcome::Deployed);
+        }
+
+        self.enter(Phase::Confirm);
+        self.confirm(plan, &target, opts, &token, confirm, prev)
+    }
+
+    fn push(&mut self, remote: &Remote, missing: &[StorePath], total: u64) -> Result<(), String> {
+        self.log(format!("pushing {} paths", missing.len()));
+        let mut child = nix::export(missing).map_err(|e| e.to_string())?;
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let events = self.events.clone();
+        let host = self.host.clone();
+        let mut last = Instant::now();
+        let mut progress = |done: u64| {
+            if last.elapsed() > Duration::from_millis(100) {
+                last = Instant::now();
+                let _ = events.send(Event::Progress {
+                    host: host.clone(),
+                    done,
+                    total,
+                });
+            }
+        };
+        let mut counter = CountingReader {
+            inner: &mut stdout,
+            count: 0,
+        };
+        let imported = remote.import(&mut counter, &mut progress);
+        let sent = counter.count;
+        let status = child.wait().map_err(|e| e.to_string())?;
+        let imported = imported.map_err(|e| e.to_string())?;
+        if !status.success() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return Err(format!("nix-store --export failed: {}", err.trim()));
+        }
+        let _ = self.events.send(Event::Progress {
+            host: self.host.clone(),
+            done: sent,
+            total: sent.max(total),
+        });
+        self.result.paths_pushed = imported.len();
+        self.result.bytes_pushed = sent;
+        Ok(())
+    }
+
+    fn confirm(
+        &mut self,
+        plan: &HostPlan,
+        target: &Target,
+        opts: &DeployOptions,
+        token: &str,
+        confirm: u64,
+        prev: Option<u32>,
+    ) -> Result<Outcome, String> {
+        // A genuinely new connection: if the new system broke SSH, this fails.
+        let deadline = Duration::from_secs(confirm);
+        let started = Instant::now();
+        let fresh = ssh::wait_for(deadline, Duration::from_millis(500), || {
+            Session::connect(target, &opts.ssh).ok()
+        });
+        let Some(session) = fresh else {
+            self.log("no new SSH connection; the host rolls back by itself");
+            // Wait for the watchdog to restore the old generation, then read its verdict.
+            let grace = Duration::from_secs(confirm + 60).saturating_sub(started.elapsed());
+            let verdict = with_new_connection(target, &opts.ssh, grace, |r| r.result(token, 30))
+                .unwrap_or_else(|e| format!("unknown ({e})"));
+            self.result.generation = prev;
+            self.result.error = Some(format!(
+                "could not confirm: no new SSH connection within {confirm}s; the host reports: {verdict}"
+            ));
+            return Ok(Outcome::RolledBack);
+        };
+        let remote = Remote::new(session).map_err(|e| e.to_string())?;
+        if let Some(failure) = failing_health_check(&remote, &plan.health) {
+            remote.abort(token, &failure).map_err(|e| e.to_string())?;
+            let verdict = remote.result(token, 60).map_err(|e| e.to_string())?;
+            self.result.generation = prev;
+            self.result.error = Some(format!("{failure}; {verdict}"));
+            return Ok(Outcome::RolledBack);
+        }
+        remote.confirm(token).map_err(|e| e.to_string())?;
+        let verdict = remote.result(token, 10).map_err(|e| e.to_string())?;
+        if verdict == "confirmed" {
+            Ok(Outcome::Deployed)
+        } else if let Some(reason) = verdict.strip_prefix("rolled-back ") {
+            self.result.generation = prev;
+            self.result.error = Some(format!(
+                "the host rolled back before the confirmation arrived: {reason}"
+            ));
+            Ok(Outcome::RolledBack)
+        } else {
+            Err(format!(
+                "the watchdog did not answer the confirmation ({verdict})"
+            ))
+        }
+    }
+}
+
+fn generation_name(n: Option<u32>) -> String {
+    n.map(|n| n.to_string()).unwrap_or_else(|| "none".into())
+}
+
+struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    count: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// A host runs exactly this system already.
+fn is_up_to_date(state: &HostState, top: &StorePath, mode: &str) -> bool {
+    let current = state.current.as_ref() == Some(top);
+    let profile = state.profile.as_ref() == Some(top);
+    match mode {
+        "switch" => current && profile,
+        "boot" => profile,
+        "test" => current,
+        _ => false,
+    }
+}
+
+/// A per-deploy token: the toplevel's hash plus the time, hex only.
+fn token_for(top: &StorePath) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}{:x}", &top.hash()[..12], t)
+}
+
+enum Activation {
+    Succeeded,
+    Failed(i32, String),
+    /// The session broke while waiting (the new system may have cut SSH).
+    Lost(String),
+}
+
+fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activation {
+    let started = Instant::now();
+    loop {
+        match remote.activation_status(token) {
+            Ok(Some(0)) => return Activation::Succeeded,
+            Ok(Some(code)) => return Activation::Failed(code, remote.activation_log(token)),
+            Ok(None) if started.elapsed() > timeout => {
+                return Activation::Lost(format!(
+                    "activation still running after {}s",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Activation::Lost(e.to_string()),
+        }
+    }
+}
+
+/// Runs `f` on a fresh connection, retrying connects until `within` passes.
+fn with_new_connection<T>(
+    target: &Target,
+    opts: &SshOptions,
+    within: Duration,
+    f: impl Fn(&Remote) -> Result<T, RemoteError>,
+) -> Result<T, String> {
+    let session = ssh::wait_for(within, Duration::from_millis(500), || {
+        Session::connect(target, opts).ok()
+    })
+    .ok_or_else(|| format!("no SSH connection within {}s", within.as_secs()))?;
+    let remote = Remote::new(session).map_err(|e| e.to_string())?;
+    f(&remote).map_err(|e| e.to_string())
+}
+
+/// The first health check that fails, described.
+fn failing_health_check(remote: &Remote, checks: &[HealthCheck]) -> Option<String> {
+    for c in checks {
+        let (kind, what, desc) = match c {
+            HealthCheck::Unit(u) => ("unit", u, format!("unit {u} is not active")),
+            HealthCheck::Tcp(t) => ("tcp", t, format!("nothing accepts TCP connections on {t}")),
+            HealthCheck::Http(u) => ("http", u, format!("{u} does not answer with success")),
+        };
+        match remote.health(kind, what) {
+            Ok(true) => continue,
+            Ok(false) => return Some(format!("health check failed: {desc}")),
+            Err(e) => return Some(format!("health check could not run: {e}")),
+        }
+    }
+    None
+}
