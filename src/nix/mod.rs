@@ -56,11 +56,10 @@ impl Flake {
         }
     }
 
-    fn common_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--extra-experimental-features".to_string(),
-            "nix-command flakes".to_string(),
-        ];
+    /// Flags that follow the `nix` subcommand (Nix 2.8 accepts --override-input
+    /// only there).
+    fn flake_flags(&self) -> Vec<String> {
+        let mut a = Vec::new();
         for (name, path) in &self.overrides {
             a.push("--override-input".into());
             a.push(name.clone());
@@ -105,8 +104,9 @@ pub fn build_toplevels(
     hosts: &[String],
 ) -> Result<BTreeMap<String, StorePath>, NixError> {
     let mut cmd = Command::new("nix");
-    cmd.args(flake.common_args())
-        .args(["build", "--no-link", "--json"]);
+    cmd.args(["--extra-experimental-features", "nix-command flakes"])
+        .args(["build", "--no-link", "--json"])
+        .args(flake.flake_flags());
     for h in hosts {
         cmd.arg(format!(
             "{}#nixosConfigurations.\"{h}\".config.system.build.toplevel",

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod testbed;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,163 @@
+//! A throwaway fleet repository whose hosts are testbed hosts: the real flake.nix
+//! and modules, host files pointing at 10.213.<slot>.2, and a copy of the nixpkgs
+//! test double that tests steer through its behaviour.nix.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::testbed::Testbed;
+use super::{Run, source_root};
+
+pub struct Fleet {
+    pub dir: tempfile::TempDir,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+impl Fleet {
+    /// One host file per testbed host (named t0, t1, ...), generated and ready.
+    pub fn new(tb: &Testbed) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let root = source_root();
+        for f in ["flake.nix", "flake.lock"] {
+            std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
+        }
+        for d in ["modules/hardware"] {
+            copy_dir(&root.join(d), &dir.path().join(d));
+        }
+        std::fs::copy(
+            root.join("modules/base.nix"),
+            dir.path().join("modules/base.nix"),
+        )
+        .unwrap();
+        copy_dir(
+            &root.join("tests/fixtures/nixpkgs"),
+            &dir.path().join("nixpkgs-double"),
+        );
+        std::fs::create_dir_all(dir.path().join("hosts")).unwrap();
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        let fleet = Fleet {
+            dir,
+            identity: tb.client_key.clone(),
+            known_hosts: tb.known_hosts.clone(),
+        };
+        for h in &tb.hosts {
+            fleet.write_host(&h.name, &host_file(&h.addr, &tb.client_pub, ""));
+        }
+        fleet.steer("");
+        fleet.potato(&["gen"]).ok();
+        fleet
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write_host(&self, name: &str, text: &str) {
+        std::fs::write(self.path().join(format!("hosts/{name}.toml")), text).unwrap();
+    }
+
+    pub fn read_host(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!("hosts/{name}.toml"))).unwrap()
+    }
+
+    /// Appends to a host file and regenerates.
+    pub fn append_host(&self, name: &str, extra: &str) {
+        let text = self.read_host(name) + extra;
+        self.write_host(name, &text);
+        self.potato(&["gen"]).ok();
+    }
+
+    /// Writes the test double's behaviour.nix body, e.g. `t0 = "fail";`.
+    pub fn steer(&self, body: &str) {
+        std::fs::write(
+            self.path().join("nixpkgs-double/behaviour.nix"),
+            format!("{{ {body} }}\n"),
+        )
+        .unwrap();
+    }
+
+    pub fn potato(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run potato"))
+    }
+
+    /// A potato command with the testbed's key, known_hosts and nixpkgs double.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_potato"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("POTATO_REPO")
+            .env_remove("SSH_AUTH_SOCK");
+        let remote = matches!(
+            args.first(),
+            Some(&"deploy")
+                | Some(&"rollback")
+                | Some(&"generations")
+                | Some(&"status")
+                | Some(&"exec")
+                | Some(&"trust")
+        );
+        if remote {
+            cmd.arg("--identity").arg(&self.identity);
+            if !args.contains(&"--known-hosts") {
+                cmd.arg("--known-hosts").arg(&self.known_hosts);
+            }
+        }
+        if matches!(
+            args.first(),
+            Some(&"deploy") | Some(&"status") | Some(&"build")
+        ) {
+            cmd.args(["--override-input", "nixpkgs"])
+                .arg(self.path().join("nixpkgs-double"));
+        }
+        cmd
+    }
+
+    /// `potato deploy ARGS --json`, parsed: (exit code, hosts by name, stderr).
+    pub fn deploy(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let mut all = vec!["deploy"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let run = self.potato(&all);
+        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}):\nstdout: {}\nstderr: {}",
+                run.stdout, run.stderr
+            )
+        });
+        if v.get("hosts").is_none() {
+            return (run.code, v, run.stderr);
+        }
+        let mut by_host = serde_json::Map::new();
+        for h in v["hosts"].as_array().cloned().unwrap_or_default() {
+            by_host.insert(h["host"].as_str().unwrap().to_string(), h);
+        }
+        (run.code, serde_json::Value::Object(by_host), run.stderr)
+    }
+}
+
+/// A testbed host file: SSH open to the testbed range, nothing else.
+pub fn host_file(addr: &str, client_pub: &str, extra: &str) -> String {
+    format!(
+        "system = \"x86_64-linux\"\nhardware = \"n250\"\nmemory = \"1GiB\"\ntags = [\"testbed\"]\n\n\
+         [deploy]\ntarget = \"root@{addr}\"\nconfirm_timeout = \"3s\"\n\n\
+         [zones]\nlan = [\"10.213.0.0/16\"]\n\n\
+         [firewall]\nrules = [\"allow 22/tcp from lan\"]\n\n\
+         [ssh]\nauthorized_keys = [\"{client_pub}\"]\n{extra}"
+    )
+}

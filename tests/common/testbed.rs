@@ -1,0 +1,352 @@
+//! The testbed: hosts as network namespaces, each with its own sshd, host key,
+//! Nix store (/nix) and /run, reachable from the test at 10.213.<slot>.2.
+//! Built from shared/TESTBED.md. Everything a testbed creates is removed on drop
+//! (processes by pid and by namespace, namespaces, veths, directories), also when
+//! the test fails.
+
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SLOT_DIR: &str = "/tmp/potato-testbed-slots";
+
+/// A set of test hosts plus the client key and known_hosts that reach them.
+pub struct Testbed {
+    pub dir: tempfile::TempDir,
+    pub hosts: Vec<TestHost>,
+    pub client_key: PathBuf,
+    pub client_pub: String,
+    pub known_hosts: PathBuf,
+}
+
+pub struct TestHost {
+    pub name: String,
+    pub slot: u32,
+    pub netns: String,
+    pub veth: String,
+    pub dir: PathBuf,
+    pub addr: String,
+    sshd: Option<Child>,
+    slot_file: PathBuf,
+}
+
+/// Why a testbed cannot be built here, or None when it can.
+pub fn unavailable() -> Option<String> {
+    if unsafe_geteuid() != 0 {
+        return Some("not root (network namespaces need root)".into());
+    }
+    for tool in [
+        "ip",
+        "unshare",
+        "ssh-keygen",
+        "nix-store",
+        "nft",
+        "flock",
+        "setsid",
+    ] {
+        if !Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+        {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    if !Path::new("/usr/sbin/sshd").exists() {
+        return Some("/usr/sbin/sshd is not installed (openssh-server)".into());
+    }
+    None
+}
+
+fn unsafe_geteuid() -> u32 {
+    // `id -u` avoids a libc dependency in tests.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// Skips (locally, with a message) or fails (in CI) when the testbed is impossible.
+pub fn require() -> bool {
+    match unavailable() {
+        None => true,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("the testbed is required in CI: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED: testbed unavailable: {why}");
+            false
+        }
+    }
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sh(script: &str) {
+    run(Command::new("sh").arg("-c").arg(script));
+}
+
+/// Claims a free slot number (1..=250) across every test process on the machine.
+fn claim_slot() -> (u32, PathBuf) {
+    std::fs::create_dir_all(SLOT_DIR).unwrap();
+    for n in 1..=250u32 {
+        let f = Path::new(SLOT_DIR).join(n.to_string());
+        if OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&f)
+            .is_ok()
+        {
+            // A slot whose namespace still exists belongs to a crashed run: skip it.
+            if Path::new(&format!("/run/netns/potato-t{n}")).exists() {
+                continue;
+            }
+            return (n, f);
+        }
+    }
+    panic!("no free testbed slot in {SLOT_DIR}");
+}
+
+impl Testbed {
+    pub fn new(count: usize) -> Testbed {
+        let dir = tempfile::tempdir().unwrap();
+        let client_key = dir.path().join("client_ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "potato-test", "-f"])
+            .arg(&client_key));
+        let client_pub = std::fs::read_to_string(client_key.with_extension("pub"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let known_hosts = dir.path().join("known_hosts");
+        let mut tb = Testbed {
+            dir,
+            hosts: Vec::new(),
+            client_key,
+            client_pub,
+            known_hosts,
+        };
+        let mut kh = String::new();
+        for i in 0..count {
+            let host = TestHost::start(&format!("t{i}"), tb.dir.path(), &tb.client_pub);
+            kh.push_str(&format!("{} {}\n", host.addr, host.public_key()));
+            tb.hosts.push(host);
+        }
+        std::fs::write(&tb.known_hosts, kh).unwrap();
+        tb
+    }
+
+    pub fn host(&self, i: usize) -> &TestHost {
+        &self.hosts[i]
+    }
+}
+
+impl TestHost {
+    fn start(name: &str, base: &Path, client_pub: &str) -> TestHost {
+        let (slot, slot_file) = claim_slot();
+        let netns = format!("potato-t{slot}");
+        let veth = format!("ptb{slot}");
+        let dir = base.join(name);
+        for d in ["nix", "run/sshd", "etc"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let mut host = TestHost {
+            name: name.into(),
+            slot,
+            netns: netns.clone(),
+            veth: veth.clone(),
+            dir: dir.clone(),
+            addr: format!("10.213.{slot}.2"),
+            sshd: None,
+            slot_file,
+        };
+        sh(&format!(
+            "ip netns add {netns} && ip link add {veth} type veth peer name {veth}h && ip link set {veth}h netns {netns} \
+             && ip addr add 10.213.{slot}.1/24 dev {veth} && ip link set {veth} up \
+             && ip -n {netns} addr add 10.213.{slot}.2/24 dev {veth}h && ip -n {netns} link set {veth}h up && ip -n {netns} link set lo up"
+        ));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(dir.join("ssh_host_ed25519_key")));
+        std::fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port 22\nListenAddress {}\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+                 MaxStartups 100\nLogLevel ERROR\n",
+                host.addr
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns, "unshare", "-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sshd");
+        host.sshd = Some(child);
+        let addr: SocketAddr = format!("{}:22", host.addr).parse().unwrap();
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sshd on {} did not come up",
+                host.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host
+    }
+
+    /// "ssh-ed25519 AAAA..." of this host's sshd.
+    pub fn public_key(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub")).unwrap();
+        text.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs a shell command inside the host (its netns and its /nix, /run).
+    pub fn sh(&self, script: &str) -> std::process::Output {
+        let d = self.dir.display();
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "mount --bind {d}/nix /nix && mount --bind {d}/run /run && {script}"
+            ))
+            .output()
+            .unwrap()
+    }
+
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "on {}: {script}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `nix-env --list-generations` of the system profile, as (number, current).
+    pub fn generations(&self) -> Vec<(u32, bool)> {
+        self.sh_ok("nix-env -p /nix/var/nix/profiles/system --list-generations")
+            .lines()
+            .filter_map(|l| {
+                let n = l.split_whitespace().next()?.parse().ok()?;
+                Some((n, l.contains("(current)")))
+            })
+            .collect()
+    }
+
+    pub fn current_generation(&self) -> Option<u32> {
+        self.generations()
+            .into_iter()
+            .find(|(_, c)| *c)
+            .map(|(n, _)| n)
+    }
+
+    /// Where /run/current-system points.
+    pub fn current_system(&self) -> String {
+        self.sh_ok("readlink -f /run/current-system || true")
+            .trim()
+            .to_string()
+    }
+
+    /// Lines of the test double's activation log: "MODE TOPLEVEL".
+    pub fn activations(&self) -> Vec<String> {
+        self.sh_ok("cat /nix/var/potato-test/activations 2>/dev/null || true")
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Replaces the host key (a reinstalled or impersonated host).
+    pub fn change_host_key(&mut self) {
+        let key = self.dir.join("ssh_host_ed25519_key");
+        std::fs::remove_file(&key).unwrap();
+        std::fs::remove_file(key.with_extension("pub")).unwrap();
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
+        self.stop_sshd();
+        let base = self.dir.parent().unwrap().to_path_buf();
+        let _ = base;
+        let d = self.dir.display().to_string();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "unshare", "-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("restart sshd");
+        self.sshd = Some(child);
+        let addr: SocketAddr = format!("{}:22", self.addr).parse().unwrap();
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop_sshd(&mut self) {
+        if let Some(mut c) = self.sshd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.stop_sshd();
+        // Every process left in the namespace was started by this test (watchdogs,
+        // activations, sessions): stop them by pid.
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.netns])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::fs::remove_file(&self.slot_file);
+    }
+}
