@@ -19,6 +19,9 @@ fn main() {
 
 /// Errors go to stderr for humans; with --json, one object on stdout.
 fn print_error(e: &Error, json: bool) {
+    if json && matches!(e, Error::HostsFailed { .. }) {
+        return; // the per-host results document already says ok: false
+    }
     if json {
         let diagnostics = match e {
             Error::Invalid(report) => serde_json::to_value(report.to_json()).unwrap_or_default(),

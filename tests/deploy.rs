@@ -59,3 +59,442 @@ fn fresh_host_then_no_op_then_changed_config() {
     assert!(second["bytes_pushed"].as_u64().unwrap() > 0);
     assert_eq!(host.current_generation(), Some(2));
 }
+
+/// Deploys t0 once (generation 1) and returns its toplevel.
+fn first_deploy(fleet: &Fleet) -> String {
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    r["t0"]["store_path"].as_str().unwrap().to_string()
+}
+
+/// Changes t0's configuration so the next deploy is a new system.
+fn change_config(fleet: &Fleet, tz: &str) {
+    let text = fleet.read_host("t0");
+    let text = match text.find("timezone = ") {
+        Some(_) => {
+            text.lines()
+                .map(|l| {
+                    if l.starts_with("timezone = ") {
+                        format!("timezone = \"{tz}\"")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        }
+        None => text.replace(
+            "memory = \"1GiB\"",
+            &format!("memory = \"1GiB\"\ntimezone = \"{tz}\""),
+        ),
+    };
+    fleet.write_host("t0", &text);
+    fleet.potato(&["gen"]).ok();
+}
+
+#[test]
+fn failed_activation_returns_to_the_previous_generation() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    fleet.steer("t0 = \"fail\";");
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let res = &r["t0"];
+    assert_eq!(res["result"], "rolled-back", "{res}");
+    let err = res["error"].as_str().unwrap();
+    assert!(err.contains("activation failed (exit 4)"), "{err}");
+    assert!(
+        err.contains("this activation fails, as the test asked"),
+        "the activation's own error is shown: {err}"
+    );
+    assert_eq!(res["generation"], 1);
+    assert_eq!(tb.host(0).current_generation(), Some(1));
+    assert_eq!(tb.host(0).current_system(), top1);
+}
+
+#[test]
+fn activation_that_cuts_ssh_is_rolled_back_by_the_watchdog() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    fleet.steer("t0 = \"cut-ssh\";");
+    let started = std::time::Instant::now();
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let res = &r["t0"];
+    assert_eq!(res["result"], "rolled-back", "{res}");
+    let err = res["error"].as_str().unwrap();
+    assert!(
+        err.contains("could not confirm: no new SSH connection within 3s"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "the host says: rolled back (no confirmation over a new SSH connection within 3s)"
+        ),
+        "the host's own verdict: {err}"
+    );
+    assert!(started.elapsed().as_secs() < 60);
+    // The old generation's activation restored the firewall: SSH works again.
+    assert_eq!(tb.host(0).current_generation(), Some(1));
+    assert_eq!(tb.host(0).current_system(), top1);
+    fleet.potato(&["generations", "t0"]).ok();
+}
+
+#[test]
+fn hung_activation_is_rolled_back() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    fleet.steer("t0 = \"hang\";");
+    let (code, r, _) = fleet.deploy(&["t0", "--activation-timeout", "3s"]);
+    assert_eq!(code, 1);
+    assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
+    assert!(
+        r["t0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("activation did not finish within 3s"),
+        "{}",
+        r["t0"]
+    );
+    assert_eq!(tb.host(0).current_system(), top1);
+}
+
+#[test]
+fn failing_health_check_rolls_back() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    // Nothing listens on port 9 in the test host.
+    fleet.append_host("t0", "\n[[health]]\ntcp = \"127.0.0.1:9\"\n");
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let res = &r["t0"];
+    assert_eq!(res["result"], "rolled-back", "{res}");
+    assert!(
+        res["error"]
+            .as_str()
+            .unwrap()
+            .contains("health check failed: nothing accepts TCP connections on 127.0.0.1:9"),
+        "{res}"
+    );
+    assert_eq!(tb.host(0).current_generation(), Some(1));
+    assert_eq!(tb.host(0).current_system(), top1);
+}
+
+#[test]
+fn rollback_returns_to_the_generation_current_when_the_deploy_began() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    first_deploy(&fleet);
+    change_config(&fleet, "Europe/Paris");
+    let (_, r, _) = fleet.deploy(&["t0"]);
+    let top2 = r["t0"]["store_path"].as_str().unwrap().to_string();
+    change_config(&fleet, "Europe/Rome");
+    let (_, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(r["t0"]["generation"], 3);
+
+    // rollback --to 2 and generations agree with nix-env on the host.
+    fleet.potato(&["rollback", "t0", "--to", "2"]).ok();
+    assert_eq!(host.generations(), vec![(1, false), (2, true), (3, false)]);
+    assert_eq!(host.current_system(), top2);
+    let g = fleet.potato(&["generations", "t0", "--json"]);
+    g.ok();
+    let v: serde_json::Value = serde_json::from_str(&g.stdout).unwrap();
+    let listed: Vec<(u64, bool)> = v["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["number"].as_u64().unwrap(),
+                x["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![(1, false), (2, true), (3, false)]);
+    assert_eq!(v["generations"][1]["store_path"], top2.as_str());
+
+    // Generation 4 fails to confirm: back to 2 (current when the deploy began), not 3.
+    change_config(&fleet, "Europe/Oslo");
+    fleet.steer("t0 = \"cut-ssh\";");
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    assert_eq!(r["t0"]["result"], "rolled-back");
+    assert_eq!(host.current_generation(), Some(2));
+    assert_eq!(host.current_system(), top2);
+    assert!(
+        host.generations().iter().any(|(n, _)| *n == 4),
+        "generation 4 was created"
+    );
+
+    // Plain rollback goes to the generation before the current one.
+    fleet.potato(&["rollback", "t0"]).ok();
+    assert_eq!(host.current_generation(), Some(1));
+    let bad = fleet.potato(&["rollback", "t0", "--to", "9"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("t0 has no generation 9"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn failed_activation_without_magic_rollback_still_restores() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    fleet.steer("t0 = \"fail\";");
+    let (code, r, _) = fleet.deploy(&["t0", "--no-magic-rollback"]);
+    assert_eq!(code, 1);
+    assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
+    assert!(
+        r["t0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("the host says: rolled back (activation failed (exit 4))"),
+        "{}",
+        r["t0"]
+    );
+    assert_eq!(tb.host(0).current_system(), top1);
+}
+
+#[test]
+fn host_keys_and_credentials() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let empty = fleet.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let empty_arg = empty.to_str().unwrap();
+
+    // Unknown host key: refused with its fingerprint and the command that trusts it.
+    let run = fleet.potato(&["deploy", "t0", "--known-hosts", empty_arg]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("unknown host key for 10.213."),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("ssh-ed25519 SHA256:"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("potato trust 10.213."),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        tb.host(0).current_generation(),
+        None,
+        "nothing happened on the host"
+    );
+
+    // potato trust records it; then the deploy goes through.
+    let trust = fleet.potato(&["trust", "t0", "--known-hosts", empty_arg]);
+    trust.ok();
+    let expected = ssh_keygen_fingerprint(&tb.host(0).dir.join("ssh_host_ed25519_key.pub"));
+    assert!(
+        trust.stdout.contains(&expected),
+        "trust shows the same fingerprint as ssh-keygen ({expected}): {}",
+        trust.stdout
+    );
+    assert!(
+        std::fs::read_to_string(&empty)
+            .unwrap()
+            .starts_with(&format!("{} ssh-ed25519 ", tb.host(0).addr))
+    );
+    let (code, r, stderr) = fleet.deploy(&["t0", "--known-hosts", empty_arg]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+
+    // Bad credentials: a key the host does not know.
+    let other = fleet.path().join("other_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let run = fleet.potato(&["generations", "t0", "--identity", other.to_str().unwrap()]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("authentication as root@10.213."),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("key {}", other.display())),
+        "{}",
+        run.stderr
+    );
+
+    // A changed host key is refused loudly.
+    tb.hosts[0].change_host_key();
+    let run = fleet.potato(&["deploy", "t0", "--force", "--known-hosts", empty_arg]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("HOST KEY CHANGED"), "{}", run.stderr);
+}
+
+fn ssh_keygen_fingerprint(pubkey: &std::path::Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(pubkey)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_deploy_until_its_holder_dies() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    first_deploy(&fleet);
+    // Another deployer holds the lock through the agent, as potato does.
+    let holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &tb.host(0).netns, "unshare", "-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!("mount --bind {d}/nix /nix && exec sh /nix/var/potato/agent.sh lock 'potato deploy by alice@laptop (pid 42)'", d = tb.host(0).dir.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    change_config(&fleet, "Europe/Vienna");
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let err = r["t0"]["error"].as_str().unwrap();
+    assert!(
+        err.contains(
+            "another deploy holds t0's lock: potato deploy by alice@laptop (pid 42) since 20"
+        ),
+        "{err}"
+    );
+    assert_eq!(tb.host(0).current_generation(), Some(1));
+
+    // The holder dies without cleaning up: the lock dies with it.
+    let mut holder = holder;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(tb.host(0).current_generation(), Some(2));
+}
+
+#[test]
+fn two_concurrent_deploys_of_one_host() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    first_deploy(&fleet);
+    // A slow activation keeps the first deploy inside its lock and watchdog.
+    fleet.steer("t0 = \"hang\";");
+    let mut first = fleet
+        .command(&["deploy", "t0", "--activation-timeout", "4s", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (code, r, _) = fleet.deploy(&["t0", "--force"]);
+    assert_eq!(code, 1);
+    let err = r["t0"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("holds t0's lock") || err.contains("rollback watchdog is still pending on t0"),
+        "{err}"
+    );
+    let status = first.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the first deploy rolls back its hung activation"
+    );
+    assert_eq!(tb.host(0).current_generation(), Some(1));
+}
+
+#[test]
+fn six_hosts_in_parallel_one_failing() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(6);
+    let fleet = Fleet::new(&tb);
+    fleet.steer("t3 = \"fail\";");
+    let (code, r, _) = fleet.deploy(&["@testbed", "--parallel", "6"]);
+    assert_eq!(code, 1);
+    for i in 0..6 {
+        let name = format!("t{i}");
+        let expected = if i == 3 { "rolled-back" } else { "deployed" };
+        assert_eq!(r[&name]["result"], expected, "{name}: {}", r[&name]);
+        if i != 3 {
+            assert_eq!(tb.host(i).current_generation(), Some(1), "{name}");
+            assert!(
+                tb.host(i)
+                    .current_system()
+                    .ends_with(&format!("nixos-system-{name}")),
+                "{name}"
+            );
+        }
+    }
+    // t3 had no earlier generation to return to: the host says so, and the failed
+    // system was never made the running one.
+    assert!(
+        r["t3"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no earlier generation"),
+        "{}",
+        r["t3"]
+    );
+    assert_eq!(tb.host(3).current_system(), "");
+    // The human summary says which host did what.
+    let human = fleet.potato(&["deploy", "@testbed"]);
+    assert_eq!(human.code, 1);
+    assert!(
+        human
+            .stdout
+            .lines()
+            .filter(|l| l.contains("up to date"))
+            .count()
+            == 5,
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("t3") && l.contains("rolled back")),
+        "{}",
+        human.stdout
+    );
+}

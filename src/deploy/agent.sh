@@ -45,8 +45,9 @@ lock)
   cat >/dev/null
   ;;
 state)
-  echo "current $(readlink -f /run/current-system 2>/dev/null)"
-  echo "profile $(readlink -f "$PROFILE" 2>/dev/null)"
+  # readlink -e prints nothing for a missing link (a fresh host).
+  echo "current $(readlink -e /run/current-system 2>/dev/null)"
+  echo "profile $(readlink -e "$PROFILE" 2>/dev/null)"
   echo "generation $(current_generation)"
   ;;
 missing)
@@ -60,7 +61,7 @@ activate)
   # activate TOPLEVEL MODE TOKEN MAGIC CONFIRM_SECS ACTIVATION_SECS
   top=$1 mode=$2 token=$3 magic=$4 confirm=$5 act=$6
   prev=$(current_generation)
-  prev_system=$(readlink -f /run/current-system 2>/dev/null)
+  prev_system=$(readlink -e /run/current-system 2>/dev/null)
   case "$mode" in
     switch|boot) nix-env -p "$PROFILE" --set "$top" || exit 3 ;;
   esac
@@ -126,7 +127,8 @@ restore)
   # restore TOKEN PREV_GEN PREV_SYSTEM MODE REASON: back to the generation that
   # was current when this deploy started (recorded then, never "previous now").
   token=$1 prev=$2 prev_system=$3 mode=$4 reason=$5
-  if [ -f "$STATE/activate-$token.pid" ]; then
+  # Stop an activation that is still running (hung); a finished one has its rc.
+  if [ -f "$STATE/activate-$token.pid" ] && [ ! -e "$STATE/activate-$token.rc" ]; then
     pid=$(cat "$STATE/activate-$token.pid")
     kill -TERM -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   fi
@@ -173,7 +175,7 @@ generations)
   # One line per generation: NUMBER DATE TIME current|- STORE_PATH
   nix-env -p "$PROFILE" --list-generations | while read -r n d t cur; do
     c=-; [ -n "$cur" ] && c=current
-    printf '%s %s %s %s %s\n' "$n" "$d" "$t" "$c" "$(readlink -f "$PROFILE-$n-link")"
+    printf '%s %s %s %s %s\n' "$n" "$d" "$t" "$c" "$(readlink -e "$PROFILE-$n-link")"
   done
   ;;
 switch-generation)

@@ -231,30 +231,26 @@ impl Run {
         match status {
             Activation::Failed(code, log) => {
                 self.log(log.clone());
-                let reason = format!("activation failed (exit {code}):\n{}", log.trim_end());
-                if magic {
-                    self.enter(Phase::Confirm);
-                    let verdict = with_new_connection(
-                        &target,
-                        &opts.ssh,
-                        Duration::from_secs(confirm + 30),
-                        |r| {
+                // The watchdog (magic) or the agent itself (auto rollback) restores
+                // the previous generation; read its verdict over a new connection.
+                self.enter(Phase::Confirm);
+                let verdict = with_new_connection(
+                    &target,
+                    &opts.ssh,
+                    Duration::from_secs(confirm + 30),
+                    |r| {
+                        if magic {
                             r.abort(&token, &format!("activation failed (exit {code})"))?;
-                            r.result(&token, 30)
-                        },
-                    );
-                    self.result.generation = prev;
-                    self.result.error = Some(format!(
-                        "{reason}\nrolled back to generation {}: {}",
-                        generation_name(prev),
-                        verdict.unwrap_or_else(|e| e)
-                    ));
-                    return Ok(Outcome::RolledBack);
-                }
+                        }
+                        r.result(&token, 30)
+                    },
+                )
+                .unwrap_or_else(|e| format!("unknown ({e})"));
                 self.result.generation = prev;
                 self.result.error = Some(format!(
-                    "{reason}\nrolled back to generation {}",
-                    generation_name(prev)
+                    "activation failed (exit {code}):\n{}\nthe host says: {}",
+                    log.trim_end(),
+                    verdict_text(&verdict)
                 ));
                 return Ok(Outcome::RolledBack);
             }
@@ -323,20 +319,19 @@ impl Run {
         prev: Option<u32>,
     ) -> Result<Outcome, String> {
         // A genuinely new connection: if the new system broke SSH, this fails.
-        let deadline = Duration::from_secs(confirm);
-        let started = Instant::now();
-        let fresh = ssh::wait_for(deadline, Duration::from_millis(500), || {
-            Session::connect(target, &opts.ssh).ok()
-        });
-        let Some(session) = fresh else {
+        // Attempts never outlive the confirm deadline.
+        let deadline = Instant::now() + Duration::from_secs(confirm);
+        let Some(session) = connect_before(target, &opts.ssh, deadline) else {
             self.log("no new SSH connection; the host rolls back by itself");
             // Wait for the watchdog to restore the old generation, then read its verdict.
-            let grace = Duration::from_secs(confirm + 60).saturating_sub(started.elapsed());
-            let verdict = with_new_connection(target, &opts.ssh, grace, |r| r.result(token, 30))
-                .unwrap_or_else(|e| format!("unknown ({e})"));
+            let verdict = with_new_connection(target, &opts.ssh, Duration::from_secs(60), |r| {
+                r.result(token, 30)
+            })
+            .unwrap_or_else(|e| format!("unknown ({e})"));
             self.result.generation = prev;
             self.result.error = Some(format!(
-                "could not confirm: no new SSH connection within {confirm}s; the host reports: {verdict}"
+                "could not confirm: no new SSH connection within {confirm}s; the host says: {}",
+                verdict_text(&verdict)
             ));
             return Ok(Outcome::RolledBack);
         };
@@ -345,7 +340,10 @@ impl Run {
             remote.abort(token, &failure).map_err(|e| e.to_string())?;
             let verdict = remote.result(token, 60).map_err(|e| e.to_string())?;
             self.result.generation = prev;
-            self.result.error = Some(format!("{failure}; {verdict}"));
+            self.result.error = Some(format!(
+                "{failure}; the host says: {}",
+                verdict_text(&verdict)
+            ));
             return Ok(Outcome::RolledBack);
         }
         remote.confirm(token).map_err(|e| e.to_string())?;
@@ -366,8 +364,30 @@ impl Run {
     }
 }
 
-fn generation_name(n: Option<u32>) -> String {
-    n.map(|n| n.to_string()).unwrap_or_else(|| "none".into())
+/// The watchdog's verdict in words.
+fn verdict_text(v: &str) -> String {
+    match v.strip_prefix("rolled-back ") {
+        Some(reason) => format!("rolled back ({reason})"),
+        None => v.to_string(),
+    }
+}
+
+/// Connects with attempts bounded by `deadline`; None if none succeeded in time.
+fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Option<Session> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let mut o = opts.clone();
+        o.connect_timeout = o.connect_timeout.min(left);
+        if let Ok(s) = Session::connect(target, &o) {
+            return Some(s);
+        }
+        std::thread::sleep(
+            Duration::from_millis(300).min(deadline.saturating_duration_since(Instant::now())),
+        );
+    }
 }
 
 struct CountingReader<'a, R> {

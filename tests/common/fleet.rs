@@ -113,7 +113,9 @@ impl Fleet {
                 | Some(&"trust")
         );
         if remote {
-            cmd.arg("--identity").arg(&self.identity);
+            if !args.contains(&"--identity") {
+                cmd.arg("--identity").arg(&self.identity);
+            }
             if !args.contains(&"--known-hosts") {
                 cmd.arg("--known-hosts").arg(&self.known_hosts);
             }

@@ -200,7 +200,7 @@ impl TestHost {
             .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("start sshd");
         host.sshd = Some(child);
@@ -279,7 +279,7 @@ impl TestHost {
 
     /// Where /run/current-system points.
     pub fn current_system(&self) -> String {
-        self.sh_ok("readlink -f /run/current-system || true")
+        self.sh_ok("readlink -e /run/current-system || true")
             .trim()
             .to_string()
     }
@@ -309,6 +309,7 @@ impl TestHost {
             .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .expect("restart sshd");
         self.sshd = Some(child);
