@@ -62,13 +62,13 @@ impl Renderer {
 
     /// A line about the whole run (e.g. "building 3 systems").
     pub fn note(&self, text: &str) {
-        if let Renderer::Human(h) = self {
-            if !h.quiet {
-                if h.tty {
-                    let _ = h.mp.println(text);
-                } else {
-                    eprintln!("{text}");
-                }
+        if let Renderer::Human(h) = self
+            && !h.quiet
+        {
+            if h.tty {
+                let _ = h.mp.println(text);
+            } else {
+                eprintln!("{text}");
             }
         }
     }

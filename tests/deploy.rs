@@ -498,3 +498,178 @@ fn six_hosts_in_parallel_one_failing() {
         human.stdout
     );
 }
+
+#[test]
+fn killing_potato_mid_push_leaves_the_host_untouched() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let top1 = first_deploy(&fleet);
+    // 30 x 4 MB of payload over a 40 Mbit/s link: about 25 s of pushing.
+    fleet.steer("payload = { count = 30; size = 4000000; };");
+    fleet
+        .potato(&[
+            "build",
+            "t0",
+            "--override-input",
+            "nixpkgs",
+            fleet.path().join("nixpkgs-double").to_str().unwrap(),
+        ])
+        .ok();
+    tb.host(0).limit_rate("40mbit");
+    let mut child = fleet
+        .command(&["deploy", "t0", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until data is arriving in the host's store, then kill potato.
+    let started = std::time::Instant::now();
+    loop {
+        let arriving = tb
+            .host(0)
+            .sh_ok("ls /nix/store | grep -c payload || true")
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            > 0
+            || tb
+                .host(0)
+                .sh_ok("ls -a /nix/store | grep -c '^\\.' || true")
+                .trim()
+                .parse::<u32>()
+                .unwrap_or(0)
+                > 2;
+        if arriving || started.elapsed().as_secs() > 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the push was still running when potato was killed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        tb.host(0).generations(),
+        vec![(1, true)],
+        "no new generation"
+    );
+    assert_eq!(tb.host(0).current_system(), top1);
+    // The lock died with the connection: the next deploy goes through.
+    tb.host(0).limit_rate("10gbit");
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(tb.host(0).current_generation(), Some(2));
+}
+
+#[test]
+fn a_remote_answering_with_a_malicious_store_path_is_refused() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    // This host's nix-store lies when asked which paths are missing.
+    let evil = tb.dir.path().join("evil-nix-store");
+    std::fs::write(
+        &evil,
+        "#!/bin/sh\necho '/nix/store/zr2knphxg8yyy2mkq8akf2hfknjvdiz7-x; rm -rf /'\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&evil)
+        .status()
+        .unwrap();
+    tb.hosts[0].spawn_sshd(&[(evil.as_path(), "/usr/bin/nix-store")]);
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let err = r["t0"]["error"].as_str().unwrap();
+    assert!(err.contains("not a store path; refusing it"), "{err}");
+    assert!(
+        err.contains("the name has a character Nix does not allow"),
+        "{err}"
+    );
+    assert_eq!(tb.host(0).generations(), vec![], "nothing was activated");
+
+    // A well-formed path potato never asked about is refused too.
+    std::fs::write(
+        &evil,
+        "#!/bin/sh\necho /nix/store/zr2knphxg8yyy2mkq8akf2hfknjvdiz7-not-in-the-closure\n",
+    )
+    .unwrap();
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    assert!(
+        r["t0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("named a store path potato did not ask about"),
+        "{}",
+        r["t0"]
+    );
+}
+
+#[test]
+fn status_and_exec() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (code, _, stderr) = fleet.deploy(&["t0", "t1"]);
+    assert_eq!(code, 0, "{stderr}");
+    change_config(&fleet, "Asia/Tokyo"); // t0 now differs from what it runs
+    let run = fleet.potato(&["status", "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let state = |h: &str| {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == h)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("t0"), "drifted");
+    assert_eq!(state("t1"), "in sync");
+
+    let run = fleet.potato(&[
+        "exec",
+        "@testbed",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $(readlink -e /run/current-system | cut -c45-)",
+    ]);
+    run.ok();
+    assert!(
+        run.stdout.contains("t0 | hello from nixos-system-t0"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("t1 | hello from nixos-system-t1"),
+        "{}",
+        run.stdout
+    );
+    let run = fleet.potato(&["exec", "t1", "--", "false"]);
+    assert_eq!(run.code, 1);
+
+    // An unreachable host is reported as such.
+    let text = fleet
+        .read_host("t1")
+        .replace(&tb.host(1).addr, "10.213.0.254");
+    fleet.write_host("t1", &text);
+    fleet.potato(&["gen"]).ok();
+    let run = fleet.potato(&["status", "t1", "--connect-timeout", "1s"]);
+    run.ok();
+    assert!(run.stdout.contains("unreachable"), "{}", run.stdout);
+}

@@ -59,11 +59,13 @@ fn flake_eval(repo: &Path, attr: &str, apply: Option<&str>) -> Result<String, St
     let fixture = repo.join("nixpkgs-double");
     if !fixture.exists() {
         std::fs::create_dir_all(&fixture).unwrap();
-        std::fs::copy(
-            source_root().join("tests/fixtures/nixpkgs/flake.nix"),
-            fixture.join("flake.nix"),
-        )
-        .unwrap();
+        for f in ["flake.nix", "switch-to-configuration.sh"] {
+            std::fs::copy(
+                source_root().join("tests/fixtures/nixpkgs").join(f),
+                fixture.join(f),
+            )
+            .unwrap();
+        }
     }
     let mut cmd = Command::new("nix");
     cmd.args([

@@ -37,7 +37,8 @@ impl Fleet {
         for f in ["flake.nix", "flake.lock"] {
             std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
         }
-        for d in ["modules/hardware"] {
+        {
+            let d = "modules/hardware";
             copy_dir(&root.join(d), &dir.path().join(d));
         }
         std::fs::copy(
@@ -98,35 +99,41 @@ impl Fleet {
 
     /// A potato command with the testbed's key, known_hosts and nixpkgs double.
     pub fn command(&self, args: &[&str]) -> Command {
+        // Flags go before a `--` (after it, words belong to the remote command).
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        let (mine, rest) = args.split_at(split);
+        let mut all: Vec<std::ffi::OsString> = mine.iter().map(Into::into).collect();
+        let first = args.first().copied().unwrap_or("");
+        if [
+            "deploy",
+            "rollback",
+            "generations",
+            "status",
+            "exec",
+            "trust",
+        ]
+        .contains(&first)
+        {
+            if !args.contains(&"--identity") {
+                all.push("--identity".into());
+                all.push(self.identity.clone().into());
+            }
+            if !args.contains(&"--known-hosts") {
+                all.push("--known-hosts".into());
+                all.push(self.known_hosts.clone().into());
+            }
+        }
+        if ["deploy", "status", "build"].contains(&first) && !args.contains(&"--override-input") {
+            all.push("--override-input".into());
+            all.push("nixpkgs".into());
+            all.push(self.path().join("nixpkgs-double").into());
+        }
+        all.extend(rest.iter().map(Into::into));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_potato"));
-        cmd.args(args)
+        cmd.args(all)
             .current_dir(self.path())
             .env_remove("POTATO_REPO")
             .env_remove("SSH_AUTH_SOCK");
-        let remote = matches!(
-            args.first(),
-            Some(&"deploy")
-                | Some(&"rollback")
-                | Some(&"generations")
-                | Some(&"status")
-                | Some(&"exec")
-                | Some(&"trust")
-        );
-        if remote {
-            if !args.contains(&"--identity") {
-                cmd.arg("--identity").arg(&self.identity);
-            }
-            if !args.contains(&"--known-hosts") {
-                cmd.arg("--known-hosts").arg(&self.known_hosts);
-            }
-        }
-        if matches!(
-            args.first(),
-            Some(&"deploy") | Some(&"status") | Some(&"build")
-        ) {
-            cmd.args(["--override-input", "nixpkgs"])
-                .arg(self.path().join("nixpkgs-double"));
-        }
         cmd
     }
 

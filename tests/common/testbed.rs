@@ -195,26 +195,58 @@ impl TestHost {
             ),
         )
         .unwrap();
+        host.spawn_sshd(&[]);
+        host
+    }
+
+    /// Starts this host's sshd in its namespaces, with extra bind mounts
+    /// (source on the test machine, target inside the host), and waits for it.
+    pub fn spawn_sshd(&mut self, binds: &[(&Path, &str)]) {
+        self.stop_sshd();
+        let d = self.dir.display();
+        let mut mounts = format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run");
+        for (src, dst) in binds {
+            mounts.push_str(&format!(" && mount --bind {} {dst}", src.display()));
+        }
         let child = Command::new("ip")
-            .args(["netns", "exec", &netns, "unshare", "-m", "--propagation", "private", "sh", "-c"])
-            .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+            ])
+            .arg(format!(
+                "{mounts} && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start sshd");
-        host.sshd = Some(child);
-        let addr: SocketAddr = format!("{}:22", host.addr).parse().unwrap();
+        self.sshd = Some(child);
+        let addr: SocketAddr = format!("{}:22", self.addr).parse().unwrap();
         let start = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "sshd on {} did not come up",
-                host.addr
+                self.addr
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        host
+    }
+
+    /// Slows the link from the deployer to this host (a LAN instead of loopback).
+    pub fn limit_rate(&self, rate: &str) {
+        sh(&format!(
+            "tc qdisc replace dev {} root tbf rate {rate} burst 32kbit latency 400ms",
+            self.veth
+        ));
     }
 
     /// "ssh-ed25519 AAAA..." of this host's sshd.
@@ -300,25 +332,7 @@ impl TestHost {
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&key));
-        self.stop_sshd();
-        let base = self.dir.parent().unwrap().to_path_buf();
-        let _ = base;
-        let d = self.dir.display().to_string();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "unshare", "-m", "--propagation", "private", "sh", "-c"])
-            .arg(format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restart sshd");
-        self.sshd = Some(child);
-        let addr: SocketAddr = format!("{}:22", self.addr).parse().unwrap();
-        let start = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.spawn_sshd(&[]);
     }
 
     fn stop_sshd(&mut self) {
