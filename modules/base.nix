@@ -41,6 +41,7 @@
   console.keyMap = lib.mkDefault "us";
 
   networking.useDHCP = lib.mkDefault true;
-  environment.systemPackages = with pkgs; [ curl htop git vim ];
+  # zstd: potato compresses closures on the wire and the host decompresses them.
+  environment.systemPackages = with pkgs; [ curl htop git vim zstd ];
   documentation.nixos.enable = false;
 }

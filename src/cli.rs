@@ -179,6 +179,10 @@ pub struct Connection {
     /// Give up connecting after this long.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub connect_timeout: String,
+    /// ssh_config file for Host aliases, HostName, User, Port, IdentityFile and
+    /// ProxyJump (default: ~/.ssh/config).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<Utf8PathBuf>,
 }
 
 /// Passed through to Nix.
@@ -218,6 +222,9 @@ pub struct DeployArgs {
     /// Hosts deployed at once.
     #[arg(long, default_value_t = 8)]
     pub parallel: usize,
+    /// Compress closures on the wire with zstd: auto (when the host has zstd), yes, no.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "yes", "no"])]
+    pub compress: String,
 }
 
 #[derive(Debug, Subcommand)]

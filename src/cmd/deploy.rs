@@ -142,6 +142,8 @@ pub fn ssh_options(
         known_hosts,
         trust_file: conn.known_hosts.clone().unwrap_or(trust_file),
         connect_timeout: timeout,
+        ssh_config: conn.ssh_config.clone(),
+        host_name: None,
     })
 }
 
@@ -191,6 +193,11 @@ fn deploy_options(
         activation_timeout,
         target: target_override(&args.conn, selected.len())?,
         force: args.force,
+        compress: match args.compress.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()

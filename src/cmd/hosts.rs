@@ -12,8 +12,8 @@ use crate::deploy::remote::Remote;
 use crate::error::Error;
 use crate::nix::StorePath;
 use crate::plan::{HostPlan, Target};
+use crate::repo;
 use crate::ssh::{self, Session};
-use crate::{repo, units};
 
 fn one_host(
     g: &Global,
@@ -34,7 +34,8 @@ fn connect(
     target: &Target,
     conn: &Connection,
 ) -> Result<Remote, Error> {
-    let opts = ssh_options(g, root, conn)?;
+    let mut opts = ssh_options(g, root, conn)?;
+    opts.host_name = Some(host.to_string());
     let session = Session::connect(target, &opts).map_err(|e| Error::Host {
         host: host.into(),
         message: e.to_string(),
@@ -306,14 +307,11 @@ pub fn exec(
 pub fn trust(g: &Global, name: &str, conn: &Connection) -> Result<(), Error> {
     let (root, plan, target) = one_host(g, name, conn)?;
     let opts = ssh_options(g, &root, conn)?;
-    let timeout =
-        units::parse_duration(&conn.connect_timeout).unwrap_or(std::time::Duration::from_secs(10));
-    let key = ssh::fetch_host_key(&target, timeout).map_err(|e| Error::Host {
+    let (host, port, key) = ssh::fetch_host_key(&target, &opts).map_err(|e| Error::Host {
         host: plan.name.clone(),
         message: e.to_string(),
     })?;
-    let port = target.port.unwrap_or(22);
-    ssh::record_host_key(&opts.trust_file, &target.host, port, &key)
+    ssh::record_host_key(&opts.trust_file, &host, port, &key)
         .map_err(|e| Error::io(&opts.trust_file, e))?;
     if g.json {
         println!(
@@ -324,7 +322,7 @@ pub fn trust(g: &Global, name: &str, conn: &Connection) -> Result<(), Error> {
         println!(
             "{} ({}) presents {} {}",
             plan.name,
-            ssh::known_hosts_name(&target.host, port),
+            ssh::known_hosts_name(&host, port),
             key.key_type,
             key.fingerprint
         );

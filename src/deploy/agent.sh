@@ -55,7 +55,15 @@ missing)
   xargs -r nix-store --check-validity --print-invalid
   ;;
 import)
-  nix-store --import
+  # import [zstd]: the stream on stdin, zstd-compressed when asked.
+  if [ "${1:-}" = zstd ]; then
+    zstd -dcq | nix-store --import
+  else
+    nix-store --import
+  fi
+  ;;
+has-zstd)
+  command -v zstd >/dev/null 2>&1 && echo yes || echo no
   ;;
 activate)
   # activate TOPLEVEL MODE TOKEN MAGIC CONFIRM_SECS ACTIVATION_SECS

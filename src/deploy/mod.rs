@@ -8,6 +8,8 @@
 
 pub mod remote;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,8 @@ pub struct DeployOptions {
     pub force: bool,
     /// Who holds the lock, shown to a concurrent deploy.
     pub holder: String,
+    /// Compress the closure stream with zstd: None = when the host has zstd.
+    pub compress: Option<bool>,
 }
 
 /// The phases a host goes through, in order.
@@ -78,7 +82,10 @@ pub struct HostResult {
     pub previous_generation: Option<u32>,
     pub store_path: Option<StorePath>,
     pub paths_pushed: usize,
+    /// NAR bytes of the pushed paths.
     pub bytes_pushed: u64,
+    /// Bytes that crossed the wire (after compression).
+    pub bytes_sent: u64,
     /// Seconds spent per phase.
     pub phases: Vec<(Phase, f64)>,
     pub error: Option<String>,
@@ -112,6 +119,7 @@ pub fn deploy_host(
             store_path: Some(toplevel.clone()),
             paths_pushed: 0,
             bytes_pushed: 0,
+            bytes_sent: 0,
             phases: Vec::new(),
             error: None,
         },
@@ -170,6 +178,9 @@ impl Run {
         top: &StorePath,
         opts: &DeployOptions,
     ) -> Result<Outcome, String> {
+        let mut opts = opts.clone();
+        opts.ssh.host_name = Some(plan.name.clone());
+        let opts = &opts;
         let target = opts
             .target
             .clone()
@@ -209,7 +220,8 @@ impl Run {
                 .filter(|c| missing.contains(&c.path))
                 .map(|c| c.nar_size)
                 .sum();
-            self.push(&remote, &missing, total)?;
+            let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
+            self.push(&remote, &missing, total, compress)?;
         }
 
         self.enter(Phase::Activate);
@@ -267,29 +279,51 @@ impl Run {
         self.confirm(plan, &target, opts, &token, confirm, prev)
     }
 
-    fn push(&mut self, remote: &Remote, missing: &[StorePath], total: u64) -> Result<(), String> {
-        self.log(format!("pushing {} paths", missing.len()));
+    fn push(
+        &mut self,
+        remote: &Remote,
+        missing: &[StorePath],
+        total: u64,
+        compress: bool,
+    ) -> Result<(), String> {
+        self.log(format!(
+            "pushing {} paths{}",
+            missing.len(),
+            if compress { " (zstd)" } else { "" }
+        ));
         let mut child = nix::export(missing).map_err(|e| e.to_string())?;
-        let mut stdout = child.stdout.take().expect("piped stdout");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // NAR bytes read from the export, shared with the progress callback.
+        let nar_bytes = Arc::new(AtomicU64::new(0));
+        let counted = CountingReader {
+            inner: stdout,
+            count: nar_bytes.clone(),
+        };
+        let mut stream: Box<dyn std::io::Read> = if compress {
+            Box::new(
+                zstd::stream::read::Encoder::new(counted, ZSTD_LEVEL)
+                    .map_err(|e| format!("starting zstd: {e}"))?,
+            )
+        } else {
+            Box::new(counted)
+        };
         let events = self.events.clone();
         let host = self.host.clone();
         let mut last = Instant::now();
-        let mut progress = |done: u64| {
+        let mut wire = 0u64;
+        let mut progress = |sent: u64| {
+            wire = sent;
             if last.elapsed() > Duration::from_millis(100) {
                 last = Instant::now();
                 let _ = events.send(Event::Progress {
                     host: host.clone(),
-                    done,
+                    done: nar_bytes.load(Ordering::Relaxed),
                     total,
                 });
             }
         };
-        let mut counter = CountingReader {
-            inner: &mut stdout,
-            count: 0,
-        };
-        let imported = remote.import(&mut counter, &mut progress);
-        let sent = counter.count;
+        let imported = remote.import(&mut stream, compress, &mut progress);
+        drop(stream);
         let status = child.wait().map_err(|e| e.to_string())?;
         let imported = imported.map_err(|e| e.to_string())?;
         if !status.success() {
@@ -299,13 +333,15 @@ impl Run {
             }
             return Err(format!("nix-store --export failed: {}", err.trim()));
         }
+        let nar = nar_bytes.load(Ordering::Relaxed);
         let _ = self.events.send(Event::Progress {
             host: self.host.clone(),
-            done: sent,
-            total: sent.max(total),
+            done: nar,
+            total: nar.max(total),
         });
         self.result.paths_pushed = imported.len();
-        self.result.bytes_pushed = sent;
+        self.result.bytes_pushed = nar;
+        self.result.bytes_sent = wire;
         Ok(())
     }
 
@@ -390,15 +426,18 @@ fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Opti
     }
 }
 
-struct CountingReader<'a, R> {
-    inner: &'a mut R,
-    count: u64,
+/// zstd level for closure streams: level 1 keeps up with the link on two cores.
+const ZSTD_LEVEL: i32 = 1;
+
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
 }
 
-impl<R: std::io::Read> std::io::Read for CountingReader<'_, R> {
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count += n as u64;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }

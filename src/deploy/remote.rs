@@ -187,17 +187,35 @@ impl Remote {
         Ok(paths.iter().filter(|p| set.contains(p)).cloned().collect())
     }
 
-    /// Streams an export into the host's store. Returns the imported paths.
+    /// Streams an export into the host's store (zstd-compressed when
+    /// `compressed`). Returns the imported paths.
+    ///
+    /// Why `nix-store --export | --import` and not the `nix-store --serve`
+    /// protocol: the export stream is one byte stream that potato can count,
+    /// compress and pipe through the SSH channel without holding anything in
+    /// memory, the remote needs nothing but nix-store, and `missing` has already
+    /// told us in one round trip which paths to send, which is the part of
+    /// --serve that saves work.
     pub fn import(
         &self,
         stream: &mut dyn Read,
+        compressed: bool,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Vec<StorePath>, RemoteError> {
-        let out =
-            self.session
-                .exec_with(&format!("sh {AGENT_PATH} import"), Some(stream), progress)?;
+        let cmd = format!(
+            "sh {AGENT_PATH} import{}",
+            if compressed { " zstd" } else { "" }
+        );
+        let out = self.session.exec_with(&cmd, Some(stream), progress)?;
         let out = self.check("importing the closure", out)?;
         store_path::parse_lines(&out.stdout).map_err(|e| RemoteError::BadPath(e.to_string()))
+    }
+
+    /// Whether the host can decompress a zstd stream.
+    pub fn has_zstd(&self) -> bool {
+        self.agent("has-zstd")
+            .map(|o| o.stdout.trim() == "yes")
+            .unwrap_or(false)
     }
 
     /// Sets the profile (switch/boot), arms the watchdog (magic), starts the

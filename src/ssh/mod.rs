@@ -6,8 +6,12 @@
 //! session per host. Commands run through `exec`, whose stdout and stderr are read
 //! interleaved without blocking, so a chatty stderr cannot deadlock a full stdout.
 
+pub mod config;
+mod jump;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -26,11 +30,17 @@ pub struct SshOptions {
     /// Where `potato trust` records keys (the repo's secrets/known_hosts).
     pub trust_file: Utf8PathBuf,
     pub connect_timeout: Duration,
+    /// ssh_config file (`--ssh-config`); default ~/.ssh/config.
+    pub ssh_config: Option<Utf8PathBuf>,
+    /// The inventory name of the host being reached, for `potato trust NAME` hints.
+    pub host_name: Option<String>,
 }
 
 /// Everything that can go wrong talking to a host, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    #[error("ssh config: {0}")]
+    Config(String),
     #[error("cannot resolve {host}: {source}")]
     Resolve {
         host: String,
@@ -105,52 +115,89 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects, verifies the host key against known_hosts, authenticates.
-    /// Each call is a new TCP connection: no multiplexing, ever.
+    /// Connects (through ProxyJump hosts when ~/.ssh/config says so), verifies
+    /// the host key against known_hosts, authenticates. Each call is a new TCP
+    /// connection: no multiplexing, ever.
     pub fn connect(target: &Target, opts: &SshOptions) -> Result<Session, SshError> {
-        let port = target.port.unwrap_or(22);
-        let user = target.user.clone().unwrap_or_else(|| "root".into());
-        let addr_text = if target.host.contains(':') {
-            format!("[{}]:{port}", target.host)
-        } else {
-            format!("{}:{port}", target.host)
+        let cfg = config::Config::load(opts.ssh_config.as_deref()).map_err(SshError::Config)?;
+        Self::connect_with(&cfg, target, opts, 0)
+    }
+
+    fn connect_with(
+        cfg: &config::Config,
+        target: &Target,
+        opts: &SshOptions,
+        depth: usize,
+    ) -> Result<Session, SshError> {
+        if depth > 4 {
+            return Err(SshError::Config(format!(
+                "more than 4 ProxyJump hops on the way to {}",
+                target.host
+            )));
+        }
+        let r = cfg
+            .resolve(target, opts.identity.as_deref())
+            .map_err(SshError::Config)?;
+        let Some((first, rest)) = r.jumps.split_first() else {
+            return Self::direct(&r, opts);
         };
-        let label = format!("{user}@{addr_text}");
-        let addrs: Vec<_> = (target.host.as_str(), port)
+        // Connect to the first jump host, then tunnel through each in turn.
+        let mut hop = Self::connect_with(cfg, first, opts, depth + 1)?;
+        for next in rest {
+            let nr = cfg.resolve(next, None).map_err(SshError::Config)?;
+            let stream = jump::tunnel(hop, &nr.host, nr.port)?;
+            hop = Self::handshake(stream, &nr, opts)?;
+        }
+        let stream = jump::tunnel(hop, &r.host, r.port)?;
+        Self::handshake(stream, &r, opts)
+    }
+
+    fn direct(r: &config::Resolved, opts: &SshOptions) -> Result<Session, SshError> {
+        let addr_text = endpoint(&r.host, r.port);
+        let addrs: Vec<_> = (r.host.as_str(), r.port)
             .to_socket_addrs()
             .map_err(|source| SshError::Resolve {
-                host: target.host.clone(),
+                host: r.host.clone(),
                 source,
             })?
             .collect();
         let mut last = None;
-        let mut tcp = None;
         for a in &addrs {
             match TcpStream::connect_timeout(a, opts.connect_timeout) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
+                Ok(tcp) => {
+                    let _ = tcp.set_nodelay(true);
+                    return Self::handshake(tcp, r, opts);
                 }
                 Err(e) => last = Some(e),
             }
         }
-        let tcp = tcp.ok_or_else(|| SshError::Connect {
-            addr: addr_text.clone(),
+        Err(SshError::Connect {
+            addr: addr_text,
             source: last.unwrap_or_else(|| std::io::Error::new(ErrorKind::NotFound, "no address")),
-        })?;
-        let _ = tcp.set_nodelay(true);
+        })
+    }
+
+    fn handshake(
+        stream: impl AsRawFd + 'static,
+        r: &config::Resolved,
+        opts: &SshOptions,
+    ) -> Result<Session, SshError> {
+        let addr_text = endpoint(&r.host, r.port);
+        let label = format!("{}@{addr_text}", r.user);
         let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
             addr: addr_text.clone(),
             message: e.to_string(),
         })?;
-        sess.set_tcp_stream(tcp);
+        sess.set_tcp_stream(stream);
         sess.set_timeout(opts.connect_timeout.as_millis() as u32);
         sess.handshake().map_err(|e| SshError::Handshake {
             addr: addr_text.clone(),
             message: e.to_string(),
         })?;
-        verify_host_key(&sess, &target.host, port, opts)?;
-        authenticate(&sess, &user, &target.host, opts)?;
+        verify_host_key(&sess, &r.host, r.port, opts)?;
+        let mut auth_opts = opts.clone();
+        auth_opts.identity = r.identity.clone();
+        authenticate(&sess, &r.user, &r.host, &auth_opts)?;
         sess.set_keepalive(true, 15);
         // Long operations (imports, activations) are bounded by their own deadlines.
         sess.set_timeout(0);
@@ -316,6 +363,14 @@ fn host_key_of(sess: &ssh2::Session) -> Option<HostKey> {
     })
 }
 
+fn endpoint(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The known_hosts name of a host: "host" on port 22, "[host]:port" otherwise.
 pub fn known_hosts_name(host: &str, port: u16) -> String {
     if port == 22 {
@@ -381,7 +436,7 @@ fn verify_host_key(
         key_type: presented.key_type,
         fingerprint: presented.fingerprint,
         files,
-        trust_arg: host.to_string(),
+        trust_arg: opts.host_name.clone().unwrap_or_else(|| host.to_string()),
     })
 }
 
@@ -437,13 +492,24 @@ fn authenticate(
 }
 
 /// Connects without verifying the key (only to show it), for `potato trust`.
-pub fn fetch_host_key(target: &Target, timeout: Duration) -> Result<HostKey, SshError> {
-    let port = target.port.unwrap_or(22);
-    let addr = format!("{}:{port}", target.host);
-    let a = (target.host.as_str(), port)
+/// Returns the known_hosts name (address and port after ~/.ssh/config) and the key.
+pub fn fetch_host_key(
+    target: &Target,
+    opts: &SshOptions,
+) -> Result<(String, u16, HostKey), SshError> {
+    let cfg = config::Config::load(opts.ssh_config.as_deref()).map_err(SshError::Config)?;
+    let r = cfg.resolve(target, None).map_err(SshError::Config)?;
+    if !r.jumps.is_empty() {
+        return Err(SshError::Config(format!(
+            "{} is reached through ProxyJump; add its key to {} by hand (ssh-keyscan on the jump host)",
+            target.host, opts.trust_file
+        )));
+    }
+    let addr = endpoint(&r.host, r.port);
+    let a = (r.host.as_str(), r.port)
         .to_socket_addrs()
         .map_err(|source| SshError::Resolve {
-            host: target.host.clone(),
+            host: r.host.clone(),
             source,
         })?
         .next()
@@ -451,24 +517,27 @@ pub fn fetch_host_key(target: &Target, timeout: Duration) -> Result<HostKey, Ssh
             addr: addr.clone(),
             source: std::io::Error::new(ErrorKind::NotFound, "no address"),
         })?;
-    let tcp = TcpStream::connect_timeout(&a, timeout).map_err(|source| SshError::Connect {
-        addr: addr.clone(),
-        source,
+    let tcp = TcpStream::connect_timeout(&a, opts.connect_timeout).map_err(|source| {
+        SshError::Connect {
+            addr: addr.clone(),
+            source,
+        }
     })?;
     let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
         addr: addr.clone(),
         message: e.to_string(),
     })?;
     sess.set_tcp_stream(tcp);
-    sess.set_timeout(timeout.as_millis() as u32);
+    sess.set_timeout(opts.connect_timeout.as_millis() as u32);
     sess.handshake().map_err(|e| SshError::Handshake {
         addr: addr.clone(),
         message: e.to_string(),
     })?;
-    host_key_of(&sess).ok_or_else(|| SshError::Handshake {
+    let key = host_key_of(&sess).ok_or_else(|| SshError::Handshake {
         addr,
         message: "no host key".into(),
-    })
+    })?;
+    Ok((r.host, r.port, key))
 }
 
 /// Appends `host key` to a known_hosts file (creating it).
