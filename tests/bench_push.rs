@@ -7,6 +7,7 @@
 //! 3. A 100 Mbit/s link (tc on the deployer's veth), real files.
 //! 4. No-op redeploy wall time; six hosts in parallel vs one on 100 Mbit/s links.
 //! 5. potato's peak RSS while pushing.
+//!
 //! Sizes: POTATO_BENCH_PATHS x POTATO_BENCH_BYTES (default 1000 x 500 kB) for 1-2;
 //! a tenth of that for 3-4. POTATO_BENCH_RUNS runs each (default 3, median shown).
 
@@ -286,4 +287,47 @@ fn push_benchmarks() {
         "100 Mbit/s links, {mb:.0} MB each: one host {one:.2} s, six hosts in parallel {six:.2} s = {:.2}x",
         six / one
     );
+}
+
+/// Quick probe: potato's uncompressed push on loopback only (for comparing SSH
+/// settings through the environment). `cargo test --release --test bench_push
+/// -- --ignored probe --nocapture`.
+#[test]
+#[ignore]
+fn probe_push() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let sshopts = format!(
+        "-i {} -o UserKnownHostsFile={}",
+        fleet.identity.display(),
+        fleet.known_hosts.display()
+    );
+    let b = Bench {
+        tb: &tb,
+        fleet: &fleet,
+        runs: env_or("POTATO_BENCH_RUNS", 3) as usize,
+        sshopts,
+    };
+    let (top, mb) = b.payload(
+        env_or("POTATO_BENCH_PATHS", 300),
+        env_or("POTATO_BENCH_BYTES", 500_000),
+        false,
+    );
+    let (t, _, _) = b.potato("no");
+    println!("probe: {mb:.0} MB in {t:.2} s = {:.0} MB/s", mb / t);
+    let openssh = median((0..b.runs).map(|_| {
+        wipe_store(&tb, 0);
+        secs(|| {
+            let st = Command::new("sh").arg("-c")
+                .arg(format!("nix-store --export $(nix-store -qR {top}) | ssh {} root@{} 'nix-store --import' >/dev/null", b.sshopts, tb.host(0).addr))
+                .status().unwrap();
+            assert!(st.success());
+        })
+    }).collect());
+    println!("probe: export | OpenSSH | nix-store --import: {openssh:.2} s");
+    let copy = b.nix_copy(&top);
+    println!("probe: nix copy: {copy:.2} s");
 }

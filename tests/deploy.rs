@@ -669,3 +669,109 @@ fn status_and_exec() {
     run.ok();
     assert!(run.stdout.contains("unreachable"), "{}", run.stdout);
 }
+
+#[test]
+fn proxy_jump_and_host_aliases_from_ssh_config() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    // The host is reached at 127.0.0.1 *inside its own namespace*, through
+    // itself as the jump host: only the tunnel can get there.
+    let config = fleet.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host behind-bastion\n  HostName 127.0.0.1\n  User root\n  ProxyJump root@{}\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    let mut kh = std::fs::read_to_string(&fleet.known_hosts).unwrap();
+    kh.push_str(&format!("127.0.0.1 {}\n", host.public_key()));
+    let kh_file = fleet.path().join("known_hosts_jump");
+    std::fs::write(&kh_file, kh).unwrap();
+    let text = fleet.read_host("t0").replace(
+        &format!("target = \"root@{}\"", host.addr),
+        "target = \"behind-bastion\"\nfrom = \"127.0.0.1\"",
+    );
+    fleet.write_host("t0", &text);
+    fleet.potato(&["gen"]).ok();
+    let (code, r, stderr) = fleet.deploy(&[
+        "t0",
+        "--ssh-config",
+        config.to_str().unwrap(),
+        "--known-hosts",
+        kh_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(r["t0"]["result"], "deployed");
+    assert_eq!(host.current_generation(), Some(1));
+    // The final hop's key is checked too: without its known_hosts line, refused.
+    let (code, r, _) = fleet.deploy(&["t0", "--force", "--ssh-config", config.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        r["t0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown host key for 127.0.0.1"),
+        "{}",
+        r["t0"]
+    );
+}
+
+#[test]
+fn ssh_agent_authentication() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let sock = fleet.path().join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(&fleet.identity)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(["generations", "t0", "--known-hosts"])
+        .arg(&fleet.known_hosts)
+        .current_dir(fleet.path())
+        .env("SSH_AUTH_SOCK", &sock)
+        .env("HOME", fleet.path()) // no ~/.ssh/id_* to fall back on
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

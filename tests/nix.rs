@@ -326,3 +326,82 @@ fn hostile_host_data_renders_as_data() {
         "no attribute was injected: {keys}"
     );
 }
+
+#[test]
+fn export_stream_is_byte_identical_to_nix_store_export() {
+    if !have_tool("nix-store") {
+        return;
+    }
+    // A small real closure: a file, an executable script, a symlink, a directory
+    // tree, and a path that references another.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    std::fs::create_dir_all(src.join("sub/B")).unwrap();
+    std::fs::write(src.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(src.join("sub/B/x"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(src.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(src.join("run.sh"))
+        .status()
+        .unwrap();
+    std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
+    let add = |p: &Path| {
+        String::from_utf8(
+            Command::new("nix-store")
+                .arg("--add")
+                .arg(p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let dep = add(&src);
+    let expr = dir.path().join("ref.nix");
+    std::fs::write(&expr, format!("derivation {{ name = \"refers\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo ${{builtins.storePath \"{dep}\"}} > $out\" ]; }}")).unwrap();
+    let out = Command::new("nix-build")
+        .args(["--no-out-link", "--option", "substituters", ""])
+        .arg(&expr)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let top_path = potato::nix::StorePath::parse(&top).unwrap();
+    let closure = potato::nix::closure(&top_path).unwrap();
+    assert_eq!(closure.len(), 2);
+    assert_eq!(closure[0].path.as_str(), dep, "dependencies first");
+    let mut ours = Vec::new();
+    std::io::Read::read_to_end(
+        &mut potato::nix::export::ExportStream::new(closure),
+        &mut ours,
+    )
+    .unwrap();
+    let theirs = Command::new("nix-store")
+        .args(["--export", &top, &dep])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(ours.len(), theirs.len());
+    assert!(ours == theirs, "export streams differ");
+    // And nix-store --import accepts it (into a throwaway store).
+    let store = tempfile::tempdir().unwrap();
+    let mut import = Command::new("nix-store")
+        .args(["--import", "--store"])
+        .arg(store.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(import.stdin.as_mut().unwrap(), &ours).unwrap();
+    let done = import.wait_with_output().unwrap();
+    assert!(done.status.success());
+    assert_eq!(String::from_utf8_lossy(&done.stdout).lines().count(), 2);
+}

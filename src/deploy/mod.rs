@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::nix::export::{ExportStream, PathInfo};
 use crate::nix::{self, StorePath};
 use crate::plan::{HealthCheck, HostPlan, Target};
 use crate::ssh::{self, Session, SshOptions};
@@ -215,13 +216,15 @@ impl Run {
         let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
         let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
         if !missing.is_empty() {
-            let total: u64 = closure
+            let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
+            // `closure` is dependencies first, so this keeps the import order.
+            let send: Vec<PathInfo> = closure
                 .iter()
-                .filter(|c| missing.contains(&c.path))
-                .map(|c| c.nar_size)
-                .sum();
+                .filter(|c| wanted.contains(&c.path))
+                .cloned()
+                .collect();
             let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
-            self.push(&remote, &missing, total, compress)?;
+            self.push(&remote, send, compress)?;
         }
 
         self.enter(Phase::Activate);
@@ -279,24 +282,17 @@ impl Run {
         self.confirm(plan, &target, opts, &token, confirm, prev)
     }
 
-    fn push(
-        &mut self,
-        remote: &Remote,
-        missing: &[StorePath],
-        total: u64,
-        compress: bool,
-    ) -> Result<(), String> {
+    fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {
+        let total: u64 = send.iter().map(|p| p.nar_size).sum();
         self.log(format!(
             "pushing {} paths{}",
-            missing.len(),
+            send.len(),
             if compress { " (zstd)" } else { "" }
         ));
-        let mut child = nix::export(missing).map_err(|e| e.to_string())?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        // NAR bytes read from the export, shared with the progress callback.
+        // NAR bytes produced so far, shared with the progress callback.
         let nar_bytes = Arc::new(AtomicU64::new(0));
         let counted = CountingReader {
-            inner: stdout,
+            inner: ExportStream::new(send),
             count: nar_bytes.clone(),
         };
         let mut stream: Box<dyn std::io::Read> = if compress {
@@ -322,17 +318,10 @@ impl Run {
                 });
             }
         };
-        let imported = remote.import(&mut stream, compress, &mut progress);
+        let imported = remote
+            .import(&mut stream, compress, &mut progress)
+            .map_err(|e| e.to_string())?;
         drop(stream);
-        let status = child.wait().map_err(|e| e.to_string())?;
-        let imported = imported.map_err(|e| e.to_string())?;
-        if !status.success() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return Err(format!("nix-store --export failed: {}", err.trim()));
-        }
         let nar = nar_bytes.load(Ordering::Relaxed);
         let _ = self.events.send(Event::Progress {
             host: self.host.clone(),

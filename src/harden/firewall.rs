@@ -336,6 +336,14 @@ pub fn verdict(
     port: u16,
     proto: Proto,
 ) -> (bool, Option<usize>) {
+    // Implicit rule, before the host's: loopback is always accepted.
+    let loopback: [IpNet; 2] = [
+        "127.0.0.0/8".parse().expect("valid"),
+        "::1/128".parse().expect("valid"),
+    ];
+    if loopback.iter().any(|l| l.contains(from)) {
+        return (true, None);
+    }
     for (i, r) in rules.iter().enumerate() {
         if r.iface.is_none() && r.matches_port(port, proto) && r.source.covers_net(from) {
             return (r.action.admits(), Some(i));

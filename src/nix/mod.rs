@@ -4,6 +4,7 @@
 //! the selected hosts' toplevels in one invocation, closures with sizes, and the
 //! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
 
+pub mod export;
 pub mod store_path;
 
 use std::collections::BTreeMap;
@@ -79,7 +80,7 @@ fn absolute(p: &str) -> String {
         .unwrap_or_else(|_| p.to_string())
 }
 
-fn run(cmd: &mut Command) -> Result<String, NixError> {
+pub(crate) fn run(cmd: &mut Command) -> Result<String, NixError> {
     let shown = format!("{:?}", cmd).replace('"', "");
     let out = cmd
         .stdin(Stdio::null())
@@ -139,55 +140,20 @@ pub fn build_toplevels(
     Ok(map)
 }
 
-/// One path of a closure with its NAR size.
-#[derive(Debug, Clone)]
-pub struct ClosurePath {
-    pub path: StorePath,
-    pub nar_size: u64,
-}
-
-/// The closure of `root` in dependency order (dependencies first), with sizes.
-pub fn closure(root: &StorePath) -> Result<Vec<ClosurePath>, NixError> {
-    let ordered = store_path::parse_lines(&run(Command::new("nix-store").args([
-        "--query",
-        "--requisites",
+/// The closure of `root`, dependencies first, with what the export frame needs,
+/// from ONE `nix path-info --json --recursive`.
+pub fn closure(root: &StorePath) -> Result<Vec<export::PathInfo>, NixError> {
+    let mut cmd = Command::new("nix");
+    cmd.args([
+        "--extra-experimental-features",
+        "nix-command",
+        "path-info",
+        "--json",
+        "--recursive",
         root.as_str(),
-    ]))?)?;
-    let mut sizes = BTreeMap::new();
-    // `nix-store -q --size` takes many paths at once and answers in order.
-    let mut cmd = Command::new("nix-store");
-    cmd.args(["--query", "--size"])
-        .args(ordered.iter().map(StorePath::as_str));
-    let out = run(&mut cmd)?;
-    for (p, line) in ordered.iter().zip(out.lines()) {
-        let n: u64 = line.trim().parse().map_err(|_| NixError::Output {
-            command: "nix-store -q --size".into(),
-            detail: line.to_string(),
-        })?;
-        sizes.insert(p.clone(), n);
-    }
-    Ok(ordered
-        .into_iter()
-        .map(|p| ClosurePath {
-            nar_size: sizes[&p],
-            path: p,
-        })
-        .collect())
-}
-
-/// A running `nix-store --export` of `paths`, whose stdout is the stream.
-pub fn export(paths: &[StorePath]) -> Result<std::process::Child, NixError> {
-    Command::new("nix-store")
-        .arg("--export")
-        .args(paths.iter().map(StorePath::as_str))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| NixError::Spawn {
-            command: "nix-store --export".into(),
-            source,
-        })
+    ]);
+    let infos = export::parse_path_infos(&run(&mut cmd)?)?;
+    Ok(export::dependencies_first(infos))
 }
 
 /// Files under `repo` that a git flake would not see (untracked, not ignored).

@@ -188,7 +188,7 @@ impl TestHost {
         std::fs::write(
             dir.join("sshd_config"),
             format!(
-                "Port 22\nListenAddress {}\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  MaxStartups 100\nLogLevel ERROR\n",
                 host.addr
