@@ -331,3 +331,41 @@ fn probe_push() {
     let copy = b.nix_copy(&top);
     println!("probe: nix copy: {copy:.2} s");
 }
+
+/// Probe: per-host phase times of six hosts deployed in parallel on 100 Mbit/s links.
+#[test]
+#[ignore]
+fn probe_parallel() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(6);
+    let fleet = Fleet::new(&tb);
+    fleet.steer(&format!(
+        "payload = {{ count = {}; size = {}; real = true; }};",
+        env_or("POTATO_BENCH_PATHS", 100),
+        env_or("POTATO_BENCH_BYTES", 500_000)
+    ));
+    fleet.potato(&["build", "@testbed"]).ok();
+    for i in 0..6 {
+        tb.host(i).limit_rate("100mbit");
+    }
+    let t = Instant::now();
+    let (code, r, _) = fleet.deploy(&["t0", "--no-magic-rollback"]);
+    assert_eq!(code, 0);
+    println!(
+        "probe one: {:.2}s {}",
+        t.elapsed().as_secs_f64(),
+        r["t0"]["phases"]
+    );
+    for i in 0..6 {
+        wipe_store(&tb, i);
+    }
+    let t = Instant::now();
+    let (code, r, _) = fleet.deploy(&["@testbed", "--parallel", "6", "--no-magic-rollback"]);
+    assert_eq!(code, 0);
+    println!("probe six: {:.2}s", t.elapsed().as_secs_f64());
+    for i in 0..6 {
+        println!("probe   t{i}: {}", r[&format!("t{i}")]["phases"]);
+    }
+}

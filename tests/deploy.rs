@@ -775,3 +775,35 @@ fn ssh_agent_authentication() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn verbose_output_shows_the_activation_and_plain_output_shows_phases() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let run = fleet.potato(&["deploy", "t0", "-v"]);
+    run.ok();
+    // stderr is not a terminal here: plain lines per phase, then the activation output.
+    for line in [
+        "t0: connect",
+        "t0: push",
+        "t0: activate",
+        "t0: confirm",
+        "t0 | test double: activated",
+    ] {
+        assert!(
+            run.stderr.contains(line),
+            "missing {line:?} in:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("t0") && l.contains("deployed")),
+        "summary table: {}",
+        run.stdout
+    );
+}

@@ -241,6 +241,8 @@ impl Run {
             if magic { ", watchdog armed" } else { "" }
         ));
         let status = wait_activation(&remote, &token, opts.activation_timeout);
+        // The activation's own output, shown with -v.
+        let output = matches!(status, Activation::Succeeded).then(|| remote.activation_log(&token));
         drop(remote); // the lock is released; a pending watchdog keeps others out
 
         match status {
@@ -272,7 +274,11 @@ impl Run {
             Activation::Lost(why) => self.log(format!(
                 "lost the connection during activation ({why}); confirming over a new one"
             )),
-            Activation::Succeeded => {}
+            Activation::Succeeded => {
+                if let Some(log) = output.filter(|l| !l.trim().is_empty()) {
+                    self.log(log);
+                }
+            }
         }
         if !magic {
             return Ok(Outcome::Deployed);
