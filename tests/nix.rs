@@ -328,7 +328,7 @@ fn hostile_host_data_renders_as_data() {
 }
 
 #[test]
-fn export_stream_is_byte_identical_to_nix_store_export() {
+fn serve_stream_adds_a_closure_to_a_real_store() {
     if !have_tool("nix-store") {
         return;
     }
@@ -374,34 +374,68 @@ fn export_stream_is_byte_identical_to_nix_store_export() {
     );
     let top = String::from_utf8(out.stdout).unwrap().trim().to_string();
 
-    let top_path = potato::nix::StorePath::parse(&top).unwrap();
-    let closure = potato::nix::closure(&top_path).unwrap();
+    let closure = potato::nix::closure(&potato::nix::StorePath::parse(&top).unwrap()).unwrap();
     assert_eq!(closure.len(), 2);
     assert_eq!(closure[0].path.as_str(), dep, "dependencies first");
-    let mut ours = Vec::new();
-    std::io::Read::read_to_end(
-        &mut potato::nix::export::ExportStream::new(closure),
-        &mut ours,
-    )
-    .unwrap();
-    let theirs = Command::new("nix-store")
-        .args(["--export", &top, &dep])
-        .output()
-        .unwrap()
-        .stdout;
-    assert_eq!(ours.len(), theirs.len());
-    assert!(ours == theirs, "export streams differ");
-    // And nix-store --import accepts it (into a throwaway store).
+
+    // The NARs potato sends are Nix's NARs, byte for byte.
+    for info in &closure {
+        let mut ours = Vec::new();
+        std::io::Read::read_to_end(
+            &mut nix_nar::Encoder::new(info.path.as_str()).unwrap(),
+            &mut ours,
+        )
+        .unwrap();
+        let theirs = Command::new("nix-store")
+            .args(["--dump", info.path.as_str()])
+            .output()
+            .unwrap()
+            .stdout;
+        assert!(
+            ours == theirs,
+            "NAR of {} differs from nix-store --dump",
+            info.path
+        );
+        assert_eq!(ours.len() as u64, info.nar_size);
+    }
+
+    // A real `nix-store --serve --write` accepts the stream into an empty store,
+    // confirms each path, and the paths verify there.
     let store = tempfile::tempdir().unwrap();
-    let mut import = Command::new("nix-store")
-        .args(["--import", "--store"])
+    let mut serve = Command::new("nix-store")
+        .args(["--serve", "--write", "--store"])
         .arg(store.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(import.stdin.as_mut().unwrap(), &ours).unwrap();
-    let done = import.wait_with_output().unwrap();
+    let mut stream = potato::nix::transfer::ServeStream::new(closure.clone());
+    std::io::copy(&mut stream, serve.stdin.as_mut().unwrap()).unwrap();
+    drop(serve.stdin.take());
+    let done = serve.wait_with_output().unwrap();
     assert!(done.status.success());
-    assert_eq!(String::from_utf8_lossy(&done.stdout).lines().count(), 2);
+    potato::nix::transfer::check_serve_replies(&done.stdout, 2).unwrap();
+    let verify = Command::new("nix-store")
+        .args(["--verify-path", "--store"])
+        .arg(store.path())
+        .arg(&top)
+        .arg(&dep)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let refs = Command::new("nix-store")
+        .args(["-q", "--references", "--store"])
+        .arg(store.path())
+        .arg(&top)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&refs.stdout).trim(),
+        dep,
+        "references registered"
+    );
 }

@@ -54,12 +54,13 @@ missing)
   # Store paths on stdin, one per line; prints those not valid here.
   xargs -r nix-store --check-validity --print-invalid
   ;;
-import)
-  # import [zstd]: the stream on stdin, zstd-compressed when asked.
+serve-write)
+  # serve-write [zstd]: nix-store's serve protocol on stdin (zstd-compressed
+  # when asked); potato sends cmdAddToStoreNar per path.
   if [ "${1:-}" = zstd ]; then
-    zstd -dcq | nix-store --import
+    zstd -dcq | nix-store --serve --write
   else
-    nix-store --import
+    nix-store --serve --write
   fi
   ;;
 has-zstd)
@@ -110,14 +111,19 @@ watchdog)
   reason=
   while :; do
     now=$(date +%s)
-    if [ ! -e "$STATE/canary-$token" ]; then
-      echo confirmed > "$STATE/result-$token"
-      break
+    rc_file="$STATE/activate-$token.rc"
+    if [ -z "$done_at" ] && [ -e "$rc_file" ]; then
+      done_at=$now
     fi
     if [ -s "$STATE/abort-$token" ]; then
       reason=$(cat "$STATE/abort-$token")
-    elif [ -z "$done_at" ] && [ -e "$STATE/activate-$token.rc" ]; then
-      done_at=$now
+    elif [ ! -e "$STATE/canary-$token" ] && [ -n "$done_at" ]; then
+      # A confirmation counts only for an activation that finished well.
+      if [ "$(cat "$rc_file")" = 0 ]; then
+        echo confirmed > "$STATE/result-$token"
+        break
+      fi
+      reason="activation failed (exit $(cat "$rc_file"))"
     elif [ -z "$done_at" ] && [ $((now - start)) -ge "$act" ]; then
       reason="activation did not finish within ${act}s"
     elif [ -n "$done_at" ] && [ $((now - done_at)) -ge "$confirm" ]; then

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::nix::export::{ExportStream, PathInfo};
+use crate::nix::transfer::{PathInfo, ServeStream};
 use crate::nix::{self, StorePath};
 use crate::plan::{HealthCheck, HostPlan, Target};
 use crate::ssh::{self, Session, SshOptions};
@@ -290,6 +290,7 @@ impl Run {
 
     fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {
         let total: u64 = send.iter().map(|p| p.nar_size).sum();
+        let count = send.len();
         self.log(format!(
             "pushing {} paths{}",
             send.len(),
@@ -298,7 +299,7 @@ impl Run {
         // NAR bytes produced so far, shared with the progress callback.
         let nar_bytes = Arc::new(AtomicU64::new(0));
         let counted = CountingReader {
-            inner: ExportStream::new(send),
+            inner: ServeStream::new(send),
             count: nar_bytes.clone(),
         };
         let mut stream: Box<dyn std::io::Read> = if compress {
@@ -324,8 +325,8 @@ impl Run {
                 });
             }
         };
-        let imported = remote
-            .import(&mut stream, compress, &mut progress)
+        remote
+            .add_to_store(&mut stream, count, compress, &mut progress)
             .map_err(|e| e.to_string())?;
         drop(stream);
         let nar = nar_bytes.load(Ordering::Relaxed);
@@ -334,7 +335,7 @@ impl Run {
             done: nar,
             total: nar.max(total),
         });
-        self.result.paths_pushed = imported.len();
+        self.result.paths_pushed = count;
         self.result.bytes_pushed = nar;
         self.result.bytes_sent = wire;
         Ok(())
@@ -351,7 +352,10 @@ impl Run {
     ) -> Result<Outcome, String> {
         // A genuinely new connection: if the new system broke SSH, this fails.
         // Attempts never outlive the confirm deadline.
-        let deadline = Instant::now() + Duration::from_secs(confirm);
+        // Stop half a second before the host's own deadline, so the two never race
+        // (the host's clock starts when the activation finished, slightly earlier).
+        let deadline =
+            Instant::now() + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
         let Some(session) = connect_before(target, &opts.ssh, deadline) else {
             self.log("no new SSH connection; the host rolls back by itself");
             // Wait for the watchdog to restore the old generation, then read its verdict.
@@ -376,6 +380,26 @@ impl Run {
                 verdict_text(&verdict)
             ));
             return Ok(Outcome::RolledBack);
+        }
+        // Never confirm an activation that has not finished well.
+        match remote.activation_status(token).map_err(|e| e.to_string())? {
+            Some(0) => {}
+            status => {
+                let why = match status {
+                    None => {
+                        "the activation had not finished when potato came to confirm".to_string()
+                    }
+                    Some(code) => format!("activation failed (exit {code})"),
+                };
+                remote.abort(token, &why).map_err(|e| e.to_string())?;
+                let verdict = remote
+                    .result(token, opts.activation_timeout.as_secs() + 30)
+                    .map_err(|e| e.to_string())?;
+                self.result.generation = prev;
+                self.result.error =
+                    Some(format!("{why}; the host says: {}", verdict_text(&verdict)));
+                return Ok(Outcome::RolledBack);
+            }
         }
         remote.confirm(token).map_err(|e| e.to_string())?;
         let verdict = remote.result(token, 10).map_err(|e| e.to_string())?;

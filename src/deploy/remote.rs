@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 
-use crate::nix::{StorePath, store_path};
+use crate::nix::{StorePath, store_path, transfer};
 use crate::ssh::{Output, Session, SshError};
 
 pub const AGENT: &str = include_str!("agent.sh");
@@ -187,28 +187,31 @@ impl Remote {
         Ok(paths.iter().filter(|p| set.contains(p)).cloned().collect())
     }
 
-    /// Streams an export into the host's store (zstd-compressed when
-    /// `compressed`). Returns the imported paths.
-    ///
-    /// Why `nix-store --export | --import` and not the `nix-store --serve`
-    /// protocol: the export stream is one byte stream that potato can count,
-    /// compress and pipe through the SSH channel without holding anything in
-    /// memory, the remote needs nothing but nix-store, and `missing` has already
-    /// told us in one round trip which paths to send, which is the part of
-    /// --serve that saves work.
-    pub fn import(
+    /// Adds `count` paths to the host's store from a serve-protocol stream
+    /// (`nix::transfer::ServeStream`, zstd-compressed when `compressed`), then
+    /// checks the host confirmed every one.
+    pub fn add_to_store(
         &self,
         stream: &mut dyn Read,
+        count: usize,
         compressed: bool,
         progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<StorePath>, RemoteError> {
+    ) -> Result<(), RemoteError> {
         let cmd = format!(
-            "sh {AGENT_PATH} import{}",
+            "sh {AGENT_PATH} serve-write{}",
             if compressed { " zstd" } else { "" }
         );
         let out = self.session.exec_with(&cmd, Some(stream), progress)?;
-        let out = self.check("importing the closure", out)?;
-        store_path::parse_lines(&out.stdout).map_err(|e| RemoteError::BadPath(e.to_string()))
+        let verdict = transfer::check_serve_replies(&out.stdout_raw, count);
+        if out.code != 0 || verdict.is_err() {
+            let why = verdict.err().unwrap_or_default();
+            return Err(RemoteError::Command {
+                what: "adding the closure to the store".into(),
+                code: out.code,
+                detail: format!("{} {why}", out.stderr.trim()).trim().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether the host can decompress a zstd stream.

@@ -4,8 +4,8 @@
 //! the selected hosts' toplevels in one invocation, closures with sizes, and the
 //! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
 
-pub mod export;
 pub mod store_path;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -142,7 +142,7 @@ pub fn build_toplevels(
 
 /// The closure of `root`, dependencies first, with what the export frame needs,
 /// from ONE `nix path-info --json --recursive`.
-pub fn closure(root: &StorePath) -> Result<Vec<export::PathInfo>, NixError> {
+pub fn closure(root: &StorePath) -> Result<Vec<transfer::PathInfo>, NixError> {
     let mut cmd = Command::new("nix");
     cmd.args([
         "--extra-experimental-features",
@@ -152,8 +152,8 @@ pub fn closure(root: &StorePath) -> Result<Vec<export::PathInfo>, NixError> {
         "--recursive",
         root.as_str(),
     ]);
-    let infos = export::parse_path_infos(&run(&mut cmd)?)?;
-    Ok(export::dependencies_first(infos))
+    let infos = transfer::parse_path_infos(&run(&mut cmd)?)?;
+    Ok(transfer::dependencies_first(infos))
 }
 
 /// Files under `repo` that a git flake would not see (untracked, not ignored).

@@ -99,6 +99,8 @@ pub struct HostKey {
 pub struct Output {
     pub code: i32,
     pub stdout: String,
+    /// stdout exactly as received (for binary protocols).
+    pub stdout_raw: Vec<u8>,
     pub stderr: String,
 }
 
@@ -263,6 +265,7 @@ impl Session {
         Ok(Output {
             code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stdout_raw: stdout,
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         })
     }

@@ -164,7 +164,7 @@ impl Fleet {
 pub fn host_file(addr: &str, client_pub: &str, extra: &str) -> String {
     format!(
         "system = \"x86_64-linux\"\nhardware = \"n250\"\nmemory = \"1GiB\"\ntags = [\"testbed\"]\n\n\
-         [deploy]\ntarget = \"root@{addr}\"\nconfirm_timeout = \"3s\"\n\n\
+         [deploy]\ntarget = \"root@{addr}\"\nconfirm_timeout = \"10s\"\n\n\
          [zones]\nlan = [\"10.213.0.0/16\"]\n\n\
          [firewall]\nrules = [\"allow 22/tcp from lan\"]\n\n\
          [ssh]\nauthorized_keys = [\"{client_pub}\"]\n{extra}"
