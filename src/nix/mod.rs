@@ -80,7 +80,7 @@ fn absolute(p: &str) -> String {
         .unwrap_or_else(|_| p.to_string())
 }
 
-pub(crate) fn run(cmd: &mut Command) -> Result<String, NixError> {
+fn run(cmd: &mut Command) -> Result<String, NixError> {
     let shown = format!("{:?}", cmd).replace('"', "");
     let out = cmd
         .stdin(Stdio::null())

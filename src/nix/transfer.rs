@@ -24,9 +24,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read};
-use std::process::Command;
 
-use super::{NixError, StorePath, run};
+use super::{NixError, StorePath};
 
 const SERVE_MAGIC_1: u64 = 0x390c_9deb;
 pub const SERVE_MAGIC_2: u64 = 0x5452_eecb;
@@ -48,24 +47,8 @@ pub struct PathInfo {
     pub ca: Option<String>,
 }
 
-/// Metadata of `paths` from ONE `nix path-info --json` call. Accepts both the
-/// array form (Nix < 2.19) and the object-keyed-by-path form (newer Nix).
-pub fn path_infos(paths: &[StorePath]) -> Result<Vec<PathInfo>, NixError> {
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut cmd = Command::new("nix");
-    cmd.args([
-        "--extra-experimental-features",
-        "nix-command",
-        "path-info",
-        "--json",
-    ])
-    .args(paths.iter().map(StorePath::as_str));
-    let out = run(&mut cmd)?;
-    parse_path_infos(&out)
-}
-
+/// Parses `nix path-info --json`. Accepts both the array form (Nix < 2.19) and
+/// the object-keyed-by-path form (newer Nix).
 pub fn parse_path_infos(json: &str) -> Result<Vec<PathInfo>, NixError> {
     let bad = |detail: String| NixError::Output {
         command: "nix path-info --json".into(),

@@ -186,16 +186,7 @@ impl Session {
     ) -> Result<Session, SshError> {
         let addr_text = endpoint(&r.host, r.port);
         let label = format!("{}@{addr_text}", r.user);
-        let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
-            addr: addr_text.clone(),
-            message: e.to_string(),
-        })?;
-        sess.set_tcp_stream(stream);
-        sess.set_timeout(opts.connect_timeout.as_millis() as u32);
-        sess.handshake().map_err(|e| SshError::Handshake {
-            addr: addr_text.clone(),
-            message: e.to_string(),
-        })?;
+        let sess = open_session(stream, &addr_text, opts.connect_timeout)?;
         verify_host_key(&sess, &r.host, r.port, opts)?;
         let mut auth_opts = opts.clone();
         auth_opts.identity = r.identity.clone();
@@ -366,6 +357,23 @@ fn host_key_of(sess: &ssh2::Session) -> Option<HostKey> {
     })
 }
 
+/// A libssh2 session on `stream`, handshake done, nothing verified yet.
+fn open_session(
+    stream: impl AsRawFd + 'static,
+    addr: &str,
+    timeout: Duration,
+) -> Result<ssh2::Session, SshError> {
+    let handshake_error = |e: ssh2::Error| SshError::Handshake {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    };
+    let mut sess = ssh2::Session::new().map_err(handshake_error)?;
+    sess.set_tcp_stream(stream);
+    sess.set_timeout(timeout.as_millis() as u32);
+    sess.handshake().map_err(handshake_error)?;
+    Ok(sess)
+}
+
 fn endpoint(host: &str, port: u16) -> String {
     if host.contains(':') {
         format!("[{host}]:{port}")
@@ -526,16 +534,7 @@ pub fn fetch_host_key(
             source,
         }
     })?;
-    let mut sess = ssh2::Session::new().map_err(|e| SshError::Handshake {
-        addr: addr.clone(),
-        message: e.to_string(),
-    })?;
-    sess.set_tcp_stream(tcp);
-    sess.set_timeout(opts.connect_timeout.as_millis() as u32);
-    sess.handshake().map_err(|e| SshError::Handshake {
-        addr: addr.clone(),
-        message: e.to_string(),
-    })?;
+    let sess = open_session(tcp, &addr, opts.connect_timeout)?;
     let key = host_key_of(&sess).ok_or_else(|| SshError::Handshake {
         addr,
         message: "no host key".into(),

@@ -208,19 +208,8 @@ impl TestHost {
         for (src, dst) in binds {
             mounts.push_str(&format!(" && mount --bind {} {dst}", src.display()));
         }
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
-            .arg(format!(
+        let child = self
+            .enter(&format!(
                 "{mounts} && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"
             ))
             .stdin(Stdio::null())
@@ -261,23 +250,30 @@ impl TestHost {
     /// Runs a shell command inside the host (its netns and its /nix, /run).
     pub fn sh(&self, script: &str) -> std::process::Output {
         let d = self.dir.display();
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
-            .arg(format!(
-                "mount --bind {d}/nix /nix && mount --bind {d}/run /run && {script}"
-            ))
-            .output()
-            .unwrap()
+        self.enter(&format!(
+            "mount --bind {d}/nix /nix && mount --bind {d}/run /run && {script}"
+        ))
+        .output()
+        .unwrap()
+    }
+
+    /// A command running `script` in this host's network namespace and a private
+    /// mount namespace (where the script mounts what it needs).
+    fn enter(&self, script: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.netns,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ]);
+        cmd
     }
 
     pub fn sh_ok(&self, script: &str) -> String {
