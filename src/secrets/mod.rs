@@ -5,6 +5,8 @@
 //! recipients and the on-host decryption join this module with the secrets issue;
 //! no function here ever reads a secret's value.
 
+pub mod store;
+
 use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
