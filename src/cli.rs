@@ -237,12 +237,54 @@ pub enum VmAction {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsAction {
-    /// Decrypt, open $EDITOR, re-encrypt.
-    Edit { name: String },
-    /// Re-encrypt secrets whose recipients changed.
+    /// Decrypt, open $EDITOR, re-encrypt (refused if the editor fails).
+    Edit {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Store a value read from stdin.
+    Set {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Generate a value without printing it (a WireGuard key prints its public key).
+    Gen {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: SecretKind,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Re-encrypt secrets whose recipients changed (admins, host keys, users).
     Rekey,
-    /// List secrets, their users and recipients.
+    /// List secrets, the hosts that use them, and whether they need a rekey.
     List,
+}
+
+/// Which file a secret name means.
+#[derive(Debug, Args)]
+pub struct SecretScope {
+    /// The host's own secret: secrets/HOST/NAME.age.
+    #[arg(long, conflicts_with = "shared")]
+    pub host: Option<String>,
+    /// A secret shared between hosts: secrets/shared/NAME.age.
+    #[arg(long)]
+    pub shared: bool,
+    /// Replace an existing value (gen).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SecretKind {
+    /// A WireGuard private key (its public key is printed for the host file).
+    Wireguard,
+    /// 32 characters from an unambiguous alphabet.
+    Password,
+    /// 32 random bytes, hex.
+    Token,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -281,6 +323,6 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Image { .. } => Err(Error::NotImplemented("image")),
         Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
         Command::Vm { .. } => Err(Error::NotImplemented("vm")),
-        Command::Secrets { .. } => Err(Error::NotImplemented("secrets")),
+        Command::Secrets { action } => cmd::secrets::run(g, &action),
     }
 }

@@ -221,7 +221,18 @@ impl<'a> HostCx<'a> {
         }
     }
 
+    /// A secret the host uses at run time: it must exist and be encrypted to it.
     fn secret(&mut self, v: &Spanned<String>) -> Option<String> {
+        self.secret_for(v, true)
+    }
+
+    /// A secret only the operator's machine uses (the Proxmox API token): it must
+    /// exist, and is never encrypted to the host or shipped with its system.
+    fn operator_secret(&mut self, v: &Spanned<String>) -> Option<String> {
+        self.secret_for(v, false)
+    }
+
+    fn secret_for(&mut self, v: &Spanned<String>, on_host: bool) -> Option<String> {
         let name = match secrets::parse_ref(&v.value) {
             Ok(n) => n.to_string(),
             Err(e) => {
@@ -235,7 +246,10 @@ impl<'a> HostCx<'a> {
         };
         match self.secrets.locate(&self.host.name, &name) {
             Some(path) => {
-                self.used_secrets.insert(name.clone(), path);
+                if on_host {
+                    self.check_encrypted_to_host(v, &name, &path);
+                    self.used_secrets.insert(name.clone(), path);
+                }
                 Some(name)
             }
             None => {
@@ -247,6 +261,25 @@ impl<'a> HostCx<'a> {
                 );
                 None
             }
+        }
+    }
+
+    /// A host must be able to decrypt what it uses: its SSH host key is in
+    /// recipients.toml and among the file's recorded recipients.
+    fn check_encrypted_to_host(&mut self, v: &Spanned<String>, name: &str, path: &camino::Utf8Path) {
+        let Some(cov) = &self.secrets.coverage else { return };
+        let host = self.host.name.clone();
+        let Some(key) = cov.recipients.hosts.get(&host) else {
+            self.error(
+                &v.span,
+                format!("host `{host}` has no SSH host key in secrets/recipients.toml, so it cannot decrypt secret `{name}`"),
+                format!("add {host} = \"ssh-ed25519 AAAA...\" under [hosts] there (ssh-keyscan the host, or potato bootstrap), then run `potato secrets rekey`"),
+            );
+            return;
+        };
+        let encrypted_to_host = cov.recorded.get(path).is_some_and(|r| r.contains(&crate::secrets::store::normalize(key)));
+        if !encrypted_to_host {
+            self.error(&v.span, format!("secret `{name}` ({path}) is not encrypted to {host}"), "run `potato secrets rekey` to re-encrypt it for every host that uses it");
         }
     }
 
@@ -1043,7 +1076,7 @@ impl<'a> HostCx<'a> {
             None => 1,
         };
         let disk_mib = self.size(&p.disk).unwrap_or(0);
-        let token = self.secret(&p.token);
+        let token = self.operator_secret(&p.token);
         Some(ProxmoxPlan {
             api: p.api.value.clone(),
             node: p.node.value.clone(),

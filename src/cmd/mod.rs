@@ -8,6 +8,7 @@ pub mod generate;
 pub mod hosts;
 pub mod plan;
 pub mod schema;
+pub mod secrets;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -34,7 +35,10 @@ pub fn repo_root(g: &Global) -> Result<Utf8PathBuf, Error> {
 /// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
     let inv = inventory::load(repo)?;
-    let secrets = SecretIndex::scan(repo).map_err(|e| Error::io(&repo.join("secrets"), e))?;
+    let secrets = SecretIndex::scan(repo)
+        .map_err(|e| Error::io(&repo.join("secrets"), e))?
+        .with_coverage(repo)
+        .map_err(|e| Error::usage(e.to_string(), "fix secrets/recipients.toml"))?;
     let catalog = Catalog::builtin();
     match resolve::resolve(&inv, &catalog, &secrets) {
         Ok(plans) if plans.is_empty() && inv.diagnostics.is_empty() => Err(Error::usage(

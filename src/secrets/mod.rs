@@ -14,11 +14,22 @@ use camino::{Utf8Path, Utf8PathBuf};
 /// Where decrypted secrets appear on a host (tmpfs).
 pub const RUNTIME_DIR: &str = "/run/potato-secrets";
 
-/// Encrypted secret files present in the repository.
+/// Encrypted secret files present in the repository, and (for validation)
+/// whom each is encrypted to.
 #[derive(Debug, Default)]
 pub struct SecretIndex {
     /// (scope, name): scope is a host name or "shared".
     files: BTreeSet<(String, String)>,
+    /// When set, each use of a secret is checked to be encrypted to its host.
+    pub coverage: Option<Coverage>,
+}
+
+/// What `resolve` needs to check that a host can decrypt what it uses.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    pub recipients: store::Recipients,
+    /// Recorded recipients per secret file (repository-relative path).
+    pub recorded: std::collections::BTreeMap<Utf8PathBuf, BTreeSet<String>>,
 }
 
 impl SecretIndex {
@@ -44,6 +55,23 @@ impl SecretIndex {
             }
         }
         Ok(idx)
+    }
+
+    /// Adds the coverage check (recipients.toml and each file's sidecar).
+    pub fn with_coverage(mut self, repo: &Utf8Path) -> Result<SecretIndex, store::SecretError> {
+        let recipients = store::Recipients::load(repo)?;
+        let mut recorded = std::collections::BTreeMap::new();
+        for (scope, name) in &self.files {
+            let rel = Utf8PathBuf::from(format!("secrets/{scope}/{name}.age"));
+            recorded.insert(rel.clone(), store::recorded_recipients(&repo.join(&rel)));
+        }
+        self.coverage = Some(Coverage { recipients, recorded });
+        Ok(self)
+    }
+
+    /// Every secret file, as (scope, name).
+    pub fn files(&self) -> impl Iterator<Item = &(String, String)> {
+        self.files.iter()
     }
 
     /// The file a host's reference resolves to: its own scope first, then shared.

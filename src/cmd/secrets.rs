@@ -1,0 +1,288 @@
+//! `potato secrets list|set|gen|rekey|edit`: the age-encrypted store.
+//!
+//! Who a secret is encrypted to is derived, never maintained by hand: the admins
+//! of secrets/recipients.toml plus every host whose host file references it.
+//! Values never reach stdout, stderr, argv or a log; `gen` prints only public
+//! keys. Edit's plaintext lives in a 0600 file inside a 0700 directory that is
+//! overwritten and removed afterwards, even when the editor fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+
+use base64::Engine;
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
+
+use crate::catalog::Catalog;
+use crate::cli::{Global, SecretKind, SecretScope, SecretsAction};
+use crate::error::Error;
+use crate::plan::HostPlan;
+use crate::secrets::store::{self, Recipients, SecretError};
+use crate::secrets::{parse_ref, SecretIndex};
+use crate::{inventory, resolve};
+
+impl From<SecretError> for Error {
+    fn from(e: SecretError) -> Error {
+        Error::usage(e.to_string(), "see `potato secrets --help`")
+    }
+}
+
+pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let ctx = Context::load(&root)?;
+    match action {
+        SecretsAction::List => ctx.list(g),
+        SecretsAction::Set { name, scope } => {
+            let mut value = Vec::new();
+            std::io::stdin().read_to_end(&mut value).map_err(|e| Error::io(Utf8Path::new("<stdin>"), e))?;
+            let file = ctx.file_for(name, scope)?;
+            ctx.store(&file, &value)?;
+            report(g, &file, None);
+            Ok(())
+        }
+        SecretsAction::Gen { name, kind, scope } => {
+            let file = ctx.file_for(name, scope)?;
+            if root.join(&file).exists() && !scope.force {
+                return Err(Error::usage(format!("{file} exists"), "pass --force to replace it (the old value is lost)"));
+            }
+            let (value, public) = generate(*kind);
+            ctx.store(&file, &value)?;
+            report(g, &file, public.as_deref());
+            Ok(())
+        }
+        SecretsAction::Rekey => ctx.rekey(g),
+        SecretsAction::Edit { name, scope } => {
+            let file = ctx.file_for(name, scope)?;
+            ctx.edit(g, &file)
+        }
+    }
+}
+
+fn report(g: &Global, file: &Utf8Path, public: Option<&str>) {
+    if g.json {
+        println!("{}", json!({ "file": file, "public_key": public }));
+        return;
+    }
+    println!("wrote {file}");
+    if let Some(p) = public {
+        println!("public_key = \"{p}\"");
+    }
+}
+
+/// The inventory's view of the store: which hosts use which file.
+struct Context {
+    root: Utf8PathBuf,
+    recipients: Recipients,
+    /// Secret file (repo-relative) → hosts whose host files reference it.
+    users: BTreeMap<Utf8PathBuf, BTreeSet<String>>,
+    /// Secret name → hosts referencing it (for choosing a scope).
+    by_name: BTreeMap<String, BTreeSet<String>>,
+    index: SecretIndex,
+}
+
+impl Context {
+    fn load(root: &Utf8Path) -> Result<Context, Error> {
+        let recipients = Recipients::load(root)?;
+        let index = SecretIndex::scan(root).map_err(|e| Error::io(&root.join("secrets"), e))?;
+        // Resolve without the coverage check: fixing coverage is what rekey is for.
+        let inv = inventory::load(root)?;
+        let plans: Vec<HostPlan> = match resolve::resolve(&inv, &Catalog::builtin(), &index) {
+            Ok(p) => p,
+            Err(diagnostics) => return Err(Error::Invalid(crate::diag::Report { sources: inv.sources, diagnostics })),
+        };
+        let mut users: BTreeMap<Utf8PathBuf, BTreeSet<String>> = BTreeMap::new();
+        let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for p in &plans {
+            // Operator-side secrets (the Proxmox token) are listed as used by "operator".
+            if let Some(px) = &p.proxmox {
+                if let Some(file) = index.locate(&p.name, &px.token_secret) {
+                    users.entry(file).or_default().insert("operator".into());
+                }
+            }
+            for (name, file) in &p.secrets {
+                users.entry(file.clone()).or_default().insert(p.name.clone());
+                by_name.entry(name.clone()).or_default().insert(p.name.clone());
+            }
+        }
+        Ok(Context { root: root.to_path_buf(), recipients, users, by_name, index })
+    }
+
+    /// The file a name refers to: --host/--shared, else the one existing file,
+    /// else the scope of the one host that uses it.
+    fn file_for(&self, name: &str, scope: &SecretScope) -> Result<Utf8PathBuf, Error> {
+        parse_ref(&format!("secret:{name}")).map_err(|e| Error::usage(e, "secret names are lowercase letters, digits, '-', '_', '.'"))?;
+        if let Some(h) = &scope.host {
+            return Ok(format!("secrets/{h}/{name}.age").into());
+        }
+        if scope.shared {
+            return Ok(format!("secrets/shared/{name}.age").into());
+        }
+        let existing: Vec<Utf8PathBuf> = self.index.files().filter(|(_, n)| n == name).map(|(s, n)| format!("secrets/{s}/{n}.age").into()).collect();
+        if existing.len() == 1 {
+            return Ok(existing[0].clone());
+        }
+        let hosts = self.by_name.get(name).cloned().unwrap_or_default();
+        if existing.is_empty() && hosts.len() == 1 {
+            let h = hosts.iter().next().expect("one host");
+            return Ok(format!("secrets/{h}/{name}.age").into());
+        }
+        Err(Error::usage(format!("which `{name}`? {} file(s) and {} host(s) match", existing.len(), hosts.len()), "pass --host HOST or --shared"))
+    }
+
+    /// Recipients a file must have: admins + the hosts that use it, or, for a
+    /// file no host uses yet, the host whose scope it is in.
+    fn wanted(&self, file: &Utf8Path) -> BTreeSet<String> {
+        // "operator" is not a host: admins only.
+        let mut hosts: BTreeSet<String> = self.users.get(file).cloned().unwrap_or_default();
+        if let Some(scope) = file.parent().and_then(|p| p.file_name()) {
+            if scope != "shared" && self.recipients.hosts.contains_key(scope) {
+                hosts.insert(scope.to_string());
+            }
+        }
+        self.recipients.for_hosts(hosts.iter().map(String::as_str))
+    }
+
+    fn store(&self, file: &Utf8Path, value: &[u8]) -> Result<(), Error> {
+        let keys = self.wanted(file);
+        let ct = store::encrypt(value, &keys)?;
+        store::write_secret(&self.root.join(file), &ct, &keys)?;
+        Ok(())
+    }
+
+    fn list(&self, g: &Global) -> Result<(), Error> {
+        let mut rows = Vec::new();
+        for (scope, name) in self.index.files() {
+            let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
+            let wanted = self.wanted(&file);
+            let recorded = store::recorded_recipients(&self.root.join(&file));
+            let users: Vec<String> = self.users.get(&file).map(|u| u.iter().cloned().collect()).unwrap_or_default();
+            rows.push(json!({ "file": file, "name": name, "used_by": users, "recipients": wanted.len(), "up_to_date": recorded == wanted }));
+        }
+        if g.json {
+            println!("{}", json!({ "secrets": rows }));
+        } else {
+            println!("{:<36} {:<28} {:>10}  state", "file", "used by", "recipients");
+            for r in &rows {
+                let users: Vec<&str> = r["used_by"].as_array().unwrap().iter().filter_map(|u| u.as_str()).collect();
+                let state = if r["up_to_date"].as_bool() == Some(true) { "ok" } else { "needs rekey" };
+                println!("{:<36} {:<28} {:>10}  {state}", r["file"].as_str().unwrap_or(""), if users.is_empty() { "(unused)".into() } else { users.join(",") }, r["recipients"]);
+            }
+        }
+        Ok(())
+    }
+
+    fn rekey(&self, g: &Global) -> Result<(), Error> {
+        let mut identities = None;
+        let mut rewritten = Vec::new();
+        for (scope, name) in self.index.files() {
+            let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
+            let abs = self.root.join(&file);
+            let wanted = self.wanted(&file);
+            if store::recorded_recipients(&abs) == wanted {
+                continue;
+            }
+            if identities.is_none() {
+                identities = Some(store::load_identities(None)?);
+            }
+            let value = store::decrypt(&abs, identities.as_ref().expect("loaded"))?;
+            let ct = store::encrypt(&value, &wanted)?;
+            store::write_secret(&abs, &ct, &wanted)?;
+            rewritten.push(file);
+        }
+        if g.json {
+            println!("{}", json!({ "rekeyed": rewritten }));
+        } else {
+            for f in &rewritten {
+                println!("rekeyed {f}");
+            }
+            println!("{} secret{} rekeyed", rewritten.len(), if rewritten.len() == 1 { "" } else { "s" });
+        }
+        Ok(())
+    }
+
+    fn edit(&self, g: &Global, file: &Utf8Path) -> Result<(), Error> {
+        let abs = self.root.join(file);
+        let old = if abs.exists() { store::decrypt(&abs, &store::load_identities(None)?)? } else { Vec::new() };
+        let scratch = Scratch::new(&old)?;
+        let editor = std::env::var("EDITOR").or_else(|_| std::env::var("VISUAL")).unwrap_or_else(|_| "vi".into());
+        // The editor gets the terminal; the file name is the only argument.
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("potato-editor")
+            .arg(scratch.path.as_str())
+            .status()
+            .map_err(|e| Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR"))?;
+        if !status.success() {
+            return Err(Error::usage(format!("the editor exited with {status}; {file} is unchanged"), "save and quit normally to keep your changes"));
+        }
+        let new = scratch.read()?;
+        if new == old {
+            if !g.quiet {
+                println!("{file} unchanged");
+            }
+            return Ok(());
+        }
+        self.store(file, &new)?;
+        report(g, file, None);
+        Ok(())
+    }
+}
+
+/// A private scratch file for `edit`: 0600 in a 0700 directory, overwritten
+/// with zeros and removed on drop (also on error).
+struct Scratch {
+    _dir: tempfile::TempDir,
+    path: Utf8PathBuf,
+}
+
+impl Scratch {
+    fn new(content: &[u8]) -> Result<Scratch, Error> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let base = std::env::var("XDG_RUNTIME_DIR").ok().filter(|d| Utf8Path::new(d).is_dir()).unwrap_or_else(|| std::env::temp_dir().display().to_string());
+        let dir = tempfile::Builder::new().prefix("potato-secret-").tempdir_in(&base).map_err(|e| Error::io(Utf8Path::new(&base), e))?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(Utf8Path::new(&base), e))?;
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret")).map_err(|_| Error::usage("temporary directory is not UTF-8", "set TMPDIR"))?;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| Error::io(&path, e))?;
+        f.write_all(content).map_err(|e| Error::io(&path, e))?;
+        Ok(Scratch { _dir: dir, path })
+    }
+
+    fn read(&self) -> Result<Vec<u8>, Error> {
+        std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::metadata(&self.path) {
+            let _ = std::fs::write(&self.path, vec![0u8; meta.len() as usize]);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A new value of `kind`, and its public half when it has one.
+fn generate(kind: SecretKind) -> (Vec<u8>, Option<String>) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match kind {
+        SecretKind::Wireguard => {
+            let secret = x25519_dalek::StaticSecret::random();
+            let public = x25519_dalek::PublicKey::from(&secret);
+            (format!("{}\n", b64.encode(secret.to_bytes())).into_bytes(), Some(b64.encode(public.as_bytes())))
+        }
+        SecretKind::Password => {
+            const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).expect("the OS random source works");
+            let pw: String = raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+            (format!("{pw}\n").into_bytes(), None)
+        }
+        SecretKind::Token => {
+            let mut raw = [0u8; 32];
+            getrandom::fill(&mut raw).expect("the OS random source works");
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            (format!("{hex}\n").into_bytes(), None)
+        }
+    }
+}
