@@ -266,8 +266,15 @@ impl<'a> HostCx<'a> {
 
     /// A host must be able to decrypt what it uses: its SSH host key is in
     /// recipients.toml and among the file's recorded recipients.
-    fn check_encrypted_to_host(&mut self, v: &Spanned<String>, name: &str, path: &camino::Utf8Path) {
-        let Some(cov) = &self.secrets.coverage else { return };
+    fn check_encrypted_to_host(
+        &mut self,
+        v: &Spanned<String>,
+        name: &str,
+        path: &camino::Utf8Path,
+    ) {
+        let Some(cov) = &self.secrets.coverage else {
+            return;
+        };
         let host = self.host.name.clone();
         let Some(key) = cov.recipients.hosts.get(&host) else {
             self.error(
@@ -277,9 +284,16 @@ impl<'a> HostCx<'a> {
             );
             return;
         };
-        let encrypted_to_host = cov.recorded.get(path).is_some_and(|r| r.contains(&crate::secrets::store::normalize(key)));
+        let encrypted_to_host = cov
+            .recorded
+            .get(path)
+            .is_some_and(|r| r.contains(&crate::secrets::store::normalize(key)));
         if !encrypted_to_host {
-            self.error(&v.span, format!("secret `{name}` ({path}) is not encrypted to {host}"), "run `potato secrets rekey` to re-encrypt it for every host that uses it");
+            self.error(
+                &v.span,
+                format!("secret `{name}` ({path}) is not encrypted to {host}"),
+                "run `potato secrets rekey` to re-encrypt it for every host that uses it",
+            );
         }
     }
 

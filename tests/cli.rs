@@ -48,7 +48,6 @@ fn later_commands_say_not_implemented_without_panicking() {
             "bootstrap",
         ),
         (&["vm", "create", "pve-apps"], "vm"),
-        (&["secrets", "list"], "secrets"),
     ];
     for (args, name) in cases {
         let run = r.potato(args);

@@ -122,6 +122,22 @@ fn flake_discovers_every_host_file() {
         r.path().join("secrets/pve-extra/wg0.age"),
     )
     .unwrap();
+    // The new host decrypts its copy with (for this test) pve-apps's host key.
+    std::fs::copy(
+        r.path().join("secrets/pve-apps/wg0.recipients"),
+        r.path().join("secrets/pve-extra/wg0.recipients"),
+    )
+    .unwrap();
+    let recipients = r.read("secrets/recipients.toml");
+    let apps_key = recipients
+        .lines()
+        .find(|l| l.starts_with("pve-apps = "))
+        .unwrap()
+        .replace("pve-apps = ", "pve-extra = ");
+    r.write(
+        "secrets/recipients.toml",
+        &format!("{recipients}{apps_key}\n"),
+    );
     let names = flake_eval(r.path(), "nixosConfigurations", Some("builtins.attrNames")).unwrap();
     assert_eq!(
         names,

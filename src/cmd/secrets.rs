@@ -18,7 +18,7 @@ use crate::cli::{Global, SecretKind, SecretScope, SecretsAction};
 use crate::error::Error;
 use crate::plan::HostPlan;
 use crate::secrets::store::{self, Recipients, SecretError};
-use crate::secrets::{parse_ref, SecretIndex};
+use crate::secrets::{SecretIndex, parse_ref};
 use crate::{inventory, resolve};
 
 impl From<SecretError> for Error {
@@ -34,7 +34,9 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
         SecretsAction::List => ctx.list(g),
         SecretsAction::Set { name, scope } => {
             let mut value = Vec::new();
-            std::io::stdin().read_to_end(&mut value).map_err(|e| Error::io(Utf8Path::new("<stdin>"), e))?;
+            std::io::stdin()
+                .read_to_end(&mut value)
+                .map_err(|e| Error::io(Utf8Path::new("<stdin>"), e))?;
             let file = ctx.file_for(name, scope)?;
             ctx.store(&file, &value)?;
             report(g, &file, None);
@@ -43,7 +45,10 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
         SecretsAction::Gen { name, kind, scope } => {
             let file = ctx.file_for(name, scope)?;
             if root.join(&file).exists() && !scope.force {
-                return Err(Error::usage(format!("{file} exists"), "pass --force to replace it (the old value is lost)"));
+                return Err(Error::usage(
+                    format!("{file} exists"),
+                    "pass --force to replace it (the old value is lost)",
+                ));
             }
             let (value, public) = generate(*kind);
             ctx.store(&file, &value)?;
@@ -88,36 +93,63 @@ impl Context {
         let inv = inventory::load(root)?;
         let plans: Vec<HostPlan> = match resolve::resolve(&inv, &Catalog::builtin(), &index) {
             Ok(p) => p,
-            Err(diagnostics) => return Err(Error::Invalid(crate::diag::Report { sources: inv.sources, diagnostics })),
+            Err(diagnostics) => {
+                return Err(Error::Invalid(crate::diag::Report {
+                    sources: inv.sources,
+                    diagnostics,
+                }));
+            }
         };
         let mut users: BTreeMap<Utf8PathBuf, BTreeSet<String>> = BTreeMap::new();
         let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for p in &plans {
             // Operator-side secrets (the Proxmox token) are listed as used by "operator".
-            if let Some(px) = &p.proxmox {
-                if let Some(file) = index.locate(&p.name, &px.token_secret) {
-                    users.entry(file).or_default().insert("operator".into());
-                }
+            if let Some(px) = &p.proxmox
+                && let Some(file) = index.locate(&p.name, &px.token_secret)
+            {
+                users.entry(file).or_default().insert("operator".into());
             }
             for (name, file) in &p.secrets {
-                users.entry(file.clone()).or_default().insert(p.name.clone());
-                by_name.entry(name.clone()).or_default().insert(p.name.clone());
+                users
+                    .entry(file.clone())
+                    .or_default()
+                    .insert(p.name.clone());
+                by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(p.name.clone());
             }
         }
-        Ok(Context { root: root.to_path_buf(), recipients, users, by_name, index })
+        Ok(Context {
+            root: root.to_path_buf(),
+            recipients,
+            users,
+            by_name,
+            index,
+        })
     }
 
     /// The file a name refers to: --host/--shared, else the one existing file,
     /// else the scope of the one host that uses it.
     fn file_for(&self, name: &str, scope: &SecretScope) -> Result<Utf8PathBuf, Error> {
-        parse_ref(&format!("secret:{name}")).map_err(|e| Error::usage(e, "secret names are lowercase letters, digits, '-', '_', '.'"))?;
+        parse_ref(&format!("secret:{name}")).map_err(|e| {
+            Error::usage(
+                e,
+                "secret names are lowercase letters, digits, '-', '_', '.'",
+            )
+        })?;
         if let Some(h) = &scope.host {
             return Ok(format!("secrets/{h}/{name}.age").into());
         }
         if scope.shared {
             return Ok(format!("secrets/shared/{name}.age").into());
         }
-        let existing: Vec<Utf8PathBuf> = self.index.files().filter(|(_, n)| n == name).map(|(s, n)| format!("secrets/{s}/{n}.age").into()).collect();
+        let existing: Vec<Utf8PathBuf> = self
+            .index
+            .files()
+            .filter(|(_, n)| n == name)
+            .map(|(s, n)| format!("secrets/{s}/{n}.age").into())
+            .collect();
         if existing.len() == 1 {
             return Ok(existing[0].clone());
         }
@@ -126,7 +158,14 @@ impl Context {
             let h = hosts.iter().next().expect("one host");
             return Ok(format!("secrets/{h}/{name}.age").into());
         }
-        Err(Error::usage(format!("which `{name}`? {} file(s) and {} host(s) match", existing.len(), hosts.len()), "pass --host HOST or --shared"))
+        Err(Error::usage(
+            format!(
+                "which `{name}`? {} file(s) and {} host(s) match",
+                existing.len(),
+                hosts.len()
+            ),
+            "pass --host HOST or --shared",
+        ))
     }
 
     /// Recipients a file must have: admins + the hosts that use it, or, for a
@@ -134,10 +173,11 @@ impl Context {
     fn wanted(&self, file: &Utf8Path) -> BTreeSet<String> {
         // "operator" is not a host: admins only.
         let mut hosts: BTreeSet<String> = self.users.get(file).cloned().unwrap_or_default();
-        if let Some(scope) = file.parent().and_then(|p| p.file_name()) {
-            if scope != "shared" && self.recipients.hosts.contains_key(scope) {
-                hosts.insert(scope.to_string());
-            }
+        if let Some(scope) = file.parent().and_then(|p| p.file_name())
+            && scope != "shared"
+            && self.recipients.hosts.contains_key(scope)
+        {
+            hosts.insert(scope.to_string());
         }
         self.recipients.for_hosts(hosts.iter().map(String::as_str))
     }
@@ -155,17 +195,42 @@ impl Context {
             let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
             let wanted = self.wanted(&file);
             let recorded = store::recorded_recipients(&self.root.join(&file));
-            let users: Vec<String> = self.users.get(&file).map(|u| u.iter().cloned().collect()).unwrap_or_default();
+            let users: Vec<String> = self
+                .users
+                .get(&file)
+                .map(|u| u.iter().cloned().collect())
+                .unwrap_or_default();
             rows.push(json!({ "file": file, "name": name, "used_by": users, "recipients": wanted.len(), "up_to_date": recorded == wanted }));
         }
         if g.json {
             println!("{}", json!({ "secrets": rows }));
         } else {
-            println!("{:<36} {:<28} {:>10}  state", "file", "used by", "recipients");
+            println!(
+                "{:<36} {:<28} {:>10}  state",
+                "file", "used by", "recipients"
+            );
             for r in &rows {
-                let users: Vec<&str> = r["used_by"].as_array().unwrap().iter().filter_map(|u| u.as_str()).collect();
-                let state = if r["up_to_date"].as_bool() == Some(true) { "ok" } else { "needs rekey" };
-                println!("{:<36} {:<28} {:>10}  {state}", r["file"].as_str().unwrap_or(""), if users.is_empty() { "(unused)".into() } else { users.join(",") }, r["recipients"]);
+                let users: Vec<&str> = r["used_by"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|u| u.as_str())
+                    .collect();
+                let state = if r["up_to_date"].as_bool() == Some(true) {
+                    "ok"
+                } else {
+                    "needs rekey"
+                };
+                println!(
+                    "{:<36} {:<28} {:>10}  {state}",
+                    r["file"].as_str().unwrap_or(""),
+                    if users.is_empty() {
+                        "(unused)".into()
+                    } else {
+                        users.join(",")
+                    },
+                    r["recipients"]
+                );
             }
         }
         Ok(())
@@ -195,16 +260,26 @@ impl Context {
             for f in &rewritten {
                 println!("rekeyed {f}");
             }
-            println!("{} secret{} rekeyed", rewritten.len(), if rewritten.len() == 1 { "" } else { "s" });
+            println!(
+                "{} secret{} rekeyed",
+                rewritten.len(),
+                if rewritten.len() == 1 { "" } else { "s" }
+            );
         }
         Ok(())
     }
 
     fn edit(&self, g: &Global, file: &Utf8Path) -> Result<(), Error> {
         let abs = self.root.join(file);
-        let old = if abs.exists() { store::decrypt(&abs, &store::load_identities(None)?)? } else { Vec::new() };
+        let old = if abs.exists() {
+            store::decrypt(&abs, &store::load_identities(None)?)?
+        } else {
+            Vec::new()
+        };
         let scratch = Scratch::new(&old)?;
-        let editor = std::env::var("EDITOR").or_else(|_| std::env::var("VISUAL")).unwrap_or_else(|_| "vi".into());
+        let editor = std::env::var("EDITOR")
+            .or_else(|_| std::env::var("VISUAL"))
+            .unwrap_or_else(|_| "vi".into());
         // The editor gets the terminal; the file name is the only argument.
         let status = std::process::Command::new("sh")
             .arg("-c")
@@ -212,9 +287,14 @@ impl Context {
             .arg("potato-editor")
             .arg(scratch.path.as_str())
             .status()
-            .map_err(|e| Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR"))?;
+            .map_err(|e| {
+                Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR")
+            })?;
         if !status.success() {
-            return Err(Error::usage(format!("the editor exited with {status}; {file} is unchanged"), "save and quit normally to keep your changes"));
+            return Err(Error::usage(
+                format!("the editor exited with {status}; {file} is unchanged"),
+                "save and quit normally to keep your changes",
+            ));
         }
         let new = scratch.read()?;
         if new == old {
@@ -239,11 +319,24 @@ struct Scratch {
 impl Scratch {
     fn new(content: &[u8]) -> Result<Scratch, Error> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let base = std::env::var("XDG_RUNTIME_DIR").ok().filter(|d| Utf8Path::new(d).is_dir()).unwrap_or_else(|| std::env::temp_dir().display().to_string());
-        let dir = tempfile::Builder::new().prefix("potato-secret-").tempdir_in(&base).map_err(|e| Error::io(Utf8Path::new(&base), e))?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(Utf8Path::new(&base), e))?;
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret")).map_err(|_| Error::usage("temporary directory is not UTF-8", "set TMPDIR"))?;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(|e| Error::io(&path, e))?;
+        let base = std::env::var("XDG_RUNTIME_DIR")
+            .ok()
+            .filter(|d| Utf8Path::new(d).is_dir())
+            .unwrap_or_else(|| std::env::temp_dir().display().to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("potato-secret-")
+            .tempdir_in(&base)
+            .map_err(|e| Error::io(Utf8Path::new(&base), e))?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(Utf8Path::new(&base), e))?;
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret"))
+            .map_err(|_| Error::usage("temporary directory is not UTF-8", "set TMPDIR"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         f.write_all(content).map_err(|e| Error::io(&path, e))?;
         Ok(Scratch { _dir: dir, path })
     }
@@ -269,13 +362,19 @@ fn generate(kind: SecretKind) -> (Vec<u8>, Option<String>) {
         SecretKind::Wireguard => {
             let secret = x25519_dalek::StaticSecret::random();
             let public = x25519_dalek::PublicKey::from(&secret);
-            (format!("{}\n", b64.encode(secret.to_bytes())).into_bytes(), Some(b64.encode(public.as_bytes())))
+            (
+                format!("{}\n", b64.encode(secret.to_bytes())).into_bytes(),
+                Some(b64.encode(public.as_bytes())),
+            )
         }
         SecretKind::Password => {
             const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
             let mut raw = [0u8; 32];
             getrandom::fill(&mut raw).expect("the OS random source works");
-            let pw: String = raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+            let pw: String = raw
+                .iter()
+                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+                .collect();
             (format!("{pw}\n").into_bytes(), None)
         }
         SecretKind::Token => {

@@ -65,7 +65,10 @@ impl SecretIndex {
             let rel = Utf8PathBuf::from(format!("secrets/{scope}/{name}.age"));
             recorded.insert(rel.clone(), store::recorded_recipients(&repo.join(&rel)));
         }
-        self.coverage = Some(Coverage { recipients, recorded });
+        self.coverage = Some(Coverage {
+            recipients,
+            recorded,
+        });
         Ok(self)
     }
 

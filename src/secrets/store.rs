@@ -48,9 +48,15 @@ impl Recipients {
     pub fn load(repo: &Utf8Path) -> Result<Recipients, SecretError> {
         let path = repo.join(RECIPIENTS_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| SecretError::File { path, message: e.to_string() }),
+            Ok(text) => toml::from_str(&text).map_err(|e| SecretError::File {
+                path,
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Recipients::default()),
-            Err(e) => Err(SecretError::File { path, message: e.to_string() }),
+            Err(e) => Err(SecretError::File {
+                path,
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -77,11 +83,18 @@ pub fn normalize(key: &str) -> String {
 }
 
 fn parse_recipient(key: &str) -> Result<Box<dyn age::Recipient + Send>, SecretError> {
-    let bad = |why: String| SecretError::BadRecipient { key: key.chars().take(60).collect(), why };
+    let bad = |why: String| SecretError::BadRecipient {
+        key: key.chars().take(60).collect(),
+        why,
+    };
     if key.starts_with("age1") {
-        age::x25519::Recipient::from_str(key).map(|r| Box::new(r) as _).map_err(|e| bad(e.to_string()))
+        age::x25519::Recipient::from_str(key)
+            .map(|r| Box::new(r) as _)
+            .map_err(|e| bad(e.to_string()))
     } else {
-        age::ssh::Recipient::from_str(key).map(|r| Box::new(r) as _).map_err(|e| bad(format!("{e:?}")))
+        age::ssh::Recipient::from_str(key)
+            .map(|r| Box::new(r) as _)
+            .map_err(|e| bad(format!("{e:?}")))
     }
 }
 
@@ -90,12 +103,24 @@ pub fn encrypt(plaintext: &[u8], keys: &BTreeSet<String>) -> Result<Vec<u8>, Sec
     if keys.is_empty() {
         return Err(SecretError::NoRecipients);
     }
-    let recipients = keys.iter().map(|k| parse_recipient(k)).collect::<Result<Vec<_>, _>>()?;
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-        .map_err(|e| SecretError::BadRecipient { key: "(set)".into(), why: e.to_string() })?;
+    let recipients = keys
+        .iter()
+        .map(|k| parse_recipient(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| SecretError::BadRecipient {
+        key: "(set)".into(),
+        why: e.to_string(),
+    })?;
     let mut out = Vec::new();
-    let io = |e: std::io::Error| SecretError::BadRecipient { key: "(write)".into(), why: e.to_string() };
-    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor).map_err(io)?;
+    let io = |e: std::io::Error| SecretError::BadRecipient {
+        key: "(write)".into(),
+        why: e.to_string(),
+    };
+    let armor = age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+        .map_err(io)?;
     let mut w = encryptor.wrap_output(armor).map_err(io)?;
     w.write_all(plaintext).map_err(io)?;
     w.finish().and_then(|a| a.finish()).map_err(io)?;
@@ -104,7 +129,9 @@ pub fn encrypt(plaintext: &[u8], keys: &BTreeSet<String>) -> Result<Vec<u8>, Sec
 
 /// Loads the identities an admin decrypts with: `explicit`, else
 /// $POTATO_AGE_IDENTITY, ~/.config/potato/age.key, ~/.ssh/id_ed25519.
-pub fn load_identities(explicit: Option<&Utf8Path>) -> Result<Vec<Box<dyn age::Identity>>, SecretError> {
+pub fn load_identities(
+    explicit: Option<&Utf8Path>,
+) -> Result<Vec<Box<dyn age::Identity>>, SecretError> {
     let mut candidates: Vec<Utf8PathBuf> = Vec::new();
     if let Some(p) = explicit {
         candidates.push(p.to_path_buf());
@@ -120,30 +147,63 @@ pub fn load_identities(explicit: Option<&Utf8Path>) -> Result<Vec<Box<dyn age::I
     }
     let mut ids: Vec<Box<dyn age::Identity>> = Vec::new();
     for path in &candidates {
-        let Ok(text) = std::fs::read(path) else { continue };
+        let Ok(text) = std::fs::read(path) else {
+            continue;
+        };
         if text.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY") {
-            let id = age::ssh::Identity::from_buffer(&text[..], Some(path.to_string())).map_err(|e| SecretError::File { path: path.clone(), message: e.to_string() })?;
+            let id = age::ssh::Identity::from_buffer(&text[..], Some(path.to_string())).map_err(
+                |e| SecretError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                },
+            )?;
             ids.push(Box::new(id));
         } else {
-            let file = age::IdentityFile::from_buffer(&text[..]).map_err(|e| SecretError::File { path: path.clone(), message: e.to_string() })?;
-            for id in file.into_identities().map_err(|e| SecretError::File { path: path.clone(), message: e.to_string() })? {
+            let file =
+                age::IdentityFile::from_buffer(&text[..]).map_err(|e| SecretError::File {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            for id in file.into_identities().map_err(|e| SecretError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })? {
                 ids.push(id);
             }
         }
     }
     if ids.is_empty() {
-        let tried = candidates.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(SecretError::NoIdentity { tried: if tried.is_empty() { "nothing".into() } else { tried } });
+        let tried = candidates
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(SecretError::NoIdentity {
+            tried: if tried.is_empty() {
+                "nothing".into()
+            } else {
+                tried
+            },
+        });
     }
     Ok(ids)
 }
 
 /// Decrypts an armored age file with the admin's identities.
-pub fn decrypt(path: &Utf8Path, identities: &[Box<dyn age::Identity>]) -> Result<Vec<u8>, SecretError> {
-    let fail = |why: String| SecretError::Decrypt { path: path.to_path_buf(), why };
+pub fn decrypt(
+    path: &Utf8Path,
+    identities: &[Box<dyn age::Identity>],
+) -> Result<Vec<u8>, SecretError> {
+    let fail = |why: String| SecretError::Decrypt {
+        path: path.to_path_buf(),
+        why,
+    };
     let data = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..])).map_err(|e| fail(e.to_string()))?;
-    let mut r = dec.decrypt(identities.iter().map(|i| i.as_ref())).map_err(|e| fail(e.to_string()))?;
+    let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..]))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut r = dec
+        .decrypt(identities.iter().map(|i| i.as_ref()))
+        .map_err(|e| fail(e.to_string()))?;
     let mut out = Vec::new();
     r.read_to_end(&mut out).map_err(|e| fail(e.to_string()))?;
     Ok(out)
@@ -157,22 +217,39 @@ pub fn sidecar(age_file: &Utf8Path) -> Utf8PathBuf {
 /// The recipients an `.age` file was encrypted to (empty if unknown).
 pub fn recorded_recipients(age_file: &Utf8Path) -> BTreeSet<String> {
     std::fs::read_to_string(sidecar(age_file))
-        .map(|t| t.lines().map(normalize).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+        .map(|t| {
+            t.lines()
+                .map(normalize)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Writes ciphertext and sidecar, each atomically (temporary file + rename).
-pub fn write_secret(age_file: &Utf8Path, ciphertext: &[u8], keys: &BTreeSet<String>) -> Result<(), SecretError> {
-    let io = |e: std::io::Error| SecretError::File { path: age_file.to_path_buf(), message: e.to_string() };
+pub fn write_secret(
+    age_file: &Utf8Path,
+    ciphertext: &[u8],
+    keys: &BTreeSet<String>,
+) -> Result<(), SecretError> {
+    let io = |e: std::io::Error| SecretError::File {
+        path: age_file.to_path_buf(),
+        message: e.to_string(),
+    };
     if let Some(dir) = age_file.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut listing = String::from("# Public keys this secret is encrypted to (written by potato; do not edit).\n");
+    let mut listing = String::from(
+        "# Public keys this secret is encrypted to (written by potato; do not edit).\n",
+    );
     for k in keys {
         listing.push_str(k);
         listing.push('\n');
     }
-    for (path, bytes) in [(age_file.to_path_buf(), ciphertext), (sidecar(age_file), listing.as_bytes())] {
+    for (path, bytes) in [
+        (age_file.to_path_buf(), ciphertext),
+        (sidecar(age_file), listing.as_bytes()),
+    ] {
         let tmp = path.with_extension("potato-tmp");
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
@@ -197,7 +274,10 @@ mod tests {
         let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(id)];
         assert_eq!(decrypt(&f, &ids).unwrap(), b"hunter2");
         let other: Vec<Box<dyn age::Identity>> = vec![Box::new(age::x25519::Identity::generate())];
-        assert!(decrypt(&f, &other).is_err(), "a non-recipient cannot decrypt");
+        assert!(
+            decrypt(&f, &other).is_err(),
+            "a non-recipient cannot decrypt"
+        );
     }
 
     #[test]
@@ -220,6 +300,9 @@ mod tests {
     fn recipients_normalize_and_reject_garbage() {
         assert_eq!(normalize("ssh-ed25519 AAAAC3 root@x"), "ssh-ed25519 AAAAC3");
         assert!(encrypt(b"x", &["not-a-key".to_string()].into()).is_err());
-        assert!(matches!(encrypt(b"x", &BTreeSet::new()), Err(SecretError::NoRecipients)));
+        assert!(matches!(
+            encrypt(b"x", &BTreeSet::new()),
+            Err(SecretError::NoRecipients)
+        ));
     }
 }

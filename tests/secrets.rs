@@ -1,0 +1,392 @@
+//! `potato secrets`: real age encryption with the example fleet's demo keys
+//! (tests/fixtures/demo-keys), decrypted in the test with the age crate as the
+//! admin and as hosts (their SSH host keys).
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use common::{Repo, line_col, source_root};
+
+fn demo(file: &str) -> std::path::PathBuf {
+    source_root().join("tests/fixtures/demo-keys").join(file)
+}
+
+/// Decrypts a repo file with an age identity file or an SSH private key.
+fn decrypt_as(repo: &Repo, secret: &str, identity: &std::path::Path) -> Result<String, String> {
+    let data = std::fs::read(repo.path().join(secret)).unwrap();
+    let key = std::fs::read(identity).unwrap();
+    let ids: Vec<Box<dyn age::Identity>> = if key.starts_with(b"-----BEGIN OPENSSH") {
+        vec![Box::new(
+            age::ssh::Identity::from_buffer(&key[..], None).unwrap(),
+        )]
+    } else {
+        age::IdentityFile::from_buffer(&key[..])
+            .unwrap()
+            .into_identities()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as Box<dyn age::Identity>)
+            .collect()
+    };
+    let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..]))
+        .map_err(|e| e.to_string())?;
+    let mut r = dec
+        .decrypt(ids.iter().map(|i| i.as_ref()))
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    r.read_to_string(&mut out).unwrap();
+    Ok(out)
+}
+
+fn potato_with_stdin(repo: &Repo, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> common::Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_potato"));
+    cmd.args(args)
+        .current_dir(repo.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env("POTATO_AGE_IDENTITY", demo("admin.agekey"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    common::Run::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn set_encrypts_to_admins_and_the_host_only_and_never_prints_the_value() {
+    let r = Repo::examples();
+    let value = "correct horse battery staple 7f3a";
+    let run = potato_with_stdin(
+        &r,
+        &["secrets", "set", "db-password", "--host", "n250"],
+        value,
+        &[],
+    );
+    run.ok();
+    assert!(!run.stdout.contains(value) && !run.stderr.contains(value));
+    let f = "secrets/n250/db-password.age";
+    assert_eq!(
+        decrypt_as(&r, f, &demo("admin.agekey")).unwrap(),
+        value,
+        "the admin decrypts"
+    );
+    assert_eq!(
+        decrypt_as(&r, f, &demo("ssh_host_ed25519_key.n250")).unwrap(),
+        value,
+        "n250 decrypts with its host key"
+    );
+    assert!(
+        decrypt_as(&r, f, &demo("ssh_host_ed25519_key.lepotato")).is_err(),
+        "another host cannot"
+    );
+    let sidecar = r.read("secrets/n250/db-password.recipients");
+    assert_eq!(sidecar.lines().filter(|l| !l.starts_with('#')).count(), 2);
+}
+
+#[test]
+fn gen_wireguard_prints_only_the_public_key() {
+    let r = Repo::examples();
+    let run = potato_with_stdin(
+        &r,
+        &[
+            "secrets",
+            "gen",
+            "wg1",
+            "--kind",
+            "wireguard",
+            "--host",
+            "n250",
+        ],
+        "",
+        &[],
+    );
+    run.ok();
+    let private = decrypt_as(&r, "secrets/n250/wg1.age", &demo("admin.agekey")).unwrap();
+    let private = private.trim();
+    assert_eq!(private.len(), 44);
+    assert!(!run.stdout.contains(private) && !run.stderr.contains(private));
+    // The printed public key belongs to the stored private key (checked with wg when present).
+    let printed = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public_key = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    if let Ok(mut wg) = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        std::io::Write::write_all(wg.stdin.as_mut().unwrap(), private.as_bytes()).unwrap();
+        drop(wg.stdin.take());
+        let out = wg.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), printed);
+    }
+    // Refuses to overwrite without --force.
+    let again = potato_with_stdin(
+        &r,
+        &[
+            "secrets",
+            "gen",
+            "wg1",
+            "--kind",
+            "wireguard",
+            "--host",
+            "n250",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("pass --force"));
+    for kind in ["password", "token"] {
+        potato_with_stdin(
+            &r,
+            &[
+                "secrets",
+                "gen",
+                &format!("x-{kind}"),
+                "--kind",
+                kind,
+                "--shared",
+            ],
+            "",
+            &[],
+        )
+        .ok();
+        let v = decrypt_as(
+            &r,
+            &format!("secrets/shared/x-{kind}.age"),
+            &demo("admin.agekey"),
+        )
+        .unwrap();
+        assert_eq!(v.trim().len(), if kind == "token" { 64 } else { 32 });
+    }
+}
+
+#[test]
+fn edit_with_a_scripted_editor() {
+    let r = Repo::examples();
+    let before = decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap();
+    let editor = r.path().join("editor.sh");
+    let argv_log = r.path().join("editor-argv.log");
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nls -l \"$1\" >> {}\nprintf 'NEW-VALUE\\n' > \"$1\"\n",
+            argv_log.display(),
+            argv_log.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let scratch_base = tempfile::tempdir().unwrap();
+    let env = [
+        ("EDITOR", editor.to_str().unwrap()),
+        ("XDG_RUNTIME_DIR", scratch_base.path().to_str().unwrap()),
+    ];
+    let run = potato_with_stdin(&r, &["secrets", "edit", "wg0", "--host", "n250"], "", &env);
+    run.ok();
+    assert_eq!(
+        decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap(),
+        "NEW-VALUE\n"
+    );
+    assert_eq!(
+        decrypt_as(
+            &r,
+            "secrets/n250/wg0.age",
+            &demo("ssh_host_ed25519_key.n250")
+        )
+        .unwrap(),
+        "NEW-VALUE\n"
+    );
+    let log = std::fs::read_to_string(&argv_log).unwrap();
+    assert!(
+        log.contains("-rw-------"),
+        "the scratch file is 0600: {log}"
+    );
+    assert!(
+        !log.contains(before.trim()),
+        "the value never appears in the editor's argv"
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        0,
+        "the scratch directory is removed"
+    );
+
+    // An editor that fails changes nothing.
+    std::fs::write(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n").unwrap();
+    let run = potato_with_stdin(&r, &["secrets", "edit", "wg0", "--host", "n250"], "", &env);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
+    assert_eq!(
+        decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap(),
+        "NEW-VALUE\n"
+    );
+    assert_eq!(std::fs::read_dir(scratch_base.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_new_user_of_a_secret_needs_a_rekey_and_gets_it() {
+    let r = Repo::examples();
+    // lepotato starts using the shared token (say, for a backup job).
+    potato_with_stdin(
+        &r,
+        &["secrets", "set", "backup-token", "--shared"],
+        "s3cr3t-token",
+        &[],
+    )
+    .ok();
+    r.edit(
+        "hosts/lepotato.toml",
+        "private_key = \"secret:wg0\"",
+        "private_key = \"secret:backup-token\"",
+    );
+    let loc = {
+        let (l, c) = line_col(&r.read("hosts/lepotato.toml"), "\"secret:backup-token\"");
+        format!("hosts/lepotato.toml:{l}:{c}")
+    };
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "secret `backup-token` (secrets/shared/backup-token.age) is not encrypted to lepotato",
+    );
+    assert!(
+        decrypt_as(
+            &r,
+            "secrets/shared/backup-token.age",
+            &demo("ssh_host_ed25519_key.lepotato")
+        )
+        .is_err()
+    );
+    let before_n250 = r.read("secrets/n250/wg0.age");
+    let rekey = potato_with_stdin(&r, &["secrets", "rekey"], "", &[]);
+    rekey.ok();
+    assert!(
+        rekey
+            .stdout
+            .contains("rekeyed secrets/shared/backup-token.age")
+    );
+    assert!(
+        rekey.stdout.contains("1 secret rekeyed"),
+        "only the file whose recipients changed: {}",
+        rekey.stdout
+    );
+    assert_eq!(
+        r.read("secrets/n250/wg0.age"),
+        before_n250,
+        "untouched files are not rewritten"
+    );
+    assert_eq!(
+        decrypt_as(
+            &r,
+            "secrets/shared/backup-token.age",
+            &demo("ssh_host_ed25519_key.lepotato")
+        )
+        .unwrap(),
+        "s3cr3t-token"
+    );
+    assert!(
+        decrypt_as(
+            &r,
+            "secrets/shared/backup-token.age",
+            &demo("ssh_host_ed25519_key.n250")
+        )
+        .is_err(),
+        "n250 does not use it"
+    );
+    let list = r.potato(&["secrets", "list"]);
+    list.ok();
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with("secrets/shared/backup-token.age")
+                && l.contains("lepotato")
+                && l.ends_with("ok")),
+        "{}",
+        list.stdout
+    );
+}
+
+#[test]
+fn a_host_without_a_key_cannot_be_given_secrets() {
+    let r = Repo::examples();
+    let text = r.read("secrets/recipients.toml");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("n250 = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    r.write("secrets/recipients.toml", &without);
+    let (l, c) = line_col(&r.read("hosts/n250.toml"), "\"secret:wg0\"");
+    let run = r.potato(&["check"]);
+    run.invalid_at(
+        &format!("hosts/n250.toml:{l}:{c}"),
+        "host `n250` has no SSH host key in secrets/recipients.toml",
+    );
+    assert!(run.stderr.contains("potato secrets rekey"));
+}
+
+#[test]
+fn tampered_ciphertext_is_a_clear_error() {
+    let r = Repo::examples();
+    let f = "secrets/n250/wg0.age";
+    let text = r.read(f);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bad = lines.clone();
+    let mid = lines.len() / 2;
+    let flipped: String = lines[mid].chars().rev().collect();
+    bad[mid] = &flipped;
+    r.write(f, &(bad.join("\n") + "\n"));
+    // Force a rekey of that file by adding a recipient-relevant change: a new admin.
+    let extra = age::x25519::Identity::generate().to_public().to_string();
+    let rec = r
+        .read("secrets/recipients.toml")
+        .replace("admins = [\"", &format!("admins = [\"{extra}\", \""));
+    r.write("secrets/recipients.toml", &rec);
+    let run = potato_with_stdin(&r, &["secrets", "rekey"], "", &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot decrypt secrets/n250/wg0.age")
+            || run
+                .stderr
+                .contains(&format!("cannot decrypt {}", r.path().join(f).display())),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_identity_is_a_clear_error() {
+    let r = Repo::examples();
+    let rec = r.read("secrets/recipients.toml").replace(
+        "admins = [\"",
+        "admins = [\"age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\", \"",
+    );
+    r.write("secrets/recipients.toml", &rec);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_potato"));
+    let out = cmd
+        .args(["secrets", "rekey"])
+        .current_dir(r.path())
+        .env_remove("POTATO_AGE_IDENTITY")
+        .env("HOME", r.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no identity to decrypt with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
