@@ -37,6 +37,26 @@ pub struct HostPlan {
     pub proxmox: Option<ProxmoxPlan>,
     /// Secrets this host uses, by name, with the file each resolves to.
     pub secrets: BTreeMap<String, Utf8PathBuf>,
+    /// How each used secret appears under /run/potato-secrets.
+    pub secret_files: BTreeMap<String, SecretMode>,
+}
+
+/// Owner, group and mode of a decrypted secret on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretMode {
+    pub owner: String,
+    pub group: String,
+    pub mode: String,
+}
+
+impl Default for SecretMode {
+    fn default() -> Self {
+        SecretMode {
+            owner: "root".into(),
+            group: "root".into(),
+            mode: "0400".into(),
+        }
+    }
 }
 
 /// An SSH destination: `user@host:port`.

@@ -135,6 +135,7 @@ impl<'a> HostCx<'a> {
         let containers = self.containers(memory_mib, &zones, &wireguard);
         let health = self.health();
         let proxmox = self.proxmox();
+        let secret_files = self.secret_files();
         if let (Some(d), Some(fw), Some(ssh)) = (&deploy, &firewall, &ssh) {
             self.lockout_guard(d, fw, ssh, &zones);
         }
@@ -164,6 +165,7 @@ impl<'a> HostCx<'a> {
             health,
             proxmox,
             secrets: std::mem::take(&mut self.used_secrets),
+            secret_files,
         })
     }
 
@@ -219,6 +221,77 @@ impl<'a> HostCx<'a> {
             );
             None
         }
+    }
+
+    /// `[secrets.NAME]` tables plus every other use, with owner/group/mode.
+    fn secret_files(&mut self) -> BTreeMap<String, SecretMode> {
+        let mut out = BTreeMap::new();
+        let tables: Vec<(String, Spanned<String>)> = self
+            .host
+            .raw
+            .secrets
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    Spanned::new(t.span.clone(), format!("secret:{n}")),
+                )
+            })
+            .collect();
+        for (name, as_ref) in &tables {
+            if self.secret(as_ref).is_none() {
+                continue;
+            }
+            let t = &self.host.raw.secrets[name];
+            let mut m = SecretMode::default();
+            for (field, value) in [(&mut m.owner, &t.owner), (&mut m.group, &t.group)] {
+                if let Some(v) = value {
+                    let ok = !v.is_empty()
+                        && v.len() <= 32
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+                        && !v.starts_with('-');
+                    if !ok {
+                        self.error(
+                            &v.span,
+                            format!("`{}` is not a user or group name", v.value),
+                            "use a name like \"root\" or \"grafana\"",
+                        );
+                    }
+                    *field = v.value.clone();
+                }
+            }
+            if let Some(mode) = &t.mode {
+                let ok =
+                    (3..=4).contains(&mode.len()) && mode.chars().all(|c| ('0'..='7').contains(&c));
+                if !ok {
+                    self.error(
+                        &mode.span,
+                        format!("`{}` is not an octal file mode", mode.value),
+                        "write e.g. \"0400\" or \"0440\"",
+                    );
+                } else if u32::from_str_radix(&mode.value, 8).unwrap_or(0) & 0o007 != 0 {
+                    self.error(
+                        &mode.span,
+                        format!(
+                            "mode {} lets every user on the host read the secret",
+                            mode.value
+                        ),
+                        "drop the last digit's bits, e.g. \"0440\"",
+                    );
+                }
+                m.mode = if mode.len() == 3 {
+                    format!("0{}", mode.value)
+                } else {
+                    mode.value.clone()
+                };
+            }
+            out.insert(name.clone(), m);
+        }
+        for name in self.used_secrets.keys() {
+            out.entry(name.clone()).or_default();
+        }
+        out
     }
 
     /// A secret the host uses at run time: it must exist and be encrypted to it.

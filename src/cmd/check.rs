@@ -11,7 +11,7 @@ pub fn run(g: &Global, selectors: &[String]) -> Result<(), Error> {
     let plans = super::load_plans(&root)?;
     let selected = repo::select(&plans, selectors)?;
     let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
-    let files = render::render_all(&owned)?;
+    let files = render::render_all(&owned, &root)?;
     if g.json {
         let hosts: Vec<_> = selected
             .iter()

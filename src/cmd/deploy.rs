@@ -98,7 +98,7 @@ pub fn build(
 
 /// Deploying stale modules would deploy something the host files do not say.
 fn refuse_stale_generated(root: &camino::Utf8Path, selected: &[HostPlan]) -> Result<(), Error> {
-    let files = render::render_all(selected)?;
+    let files = render::render_all(selected, root)?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
     let stale = render::check(root, &files, &names, false)?;
     if stale.changed.is_empty() {

@@ -12,7 +12,7 @@ pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Err
     let selected = repo::select(&plans, selectors)?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
     let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
-    let files = render::render_all(&owned)?;
+    let files = render::render_all(&owned, &root)?;
     let stale = render::check(&root, &files, &names, selectors.is_empty())?;
     if check_only {
         return report_check(g, &stale);

@@ -59,6 +59,25 @@ pub struct HostFile {
     /// For Proxmox VM hosts: where and how the VM is created.
     #[serde(default)]
     pub proxmox: Option<Spanned<Proxmox>>,
+    /// Secrets decrypted on the host into /run/potato-secrets/NAME, with their
+    /// owner and mode. Secrets referenced elsewhere ("secret:NAME") are included
+    /// with the defaults (root, root, 0400).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Spanned<SecretFile>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    /// Owning user (default root).
+    #[serde(default)]
+    pub owner: Option<SString>,
+    /// Owning group (default root).
+    #[serde(default)]
+    pub group: Option<SString>,
+    /// Octal mode, e.g. "0440" (default "0400").
+    #[serde(default)]
+    pub mode: Option<SString>,
 }
 
 #[derive(
