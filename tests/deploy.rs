@@ -312,7 +312,7 @@ fn host_keys_and_credentials() {
     // potato trust records it; then the deploy goes through.
     let trust = fleet.potato(&["trust", "t0", "--known-hosts", empty_arg]);
     trust.ok();
-    let expected = ssh_keygen_fingerprint(&tb.host(0).dir.join("ssh_host_ed25519_key.pub"));
+    let expected = ssh_keygen_fingerprint(&tb.host(0).dir.join("etc/ssh/ssh_host_ed25519_key.pub"));
     assert!(
         trust.stdout.contains(&expected),
         "trust shows the same fingerprint as ssh-keygen ({expected}): {}",
@@ -847,5 +847,102 @@ fn the_watchdog_ignores_a_confirmation_of_an_unfinished_activation() {
     assert_eq!(
         verdict.trim(),
         "rolled-back activation did not finish within 4s"
+    );
+}
+
+/// `potato secrets set NAME --host t0` with `value` on stdin.
+fn set_secret(fleet: &Fleet, name: &str, value: &str) {
+    let mut child = fleet
+        .command(&["secrets", "set", name, "--host", "t0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), value.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(value)
+            && !String::from_utf8_lossy(&out.stderr).contains(value)
+    );
+}
+
+#[test]
+fn secrets_reach_the_host_decrypted_and_never_a_store() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let v1 = "s3cr3t-v1-2f9c1a77e0";
+    set_secret(&fleet, "app-token", v1);
+    fleet.append_host(
+        "t0",
+        "\n[secrets.app-token]\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0440\"\n",
+    );
+    let run = fleet.potato(&["deploy", "t0", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stdout.contains(v1) && !run.stderr.contains(v1),
+        "never in potato's output"
+    );
+
+    assert_eq!(host.sh_ok("cat /run/potato-secrets/app-token"), v1);
+    assert_eq!(
+        host.sh_ok("stat -c '%U %G %a' /run/potato-secrets/app-token")
+            .trim(),
+        "nobody nogroup 440"
+    );
+    assert_eq!(host.sh_ok("stat -c '%a' /run/potato-secrets").trim(), "751");
+    // Not in the host's store, nor in the closure potato built and pushed.
+    let on_host = host.sh(&format!("grep -rl {v1} /nix/store"));
+    assert_eq!(
+        on_host.status.code(),
+        Some(1),
+        "found in the host's store: {}",
+        String::from_utf8_lossy(&on_host.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let top = v["hosts"][0]["store_path"].as_str().unwrap();
+    let closure = String::from_utf8(
+        std::process::Command::new("nix-store")
+            .args(["-qR", top])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let local = std::process::Command::new("grep")
+        .arg("-rl")
+        .arg(v1)
+        .args(closure.lines())
+        .output()
+        .unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(1),
+        "found in the local closure: {}",
+        String::from_utf8_lossy(&local.stdout)
+    );
+
+    // A new value is a new generation; rolling back restores the old value.
+    let v2 = "s3cr3t-v2-81be0c44d1";
+    set_secret(&fleet, "app-token", v2);
+    fleet.potato(&["gen"]).ok();
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(host.sh_ok("cat /run/potato-secrets/app-token"), v2);
+    fleet.potato(&["rollback", "t0"]).ok();
+    assert_eq!(host.sh_ok("cat /run/potato-secrets/app-token"), v1);
+    assert!(
+        !host.sh_ok("ls /run").contains("potato-secrets.new"),
+        "no scratch directories left behind"
     );
 }

@@ -14,6 +14,8 @@ pub struct Fleet {
     pub dir: tempfile::TempDir,
     pub identity: PathBuf,
     pub known_hosts: PathBuf,
+    /// The fleet admin's age identity (decrypts every secret).
+    pub admin_identity: PathBuf,
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -52,10 +54,25 @@ impl Fleet {
         );
         std::fs::create_dir_all(dir.path().join("hosts")).unwrap();
         std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        // An admin age identity, and every testbed host's SSH host key, as recipients.
+        use age::secrecy::ExposeSecret;
+        let admin = age::x25519::Identity::generate();
+        let admin_identity = dir.path().join("admin.agekey");
+        std::fs::write(
+            &admin_identity,
+            format!("{}\n", admin.to_string().expose_secret()),
+        )
+        .unwrap();
+        let mut recipients = format!("admins = [\"{}\"]\n\n[hosts]\n", admin.to_public());
+        for h in &tb.hosts {
+            recipients.push_str(&format!("{} = \"{}\"\n", h.name, h.public_key()));
+        }
+        std::fs::write(dir.path().join("secrets/recipients.toml"), recipients).unwrap();
         let fleet = Fleet {
             dir,
             identity: tb.client_key.clone(),
             known_hosts: tb.known_hosts.clone(),
+            admin_identity,
         };
         for h in &tb.hosts {
             fleet.write_host(&h.name, &host_file(&h.addr, &tb.client_pub, ""));

@@ -162,7 +162,7 @@ impl TestHost {
         let netns = format!("potato-t{slot}");
         let veth = format!("ptb{slot}");
         let dir = base.join(name);
-        for d in ["nix", "run/sshd", "etc"] {
+        for d in ["nix", "run/sshd", "etc/ssh"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
         let mut host = TestHost {
@@ -182,13 +182,13 @@ impl TestHost {
         ));
         run(Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(dir.join("ssh_host_ed25519_key")));
+            .arg(dir.join("etc/ssh/ssh_host_ed25519_key")));
         std::fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
         let d = dir.display();
         std::fs::write(
             dir.join("sshd_config"),
             format!(
-                "Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey {d}/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                "Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey {d}/etc/ssh/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
                  MaxStartups 100\nLogLevel ERROR\n",
                 host.addr
@@ -204,7 +204,9 @@ impl TestHost {
     pub fn spawn_sshd(&mut self, binds: &[(&Path, &str)]) {
         self.stop_sshd();
         let d = self.dir.display();
-        let mut mounts = format!("mount --bind {d}/nix /nix && mount --bind {d}/run /run");
+        let mut mounts = format!(
+            "mount --bind {d}/nix /nix && mount --bind {d}/run /run && mount --bind {d}/etc/ssh /etc/ssh"
+        );
         for (src, dst) in binds {
             mounts.push_str(&format!(" && mount --bind {} {dst}", src.display()));
         }
@@ -240,7 +242,8 @@ impl TestHost {
 
     /// "ssh-ed25519 AAAA..." of this host's sshd.
     pub fn public_key(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.join("ssh_host_ed25519_key.pub")).unwrap();
+        let text =
+            std::fs::read_to_string(self.dir.join("etc/ssh/ssh_host_ed25519_key.pub")).unwrap();
         text.split_whitespace()
             .take(2)
             .collect::<Vec<_>>()
@@ -322,7 +325,7 @@ impl TestHost {
 
     /// Replaces the host key (a reinstalled or impersonated host).
     pub fn change_host_key(&mut self) {
-        let key = self.dir.join("ssh_host_ed25519_key");
+        let key = self.dir.join("etc/ssh/ssh_host_ed25519_key");
         std::fs::remove_file(&key).unwrap();
         std::fs::remove_file(key.with_extension("pub")).unwrap();
         run(Command::new("ssh-keygen")
