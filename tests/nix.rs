@@ -323,7 +323,7 @@ fn hostile_host_data_renders_as_data() {
     r.potato(&["gen"]).ok();
     let file = r.path().join("modules/generated/n250/default.nix");
     let expr = format!(
-        "(import {} {{ lib = {{ }}; }}).users.users.root.openssh.authorizedKeys.keys",
+        "(import {} {{ lib = {{ }}; pkgs = {{ }}; }}).users.users.root.openssh.authorizedKeys.keys",
         file.display()
     );
     let v = nix_eval_json(&expr);
@@ -334,7 +334,7 @@ fn hostile_host_data_renders_as_data() {
         )
     );
     let keys = nix_eval_json(&format!(
-        "builtins.attrNames (import {} {{ lib = {{ }}; }})",
+        "builtins.attrNames (import {} {{ lib = {{ }}; pkgs = {{ }}; }})",
         file.display()
     ));
     assert!(
