@@ -390,3 +390,132 @@ fn no_identity_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn ctrl_c_during_edit_wipes_the_plaintext_and_changes_nothing() {
+    let r = Repo::examples();
+    let before = r.read("secrets/n250/wg0.age");
+    let editor = r.path().join("slow-editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'HALF-TYPED' > \"$1\"\nsleep 2\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let scratch_base = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(["secrets", "edit", "wg0", "--host", "n250"])
+        .current_dir(r.path())
+        .env("POTATO_AGE_IDENTITY", demo("admin.agekey"))
+        .env("EDITOR", &editor)
+        .env("XDG_RUNTIME_DIR", scratch_base.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(
+        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        1,
+        "the editor is running on a scratch copy"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        0,
+        "the plaintext copy is gone"
+    );
+    assert_eq!(r.read("secrets/n250/wg0.age"), before);
+}
+
+#[test]
+fn no_secret_value_in_the_argv_of_anything_potato_runs() {
+    if !common::have_tool("strace") {
+        return;
+    }
+    let r = Repo::examples();
+    let old = decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap();
+    let new_value = "brand-new-value-5d1e9f";
+    let editor = r.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        format!("#!/bin/sh\nprintf '{new_value}' > \"$1\"\n"),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&editor)
+        .status()
+        .unwrap();
+    let log = r.path().join("execve.log");
+    // edit (decrypts and re-encrypts), then a rekey (decrypts everything).
+    let extra = age::x25519::Identity::generate().to_public().to_string();
+    let rec = r
+        .read("secrets/recipients.toml")
+        .replace("admins = [\"", &format!("admins = [\"{extra}\", \""));
+    for (args, before) in [
+        (vec!["secrets", "edit", "wg0", "--host", "n250"], None),
+        (vec!["secrets", "rekey"], Some(rec.clone())),
+    ] {
+        if let Some(text) = before {
+            r.write("secrets/recipients.toml", &text);
+        }
+        let out = Command::new("strace")
+            .args(["-f", "-qq", "-e", "trace=execve", "-s", "4096", "-o"])
+            .arg(&log)
+            .arg(env!("CARGO_BIN_EXE_potato"))
+            .args(&args)
+            .current_dir(r.path())
+            .env("POTATO_AGE_IDENTITY", demo("admin.agekey"))
+            .env("EDITOR", &editor)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let traced = std::fs::read_to_string(&log).unwrap();
+        assert!(traced.contains("execve("), "strace recorded the children");
+        for value in [old.trim(), new_value] {
+            assert!(
+                !traced.contains(value),
+                "{value} appears in an argv:\n{traced}"
+            );
+            assert!(!stdout.contains(value) && !stderr.contains(value));
+        }
+    }
+    assert_eq!(
+        decrypt_as(
+            &r,
+            "secrets/n250/wg0.age",
+            &demo("ssh_host_ed25519_key.n250")
+        )
+        .unwrap(),
+        new_value
+    );
+}

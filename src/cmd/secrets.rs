@@ -277,6 +277,34 @@ impl Context {
             Vec::new()
         };
         let scratch = Scratch::new(&old)?;
+        // Ctrl-C or a TERM while the editor runs must not kill potato before the
+        // scratch file is wiped: the signals only set a flag until we are done.
+        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut hooks = Vec::new();
+        for sig in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            if let Ok(id) = signal_hook::flag::register(sig, interrupted.clone()) {
+                hooks.push(id);
+            }
+        }
+        let result = self.run_editor(g, file, &scratch, &old, &interrupted);
+        for id in hooks {
+            signal_hook::low_level::unregister(id);
+        }
+        result
+    }
+
+    fn run_editor(
+        &self,
+        g: &Global,
+        file: &Utf8Path,
+        scratch: &Scratch,
+        old: &[u8],
+        interrupted: &std::sync::atomic::AtomicBool,
+    ) -> Result<(), Error> {
         let editor = std::env::var("EDITOR")
             .or_else(|_| std::env::var("VISUAL"))
             .unwrap_or_else(|_| "vi".into());
@@ -290,6 +318,12 @@ impl Context {
             .map_err(|e| {
                 Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR")
             })?;
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::usage(
+                format!("interrupted; {file} is unchanged and the plaintext copy is wiped"),
+                "run the edit again",
+            ));
+        }
         if !status.success() {
             return Err(Error::usage(
                 format!("the editor exited with {status}; {file} is unchanged"),
