@@ -946,3 +946,31 @@ fn secrets_reach_the_host_decrypted_and_never_a_store() {
         "no scratch directories left behind"
     );
 }
+
+#[test]
+fn tampered_ciphertext_fails_the_activation_and_rolls_back() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    set_secret(&fleet, "app-token", "good-value-9a8b");
+    fleet.append_host("t0", "\n[secrets.app-token]\n");
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    // Someone flips bytes in the committed ciphertext.
+    let f = fleet.path().join("secrets/t0/app-token.age");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let mid = lines.len() / 2;
+    lines[mid] = lines[mid].chars().rev().collect();
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    fleet.potato(&["gen"]).ok();
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
+    assert!(r["t0"]["error"].as_str().unwrap().contains("activation failed"), "{}", r["t0"]);
+    assert_eq!(host.current_generation(), Some(1));
+    assert_eq!(host.sh_ok("cat /run/potato-secrets/app-token"), "good-value-9a8b", "the old value is back");
+}
