@@ -573,16 +573,10 @@ fn a_remote_answering_with_a_malicious_store_path_is_refused() {
     let fleet = Fleet::new(&tb);
     // This host's nix-store lies when asked which paths are missing.
     let evil = tb.dir.path().join("evil-nix-store");
-    std::fs::write(
+    common::write_script(
         &evil,
         "#!/bin/sh\necho '/nix/store/zr2knphxg8yyy2mkq8akf2hfknjvdiz7-x; rm -rf /'\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&evil)
-        .status()
-        .unwrap();
+    );
     tb.hosts[0].spawn_sshd(&[(evil.as_path(), "/usr/bin/nix-store")]);
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);
@@ -970,7 +964,18 @@ fn tampered_ciphertext_fails_the_activation_and_rolls_back() {
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);
     assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
-    assert!(r["t0"]["error"].as_str().unwrap().contains("activation failed"), "{}", r["t0"]);
+    assert!(
+        r["t0"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("activation failed"),
+        "{}",
+        r["t0"]
+    );
     assert_eq!(host.current_generation(), Some(1));
-    assert_eq!(host.sh_ok("cat /run/potato-secrets/app-token"), "good-value-9a8b", "the old value is back");
+    assert_eq!(
+        host.sh_ok("cat /run/potato-secrets/app-token"),
+        "good-value-9a8b",
+        "the old value is back"
+    );
 }

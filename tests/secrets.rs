@@ -177,20 +177,14 @@ fn edit_with_a_scripted_editor() {
     let before = decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap();
     let editor = r.path().join("editor.sh");
     let argv_log = r.path().join("editor-argv.log");
-    std::fs::write(
+    common::write_script(
         &editor,
         format!(
             "#!/bin/sh\necho \"$@\" >> {}\nls -l \"$1\" >> {}\nprintf 'NEW-VALUE\\n' > \"$1\"\n",
             argv_log.display(),
             argv_log.display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&editor)
-        .status()
-        .unwrap();
+    );
     let scratch_base = tempfile::tempdir().unwrap();
     let env = [
         ("EDITOR", editor.to_str().unwrap()),
@@ -227,7 +221,7 @@ fn edit_with_a_scripted_editor() {
     );
 
     // An editor that fails changes nothing.
-    std::fs::write(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n").unwrap();
+    common::write_script(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n");
     let run = potato_with_stdin(&r, &["secrets", "edit", "wg0", "--host", "n250"], "", &env);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
@@ -399,13 +393,7 @@ fn ctrl_c_during_edit_wipes_the_plaintext_and_changes_nothing() {
     std::fs::write(
         &editor,
         "#!/bin/sh\nprintf 'HALF-TYPED' > \"$1\"\nsleep 2\n",
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&editor)
-        .status()
-        .unwrap();
+    );
     let scratch_base = tempfile::tempdir().unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_potato"))
         .args(["secrets", "edit", "wg0", "--host", "n250"])
@@ -459,16 +447,10 @@ fn no_secret_value_in_the_argv_of_anything_potato_runs() {
     let old = decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap();
     let new_value = "brand-new-value-5d1e9f";
     let editor = r.path().join("editor.sh");
-    std::fs::write(
+    common::write_script(
         &editor,
         format!("#!/bin/sh\nprintf '{new_value}' > \"$1\"\n"),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&editor)
-        .status()
-        .unwrap();
+    );
     let log = r.path().join("execve.log");
     // edit (decrypts and re-encrypts), then a rekey (decrypts everything).
     let extra = age::x25519::Identity::generate().to_public().to_string();

@@ -151,6 +151,13 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// Writes an executable script (mode 0755).
+pub fn write_script(path: &Path, body: impl AsRef<str>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body.as_ref()).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// 1-based line and column of the first occurrence of `needle` in `text`.
 pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
     let at = text
