@@ -221,7 +221,7 @@ fn edit_with_a_scripted_editor() {
     );
 
     // An editor that fails changes nothing.
-    common::write_script(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n");
+    std::fs::write(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n").unwrap();
     let run = potato_with_stdin(&r, &["secrets", "edit", "wg0", "--host", "n250"], "", &env);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
@@ -390,7 +390,7 @@ fn ctrl_c_during_edit_wipes_the_plaintext_and_changes_nothing() {
     let r = Repo::examples();
     let before = r.read("secrets/n250/wg0.age");
     let editor = r.path().join("slow-editor.sh");
-    std::fs::write(
+    common::write_script(
         &editor,
         "#!/bin/sh\nprintf 'HALF-TYPED' > \"$1\"\nsleep 2\n",
     );
