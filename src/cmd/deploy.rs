@@ -27,6 +27,7 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), Error> {
         .into_iter()
         .cloned()
         .collect();
+    refuse_build_on_target(&selected)?;
     let opts = deploy_options(g, &root, args, &selected)?;
     refuse_stale_generated(&root, &selected)?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
@@ -94,6 +95,26 @@ pub fn build(
         eprintln!("hint: git add them");
     }
     Ok(nix::build_toplevels(&flake, names)?)
+}
+
+/// Building on the target is in the schema but not in the engine yet: refuse it
+/// rather than quietly building here.
+fn refuse_build_on_target(selected: &[HostPlan]) -> Result<(), Error> {
+    let on_target: Vec<&str> = selected
+        .iter()
+        .filter(|p| p.deploy.build_on == crate::inventory::schema::BuildOn::Target)
+        .map(|p| p.name.as_str())
+        .collect();
+    if on_target.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!(
+            "build_on = \"target\" is not supported yet ({})",
+            on_target.join(", ")
+        ),
+        "set build_on = \"local\" (the default) in [deploy]; potato builds here and pushes the closure",
+    ))
 }
 
 /// Deploying stale modules would deploy something the host files do not say.
