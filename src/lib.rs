@@ -2,9 +2,12 @@
 //!
 //! Data flows one way: `inventory` (host files, parsed with spans) → `resolve`
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
-//! (NixOS modules and native files under modules/generated/). `harden` holds the
-//! policy compilers (firewall). `cli` parses arguments and `cmd` runs commands;
-//! `diag` and `error` carry problems to the edge, where `main` prints them.
+//! (NixOS modules and native files under modules/generated/) → `nix` (one build
+//! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
+//! lock, push, activate, confirm or roll back, with the on-host agent).
+//! `harden` holds the policy compilers (firewall); `secrets::store` the age store.
+//! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
+//! problems and progress to the edge, where `main` prints them.
 
 pub mod catalog;
 pub mod cli;
