@@ -60,6 +60,14 @@ fn fresh_host_then_no_op_then_changed_config() {
     assert_eq!(host.current_generation(), Some(2));
 }
 
+/// Asserts that a host's result carries an error containing `text`.
+fn assert_error(r: &serde_json::Value, host: &str, text: &str) {
+    let err = r[host]["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{host} has no error: {}", r[host]));
+    assert!(err.contains(text), "{host}: expected {text:?} in:\n{err}");
+}
+
 /// Deploys t0 once (generation 1) and returns its toplevel.
 fn first_deploy(fleet: &Fleet) -> String {
     let (code, r, stderr) = fleet.deploy(&["t0"]);
@@ -271,13 +279,10 @@ fn failed_activation_without_magic_rollback_still_restores() {
     let (code, r, _) = fleet.deploy(&["t0", "--no-magic-rollback"]);
     assert_eq!(code, 1);
     assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
-    assert!(
-        r["t0"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("the host says: rolled back (activation failed (exit 4))"),
-        "{}",
-        r["t0"]
+    assert_error(
+        &r,
+        "t0",
+        "the host says: rolled back (activation failed (exit 4))",
     );
     assert_eq!(tb.host(0).current_system(), top1);
 }
@@ -463,14 +468,7 @@ fn six_hosts_in_parallel_one_failing() {
     }
     // t3 had no earlier generation to return to: the host says so, and the failed
     // system was never made the running one.
-    assert!(
-        r["t3"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("no earlier generation"),
-        "{}",
-        r["t3"]
-    );
+    assert_error(&r, "t3", "no earlier generation");
     assert_eq!(tb.host(3).current_system(), "");
     // The human summary says which host did what.
     let human = fleet.potato(&["deploy", "@testbed"]);
@@ -596,14 +594,7 @@ fn a_remote_answering_with_a_malicious_store_path_is_refused() {
     .unwrap();
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);
-    assert!(
-        r["t0"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("named a store path potato did not ask about"),
-        "{}",
-        r["t0"]
-    );
+    assert_error(&r, "t0", "named a store path potato did not ask about");
 }
 
 #[test]
@@ -706,14 +697,7 @@ fn proxy_jump_and_host_aliases_from_ssh_config() {
     // The final hop's key is checked too: without its known_hosts line, refused.
     let (code, r, _) = fleet.deploy(&["t0", "--force", "--ssh-config", config.to_str().unwrap()]);
     assert_eq!(code, 1);
-    assert!(
-        r["t0"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown host key for 127.0.0.1"),
-        "{}",
-        r["t0"]
-    );
+    assert_error(&r, "t0", "unknown host key for 127.0.0.1");
 }
 
 #[test]
@@ -964,14 +948,7 @@ fn tampered_ciphertext_fails_the_activation_and_rolls_back() {
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);
     assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
-    assert!(
-        r["t0"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("activation failed"),
-        "{}",
-        r["t0"]
-    );
+    assert_error(&r, "t0", "activation failed");
     assert_eq!(host.current_generation(), Some(1));
     assert_eq!(
         host.sh_ok("cat /run/potato-secrets/app-token"),
