@@ -59,7 +59,21 @@ struct Bench<'a> {
     sshopts: String,
 }
 
-impl Bench<'_> {
+impl<'a> Bench<'a> {
+    fn new(tb: &'a Testbed, fleet: &'a Fleet) -> Bench<'a> {
+        let sshopts = format!(
+            "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+            fleet.identity.display(),
+            fleet.known_hosts.display()
+        );
+        Bench {
+            tb,
+            fleet,
+            runs: env_or("POTATO_BENCH_RUNS", 3) as usize,
+            sshopts,
+        }
+    }
+
     /// Builds the payload, returns (t0's toplevel, closure MB).
     fn payload(&self, count: u64, size: u64, real: bool) -> (String, f64) {
         self.fleet.steer(&format!(
@@ -230,17 +244,7 @@ fn push_benchmarks() {
     let size = env_or("POTATO_BENCH_BYTES", 500_000);
     let tb = Testbed::new(6);
     let fleet = Fleet::new(&tb);
-    let sshopts = format!(
-        "-i {} -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
-        fleet.identity.display(),
-        fleet.known_hosts.display()
-    );
-    let b = Bench {
-        tb: &tb,
-        fleet: &fleet,
-        runs: env_or("POTATO_BENCH_RUNS", 3) as usize,
-        sshopts,
-    };
+    let b = Bench::new(&tb, &fleet);
 
     let (top, mb) = b.payload(count, size, false);
     b.compare("loopback, random data", &top, mb, true);
@@ -300,17 +304,7 @@ fn probe_push() {
     }
     let tb = Testbed::new(1);
     let fleet = Fleet::new(&tb);
-    let sshopts = format!(
-        "-i {} -o UserKnownHostsFile={}",
-        fleet.identity.display(),
-        fleet.known_hosts.display()
-    );
-    let b = Bench {
-        tb: &tb,
-        fleet: &fleet,
-        runs: env_or("POTATO_BENCH_RUNS", 3) as usize,
-        sshopts,
-    };
+    let b = Bench::new(&tb, &fleet);
     let (top, mb) = b.payload(
         env_or("POTATO_BENCH_PATHS", 300),
         env_or("POTATO_BENCH_BYTES", 500_000),
