@@ -140,6 +140,14 @@ pub struct WgInterface {
     pub peers: Vec<WgPeer>,
 }
 
+impl WgInterface {
+    /// A hub (it listens and has several peers) forwards between them: its
+    /// spokes route the whole tunnel subnet through it.
+    pub fn routes_between_peers(&self) -> bool {
+        self.listen_port.is_some() && self.peers.len() > 1
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WgPeer {
     /// A potato host name, or an external peer's name.

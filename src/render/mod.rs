@@ -279,7 +279,20 @@ fn firewall_body(plan: &HostPlan) -> String {
     );
     udp.sort();
     udp.dedup();
-    firewall::compile(&plan.firewall.rules, &plan.firewall.policies, &udp)
+    let open = firewall::Openings {
+        udp,
+        containers: plan
+            .containers
+            .as_ref()
+            .is_some_and(|c| !c.services.is_empty()),
+        hub_ifaces: plan
+            .wireguard
+            .iter()
+            .filter(|w| w.routes_between_peers())
+            .map(|w| w.name.clone())
+            .collect(),
+    };
+    firewall::compile(&plan.firewall.rules, &plan.firewall.policies, &open)
 }
 
 /// What the deploy engine needs that NixOS does not: target, mode, rollback

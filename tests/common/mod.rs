@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod lab;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
