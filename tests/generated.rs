@@ -94,6 +94,45 @@ fn pve_gateway_is_the_hub() {
 }
 
 #[test]
+fn adding_a_spoke_is_one_line_in_its_host_file() {
+    let r = Repo::examples();
+    r.edit("hosts/lepotato.toml", "peers = [\"pve-gateway\"]\n", "");
+    r.potato(&["gen"]).ok();
+    let hub = r.read("modules/generated/pve-gateway/wg0.conf");
+    assert!(!hub.contains("# lepotato"), "{hub}");
+    assert!(
+        !r.read("modules/generated/lepotato/wg0.conf")
+            .contains("[Peer]")
+    );
+
+    r.edit(
+        "hosts/lepotato.toml",
+        "[wireguard.wg0]\n",
+        "[wireguard.wg0]\npeers = [\"pve-gateway\"]\n",
+    );
+    r.potato(&["gen"]).ok();
+    let hub = r.read("modules/generated/pve-gateway/wg0.conf");
+    let key = host_value("lepotato", "public_key");
+    assert!(
+        hub.contains(&format!(
+            "[Peer]\n# lepotato\nPublicKey = {key}\nAllowedIPs = 10.99.0.11/32\n"
+        )),
+        "{hub}"
+    );
+    let spoke = r.read("modules/generated/lepotato/wg0.conf");
+    let hub_key = host_value("pve-gateway", "public_key");
+    assert!(
+        spoke.contains(&format!("# pve-gateway\nPublicKey = {hub_key}\nAllowedIPs = 10.99.0.0/24\nEndpoint = gw.example.net:51820\nPersistentKeepalive = 25\n")),
+        "{spoke}"
+    );
+    // The hub's firewall forwards between its (now three) spokes.
+    assert!(
+        r.read("modules/generated/pve-gateway/firewall.nft")
+            .contains("iifname \"wg0\" oifname \"wg0\" accept")
+    );
+}
+
+#[test]
 fn firewall_follows_rule_order() {
     let fw = generated("n250", "firewall.nft");
     let pos = |s: &str| fw.find(s).unwrap_or_else(|| panic!("missing {s}\n{fw}"));

@@ -203,6 +203,19 @@ fn overlapping_wireguard_subnets_on_one_host() {
 }
 
 #[test]
+fn an_external_peer_overlapping_a_spoke() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/pve-gateway.toml",
+        "public_key = \"0Gk+66mB1qhscX7QPp3ZItQ+xQLBBUVx6rs7xLyFoW4=\"\n",
+        "public_key = \"0Gk+66mB1qhscX7QPp3ZItQ+xQLBBUVx6rs7xLyFoW4=\"\n\n[[wireguard.wg0.external_peers]]\nname = \"phone\"\npublic_key = \"KAvvvZodlOnkhEvElyx3PJdozphdyEKIXCVG2XLO5D8=\"\nallowed_ips = [\"10.99.0.8/29\"]\n",
+    );
+    let loc = at(&r, "hosts/pve-gateway.toml", "[wireguard.wg0]");
+    r.potato(&["check"])
+        .invalid_at(&loc, "wg0: AllowedIPs of peers `phone` and `n250` overlap");
+}
+
+#[test]
 fn one_wireguard_address_on_two_hosts() {
     let r = Repo::examples();
     r.edit(

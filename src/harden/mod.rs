@@ -1,4 +1,5 @@
-//! Host hardening compiled from the host file: the UFW-style firewall today;
-//! WireGuard, fail2ban and the SSH/kernel baseline join it here.
+//! Host hardening compiled from the host file: the UFW-style firewall, the
+//! native WireGuard configs, fail2ban, and the SSH/kernel baseline.
 
 pub mod firewall;
+pub mod wireguard;

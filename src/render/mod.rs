@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tera::{Context, Kwargs, State, Tera};
 
 use crate::error::Error;
-use crate::harden::firewall;
+use crate::harden::{firewall, wireguard};
 use crate::plan::{HealthCheck, HostPlan};
 use crate::secrets;
 use crate::units::format_mib;
@@ -73,6 +73,12 @@ impl Renderer {
                 content: deploy_json(plan),
             },
         ];
+        for w in &plan.wireguard {
+            files.push(GeneratedFile {
+                path: dir.join(format!("{}.conf", w.name)),
+                content: wireguard::native_config(plan.file.as_str(), w),
+            });
+        }
         if plan
             .fail2ban
             .as_ref()

@@ -104,14 +104,20 @@ fn sh_ok(script: &str) -> String {
 }
 
 impl Lab {
+    /// A lab whose host has all of HOST_ADDRS.
     pub fn new() -> Lab {
+        Lab::with_addrs(HOST_ADDRS)
+    }
+
+    /// A lab whose host has only these addresses on its bridge.
+    pub fn with_addrs(addrs: &[&str]) -> Lab {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let host = format!("plab{}-{n}", std::process::id());
         let mut script = format!(
             "ip netns add {host} && ip -n {host} link set lo up \
              && ip -n {host} link add br0 type bridge && ip -n {host} link set br0 up"
         );
-        for a in HOST_ADDRS {
+        for a in addrs {
             script.push_str(&format!(" && ip -n {host} addr add {a} dev br0 nodad"));
         }
         let lab = Lab {
@@ -225,6 +231,8 @@ impl Drop for Lab {
             let _ = t.join();
         }
         for ns in self.clients.iter().chain(std::iter::once(&self.host)) {
+            // Daemons a test started inside (wireguard-go, fail2ban): ours, by pid.
+            let _ = sh(&format!("ip netns pids {ns} | xargs -r kill"));
             let _ = sh(&format!("ip netns del {ns}"));
         }
     }
