@@ -111,7 +111,11 @@ pub struct SshPlan {
 pub struct Fail2banPlan {
     pub jails: Vec<String>,
     pub bantime_secs: u64,
+    pub findtime_secs: u64,
     pub maxretry: u32,
+    /// Ban time grows for repeat offenders, up to `maxtime_secs`.
+    pub increment: bool,
+    pub maxtime_secs: u64,
     pub ignore: Vec<IpNet>,
 }
 

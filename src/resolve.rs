@@ -592,10 +592,22 @@ impl<'a> HostCx<'a> {
                 ),
             }
         }
-        let bantime_secs = match &f.bantime {
+        let mut secs = |v: &Option<Spanned<String>>, default: u64| match v {
             Some(b) => self.duration(b).unwrap_or(0),
-            None => 3600,
+            None => default,
         };
+        let bantime_secs = secs(&f.bantime, 3600);
+        let findtime_secs = secs(&f.findtime, 600);
+        let maxtime_secs = secs(&f.maxtime, 7 * 24 * 3600);
+        if let Some(m) = &f.maxtime
+            && maxtime_secs < bantime_secs
+        {
+            self.error(
+                &m.span,
+                "maxtime is shorter than bantime",
+                "maxtime caps the growing ban time: make it at least bantime",
+            );
+        }
         let maxretry = match &f.maxretry {
             Some(m) if (1..=100).contains(&m.value) => m.value as u32,
             Some(m) => {
@@ -609,22 +621,45 @@ impl<'a> HostCx<'a> {
             None => 5,
         };
         let mut ignore = Vec::new();
-        for i in &f.ignore {
-            let lookup = |z: &str| zones.get(z).cloned();
-            match firewall::parse_source(&i.value, &lookup) {
-                Ok(Source::Nets { nets, .. }) => ignore.extend(nets),
-                Ok(Source::Any) => self.error(
-                    &i.span,
-                    "ignoring \"any\" would disable fail2ban",
-                    "list the zones or CIDRs never to ban",
-                ),
-                Err((m, h)) => self.error(&i.span, m, h),
+        match &f.ignore {
+            Some(list) => {
+                for i in list {
+                    let lookup = |z: &str| zones.get(z).cloned();
+                    match firewall::parse_source(&i.value, &lookup) {
+                        Ok(Source::Nets { nets, .. }) => ignore.extend(nets),
+                        Ok(Source::Any) => self.error(
+                            &i.span,
+                            "ignoring \"any\" would disable fail2ban",
+                            "list the zones or CIDRs never to ban",
+                        ),
+                        Err((m, h)) => self.error(&i.span, m, h),
+                    }
+                }
+            }
+            None => {
+                for z in ["lan", "wg"] {
+                    ignore.extend(zones.get(z).into_iter().flatten().cloned());
+                }
+                for w in self.host.raw.wireguard.values() {
+                    if let Ok(a) = w.address.value.parse::<IpNet>() {
+                        ignore.push(a.trunc());
+                    }
+                }
             }
         }
+        let mut seen = Vec::new();
+        ignore.retain(|n| {
+            let new = !seen.contains(n);
+            seen.push(*n);
+            new
+        });
         Some(Fail2banPlan {
             jails,
             bantime_secs,
+            findtime_secs,
             maxretry,
+            increment: f.increment.as_ref().map(|i| i.value).unwrap_or(true),
+            maxtime_secs,
             ignore,
         })
     }

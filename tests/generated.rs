@@ -133,6 +133,21 @@ fn adding_a_spoke_is_one_line_in_its_host_file() {
 }
 
 #[test]
+fn fail2ban_ignores_lan_and_wireguard_by_default() {
+    let r = Repo::examples();
+    r.edit("hosts/lepotato.toml", "ignore = [\"lan\", \"wg\"]\n", "");
+    r.potato(&["gen", "lepotato"]).ok();
+    let jails = r.read("modules/generated/lepotato/fail2ban-jails.local");
+    // The lan and wg zones; the WireGuard subnet of [wireguard.wg0] equals the wg zone.
+    assert!(
+        jails.contains("ignoreip = 127.0.0.1/8 ::1 192.168.178.0/24 10.99.0.0/24\n"),
+        "{jails}"
+    );
+    assert!(jails.contains("bantime = 3600\n") && jails.contains("maxretry = 5\n"));
+    assert!(jails.contains("bantime.increment = true\n"));
+}
+
+#[test]
 fn firewall_follows_rule_order() {
     let fw = generated("n250", "firewall.nft");
     let pos = |s: &str| fw.find(s).unwrap_or_else(|| panic!("missing {s}\n{fw}"));

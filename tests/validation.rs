@@ -203,6 +203,19 @@ fn overlapping_wireguard_subnets_on_one_host() {
 }
 
 #[test]
+fn fail2ban_maxtime_shorter_than_bantime() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "bantime = \"1h\"\n",
+        "bantime = \"1h\"\nmaxtime = \"30m\"\n",
+    );
+    let loc = at(&r, "hosts/n250.toml", "\"30m\"");
+    r.potato(&["check"])
+        .invalid_at(&loc, "maxtime is shorter than bantime");
+}
+
+#[test]
 fn an_external_peer_overlapping_a_spoke() {
     let r = Repo::examples();
     r.edit(

@@ -227,15 +227,25 @@ pub struct Fail2ban {
     /// Jails to enable: "sshd", "traefik-auth".
     #[serde(default)]
     pub jails: Vec<SString>,
-    /// Ban duration, e.g. "1h".
+    /// First ban's duration, e.g. "1h" (default "1h").
     #[serde(default)]
     pub bantime: Option<SString>,
-    /// Failures before a ban.
+    /// Window in which maxretry failures cause a ban (default "10m").
+    #[serde(default)]
+    pub findtime: Option<SString>,
+    /// Failures within findtime before a ban (default 5).
     #[serde(default)]
     pub maxretry: Option<Spanned<i64>>,
-    /// Zones or CIDRs never banned.
+    /// Repeat offenders are banned longer: each ban doubles, up to maxtime (default true).
     #[serde(default)]
-    pub ignore: Vec<SString>,
+    pub increment: Option<Spanned<bool>>,
+    /// Longest ban when increment is on (default "1w").
+    #[serde(default)]
+    pub maxtime: Option<SString>,
+    /// Zones or CIDRs never banned (default: the zones "lan" and "wg" where
+    /// defined, and this host's WireGuard subnets). Loopback is always ignored.
+    #[serde(default)]
+    pub ignore: Option<Vec<SString>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tera::{Context, Kwargs, State, Tera};
 
 use crate::error::Error;
-use crate::harden::{firewall, wireguard};
+use crate::harden::{fail2ban, firewall, wireguard};
 use crate::plan::{HealthCheck, HostPlan};
 use crate::secrets;
 use crate::units::format_mib;
@@ -23,7 +23,6 @@ use crate::units::format_mib;
 pub const GENERATED_DIR: &str = "modules/generated";
 
 const DEFAULT_NIX: &str = include_str!("templates/default.nix.tera");
-const TRAEFIK_AUTH_FILTER: &str = include_str!("templates/potato-traefik-auth.conf");
 
 /// One generated file: repository-relative path and exact content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +78,21 @@ impl Renderer {
                 content: wireguard::native_config(plan.file.as_str(), w),
             });
         }
-        if plan
-            .fail2ban
-            .as_ref()
-            .is_some_and(|f| f.jails.iter().any(|j| j == "traefik-auth"))
-        {
+        if let Some(f) = &plan.fail2ban {
             files.push(GeneratedFile {
-                path: dir.join("potato-traefik-auth.conf"),
-                content: TRAEFIK_AUTH_FILTER.to_string(),
+                path: dir.join("fail2ban-jails.local"),
+                content: fail2ban::jails(plan.file.as_str(), f, plan.ssh.port),
             });
+            files.push(GeneratedFile {
+                path: dir.join(format!("{}.conf", fail2ban::ACTION)),
+                content: fail2ban::ACTION_CONF.to_string(),
+            });
+            if f.jails.iter().any(|j| j == "traefik-auth") {
+                files.push(GeneratedFile {
+                    path: dir.join(format!("{}.conf", fail2ban::TRAEFIK_FILTER)),
+                    content: fail2ban::TRAEFIK_FILTER_CONF.to_string(),
+                });
+            }
         }
         Ok(files)
     }
@@ -198,34 +203,11 @@ fn host_context(plan: &HostPlan) -> Value {
         })
         .collect();
     let fail2ban = plan.fail2ban.as_ref().map(|f| {
-        let mut jails = Map::new();
-        for j in &f.jails {
-            let jail = match j.as_str() {
-                "sshd" => json!({ "settings": { "mode": "aggressive", "port": plan.ssh.port.to_string() } }),
-                _ => json!({ "settings": {
-                    "filter": "potato-traefik-auth",
-                    "backend": "auto",
-                    "logpath": "/var/log/traefik/access.log",
-                    "port": "http,https",
-                } }),
-            };
-            jails.insert(j.clone(), jail);
-        }
         json!({
-            "enable": true,
-            "bantime": format!("{}s", f.bantime_secs),
-            "maxretry": f.maxretry,
-            "ignoreIP": f.ignore.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            "jails": jails,
+            "action": fail2ban::ACTION,
+            "filter": f.jails.iter().any(|j| j == "traefik-auth").then_some(fail2ban::TRAEFIK_FILTER),
         })
     });
-    let fail2ban_filters: Vec<&str> = plan
-        .fail2ban
-        .iter()
-        .flat_map(|f| f.jails.iter())
-        .filter(|j| *j == "traefik-auth")
-        .map(|_| "potato-traefik-auth")
-        .collect();
     let containers = plan.containers.as_ref().map(|c| {
         let backend = match c.backend {
             crate::inventory::schema::Backend::Podman => "podman",
@@ -267,7 +249,6 @@ fn host_context(plan: &HostPlan) -> Value {
         "wireguard": if wireguard.is_empty() { Value::Null } else { Value::Object(wireguard) },
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
-        "fail2ban_filters": fail2ban_filters,
         "containers": containers,
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),

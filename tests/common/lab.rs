@@ -280,6 +280,19 @@ pub fn tcp(ns: &str, addr: &str, port: u16) -> Probe {
     })
 }
 
+/// Whether a TCP connection from `ns` is established at all (for daemons that
+/// speak first with their own greeting, like sshd).
+pub fn tcp_connect(ns: &str, addr: &str, port: u16) -> Probe {
+    let target = SocketAddr::new(addr.parse::<IpAddr>().expect("address"), port);
+    in_netns(ns, move || {
+        match TcpStream::connect_timeout(&target, PROBE_TIMEOUT) {
+            Ok(_) => Probe::Open,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
+            Err(_) => Probe::Dropped,
+        }
+    })
+}
+
 /// A UDP datagram from namespace `ns` to `addr:port`, waiting for the echo.
 pub fn udp(ns: &str, addr: &str, port: u16) -> Probe {
     let target = SocketAddr::new(addr.parse::<IpAddr>().expect("address"), port);

@@ -61,20 +61,13 @@
     };
   };
 
-  services.fail2ban = {
-    bantime = "3600s";
-    enable = true;
-    ignoreIP = [ "192.168.178.0/24" "10.99.0.0/24" ];
-    jails = {
-      sshd = {
-        settings = {
-          mode = "aggressive";
-          port = "22";
-        };
-      };
-    };
-    maxretry = 5;
-  };
+  # fail2ban: the daemon from NixOS; jails, ban action and filters are potato's
+  # native files (jail.d/*.local is read last, so its settings win). Bans live
+  # in fail2ban's own nftables table and drop the source at input and forward.
+  services.fail2ban.enable = true;
+  environment.etc."fail2ban/jail.d/potato.local".source = ./fail2ban-jails.local;
+  environment.etc."fail2ban/action.d/potato-nftables.conf".source = ./potato-nftables.conf;
+  systemd.services.fail2ban.restartTriggers = [ ./fail2ban-jails.local ./potato-nftables.conf ];
 
   # Containers from the catalog (1.3 GiB of memory limits).
   virtualisation.oci-containers = {
