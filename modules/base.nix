@@ -14,19 +14,14 @@
   };
 
   # Users are declared, never edited on the host. root logs in by key only
-  # (the keys come from the host file's [ssh] authorized_keys).
+  # (the keys come from the host file's [ssh] authorized_keys; the sshd
+  # settings are the generated baseline in modules/generated/<host>).
   users.mutableUsers = false;
   users.users.root.hashedPassword = "!";
 
   services.openssh = {
     enable = true;
     openFirewall = false; # potato's own firewall decides who reaches SSH
-    settings = {
-      PasswordAuthentication = false;
-      KbdInteractiveAuthentication = false;
-      PermitRootLogin = "prohibit-password";
-      X11Forwarding = false;
-    };
   };
 
   # Bounded logs: small disks (the Le Potato's SD card) must not fill up.

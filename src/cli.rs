@@ -69,6 +69,17 @@ pub enum Command {
         /// Host name.
         host: String,
     },
+    /// Check the SSH and kernel baseline: each rule, pass or fail, on the
+    /// generated files (what a deploy installs) and with --live on the running host.
+    Audit {
+        /// Host name.
+        host: String,
+        /// Also read the running host's effective values over SSH (`sshd -T`, sysctl).
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Build system closures with Nix (one invocation for all hosts).
     Build {
         #[command(flatten)]
@@ -302,6 +313,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Check(h) => cmd::check::run(g, &h.hosts),
         Command::Gen { hosts, check } => cmd::generate::run(g, &hosts.hosts, check),
         Command::Plan { host } => cmd::plan::run(g, &host),
+        Command::Audit { host, live, conn } => cmd::audit::run(g, &host, live, &conn),
         Command::Catalog => cmd::catalog::run(g),
         Command::Schema => cmd::schema::run(),
         Command::Completions { shell } => {

@@ -38,6 +38,8 @@ pub enum Error {
     Host { host: String, message: String },
     #[error("{failed} of {total} host{} did not end deployed or up to date", if *.total == 1 { "" } else { "s" })]
     HostsFailed { failed: usize, total: usize },
+    #[error("{host}: {failed} baseline check{} failed", if *.failed == 1 { "" } else { "s" })]
+    AuditFailed { host: String, failed: usize },
 }
 
 impl Error {
@@ -69,6 +71,9 @@ impl Error {
                 Some("run potato inside your fleet repository, or pass --repo DIR".into())
             }
             Error::Stale { .. } => Some("run `potato gen` and commit the result".into()),
+            Error::AuditFailed { .. } => Some(
+                "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
+            ),
             Error::NotImplemented(_) => {
                 Some("this command arrives in a later release; see README.md".into())
             }

@@ -19,8 +19,8 @@ fn main() {
 
 /// Errors go to stderr for humans; with --json, one object on stdout.
 fn print_error(e: &Error, json: bool) {
-    if json && matches!(e, Error::HostsFailed { .. }) {
-        return; // the per-host results document already says ok: false
+    if json && matches!(e, Error::HostsFailed { .. } | Error::AuditFailed { .. }) {
+        return; // the results document already says ok: false
     }
     if json {
         let diagnostics = match e {

@@ -105,6 +105,10 @@ pub struct FirewallPlan {
 pub struct SshPlan {
     pub port: u16,
     pub authorized_keys: Vec<String>,
+    pub allow_tcp_forwarding: bool,
+    pub allow_agent_forwarding: bool,
+    pub max_auth_tries: u32,
+    pub login_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

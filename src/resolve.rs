@@ -530,9 +530,29 @@ impl<'a> HostCx<'a> {
                 "add [ssh] authorized_keys = [\"ssh-ed25519 AAAA... you@laptop\"]",
             );
         }
+        let max_auth_tries = match &s.max_auth_tries {
+            Some(m) if (1..=6).contains(&m.value) => m.value as u32,
+            Some(m) => {
+                self.error(
+                    &m.span,
+                    format!("max_auth_tries {} is out of range", m.value),
+                    "use 1 to 6 (each key the client offers is one try)",
+                );
+                3
+            }
+            None => 3,
+        };
+        let login_grace_secs = match &s.login_grace_time {
+            Some(t) => self.duration(t).unwrap_or(30),
+            None => 30,
+        };
         Some(SshPlan {
             port,
             authorized_keys: keys,
+            allow_tcp_forwarding: s.allow_tcp_forwarding.unwrap_or(false),
+            allow_agent_forwarding: s.allow_agent_forwarding.unwrap_or(false),
+            max_auth_tries,
+            login_grace_secs,
         })
     }
 

@@ -15,7 +15,7 @@ use crate::plan::{HostPlan, Target};
 use crate::repo;
 use crate::ssh::{self, Session};
 
-fn one_host(
+pub(super) fn one_host(
     g: &Global,
     name: &str,
     conn: &Connection,
@@ -27,7 +27,7 @@ fn one_host(
     Ok((root, plan, target))
 }
 
-fn connect(
+pub(super) fn connect(
     root: &camino::Utf8Path,
     g: &Global,
     host: &str,

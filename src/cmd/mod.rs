@@ -1,6 +1,7 @@
 //! One module per command. Each takes the global flags and its arguments, does
 //! its work through the library modules, and prints its own result.
 
+pub mod audit;
 pub mod catalog;
 pub mod check;
 pub mod deploy;

@@ -219,6 +219,18 @@ pub struct Ssh {
     /// Public keys allowed to log in as the deploy user.
     #[serde(default)]
     pub authorized_keys: Vec<SString>,
+    /// Allow TCP forwarding (needed on a host others use as ProxyJump; default false).
+    #[serde(default)]
+    pub allow_tcp_forwarding: Option<bool>,
+    /// Allow agent forwarding (default false).
+    #[serde(default)]
+    pub allow_agent_forwarding: Option<bool>,
+    /// Authentication attempts per connection (1-6, default 3).
+    #[serde(default)]
+    pub max_auth_tries: Option<Spanned<i64>>,
+    /// Time to log in before the connection is dropped (default "30s").
+    #[serde(default)]
+    pub login_grace_time: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use tera::{Context, Kwargs, State, Tera};
 
 use crate::error::Error;
+use crate::harden::baseline::{self, Daemon};
 use crate::harden::{fail2ban, firewall, wireguard};
 use crate::plan::{HealthCheck, HostPlan};
 use crate::secrets;
@@ -72,6 +73,13 @@ impl Renderer {
                 content: deploy_json(plan),
             },
         ];
+        let items = baseline::items(plan);
+        for daemon in [Daemon::Sshd, Daemon::Sysctl] {
+            files.push(GeneratedFile {
+                path: dir.join(daemon.file()),
+                content: baseline::native(plan.file.as_str(), &items, daemon),
+            });
+        }
         for w in &plan.wireguard {
             files.push(GeneratedFile {
                 path: dir.join(format!("{}.conf", w.name)),
@@ -238,6 +246,7 @@ fn host_context(plan: &HostPlan) -> Value {
         json!({ "backend": backend, "containers": services })
     });
     json!({
+        "sshd_settings": sshd_settings(plan),
         "file": plan.file.as_str(),
         "name": plan.name,
         "hardware": plan.hardware.as_str(),
@@ -253,6 +262,36 @@ fn host_context(plan: &HostPlan) -> Value {
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     })
+}
+
+/// The SSH baseline as NixOS `services.openssh.settings`: the same keys and
+/// values as the native `sshd_config`, typed the way the NixOS options want
+/// (booleans where NixOS declares them, lists for algorithms, "Macs" spelt
+/// NixOS's way, numbers as numbers).
+fn sshd_settings(plan: &HostPlan) -> Value {
+    const BOOLEANS: &[&str] = &[
+        "PasswordAuthentication",
+        "KbdInteractiveAuthentication",
+        "X11Forwarding",
+    ];
+    let mut o = Map::new();
+    for i in baseline::items(plan)
+        .into_iter()
+        .filter(|i| i.daemon == Daemon::Sshd)
+    {
+        let key = if i.key == "MACs" { "Macs" } else { i.key };
+        let v = if BOOLEANS.contains(&i.key) {
+            json!(i.value == "yes")
+        } else if matches!(i.key, "KexAlgorithms" | "Ciphers" | "MACs") {
+            json!(i.value.split(',').collect::<Vec<_>>())
+        } else if let Ok(n) = i.value.parse::<u64>() {
+            json!(n)
+        } else {
+            json!(i.value)
+        };
+        o.insert(key.to_string(), v);
+    }
+    Value::Object(o)
 }
 
 /// The body of `table inet potato { ... }` (NixOS's nftables module adds the

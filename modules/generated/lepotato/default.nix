@@ -7,11 +7,50 @@
   time.timeZone = "Europe/Berlin";
   system.stateVersion = "25.11";
 
-  # SSH: keys only (the rest of the baseline is in modules/base.nix).
+  # SSH: keys only. The baseline below carries the same settings as
+  # ./sshd_config, which the tests load into a real sshd; `potato audit` checks both.
   services.openssh.ports = [ 22 ];
   users.users.root.openssh.authorizedKeys.keys = [
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMKXN34D/ABvhBlQFj51Wy7ZJqBlCRibyccvWok77/Qp admin@laptop"
   ];
+  services.openssh.settings = {
+    AllowAgentForwarding = "no";
+    AllowTcpForwarding = "no";
+    AuthenticationMethods = "publickey";
+    Ciphers = [
+      "chacha20-poly1305@openssh.com"
+      "aes256-gcm@openssh.com"
+      "aes128-gcm@openssh.com"
+      "aes256-ctr"
+      "aes192-ctr"
+      "aes128-ctr"
+    ];
+    ClientAliveCountMax = 2;
+    ClientAliveInterval = 300;
+    KbdInteractiveAuthentication = false;
+    KexAlgorithms = [
+      "sntrup761x25519-sha512@openssh.com"
+      "curve25519-sha256"
+      "curve25519-sha256@libssh.org"
+    ];
+    LogLevel = "VERBOSE";
+    LoginGraceTime = 30;
+    Macs = [
+      "hmac-sha2-512-etm@openssh.com"
+      "hmac-sha2-256-etm@openssh.com"
+      "umac-128-etm@openssh.com"
+    ];
+    MaxAuthTries = 3;
+    PasswordAuthentication = false;
+    PermitEmptyPasswords = "no";
+    PermitRootLogin = "prohibit-password";
+    PermitTunnel = "no";
+    X11Forwarding = false;
+  };
+
+  # Kernel baseline: read by systemd-sysctl after NixOS's own 60-nixos.conf.
+  environment.etc."sysctl.d/90-potato.conf".source = ./sysctl.conf;
+  systemd.services.systemd-sysctl.restartTriggers = [ ./sysctl.conf ];
 
   # Firewall: potato's own nftables table compiled from [firewall] (UFW semantics).
   # NixOS's firewall is off so there is one source of truth; the deletions of
