@@ -660,7 +660,9 @@ fn proxy_jump_and_host_aliases_from_ssh_config() {
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(1);
+    let mut tb = Testbed::new(1);
+    // The baseline turns TCP forwarding off; a jump host needs it.
+    tb.hosts[0].allow_tcp_forwarding();
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     // The host is reached at 127.0.0.1 *inside its own namespace*, through

@@ -128,6 +128,7 @@ impl Fleet {
             "status",
             "exec",
             "trust",
+            "audit",
         ]
         .contains(&first)
         {

@@ -184,19 +184,35 @@ impl TestHost {
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(dir.join("etc/ssh/ssh_host_ed25519_key")));
         std::fs::write(dir.join("authorized_keys"), format!("{client_pub}\n")).unwrap();
-        let d = dir.display();
+        host.write_sshd_config("");
+        host.spawn_sshd(&[]);
+        host
+    }
+
+    /// Writes the host's /etc/ssh/sshd_config: `first` (lines that must win),
+    /// then the example fleet's generated SSH baseline (sshd takes the first
+    /// value of each keyword), then what the testbed itself needs. So every test
+    /// that reaches a testbed host does so through the hardened sshd.
+    pub fn write_sshd_config(&self, first: &str) {
+        let d = self.dir.display();
+        let baseline = super::source_root().join("modules/generated/n250/sshd_config");
         std::fs::write(
-            dir.join("sshd_config"),
+            self.dir.join("etc/ssh/sshd_config"),
             format!(
-                "Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey {d}/etc/ssh/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-                 MaxStartups 100\nLogLevel ERROR\n",
-                host.addr
+                "{first}Include {}\n\
+                 Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey /etc/ssh/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 UsePAM no\nStrictModes no\nMaxStartups 100\n",
+                baseline.display(),
+                self.addr
             ),
         )
         .unwrap();
-        host.spawn_sshd(&[]);
-        host
+    }
+
+    /// Lets this host forward TCP (a ProxyJump hop), overriding the baseline.
+    pub fn allow_tcp_forwarding(&mut self) {
+        self.write_sshd_config("AllowTcpForwarding yes\n");
+        self.spawn_sshd(&[]);
     }
 
     /// Starts this host's sshd in its namespaces, with extra bind mounts
@@ -212,7 +228,7 @@ impl TestHost {
         }
         let child = self
             .enter(&format!(
-                "{mounts} && exec /usr/sbin/sshd -D -e -f {d}/sshd_config"
+                "{mounts} && exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config"
             ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
