@@ -68,6 +68,11 @@ pub enum Command {
     Plan {
         /// Host name.
         host: String,
+        /// Also compare the exposure with the generation the host runs (over SSH).
+        #[arg(long)]
+        live: bool,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Check the SSH and kernel baseline: each rule, pass or fail, on the
     /// generated files (what a deploy installs) and with --live on the running host.
@@ -312,7 +317,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Check(h) => cmd::check::run(g, &h.hosts),
         Command::Gen { hosts, check } => cmd::generate::run(g, &hosts.hosts, check),
-        Command::Plan { host } => cmd::plan::run(g, &host),
+        Command::Plan { host, live, conn } => cmd::plan::run(g, &host, live, &conn),
         Command::Audit { host, live, conn } => cmd::audit::run(g, &host, live, &conn),
         Command::Catalog => cmd::catalog::run(g),
         Command::Schema => cmd::schema::run(),

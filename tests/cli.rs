@@ -140,8 +140,13 @@ fn plan_shows_budget_ports_and_peers() {
         "{out}"
     );
     assert!(out.contains("qbittorrent 256 MiB 12.5%"), "{out}");
+    // The exposure table: port, what answers, then wan, lan, wg, localhost.
     assert!(
-        out.contains("2222/tcp from lan by rule 5 -> gitea"),
+        out.contains("2222/tcp gitea - open rule 5 (allow) - open loopback"),
+        "{out}"
+    );
+    assert!(
+        out.contains("22/tcp sshd - open rule 3 (limit) open rule 4 (allow) open loopback"),
         "{out}"
     );
     assert!(

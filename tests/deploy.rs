@@ -958,3 +958,50 @@ fn tampered_ciphertext_fails_the_activation_and_rolls_back() {
         "the old value is back"
     );
 }
+
+#[test]
+fn plan_live_shows_the_exposure_a_deploy_changes() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let run = fleet.potato(&["plan", "t0", "--live"]);
+    run.ok();
+    assert!(
+        run.stdout.contains("not deployed by potato yet"),
+        "{}",
+        run.stdout
+    );
+    first_deploy(&fleet);
+    let run = fleet.potato(&["plan", "t0", "--live"]);
+    assert!(
+        run.stdout
+            .contains("exposure compared with the running generation\n  no change\n"),
+        "{}",
+        run.stdout
+    );
+
+    let text = fleet.read_host("t0").replace(
+        "rules = [\"allow 22/tcp from lan\"]",
+        "rules = [\"allow 22/tcp from lan\", \"allow 8080/tcp from lan\"]",
+    );
+    fleet.write_host("t0", &text);
+    fleet.potato(&["gen"]).ok();
+    let run = fleet.potato(&["plan", "t0", "--live", "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        v["exposure_changes"],
+        serde_json::json!(["+ 8080/tcp open from lan (-)"]),
+        "{v}"
+    );
+    let row = v["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "8080")
+        .unwrap();
+    assert_eq!(row["zones"]["lan"]["state"], "open");
+    assert_eq!(row["zones"]["wan"]["by"], "default deny");
+}

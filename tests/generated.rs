@@ -147,6 +147,60 @@ fn fail2ban_ignores_lan_and_wireguard_by_default() {
     assert!(jails.contains("bantime.increment = true\n"));
 }
 
+fn exposure_row(rows: &serde_json::Value, port: &str, proto: &str) -> serde_json::Value {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == port && r["proto"] == proto)
+        .unwrap_or_else(|| panic!("no row {port}/{proto}"))
+        .clone()
+}
+
+#[test]
+fn exposure_table_follows_the_rules() {
+    let rows: serde_json::Value =
+        serde_json::from_str(&generated("n250", "exposure.json")).unwrap();
+    // hosts/n250.toml: "limit 22/tcp from lan", "allow 22/tcp from wg", default deny.
+    let ssh = exposure_row(&rows, "22", "tcp");
+    assert_eq!(ssh["target"], "sshd");
+    assert_eq!(ssh["zones"]["wan"]["state"], "closed");
+    assert_eq!(ssh["zones"]["wan"]["by"], "default deny");
+    assert_eq!(ssh["zones"]["lan"]["by"], "rule 2 (limit)");
+    assert_eq!(ssh["zones"]["wg"]["by"], "rule 3 (allow)");
+    assert_eq!(ssh["zones"]["localhost"]["state"], "open");
+    let web = exposure_row(&rows, "443", "tcp");
+    assert_eq!(
+        (
+            web["target"].as_str(),
+            web["zones"]["wan"]["state"].as_str()
+        ),
+        (Some("traefik"), Some("open"))
+    );
+    let exporter = exposure_row(&rows, "9100", "tcp");
+    assert_eq!(exporter["zones"]["lan"]["state"], "closed");
+    assert_eq!(exporter["zones"]["wg"]["state"], "open");
+    let hub: serde_json::Value =
+        serde_json::from_str(&generated("pve-gateway", "exposure.json")).unwrap();
+    assert_eq!(
+        exposure_row(&hub, "51820", "udp")["zones"]["wan"]["by"],
+        "WireGuard wg0"
+    );
+
+    // A rule naming only the LAN's IPv4 network leaves its IPv6 one closed.
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "  \"allow 9100/tcp from wg\",\n",
+        "  \"allow 9100/tcp from wg\",\n  \"allow 8443/tcp from 192.168.178.0/24\",\n",
+    );
+    r.potato(&["gen", "n250"]).ok();
+    let rows: serde_json::Value =
+        serde_json::from_str(&r.read("modules/generated/n250/exposure.json")).unwrap();
+    let partly = exposure_row(&rows, "8443", "tcp");
+    assert_eq!(partly["zones"]["lan"]["state"], "partly");
+    assert_eq!(partly["zones"]["lan"]["by"], "rule 7 (allow), default deny");
+}
+
 #[test]
 fn firewall_follows_rule_order() {
     let fw = generated("n250", "firewall.nft");

@@ -2,27 +2,79 @@
 
 use std::fmt::Write as _;
 
-use crate::catalog::Proto;
-use crate::cli::Global;
+use crate::cli::{Connection, Global};
 use crate::error::Error;
-use crate::harden::firewall::Action;
+use crate::harden::exposure;
 use crate::plan::{HealthCheck, HostPlan};
-use crate::repo;
 use crate::units::format_mib;
 
-pub fn run(g: &Global, host: &str) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plans = super::load_plans(&root)?;
-    let plan = repo::select(&plans, &[host.to_string()])?[0];
-    if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(plan).expect("plans serialize")
-        );
+/// Where a deployed generation keeps its planned exposure.
+const DEPLOYED_EXPOSURE: &str = "/run/current-system/etc/potato/exposure.json";
+
+pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), Error> {
+    let (root, plan, target) = super::hosts::one_host(g, host, conn)?;
+    let table = exposure::table(&plan);
+    let changes = if live {
+        let remote = super::hosts::connect(&root, g, host, &target, conn)?;
+        Some(deployed_changes(&remote, host, &table)?)
     } else {
-        print!("{}", human(plan));
+        None
+    };
+    if g.json {
+        let mut v = serde_json::to_value(&plan).expect("plans serialize");
+        v["exposure"] = serde_json::to_value(&table).expect("rows serialize");
+        if let Some(c) = &changes {
+            v["exposure_changes"] = serde_json::to_value(c).expect("strings");
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        print!("{}", human(&plan));
+        if let Some(c) = changes {
+            print!("{}", human_changes(c.as_deref()));
+        }
     }
     Ok(())
+}
+
+/// The exposure changes a deploy would make, or None when the running
+/// generation predates exposure.json (or was not deployed by potato).
+fn deployed_changes(
+    remote: &crate::deploy::remote::Remote,
+    host: &str,
+    planned: &[exposure::Row],
+) -> Result<Option<Vec<String>>, Error> {
+    let out = remote
+        .session
+        .exec(&format!("cat {DEPLOYED_EXPOSURE} 2>/dev/null"))
+        .map_err(|e| Error::Host {
+            host: host.into(),
+            message: e.to_string(),
+        })?;
+    if out.code != 0 {
+        return Ok(None);
+    }
+    let running: Vec<exposure::Row> =
+        serde_json::from_str(&out.stdout).map_err(|e| Error::Host {
+            host: host.into(),
+            message: format!("{DEPLOYED_EXPOSURE} is not potato's exposure table: {e}"),
+        })?;
+    Ok(Some(exposure::diff(&running, planned)))
+}
+
+fn human_changes(changes: Option<&[String]>) -> String {
+    let mut o = String::from("\nexposure compared with the running generation\n");
+    match changes {
+        None => o.push_str(
+            "  the running generation has no exposure table (not deployed by potato yet)\n",
+        ),
+        Some([]) => o.push_str("  no change\n"),
+        Some(lines) => {
+            for l in lines {
+                let _ = writeln!(o, "  {l}");
+            }
+        }
+    }
+    o
 }
 
 /// The human-readable plan.
@@ -66,58 +118,7 @@ pub fn human(p: &HostPlan) -> String {
     for (i, r) in p.firewall.rules.iter().enumerate() {
         let _ = writeln!(o, "  {:>2}  {:<40} {}", i + 1, r.text, r.source.describe());
     }
-    let _ = writeln!(o, "\nopen ports (first matching rule admits):");
-    let mut any = false;
-    for (i, r) in p
-        .firewall
-        .rules
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.action.admits())
-    {
-        for range in &r.ports {
-            for proto in &r.protos {
-                let port = if range.lo == range.hi {
-                    range.lo.to_string()
-                } else {
-                    format!("{}-{}", range.lo, range.hi)
-                };
-                let how = if r.action == Action::Limit {
-                    " (rate-limited)"
-                } else {
-                    ""
-                };
-                let on = r
-                    .iface
-                    .as_ref()
-                    .map(|i| format!(" on {i}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    o,
-                    "  {:<14} from {}{on} by rule {}{how}{}",
-                    format!("{port}/{}", proto.as_str()),
-                    r.source.describe(),
-                    i + 1,
-                    service_on(p, range.lo, *proto)
-                );
-                any = true;
-            }
-        }
-    }
-    for w in &p.wireguard {
-        if let Some(port) = w.listen_port {
-            let _ = writeln!(
-                o,
-                "  {:<14} from any (WireGuard {})",
-                format!("{port}/udp"),
-                w.name
-            );
-            any = true;
-        }
-    }
-    if !any {
-        let _ = writeln!(o, "  none");
-    }
+    o.push_str(&exposure_table(p));
     for w in &p.wireguard {
         let _ = writeln!(
             o,
@@ -212,11 +213,45 @@ fn name<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn service_on(p: &HostPlan, port: u16, proto: Proto) -> String {
-    p.containers
-        .iter()
-        .flat_map(|c| c.services.iter())
-        .find(|s| s.ports.iter().any(|x| x.host == port && x.proto == proto))
-        .map(|s| format!(" -> {}", s.name))
-        .unwrap_or_default()
+/// Who reaches each port from each zone, by which rule, and what answers.
+fn exposure_table(p: &HostPlan) -> String {
+    let rows = exposure::table(p);
+    let zones = exposure::zone_names(p);
+    let cell = |r: &exposure::Reach| {
+        if r.state == "closed" {
+            "-".to_string()
+        } else {
+            format!("{} {}", r.state, r.by)
+        }
+    };
+    let mut widths: Vec<usize> = zones.iter().map(|z| z.len()).collect();
+    for row in &rows {
+        for (i, z) in zones.iter().enumerate() {
+            widths[i] = widths[i].max(cell(&row.zones[z]).len());
+        }
+    }
+    let mut o =
+        String::from("\nexposure: who reaches each port (first matching rule decides; - closed)\n");
+    let _ = write!(o, "  {:<13} {:<16}", "port", "answers");
+    for (z, w) in zones.iter().zip(&widths) {
+        let _ = write!(o, " {z:<w$}");
+    }
+    let line = o.trim_end().len();
+    o.truncate(line);
+    o.push('\n');
+    for row in &rows {
+        let _ = write!(
+            o,
+            "  {:<13} {:<16}",
+            format!("{}/{}", row.port, row.proto),
+            row.target
+        );
+        for (z, w) in zones.iter().zip(&widths) {
+            let _ = write!(o, " {:<w$}", cell(&row.zones[z]));
+        }
+        let line = o.trim_end().len();
+        o.truncate(line);
+        o.push('\n');
+    }
+    o
 }

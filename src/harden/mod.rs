@@ -2,6 +2,7 @@
 //! native WireGuard configs, fail2ban, and the SSH/kernel baseline.
 
 pub mod baseline;
+pub mod exposure;
 pub mod fail2ban;
 pub mod firewall;
 pub mod wireguard;

@@ -15,7 +15,7 @@ use tera::{Context, Kwargs, State, Tera};
 
 use crate::error::Error;
 use crate::harden::baseline::{self, Daemon};
-use crate::harden::{fail2ban, firewall, wireguard};
+use crate::harden::{exposure, fail2ban, firewall, wireguard};
 use crate::plan::{HealthCheck, HostPlan};
 use crate::secrets;
 use crate::units::format_mib;
@@ -73,6 +73,12 @@ impl Renderer {
                 content: deploy_json(plan),
             },
         ];
+        files.push(GeneratedFile {
+            path: dir.join("exposure.json"),
+            content: serde_json::to_string_pretty(&exposure::table(plan))
+                .expect("exposure serializes")
+                + "\n",
+        });
         let items = baseline::items(plan);
         for daemon in [Daemon::Sshd, Daemon::Sysctl] {
             files.push(GeneratedFile {

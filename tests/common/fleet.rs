@@ -129,6 +129,7 @@ impl Fleet {
             "exec",
             "trust",
             "audit",
+            "plan",
         ]
         .contains(&first)
         {

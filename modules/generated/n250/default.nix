@@ -62,6 +62,8 @@
     family = "inet";
     content = builtins.readFile ./firewall.nft;
   };
+  # Who reaches which port, as planned: `potato plan --live` compares with it.
+  environment.etc."potato/exposure.json".source = ./exposure.json;
 
   # Secrets: ciphertext in ./secrets (safe in the store), decrypted with the host's
   # SSH key into /run/potato-secrets at activation, before services start.
