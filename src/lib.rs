@@ -5,7 +5,8 @@
 //! (NixOS modules and native files under modules/generated/) → `nix` (one build
 //! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
 //! lock, push, activate, confirm or roll back, with the on-host agent).
-//! `harden` holds the policy compilers (firewall); `secrets::store` the age store.
+//! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
+//! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them.
 
