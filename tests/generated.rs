@@ -202,6 +202,55 @@ fn exposure_table_follows_the_rules() {
 }
 
 #[test]
+fn a_mesh_when_hosts_name_each_other() {
+    // n250, lepotato and pve-apps stop using the hub and peer directly: each
+    // listens, has an endpoint and names the other two.
+    let r = Repo::examples();
+    let mesh = [
+        ("n250", "10.99.0.10", 51821),
+        ("lepotato", "10.99.0.11", 51822),
+        ("pve-apps", "10.99.0.12", 51823),
+    ];
+    for (host, _, port) in mesh {
+        let others: Vec<String> = mesh
+            .iter()
+            .filter(|(h, _, _)| *h != host)
+            .map(|(h, _, _)| format!("\"{h}\""))
+            .collect();
+        r.edit(
+            &format!("hosts/{host}.toml"),
+            "peers = [\"pve-gateway\"]",
+            &format!(
+                "peers = [{}]\nlisten_port = {port}\nendpoint = \"{host}.example.net:{port}\"",
+                others.join(", ")
+            ),
+        );
+    }
+    r.potato(&["gen"]).ok();
+    let conf = r.read("modules/generated/n250/wg0.conf");
+    assert!(conf.contains("ListenPort = 51821\n"), "{conf}");
+    for (peer, addr, port) in &mesh[1..] {
+        let key = host_value(peer, "public_key");
+        assert!(
+            conf.contains(&format!(
+                "# {peer}\nPublicKey = {key}\nAllowedIPs = {addr}/32\nEndpoint = {peer}.example.net:{port}\n"
+            )),
+            "{conf}"
+        );
+    }
+    assert!(!conf.contains("pve-gateway"), "{conf}");
+    // Each mesh member opens its own port; the old hub has no spokes left.
+    assert!(
+        r.read("modules/generated/lepotato/firewall.nft")
+            .contains("udp dport 51822 accept")
+    );
+    assert!(
+        !r.read("modules/generated/pve-gateway/wg0.conf")
+            .contains("[Peer]")
+    );
+}
+
+#[test]
 fn firewall_follows_rule_order() {
     let fw = generated("n250", "firewall.nft");
     let pos = |s: &str| fw.find(s).unwrap_or_else(|| panic!("missing {s}\n{fw}"));
