@@ -68,7 +68,7 @@ fn traefik_filter_matches_refusals_only() {
             "{who} - {user} [{t}] \"{req}\" {status} 17 \"-\" \"curl/8.0\" 42 \"auth@docker\" \"http://10.89.1.5:9000\" 3ms"
         )
     };
-    let filter = generated("n250", "potato-traefik-auth.conf");
+    let filter = common::source_root().join("modules/fail2ban/potato-traefik-auth.conf");
     let filter = filter.to_str().unwrap();
     let attacks = vec![
         line("203.0.113.9", "-", "GET /admin HTTP/1.1", 401),
@@ -178,7 +178,7 @@ fn fail2ban_config(dir: &Path, host: &str, sshd_log: &Path) -> PathBuf {
     )
     .unwrap();
     std::fs::copy(
-        generated(host, "potato-nftables.conf"),
+        common::source_root().join("modules/fail2ban/potato-nftables.conf"),
         conf.join("action.d/potato-nftables.conf"),
     )
     .unwrap();

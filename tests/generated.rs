@@ -70,7 +70,17 @@ fn n250_default_nix() {
             .contains("\"--network=container:gluetun\"")
     );
     assert!(nix.contains("ports = [ \"80:80/tcp\" \"443:443/tcp\" ];"));
-    assert!(nix.contains("environment.etc.\"fail2ban/filter.d/potato-traefik-auth.conf\".source = ./potato-traefik-auth.conf;"));
+    assert!(nix.contains("environment.etc.\"fail2ban/filter.d/potato-traefik-auth.conf\".source = ../../fail2ban/potato-traefik-auth.conf;"));
+    assert!(nix.contains(
+        "environment.etc.\"fail2ban/jail.d/potato.local\".source = ./fail2ban-jails.local;"
+    ));
+    // The shared files default.nix points at exist.
+    for f in ["potato-traefik-auth.conf", "potato-nftables.conf"] {
+        assert!(
+            source_root().join("modules/fail2ban").join(f).is_file(),
+            "{f}"
+        );
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! fail2ban, natively: the jail file (`jail.d/potato.local`), the ban action
-//! (`action.d/potato-nftables.conf`) and the Traefik filter
-//! (`filter.d/potato-traefik-auth.conf`), as the files fail2ban reads.
+//! fail2ban, natively: the per-host jail file (`jail.d/potato.local`). The ban
+//! action (`action.d/potato-nftables.conf`) and the Traefik filter
+//! (`filter.d/potato-traefik-auth.conf`) are the same for every host and live,
+//! hand-written, in modules/fail2ban/; default.nix links all three.
 //!
 //! NixOS's own module supplies the daemon and `jail.conf`; jail.d/*.local is
 //! read after its jail.local, so these settings win. The sshd jail uses the
@@ -13,11 +14,9 @@ use crate::plan::Fail2banPlan;
 
 /// The ban action file's name (without .conf), used as `banaction`.
 pub const ACTION: &str = "potato-nftables";
-/// The ban action, verbatim.
-pub const ACTION_CONF: &str = include_str!("potato-nftables.conf");
-/// The Traefik filter's name and text.
+/// The Traefik filter's name (without .conf).
 pub const TRAEFIK_FILTER: &str = "potato-traefik-auth";
-pub const TRAEFIK_FILTER_CONF: &str = include_str!("potato-traefik-auth.conf");
+
 /// Where the catalog's Traefik writes its access log (bind-mounted from the host).
 pub const TRAEFIK_ACCESS_LOG: &str = "/var/log/traefik/access.log";
 

@@ -97,16 +97,6 @@ impl Renderer {
                 path: dir.join("fail2ban-jails.local"),
                 content: fail2ban::jails(plan.file.as_str(), f, plan.ssh.port),
             });
-            files.push(GeneratedFile {
-                path: dir.join(format!("{}.conf", fail2ban::ACTION)),
-                content: fail2ban::ACTION_CONF.to_string(),
-            });
-            if f.jails.iter().any(|j| j == "traefik-auth") {
-                files.push(GeneratedFile {
-                    path: dir.join(format!("{}.conf", fail2ban::TRAEFIK_FILTER)),
-                    content: fail2ban::TRAEFIK_FILTER_CONF.to_string(),
-                });
-            }
         }
         Ok(files)
     }

@@ -98,11 +98,12 @@
     };
   };
 
-  # fail2ban: the daemon from NixOS; jails, ban action and filters are potato's
-  # native files (jail.d/*.local is read last, so its settings win). Bans live
-  # in fail2ban's own nftables table and drop the source at input and forward.
+  # fail2ban: the daemon from NixOS; the jails are this host's native file
+  # (jail.d/*.local is read last, so its settings win), the ban action and
+  # filter are potato's shared ones. Bans live in fail2ban's own nftables table
+  # and drop the source at input and forward.
   services.fail2ban.enable = true;
   environment.etc."fail2ban/jail.d/potato.local".source = ./fail2ban-jails.local;
-  environment.etc."fail2ban/action.d/potato-nftables.conf".source = ./potato-nftables.conf;
-  systemd.services.fail2ban.restartTriggers = [ ./fail2ban-jails.local ./potato-nftables.conf ];
+  environment.etc."fail2ban/action.d/potato-nftables.conf".source = ../../fail2ban/potato-nftables.conf;
+  systemd.services.fail2ban.restartTriggers = [ ./fail2ban-jails.local ../../fail2ban/potato-nftables.conf ];
 }
