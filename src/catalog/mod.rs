@@ -97,6 +97,8 @@ struct RawEntry {
     arch: Vec<String>,
     memory: String,
     #[serde(default)]
+    cpus: Option<String>,
+    #[serde(default)]
     zone: Option<String>,
     #[serde(default)]
     network: Option<String>,
@@ -107,9 +109,158 @@ struct RawEntry {
     #[serde(default)]
     public: bool,
     #[serde(default)]
+    proxy: bool,
+    #[serde(default)]
     depends: Vec<String>,
     #[serde(default)]
     kind: Option<String>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    health: Option<String>,
+    #[serde(default)]
+    cmd: Vec<String>,
+    #[serde(default)]
+    socket: Option<String>,
+    #[serde(default)]
+    caps: Vec<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    privileged: bool,
+    #[serde(default)]
+    why: Option<String>,
+    #[serde(default)]
+    expose: Option<String>,
+}
+
+/// Where a volume's host side lives.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum VolumeSource {
+    /// The service's own directory: DATA/<service>/<name>.
+    Own(String),
+    /// A directory several services mount: DATA/shared/<name>.
+    Shared(String),
+    /// A host path as written.
+    Host(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Volume {
+    pub source: VolumeSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Volume {
+    pub fn parse(s: &str) -> Result<Volume, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, target, ro) = match parts.as_slice() {
+            [a, b] => (*a, *b, false),
+            [a, b, "ro"] => (*a, *b, true),
+            [a, b, "rw"] => (*a, *b, false),
+            _ => {
+                return Err(format!(
+                    "`{s}` is not a volume: write \"SOURCE:/path\" or \"SOURCE:/path:ro\""
+                ));
+            }
+        };
+        if !target.starts_with('/') {
+            return Err(format!("volume `{s}`: the container path must be absolute"));
+        }
+        let clean = |p: &str| !p.is_empty() && !p.split('/').any(|c| c == ".." || c.is_empty());
+        let source = if let Some(abs) = src.strip_prefix('/') {
+            if !clean(abs) {
+                return Err(format!(
+                    "volume `{s}`: `{src}` is not a clean absolute path"
+                ));
+            }
+            VolumeSource::Host(src.to_string())
+        } else if let Some(name) = src.strip_prefix("shared/") {
+            if !clean(name) {
+                return Err(format!(
+                    "volume `{s}`: `{src}` is not a clean relative path"
+                ));
+            }
+            VolumeSource::Shared(name.to_string())
+        } else if src == "shared" {
+            VolumeSource::Shared(String::new())
+        } else {
+            if !clean(src) {
+                return Err(format!(
+                    "volume `{s}`: `{src}` is not a clean relative path"
+                ));
+            }
+            VolumeSource::Own(src.to_string())
+        };
+        Ok(Volume {
+            source,
+            target: target.to_string(),
+            read_only: ro,
+        })
+    }
+}
+
+/// An environment value: literal text with secrets spliced in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum EnvPart {
+    Text(String),
+    Secret(String),
+}
+
+/// Parses "secret:NAME" (the whole value) or text with "{secret:NAME}" inside.
+pub fn parse_env(value: &str) -> Result<Vec<EnvPart>, String> {
+    if let Some(name) = value.strip_prefix("secret:") {
+        return Ok(vec![EnvPart::Secret(check_secret_name(name)?)]);
+    }
+    let mut parts = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("{secret:") {
+        if at > 0 {
+            parts.push(EnvPart::Text(rest[..at].to_string()));
+        }
+        let after = &rest[at + 8..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{value}`: `{{secret:` is not closed with `}}`"))?;
+        parts.push(EnvPart::Secret(check_secret_name(&after[..end])?));
+        rest = &after[end + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push(EnvPart::Text(rest.to_string()));
+    }
+    if parts
+        .iter()
+        .any(|p| matches!(p, EnvPart::Text(t) if t.contains('\n')))
+    {
+        return Err(format!("`{value}`: environment values are one line"));
+    }
+    Ok(parts)
+}
+
+fn check_secret_name(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!("`{name}` is not a secret name"))
+    }
+}
+
+/// Engine socket access a service declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Socket {
+    Ro,
+    Rw,
 }
 
 /// A catalog service with its values parsed.
@@ -120,6 +271,8 @@ pub struct Service {
     pub image: String,
     pub arch: Vec<String>,
     pub memory_mib: u64,
+    /// CPU limit in cores.
+    pub cpus: f64,
     /// Container network zone (proxy, backend, monitoring, vpn); None inside another's namespace.
     pub zone: Option<String>,
     /// Name of the service whose network namespace this one joins.
@@ -127,8 +280,101 @@ pub struct Service {
     pub ports: Vec<Publish>,
     pub web: Option<u16>,
     pub public: bool,
+    /// The reverse proxy: the one service that publishes 80/443 by design.
+    pub proxy: bool,
     pub depends: Vec<String>,
     pub database: bool,
+    pub volumes: Vec<Volume>,
+    pub env: BTreeMap<String, Vec<EnvPart>>,
+    pub health: Option<String>,
+    pub cmd: Vec<String>,
+    pub socket: Option<Socket>,
+    pub caps: Vec<String>,
+    pub devices: Vec<String>,
+    pub privileged: bool,
+    /// Why the privileges above are needed.
+    pub why: Option<String>,
+    /// Why this (non-proxy) service publishes ports directly.
+    pub expose: Option<String>,
+}
+
+fn parse_entry(name: &str, r: RawEntry) -> Result<Service, String> {
+    let ports = r
+        .ports
+        .iter()
+        .map(|p| Publish::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let memory_mib = parse_mib(&r.memory)?;
+    if r.zone.is_none() == r.network.is_none() {
+        return Err("needs exactly one of `zone` and `network`".into());
+    }
+    let cpus = match &r.cpus {
+        Some(c) => c
+            .parse::<f64>()
+            .ok()
+            .filter(|c| *c > 0.0 && *c <= 64.0)
+            .ok_or_else(|| format!("cpus `{c}` is not a number of cores"))?,
+        None => 1.0,
+    };
+    let volumes = r
+        .volumes
+        .iter()
+        .map(|v| Volume::parse(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = BTreeMap::new();
+    for (k, v) in &r.env {
+        env.insert(k.clone(), parse_env(v)?);
+    }
+    let socket = match r.socket.as_deref() {
+        None => None,
+        Some("ro") => Some(Socket::Ro),
+        Some("rw") => Some(Socket::Rw),
+        Some(o) => return Err(format!("socket `{o}`: use \"ro\" or \"rw\"")),
+    };
+    let privileged_in_any_way =
+        socket.is_some() || !r.caps.is_empty() || !r.devices.is_empty() || r.privileged;
+    if privileged_in_any_way && r.why.as_deref().is_none_or(str::is_empty) {
+        return Err("declares socket, caps, devices or privileged without `why`".into());
+    }
+    let database = r.kind.as_deref() == Some("database");
+    if !ports.is_empty() && !r.proxy && r.expose.is_none() {
+        return Err(
+            "publishes ports without `expose` saying why (only the proxy publishes by default)"
+                .into(),
+        );
+    }
+    if database && !ports.is_empty() {
+        return Err("a database never publishes ports".into());
+    }
+    if r.network.is_some() && !ports.is_empty() {
+        return Err("shares another's network namespace, so it cannot publish ports".into());
+    }
+    Ok(Service {
+        name: name.to_string(),
+        description: r.description,
+        image: r.image,
+        arch: r.arch,
+        memory_mib,
+        cpus,
+        zone: r.zone,
+        network: r.network,
+        ports,
+        web: r.web,
+        public: r.public,
+        proxy: r.proxy,
+        depends: r.depends,
+        database,
+        volumes,
+        env,
+        health: r.health,
+        cmd: r.cmd,
+        socket,
+        caps: r.caps,
+        devices: r.devices,
+        privileged: r.privileged,
+        why: r.why,
+        expose: r.expose,
+    })
 }
 
 impl Service {
@@ -150,41 +396,44 @@ impl Catalog {
     }
 
     pub fn parse(text: &str) -> Result<Catalog, String> {
-        let raw: BTreeMap<String, RawEntry> = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut services = BTreeMap::new();
-        for (name, r) in raw {
-            let ctx = |e: String| format!("catalog service `{name}`: {e}");
-            let ports = r
-                .ports
-                .iter()
-                .map(|p| Publish::parse(p))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(ctx)?;
-            let memory_mib = parse_mib(&r.memory).map_err(ctx)?;
-            if r.zone.is_none() == r.network.is_none() {
-                return Err(ctx("needs exactly one of `zone` and `network`".into()));
-            }
-            services.insert(
-                name.clone(),
-                Service {
-                    name,
-                    description: r.description,
-                    image: r.image,
-                    arch: r.arch,
-                    memory_mib,
-                    zone: r.zone,
-                    network: r.network,
-                    ports,
-                    web: r.web,
-                    public: r.public,
-                    depends: r.depends,
-                    database: r.kind.as_deref() == Some("database"),
-                },
-            );
-        }
-        let cat = Catalog { services };
+        let mut cat = Catalog {
+            services: BTreeMap::new(),
+        };
+        cat.merge(text)?;
         cat.check_references()?;
         Ok(cat)
+    }
+
+    /// The built-in catalog plus the operator's `modules/catalog/*.toml` (same
+    /// schema; an entry with a built-in's name replaces it).
+    pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, String> {
+        let mut cat = Catalog::builtin();
+        let dir = repo.join("modules/catalog");
+        let mut files: Vec<camino::Utf8PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| camino::Utf8PathBuf::from_path_buf(e.path()).ok())
+                .filter(|p| p.extension() == Some("toml"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
+            let rel = f.strip_prefix(repo).unwrap_or(&f);
+            cat.merge(&text).map_err(|e| format!("{rel}: {e}"))?;
+        }
+        cat.check_references()?;
+        Ok(cat)
+    }
+
+    fn merge(&mut self, text: &str) -> Result<(), String> {
+        let raw: BTreeMap<String, RawEntry> = toml::from_str(text).map_err(|e| e.to_string())?;
+        for (name, r) in raw {
+            let s = parse_entry(&name, r).map_err(|e| format!("catalog service `{name}`: {e}"))?;
+            self.services.insert(name, s);
+        }
+        Ok(())
     }
 
     fn check_references(&self) -> Result<(), String> {

@@ -91,7 +91,9 @@ impl Context {
         let index = SecretIndex::scan(root).map_err(|e| Error::io(&root.join("secrets"), e))?;
         // Resolve without the coverage check: fixing coverage is what rekey is for.
         let inv = inventory::load(root)?;
-        let plans: Vec<HostPlan> = match resolve::resolve(&inv, &Catalog::builtin(), &index) {
+        let catalog = Catalog::for_repo(root)
+            .map_err(|e| Error::usage(e, "fix the catalog file under modules/catalog"))?;
+        let plans: Vec<HostPlan> = match resolve::resolve(&inv, &catalog, &index) {
             Ok(p) => p,
             Err(diagnostics) => {
                 return Err(Error::Invalid(crate::diag::Report {

@@ -337,6 +337,12 @@ pub struct Containers {
     pub os_reserve: Option<SString>,
     /// Subnets of the container networks, by zone (proxy, backend, monitoring, vpn).
     pub networks: BTreeMap<String, SString>,
+    /// Where container data lives on the host: each service gets DATA/<service>/...,
+    /// shared directories DATA/shared/... (default "/var/lib/potato").
+    pub data: Option<SString>,
+    /// Domain under which Traefik routes web UIs: <service>.<domain>
+    /// (default "<host>.home.arpa").
+    pub domain: Option<SString>,
     pub overrides: BTreeMap<String, Spanned<ServiceOverride>>,
 }
 
@@ -356,6 +362,15 @@ pub struct ServiceOverride {
     /// Reachable without SSO (web UIs default to behind Authentik).
     #[serde(default)]
     pub public: Option<bool>,
+    /// CPU limit in cores, e.g. 1.5.
+    #[serde(default)]
+    pub cpus: Option<Spanned<f64>>,
+    /// Extra or replaced environment: literal values, "secret:NAME", or "{secret:NAME}" inside a value.
+    #[serde(default)]
+    pub env: BTreeMap<String, SString>,
+    /// Turn the Authentik SSO middleware off for this web UI (only with public = true).
+    #[serde(default)]
+    pub sso: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -408,6 +423,8 @@ impl<'de> Deserialize<'de> for Containers {
                         "services" => c.services = map.next_value()?,
                         "os_reserve" => c.os_reserve = Some(map.next_value()?),
                         "networks" => c.networks = map.next_value()?,
+                        "data" => c.data = Some(map.next_value()?),
+                        "domain" => c.domain = Some(map.next_value()?),
                         name => {
                             if c.overrides.contains_key(name) {
                                 return Err(de::Error::custom(format!("duplicate table `{name}`")));
@@ -441,6 +458,8 @@ impl JsonSchema for Containers {
                 "services": services,
                 "os_reserve": string,
                 "networks": networks,
+                "data": string,
+                "domain": string,
             },
             "additionalProperties": over,
         })
