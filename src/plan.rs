@@ -10,7 +10,7 @@ use camino::Utf8PathBuf;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::catalog::Publish;
+use crate::catalog::{EnvPart, Publish, Socket};
 use crate::harden::firewall::{Policies, Rule};
 use crate::inventory::schema::{Backend, BuildOn, Hardware, Mode, System};
 
@@ -169,6 +169,12 @@ pub struct WgPeer {
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainersPlan {
     pub backend: Backend,
+    /// Host directory under which each service's volumes live.
+    pub data: String,
+    /// Traefik routes web UIs as <service>.<domain>.
+    pub domain: String,
+    /// Databases (and roles) created idempotently in postgres for its consumers.
+    pub databases: Vec<DatabasePlan>,
     pub os_reserve_mib: u64,
     pub networks: BTreeMap<String, IpNet>,
     pub services: Vec<ServicePlan>,
@@ -185,13 +191,57 @@ pub struct ServicePlan {
     pub name: String,
     pub image: String,
     pub memory_mib: u64,
+    pub cpus: f64,
+    /// The service's own zone (None inside another's namespace).
     pub zone: Option<String>,
+    /// The service whose network namespace this one shares (gluetun).
     pub network: Option<String>,
+    /// Zones whose networks the container joins: its own, "proxy" for a web UI,
+    /// and those of what it depends on. Empty inside another's namespace.
+    pub networks: Vec<String>,
     pub ports: Vec<Publish>,
     pub devices: Vec<String>,
     pub web: Option<u16>,
     pub public: bool,
+    /// Traefik puts the Authentik forward-auth middleware in front.
+    pub sso: bool,
+    pub proxy: bool,
+    pub database: bool,
     pub depends: Vec<String>,
+    pub volumes: Vec<VolumePlan>,
+    /// Environment: literal parts and secrets spliced in at activation.
+    pub env: BTreeMap<String, Vec<EnvPart>>,
+    pub health: Option<String>,
+    pub cmd: Vec<String>,
+    pub socket: Option<Socket>,
+    pub caps: Vec<String>,
+    pub privileged: bool,
+}
+
+impl ServicePlan {
+    /// Whether any environment value needs a secret (so an env file).
+    pub fn has_secret_env(&self) -> bool {
+        self.env
+            .values()
+            .flatten()
+            .any(|p| matches!(p, EnvPart::Secret(_)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumePlan {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// A database potato creates in the host's postgres for one consuming app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatabasePlan {
+    /// Database and role name.
+    pub name: String,
+    /// The secret holding the role's password.
+    pub password_secret: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -284,7 +284,23 @@ fn deploy_metadata() {
     assert_eq!(v["magic_rollback"], true);
     assert_eq!(v["mode"], "switch");
     assert_eq!(v["health"][0]["unit"], "podman-traefik.service");
-    assert_eq!(v["secrets"][0]["file"], "secrets/lepotato/wg0.age");
+    let files: Vec<&str> = v["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap())
+        .collect();
+    // wg0 from [wireguard.wg0]; the VPN key, Grafana and Kopia passwords from
+    // the catalog's environment of gluetun, grafana and kopia.
+    assert_eq!(
+        files,
+        [
+            "secrets/lepotato/grafana-admin-password.age",
+            "secrets/lepotato/kopia-password.age",
+            "secrets/lepotato/vpn-wireguard-key.age",
+            "secrets/lepotato/wg0.age"
+        ]
+    );
 }
 
 #[test]

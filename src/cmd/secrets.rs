@@ -16,7 +16,6 @@ use serde_json::json;
 use crate::catalog::Catalog;
 use crate::cli::{Global, SecretKind, SecretScope, SecretsAction};
 use crate::error::Error;
-use crate::plan::HostPlan;
 use crate::secrets::store::{self, Recipients, SecretError};
 use crate::secrets::{SecretIndex, parse_ref};
 use crate::{inventory, resolve};
@@ -89,37 +88,26 @@ impl Context {
     fn load(root: &Utf8Path) -> Result<Context, Error> {
         let recipients = Recipients::load(root)?;
         let index = SecretIndex::scan(root).map_err(|e| Error::io(&root.join("secrets"), e))?;
-        // Resolve without the coverage check: fixing coverage is what rekey is for.
+        // Who references what, from the host files alone: this works on a fleet
+        // that is invalid (a missing secret is what `gen`/`set` are for) and
+        // skips the coverage check (fixing coverage is what rekey is for).
         let inv = inventory::load(root)?;
         let catalog = Catalog::for_repo(root)
             .map_err(|e| Error::usage(e, "fix the catalog file under modules/catalog"))?;
-        let plans: Vec<HostPlan> = match resolve::resolve(&inv, &catalog, &index) {
-            Ok(p) => p,
-            Err(diagnostics) => {
-                return Err(Error::Invalid(crate::diag::Report {
-                    sources: inv.sources,
-                    diagnostics,
-                }));
-            }
-        };
         let mut users: BTreeMap<Utf8PathBuf, BTreeSet<String>> = BTreeMap::new();
         let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for p in &plans {
+        for (host, name, on_host) in resolve::secret_references(&inv, &catalog, &index) {
             // Operator-side secrets (the Proxmox token) are listed as used by "operator".
-            if let Some(px) = &p.proxmox
-                && let Some(file) = index.locate(&p.name, &px.token_secret)
-            {
-                users.entry(file).or_default().insert("operator".into());
+            let user = if on_host {
+                host.clone()
+            } else {
+                "operator".into()
+            };
+            if let Some(file) = index.locate(&host, &name) {
+                users.entry(file).or_default().insert(user);
             }
-            for (name, file) in &p.secrets {
-                users
-                    .entry(file.clone())
-                    .or_default()
-                    .insert(p.name.clone());
-                by_name
-                    .entry(name.clone())
-                    .or_default()
-                    .insert(p.name.clone());
+            if on_host {
+                by_name.entry(name).or_default().insert(host);
             }
         }
         Ok(Context {

@@ -123,7 +123,7 @@
       };
       gluetun = {
         dependsOn = [ ];
-        extraOptions = [ "--memory=64m" "--network=potato-vpn" ];
+        extraOptions = [ "--memory=64m" "--network=potato-vpn" "--device=/dev/net/tun" ];
         image = "docker.io/qmcgaw/gluetun:v3.40.0";
         ports = [ ];
       };

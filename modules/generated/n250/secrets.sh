@@ -16,6 +16,14 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
+install_secret authentik-secret-key root root 0400
+install_secret crowdsec-bouncer-key root root 0400
+install_secret db-authentik root root 0400
+install_secret grafana-admin-password root root 0400
+install_secret kopia-password root root 0400
+install_secret postgres-password root root 0400
+install_secret vaultwarden-admin-token root root 0400
+install_secret vpn-wireguard-key root root 0400
 install_secret wg0 root root 0400
 chmod 0751 "$new"
 rm -rf "$dest.old"

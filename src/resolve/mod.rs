@@ -5,20 +5,22 @@
 //! Per-host checks come first, then the fleet-wide ones (duplicates, peers,
 //! overlaps). Nothing here writes files or calls Nix.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
 use ipnet::IpNet;
 
-use crate::catalog::{Catalog, Proto, Publish};
+use crate::catalog::{Catalog, Proto};
 use crate::diag::{Diagnostic, FileId, Loc, Sources};
 use crate::harden::firewall::{self, Policies, Source, parse_net, parse_rule};
-use crate::inventory::schema::{self, BuildOn, Hardware, HostFile, Mode, Policy};
+use crate::inventory::schema::{BuildOn, Hardware, HostFile, Mode, Policy};
 use crate::inventory::{HostSource, Inventory, Spanned};
 use crate::plan::*;
 use crate::secrets::{self, SecretIndex};
-use crate::units::{format_mib, parse_duration, parse_mib};
+use crate::units::{parse_duration, parse_mib};
+
+mod containers;
 
 /// Default container network subnets by zone.
 const DEFAULT_NETWORKS: &[(&str, &str)] = &[
@@ -27,6 +29,25 @@ const DEFAULT_NETWORKS: &[(&str, &str)] = &[
     ("monitoring", "10.89.3.0/24"),
     ("vpn", "10.89.4.0/24"),
 ];
+
+/// The secrets each host's files reference, found or not, whether or not the
+/// fleet is otherwise valid (the secrets commands work on a fleet that still
+/// misses the very secret being created): (host, name, used on the host).
+pub fn secret_references(
+    inv: &Inventory,
+    catalog: &Catalog,
+    secrets: &SecretIndex,
+) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    for h in &inv.hosts {
+        let mut cx = HostCx::new(h, &inv.sources, catalog, secrets);
+        let _ = cx.resolve_host();
+        for (name, on_host) in cx.references {
+            out.push((h.name.clone(), name, on_host));
+        }
+    }
+    out
+}
 
 /// Resolves every host. Ok only when no diagnostic was raised anywhere.
 pub fn resolve(
@@ -62,6 +83,9 @@ struct HostCx<'a> {
     secrets: &'a SecretIndex,
     diags: Vec<Diagnostic>,
     used_secrets: BTreeMap<String, camino::Utf8PathBuf>,
+    /// Every secret name referenced, found or not: name → used on the host
+    /// (false: only the operator's machine uses it).
+    references: BTreeMap<String, bool>,
 }
 
 impl<'a> HostCx<'a> {
@@ -78,6 +102,7 @@ impl<'a> HostCx<'a> {
             secrets,
             diags: Vec::new(),
             used_secrets: BTreeMap::new(),
+            references: BTreeMap::new(),
         }
     }
 
@@ -307,7 +332,10 @@ impl<'a> HostCx<'a> {
 
     fn secret_for(&mut self, v: &Spanned<String>, on_host: bool) -> Option<String> {
         let name = match secrets::parse_ref(&v.value) {
-            Ok(n) => n.to_string(),
+            Ok(n) => {
+                *self.references.entry(n.to_string()).or_insert(false) |= on_host;
+                n.to_string()
+            }
             Err(e) => {
                 self.error(
                     &v.span,
@@ -879,250 +907,6 @@ impl<'a> HostCx<'a> {
         out.into_iter().map(|(w, _)| w).collect()
     }
 
-    fn containers(
-        &mut self,
-        memory_mib: u64,
-        zones: &BTreeMap<String, Vec<IpNet>>,
-        wg: &[WgInterface],
-    ) -> Option<ContainersPlan> {
-        let c = self.host.raw.containers.as_ref()?;
-        let arch = self.host.raw.system.arch();
-        let mut services = Vec::new();
-        let mut seen = BTreeSet::new();
-        for s in &c.services {
-            if !seen.insert(s.value.clone()) {
-                self.error(
-                    &s.span,
-                    format!("service `{}` is listed twice", s.value),
-                    "remove the second entry",
-                );
-                continue;
-            }
-            let Some(entry) = self.catalog.get(&s.value) else {
-                let near = closest(&s.value, self.catalog.names());
-                let hint = match near {
-                    Some(n) => format!("did you mean `{n}`? `potato catalog` lists every service"),
-                    None => "`potato catalog` lists every service".to_string(),
-                };
-                self.error(&s.span, format!("unknown service `{}`", s.value), hint);
-                continue;
-            };
-            if !entry.supports(arch) {
-                self.error(
-                    &s.span,
-                    format!(
-                        "service `{}` has no {arch} image ({} runs on {})",
-                        s.value,
-                        entry.image,
-                        entry.arch.join(", ")
-                    ),
-                    format!(
-                        "remove it from this {} host, or run it on an {} host",
-                        arch,
-                        entry.arch.join("/")
-                    ),
-                );
-            }
-            let mut plan = ServicePlan {
-                name: entry.name.clone(),
-                image: entry.image.clone(),
-                memory_mib: entry.memory_mib,
-                zone: entry.zone.clone(),
-                network: entry.network.clone(),
-                ports: entry.ports.clone(),
-                devices: Vec::new(),
-                web: entry.web,
-                public: entry.public,
-                depends: entry.depends.clone(),
-            };
-            if let Some(o) = c.overrides.get(&s.value) {
-                if let Some(m) = &o.memory {
-                    plan.memory_mib = self.size(m).unwrap_or(plan.memory_mib);
-                }
-                for d in &o.devices {
-                    if !d.value.starts_with("/dev/") {
-                        self.error(
-                            &d.span,
-                            format!("`{}` is not a device node", d.value),
-                            "devices are paths under /dev, e.g. \"/dev/dri\"",
-                        );
-                    }
-                    plan.devices.push(d.value.clone());
-                }
-                if let Some(ports) = &o.ports {
-                    plan.ports.clear();
-                    for p in ports {
-                        match Publish::parse(&p.value) {
-                            Ok(p) => plan.ports.push(p),
-                            Err(e) => self.error(
-                                &p.span,
-                                e,
-                                "write \"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\"",
-                            ),
-                        }
-                    }
-                }
-                if let Some(p) = o.public {
-                    plan.public = p;
-                }
-            }
-            services.push(plan);
-        }
-        for (name, o) in &c.overrides {
-            if !seen.contains(name) {
-                self.error(
-                    &o.span,
-                    format!("[containers.{name}] overrides a service that is not in `services`"),
-                    format!("add \"{name}\" to [containers] services, or remove the table"),
-                );
-            }
-        }
-        // Dependencies must be on the host too.
-        for s in &services {
-            for d in s.depends.iter().chain(s.network.iter()) {
-                if !seen.contains(d) {
-                    let span = c
-                        .services
-                        .iter()
-                        .find(|x| x.value == s.name)
-                        .map(|x| x.span.clone())
-                        .unwrap_or(0..0);
-                    self.error(
-                        &span,
-                        format!(
-                            "service `{}` needs `{d}`, which this host does not run",
-                            s.name
-                        ),
-                        format!("add \"{d}\" to services"),
-                    );
-                }
-            }
-        }
-        let os_reserve_mib = match &c.os_reserve {
-            Some(r) => self.size(r).unwrap_or(0),
-            None => (memory_mib / 4).clamp(384, 2048),
-        };
-        let networks = self.container_networks(c, zones, wg);
-        let plan = ContainersPlan {
-            backend: c
-                .backend
-                .as_ref()
-                .map(|b| b.value)
-                .unwrap_or(schema::Backend::Podman),
-            os_reserve_mib,
-            networks,
-            services,
-        };
-        self.memory_budget(&plan, memory_mib, c);
-        Some(plan)
-    }
-
-    fn container_networks(
-        &mut self,
-        c: &schema::Containers,
-        zones: &BTreeMap<String, Vec<IpNet>>,
-        wg: &[WgInterface],
-    ) -> BTreeMap<String, IpNet> {
-        let mut nets: BTreeMap<String, (IpNet, Option<Range<usize>>)> = DEFAULT_NETWORKS
-            .iter()
-            .map(|(z, n)| (z.to_string(), (n.parse().unwrap(), None)))
-            .collect();
-        for (zone, text) in &c.networks {
-            if !DEFAULT_NETWORKS.iter().any(|(z, _)| z == zone) {
-                self.error(
-                    &text.span,
-                    format!("unknown container zone `{zone}`"),
-                    "container zones are proxy, backend, monitoring and vpn",
-                );
-                continue;
-            }
-            match parse_net(&text.value) {
-                Some(n) if n.prefix_len() < n.max_prefix_len() - 2 => {
-                    nets.insert(zone.clone(), (n, Some(text.span.clone())));
-                }
-                _ => self.error(
-                    &text.span,
-                    format!("`{}` is not a usable subnet", text.value),
-                    "write a CIDR with room for containers, e.g. \"10.89.1.0/24\"",
-                ),
-            }
-        }
-        let list: Vec<_> = nets
-            .iter()
-            .map(|(z, (n, s))| (z.clone(), *n, s.clone()))
-            .collect();
-        let fallback = c.services.first().map(|s| s.span.clone()).unwrap_or(0..0);
-        for (i, (za, na, sa)) in list.iter().enumerate() {
-            let span = sa.clone().unwrap_or_else(|| fallback.clone());
-            for (zb, nb, _) in &list[..i] {
-                if overlaps(na, nb) {
-                    self.error(
-                        &span,
-                        format!("container network {za} ({na}) overlaps {zb} ({nb})"),
-                        "give each container zone its own subnet under [containers.networks]",
-                    );
-                }
-            }
-            for w in wg {
-                if overlaps(na, &w.address.trunc()) {
-                    self.error(
-                        &span,
-                        format!(
-                            "container network {za} ({na}) overlaps WireGuard {} ({})",
-                            w.name,
-                            w.address.trunc()
-                        ),
-                        "move the container network under [containers.networks]",
-                    );
-                }
-            }
-            for (zn, znets) in zones {
-                for zn_net in znets {
-                    if zn_net.prefix_len() > 0 && overlaps(na, zn_net) {
-                        self.error(&span, format!("container network {za} ({na}) overlaps zone {zn} ({zn_net})"), "container subnets must not collide with real networks; move it under [containers.networks]");
-                    }
-                }
-            }
-        }
-        nets.into_iter().map(|(z, (n, _))| (z, n)).collect()
-    }
-
-    fn memory_budget(&mut self, c: &ContainersPlan, memory_mib: u64, raw: &schema::Containers) {
-        let total = c.total_mib() + c.os_reserve_mib;
-        if memory_mib == 0 || total <= memory_mib {
-            return;
-        }
-        let mut biggest: Vec<&ServicePlan> = c.services.iter().collect();
-        biggest.sort_by(|a, b| b.memory_mib.cmp(&a.memory_mib).then(a.name.cmp(&b.name)));
-        let top: Vec<String> = biggest
-            .iter()
-            .take(5)
-            .map(|s| format!("{} {}", s.name, format_mib(s.memory_mib)))
-            .collect();
-        let span = raw
-            .services
-            .first()
-            .map(|s| s.span.start..raw.services.last().unwrap().span.end)
-            .unwrap_or_else(|| self.host.raw.memory.span.clone());
-        let d = Diagnostic::at(
-            self.loc(&span),
-            format!(
-                "containers need {} + {} OS reserve = {}, but the host has {}",
-                format_mib(c.total_mib()),
-                format_mib(c.os_reserve_mib),
-                format_mib(total),
-                format_mib(memory_mib)
-            ),
-        )
-        .label(format!("over by {}", format_mib(total - memory_mib)))
-        .related(self.loc(&self.host.raw.memory.span), "host memory")
-        .hint(format!(
-            "biggest consumers: {}; drop services or lower their memory in [containers.NAME]",
-            top.join(", ")
-        ));
-        self.diags.push(d);
-    }
-
     fn health(&mut self) -> Vec<HealthCheck> {
         let mut out = Vec::new();
         for h in &self.host.raw.health {
@@ -1284,65 +1068,6 @@ impl<'a> HostCx<'a> {
             let zone_hint = from.as_ref().map(|_| "").unwrap_or("");
             self.diags.push(diag.hint(format!("add a rule like \"limit {}/tcp from {}\" before any rule that refuses it{zone_hint}", ssh.port, zone_for(zones, net).unwrap_or_else(|| net.to_string()))));
             return;
-        }
-    }
-
-    /// No two services (or a service and WireGuard) may publish the same host port.
-    fn port_claims(&mut self, c: &ContainersPlan, _fw: &FirewallPlan, wg: &[WgInterface]) {
-        let raw_services = &self.host.raw.containers.as_ref().map(|c| &c.services);
-        let span_of = |name: &str| {
-            raw_services
-                .and_then(|v| v.iter().find(|s| s.value == name))
-                .map(|s| s.span.clone())
-                .unwrap_or(0..0)
-        };
-        let mut claims: BTreeMap<(u16, Proto), String> = BTreeMap::new();
-        for w in wg {
-            if let Some(p) = w.listen_port {
-                claims.insert((p, Proto::Udp), format!("WireGuard {}", w.name));
-            }
-        }
-        // Services whose ports the host file overrides are checked last, so the
-        // error lands on the user's change rather than on a catalog default.
-        let overrides = self.host.raw.containers.as_ref().map(|c| &c.overrides);
-        let override_span = |name: &str| {
-            overrides
-                .and_then(|o| o.get(name))
-                .and_then(|o| o.ports.as_ref())
-                .and_then(|p| p.first())
-                .map(|p| p.span.clone())
-        };
-        let mut ordered: Vec<&ServicePlan> = c.services.iter().collect();
-        ordered.sort_by_key(|s| override_span(&s.name).is_some());
-        for s in ordered {
-            for p in &s.ports {
-                let key = (p.host, p.proto);
-                if let Some(first) = claims.get(&key) {
-                    let first_span = first.strip_prefix("service ").map(span_of);
-                    let here = override_span(&s.name).unwrap_or_else(|| span_of(&s.name));
-                    let mut d = Diagnostic::at(
-                        self.loc(&here),
-                        format!(
-                            "service `{}` publishes {}/{}, already claimed by {first}",
-                            s.name,
-                            p.host,
-                            p.proto.as_str()
-                        ),
-                    )
-                    .hint(format!(
-                        "change the host port in [containers.{}] ports = [\"OTHER:{}/{}\"]",
-                        s.name,
-                        p.container,
-                        p.proto.as_str()
-                    ));
-                    if let Some(fs) = first_span {
-                        d = d.related(self.loc(&fs), "first claimed here");
-                    }
-                    self.diags.push(d);
-                } else {
-                    claims.insert(key, format!("service {}", s.name));
-                }
-            }
         }
     }
 }
