@@ -343,6 +343,9 @@ pub struct Containers {
     /// Domain under which Traefik routes web UIs: <service>.<domain>
     /// (default "<host>.home.arpa").
     pub domain: Option<SString>,
+    /// Authentik base URL for Traefik's forward-auth when this host runs no
+    /// authentik itself, e.g. "https://auth.example.net".
+    pub auth_url: Option<SString>,
     pub overrides: BTreeMap<String, Spanned<ServiceOverride>>,
 }
 
@@ -425,6 +428,7 @@ impl<'de> Deserialize<'de> for Containers {
                         "networks" => c.networks = map.next_value()?,
                         "data" => c.data = Some(map.next_value()?),
                         "domain" => c.domain = Some(map.next_value()?),
+                        "auth_url" => c.auth_url = Some(map.next_value()?),
                         name => {
                             if c.overrides.contains_key(name) {
                                 return Err(de::Error::custom(format!("duplicate table `{name}`")));
@@ -460,6 +464,7 @@ impl JsonSchema for Containers {
                 "networks": networks,
                 "data": string,
                 "domain": string,
+                "auth_url": string,
             },
             "additionalProperties": over,
         })

@@ -5,6 +5,7 @@
 //! with what is on disk (`gen --check`). Output is a pure function of the plan:
 //! sorted maps, no timestamps, no absolute paths.
 
+pub mod containers;
 pub mod nix;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,12 @@ impl Renderer {
                 .expect("exposure serializes")
                 + "\n",
         });
+        if let Some(spec) = containers::spec(plan) {
+            files.push(GeneratedFile {
+                path: dir.join("containers.json"),
+                content: spec,
+            });
+        }
         let items = baseline::items(plan);
         for daemon in [Daemon::Sshd, Daemon::Sysctl] {
             files.push(GeneratedFile {
@@ -212,35 +219,6 @@ fn host_context(plan: &HostPlan) -> Value {
             "filter": f.jails.iter().any(|j| j == "traefik-auth").then_some(fail2ban::TRAEFIK_FILTER),
         })
     });
-    let containers = plan.containers.as_ref().map(|c| {
-        let backend = match c.backend {
-            crate::inventory::schema::Backend::Podman => "podman",
-            crate::inventory::schema::Backend::Docker => "docker",
-        };
-        let services: Map<String, Value> = c
-            .services
-            .iter()
-            .map(|s| {
-                let mut opts = vec![format!("--memory={}m", s.memory_mib)];
-                match (&s.network, &s.zone) {
-                    (Some(ns), _) => opts.push(format!("--network=container:{ns}")),
-                    (None, Some(z)) => opts.push(format!("--network=potato-{z}")),
-                    (None, None) => {}
-                }
-                opts.extend(s.devices.iter().map(|d| format!("--device={d}")));
-                let mut o = Map::new();
-                o.insert("image".into(), json!(s.image));
-                o.insert(
-                    "ports".into(),
-                    json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
-                );
-                o.insert("dependsOn".into(), json!(s.depends));
-                o.insert("extraOptions".into(), json!(opts));
-                (s.name.clone(), Value::Object(o))
-            })
-            .collect();
-        json!({ "backend": backend, "containers": services })
-    });
     json!({
         "sshd_settings": sshd_settings(plan),
         "file": plan.file.as_str(),
@@ -254,7 +232,7 @@ fn host_context(plan: &HostPlan) -> Value {
         "wireguard": if wireguard.is_empty() { Value::Null } else { Value::Object(wireguard) },
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
-        "containers": containers,
+        "containers": plan.containers.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     })
@@ -402,9 +380,41 @@ fn secrets_script(plan: &HostPlan) -> String {
             m.owner, m.group, m.mode
         ));
     }
+    let env = containers::env_file_script(plan);
+    if !env.is_empty() {
+        s.push_str(ENV_FILE_FUNCTIONS);
+        s.push_str(&env);
+    }
     s.push_str("chmod 0751 \"$new\"\nrm -rf \"$dest.old\"\nif [ -e \"$dest\" ]; then mv \"$dest\" \"$dest.old\"; fi\nmv \"$new\" \"$dest\"\ntrap - EXIT\nrm -rf \"$dest.old\"\n");
     s
 }
+
+/// Shell functions that assemble containers' env files from decrypted secrets.
+const ENV_FILE_FUNCTIONS: &str = r#"# Containers' environment files: KEY=value lines, secrets spliced in.
+mkdir -m 0700 "$new/env"
+env_begin() { # SERVICE
+	env_out="$new/env/$1.env"
+	: >"$env_out"
+	chmod 0400 "$env_out"
+}
+env_var() { # KEY (text VALUE | secret NAME)...
+	key=$1
+	shift
+	{
+		printf '%s=' "$key"
+		while [ $# -gt 0 ]; do
+			case $1 in
+			text) printf '%s' "$2" ;;
+			secret) tr -d '
+' <"$new/$2" ;;
+			esac
+			shift 2
+		done
+		printf '
+'
+	} >>"$env_out"
+}
+"#;
 
 /// Renders every plan. Files are returned sorted by path.
 pub fn render_all(plans: &[HostPlan], repo: &Utf8Path) -> Result<Vec<GeneratedFile>, Error> {

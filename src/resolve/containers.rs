@@ -69,6 +69,7 @@ impl HostCx<'_> {
         self.dependency_cycles(c, &services);
         join_networks(&mut services);
         let databases = databases(&services);
+        let auth_url = self.auth_url(c, &services);
         let os_reserve_mib = match &c.os_reserve {
             Some(r) => self.size(r).unwrap_or(0),
             None => (memory_mib / 4).clamp(384, 2048),
@@ -82,6 +83,7 @@ impl HostCx<'_> {
                 .unwrap_or(schema::Backend::Podman),
             data,
             domain,
+            auth_url,
             databases,
             os_reserve_mib,
             networks,
@@ -127,6 +129,37 @@ impl HostCx<'_> {
             );
         }
         d.value.clone()
+    }
+
+    /// Authentik for the SSO middleware: the host's own, or `auth_url`. A web UI
+    /// behind SSO on a host with neither is an error (Traefik would refuse it).
+    fn auth_url(&mut self, c: &schema::Containers, services: &[ServicePlan]) -> Option<String> {
+        if let Some(u) = &c.auth_url {
+            let ok = (u.value.starts_with("https://") || u.value.starts_with("http://"))
+                && !u.value.contains(char::is_whitespace)
+                && !u.value.ends_with('/');
+            if !ok {
+                self.error(
+                    &u.span,
+                    format!("`{}` is not a base URL", u.value),
+                    "write e.g. \"https://auth.example.net\" (no trailing slash)",
+                );
+            }
+            return Some(u.value.clone());
+        }
+        let needs = services.iter().find(|s| s.sso)?;
+        if services.iter().any(|s| s.name == "authentik") {
+            return Some("http://authentik:9000".into());
+        }
+        self.error(
+            &span_of(c, &needs.name),
+            format!(
+                "web UI `{}` is behind SSO, but this host runs no authentik",
+                needs.name
+            ),
+            "add \"authentik\" to services, set [containers] auth_url to another host's Authentik, or mark the service public",
+        );
+        None
     }
 
     fn check_arch(&mut self, entry: &Service, span: &Range<usize>) {

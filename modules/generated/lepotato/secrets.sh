@@ -20,6 +20,36 @@ install_secret grafana-admin-password root root 0400
 install_secret kopia-password root root 0400
 install_secret vpn-wireguard-key root root 0400
 install_secret wg0 root root 0400
+# Containers' environment files: KEY=value lines, secrets spliced in.
+mkdir -m 0700 "$new/env"
+env_begin() { # SERVICE
+	env_out="$new/env/$1.env"
+	: >"$env_out"
+	chmod 0400 "$env_out"
+}
+env_var() { # KEY (text VALUE | secret NAME)...
+	key=$1
+	shift
+	{
+		printf '%s=' "$key"
+		while [ $# -gt 0 ]; do
+			case $1 in
+			text) printf '%s' "$2" ;;
+			secret) tr -d '
+' <"$new/$2" ;;
+			esac
+			shift 2
+		done
+		printf '
+'
+	} >>"$env_out"
+}
+env_begin gluetun
+env_var WIREGUARD_PRIVATE_KEY secret vpn-wireguard-key
+env_begin kopia
+env_var KOPIA_PASSWORD secret kopia-password
+env_begin grafana
+env_var GF_SECURITY_ADMIN_PASSWORD secret grafana-admin-password
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

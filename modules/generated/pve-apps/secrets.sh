@@ -21,6 +21,40 @@ install_secret db-authentik root root 0400
 install_secret db-miniflux root root 0400
 install_secret postgres-password root root 0400
 install_secret wg0 root root 0400
+# Containers' environment files: KEY=value lines, secrets spliced in.
+mkdir -m 0700 "$new/env"
+env_begin() { # SERVICE
+	env_out="$new/env/$1.env"
+	: >"$env_out"
+	chmod 0400 "$env_out"
+}
+env_var() { # KEY (text VALUE | secret NAME)...
+	key=$1
+	shift
+	{
+		printf '%s=' "$key"
+		while [ $# -gt 0 ]; do
+			case $1 in
+			text) printf '%s' "$2" ;;
+			secret) tr -d '
+' <"$new/$2" ;;
+			esac
+			shift 2
+		done
+		printf '
+'
+	} >>"$env_out"
+}
+env_begin authentik
+env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
+env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
+env_begin authentik-worker
+env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
+env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
+env_begin postgres
+env_var POSTGRES_PASSWORD secret postgres-password
+env_begin miniflux
+env_var DATABASE_URL text 'postgres://miniflux:' secret db-miniflux text '@postgres/miniflux?sslmode=disable'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

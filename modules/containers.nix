@@ -1,0 +1,73 @@
+# Hand-written: a host's generated containers.json → NixOS. Imported from
+# modules/generated/<host>/default.nix as (import ../../containers.nix spec).
+# The spec is potato's (networks, containers with their engine flags, volume
+# directories, databases); this module only maps it onto NixOS options and adds
+# what virtualisation.oci-containers lacks: networks created before the
+# containers that join them, and postgres databases created idempotently.
+spec:
+{ lib, pkgs, config, ... }:
+let
+  backend = spec.backend;
+  engine = if backend == "docker" then config.virtualisation.docker.package else pkgs.podman;
+  bin = "${engine}/bin/${backend}";
+  unit = name: "${backend}-${name}";
+  netUnit = net: "${backend}-network-${net}";
+  usesSocket = lib.any (c: lib.any (lib.hasInfix ":/var/run/docker.sock") c.volumes)
+    (lib.attrValues spec.containers);
+in
+{
+  virtualisation.podman.enable = backend == "podman";
+  virtualisation.docker.enable = backend == "docker";
+  # The engine socket, for the few services whose catalog entry declares it.
+  virtualisation.podman.dockerSocket.enable = backend == "podman" && usesSocket;
+  virtualisation.oci-containers.backend = backend;
+  virtualisation.oci-containers.containers = lib.mapAttrs
+    (name: c: {
+      inherit (c) image cmd environment environmentFiles ports volumes labels dependsOn extraOptions;
+      log-driver = c."log-driver";
+    })
+    spec.containers;
+
+  systemd.tmpfiles.rules = map (d: "d ${d} 0750 root root -") spec.directories;
+
+  systemd.services =
+    # One network per zone, created before the containers that join it.
+    lib.mapAttrs'
+      (net: n: lib.nameValuePair (netUnit net) {
+        description = "Container network ${net} (${n.subnet})";
+        serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
+        script = "${bin} network inspect ${net} >/dev/null 2>&1 || ${bin} network create --subnet=${n.subnet} ${net}";
+        wantedBy = [ "multi-user.target" ];
+      })
+      spec.networks
+    // lib.mapAttrs'
+      (name: c: lib.nameValuePair (unit name) {
+        after = map (n: "${netUnit n}.service") c.networks;
+        requires = map (n: "${netUnit n}.service") c.networks;
+      })
+      spec.containers
+    // lib.optionalAttrs (spec.databases != [ ]) {
+      # One database and role per consuming app; safe to run at every start.
+      # Passwords go to psql on stdin, never in an argv or the store.
+      potato-postgres-init = {
+        description = "Create the databases and roles of postgres's consumers";
+        after = [ "${unit "postgres"}.service" ];
+        requires = [ "${unit "postgres"}.service" ];
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
+        script = ''
+          for _ in $(seq 90); do ${bin} exec postgres pg_isready -U postgres >/dev/null 2>&1 && break; sleep 2; done
+        '' + lib.concatMapStrings
+          (db: ''
+            pw=$(tr -d '\n' < /run/potato-secrets/${db.password_secret} | sed -e 's/\\/\\\\/g' -e "s/'/'''/g")
+            { printf "\\set pw '%s'\n" "$pw"; cat <<'SQL'
+            SELECT 'CREATE ROLE "${db.name}" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.name}')\gexec
+            ALTER ROLE "${db.name}" WITH LOGIN PASSWORD :'pw';
+            SELECT 'CREATE DATABASE "${db.name}" OWNER "${db.name}"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\gexec
+            SQL
+            } | ${bin} exec -i postgres psql -U postgres -v ON_ERROR_STOP=1 -q
+          '')
+          spec.databases;
+      };
+    };
+}

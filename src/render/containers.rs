@@ -1,0 +1,267 @@
+//! `containers.json`: the host's container stack as data NixOS loads
+//! (`modules/containers.nix` turns it into `virtualisation.oci-containers` and
+//! the units around it) and the tests hand to a real podman.
+//!
+//! Owns how a `ServicePlan` becomes engine arguments: networks (one per zone,
+//! created before the containers), limits, healthchecks, log limits, labels for
+//! Traefik (routes, SSO and CrowdSec middlewares), the engine socket, declared
+//! capabilities and devices, secrets as env files under /run/potato-secrets.
+
+use serde_json::{Map, Value, json};
+
+use crate::catalog::{EnvPart, Socket};
+use crate::inventory::schema::Backend;
+use crate::plan::{ContainersPlan, HostPlan, ServicePlan};
+use crate::secrets;
+
+/// The network a zone's containers join.
+pub fn network_name(zone: &str) -> String {
+    format!("potato-{zone}")
+}
+
+/// Where a service's secret-bearing environment is assembled at activation.
+pub fn env_file(service: &str) -> String {
+    format!("{}/env/{service}.env", secrets::RUNTIME_DIR)
+}
+
+/// The spec of one host, or None when it runs no containers.
+pub fn spec(plan: &HostPlan) -> Option<String> {
+    let c = plan.containers.as_ref()?;
+    let used: std::collections::BTreeSet<&str> = c
+        .services
+        .iter()
+        .flat_map(|s| s.networks.iter().map(String::as_str))
+        .collect();
+    let networks: Map<String, Value> = c
+        .networks
+        .iter()
+        .filter(|(z, _)| used.contains(z.as_str()))
+        .map(|(z, net)| (network_name(z), json!({ "subnet": net.to_string() })))
+        .collect();
+    let containers: Map<String, Value> = c
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), container(c, s)))
+        .collect();
+    // Volume directories potato owns (under the data root), created at boot.
+    let mut directories: Vec<&str> = c
+        .services
+        .iter()
+        .flat_map(|s| s.volumes.iter())
+        .map(|v| v.host.as_str())
+        .filter(|h| h.starts_with(&format!("{}/", c.data)))
+        .collect();
+    directories.sort();
+    directories.dedup();
+    let v = json!({
+        "backend": backend_name(c.backend),
+        "directories": directories,
+        "networks": networks,
+        "containers": containers,
+        "databases": c.databases,
+    });
+    let mut text = serde_json::to_string_pretty(&v).expect("JSON values serialize");
+    text.push('\n');
+    Some(text)
+}
+
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Podman => "podman",
+        Backend::Docker => "docker",
+    }
+}
+
+fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
+    let literal: Map<String, Value> = s
+        .env
+        .iter()
+        .filter(|(_, parts)| parts.iter().all(|p| matches!(p, EnvPart::Text(_))))
+        .map(|(k, parts)| (k.clone(), json!(text_of(parts))))
+        .collect();
+    let mut volumes: Vec<String> = s
+        .volumes
+        .iter()
+        .map(|v| {
+            let ro = if v.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", v.host, v.container)
+        })
+        .collect();
+    if let Some(sock) = s.socket {
+        let host = match c.backend {
+            Backend::Podman => "/run/podman/podman.sock",
+            Backend::Docker => "/var/run/docker.sock",
+        };
+        let ro = if sock == Socket::Ro { ":ro" } else { "" };
+        volumes.push(format!("{host}:/var/run/docker.sock{ro}"));
+    }
+    let mut o = Map::new();
+    o.insert("image".into(), json!(s.image));
+    o.insert("cmd".into(), json!(s.cmd));
+    o.insert("environment".into(), Value::Object(literal));
+    let files: Vec<String> = if s.has_secret_env() {
+        vec![env_file(&s.name)]
+    } else {
+        Vec::new()
+    };
+    o.insert("environmentFiles".into(), json!(files));
+    o.insert(
+        "ports".into(),
+        json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
+    );
+    o.insert("volumes".into(), json!(volumes));
+    o.insert("labels".into(), Value::Object(labels(c, s)));
+    let mut depends = s.depends.clone();
+    depends.sort();
+    o.insert("dependsOn".into(), json!(depends));
+    o.insert(
+        "networks".into(),
+        json!(
+            s.networks
+                .iter()
+                .map(|z| network_name(z))
+                .collect::<Vec<_>>()
+        ),
+    );
+    o.insert(
+        "log-driver".into(),
+        json!(match c.backend {
+            Backend::Podman => "k8s-file",
+            Backend::Docker => "json-file",
+        }),
+    );
+    o.insert("extraOptions".into(), json!(options(c, s)));
+    Value::Object(o)
+}
+
+fn text_of(parts: &[EnvPart]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            EnvPart::Text(t) => t.as_str(),
+            EnvPart::Secret(_) => "",
+        })
+        .collect()
+}
+
+/// The engine flags beyond what oci-containers has options for, in a fixed order.
+fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
+    let mut o = Vec::new();
+    match &s.network {
+        Some(owner) => o.push(format!("--network=container:{owner}")),
+        None => {
+            for z in &s.networks {
+                o.push(format!("--network={}", network_name(z)));
+            }
+            o.push(format!("--network-alias={}", s.name));
+        }
+    }
+    o.push(format!("--memory={}m", s.memory_mib));
+    o.push(format!("--cpus={}", s.cpus));
+    if let Some(h) = &s.health {
+        o.push(format!("--health-cmd={h}"));
+        o.push("--health-interval=30s".into());
+        o.push("--health-timeout=10s".into());
+        o.push("--health-retries=3".into());
+        o.push("--health-start-period=60s".into());
+    }
+    let size = match c.backend {
+        Backend::Podman => "10mb",
+        Backend::Docker => "10m",
+    };
+    o.push(format!("--log-opt=max-size={size}"));
+    o.push("--security-opt=no-new-privileges".into());
+    for cap in &s.caps {
+        o.push(format!("--cap-add={cap}"));
+    }
+    for d in &s.devices {
+        o.push(format!("--device={d}"));
+    }
+    if s.privileged {
+        o.push("--privileged".into());
+    }
+    o
+}
+
+/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the CrowdSec
+/// and SSO middlewares unless public); the middlewares themselves on traefik.
+fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
+    let mut l = Map::new();
+    let crowdsec = c.services.iter().any(|x| x.name == "crowdsec-bouncer");
+    if s.proxy {
+        if let Some(url) = &c.auth_url {
+            let p = "traefik.http.middlewares.authentik.forwardauth";
+            l.insert(
+                format!("{p}.address"),
+                json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
+            );
+            l.insert(format!("{p}.trustForwardHeader"), json!("true"));
+            l.insert(
+                format!("{p}.authResponseHeaders"),
+                json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
+            );
+        }
+        if crowdsec {
+            l.insert(
+                "traefik.http.middlewares.crowdsec.forwardauth.address".into(),
+                json!("http://crowdsec-bouncer:8080/api/v1/forwardAuth"),
+            );
+        }
+    }
+    if let Some(port) = s.web {
+        let r = format!("traefik.http.routers.{}", s.name);
+        l.insert("traefik.enable".into(), json!("true"));
+        l.insert(
+            format!("{r}.rule"),
+            json!(format!("Host(`{}.{}`)", s.name, c.domain)),
+        );
+        l.insert(format!("{r}.entrypoints"), json!("websecure"));
+        l.insert(format!("{r}.tls"), json!("true"));
+        l.insert(
+            format!("traefik.http.services.{}.loadbalancer.server.port", s.name),
+            json!(port.to_string()),
+        );
+        let mut mw = Vec::new();
+        if crowdsec {
+            mw.push("crowdsec@docker");
+        }
+        if s.sso {
+            mw.push("authentik@docker");
+        }
+        if !mw.is_empty() {
+            l.insert(format!("{r}.middlewares"), json!(mw.join(",")));
+        }
+    }
+    l
+}
+
+/// Lines for secrets.sh that assemble each service's env file from the
+/// decrypted secrets (values never leave /run/potato-secrets).
+pub fn env_file_script(plan: &HostPlan) -> String {
+    let Some(c) = &plan.containers else {
+        return String::new();
+    };
+    let mut s = String::new();
+    for svc in c.services.iter().filter(|s| s.has_secret_env()) {
+        s.push_str(&format!("env_begin {}\n", svc.name));
+        for (key, parts) in svc.env.iter() {
+            if parts.iter().all(|p| matches!(p, EnvPart::Text(_))) {
+                continue;
+            }
+            let mut line = format!("env_var {key}");
+            for p in parts {
+                match p {
+                    EnvPart::Text(t) => line.push_str(&format!(" text {}", shell_quote(t))),
+                    EnvPart::Secret(n) => line.push_str(&format!(" secret {n}")),
+                }
+            }
+            s.push_str(&line);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
