@@ -311,6 +311,108 @@ fn x86_only_service_on_the_aarch64_host() {
 }
 
 #[test]
+fn a_published_database_is_refused() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "[containers.jellyfin]",
+        "[containers.postgres]\nports = [\"5432:5432\"]\n\n[containers.jellyfin]",
+    );
+    let loc = at(&r, "hosts/n250.toml", "\"5432:5432\"");
+    r.potato(&["check"])
+        .invalid_at(&loc, "database `postgres` would be published on the host");
+}
+
+#[test]
+fn a_vpn_namespace_member_publishing_its_own_port() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "[containers.jellyfin]",
+        "[containers.qbittorrent]\nports = [\"8080:8080\"]\n\n[containers.jellyfin]",
+    );
+    let loc = at(&r, "hosts/n250.toml", "\"8080:8080\"");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "`qbittorrent` shares gluetun's network namespace and cannot publish its own ports",
+    );
+}
+
+#[test]
+fn a_web_ui_without_sso_must_be_marked_public() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "[containers.jellyfin]",
+        "[containers.grafana]\nsso = false\n\n[containers.jellyfin]",
+    );
+    // The value's position (hosts/n250.toml has no other `false`).
+    let loc = at(&r, "hosts/n250.toml", "false");
+    r.potato(&["check"])
+        .invalid_at(&loc, "web UI `grafana` would be reachable without SSO");
+    // Said explicitly, it is allowed.
+    r.edit(
+        "hosts/n250.toml",
+        "sso = false\n",
+        "sso = false\npublic = true\n",
+    );
+    r.potato(&["check"]).ok();
+}
+
+#[test]
+fn sso_needs_an_authentik() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/lepotato.toml",
+        "auth_url = \"https://authentik.pve-apps.home.arpa\"   # SSO from pve-apps's Authentik\n",
+        "",
+    );
+    let loc = at(&r, "hosts/lepotato.toml", "\"qbittorrent\"");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "web UI `qbittorrent` is behind SSO, but this host runs no authentik",
+    );
+}
+
+#[test]
+fn a_dependency_cycle_in_operator_catalog_entries() {
+    let r = Repo::examples();
+    let entry = |name: &str, dep: &str| {
+        format!(
+            "[{name}]\ndescription = \"x\"\nimage = \"example.org/{name}:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\ndepends = [\"{dep}\"]\nhealth = \"true\"\n\n"
+        )
+    };
+    r.write(
+        "modules/catalog/local.toml",
+        &(entry("alpha", "beta") + &entry("beta", "alpha")),
+    );
+    r.edit(
+        "hosts/n250.toml",
+        "\"node-exporter\", \"kopia\"]",
+        "\"node-exporter\", \"kopia\", \"alpha\", \"beta\"]",
+    );
+    let loc = at(&r, "hosts/n250.toml", "\"alpha\"");
+    r.potato(&["check"])
+        .invalid_at(&loc, "dependency cycle: alpha -> beta -> alpha");
+}
+
+#[test]
+fn an_operator_catalog_entry_is_validated_like_the_builtin_one() {
+    let r = Repo::examples();
+    r.write(
+        "modules/catalog/local.toml",
+        "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\n",
+    );
+    let run = r.potato(&["check"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("modules/catalog/local.toml: catalog service `sockety`: declares socket, caps, devices or privileged without `why`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn unknown_service_suggests_the_near_name() {
     let r = Repo::examples();
     r.edit(
@@ -484,12 +586,14 @@ fn every_error_of_every_file_is_reported_together() {
     r.edit("hosts/pve-apps.toml", "vmid = 111", "vmid = 5");
     let run = r.potato(&["check"]);
     assert_eq!(run.code, 2);
-    // mongodb also pushes the Le Potato over its memory budget, and the typo
-    // orphans the [containers.jellyfin] override: six problems.
+    // mongodb also pushes the Le Potato over its memory budget and needs a
+    // password secret lepotato lacks, and the typo orphans the
+    // [containers.jellyfin] override: seven problems.
     for msg in [
         "is not a duration",
         "unknown service `jellyfn`",
         "has no aarch64 image",
+        "secret `mongodb-password` does not exist",
         "containers need",
         "overrides a service that is not in",
         "vmid 5 is out of range",
@@ -500,7 +604,7 @@ fn every_error_of_every_file_is_reported_together() {
             run.stderr
         );
     }
-    assert!(run.stderr.contains("6 problems"), "{}", run.stderr);
+    assert!(run.stderr.contains("7 problems"), "{}", run.stderr);
 }
 
 #[test]
