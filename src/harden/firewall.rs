@@ -368,6 +368,10 @@ pub struct Openings {
     /// The host runs containers: their bridges may reach out (egress and
     /// replies), which `routed = "deny"` would otherwise stop.
     pub containers: bool,
+    /// The subnets of the host's container zones (proxy, backend, ...): each
+    /// reaches itself and the outside, never another zone (a container that
+    /// needs two zones joins both networks).
+    pub container_zones: Vec<(String, IpNet)>,
     /// WireGuard interfaces that route between their peers (hubs).
     pub hub_ifaces: Vec<String>,
 }
@@ -406,6 +410,13 @@ pub fn compile(rules: &[Rule], pol: &Policies, open: &Openings) -> String {
     out.push_str("\t\ticmp type { echo-request, destination-unreachable, time-exceeded, parameter-problem } accept\n");
     out.push_str("\t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-query, mld-listener-report, mld2-listener-report } accept\n");
     out.push_str("\t\tudp sport 67 udp dport 68 accept\n");
+    if !open.container_zones.is_empty() {
+        let _ = writeln!(
+            out,
+            "\t\tip saddr {{ {} }} meta l4proto {{ tcp, udp }} th dport 53 accept comment \"container DNS on the bridge gateways\"",
+            zone_list(&open.container_zones)
+        );
+    }
     for (port, why) in &open.udp {
         let _ = writeln!(out, "\t\tudp dport {port} accept comment \"{why}\"");
     }
@@ -431,6 +442,19 @@ pub fn compile(rules: &[Rule], pol: &Policies, open: &Openings) -> String {
     );
     out.push_str("\t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept\n");
     out.push_str("\t\tct status dnat jump published\n");
+    for (zone, net) in &open.container_zones {
+        let _ = writeln!(
+            out,
+            "\t\tip saddr {net} ip daddr {net} accept comment \"container zone {zone}\""
+        );
+    }
+    if !open.container_zones.is_empty() {
+        let all = zone_list(&open.container_zones);
+        let _ = writeln!(
+            out,
+            "\t\tip saddr {{ {all} }} ip daddr {{ {all} }} drop comment \"container zones do not reach each other\""
+        );
+    }
     if open.containers {
         let _ = writeln!(
             out,
@@ -466,6 +490,14 @@ pub fn compile(rules: &[Rule], pol: &Policies, open: &Openings) -> String {
 enum Match {
     Port,
     OriginalPort,
+}
+
+fn zone_list(zones: &[(String, IpNet)]) -> String {
+    zones
+        .iter()
+        .map(|(_, n)| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn write_rules(out: &mut String, rules: &[Rule], how: Match) {

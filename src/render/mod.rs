@@ -285,6 +285,18 @@ fn firewall_body(plan: &HostPlan) -> String {
             .containers
             .as_ref()
             .is_some_and(|c| !c.services.is_empty()),
+        container_zones: plan
+            .containers
+            .iter()
+            .flat_map(|c| {
+                let used: std::collections::BTreeSet<&String> =
+                    c.services.iter().flat_map(|s| s.networks.iter()).collect();
+                c.networks
+                    .iter()
+                    .filter(move |(z, _)| used.contains(z))
+                    .map(|(z, n)| (z.clone(), *n))
+            })
+            .collect(),
         hub_ifaces: plan
             .wireguard
             .iter()

@@ -1,0 +1,320 @@
+//! The container spec run for real: n250's committed `containers.json` started
+//! with podman inside a lab namespace that carries n250's firewall. A proxy +
+//! app + database trio (traefik, authentik, postgres) and the VPN pair
+//! (gluetun, qbittorrent) get the memory limits, networks, healthchecks and
+//! namespace sharing the spec says; the app is reachable on its network, the
+//! database is not reachable from the proxy zone, the namespace member has no
+//! network of its own, and only the proxy is published.
+//!
+//! TEST DOUBLES, each named where it is made: busybox stands in for every image
+//! (a listener on the service's port); `podman_args` translates a spec entry the
+//! way NixOS's virtualisation.oci-containers does; volume host paths move under
+//! a temp dir; env files and the engine socket are left out (no secrets or
+//! podman.socket in the lab; env files are tested in secrets.sh).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::lab::{self, Lab, Probe, tcp};
+use serde_json::Value;
+
+/// What each started service listens on (inside its container or namespace).
+const STACK: &[(&str, u16)] = &[
+    ("postgres", 5432),
+    ("authentik", 9000),
+    ("gluetun", 8000),
+    ("qbittorrent", 8080),
+    ("traefik", 443),
+];
+
+fn podman(netns: &str, args: &[String]) -> std::process::Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{netns}"))
+        .arg("podman")
+        .args(args)
+        .output()
+        .expect("podman")
+}
+
+fn podman_ok(netns: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = podman(netns, &args);
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// TEST DOUBLE of oci-containers' `podman run` command line for one spec entry.
+fn podman_args(
+    prefix: &str,
+    name: &str,
+    c: &Value,
+    data: &std::path::Path,
+    image: &str,
+    port: u16,
+) -> Vec<String> {
+    let rename_net = |o: &str| -> String {
+        if let Some(owner) = o.strip_prefix("--network=container:") {
+            format!("--network=container:{prefix}-{owner}")
+        } else if let Some(net) = o.strip_prefix("--network=") {
+            format!("--network={prefix}-{net}")
+        } else {
+            o.to_string()
+        }
+    };
+    let mut a: Vec<String> = vec!["run".into(), "-d".into(), format!("--name={prefix}-{name}")];
+    a.push(format!(
+        "--log-driver={}",
+        c["log-driver"].as_str().unwrap()
+    ));
+    a.extend(["--runtime".into(), "runc".into()]);
+    a.extend([
+        "--ulimit".into(),
+        "nofile=1024:1024".into(),
+        "--ulimit".into(),
+        "nproc=1024:1024".into(),
+    ]);
+    for (k, v) in c["environment"].as_object().unwrap() {
+        a.push("-e".into());
+        a.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    for p in c["ports"].as_array().unwrap() {
+        a.push("-p".into());
+        a.push(p.as_str().unwrap().to_string());
+    }
+    for v in c["volumes"].as_array().unwrap() {
+        let v = v.as_str().unwrap();
+        if v.contains("/var/run/docker.sock") {
+            continue;
+        }
+        let (host, rest) = v.split_once(':').unwrap();
+        let moved = data.join(host.trim_start_matches('/'));
+        std::fs::create_dir_all(&moved).unwrap();
+        a.push("-v".into());
+        a.push(format!("{}:{rest}", moved.display()));
+    }
+    for (k, v) in c["labels"].as_object().unwrap() {
+        a.push("-l".into());
+        a.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    for o in c["extraOptions"].as_array().unwrap() {
+        a.push(rename_net(o.as_str().unwrap()));
+    }
+    a.push(image.into());
+    a.extend([
+        "busybox".into(),
+        "nc".into(),
+        "-ll".into(),
+        "-p".into(),
+        port.to_string(),
+        "-e".into(),
+        "busybox".into(),
+        "echo".into(),
+        "ok".into(),
+    ]);
+    a
+}
+
+struct Stack {
+    netns: String,
+    prefix: String,
+    started: Vec<String>,
+    networks: Vec<String>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for c in self.started.iter().rev() {
+            let _ = podman(
+                &self.netns,
+                &[
+                    "rm".into(),
+                    "-f".into(),
+                    "-t".into(),
+                    "0".into(),
+                    format!("{}-{c}", self.prefix),
+                ],
+            );
+        }
+        for n in &self.networks {
+            let _ = podman(
+                &self.netns,
+                &["network".into(), "rm".into(), "-f".into(), n.clone()],
+            );
+        }
+    }
+}
+
+fn inspect(stack: &Stack, name: &str, format: &str) -> String {
+    podman_ok(
+        &stack.netns,
+        &["inspect", "-f", format, &format!("{}-{name}", stack.prefix)],
+    )
+}
+
+fn ip_on(stack: &Stack, name: &str, net: &str) -> String {
+    inspect(
+        stack,
+        name,
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}-{net}\").IPAddress}}}}",
+            stack.prefix
+        ),
+    )
+}
+
+/// A TCP connection from inside container `from` to ip:port, reading "ok".
+fn reaches(stack: &Stack, from: &str, ip: &str, port: u16) -> bool {
+    let out = podman(
+        &stack.netns,
+        &[
+            "exec".into(),
+            format!("{}-{from}", stack.prefix),
+            "busybox".into(),
+            "nc".into(),
+            "-w".into(),
+            "2".into(),
+            ip.into(),
+            port.to_string(),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).contains("ok")
+}
+
+#[test]
+fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
+    if !lab::require() || !common::have_tool("podman") || !common::have_tool("runc") {
+        return;
+    }
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::source_root().join("modules/generated/n250/containers.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut lab = Lab::new();
+    let lan = lab.client(&["192.168.178.95/24"]);
+    let firewall =
+        std::fs::read_to_string(common::source_root().join("modules/generated/n250/firewall.nft"))
+            .unwrap();
+    lab.load(&format!("table inet potato {{\n{firewall}}}\n"));
+    lab.host_sh("sysctl -qw net.ipv4.ip_forward=1");
+    let image = lab::busybox_image();
+    let data = tempfile::tempdir().unwrap();
+    let mut stack = Stack {
+        netns: lab.host.clone(),
+        prefix: format!("{}", lab.host),
+        started: Vec::new(),
+        networks: Vec::new(),
+    };
+    // The networks first, as modules/containers.nix orders them.
+    for (net, n) in spec["networks"].as_object().unwrap() {
+        let name = format!("{}-{net}", stack.prefix);
+        podman_ok(
+            &stack.netns,
+            &[
+                "network",
+                "create",
+                "--subnet",
+                n["subnet"].as_str().unwrap(),
+                &name,
+            ],
+        );
+        stack.networks.push(name);
+    }
+    for (name, port) in STACK {
+        let c = &spec["containers"][name];
+        let args = podman_args(&stack.prefix, name, c, data.path(), &image, *port);
+        let out = podman(&stack.netns, &args);
+        assert!(
+            out.status.success(),
+            "podman run {name}: {}\n{args:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stack.started.push(name.to_string());
+    }
+
+    // Limits and healthchecks as the spec says (768 MiB for authentik).
+    assert_eq!(
+        inspect(&stack, "authentik", "{{.HostConfig.Memory}}"),
+        (768u64 << 20).to_string()
+    );
+    assert_eq!(
+        inspect(&stack, "postgres", "{{.HostConfig.Memory}}"),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(
+        inspect(&stack, "postgres", "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD-SHELL","pg_isready -U postgres"]"#
+    );
+    // Networks: each container on exactly the zones the spec lists.
+    let nets = |name: &str| -> Vec<String> {
+        let v: BTreeMap<String, Value> =
+            serde_json::from_str(&inspect(&stack, name, "{{json .NetworkSettings.Networks}}"))
+                .unwrap();
+        v.keys()
+            .map(|k| {
+                k.trim_start_matches(&format!("{}-", stack.prefix))
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(nets("traefik"), ["potato-proxy"]);
+    assert_eq!(nets("authentik"), ["potato-backend", "potato-proxy"]);
+    assert_eq!(nets("postgres"), ["potato-backend"]);
+    // The namespace member has no network of its own: it lives in gluetun's
+    // (podman reports gluetun's networks and addresses for it).
+    let gluetun_id = inspect(&stack, "gluetun", "{{.Id}}");
+    assert_eq!(
+        inspect(&stack, "qbittorrent", "{{.HostConfig.NetworkMode}}"),
+        format!("container:{gluetun_id}")
+    );
+    assert_eq!(nets("gluetun"), ["potato-proxy", "potato-vpn"]);
+    assert_eq!(
+        ip_on(&stack, "qbittorrent", "potato-proxy"),
+        ip_on(&stack, "gluetun", "potato-proxy")
+    );
+
+    let authentik_proxy = ip_on(&stack, "authentik", "potato-proxy");
+    let postgres_backend = ip_on(&stack, "postgres", "potato-backend");
+    let gluetun_proxy = ip_on(&stack, "gluetun", "potato-proxy");
+    lab::wait_for(
+        || reaches(&stack, "traefik", &authentik_proxy, 9000),
+        "traefik → authentik on proxy",
+    );
+    // The app reaches its database on backend; the proxy zone does not.
+    assert!(
+        reaches(&stack, "authentik", &postgres_backend, 5432),
+        "authentik → postgres on backend"
+    );
+    assert!(
+        !reaches(&stack, "traefik", &postgres_backend, 5432),
+        "traefik must not reach postgres"
+    );
+    // qbittorrent answers on gluetun's address, inside gluetun's namespace.
+    assert!(
+        reaches(&stack, "traefik", &gluetun_proxy, 8080),
+        "traefik → qbittorrent via gluetun"
+    );
+    // From the LAN: the proxy is published and allowed; nothing else is.
+    lab::wait_for(
+        || tcp(&lan, "192.168.178.1", 443) == Probe::Open,
+        "traefik on 443 from the LAN",
+    );
+    assert_ne!(tcp(&lan, "192.168.178.1", 5432), Probe::Open);
+    assert_ne!(tcp(&lan, "192.168.178.1", 9000), Probe::Open);
+
+    // Control: without potato's table the host routes between the zones, so the
+    // isolation above is the firewall's doing.
+    lab.host_sh("nft delete table inet potato");
+    assert!(
+        reaches(&stack, "traefik", &postgres_backend, 5432),
+        "without the firewall the zones are routed"
+    );
+}
