@@ -209,7 +209,7 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
     let data = tempfile::tempdir().unwrap();
     let mut stack = Stack {
         netns: lab.host.clone(),
-        prefix: format!("{}", lab.host),
+        prefix: lab.host.clone(),
         started: Vec::new(),
         networks: Vec::new(),
     };
