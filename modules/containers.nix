@@ -1,10 +1,11 @@
 # Hand-written: a host's generated containers.json → NixOS. Imported from
-# modules/generated/<host>/default.nix as (import ../../containers.nix spec).
+# modules/generated/<host>/default.nix as
+# (import ../../containers.nix { spec = <containers.json>; dir = <that directory>; }).
 # The spec is potato's (networks, containers with their engine flags, volume
 # directories, databases); this module only maps it onto NixOS options and adds
 # what virtualisation.oci-containers lacks: networks created before the
 # containers that join them, and postgres databases created idempotently.
-spec:
+{ spec, dir }:
 { lib, pkgs, config, ... }:
 let
   backend = spec.backend;
@@ -47,27 +48,16 @@ in
       })
       spec.containers
     // lib.optionalAttrs (spec.databases != [ ]) {
-      # One database and role per consuming app; safe to run at every start.
-      # Passwords go to psql on stdin, never in an argv or the store.
+      # One database and role per consuming app (dir/postgres-init.sh, generated);
+      # safe to run at every start. Passwords reach psql on stdin only.
       potato-postgres-init = {
         description = "Create the databases and roles of postgres's consumers";
         after = [ "${unit "postgres"}.service" ];
         requires = [ "${unit "postgres"}.service" ];
         wantedBy = [ "multi-user.target" ];
+        path = [ pkgs.coreutils pkgs.gnused ];
         serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
-        script = ''
-          for _ in $(seq 90); do ${bin} exec postgres pg_isready -U postgres >/dev/null 2>&1 && break; sleep 2; done
-        '' + lib.concatMapStrings
-          (db: ''
-            pw=$(tr -d '\n' < /run/potato-secrets/${db.password_secret} | sed -e 's/\\/\\\\/g' -e "s/'/'''/g")
-            { printf "\\set pw '%s'\n" "$pw"; cat <<'SQL'
-            SELECT 'CREATE ROLE "${db.name}" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.name}')\gexec
-            ALTER ROLE "${db.name}" WITH LOGIN PASSWORD :'pw';
-            SELECT 'CREATE DATABASE "${db.name}" OWNER "${db.name}"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\gexec
-            SQL
-            } | ${bin} exec -i postgres psql -U postgres -v ON_ERROR_STOP=1 -q
-          '')
-          spec.databases;
+        script = "${pkgs.runtimeShell} ${dir + "/postgres-init.sh"} ${bin}";
       };
     };
 }

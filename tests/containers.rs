@@ -318,3 +318,157 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         "without the firewall the zones are routed"
     );
 }
+
+/// A real postgres in a temp dir, run as the `postgres` user; stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())?;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let pg = Postgres { dir, bin };
+        pg.sh_ok(&format!(
+            "chown postgres {d} && su postgres -s /bin/sh -c '{b}/initdb -D {d}/data -U postgres --auth-local=trust >/dev/null' \
+             && sed -i '1i local all authentik scram-sha-256' {d}/data/pg_hba.conf \
+             && su postgres -s /bin/sh -c \"{b}/pg_ctl -s -D {d}/data -l {d}/server.log -o \\\"-k {d} -c listen_addresses=''\\\" -w start\"",
+            b = pg.bin.display()
+        ));
+        Some(pg)
+    }
+
+    fn sh_ok(&self, script: &str) -> String {
+        let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn query(&self, sql: &str) -> String {
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("psql"))
+            .args([
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-U",
+                "postgres",
+                "-tAc",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Logs in as `user` with `password` (scram), as a consuming app would.
+    fn login(&self, user: &str, password: &str) -> bool {
+        Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-U",
+                user,
+                "-d",
+                user,
+                "-tAc",
+                "SELECT 1",
+            ])
+            .env("PGPASSWORD", password)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "su postgres -s /bin/sh -c '{}/pg_ctl -s -D {}/data -m immediate stop'",
+                self.bin.display(),
+                self.dir.path().display()
+            ))
+            .output();
+    }
+}
+
+#[test]
+fn postgres_init_creates_each_consumers_database_idempotently() {
+    if !common::have_tool("su") || !common::have_tool("runuser") {
+        return;
+    }
+    let Some(pg) = Postgres::start() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("postgresql is required in CI (the test command installs it)");
+        }
+        eprintln!("SKIPPED: postgresql is not installed (run tests/run to install it)");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // TEST DOUBLE for the container engine: `exec [-i] postgres CMD ARGS` runs
+    // CMD against the temp postgres, as the postgres user (the script's only use).
+    let engine = work.path().join("engine");
+    common::write_script(
+        &engine,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = exec ] || exit 2; shift\n[ \"$1\" = -i ] && shift\n[ \"$1\" = postgres ] || exit 2; shift\n\
+             cmd=$1; shift\nexec runuser -u postgres -- {bin}/$cmd -h {sock} \"$@\"\n",
+            sock = pg.dir.path().display(),
+            bin = pg.bin.display()
+        ),
+    );
+    let secrets = work.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let script = common::source_root().join("modules/generated/n250/postgres-init.sh");
+    let run = |password: &str| {
+        std::fs::write(secrets.join("db-authentik"), format!("{password}\n")).unwrap();
+        let out = Command::new("sh")
+            .arg(&script)
+            .arg(&engine)
+            .env("POTATO_SECRETS", &secrets)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postgres-init.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("first-Pa55");
+    run("first-Pa55"); // again: nothing to create, no error
+    assert_eq!(
+        pg.query("SELECT rolname FROM pg_roles WHERE rolname = 'authentik'"),
+        "authentik"
+    );
+    assert_eq!(
+        pg.query("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'authentik'"),
+        "authentik"
+    );
+    assert!(pg.login("authentik", "first-Pa55"));
+    // A rotated secret (with a quote and a backslash) becomes the new password.
+    run(r"it's\new");
+    assert!(pg.login("authentik", r"it's\new"));
+    assert!(!pg.login("authentik", "first-Pa55"));
+    assert_eq!(
+        pg.query("SELECT count(*) FROM pg_database WHERE datname = 'authentik'"),
+        "1"
+    );
+}

@@ -86,6 +86,12 @@ impl Renderer {
                 content: spec,
             });
         }
+        if let Some(script) = containers::postgres_init(plan) {
+            files.push(GeneratedFile {
+                path: dir.join("postgres-init.sh"),
+                content: script,
+            });
+        }
         let items = baseline::items(plan);
         for daemon in [Daemon::Sshd, Daemon::Sysctl] {
             files.push(GeneratedFile {

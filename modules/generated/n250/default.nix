@@ -6,7 +6,10 @@
     # Containers: ./containers.json (networks, containers, databases) is the
     # spec; modules/containers.nix turns it into virtualisation.oci-containers
     # and the units around it. The tests run the same spec with a real podman.
-    (import ../../containers.nix (builtins.fromJSON (builtins.readFile ./containers.json)))
+    (import ../../containers.nix {
+      spec = builtins.fromJSON (builtins.readFile ./containers.json);
+      dir = ./.;
+    })
   ];
 
   networking.hostName = "n250";
