@@ -42,10 +42,16 @@ in
       })
       spec.networks
     // lib.mapAttrs'
-      (name: c: lib.nameValuePair (unit name) {
+      (name: c: lib.nameValuePair (unit name) ({
         after = map (n: "${netUnit n}.service") c.networks;
         requires = map (n: "${netUnit n}.service") c.networks;
-      })
+        serviceConfig.Restart = lib.mkDefault "always";
+      } // lib.optionalAttrs (c.sharesNetworkOf != null) {
+        # A member of another container's network namespace (gluetun's) goes
+        # down and up with it, or it would keep a dead namespace.
+        bindsTo = [ "${unit c.sharesNetworkOf}.service" ];
+        after = [ "${unit c.sharesNetworkOf}.service" ];
+      }))
       spec.containers
     // lib.optionalAttrs (spec.databases != [ ]) {
       # One database and role per consuming app (dir/postgres-init.sh, generated);

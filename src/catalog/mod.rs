@@ -484,6 +484,92 @@ mod tests {
         );
     }
 
+    /// The services the container issue names, each with the fields it asks for.
+    #[test]
+    fn the_required_services_are_complete() {
+        let c = Catalog::builtin();
+        for name in [
+            "traefik",
+            "crowdsec",
+            "crowdsec-bouncer",
+            "authentik",
+            "authentik-worker",
+            "postgres",
+            "redis",
+            "mongodb",
+            "gluetun",
+            "qbittorrent",
+            "prowlarr",
+            "sonarr",
+            "radarr",
+            "lidarr",
+            "bazarr",
+            "jellyfin",
+            "jellyseerr",
+            "audiobookshelf",
+            "syncthing",
+            "filebrowser",
+            "vaultwarden",
+            "gitea",
+            "miniflux",
+            "ntfy",
+            "homepage",
+            "prometheus",
+            "alertmanager",
+            "grafana",
+            "loki",
+            "alloy",
+            "node-exporter",
+            "cadvisor",
+            "uptime-kuma",
+            "kopia",
+            "diun",
+            "autoheal",
+        ] {
+            let s = c.get(name).unwrap_or_else(|| panic!("{name} missing"));
+            assert!(s.health.is_some(), "{name} has no healthcheck");
+            assert!(
+                !s.arch.is_empty() && s.memory_mib > 0 && s.cpus > 0.0,
+                "{name}"
+            );
+            assert!(
+                s.zone.is_some() || s.network.is_some(),
+                "{name} has no network zone"
+            );
+        }
+        // Only the proxy publishes without a stated reason; databases never.
+        for s in c.services.values() {
+            if !s.ports.is_empty() {
+                assert!(s.proxy || s.expose.is_some(), "{}", s.name);
+                assert!(!s.database, "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn volumes_and_env_parse() {
+        assert_eq!(
+            Volume::parse("shared/media:/media:ro").unwrap(),
+            Volume {
+                source: VolumeSource::Shared("media".into()),
+                target: "/media".into(),
+                read_only: true
+            }
+        );
+        assert!(Volume::parse("../etc:/x").is_err());
+        assert!(Volume::parse("data:relative").is_err());
+        assert_eq!(
+            parse_env("postgres://u:{secret:db-u}@db/u").unwrap(),
+            vec![
+                EnvPart::Text("postgres://u:".into()),
+                EnvPart::Secret("db-u".into()),
+                EnvPart::Text("@db/u".into())
+            ]
+        );
+        assert!(parse_env("x{secret:open").is_err());
+        assert!(parse_env("secret:../etc").is_err());
+    }
+
     #[test]
     fn every_image_is_pinned() {
         let c = Catalog::builtin();

@@ -1,4 +1,5 @@
-//! `potato catalog`: the services a host file may name.
+//! `potato catalog`: the services a host file may name (built in, plus the
+//! repository's modules/catalog/*.toml).
 
 use crate::catalog::Catalog;
 use crate::cli::Global;
@@ -6,7 +7,12 @@ use crate::error::Error;
 use crate::units::format_mib;
 
 pub fn run(g: &Global) -> Result<(), Error> {
-    let cat = Catalog::builtin();
+    let root = super::repo_root(g).ok();
+    let cat = match &root {
+        Some(r) => Catalog::for_repo(r)
+            .map_err(|e| Error::usage(e, "fix the catalog file under modules/catalog"))?,
+        None => Catalog::builtin(),
+    };
     let services: Vec<_> = cat.names().filter_map(|n| cat.get(n)).collect();
     if g.json {
         println!(
@@ -16,14 +22,26 @@ pub fn run(g: &Global) -> Result<(), Error> {
         return Ok(());
     }
     println!(
-        "{:<18} {:>8}  {:<16} description",
-        "service", "memory", "arch"
+        "{:<18} {:>8} {:>5}  {:<11} {:<14} description",
+        "service", "memory", "cpus", "zone", "arch"
     );
     for s in services {
+        let zone = match (&s.zone, &s.network) {
+            (_, Some(owner)) => format!("({owner})"),
+            (Some(z), None) => z.clone(),
+            (None, None) => "-".into(),
+        };
+        let access = match (s.web, s.public) {
+            (Some(_), true) => " [web, public]",
+            (Some(_), false) => " [web, SSO]",
+            _ => "",
+        };
         println!(
-            "{:<18} {:>8}  {:<16} {}",
+            "{:<18} {:>8} {:>5}  {:<11} {:<14} {}{access}",
             s.name,
             format_mib(s.memory_mib),
+            s.cpus,
+            zone,
             s.arch.join(","),
             s.description
         );

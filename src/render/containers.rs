@@ -131,6 +131,9 @@ fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
         }),
     );
     o.insert("extraOptions".into(), json!(options(c, s)));
+    // The namespace owner (gluetun): members restart with it, or they would
+    // keep a dead namespace.
+    o.insert("sharesNetworkOf".into(), json!(s.network));
     Value::Object(o)
 }
 
