@@ -472,3 +472,61 @@ fn postgres_init_creates_each_consumers_database_idempotently() {
         "1"
     );
 }
+
+#[test]
+fn env_files_are_assembled_from_secrets_at_activation() {
+    if !common::have_tool("age") || !common::have_tool("unshare") {
+        return;
+    }
+    // pve-apps's generated secrets.sh, run as activation runs it, in a private
+    // mount namespace whose /run is a temp dir, with the demo host key.
+    let root = common::source_root();
+    let run = tempfile::tempdir().unwrap();
+    let generated = root.join("modules/generated/pve-apps");
+    let key = root.join("tests/fixtures/demo-keys/ssh_host_ed25519_key.pve-apps");
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {run} /run && sh {gen}/secrets.sh $(command -v age) {gen}/secrets {key} \
+             && stat -c '%a %U' /run/potato-secrets/env /run/potato-secrets/env/miniflux.env \
+             && cat /run/potato-secrets/env/miniflux.env /run/potato-secrets/env/postgres.env",
+            run = run.path().display(),
+            gen = generated.display(),
+            key = key.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let decrypt = |name: &str| -> String {
+        let o = Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(root.join("tests/fixtures/demo-keys/admin.agekey"))
+            .arg(root.join(format!("secrets/pve-apps/{name}.age")))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    };
+    let db = decrypt("db-miniflux");
+    let pg = decrypt("postgres-password");
+    assert!(!db.is_empty() && !pg.is_empty());
+    assert!(text.starts_with("700 root\n400 root\n"), "{text}");
+    // The catalog's "postgres://miniflux:{secret:db-miniflux}@postgres/..." spliced.
+    assert!(
+        text.contains(&format!(
+            "DATABASE_URL=postgres://miniflux:{db}@postgres/miniflux?sslmode=disable\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("POSTGRES_PASSWORD={pg}\n")),
+        "{text}"
+    );
+    // Literal values stay in the spec (environment), not in the env file.
+    assert!(!text.contains("RUN_MIGRATIONS"), "{text}");
+}
