@@ -145,17 +145,32 @@ pub fn human(p: &HostPlan) -> String {
     }
     if let Some(c) = &p.containers {
         let _ = writeln!(o, "\ncontainers ({}): memory budget", name(&c.backend));
-        let _ = writeln!(o, "  {:<18} {:>10} {:>7}", "service", "limit", "share");
+        let _ = writeln!(
+            o,
+            "  {:<18} {:>10} {:>7} {:>5}  {:<26} reached at",
+            "service", "limit", "share", "cpus", "networks"
+        );
         let mut services: Vec<_> = c.services.iter().collect();
         services.sort_by(|a, b| b.memory_mib.cmp(&a.memory_mib).then(a.name.cmp(&b.name)));
         let share = |m: u64| format!("{:.1}%", m as f64 * 100.0 / p.memory_mib.max(1) as f64);
         for s in services {
+            let nets = match &s.network {
+                Some(owner) => format!("({owner}'s namespace)"),
+                None => s.networks.join(","),
+            };
+            let reach = match s.web {
+                Some(_) if s.sso => format!("https://{}.{} (SSO)", s.name, c.domain),
+                Some(_) => format!("https://{}.{} (public)", s.name, c.domain),
+                None => "-".into(),
+            };
             let _ = writeln!(
                 o,
-                "  {:<18} {:>10} {:>7}",
+                "  {:<18} {:>10} {:>7} {:>5}  {:<26} {reach}",
                 s.name,
                 format_mib(s.memory_mib),
-                share(s.memory_mib)
+                share(s.memory_mib),
+                s.cpus,
+                nets
             );
         }
         let _ = writeln!(
