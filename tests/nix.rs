@@ -455,3 +455,92 @@ fn serve_stream_adds_a_closure_to_a_real_store() {
         "references registered"
     );
 }
+
+/// modules/containers.nix evaluated by real Nix on n250's generated spec, with
+/// a TEST DOUBLE for nixpkgs' `lib`, `pkgs` and `config` (only the few
+/// functions the module uses, written with builtins): the spec maps onto
+/// oci-containers, network units and the postgres-init unit as intended.
+#[test]
+fn containers_module_maps_the_spec_onto_nixos_options() {
+    if !have_tool("nix-instantiate") {
+        return;
+    }
+    let root = source_root();
+    let expr = format!(
+        r#"
+let
+  lib = rec {{
+    mapAttrs = builtins.mapAttrs;
+    nameValuePair = name: value: {{ inherit name value; }};
+    mapAttrs' = f: set: builtins.listToAttrs (map (n: f n set.${{n}}) (builtins.attrNames set));
+    any = builtins.any;
+    attrValues = builtins.attrValues;
+    hasInfix = infix: s: builtins.length (builtins.split (builtins.replaceStrings ["." "/"] ["[.]" "[/]"] infix) s) > 1;
+    optionalAttrs = cond: set: if cond then set else {{ }};
+    mkDefault = v: v;
+  }};
+  pkgs = {{ podman = "/nix/store/podman"; runtimeShell = "/bin/sh"; coreutils = "coreutils"; gnused = "gnused"; }};
+  config = {{ virtualisation.docker.package = "/nix/store/docker"; }};
+  dir = {dir};
+  module = import {module} {{ spec = builtins.fromJSON (builtins.readFile (dir + "/containers.json")); inherit dir; }};
+  m = module {{ inherit lib pkgs config; }};
+  units = m.systemd.services;
+in {{
+  backend = m.virtualisation.oci-containers.backend;
+  socket = m.virtualisation.podman.dockerSocket.enable;
+  traefikImage = m.virtualisation.oci-containers.containers.traefik.image;
+  traefikPorts = m.virtualisation.oci-containers.containers.traefik.ports;
+  postgresEnvFiles = m.virtualisation.oci-containers.containers.postgres.environmentFiles;
+  authentikAfter = units.podman-authentik.after;
+  qbtBindsTo = units.podman-qbittorrent.bindsTo;
+  networkScript = units.podman-network-potato-backend.script;
+  initAfter = units.potato-postgres-init.after;
+  initScript = units.potato-postgres-init.script;
+  tmpfiles = builtins.length m.systemd.tmpfiles.rules;
+}}
+"#,
+        dir = root.join("modules/generated/n250").display(),
+        module = root.join("modules/containers.nix").display()
+    );
+    let v = nix_eval_json(&expr);
+    assert_eq!(v["backend"], "podman");
+    assert_eq!(v["socket"], true, "traefik declares the engine socket");
+    assert_eq!(v["traefikImage"], "docker.io/library/traefik:v3.4.1");
+    assert_eq!(
+        v["traefikPorts"],
+        serde_json::json!(["80:80/tcp", "443:443/tcp"])
+    );
+    assert_eq!(
+        v["postgresEnvFiles"],
+        serde_json::json!(["/run/potato-secrets/env/postgres.env"])
+    );
+    assert_eq!(
+        v["authentikAfter"],
+        serde_json::json!([
+            "podman-network-potato-proxy.service",
+            "podman-network-potato-backend.service"
+        ])
+    );
+    assert_eq!(
+        v["qbtBindsTo"],
+        serde_json::json!(["podman-gluetun.service"])
+    );
+    assert_eq!(
+        v["networkScript"],
+        "/nix/store/podman/bin/podman network inspect potato-backend >/dev/null 2>&1 || /nix/store/podman/bin/podman network create --subnet=10.89.2.0/24 potato-backend"
+    );
+    assert_eq!(
+        v["initAfter"],
+        serde_json::json!(["podman-postgres.service"])
+    );
+    let init = v["initScript"].as_str().unwrap();
+    assert!(
+        init.starts_with("/bin/sh /nix/store/") || init.starts_with("/bin/sh /"),
+        "{init}"
+    );
+    assert!(
+        init.ends_with("postgres-init.sh /nix/store/podman/bin/podman"),
+        "{init}"
+    );
+    assert!(v["tmpfiles"].as_u64().unwrap() > 10);
+}
