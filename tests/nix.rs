@@ -116,18 +116,19 @@ fn flake_discovers_every_host_file() {
         text = text.replace(a, b);
     }
     r.write("hosts/pve-extra.toml", &text);
+    // The new host gets copies of pve-apps's secrets (wg0 and its containers'),
+    // and decrypts them with (for this test) pve-apps's host key.
     std::fs::create_dir_all(r.path().join("secrets/pve-extra")).unwrap();
-    std::fs::copy(
-        r.path().join("secrets/pve-apps/wg0.age"),
-        r.path().join("secrets/pve-extra/wg0.age"),
-    )
-    .unwrap();
-    // The new host decrypts its copy with (for this test) pve-apps's host key.
-    std::fs::copy(
-        r.path().join("secrets/pve-apps/wg0.recipients"),
-        r.path().join("secrets/pve-extra/wg0.recipients"),
-    )
-    .unwrap();
+    for e in std::fs::read_dir(r.path().join("secrets/pve-apps")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(
+            &p,
+            r.path()
+                .join("secrets/pve-extra")
+                .join(p.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     let recipients = r.read("secrets/recipients.toml");
     let apps_key = recipients
         .lines()
