@@ -37,6 +37,56 @@
           };
         };
 
+      # Images: which kinds a host gets follows its hardware profile (the
+      # `hardware = "..."` line of its host file). Each is the host's own NixOS
+      # system plus the nixpkgs image module, so an image boots exactly the
+      # configuration `potato deploy` would activate.
+      hardwareOf = name: (builtins.fromTOML (builtins.readFile (./hosts + "/${name}.toml"))).hardware;
+      imageModules = {
+        # Amlogic's boot ROM reads u-boot from the card's first sectors: an MBR
+        # card (sd-image's default), no Raspberry Pi firmware partition, extlinux,
+        # and u-boot (cross-built from x86_64; its signing tool is x86_64-only)
+        # written behind the MBR after the image is built.
+        sd = [
+          "${nixpkgs}/nixos/modules/installer/sd-card/sd-image-aarch64.nix"
+          ./modules/images/lepotato-sd.nix
+        ];
+        raw-efi = [ "${nixpkgs}/nixos/modules/virtualisation/disk-image.nix" { image.format = "raw"; image.efiSupport = true; } ];
+        iso = [ "${nixpkgs}/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix" ./modules/images/installer.nix ];
+        qcow2 = [ "${nixpkgs}/nixos/modules/virtualisation/disk-image.nix" { image.format = "qcow2"; image.efiSupport = true; } ];
+        vma = [ "${nixpkgs}/nixos/modules/virtualisation/proxmox-image.nix" ];
+      };
+      # The build attribute each kind's image is under.
+      imageAttr = {
+        sd = "sdImage";
+        raw-efi = "image";
+        iso = "isoImage";
+        qcow2 = "image";
+        vma = "VMA";
+      };
+      kindsFor = {
+        lepotato = [ "sd" ];
+        n250 = [ "raw-efi" "iso" ];
+        proxmox-vm = [ "qcow2" "vma" ];
+      };
+      # The installer ISO is the installer profile carrying the host's system in
+      # its store (not the host's configuration booted live); every other image
+      # is the host's own system in image form.
+      mkImage =
+        name: kind:
+        (nixpkgs.lib.nixosSystem {
+          modules =
+            (if kind == "iso" then [ ] else [ ./modules/base.nix (requireGenerated name) ])
+            ++ imageModules.${kind};
+          specialArgs.potato = {
+            inherit name;
+            generated = requireGenerated name;
+            image = kind;
+            toplevel = (mkHost name).config.system.build.toplevel;
+          };
+        }).config.system.build.${imageAttr.${kind}};
+      imagesFor = name: builtins.listToAttrs (map (kind: { name = kind; value = mkImage name kind; }) kindsFor.${hardwareOf name});
+
       potatoFor =
         system:
         let
@@ -61,6 +111,9 @@
     in
     {
       nixosConfigurations = forHosts mkHost;
+
+      # images.<host>.<kind>: `nix build .#images.lepotato.sd`, or `potato image HOST`.
+      images = forHosts imagesFor;
 
       # Deployment metadata (target, mode, rollback, health checks) per host, so one
       # evaluation gives the deploy engine every toplevel and its settings.

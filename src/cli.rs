@@ -145,7 +145,17 @@ pub enum Command {
         conn: Connection,
     },
     /// Build the host's image (SD card, raw/ISO, Proxmox).
-    Image { host: String },
+    Image {
+        host: String,
+        /// One kind only: sd (lepotato), raw-efi or iso (n250), qcow2 or vma (Proxmox VMs).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Copy the image files out of the Nix store into this directory.
+        #[arg(long)]
+        out: Option<camino::Utf8PathBuf>,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
     /// Install NixOS on fresh hardware over SSH.
     Bootstrap {
         host: String,
@@ -337,7 +347,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             command,
         } => cmd::hosts::exec(g, &hosts.hosts, &conn, parallel, &command),
         Command::Trust { host, conn } => cmd::hosts::trust(g, &host, &conn),
-        Command::Image { .. } => Err(Error::NotImplemented("image")),
+        Command::Image {
+            host,
+            kind,
+            out,
+            nix,
+        } => cmd::image::run(g, &host, kind.as_deref(), out.as_deref(), &nix),
         Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
         Command::Vm { .. } => Err(Error::NotImplemented("vm")),
         Command::Secrets { action } => cmd::secrets::run(g, &action),

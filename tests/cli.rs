@@ -42,7 +42,6 @@ fn help_lists_the_whole_command_surface() {
 fn later_commands_say_not_implemented_without_panicking() {
     let r = Repo::examples();
     let cases: &[(&[&str], &str)] = &[
-        (&["image", "lepotato"], "image"),
         (
             &["bootstrap", "n250", "--target", "root@10.213.0.2"],
             "bootstrap",

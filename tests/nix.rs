@@ -545,3 +545,52 @@ in {{
     );
     assert!(v["tmpfiles"].as_u64().unwrap() > 10);
 }
+
+/// Every host has images in the flake, of the kinds its hardware gets (the
+/// flake's list and potato's agree), and `potato image` builds them with the
+/// nixpkgs double (whose image derivations name the kind and the toplevel).
+#[test]
+fn every_host_has_images_and_potato_image_builds_them() {
+    if !have_tool("nix") {
+        return;
+    }
+    let r = Repo::examples();
+    let kinds = flake_eval(
+        r.path(),
+        "images",
+        Some("i: builtins.mapAttrs (h: k: builtins.attrNames k) i"),
+    )
+    .unwrap();
+    // Written from the hardware profiles: lepotato an SD card, n250 a raw EFI
+    // disk and an installer ISO, the Proxmox VMs qcow2 and vma.
+    assert_eq!(
+        kinds,
+        r#"{"lepotato":["sd"],"n250":["iso","raw-efi"],"pve-apps":["qcow2","vma"],"pve-gateway":["qcow2","vma"]}"#
+    );
+    let out = r.path().join("images-out");
+    let double = r.path().join("nixpkgs-double");
+    let run = r.potato(&[
+        "image",
+        "lepotato",
+        "--out",
+        out.to_str().unwrap(),
+        "--override-input",
+        "nixpkgs",
+        double.to_str().unwrap(),
+        "--json",
+    ]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["images"][0]["kind"], "sd");
+    let copied = out.join("lepotato-sd-nixos-lepotato.img");
+    let text = std::fs::read_to_string(&copied).unwrap();
+    assert!(
+        text.contains("kind=sd host=lepotato toplevel=/nix/store/"),
+        "{text}"
+    );
+    assert!(!std::fs::metadata(&copied).unwrap().permissions().readonly());
+    // A kind the host does not have is a usage error naming the ones it has.
+    let run = r.potato(&["image", "lepotato", "--kind", "vma"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("its images are: sd"), "{}", run.stderr);
+}

@@ -118,7 +118,10 @@ fn refuse_build_on_target(selected: &[HostPlan]) -> Result<(), Error> {
 }
 
 /// Deploying stale modules would deploy something the host files do not say.
-fn refuse_stale_generated(root: &camino::Utf8Path, selected: &[HostPlan]) -> Result<(), Error> {
+pub(super) fn refuse_stale_generated(
+    root: &camino::Utf8Path,
+    selected: &[HostPlan],
+) -> Result<(), Error> {
     let files = render::render_all(selected, root)?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
     let stale = render::check(root, &files, &names, false)?;

@@ -7,6 +7,7 @@ pub mod check;
 pub mod deploy;
 pub mod generate;
 pub mod hosts;
+pub mod image;
 pub mod plan;
 pub mod schema;
 pub mod secrets;

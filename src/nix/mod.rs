@@ -104,15 +104,23 @@ pub fn build_toplevels(
     flake: &Flake,
     hosts: &[String],
 ) -> Result<BTreeMap<String, StorePath>, NixError> {
+    let attrs: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("nixosConfigurations.\"{h}\".config.system.build.toplevel"))
+        .collect();
+    let paths = build_attrs(flake, &attrs)?;
+    Ok(hosts.iter().cloned().zip(paths).collect())
+}
+
+/// Builds flake attributes in ONE `nix build --json`, returning their out paths
+/// in order.
+pub fn build_attrs(flake: &Flake, attrs: &[String]) -> Result<Vec<StorePath>, NixError> {
     let mut cmd = Command::new("nix");
     cmd.args(["--extra-experimental-features", "nix-command flakes"])
         .args(["build", "--no-link", "--json"])
         .args(flake.flake_flags());
-    for h in hosts {
-        cmd.arg(format!(
-            "{}#nixosConfigurations.\"{h}\".config.system.build.toplevel",
-            flake.reference
-        ));
+    for a in attrs {
+        cmd.arg(format!("{}#{a}", flake.reference));
     }
     let out = run(&mut cmd)?;
     let shown = "nix build --json".to_string();
@@ -121,23 +129,23 @@ pub fn build_toplevels(
             command: shown.clone(),
             detail: e.to_string(),
         })?;
-    if parsed.len() != hosts.len() {
+    if parsed.len() != attrs.len() {
         return Err(NixError::Output {
             command: shown,
-            detail: format!("{} results for {} hosts", parsed.len(), hosts.len()),
+            detail: format!("{} results for {} attributes", parsed.len(), attrs.len()),
         });
     }
-    let mut map = BTreeMap::new();
-    for (h, v) in hosts.iter().zip(parsed) {
+    let mut paths = Vec::new();
+    for v in parsed {
         let out = v["outputs"]["out"]
             .as_str()
             .ok_or_else(|| NixError::Output {
                 command: shown.clone(),
                 detail: "no outputs.out".into(),
             })?;
-        map.insert(h.clone(), StorePath::parse(out)?);
+        paths.push(StorePath::parse(out)?);
     }
-    Ok(map)
+    Ok(paths)
 }
 
 /// The closure of `root`, dependencies first, with what the export frame needs,

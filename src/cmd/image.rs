@@ -1,0 +1,139 @@
+//! `potato image HOST [--kind K] [--out DIR]`: builds the host's images with Nix
+//! (the flake's `images.<host>.<kind>`) and shows the image files; `--out`
+//! copies them out of the store (to flash or upload them).
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::json;
+
+use crate::cli::{Global, NixArgs};
+use crate::error::Error;
+use crate::inventory::schema::Hardware;
+use crate::nix::{self, Flake};
+use crate::repo;
+
+/// The image kinds each hardware profile gets (the flake's `kindsFor` says the
+/// same; a test checks they agree).
+pub fn kinds(hardware: Hardware) -> &'static [&'static str] {
+    match hardware {
+        Hardware::Lepotato => &["sd"],
+        Hardware::N250 => &["raw-efi", "iso"],
+        Hardware::ProxmoxVm => &["qcow2", "vma"],
+    }
+}
+
+pub fn run(
+    g: &Global,
+    host: &str,
+    kind: Option<&str>,
+    out: Option<&Utf8Path>,
+    nix_args: &NixArgs,
+) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let plan = repo::select(&plans, &[host.to_string()])?[0];
+    super::deploy::refuse_stale_generated(&root, std::slice::from_ref(plan))?;
+    let all = kinds(plan.hardware);
+    let wanted: Vec<&str> = match kind {
+        Some(k) if all.contains(&k) => vec![k],
+        Some(k) => {
+            return Err(Error::usage(
+                format!("{host} ({}) has no `{k}` image", plan.hardware.as_str()),
+                format!("its images are: {}", all.join(", ")),
+            ));
+        }
+        None => all.to_vec(),
+    };
+    let overrides = nix_args
+        .override_input
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    let flake = Flake::for_repo(&root, overrides);
+    let attrs: Vec<String> = wanted
+        .iter()
+        .map(|k| format!("images.\"{}\".\"{k}\"", plan.name))
+        .collect();
+    if !g.json {
+        eprintln!(
+            "building {} image(s) of {host}: {}",
+            wanted.len(),
+            wanted.join(", ")
+        );
+    }
+    let built = nix::build_attrs(&flake, &attrs)?;
+    let mut rows = Vec::new();
+    for (k, path) in wanted.iter().zip(&built) {
+        let files = image_files(Utf8Path::new(path.as_str()));
+        let copied = match out {
+            Some(dir) => copy_out(&files, dir, &plan.name, k)?,
+            None => Vec::new(),
+        };
+        rows.push((k.to_string(), path.to_string(), files, copied));
+    }
+    if g.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(k, p, f, c)| json!({ "kind": k, "store_path": p, "files": f, "copied": c }))
+            .collect();
+        println!("{}", json!({ "host": plan.name, "images": v }));
+    } else {
+        for (k, p, files, copied) in &rows {
+            println!("{host} {k:<8} {p}");
+            for f in files {
+                println!("  {f}");
+            }
+            for c in copied {
+                println!("  copied to {c}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The regular files under an image output (sd-image/*.img, *.iso, ...).
+fn image_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = d.read_dir_utf8() else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path().to_path_buf();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name() != Some("nix-support") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out.retain(|p| !p.components().any(|c| c.as_str() == "nix-support"));
+    out
+}
+
+/// Copies image files out of the store as `<host>-<kind>-<name>`, writable.
+fn copy_out(
+    files: &[Utf8PathBuf],
+    dir: &Utf8Path,
+    host: &str,
+    kind: &str,
+) -> Result<Vec<Utf8PathBuf>, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut copied = Vec::new();
+    for f in files {
+        let dest = dir.join(format!(
+            "{host}-{kind}-{}",
+            f.file_name().unwrap_or("image")
+        ));
+        std::fs::copy(f, &dest).map_err(|e| Error::io(&dest, e))?;
+        let mut perm = std::fs::metadata(&dest)
+            .map_err(|e| Error::io(&dest, e))?
+            .permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(&dest, perm).map_err(|e| Error::io(&dest, e))?;
+        copied.push(dest);
+    }
+    Ok(copied)
+}
