@@ -156,6 +156,22 @@ pub enum Command {
         #[command(flatten)]
         nix: NixArgs,
     },
+    /// Write the host's card image to an SD card (or a file), then read it back
+    /// and verify. Refuses partitions, mounted or fixed disks and the disk
+    /// holding /; asks you to type the device unless --yes.
+    Flash {
+        host: String,
+        /// The card's whole device (e.g. /dev/sdb, /dev/mmcblk0), or a file.
+        device: camino::Utf8PathBuf,
+        /// Flash this image file instead of building the host's.
+        #[arg(long)]
+        image: Option<camino::Utf8PathBuf>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
     /// Install NixOS on fresh hardware over SSH.
     Bootstrap {
         host: String,
@@ -353,6 +369,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             out,
             nix,
         } => cmd::image::run(g, &host, kind.as_deref(), out.as_deref(), &nix),
+        Command::Flash {
+            host,
+            device,
+            image,
+            yes,
+            nix,
+        } => cmd::flash::run(
+            g,
+            &cmd::flash::FlashArgs {
+                host: &host,
+                device: &device,
+                image: image.as_deref(),
+                yes,
+                nix: &nix,
+            },
+        ),
         Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
         Command::Vm { .. } => Err(Error::NotImplemented("vm")),
         Command::Secrets { action } => cmd::secrets::run(g, &action),

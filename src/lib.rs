@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod deploy;
 pub mod diag;
 pub mod error;
+pub mod flash;
 pub mod harden;
 pub mod inventory;
 pub mod nix;

@@ -91,7 +91,7 @@ pub fn run(
 }
 
 /// The regular files under an image output (sd-image/*.img, *.iso, ...).
-fn image_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+pub(super) fn image_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod catalog;
 pub mod check;
 pub mod deploy;
+pub mod flash;
 pub mod generate;
 pub mod hosts;
 pub mod image;

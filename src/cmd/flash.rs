@@ -1,0 +1,149 @@
+//! `potato flash HOST DEVICE`: the host's card image onto an SD card (or a file),
+//! with a progress bar, a read-back verification, and refusals before anything
+//! is written (see `flash`).
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use camino::Utf8Path;
+
+use crate::cli::{Global, NixArgs};
+use crate::error::Error;
+use crate::flash::{self, System, Target};
+use crate::inventory::schema::Hardware;
+use crate::nix::{self, Flake};
+use crate::repo;
+
+pub struct FlashArgs<'a> {
+    pub host: &'a str,
+    pub device: &'a Utf8Path,
+    pub image: Option<&'a Utf8Path>,
+    pub yes: bool,
+    pub nix: &'a NixArgs,
+}
+
+pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let plan = repo::select(&plans, &[a.host.to_string()])?[0];
+    let image = match a.image {
+        Some(i) => i.to_path_buf(),
+        None => build_card_image(&root, plan.name.as_str(), plan.hardware, a.nix)?,
+    };
+    let len = std::fs::metadata(&image)
+        .map_err(|e| Error::io(&image, e))?
+        .len();
+    let target =
+        flash::check_target(&System::default(), a.device.as_std_path(), len).map_err(|r| {
+            Error::usage(
+                format!("refusing to flash: {r}"),
+                "nothing was written; pick the card's whole device (lsblk shows it)",
+            )
+        })?;
+    confirm(a, &target, len)?;
+    let bar = progress_bar(g, len);
+    let written = flash::write_and_verify(image.as_std_path(), &target, &mut |phase, done| {
+        bar.set_message(phase.to_string());
+        bar.set_position(done);
+    })
+    .map_err(|e| Error::io(Utf8Path::new(&target.path().display().to_string()), e))?;
+    bar.finish_and_clear();
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({ "host": plan.name, "image": image, "target": target.path(), "bytes": written, "verified": true })
+        );
+    } else {
+        println!(
+            "wrote {} ({written} bytes) to {}, read back and verified",
+            image,
+            target.describe()
+        );
+    }
+    Ok(())
+}
+
+/// The image a card gets: the host's first image kind, built with Nix.
+fn build_card_image(
+    root: &Utf8Path,
+    host: &str,
+    hardware: Hardware,
+    nix_args: &NixArgs,
+) -> Result<camino::Utf8PathBuf, Error> {
+    if hardware == Hardware::ProxmoxVm {
+        return Err(Error::usage(
+            format!("{host} is a Proxmox VM: there is no card to flash"),
+            format!("create it with `potato vm create {host}`"),
+        ));
+    }
+    let kind = super::image::kinds(hardware)[0];
+    let overrides = nix_args
+        .override_input
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    let flake = Flake::for_repo(root, overrides);
+    eprintln!("building the {kind} image of {host}");
+    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".\"{kind}\"")])?;
+    let files = super::image::image_files(Utf8Path::new(built[0].as_str()));
+    match files.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::usage(
+            format!(
+                "the {kind} image of {host} has {} files, expected one",
+                files.len()
+            ),
+            "pass the file with --image",
+        )),
+    }
+}
+
+/// --yes, or the device's path typed back on a terminal.
+fn confirm(a: &FlashArgs, target: &Target, len: u64) -> Result<(), Error> {
+    if a.yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::usage(
+            format!(
+                "refusing to overwrite {} without confirmation",
+                target.describe()
+            ),
+            "pass --yes, or run it on a terminal to confirm by typing the device",
+        ));
+    }
+    eprint!(
+        "Write {} bytes to {}? Everything on it is lost.\nType {} to confirm: ",
+        len,
+        target.describe(),
+        target.path().display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io(Utf8Path::new("stdin"), e))?;
+    if line.trim() != target.path().display().to_string() {
+        return Err(Error::usage(
+            "not confirmed; nothing was written",
+            "type the device path exactly",
+        ));
+    }
+    Ok(())
+}
+
+fn progress_bar(g: &Global, len: u64) -> indicatif::ProgressBar {
+    if g.json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>6} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,169 @@
+//! `potato flash` against stand-ins for a card: a regular file and a loop
+//! device (real block device, backed by a file). Written and verified; refused
+//! while mounted, without confirmation, and when the image does not fit. The
+//! rules for real disks (fixed, partition, the disk holding /) are unit tests
+//! on a fake sysfs in src/flash.rs: this test never points at a real disk.
+
+mod common;
+
+use std::process::Command;
+
+use common::Repo;
+
+fn image(dir: &std::path::Path, len: usize) -> std::path::PathBuf {
+    let p = dir.join("card.img");
+    let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4096) as u8).collect();
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn flash_to_a_file_writes_and_verifies_and_needs_confirmation() {
+    let r = Repo::examples();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), 5 << 20);
+    let target = dir.path().join("sdcard.bin");
+    std::fs::write(&target, b"old contents").unwrap();
+    // No --yes and no terminal: refused, nothing written.
+    let run = r.potato(&[
+        "flash",
+        "lepotato",
+        target.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("without confirmation"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"old contents");
+    let run = r.potato(&[
+        "flash",
+        "lepotato",
+        target.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--yes",
+    ]);
+    run.ok();
+    assert!(
+        run.stdout.contains("read back and verified"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
+    // A VM host has no card.
+    let run = r.potato(&["flash", "pve-apps", target.to_str().unwrap(), "--yes"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("potato vm create pve-apps"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A loop device over a file, detached on drop.
+struct Loop {
+    dev: String,
+    mount: Option<tempfile::TempDir>,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mount {
+            let _ = Command::new("umount").arg(m.path()).status();
+        }
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn flash_to_a_loop_device_refuses_while_mounted_then_writes() {
+    if !common::lab::require() || !common::have_tool("losetup") || !common::have_tool("mkfs.ext4") {
+        return;
+    }
+    let r = Repo::examples();
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("card-backing");
+    std::fs::write(&backing, vec![0u8; 16 << 20]).unwrap();
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lo = Loop {
+        dev: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        mount: None,
+    };
+    assert!(
+        Command::new("mkfs.ext4")
+            .args(["-q", &lo.dev])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mnt = tempfile::tempdir().unwrap();
+    assert!(
+        Command::new("mount")
+            .arg(&lo.dev)
+            .arg(mnt.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    lo.mount = Some(mnt);
+    let img = image(dir.path(), 3 << 20);
+    let flash = |extra: &[&str]| {
+        let mut args = vec![
+            "flash",
+            "lepotato",
+            lo.dev.as_str(),
+            "--image",
+            img.to_str().unwrap(),
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        r.potato(&args)
+    };
+    let run = flash(&[]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("is mounted"), "{}", run.stderr);
+    // Unmounted: written and verified, byte for byte.
+    let m = lo.mount.take().unwrap();
+    assert!(
+        Command::new("umount")
+            .arg(m.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let run = flash(&[]);
+    run.ok();
+    assert!(run.stdout.contains("loop device"), "{}", run.stdout);
+    let written = std::fs::read(&backing).unwrap();
+    assert_eq!(&written[..3 << 20], &std::fs::read(&img).unwrap()[..]);
+    // An image larger than the device: refused before writing.
+    let big = dir.path().join("big.img");
+    std::fs::write(&big, vec![1u8; 17 << 20]).unwrap();
+    let run = r.potato(&[
+        "flash",
+        "lepotato",
+        lo.dev.as_str(),
+        "--image",
+        big.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("is larger than"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&backing).unwrap(), written);
+}
