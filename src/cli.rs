@@ -271,10 +271,36 @@ pub struct DeployArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VmAction {
-    /// Create the VM of a VM host through the Proxmox API.
-    Create { host: String },
-    /// Show the VM's state.
-    Status { host: String },
+    /// Create the VM of a VM host through the Proxmox API: upload its qcow2
+    /// (content=import), create the VM with the host file's vmid, cores, memory,
+    /// disk, bridge and a disk serial, start it. A VM that exists and matches is
+    /// left alone; a mismatch is reported, never changed.
+    Create {
+        host: String,
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Upload this qcow2 instead of building the host's.
+        #[arg(long)]
+        image: Option<camino::Utf8PathBuf>,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
+    /// Show the VM: exists or not, running or not, and how it differs from the host file.
+    Status {
+        host: String,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// Use this API base URL instead of [proxmox] api (e.g. through an SSH tunnel).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// The age identity that decrypts the API token (default: as for `potato secrets`).
+    #[arg(long)]
+    pub identity: Option<camino::Utf8PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -386,7 +412,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             },
         ),
         Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
-        Command::Vm { .. } => Err(Error::NotImplemented("vm")),
+        Command::Vm { action } => cmd::vm::run(g, &action),
         Command::Secrets { action } => cmd::secrets::run(g, &action),
     }
 }

@@ -21,6 +21,7 @@ pub mod harden;
 pub mod inventory;
 pub mod nix;
 pub mod plan;
+pub mod proxmox;
 pub mod render;
 pub mod repo;
 pub mod resolve;

@@ -264,4 +264,7 @@ pub struct ProxmoxPlan {
     pub disk_mib: u64,
     pub bridge: String,
     pub token_secret: String,
+    pub fingerprint: Option<String>,
+    pub image_storage: String,
+    pub disk_storage: String,
 }

@@ -12,6 +12,7 @@ pub mod image;
 pub mod plan;
 pub mod schema;
 pub mod secrets;
+pub mod vm;
 
 use camino::{Utf8Path, Utf8PathBuf};
 

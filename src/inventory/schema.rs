@@ -404,8 +404,19 @@ pub struct Proxmox {
     pub disk: SString,
     /// Network bridge, e.g. "vmbr0".
     pub bridge: SString,
-    /// Secret reference to the API token: "secret:NAME".
+    /// Secret reference to the API token: "secret:NAME"; the secret reads
+    /// USER@REALM!TOKENID=SECRET.
     pub token: SString,
+    /// SHA-256 of the API's TLS certificate (Proxmox's is self-signed; the UI
+    /// shows it under Certificates), e.g. "AB:CD:...". Without it, web roots.
+    #[serde(default)]
+    pub fingerprint: Option<SString>,
+    /// Storage for the uploaded image (content=import; default "local").
+    #[serde(default)]
+    pub image_storage: Option<SString>,
+    /// Storage for the VM's disks (default "local-lvm").
+    #[serde(default)]
+    pub disk_storage: Option<SString>,
 }
 
 // `[containers]` mixes fixed keys with one table per service, which serde's

@@ -1011,6 +1011,17 @@ impl<'a> HostCx<'a> {
             disk_mib,
             bridge: p.bridge.value.clone(),
             token_secret: token.unwrap_or_default(),
+            fingerprint: p.fingerprint.as_ref().map(|f| f.value.clone()),
+            image_storage: p
+                .image_storage
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_else(|| "local".into()),
+            disk_storage: p
+                .disk_storage
+                .as_ref()
+                .map(|s| s.value.clone())
+                .unwrap_or_else(|| "local-lvm".into()),
         })
     }
 
