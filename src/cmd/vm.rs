@@ -59,18 +59,13 @@ fn open(
             "vm commands are for hosts with hardware = \"proxmox-vm\" and a [proxmox] table",
         ));
     };
-    let file = root.join(
-        &plan
-            .secrets
-            .get(&px.token_secret)
-            .cloned()
-            .unwrap_or_else(|| {
-                secrets::SecretIndex::scan(&root)
-                    .ok()
-                    .and_then(|i| i.locate(&plan.name, &px.token_secret))
-                    .unwrap_or_default()
-            }),
-    );
+    // The token is an operator secret: never shipped to the host, so it is
+    // looked up by name rather than among the host's secrets.
+    let located = secrets::SecretIndex::scan(&root)
+        .ok()
+        .and_then(|i| i.locate(&plan.name, &px.token_secret))
+        .unwrap_or_default();
+    let file = root.join(located);
     let ids = secrets::store::load_identities(vm.identity.as_deref())
         .map_err(|e| Error::usage(e.to_string(), "pass --identity, or set POTATO_AGE_IDENTITY"))?;
     let token = secrets::store::decrypt(&file, &ids).map_err(|e| {
