@@ -594,3 +594,41 @@ fn every_host_has_images_and_potato_image_builds_them() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("its images are: sd"), "{}", run.stderr);
 }
+
+/// disko.nix evaluates with real Nix and partitions exactly the host file's boot
+/// disk (n250's by-id path); hosts without a boot disk get none.
+#[test]
+fn disko_layout_names_exactly_the_boot_disk() {
+    if !have_tool("nix-instantiate") {
+        return;
+    }
+    let root = source_root();
+    let v = nix_eval_json(&format!(
+        "let d = import {}; in {{ disks = builtins.attrNames d.disko.devices.disk; device = d.disko.devices.disk.boot.device; parts = builtins.attrNames d.disko.devices.disk.boot.content.partitions; }}",
+        root.join("modules/generated/n250/disko.nix").display()
+    ));
+    let host = std::fs::read_to_string(root.join("hosts/n250.toml")).unwrap();
+    let boot = host
+        .lines()
+        .find_map(|l| l.strip_prefix("boot_disk = "))
+        .unwrap()
+        .trim_matches('"');
+    assert_eq!(v["disks"], serde_json::json!(["boot"]));
+    assert_eq!(v["device"], boot);
+    assert_eq!(v["parts"], serde_json::json!(["ESP", "root"]));
+    // No other device is named outside comments.
+    let text = std::fs::read_to_string(root.join("modules/generated/n250/disko.nix")).unwrap();
+    let named: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains("/dev/"))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    for h in ["lepotato", "pve-apps", "pve-gateway"] {
+        assert!(
+            !root
+                .join(format!("modules/generated/{h}/disko.nix"))
+                .exists(),
+            "{h}"
+        );
+    }
+}

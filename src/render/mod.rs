@@ -6,6 +6,7 @@
 //! sorted maps, no timestamps, no absolute paths.
 
 pub mod containers;
+pub mod disko;
 pub mod nix;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,12 @@ impl Renderer {
             files.push(GeneratedFile {
                 path: dir.join("containers.json"),
                 content: spec,
+            });
+        }
+        if let Some(layout) = disko::disko(plan) {
+            files.push(GeneratedFile {
+                path: dir.join("disko.nix"),
+                content: layout,
             });
         }
         if let Some(script) = containers::postgres_init(plan) {
