@@ -327,6 +327,16 @@ pub enum SecretsAction {
     },
     /// Re-encrypt secrets whose recipients changed (admins, host keys, users).
     Rekey,
+    /// Pre-generate a host's SSH host key (before bootstrap or an image): the
+    /// private key is stored encrypted as secrets/HOST/ssh_host_ed25519_key.age,
+    /// the public key recorded in secrets/recipients.toml, and secrets are
+    /// rekeyed so the host decrypts them on first boot.
+    Hostkey {
+        host: String,
+        /// Replace a key the host already has (it must then get the new key).
+        #[arg(long)]
+        force: bool,
+    },
     /// List secrets, the hosts that use them, and whether they need a rekey.
     List,
 }

@@ -501,3 +501,75 @@ fn no_secret_value_in_the_argv_of_anything_potato_runs() {
         new_value
     );
 }
+
+/// `potato secrets hostkey`: a fresh host key for n250, its private half stored
+/// encrypted, its public half recorded, and n250's secrets rekeyed: the new
+/// key decrypts them, the old (demo) key no longer does, other hosts' keys never.
+#[test]
+fn a_pregenerated_host_key_decrypts_the_hosts_secrets_and_nothing_else_does() {
+    if !common::have_tool("ssh-keygen") {
+        return;
+    }
+    let r = Repo::examples();
+    // Refused without --force: n250 already has a key.
+    let run = potato_with_stdin(&r, &["secrets", "hostkey", "n250"], "", &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("already has a host key"),
+        "{}",
+        run.stderr
+    );
+    let run = potato_with_stdin(&r, &["secrets", "hostkey", "n250", "--force"], "", &[]);
+    run.ok();
+    let recipients = r.read("secrets/recipients.toml");
+    let line = recipients
+        .lines()
+        .find(|l| l.starts_with("n250 = "))
+        .unwrap();
+    let public = line.trim_start_matches("n250 = ").trim_matches('"');
+    assert!(public.starts_with("ssh-ed25519 "), "{line}");
+    assert!(
+        !recipients.contains(
+            &std::fs::read_to_string(demo("ssh_host_ed25519_key.n250.pub"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_string()
+        )
+    );
+    assert!(
+        recipients.contains("lepotato = "),
+        "other hosts keep their keys"
+    );
+    // The private key, as the operator (admin) decrypts it to install it.
+    let private = decrypt_as(
+        &r,
+        "secrets/n250/ssh_host_ed25519_key.age",
+        &demo("admin.agekey"),
+    )
+    .unwrap();
+    assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+    let key = r.path().join("new-n250-key");
+    std::fs::write(&key, &private).unwrap();
+    // n250's secret: the new key decrypts it, the old demo key and lepotato's do not.
+    assert!(decrypt_as(&r, "secrets/n250/wg0.age", &key).is_ok());
+    assert!(
+        decrypt_as(
+            &r,
+            "secrets/n250/wg0.age",
+            &demo("ssh_host_ed25519_key.n250")
+        )
+        .is_err()
+    );
+    assert!(
+        decrypt_as(
+            &r,
+            "secrets/n250/wg0.age",
+            &demo("ssh_host_ed25519_key.lepotato")
+        )
+        .is_err()
+    );
+    // And the fleet is consistent: check passes (every secret covers its users).
+    r.potato(&["check"]).ok();
+}

@@ -55,6 +55,18 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
             Ok(())
         }
         SecretsAction::Rekey => ctx.rekey(g),
+        SecretsAction::Hostkey { host, force } => {
+            let public = ctx.pregenerate_host_key(host, *force)?;
+            // The new recipient: every secret the host uses is re-encrypted to it.
+            let ctx = Context::load(&root)?;
+            ctx.rekey(g)?;
+            if g.json {
+                println!("{}", json!({ "host": host, "public_key": public }));
+            } else {
+                println!("{host} = \"{public}\" recorded in secrets/recipients.toml");
+            }
+            Ok(())
+        }
         SecretsAction::Edit { name, scope } => {
             let file = ctx.file_for(name, scope)?;
             ctx.edit(g, &file)
@@ -224,6 +236,57 @@ impl Context {
             }
         }
         Ok(())
+    }
+
+    /// Generates the host's SSH host key with ssh-keygen, stores the private
+    /// key encrypted, records the public key; returns the public key.
+    fn pregenerate_host_key(&self, host: &str, force: bool) -> Result<String, Error> {
+        let known = inventory::load(&self.root)?
+            .hosts
+            .iter()
+            .any(|h| h.name == host);
+        if !known {
+            return Err(Error::usage(
+                format!("no host file hosts/{host}.toml"),
+                "write the host file first",
+            ));
+        }
+        if self.recipients.hosts.contains_key(host) && !force {
+            return Err(Error::usage(
+                format!("{host} already has a host key in secrets/recipients.toml"),
+                "pass --force to replace it (the host must then be given the new key)",
+            ));
+        }
+        let tmp = tempfile::tempdir().map_err(|e| Error::io(Utf8Path::new("/tmp"), e))?;
+        let key = tmp.path().join("key");
+        let out = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("root@{host}"))
+            .arg("-f")
+            .arg(&key)
+            .output()
+            .map_err(|e| Error::usage(format!("ssh-keygen: {e}"), "install openssh-client"))?;
+        if !out.status.success() {
+            return Err(Error::usage(
+                format!(
+                    "ssh-keygen failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                "check that ssh-keygen works",
+            ));
+        }
+        let private = std::fs::read(&key).map_err(|e| Error::io(Utf8Path::new("key"), e))?;
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .map_err(|e| Error::io(Utf8Path::new("key.pub"), e))?;
+        let public = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let file = Utf8PathBuf::from(format!("secrets/{host}/ssh_host_ed25519_key.age"));
+        self.store(&file, &private)?;
+        store::set_host_key(&self.root, host, &public)?;
+        Ok(public)
     }
 
     fn rekey(&self, g: &Global) -> Result<(), Error> {

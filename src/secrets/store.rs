@@ -226,6 +226,51 @@ pub fn recorded_recipients(age_file: &Utf8Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// Sets `host = "KEY"` under [hosts] in secrets/recipients.toml, replacing the
+/// host's line if there is one and keeping everything else (comments too).
+pub fn set_host_key(repo: &Utf8Path, host: &str, key: &str) -> Result<(), SecretError> {
+    let path = repo.join("secrets/recipients.toml");
+    let io = |e: std::io::Error| SecretError::File {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let text = std::fs::read_to_string(&path).map_err(io)?;
+    let line = format!("{host} = \"{key}\"");
+    let mut out: Vec<String> = Vec::new();
+    let mut in_hosts = false;
+    let mut done = false;
+    for l in text.lines() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            if in_hosts && !done {
+                out.push(line.clone());
+                done = true;
+            }
+            in_hosts = t == "[hosts]";
+        }
+        let is_host_line = in_hosts
+            && t.split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == host);
+        if is_host_line {
+            if !done {
+                out.push(line.clone());
+                done = true;
+            }
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    if !done {
+        if !in_hosts {
+            out.push("[hosts]".into());
+        }
+        out.push(line);
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, out.join("\n") + "\n").map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
 /// Writes ciphertext and sidecar, each atomically (temporary file + rename).
 pub fn write_secret(
     age_file: &Utf8Path,
