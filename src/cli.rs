@@ -175,9 +175,12 @@ pub enum Command {
     /// Install NixOS on fresh hardware over SSH.
     Bootstrap {
         host: String,
-        /// root@ADDR of the machine to install.
+        /// Only detect the hardware (arch, RAM, CPU, disks, NICs) and compare it
+        /// with the host file; writes hosts/HOST/hardware.{json,nix}.
         #[arg(long)]
-        target: String,
+        detect: bool,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Proxmox VMs for VM hosts.
     Vm {
@@ -421,7 +424,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 nix: &nix,
             },
         ),
-        Command::Bootstrap { .. } => Err(Error::NotImplemented("bootstrap")),
+        Command::Bootstrap { host, detect, conn } => cmd::bootstrap::run(g, &host, detect, &conn),
         Command::Vm { action } => cmd::vm::run(g, &action),
         Command::Secrets { action } => cmd::secrets::run(g, &action),
     }

@@ -1005,3 +1005,89 @@ fn plan_live_shows_the_exposure_a_deploy_changes() {
     assert_eq!(row["zones"]["lan"]["state"], "open");
     assert_eq!(row["zones"]["wan"]["by"], "default deny");
 }
+
+#[test]
+fn bootstrap_detects_a_testbed_hosts_hardware() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let target = format!("root@{}", host.addr);
+    let run = fleet.potato(&["bootstrap", "t0", "--detect", "--target", &target, "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let hw = &v["hardware"];
+    // Facts, each against the machine's own view (the testbed shares its kernel).
+    let local = |cmd: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(hw["arch"], local("uname -m"));
+    let mem_kib: u64 = local("awk '/MemTotal/ {print $2}' /proc/meminfo")
+        .parse()
+        .unwrap();
+    assert_eq!(hw["memory_mib"], mem_kib / 1024);
+    assert_eq!(
+        hw["cpu_cores"].to_string(),
+        local("grep -c ^processor /proc/cpuinfo")
+    );
+    let disks: Vec<String> = local("lsblk -d -n -o NAME,TYPE | awk '$2==\"disk\" {print $1}'")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let got: Vec<String> = hw["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, disks);
+    // The host's NIC as its namespace sees it (name and MAC).
+    let mac = local(&format!(
+        "ip -n {} -j link show {}h | sed 's/.*\"address\":\"\\([^\"]*\\)\".*/\\1/'",
+        host.netns, host.veth
+    ));
+    assert!(
+        hw["nics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"] == format!("{}h", host.veth) && n["mac"] == mac),
+        "{hw}"
+    );
+    assert_eq!(v["problems"], serde_json::json!([]));
+    let nix = std::fs::read_to_string(fleet.path().join("hosts/t0/hardware.nix")).unwrap();
+    assert!(
+        nix.contains("nixpkgs.hostPlatform = lib.mkDefault \"x86_64-linux\";"),
+        "{nix}"
+    );
+    let parse = std::process::Command::new("nix-instantiate")
+        .arg("--parse")
+        .arg(fleet.path().join("hosts/t0/hardware.nix"))
+        .output()
+        .unwrap();
+    assert!(
+        parse.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parse.stderr)
+    );
+
+    // A host file that promises more RAM than the machine has: reported, exit 1.
+    let text = fleet
+        .read_host("t0")
+        .replace("memory = \"1GiB\"", "memory = \"4096GiB\"");
+    fleet.write_host("t0", &text);
+    let run = fleet.potato(&["bootstrap", "t0", "--detect", "--target", &target]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the host file says memory = 4096 GiB"),
+        "{}",
+        run.stdout
+    );
+}

@@ -2,6 +2,7 @@
 //! its work through the library modules, and prints its own result.
 
 pub mod audit;
+pub mod bootstrap;
 pub mod catalog;
 pub mod check;
 pub mod deploy;

@@ -130,6 +130,7 @@ impl Fleet {
             "trust",
             "audit",
             "plan",
+            "bootstrap",
         ]
         .contains(&first)
         {
