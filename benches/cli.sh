@@ -19,14 +19,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r flake.nix hosts modules secrets "$work"/
 # 200 synthetic spokes of pve-gateway, derived from pve-apps: own address, vmid, tunnel IP.
-# Each reuses pve-apps's host key and wg0 ciphertext (encrypted to that key).
+# Each reuses pve-apps's host key and secrets (encrypted to that key).
 apps_key=$(sed -n 's/^pve-apps = //p' secrets/recipients.toml)
 for i in $(seq 1 200); do
   echo "synth-$i = $apps_key" >> "$work/secrets/recipients.toml"
-  mkdir -p "$work/secrets/synth-$i" && cp secrets/pve-apps/wg0.recipients "$work/secrets/synth-$i/"
+  mkdir -p "$work/secrets/synth-$i" && cp secrets/pve-apps/* "$work/secrets/synth-$i/"
   sed -e "s/192.168.100.21/192.168.100.$((i + 29))/" -e "s/vmid = 111/vmid = $((1000 + i))/" \
       -e "s#10.99.0.12/24#10.99.0.$((i + 20))/24#" hosts/pve-apps.toml > "$work/hosts/synth-$i.toml"
-  mkdir -p "$work/secrets/synth-$i" && cp secrets/pve-apps/wg0.age "$work/secrets/synth-$i/"
 done
 echo "potato gen, 204 hosts (200 synthetic), from scratch each run:"
 for _ in $(seq "$runs"); do rm -rf "$work/modules/generated"; time_ms "$bin" gen --repo "$work"; done | stats
