@@ -177,10 +177,16 @@ pub enum Command {
         host: String,
         /// Only detect the hardware (arch, RAM, CPU, disks, NICs) and compare it
         /// with the host file; writes hosts/HOST/hardware.{json,nix}.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "verify")]
         detect: bool,
+        /// The last step: check that the host booted exactly the system the repo
+        /// builds, and record the bootstrap (date, commit) on the host.
+        #[arg(long)]
+        verify: bool,
         #[command(flatten)]
         conn: Connection,
+        #[command(flatten)]
+        nix: NixArgs,
     },
     /// Proxmox VMs for VM hosts.
     Vm {
@@ -424,7 +430,19 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 nix: &nix,
             },
         ),
-        Command::Bootstrap { host, detect, conn } => cmd::bootstrap::run(g, &host, detect, &conn),
+        Command::Bootstrap {
+            host,
+            detect,
+            verify,
+            conn,
+            nix,
+        } => {
+            if verify {
+                cmd::bootstrap::verify(g, &host, &conn, &nix)
+            } else {
+                cmd::bootstrap::run(g, &host, detect, &conn)
+            }
+        }
         Command::Vm { action } => cmd::vm::run(g, &action),
         Command::Secrets { action } => cmd::secrets::run(g, &action),
     }

@@ -1091,3 +1091,57 @@ fn bootstrap_detects_a_testbed_hosts_hardware() {
         run.stdout
     );
 }
+
+/// The bootstrap's last step: the host must have booted exactly the system the
+/// repository builds. The testbed cannot reboot, so /run/booted-system is set
+/// by hand (a TEST DOUBLE for a boot), once wrongly and once rightly.
+#[test]
+fn bootstrap_verify_requires_the_booted_system_and_status_reports_it() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let system = first_deploy(&fleet);
+    // Not booted at all (no /run/booted-system): refused.
+    let run = fleet.potato(&["bootstrap", "t0", "--verify"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the host booted none"),
+        "{}",
+        run.stderr
+    );
+    // Booted something else: refused, naming both.
+    host.sh_ok("ln -sfn /nix/var /run/booted-system");
+    let run = fleet.potato(&["bootstrap", "t0", "--verify"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains(&format!("but the repository builds {system}")),
+        "{}",
+        run.stderr
+    );
+    let status = fleet.potato(&["status", "t0"]);
+    assert!(
+        status.stdout.contains("not bootstrapped by potato"),
+        "{}",
+        status.stdout
+    );
+    // Booted the right generation: verified and recorded.
+    host.sh_ok(&format!("ln -sfn {system} /run/booted-system"));
+    let run = fleet.potato(&["bootstrap", "t0", "--verify"]);
+    run.ok();
+    assert!(
+        run.stdout.contains(&format!("booted {system}")),
+        "{}",
+        run.stdout
+    );
+    let status = fleet.potato(&["status", "t0", "--json"]);
+    status.ok();
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let b = &v["hosts"][0]["bootstrapped"];
+    assert_eq!(b["system"], system.as_str());
+    assert!(b["date"].as_str().unwrap().starts_with("20"), "{b}");
+    assert!(b["commit"].is_string());
+}

@@ -2,7 +2,9 @@
 //! detection over SSH (`--detect`): architecture, RAM, CPU, disks (size, model,
 //! serial, by-id path) and NICs (MAC), written as `hosts/<host>/hardware.json`
 //! and `hosts/<host>/hardware.nix` and checked against the host file. The
-//! install itself (kexec, disko, install, reboot, verify) is not built yet.
+//! install itself (kexec, disko, install, reboot) is not built yet; its last
+//! step is (`--verify`): the host must have *booted* the system the repository
+//! builds, and then the bootstrap is recorded on the host for `potato status`.
 
 use std::collections::BTreeMap;
 
@@ -229,6 +231,75 @@ pub fn run(g: &Global, host: &str, detect: bool, conn: &Connection) -> Result<()
             message: format!("{} fact(s) disagree with hosts/{host}.toml", problems.len()),
         })
     }
+}
+
+/// Where a bootstrap is recorded on the host (date, commit, system).
+pub const MARKER: &str = "/nix/var/potato/bootstrapped";
+
+/// `--verify`: booted == built, then record the bootstrap.
+pub fn verify(
+    g: &Global,
+    host: &str,
+    conn: &Connection,
+    nix_args: &crate::cli::NixArgs,
+) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
+    let target =
+        super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
+    let built = super::deploy::build(&root, nix_args, &[plan.name.clone()])?;
+    let expected = built[&plan.name].to_string();
+    let remote = super::hosts::connect(&root, g, host, &target, conn)?;
+    let fail = |message: String| Error::Host {
+        host: host.into(),
+        message,
+    };
+    let out = remote
+        .session
+        .exec("readlink -e /run/booted-system 2>/dev/null || echo none")
+        .map_err(|e| fail(e.to_string()))?;
+    let booted = out.stdout.trim().to_string();
+    if booted != expected {
+        return Err(fail(format!(
+            "the host booted {booted}, but the repository builds {expected}: not bootstrapped (reboot into the installed system, or install again)"
+        )));
+    }
+    let commit = std::process::Command::new("git")
+        .args(["-C", root.as_str(), "rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "(not a git checkout)".into());
+    let record = serde_json::json!({
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "commit": commit,
+        "system": expected,
+    });
+    let script = format!(
+        "mkdir -p /nix/var/potato && printf '%s\\n' {} > {MARKER}.new && mv {MARKER}.new {MARKER}",
+        crate::deploy::remote::shell_quote(&record.to_string())
+    );
+    let out = remote
+        .session
+        .exec(&script)
+        .map_err(|e| fail(e.to_string()))?;
+    if out.code != 0 {
+        return Err(fail(format!(
+            "recording the bootstrap: {}",
+            out.stderr.trim()
+        )));
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({ "host": host, "bootstrapped": record })
+        );
+    } else {
+        println!("{host}: booted {expected}; bootstrap recorded (commit {commit})");
+    }
+    Ok(())
 }
 
 /// Where the host file and the machine disagree.

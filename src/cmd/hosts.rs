@@ -173,11 +173,19 @@ pub fn status(
     let mut rows = Vec::new();
     for p in &selected {
         let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
+        let mut bootstrapped = serde_json::Value::Null;
         let (state, running, detail) = match Session::connect(&t, &opts)
             .map_err(|e| e.to_string())
             .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
-            .and_then(|r| r.state().map_err(|e| e.to_string()))
-        {
+            .and_then(|r| {
+                bootstrapped = r
+                    .session
+                    .exec(&format!("cat {} 2>/dev/null", super::bootstrap::MARKER))
+                    .ok()
+                    .and_then(|o| serde_json::from_str(o.stdout.trim()).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                r.state().map_err(|e| e.to_string())
+            }) {
             Ok(st) => {
                 let in_sync = st.current.as_ref() == Some(&tops[&p.name]);
                 (
@@ -190,14 +198,22 @@ pub fn status(
             }
             Err(e) => ("unreachable", None, e),
         };
-        rows.push(json!({ "host": p.name, "state": state, "running": running, "repo": tops[&p.name], "detail": detail }));
+        rows.push(json!({ "host": p.name, "state": state, "running": running, "repo": tops[&p.name], "detail": detail, "bootstrapped": bootstrapped }));
     }
     if g.json {
         println!("{}", json!({ "hosts": rows }));
     } else {
         for r in &rows {
+            let boot = match &r["bootstrapped"] {
+                serde_json::Value::Null => "not bootstrapped by potato".to_string(),
+                b => format!(
+                    "bootstrapped {} from {}",
+                    b["date"].as_str().unwrap_or("?"),
+                    b["commit"].as_str().unwrap_or("?")
+                ),
+            };
             println!(
-                "{:<16} {:<12} {}",
+                "{:<16} {:<12} {}; {boot}",
                 r["host"].as_str().unwrap_or(""),
                 r["state"].as_str().unwrap_or(""),
                 r["detail"]

@@ -143,7 +143,9 @@ impl Fleet {
                 all.push(self.known_hosts.clone().into());
             }
         }
-        if ["deploy", "status", "build"].contains(&first) && !args.contains(&"--override-input") {
+        if ["deploy", "status", "build", "bootstrap"].contains(&first)
+            && !args.contains(&"--override-input")
+        {
             all.push("--override-input".into());
             all.push("nixpkgs".into());
             all.push(self.path().join("nixpkgs-double").into());
