@@ -248,7 +248,7 @@ pub fn verify(
     let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
     let target =
         super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
-    let built = super::deploy::build(&root, nix_args, &[plan.name.clone()])?;
+    let built = super::deploy::build(&root, nix_args, std::slice::from_ref(&plan.name))?;
     let expected = built[&plan.name].to_string();
     let remote = super::hosts::connect(&root, g, host, &target, conn)?;
     let fail = |message: String| Error::Host {
