@@ -7,6 +7,7 @@
 //! lock, push, activate, confirm or roll back, with the on-host agent).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
 //! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
+//! `flash` writes and verifies card images; `proxmox` is the Proxmox VE API client.
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them.
 
