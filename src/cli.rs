@@ -181,8 +181,15 @@ pub enum Command {
         detect: bool,
         /// The last step: check that the host booted exactly the system the repo
         /// builds, and record the bootstrap (date, commit) on the host.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "install")]
         verify: bool,
+        /// Install the system into a prepared, mounted target root (see --root):
+        /// closure, system profile and the pre-generated host key.
+        #[arg(long, requires = "root")]
+        install: bool,
+        /// The mounted target root for --install, e.g. /mnt.
+        #[arg(long)]
+        root: Option<String>,
         #[command(flatten)]
         conn: Connection,
         #[command(flatten)]
@@ -434,11 +441,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             host,
             detect,
             verify,
+            install,
+            root,
             conn,
             nix,
         } => {
             if verify {
                 cmd::bootstrap::verify(g, &host, &conn, &nix)
+            } else if install {
+                cmd::bootstrap::install(g, &host, root.as_deref().unwrap_or(""), &conn, &nix)
             } else {
                 cmd::bootstrap::run(g, &host, detect, &conn)
             }

@@ -1145,3 +1145,111 @@ fn bootstrap_verify_requires_the_booted_system_and_status_reports_it() {
     assert!(b["date"].as_str().unwrap().starts_with("20"), "{b}");
     assert!(b["commit"].is_string());
 }
+
+/// `bootstrap --install`: the system into a target root on a testbed host
+/// standing in for the installer (the root is a directory under its /run, where
+/// a real installer would have disko's mounts). Up to what needs a real kernel:
+/// the closure is valid in the target's store (and not pushed to the host's
+/// own), the system profile points at it, and the pre-generated host key is
+/// there, 0600, byte for byte.
+#[test]
+fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let target = format!("root@{}", host.addr);
+    let with_admin = |args: &[&str]| {
+        common::Run::from(
+            fleet
+                .command(args)
+                .env("POTATO_AGE_IDENTITY", &fleet.admin_identity)
+                .output()
+                .unwrap(),
+        )
+    };
+    // Without a pre-generated host key: refused, with the command to run.
+    let run = with_admin(&[
+        "bootstrap",
+        "t0",
+        "--install",
+        "--root",
+        "/run/target",
+        "--target",
+        &target,
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("potato secrets hostkey t0"),
+        "{}",
+        run.stderr
+    );
+    with_admin(&["secrets", "hostkey", "t0", "--force"]).ok();
+    fleet.potato(&["gen"]).ok();
+    // Never the running system's root.
+    let run = with_admin(&[
+        "bootstrap",
+        "t0",
+        "--install",
+        "--root",
+        "/",
+        "--target",
+        &target,
+    ]);
+    assert_eq!(run.code, 2);
+    let run = with_admin(&[
+        "bootstrap",
+        "t0",
+        "--install",
+        "--root",
+        "/run/target",
+        "--target",
+        &target,
+        "--json",
+    ]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let system = v["system"].as_str().unwrap().to_string();
+    assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
+    host.sh_ok(&format!(
+        "nix-store --store /run/target --check-validity {system}"
+    ));
+    assert!(
+        !host
+            .sh(&format!("nix-store --check-validity {system}"))
+            .status
+            .success(),
+        "pushed into the host's own store"
+    );
+    // The profile's links are the installed system's own (/nix/store/...), as it
+    // will see them after boot.
+    let link = host.sh_ok("readlink /run/target/nix/var/nix/profiles/system");
+    let to = host.sh_ok(&format!(
+        "readlink /run/target/nix/var/nix/profiles/{}",
+        link.trim()
+    ));
+    assert_eq!(to.trim(), system);
+    assert_eq!(
+        host.sh_ok("stat -c %a /run/target/etc/ssh/ssh_host_ed25519_key")
+            .trim(),
+        "600"
+    );
+    let installed = host.sh_ok("cat /run/target/etc/ssh/ssh_host_ed25519_key");
+    let out = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&fleet.admin_identity)
+        .arg(fleet.path().join("secrets/t0/ssh_host_ed25519_key.age"))
+        .output()
+        .unwrap();
+    assert_eq!(installed, String::from_utf8_lossy(&out.stdout));
+    let public = host.sh_ok("cat /run/target/etc/ssh/ssh_host_ed25519_key.pub");
+    let recorded = std::fs::read_to_string(fleet.path().join("secrets/recipients.toml")).unwrap();
+    let key = public.split_whitespace().nth(1).unwrap();
+    assert!(
+        recorded.contains(key),
+        "the .pub is the key recorded for t0"
+    );
+}

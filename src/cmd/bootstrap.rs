@@ -302,6 +302,115 @@ pub fn verify(
     Ok(())
 }
 
+/// `--install --root DIR`: the system into a prepared target root (partitioned
+/// and mounted, e.g. by disko from an installer): the closure into DIR's store,
+/// the system profile, and the pre-generated host key (0600), so the secrets in
+/// the closure decrypt on first boot. The bootloader and reboot need the
+/// installer's NixOS tooling and are not done here.
+pub fn install(
+    g: &Global,
+    host: &str,
+    root_dir: &str,
+    conn: &Connection,
+    nix_args: &crate::cli::NixArgs,
+) -> Result<(), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
+    let Some(given) = conn.target.as_deref() else {
+        return Err(Error::usage(
+            "bootstrap needs --target root@ADDR (the machine as it runs now)",
+            "e.g. potato bootstrap n250 --install --root /mnt --target root@192.168.178.99",
+        ));
+    };
+    if !root_dir.starts_with('/') || root_dir == "/" {
+        return Err(Error::usage(
+            format!("--root {root_dir}: give the mounted target root, e.g. /mnt"),
+            "never / (that is the running system)",
+        ));
+    }
+    // The host key first: without it the installed system cannot decrypt.
+    let key_file = root.join(format!("secrets/{host}/ssh_host_ed25519_key.age"));
+    if !key_file.exists() {
+        return Err(Error::usage(
+            format!("{host} has no pre-generated host key ({key_file} is missing)"),
+            format!("run `potato secrets hostkey {host}` first"),
+        ));
+    }
+    let ids = crate::secrets::store::load_identities(None)
+        .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
+    let private = crate::secrets::store::decrypt(&key_file, &ids)
+        .map_err(|e| Error::usage(e.to_string(), "check your age identity"))?;
+    let public = crate::secrets::store::Recipients::load(&root)
+        .ok()
+        .and_then(|r| r.hosts.get(host).cloned())
+        .unwrap_or_default();
+    let target: Target =
+        crate::resolve::parse_target(given).map_err(|e| Error::usage(e, "write root@ADDR"))?;
+    let built = super::deploy::build(&root, nix_args, std::slice::from_ref(&plan.name))?;
+    let system = built[&plan.name].clone();
+    let closure = crate::nix::closure(&system)?;
+    let mut remote = super::hosts::connect(&root, g, host, &target, conn)?;
+    remote.set_store_root(root_dir);
+    let fail = |m: String| Error::Host {
+        host: host.into(),
+        message: m,
+    };
+    let paths: Vec<_> = closure.iter().map(|p| p.path.clone()).collect();
+    let missing = remote.missing(&paths).map_err(|e| fail(e.to_string()))?;
+    let send: Vec<_> = closure
+        .into_iter()
+        .filter(|p| missing.contains(&p.path))
+        .collect();
+    let count = send.len();
+    say(
+        g,
+        &format!("{host}: pushing {count} paths into {root_dir}/nix/store"),
+    );
+    let mut stream = crate::nix::transfer::ServeStream::new(send);
+    remote
+        .add_to_store(&mut stream, count, false, &mut |_| {})
+        .map_err(|e| fail(e.to_string()))?;
+    let q = crate::deploy::remote::shell_quote;
+    let profile = format!("{root_dir}/nix/var/nix/profiles/system");
+    let script = format!(
+        "nix-env --store {r} -p {p} --set {s} && umask 077 && mkdir -p {r}/etc/ssh          && cat > {r}/etc/ssh/ssh_host_ed25519_key.new && chmod 0600 {r}/etc/ssh/ssh_host_ed25519_key.new          && mv {r}/etc/ssh/ssh_host_ed25519_key.new {r}/etc/ssh/ssh_host_ed25519_key          && printf '%s\\n' {pubkey} > {r}/etc/ssh/ssh_host_ed25519_key.pub && chmod 0644 {r}/etc/ssh/ssh_host_ed25519_key.pub",
+        r = q(root_dir),
+        p = q(&profile),
+        s = q(system.as_str()),
+        pubkey = q(&format!("{public} root@{host}")),
+    );
+    // The private key travels on stdin, never in an argv.
+    let out = remote
+        .session
+        .exec_with(&script, Some(&mut &private[..]), &mut |_| {})
+        .map_err(|e| fail(e.to_string()))?;
+    if out.code != 0 {
+        return Err(fail(format!(
+            "installing into {root_dir}: {}",
+            out.stderr.trim()
+        )));
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({ "host": host, "root": root_dir, "system": system, "pushed": count })
+        );
+    } else {
+        println!(
+            "{host}: {system} installed into {root_dir} ({count} paths pushed, host key in place)
+             next: install the bootloader from the installer, reboot, then `potato bootstrap {host} --verify`"
+        );
+    }
+    Ok(())
+}
+
+fn say(g: &Global, line: &str) {
+    if !g.json {
+        eprintln!("{line}");
+    }
+}
+
 /// Where the host file and the machine disagree.
 pub fn compare(plan: &crate::plan::HostPlan, hw: &Hardware) -> Vec<String> {
     let mut out = Vec::new();

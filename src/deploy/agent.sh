@@ -51,16 +51,17 @@ state)
   echo "generation $(current_generation)"
   ;;
 missing)
-  # Store paths on stdin, one per line; prints those not valid here.
-  xargs -r nix-store --check-validity --print-invalid
+  # Store paths on stdin, one per line; prints those not valid here (in the
+  # store under $POTATO_STORE_ROOT when set: a machine being installed).
+  xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
   ;;
 serve-write)
   # serve-write [zstd]: nix-store's serve protocol on stdin (zstd-compressed
   # when asked); potato sends cmdAddToStoreNar per path.
   if [ "${1:-}" = zstd ]; then
-    zstd -dcq | nix-store --serve --write
+    zstd -dcq | nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --serve --write
   else
-    nix-store --serve --write
+    nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --serve --write
   fi
   ;;
 has-zstd)

@@ -49,6 +49,9 @@ pub struct Remote {
     pub session: Session,
     /// The lock channel, held open for the whole deploy.
     lock: Option<ssh2::Channel>,
+    /// A root whose store receives pushed paths (a machine being installed),
+    /// instead of the host's own /nix.
+    store_root: Option<String>,
 }
 
 impl Remote {
@@ -57,6 +60,7 @@ impl Remote {
         let r = Remote {
             session,
             lock: None,
+            store_root: None,
         };
         let cmd = format!(
             "mkdir -p /nix/var/potato && cat > {AGENT_PATH}.tmp && mv {AGENT_PATH}.tmp {AGENT_PATH}"
@@ -162,6 +166,18 @@ impl Remote {
         Ok(st)
     }
 
+    /// Push into the store under `root` (e.g. /mnt) from now on.
+    pub fn set_store_root(&mut self, root: &str) {
+        self.store_root = Some(root.to_string());
+    }
+
+    fn store_env(&self) -> String {
+        self.store_root
+            .as_ref()
+            .map(|r| format!("POTATO_STORE_ROOT={} ", shell_quote(r)))
+            .unwrap_or_default()
+    }
+
     /// One round trip: which of `paths` the host lacks. Answers are checked to be
     /// store paths and members of `paths`.
     pub fn missing(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, RemoteError> {
@@ -171,7 +187,7 @@ impl Remote {
             list.push('\n');
         }
         let out = self.session.exec_with(
-            &format!("sh {AGENT_PATH} missing"),
+            &format!("{}sh {AGENT_PATH} missing", self.store_env()),
             Some(&mut list.as_bytes()),
             &mut |_| {},
         )?;
@@ -198,7 +214,8 @@ impl Remote {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), RemoteError> {
         let cmd = format!(
-            "sh {AGENT_PATH} serve-write{}",
+            "{}sh {AGENT_PATH} serve-write{}",
+            self.store_env(),
             if compressed { " zstd" } else { "" }
         );
         let out = self.session.exec_with(&cmd, Some(stream), progress)?;
