@@ -180,14 +180,7 @@ pub fn run(g: &Global, host: &str, detect: bool, conn: &Connection) -> Result<()
     let plans = super::load_plans(&root)?;
     let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
     // The machine to install: not yet the host file's address, so it is given.
-    let Some(given) = conn.target.as_deref() else {
-        return Err(Error::usage(
-            "bootstrap needs --target root@ADDR (the machine as it runs now)",
-            "e.g. potato bootstrap n250 --detect --target root@192.168.178.99",
-        ));
-    };
-    let target: Target =
-        crate::resolve::parse_target(given).map_err(|e| Error::usage(e, "write root@ADDR"))?;
+    let target = machine(conn, "--detect")?;
     let remote = super::hosts::connect(&root, g, host, &target, conn)?;
     let out = remote.session.exec(PROBE).map_err(|e| Error::Host {
         host: host.into(),
@@ -235,6 +228,18 @@ pub fn run(g: &Global, host: &str, detect: bool, conn: &Connection) -> Result<()
 
 /// Where a bootstrap is recorded on the host (date, commit, system).
 pub const MARKER: &str = "/nix/var/potato/bootstrapped";
+
+/// The machine being bootstrapped: `--target`, required (it is not yet at the
+/// host file's address). `step` shows in the example.
+fn machine(conn: &Connection, step: &str) -> Result<Target, Error> {
+    let Some(given) = conn.target.as_deref() else {
+        return Err(Error::usage(
+            "bootstrap needs --target root@ADDR (the machine as it runs now)",
+            format!("e.g. potato bootstrap n250 {step} --target root@192.168.178.99"),
+        ));
+    };
+    crate::resolve::parse_target(given).map_err(|e| Error::usage(e, "write root@ADDR"))
+}
 
 /// `--verify`: booted == built, then record the bootstrap.
 pub fn verify(
@@ -317,12 +322,7 @@ pub fn install(
     let root = super::repo_root(g)?;
     let plans = super::load_plans(&root)?;
     let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
-    let Some(given) = conn.target.as_deref() else {
-        return Err(Error::usage(
-            "bootstrap needs --target root@ADDR (the machine as it runs now)",
-            "e.g. potato bootstrap n250 --install --root /mnt --target root@192.168.178.99",
-        ));
-    };
+    let target = machine(conn, "--install --root /mnt")?;
     if !root_dir.starts_with('/') || root_dir == "/" {
         return Err(Error::usage(
             format!("--root {root_dir}: give the mounted target root, e.g. /mnt"),
@@ -345,8 +345,6 @@ pub fn install(
         .ok()
         .and_then(|r| r.hosts.get(host).cloned())
         .unwrap_or_default();
-    let target: Target =
-        crate::resolve::parse_target(given).map_err(|e| Error::usage(e, "write root@ADDR"))?;
     let built = super::deploy::build(&root, nix_args, std::slice::from_ref(&plan.name))?;
     let system = built[&plan.name].clone();
     let closure = crate::nix::closure(&system)?;

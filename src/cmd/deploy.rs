@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::{Connection, DeployArgs, Global, NixArgs};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
-use crate::nix::{self, Flake, StorePath};
+use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
 use crate::ssh::SshOptions;
 use crate::ui::Renderer;
@@ -76,12 +76,7 @@ pub fn build(
     nix_args: &NixArgs,
     names: &[String],
 ) -> Result<BTreeMap<String, StorePath>, Error> {
-    let overrides = nix_args
-        .override_input
-        .chunks(2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect();
-    let flake = Flake::for_repo(root, overrides);
+    let flake = super::flake_for(root, nix_args);
     let untracked = nix::untracked_inputs(root);
     if !untracked.is_empty() && flake.reference.starts_with("git+") {
         eprintln!(

@@ -10,7 +10,6 @@ use crate::cli::{Global, NixArgs};
 use crate::error::Error;
 use crate::flash::{self, System, Target};
 use crate::inventory::schema::Hardware;
-use crate::nix::{self, Flake};
 use crate::repo;
 
 pub struct FlashArgs<'a> {
@@ -75,26 +74,7 @@ fn build_card_image(
             format!("create it with `potato vm create {host}`"),
         ));
     }
-    let kind = super::image::kinds(hardware)[0];
-    let overrides = nix_args
-        .override_input
-        .chunks(2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect();
-    let flake = Flake::for_repo(root, overrides);
-    eprintln!("building the {kind} image of {host}");
-    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".\"{kind}\"")])?;
-    let files = super::image::image_files(Utf8Path::new(built[0].as_str()));
-    match files.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err(Error::usage(
-            format!(
-                "the {kind} image of {host} has {} files, expected one",
-                files.len()
-            ),
-            "pass the file with --image",
-        )),
-    }
+    super::image::build_one(root, host, super::image::kinds(hardware)[0], nix_args)
 }
 
 /// --yes, or the device's path typed back on a terminal.

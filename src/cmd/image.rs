@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::{Global, NixArgs};
 use crate::error::Error;
 use crate::inventory::schema::Hardware;
-use crate::nix::{self, Flake};
+use crate::nix;
 use crate::repo;
 
 /// The image kinds each hardware profile gets (the flake's `kindsFor` says the
@@ -43,12 +43,7 @@ pub fn run(
         }
         None => all.to_vec(),
     };
-    let overrides = nix_args
-        .override_input
-        .chunks(2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect();
-    let flake = Flake::for_repo(&root, overrides);
+    let flake = super::flake_for(&root, nix_args);
     let attrs: Vec<String> = wanted
         .iter()
         .map(|k| format!("images.\"{}\".\"{k}\"", plan.name))
@@ -90,8 +85,31 @@ pub fn run(
     Ok(())
 }
 
+/// Builds one image and returns its single file (for flashing or uploading).
+pub(super) fn build_one(
+    root: &Utf8Path,
+    host: &str,
+    kind: &str,
+    nix_args: &NixArgs,
+) -> Result<Utf8PathBuf, Error> {
+    eprintln!("building the {kind} image of {host}");
+    let flake = super::flake_for(root, nix_args);
+    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".\"{kind}\"")])?;
+    let files = image_files(Utf8Path::new(built[0].as_str()));
+    match files.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::usage(
+            format!(
+                "the {kind} image of {host} has {} files, expected one",
+                files.len()
+            ),
+            "pass the file with --image",
+        )),
+    }
+}
+
 /// The regular files under an image output (sd-image/*.img, *.iso, ...).
-pub(super) fn image_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+fn image_files(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -37,6 +37,16 @@ pub fn repo_root(g: &Global) -> Result<Utf8PathBuf, Error> {
     repo::find_root(g.repo.as_deref(), &cwd)
 }
 
+/// The repository's flake with the command line's `--override-input`s.
+pub fn flake_for(repo: &Utf8Path, nix_args: &crate::cli::NixArgs) -> crate::nix::Flake {
+    let overrides = nix_args
+        .override_input
+        .chunks(2)
+        .map(|c| (c[0].clone(), c[1].clone()))
+        .collect();
+    crate::nix::Flake::for_repo(repo, overrides)
+}
+
 /// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
     let inv = inventory::load(repo)?;

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::cli::{Global, VmAction, VmArgs};
 use crate::error::Error;
-use crate::nix::{self, Flake};
 use crate::plan::{HostPlan, ProxmoxPlan};
 use crate::proxmox::{Client, ProxmoxError};
 use crate::{repo, secrets};
@@ -154,7 +153,7 @@ fn create(
     }
     let image = match image {
         Some(i) => i.to_path_buf(),
-        None => build_qcow2(root, host, nix_args)?,
+        None => super::image::build_one(root, host, "qcow2", nix_args)?,
     };
     let file_name = format!("potato-{host}.qcow2");
     say(
@@ -208,27 +207,6 @@ fn create(
         .map_err(fail)?;
     report(g, host, px, "created", &[]);
     Ok(())
-}
-
-fn build_qcow2(
-    root: &Utf8Path,
-    host: &str,
-    nix_args: &crate::cli::NixArgs,
-) -> Result<camino::Utf8PathBuf, Error> {
-    let overrides = nix_args
-        .override_input
-        .chunks(2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect();
-    let flake = Flake::for_repo(root, overrides);
-    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".qcow2")])?;
-    let files = super::image::image_files(Utf8Path::new(built[0].as_str()));
-    files.into_iter().next().ok_or_else(|| {
-        Error::usage(
-            format!("the qcow2 image of {host} has no file"),
-            "pass one with --image",
-        )
-    })
 }
 
 fn status(g: &Global, plan: &HostPlan, px: &ProxmoxPlan, client: &Client) -> Result<(), Error> {
