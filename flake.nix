@@ -55,6 +55,9 @@
         iso = [ "${nixpkgs}/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix" ./modules/images/installer.nix ];
         qcow2 = [ "${nixpkgs}/nixos/modules/virtualisation/disk-image.nix" { image.format = "qcow2"; image.efiSupport = true; } ];
         vma = [ "${nixpkgs}/nixos/modules/virtualisation/proxmox-image.nix" ];
+        # The installer `potato bootstrap` kexecs into on a machine running
+        # another Linux: a tree with kernel, initrd, command line, kexec, run.
+        kexec = [ "${nixpkgs}/nixos/modules/installer/netboot/netboot-minimal.nix" ./modules/images/kexec.nix ];
       };
       # The build attribute each kind's image is under.
       imageAttr = {
@@ -63,10 +66,11 @@
         iso = "isoImage";
         qcow2 = "image";
         vma = "VMA";
+        kexec = "potatoKexec";
       };
       kindsFor = {
         lepotato = [ "sd" ];
-        n250 = [ "raw-efi" "iso" ];
+        n250 = [ "raw-efi" "iso" "kexec" ];
         proxmox-vm = [ "qcow2" "vma" ];
       };
       # The installer ISO is the installer profile carrying the host's system in
@@ -76,12 +80,13 @@
         name: kind:
         (nixpkgs.lib.nixosSystem {
           modules =
-            (if kind == "iso" then [ ] else [ ./modules/base.nix (requireGenerated name) ])
+            (if kind == "iso" || kind == "kexec" then [ ] else [ ./modules/base.nix (requireGenerated name) ])
             ++ imageModules.${kind};
           specialArgs.potato = {
             inherit name;
             generated = requireGenerated name;
             image = kind;
+            kexecRun = ./modules/images/kexec-run.sh;
             toplevel = (mkHost name).config.system.build.toplevel;
           };
         }).config.system.build.${imageAttr.${kind}};

@@ -32,7 +32,7 @@ const EXAMPLES: &str = "Examples:
   potato deploy n250           build, push, activate, confirm
   potato deploy @media         every host tagged media";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Repository root (default: the nearest directory upwards holding flake.nix).
     #[arg(long, global = true, value_name = "DIR", env = "POTATO_REPO")]
@@ -172,24 +172,54 @@ pub enum Command {
         #[command(flatten)]
         nix: NixArgs,
     },
-    /// Install NixOS on fresh hardware over SSH.
+    /// Install NixOS on fresh hardware over SSH, up to a verified first boot.
+    ///
+    /// The machine runs any Linux with SSH (or the NixOS installer) and is
+    /// reached with --target root@ADDR. Steps: detect (hardware.{json,nix},
+    /// missing facts into the host file), host-key (pre-generated, secrets
+    /// rekeyed), generate, installer (kexec into the NixOS installer unless it
+    /// runs one; needs 1.5 GiB RAM), partition (boot disk: GPT, ESP + ext4 root;
+    /// asks, or --yes; data disks only with --wipe), install, bootloader,
+    /// reboot, reconnect (its own host key, at its address or found by MAC),
+    /// verify (it booted exactly the built system; recorded for `potato
+    /// status`). Progress is kept in .potato/bootstrap/HOST.json: run the
+    /// command again to go on after a failure, --from STEP to go back.
+    ///
+    ///   potato bootstrap n250 --target root@192.168.178.99 --yes
     Bootstrap {
         host: String,
         /// Only detect the hardware (arch, RAM, CPU, disks, NICs) and compare it
         /// with the host file; writes hosts/HOST/hardware.{json,nix}.
-        #[arg(long, conflicts_with = "verify")]
+        #[arg(long, conflicts_with_all = ["verify", "install"])]
         detect: bool,
-        /// The last step: check that the host booted exactly the system the repo
-        /// builds, and record the bootstrap (date, commit) on the host.
+        /// Only the last step: check that the host booted exactly the system the
+        /// repo builds, and record the bootstrap (date, commit) on the host.
         #[arg(long, conflicts_with = "install")]
         verify: bool,
-        /// Install the system into a prepared, mounted target root (see --root):
+        /// Only install into a prepared, mounted target root (see --root):
         /// closure, system profile and the pre-generated host key.
         #[arg(long, requires = "root")]
         install: bool,
         /// The mounted target root for --install, e.g. /mnt.
         #[arg(long)]
         root: Option<String>,
+        /// Wipe the boot disk without asking (the partition step asks on a
+        /// terminal, and refuses elsewhere).
+        #[arg(long)]
+        yes: bool,
+        /// Also format this data disk, named by its mount point or device in
+        /// [storage].mounts (repeatable). Data disks are otherwise never touched.
+        #[arg(long, value_name = "DISK")]
+        wipe: Vec<String>,
+        /// Go back to STEP: forget it and every later step, and run from there.
+        #[arg(long, value_enum, value_name = "STEP")]
+        from: Option<crate::bootstrap::Step>,
+        /// Forget earlier progress (.potato/bootstrap/HOST.json) and start over.
+        #[arg(long)]
+        restart: bool,
+        /// How long to wait for the machine to answer after kexec and reboot.
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        wait: String,
         #[command(flatten)]
         conn: Connection,
         #[command(flatten)]
@@ -443,6 +473,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             verify,
             install,
             root,
+            yes,
+            wipe,
+            from,
+            restart,
+            wait,
             conn,
             nix,
         } => {
@@ -450,8 +485,19 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 cmd::bootstrap::verify(g, &host, &conn, &nix)
             } else if install {
                 cmd::bootstrap::install(g, &host, root.as_deref().unwrap_or(""), &conn, &nix)
+            } else if detect {
+                cmd::bootstrap::detect(g, &host, &conn, &nix)
             } else {
-                cmd::bootstrap::run(g, &host, detect, &conn)
+                let wait = crate::units::parse_duration(&wait)
+                    .map_err(|e| Error::usage(format!("--wait: {e}"), "e.g. --wait 10m"))?;
+                let opts = cmd::bootstrap::Options {
+                    yes,
+                    wipe,
+                    from,
+                    restart,
+                    wait,
+                };
+                cmd::bootstrap::run(g, &host, &conn, &nix, opts)
             }
         }
         Command::Vm { action } => cmd::vm::run(g, &action),

@@ -11,6 +11,7 @@
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them.
 
+pub mod bootstrap;
 pub mod catalog;
 pub mod cli;
 pub mod cmd;

@@ -2,7 +2,6 @@
 //! with a progress bar, a read-back verification, and refusals before anything
 //! is written (see `flash`).
 
-use std::io::{BufRead, IsTerminal, Write};
 
 use camino::Utf8Path;
 
@@ -79,42 +78,23 @@ fn build_card_image(
 
 /// --yes, or the device's path typed back on a terminal.
 fn confirm(a: &FlashArgs, target: &Target, len: u64) -> Result<(), Error> {
-    if a.yes {
-        return Ok(());
-    }
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(Error::usage(
-            format!(
-                "refusing to overwrite {} without confirmation",
-                target.describe()
-            ),
-            "pass --yes, or run it on a terminal to confirm by typing the device",
-        ));
-    }
-    eprint!(
-        "Write {} bytes to {}? Everything on it is lost.\nType {} to confirm: ",
-        len,
-        target.describe(),
-        target.path().display()
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| Error::io(Utf8Path::new("stdin"), e))?;
-    if line.trim() != target.path().display().to_string() {
-        return Err(Error::usage(
-            "not confirmed; nothing was written",
-            "type the device path exactly",
-        ));
-    }
-    Ok(())
+    super::confirm_by_typing(
+        a.yes,
+        &format!(
+            "refusing to overwrite {} without confirmation",
+            target.describe()
+        ),
+        &format!(
+            "Write {} bytes to {}? Everything on it is lost.",
+            len,
+            target.describe()
+        ),
+        &target.path().display().to_string(),
+    )
 }
 
 fn progress_bar(g: &Global, len: u64) -> indicatif::ProgressBar {
-    if g.json || !std::io::stderr().is_terminal() {
+    if g.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(len);

@@ -16,7 +16,7 @@ use crate::repo;
 pub fn kinds(hardware: Hardware) -> &'static [&'static str] {
     match hardware {
         Hardware::Lepotato => &["sd"],
-        Hardware::N250 => &["raw-efi", "iso"],
+        Hardware::N250 => &["raw-efi", "iso", "kexec"],
         Hardware::ProxmoxVm => &["qcow2", "vma"],
     }
 }

@@ -72,3 +72,38 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
         })),
     }
 }
+
+/// Goes on when `yes`, or when `expected` is typed back on a terminal after
+/// `question`; refuses (`refusal`, nothing done) otherwise.
+pub fn confirm_by_typing(
+    yes: bool,
+    refusal: &str,
+    question: &str,
+    expected: &str,
+) -> Result<(), Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::usage(
+            refusal,
+            format!("pass --yes, or run it on a terminal to confirm by typing {expected}"),
+        ));
+    }
+    eprint!("{question}\nType {expected} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io(Utf8Path::new("stdin"), e))?;
+    if line.trim() != expected {
+        return Err(Error::usage(
+            "not confirmed; nothing was done",
+            format!("type {expected} exactly"),
+        ));
+    }
+    Ok(())
+}

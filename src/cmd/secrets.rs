@@ -56,10 +56,7 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
         }
         SecretsAction::Rekey => ctx.rekey(g),
         SecretsAction::Hostkey { host, force } => {
-            let public = ctx.pregenerate_host_key(host, *force)?;
-            // The new recipient: every secret the host uses is re-encrypted to it.
-            let ctx = Context::load(&root)?;
-            ctx.rekey(g)?;
+            let public = host_key(g, &root, host, *force)?;
             if g.json {
                 println!("{}", json!({ "host": host, "public_key": public }));
             } else {
@@ -72,6 +69,16 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
             ctx.edit(g, &file)
         }
     }
+}
+
+/// Pre-generates `host`'s SSH host key (refusing to replace one unless
+/// `force`) and re-encrypts every secret the host uses to it. Returns the
+/// public key.
+pub fn host_key(g: &Global, root: &Utf8Path, host: &str, force: bool) -> Result<String, Error> {
+    let public = Context::load(root)?.pregenerate_host_key(host, force)?;
+    // The new recipient: every secret the host uses is re-encrypted to it.
+    Context::load(root)?.rekey(g)?;
+    Ok(public)
 }
 
 fn report(g: &Global, file: &Utf8Path, public: Option<&str>) {

@@ -6,7 +6,6 @@
 //! sorted maps, no timestamps, no absolute paths.
 
 pub mod containers;
-pub mod disko;
 pub mod nix;
 
 use std::collections::BTreeMap;
@@ -87,7 +86,7 @@ impl Renderer {
                 content: spec,
             });
         }
-        if let Some(layout) = disko::disko(plan) {
+        if let Some(layout) = crate::bootstrap::layout::disko(plan) {
             files.push(GeneratedFile {
                 path: dir.join("disko.nix"),
                 content: layout,

@@ -1,0 +1,107 @@
+//! Facts the detection finds that the host file lacks, written back into it
+//! with its comments and layout intact (toml_edit): today the boot disk, when
+//! the machine leaves no doubt which disk it is.
+
+use camino::Utf8Path;
+
+use super::hardware::Hardware;
+use crate::plan::HostPlan;
+
+/// One fact to write: a dotted key and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    pub table: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
+/// What the host file should gain, or why it cannot be decided here.
+pub fn missing(plan: &HostPlan, hw: &Hardware) -> Result<Vec<Fact>, String> {
+    // SD-card and VM-image hosts are installed from images, not to a disk.
+    if plan.storage.boot_disk.is_some() || plan.hardware != crate::inventory::schema::Hardware::N250 {
+        return Ok(Vec::new());
+    }
+    let candidates: Vec<&str> = hw
+        .disks
+        .iter()
+        .filter_map(|d| d.by_id.first().map(String::as_str))
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok(vec![Fact {
+            table: "storage",
+            key: "boot_disk",
+            value: one.to_string(),
+        }]),
+        [] => Err("the machine has no disk with a /dev/disk/by-id link to install to".into()),
+        many => Err(format!(
+            "storage.boot_disk is not set and the machine has {} disks; name one in {}: {}",
+            many.len(),
+            plan.file,
+            many.join(", ")
+        )),
+    }
+}
+
+/// Writes `facts` into the host file, keeping everything else as it was.
+pub fn write(file: &Utf8Path, facts: &[Fact]) -> Result<(), String> {
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{file}: {e}"))?;
+    for f in facts {
+        let table = doc
+            .entry(f.table)
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+        let Some(table) = table.as_table_like_mut() else {
+            return Err(format!("{file}: `{}` is not a table", f.table));
+        };
+        table.insert(f.key, toml_edit::value(f.value.as_str()));
+    }
+    let tmp = file.with_extension("toml.tmp");
+    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("{tmp}: {e}"))?;
+    std::fs::rename(&tmp, file).map_err(|e| format!("{file}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_keeps_comments_and_adds_the_key_to_an_existing_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("h.toml")).unwrap();
+        std::fs::write(
+            &file,
+            "# my host\nsystem = \"x86_64-linux\" # x86\n\n[storage]\n# data\nmounts.\"/mnt/a\" = { device = \"/dev/disk/by-label/a\", fs = \"ext4\" }\n",
+        )
+        .unwrap();
+        let fact = Fact {
+            table: "storage",
+            key: "boot_disk",
+            value: "/dev/disk/by-id/nvme-X_1".into(),
+        };
+        write(&file, &[fact]).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("# my host\nsystem = \"x86_64-linux\" # x86\n"), "{text}");
+        assert!(text.contains("# data\n"), "{text}");
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(v["storage"]["boot_disk"].as_str(), Some("/dev/disk/by-id/nvme-X_1"));
+        assert_eq!(v["storage"]["mounts"]["/mnt/a"]["fs"].as_str(), Some("ext4"));
+    }
+
+    #[test]
+    fn write_creates_the_table_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("h.toml")).unwrap();
+        std::fs::write(&file, "system = \"x86_64-linux\"\n").unwrap();
+        let fact = Fact {
+            table: "storage",
+            key: "boot_disk",
+            value: "/dev/disk/by-id/ata-Y".into(),
+        };
+        write(&file, &[fact]).unwrap();
+        let v: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(v["storage"]["boot_disk"].as_str(), Some("/dev/disk/by-id/ata-Y"));
+    }
+}
