@@ -30,8 +30,6 @@ pub enum Error {
     Render { host: String, message: String },
     #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
     Stale { count: usize },
-    #[error("not implemented yet: {0}")]
-    NotImplemented(&'static str),
     #[error(transparent)]
     Nix(#[from] crate::nix::NixError),
     #[error("{host}: {message}")]
@@ -74,9 +72,6 @@ impl Error {
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),
-            Error::NotImplemented(_) => {
-                Some("this command arrives in a later release; see README.md".into())
-            }
             _ => None,
         }
     }

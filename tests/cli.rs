@@ -38,23 +38,36 @@ fn help_lists_the_whole_command_surface() {
     }
 }
 
+/// Bootstrap refuses what it cannot do before it reaches any machine: no
+/// --target, an image host, a --wipe that names no data disk.
 #[test]
-fn later_commands_say_not_implemented_without_panicking() {
+fn bootstrap_refuses_bad_requests_before_touching_a_machine() {
     let r = Repo::examples();
-    let cases: &[(&[&str], &str)] = &[(
-        &["bootstrap", "n250", "--target", "root@10.213.0.2"],
-        "bootstrap",
-    )];
-    for (args, name) in cases {
+    let cases: &[(&[&str], &str)] = &[
+        (&["bootstrap", "n250"], "bootstrap needs --target root@ADDR"),
+        (
+            &["bootstrap", "lepotato", "--target", "root@10.213.250.9"],
+            "lepotato is installed from its image: `potato image lepotato`",
+        ),
+        (
+            &[
+                "bootstrap",
+                "n250",
+                "--target",
+                "root@10.213.250.9",
+                "--wipe",
+                "/mnt/nope",
+            ],
+            "--wipe /mnt/nope: not a data disk of n250 (its data disks: /mnt/cachehdd",
+        ),
+    ];
+    for (args, message) in cases {
         let run = r.potato(args);
-        assert_ne!(run.code, 0, "{args:?}");
-        assert!(
-            run.stderr.contains(&format!("not implemented yet: {name}")),
-            "{args:?}: {}",
-            run.stderr
-        );
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{args:?} panicked");
     }
+    assert!(!r.path().join(".potato").exists(), "no state was written");
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn flake_eval(repo: &Path, attr: &str, apply: Option<&str>) -> Result<String, St
     let fixture = repo.join("nixpkgs-double");
     if !fixture.exists() {
         std::fs::create_dir_all(&fixture).unwrap();
-        for f in ["flake.nix", "switch-to-configuration.sh"] {
+        for f in ["flake.nix", "switch-to-configuration.sh", "kexec.sh"] {
             std::fs::copy(
                 source_root().join("tests/fixtures/nixpkgs").join(f),
                 fixture.join(f),
@@ -562,10 +562,10 @@ fn every_host_has_images_and_potato_image_builds_them() {
     )
     .unwrap();
     // Written from the hardware profiles: lepotato an SD card, n250 a raw EFI
-    // disk and an installer ISO, the Proxmox VMs qcow2 and vma.
+    // disk, an installer ISO and the kexec installer, the Proxmox VMs qcow2 and vma.
     assert_eq!(
         kinds,
-        r#"{"lepotato":["sd"],"n250":["iso","raw-efi"],"pve-apps":["qcow2","vma"],"pve-gateway":["qcow2","vma"]}"#
+        r#"{"lepotato":["sd"],"n250":["iso","kexec","raw-efi"],"pve-apps":["qcow2","vma"],"pve-gateway":["qcow2","vma"]}"#
     );
     let out = r.path().join("images-out");
     let double = r.path().join("nixpkgs-double");
@@ -589,6 +589,36 @@ fn every_host_has_images_and_potato_image_builds_them() {
         "{text}"
     );
     assert!(!std::fs::metadata(&copied).unwrap().permissions().readonly());
+    // The kexec installer is a tree: kernel, initrd, command line, kexec, and
+    // the launcher, which is modules/images/kexec-run.sh itself.
+    let run = r.potato(&[
+        "image",
+        "n250",
+        "--kind",
+        "kexec",
+        "--override-input",
+        "nixpkgs",
+        double.to_str().unwrap(),
+        "--json",
+    ]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let files: Vec<String> = v["images"][0]["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|f| f.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        files,
+        ["cmdline", "initrd", "kernel", "kexec", "run"],
+        "{v}"
+    );
+    let run_file = v["images"][0]["files"][4].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(run_file).unwrap(),
+        std::fs::read_to_string(common::source_root().join("modules/images/kexec-run.sh")).unwrap()
+    );
     // A kind the host does not have is a usage error naming the ones it has.
     let run = r.potato(&["image", "lepotato", "--kind", "vma"]);
     assert_eq!(run.code, 2);

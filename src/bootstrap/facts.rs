@@ -18,7 +18,8 @@ pub struct Fact {
 /// What the host file should gain, or why it cannot be decided here.
 pub fn missing(plan: &HostPlan, hw: &Hardware) -> Result<Vec<Fact>, String> {
     // SD-card and VM-image hosts are installed from images, not to a disk.
-    if plan.storage.boot_disk.is_some() || plan.hardware != crate::inventory::schema::Hardware::N250 {
+    if plan.storage.boot_disk.is_some() || plan.hardware != crate::inventory::schema::Hardware::N250
+    {
         return Ok(Vec::new());
     }
     let candidates: Vec<&str> = hw
@@ -83,11 +84,20 @@ mod tests {
         };
         write(&file, &[fact]).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("# my host\nsystem = \"x86_64-linux\" # x86\n"), "{text}");
+        assert!(
+            text.starts_with("# my host\nsystem = \"x86_64-linux\" # x86\n"),
+            "{text}"
+        );
         assert!(text.contains("# data\n"), "{text}");
         let v: toml::Value = toml::from_str(&text).unwrap();
-        assert_eq!(v["storage"]["boot_disk"].as_str(), Some("/dev/disk/by-id/nvme-X_1"));
-        assert_eq!(v["storage"]["mounts"]["/mnt/a"]["fs"].as_str(), Some("ext4"));
+        assert_eq!(
+            v["storage"]["boot_disk"].as_str(),
+            Some("/dev/disk/by-id/nvme-X_1")
+        );
+        assert_eq!(
+            v["storage"]["mounts"]["/mnt/a"]["fs"].as_str(),
+            Some("ext4")
+        );
     }
 
     #[test]
@@ -102,6 +112,9 @@ mod tests {
         };
         write(&file, &[fact]).unwrap();
         let v: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        assert_eq!(v["storage"]["boot_disk"].as_str(), Some("/dev/disk/by-id/ata-Y"));
+        assert_eq!(
+            v["storage"]["boot_disk"].as_str(),
+            Some("/dev/disk/by-id/ata-Y")
+        );
     }
 }

@@ -52,7 +52,14 @@ pub struct Running {
 
 /// Tools the steps use on the target, looked for by the probe.
 pub const TOOLS: &[&str] = &[
-    "cpio", "tar", "setsid", "sfdisk", "mkfs.vfat", "mkfs.ext4", "partx", "nixos-enter",
+    "cpio",
+    "tar",
+    "setsid",
+    "sfdisk",
+    "mkfs.vfat",
+    "mkfs.ext4",
+    "partx",
+    "nixos-enter",
 ];
 
 /// One SSH command that prints everything, in sections.
@@ -135,9 +142,6 @@ pub fn parse(text: &str) -> Result<Hardware, String> {
     let lsblk: Value = serde_json::from_str(&get("lsblk")).map_err(|e| format!("lsblk: {e}"))?;
     let mut disks = Vec::new();
     for d in lsblk["blockdevices"].as_array().into_iter().flatten() {
-        if d["type"] != "disk" {
-            continue;
-        }
         let name = d["name"].as_str().unwrap_or("").to_string();
         let text = |k: &str| d[k].as_str().unwrap_or("").trim().to_string();
         let dev = format!("/dev/{name}");
@@ -147,6 +151,12 @@ pub fn parse(text: &str) -> Result<Hardware, String> {
             .map(|(l, _)| l.clone())
             .collect();
         ids.sort();
+        // Disks; and a loop device only when a by-id link names it (never on
+        // real hardware, where loop devices have none: a test's stand-in disk).
+        let is_disk = d["type"] == "disk" || (d["type"] == "loop" && !ids.is_empty());
+        if !is_disk {
+            continue;
+        }
         disks.push(Disk {
             size_bytes: d["size"].as_u64().unwrap_or(0),
             model: text("model"),

@@ -89,6 +89,7 @@ impl Layout {
     /// The layout for `plan`, formatting the data disks named in `wipe` (by
     /// mount point or device, as the host file writes them).
     pub fn new(plan: &HostPlan, wipe: &[String]) -> Result<Layout, LayoutError> {
+        let (wipe, keep) = data_disks(plan, wipe)?;
         let boot_disk = plan
             .storage
             .boot_disk
@@ -96,37 +97,6 @@ impl Layout {
             .ok_or_else(|| LayoutError::NoBootDisk {
                 host: plan.name.clone(),
             })?;
-        let disks: Vec<DataDisk> = plan.storage.mounts.iter().map(DataDisk::from_mount).collect();
-        for given in wipe {
-            let Some(d) = disks
-                .iter()
-                .find(|d| &d.mount_point == given || &d.device == given)
-            else {
-                let known: Vec<String> = disks
-                    .iter()
-                    .map(|d| format!("{} ({})", d.mount_point, d.device))
-                    .collect();
-                return Err(LayoutError::UnknownWipe {
-                    host: plan.name.clone(),
-                    given: given.clone(),
-                    known: if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    },
-                });
-            };
-            if !["ext4", "xfs", "btrfs", "vfat"].contains(&d.fs.as_str()) {
-                return Err(LayoutError::UnsupportedFs {
-                    given: given.clone(),
-                    fs: d.fs.clone(),
-                });
-            }
-        }
-        let (wipe, keep) = disks.into_iter().partition(|d| {
-            wipe.iter()
-                .any(|w| *w == d.mount_point || *w == d.device)
-        });
         Ok(Layout {
             boot_disk,
             wipe,
@@ -247,6 +217,49 @@ impl Layout {
     }
 }
 
+/// The data disks to format (named in `wipe`) and to keep; every name in
+/// `wipe` must be one of them.
+pub fn data_disks(
+    plan: &HostPlan,
+    wipe: &[String],
+) -> Result<(Vec<DataDisk>, Vec<DataDisk>), LayoutError> {
+    let disks: Vec<DataDisk> = plan
+        .storage
+        .mounts
+        .iter()
+        .map(DataDisk::from_mount)
+        .collect();
+    for given in wipe {
+        let Some(d) = disks
+            .iter()
+            .find(|d| &d.mount_point == given || &d.device == given)
+        else {
+            let known: Vec<String> = disks
+                .iter()
+                .map(|d| format!("{} ({})", d.mount_point, d.device))
+                .collect();
+            return Err(LayoutError::UnknownWipe {
+                host: plan.name.clone(),
+                given: given.clone(),
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        };
+        if !["ext4", "xfs", "btrfs", "vfat"].contains(&d.fs.as_str()) {
+            return Err(LayoutError::UnsupportedFs {
+                given: given.clone(),
+                fs: d.fs.clone(),
+            });
+        }
+    }
+    Ok(disks
+        .into_iter()
+        .partition(|d| wipe.iter().any(|w| *w == d.mount_point || *w == d.device)))
+}
+
 /// Shell helpers of the partition script. Exit codes: 10 a disk is missing,
 /// 11 a disk is in use.
 const PARTITION_PRELUDE: &str = r#"set -eu
@@ -303,4 +316,74 @@ fn nix_string(s: &str) -> String {
 pub fn disko(plan: &HostPlan) -> Option<String> {
     let layout = Layout::new(plan, &[]).ok()?;
     Some(layout.disko_nix(plan.file.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example n250: a boot disk and three data disks (ssd, storage, cachehdd).
+    fn plan() -> HostPlan {
+        let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        plans.into_iter().find(|p| p.name == "n250").unwrap()
+    }
+
+    #[test]
+    fn only_disks_named_with_wipe_are_formatted() {
+        let l = Layout::new(&plan(), &["/mnt/storage".into()]).unwrap();
+        assert_eq!(l.wipe.len(), 1);
+        assert_eq!(l.wipe[0].label.as_deref(), Some("storage"));
+        let kept: Vec<&str> = l.keep.iter().map(|d| d.mount_point.as_str()).collect();
+        assert_eq!(kept, ["/mnt/cachehdd", "/mnt/ssd"]);
+        let script = l.partition_script();
+        assert!(
+            script.contains("mkfs.ext4 -q -F -L 'storage' \"$data\""),
+            "{script}"
+        );
+        for kept in ["by-label/ssd", "by-label/cachehdd"] {
+            assert!(
+                !script.contains(kept),
+                "a kept disk is never touched:\n{script}"
+            );
+        }
+        let nix = l.disko_nix("hosts/n250.toml");
+        assert!(
+            nix.contains("device = \"/dev/disk/by-label/storage\""),
+            "{nix}"
+        );
+        assert!(
+            nix.contains("#   /mnt/ssd on /dev/disk/by-label/ssd (ext4), never wiped"),
+            "{nix}"
+        );
+        // Parses, when Nix is here.
+        if let Ok(out) = std::process::Command::new("nix-instantiate")
+            .args(["--parse", "-E", &nix])
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            eprintln!("SKIPPED parse: nix-instantiate is not installed");
+        }
+    }
+
+    #[test]
+    fn wipe_must_name_a_data_disk_and_a_boot_disk_is_required() {
+        let e = Layout::new(&plan(), &["/dev/sda".into()]).unwrap_err();
+        assert!(e.to_string().contains("not a data disk of n250"), "{e}");
+        assert!(
+            e.to_string().contains("/mnt/ssd (/dev/disk/by-label/ssd)"),
+            "{e}"
+        );
+        let mut p = plan();
+        p.storage.boot_disk = None;
+        assert!(matches!(
+            Layout::new(&p, &[]),
+            Err(LayoutError::NoBootDisk { .. })
+        ));
+    }
 }

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 
 /// The steps, in order. Each is done once; a run after a failure starts at the
 /// first step not done (`--from STEP` goes back).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// Detect the hardware; write hardware.{json,nix} and missing facts.

@@ -79,7 +79,10 @@ pub fn run(
     // host). A disk host without a boot disk gets one from the detection.
     let detect_fills_it = plan.storage.boot_disk.is_none()
         && plan.hardware == crate::inventory::schema::Hardware::N250;
-    if !detect_fills_it {
+    if detect_fills_it {
+        crate::bootstrap::layout::data_disks(&plan, &opts.wipe)
+            .map_err(|e| layout_error(&plan, e))?;
+    } else {
         Layout::new(&plan, &opts.wipe).map_err(|e| layout_error(&plan, e))?;
     }
     let mut run = Run {
@@ -165,7 +168,8 @@ pub fn install(
 pub fn verify(g: &Global, host: &str, conn: &Connection, nix: &NixArgs) -> Result<(), Error> {
     let root = super::repo_root(g)?;
     let plan = load_plan(&root, host)?;
-    let target = super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
+    let target =
+        super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
     let run = Run {
         g,
         root,
@@ -221,7 +225,11 @@ fn load_plan(root: &Utf8Path, host: &str) -> Result<HostPlan, Error> {
 /// host file's address). `step` shows in the example.
 fn machine(conn: &Connection, step: &str) -> Result<Target, Error> {
     let Some(given) = conn.target.as_deref() else {
-        let step = if step.is_empty() { String::new() } else { format!(" {step}") };
+        let step = if step.is_empty() {
+            String::new()
+        } else {
+            format!(" {step}")
+        };
         return Err(Error::usage(
             "bootstrap needs --target root@ADDR (the machine as it runs now)",
             format!("e.g. potato bootstrap n250{step} --target root@192.168.178.99"),
@@ -233,15 +241,21 @@ fn machine(conn: &Connection, step: &str) -> Result<Target, Error> {
 fn layout_error(plan: &HostPlan, e: crate::bootstrap::layout::LayoutError) -> Error {
     use crate::bootstrap::layout::LayoutError;
     let hint = match e {
-        LayoutError::NoBootDisk { .. } if plan.hardware != crate::inventory::schema::Hardware::N250 => format!(
-            "{} is installed from its image: `potato image {0}` (then `potato flash` or `potato vm create`)",
-            plan.name
-        ),
+        LayoutError::NoBootDisk { .. }
+            if plan.hardware != crate::inventory::schema::Hardware::N250 =>
+        {
+            format!(
+                "{} is installed from its image: `potato image {0}` (then `potato flash` or `potato vm create`)",
+                plan.name
+            )
+        }
         LayoutError::NoBootDisk { .. } => format!(
             "set storage.boot_disk in {} (`potato bootstrap {} --detect --target ...` lists the disks)",
             plan.file, plan.name
         ),
-        LayoutError::UnknownWipe { .. } => "name a mount point or device from [storage].mounts".into(),
+        LayoutError::UnknownWipe { .. } => {
+            "name a mount point or device from [storage].mounts".into()
+        }
         LayoutError::UnsupportedFs { .. } => "format that disk by hand".into(),
     };
     Error::usage(e.to_string(), hint)
@@ -309,7 +323,8 @@ impl Run<'_> {
 
     fn probe(&self, remote: &Remote) -> Result<(Hardware, Running), Error> {
         let out = self.sh(remote, "hardware detection", &hardware::probe())?;
-        let hw = hardware::parse(&out).map_err(|e| self.fail(format!("hardware detection: {e}")))?;
+        let hw =
+            hardware::parse(&out).map_err(|e| self.fail(format!("hardware detection: {e}")))?;
         Ok((hw, hardware::parse_running(&out)))
     }
 
@@ -326,8 +341,11 @@ impl Run<'_> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let json = serde_json::to_string_pretty(&hw).expect("facts serialize") + "\n";
         std::fs::write(dir.join("hardware.json"), json).map_err(|e| Error::io(&dir, e))?;
-        std::fs::write(dir.join("hardware.nix"), hardware::hardware_nix(&self.plan.name, &hw))
-            .map_err(|e| Error::io(&dir, e))?;
+        std::fs::write(
+            dir.join("hardware.nix"),
+            hardware::hardware_nix(&self.plan.name, &hw),
+        )
+        .map_err(|e| Error::io(&dir, e))?;
         let host = self.plan.name.clone();
         if !self.g.json {
             println!(
@@ -338,7 +356,11 @@ impl Run<'_> {
                 format_mib(hw.memory_mib),
                 hw.disks.len(),
                 hw.nics.len(),
-                if running.installer { "NixOS installer".to_string() } else { running.os.clone() }
+                if running.installer {
+                    "NixOS installer".to_string()
+                } else {
+                    running.os.clone()
+                }
             );
         }
         let new = match facts::missing(&self.plan, &hw) {
@@ -353,7 +375,10 @@ impl Run<'_> {
             facts::write(&self.root.join(&self.plan.file), &new)
                 .map_err(|e| Error::usage(e, "fix the host file"))?;
             for f in &new {
-                self.note(&format!("wrote {}.{} = \"{}\" into {}", f.table, f.key, f.value, self.plan.file));
+                self.note(&format!(
+                    "wrote {}.{} = \"{}\" into {}",
+                    f.table, f.key, f.value, self.plan.file
+                ));
             }
             self.plan = load_plan(&self.root, &host)?;
         }
@@ -393,8 +418,18 @@ impl Run<'_> {
             json: false,
             ..self.g.clone()
         };
-        let public = super::secrets::host_key(&quiet, &self.root, &self.plan.name, false)?;
-        self.note(&format!("{public} recorded in secrets/recipients.toml; secrets rekeyed"));
+        // A key recorded without its private half belongs to the system this
+        // bootstrap replaces: the pre-generated key takes its place.
+        let replaced = !self.public_host_key().is_empty();
+        let public = super::secrets::host_key(&quiet, &self.root, &self.plan.name, true)?;
+        self.note(&format!(
+            "{public} recorded in secrets/recipients.toml{}; secrets rekeyed",
+            if replaced {
+                " (replacing the old system's key)"
+            } else {
+                ""
+            }
+        ));
         Ok(())
     }
 
@@ -406,10 +441,15 @@ impl Run<'_> {
         };
         super::generate::run(&quiet, &[], false)?;
         // The layout the partition step uses, with --wipe, as disko reads it.
-        let layout = Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
-        let file = crate::bootstrap::State::file(&self.root, &self.plan.name).with_extension("disko.nix");
-        std::fs::write(&file, layout.disko_nix(self.plan.file.as_str())).map_err(|e| Error::io(&file, e))?;
-        self.note(&format!("modules/generated/ up to date; this run's layout: {file}"));
+        let layout =
+            Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
+        let file =
+            crate::bootstrap::State::file(&self.root, &self.plan.name).with_extension("disko.nix");
+        std::fs::write(&file, layout.disko_nix(self.plan.file.as_str()))
+            .map_err(|e| Error::io(&file, e))?;
+        self.note(&format!(
+            "modules/generated/ up to date; this run's layout: {file}"
+        ));
         Ok(())
     }
 
@@ -425,7 +465,11 @@ impl Run<'_> {
                 format!(
                     "{} runs {} with {} of RAM; the kexec installer needs at least {} (swap does not count)",
                     self.plan.name,
-                    if running.os.is_empty() { "Linux" } else { &running.os },
+                    if running.os.is_empty() {
+                        "Linux"
+                    } else {
+                        &running.os
+                    },
                     format_mib(hw.memory_mib),
                     format_mib(KEXEC_MIN_RAM_MIB)
                 ),
@@ -447,11 +491,19 @@ impl Run<'_> {
         }
         self.note(&format!(
             "{} is not an installer; building and booting the kexec installer",
-            if running.os.is_empty() { "the machine" } else { &running.os }
+            if running.os.is_empty() {
+                "the machine"
+            } else {
+                &running.os
+            }
         ));
-        let tree = super::image::build_one(&self.root, &self.plan.name, "kexec", self.nix)?;
+        let tree = super::image::build_output(&self.root, &self.plan.name, "kexec", self.nix)?;
         self.upload_kexec(&remote, &tree)?;
-        let out = self.sh(&remote, "starting the kexec installer", &format!("sh {KEXEC_DIR}/run"))?;
+        let out = self.sh(
+            &remote,
+            "starting the kexec installer",
+            &format!("sh {KEXEC_DIR}/run"),
+        )?;
         self.note(out.trim());
         drop(remote);
         let remote = self.wait_for_host_key(false)?;
@@ -466,25 +518,42 @@ impl Run<'_> {
 
     /// The kexec tree and, under extra/potato, the host key and login keys.
     fn upload_kexec(&self, remote: &Remote, tree: &Utf8Path) -> Result<(), Error> {
-        let dir = if tree.is_dir() { tree.to_path_buf() } else { tree.parent().expect("image in a dir").to_path_buf() };
+        let dir = tree;
         let tar = std::process::Command::new("tar")
             .args(["-c", "-h", "-C", dir.as_str(), "."])
             .output()
             .map_err(|e| self.fail(format!("tar: {e}")))?;
         if !tar.status.success() {
-            return Err(self.fail(format!("tar of {dir}: {}", String::from_utf8_lossy(&tar.stderr))));
+            return Err(self.fail(format!(
+                "tar of {dir}: {}",
+                String::from_utf8_lossy(&tar.stderr)
+            )));
         }
         let unpack = format!(
             "rm -rf {KEXEC_DIR} && mkdir -p {KEXEC_DIR}/extra/potato && tar -x -C {KEXEC_DIR} && chmod -R u+w {KEXEC_DIR}"
         );
-        self.send(remote, &unpack, &tar.stdout, "unpacking the kexec installer")?;
+        self.send(
+            remote,
+            &unpack,
+            &tar.stdout,
+            "unpacking the kexec installer",
+        )?;
         let private = self.private_host_key()?;
         let keys = format!(
             "umask 077 && cat > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key.pub && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/authorized_keys",
-            shell_quote(&format!("{} root@{}", self.public_host_key(), self.plan.name)),
+            shell_quote(&format!(
+                "{} root@{}",
+                self.public_host_key(),
+                self.plan.name
+            )),
             shell_quote(&self.plan.ssh.authorized_keys.join("\n")),
         );
-        self.send(remote, &keys, &private, "handing the host key to the installer")
+        self.send(
+            remote,
+            &keys,
+            &private,
+            "handing the host key to the installer",
+        )
     }
 
     /// Runs `script` with `input` on its stdin (never in an argv).
@@ -500,10 +569,16 @@ impl Run<'_> {
     }
 
     fn partition(&mut self) -> Result<(), Error> {
-        let layout = Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
+        let layout =
+            Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
         let disk = self.describe_disk(&layout.boot_disk);
         let mut doomed = vec![format!("boot disk {disk}")];
-        doomed.extend(layout.wipe.iter().map(|d| format!("{} ({})", d.device, d.mount_point)));
+        doomed.extend(
+            layout
+                .wipe
+                .iter()
+                .map(|d| format!("{} ({})", d.device, d.mount_point)),
+        );
         super::confirm_by_typing(
             self.opts.yes,
             &format!(
@@ -515,7 +590,10 @@ impl Run<'_> {
             &self.plan.name,
         )?;
         for d in &layout.keep {
-            self.note(&format!("keeping {} ({}) as it is", d.device, d.mount_point));
+            self.note(&format!(
+                "keeping {} ({}) as it is",
+                d.device, d.mount_point
+            ));
         }
         let remote = self.connect()?;
         let (_, running) = self.probe(&remote)?;
@@ -535,7 +613,10 @@ impl Run<'_> {
         match out.code {
             0 => Ok(()),
             10 | 11 => Err(self.fail(format!("{} (nothing was changed)", out.stderr.trim()))),
-            c => Err(self.fail(format!("partitioning failed (exit {c}): {}", out.stderr.trim()))),
+            c => Err(self.fail(format!(
+                "partitioning failed (exit {c}): {}",
+                out.stderr.trim()
+            ))),
         }
     }
 
@@ -545,22 +626,40 @@ impl Run<'_> {
         let hw: Option<Hardware> = std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        let found = hw.and_then(|h| h.disks.into_iter().find(|d| d.by_id.iter().any(|i| i == by_id)));
+        let found = hw.and_then(|h| {
+            h.disks
+                .into_iter()
+                .find(|d| d.by_id.iter().any(|i| i == by_id))
+        });
         match found {
-            Some(d) => format!("{by_id} ({}, {:.1} GB)", if d.model.is_empty() { &d.name } else { &d.model }, d.size_bytes as f64 / 1e9),
+            Some(d) => format!(
+                "{by_id} ({}, {:.1} GB)",
+                if d.model.is_empty() {
+                    &d.name
+                } else {
+                    &d.model
+                },
+                d.size_bytes as f64 / 1e9
+            ),
             None => by_id.to_string(),
         }
     }
 
     fn key_file(&self) -> Utf8PathBuf {
-        self.root.join(format!("secrets/{}/ssh_host_ed25519_key.age", self.plan.name))
+        self.root.join(format!(
+            "secrets/{}/ssh_host_ed25519_key.age",
+            self.plan.name
+        ))
     }
 
     fn private_host_key(&self) -> Result<Vec<u8>, Error> {
         let key_file = self.key_file();
         if !key_file.exists() {
             return Err(Error::usage(
-                format!("{} has no pre-generated host key ({key_file} is missing)", self.plan.name),
+                format!(
+                    "{} has no pre-generated host key ({key_file} is missing)",
+                    self.plan.name
+                ),
                 format!("run `potato secrets hostkey {}` first", self.plan.name),
             ));
         }
@@ -583,17 +682,26 @@ impl Run<'_> {
     fn install_into(&self, root_dir: &str) -> Result<(String, usize), Error> {
         let private = self.private_host_key()?;
         let public = self.public_host_key();
-        let built = super::deploy::build(&self.root, self.nix, std::slice::from_ref(&self.plan.name))?;
+        let built =
+            super::deploy::build(&self.root, self.nix, std::slice::from_ref(&self.plan.name))?;
         let system = built[&self.plan.name].clone();
         let closure = crate::nix::closure(&system)?;
         let mut remote = self.connect()?;
         remote.set_store_root(root_dir);
         let paths: Vec<_> = closure.iter().map(|p| p.path.clone()).collect();
-        let missing = remote.missing(&paths).map_err(|e| self.fail(e.to_string()))?;
-        let send: Vec<_> = closure.into_iter().filter(|p| missing.contains(&p.path)).collect();
+        let missing = remote
+            .missing(&paths)
+            .map_err(|e| self.fail(e.to_string()))?;
+        let send: Vec<_> = closure
+            .into_iter()
+            .filter(|p| missing.contains(&p.path))
+            .collect();
         let count = send.len();
         let bytes: u64 = send.iter().map(|p| p.nar_size).sum();
-        let bar = self.bar(bytes, &format!("pushing {count} paths into {root_dir}/nix/store"));
+        let bar = self.bar(
+            bytes,
+            &format!("pushing {count} paths into {root_dir}/nix/store"),
+        );
         let mut stream = crate::nix::transfer::ServeStream::new(send);
         remote
             .add_to_store(&mut stream, count, false, &mut |n| bar.set_position(n))
@@ -613,8 +721,15 @@ impl Run<'_> {
             pubkey = q(&format!("{public} root@{}", self.plan.name)),
         );
         // The private key travels on stdin, never in an argv.
-        self.send(&remote, &script, &private, &format!("installing into {root_dir}"))?;
-        self.note(&format!("{system} installed into {root_dir} ({count} paths pushed, host key 0600)"));
+        self.send(
+            &remote,
+            &script,
+            &private,
+            &format!("installing into {root_dir}"),
+        )?;
+        self.note(&format!(
+            "{system} installed into {root_dir} ({count} paths pushed, host key 0600)"
+        ));
         Ok((system.to_string(), count))
     }
 
@@ -625,8 +740,10 @@ impl Run<'_> {
         self.note(message);
         let bar = indicatif::ProgressBar::new(len);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("      {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("template is valid"),
+            indicatif::ProgressStyle::with_template(
+                "      {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("template is valid"),
         );
         bar
     }
@@ -661,7 +778,10 @@ impl Run<'_> {
     fn reconnect(&mut self) -> Result<(), Error> {
         let remote = self.wait_for_host_key(true)?;
         drop(remote);
-        self.note(&format!("the host answers at {} with its own host key", self.target));
+        self.note(&format!(
+            "the host answers at {} with its own host key",
+            self.target
+        ));
         Ok(())
     }
 
@@ -671,7 +791,11 @@ impl Run<'_> {
         let expected = built[host].to_string();
         let remote = self.connect()?;
         let booted = self
-            .sh(&remote, "reading the booted system", "readlink -e /run/booted-system 2>/dev/null || echo none")?
+            .sh(
+                &remote,
+                "reading the booted system",
+                "readlink -e /run/booted-system 2>/dev/null || echo none",
+            )?
             .trim()
             .to_string();
         if booted != expected {
@@ -711,7 +835,9 @@ impl Run<'_> {
         let public = self.public_host_key();
         let mut parts = public.split_whitespace();
         let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
-            return Err(self.fail("no host key recorded in secrets/recipients.toml (host-key step)"));
+            return Err(
+                self.fail("no host key recorded in secrets/recipients.toml (host-key step)")
+            );
         };
         let opts = super::deploy::ssh_options(self.g, &self.root, self.conn)?;
         let name = crate::ssh::known_hosts_name(addr, port);
@@ -750,13 +876,17 @@ impl Run<'_> {
         self.note(&format!(
             "waiting up to {} for SSH with the host key at {}",
             humantime::format_duration(self.opts.wait),
-            candidates.iter().map(|c| c.host.as_str()).collect::<Vec<_>>().join(" or ")
+            candidates
+                .iter()
+                .map(|c| c.host.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
         ));
         let start = std::time::Instant::now();
         let mut scanned = false;
         loop {
             for c in &candidates {
-                if let Some(remote) = self.try_connect(c, &want_b64) {
+                if let Some(remote) = self.try_connect(c, &want_b64, !after_install) {
                     self.target = c.clone();
                     self.state.target = c.to_string();
                     return Ok(remote);
@@ -788,13 +918,21 @@ impl Run<'_> {
     }
 
     /// A session at `t` whose host key is `want_b64`, or None.
-    fn try_connect(&self, t: &Target, want_b64: &str) -> Option<Remote> {
+    fn try_connect(&self, t: &Target, want_b64: &str, installer: bool) -> Option<Remote> {
         let mut opts = super::deploy::ssh_options(self.g, &self.root, self.conn).ok()?;
         opts.known_hosts.insert(0, opts.trust_file.clone());
         opts.connect_timeout = Duration::from_secs(3);
         let session = crate::ssh::Session::connect(t, &opts).ok()?;
         let key = session.host_key()?;
         if key.base64 != want_b64 {
+            return None;
+        }
+        // The installer and the installed system answer with the same key:
+        // which one this is tells a reboot that has not happened yet.
+        let out = session
+            .exec("grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system")
+            .ok()?;
+        if (out.stdout.trim() == "installer") != installer {
             return None;
         }
         Remote::new(session).ok()

@@ -2,7 +2,6 @@
 //! with a progress bar, a read-back verification, and refusals before anything
 //! is written (see `flash`).
 
-
 use camino::Utf8Path;
 
 use crate::cli::{Global, NixArgs};

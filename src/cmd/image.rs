@@ -92,10 +92,7 @@ pub(super) fn build_one(
     kind: &str,
     nix_args: &NixArgs,
 ) -> Result<Utf8PathBuf, Error> {
-    eprintln!("building the {kind} image of {host}");
-    let flake = super::flake_for(root, nix_args);
-    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".\"{kind}\"")])?;
-    let files = image_files(Utf8Path::new(built[0].as_str()));
+    let files = image_files(&build_output(root, host, kind, nix_args)?);
     match files.as_slice() {
         [one] => Ok(one.clone()),
         _ => Err(Error::usage(
@@ -106,6 +103,19 @@ pub(super) fn build_one(
             "pass the file with --image",
         )),
     }
+}
+
+/// Builds one image and returns its output directory in the store.
+pub(super) fn build_output(
+    root: &Utf8Path,
+    host: &str,
+    kind: &str,
+    nix_args: &NixArgs,
+) -> Result<Utf8PathBuf, Error> {
+    eprintln!("building the {kind} image of {host}");
+    let flake = super::flake_for(root, nix_args);
+    let built = nix::build_attrs(&flake, &[format!("images.\"{host}\".\"{kind}\"")])?;
+    Ok(Utf8PathBuf::from(built[0].as_str()))
 }
 
 /// The regular files under an image output (sd-image/*.img, *.iso, ...).

@@ -316,7 +316,7 @@ impl Context {
         }
         if g.json {
             println!("{}", json!({ "rekeyed": rewritten }));
-        } else {
+        } else if !g.quiet {
             for f in &rewritten {
                 println!("rekeyed {f}");
             }

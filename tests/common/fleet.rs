@@ -39,8 +39,7 @@ impl Fleet {
         for f in ["flake.nix", "flake.lock"] {
             std::fs::copy(root.join(f), dir.path().join(f)).unwrap();
         }
-        {
-            let d = "modules/hardware";
+        for d in ["modules/hardware", "modules/images"] {
             copy_dir(&root.join(d), &dir.path().join(d));
         }
         std::fs::copy(

@@ -218,6 +218,12 @@ impl TestHost {
     /// Starts this host's sshd in its namespaces, with extra bind mounts
     /// (source on the test machine, target inside the host), and waits for it.
     pub fn spawn_sshd(&mut self, binds: &[(&Path, &str)]) {
+        self.spawn_sshd_after(binds, "true");
+    }
+
+    /// Like `spawn_sshd`, running `setup` (shell, as root, in the host's mount
+    /// namespace) before sshd starts: mounts that every session sees.
+    pub fn spawn_sshd_after(&mut self, binds: &[(&Path, &str)], setup: &str) {
         self.stop_sshd();
         let d = self.dir.display();
         let mut mounts = format!(
@@ -228,7 +234,7 @@ impl TestHost {
         }
         let child = self
             .enter(&format!(
-                "{mounts} && exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config"
+                "{mounts} && {setup} && exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config"
             ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
