@@ -317,17 +317,33 @@ pub struct DeployArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VmAction {
-    /// Create the VM of a VM host through the Proxmox API: upload its qcow2
-    /// (content=import), create the VM with the host file's vmid, cores, memory,
-    /// disk, bridge and a disk serial, start it. A VM that exists and matches is
-    /// left alone; a mismatch is reported, never changed.
+    /// Create the VM of a VM host through the Proxmox API, start it, and wait
+    /// for SSH at the host's address.
+    ///
+    /// From the qcow2 (default): uploaded with content=import, the VM created
+    /// with import-from. From the vma (--from vma): copied to the node over SSH
+    /// (--node-ssh) and restored with qmrestore, then configured through the
+    /// API. Either way the VM gets the host file's vmid, cores, memory, disk
+    /// size, bridge and a disk serial (/dev/disk/by-id in the guest). A VM that
+    /// exists and matches is left alone; a mismatch is reported, never changed.
     Create {
         host: String,
         #[command(flatten)]
         vm: VmArgs,
-        /// Upload this qcow2 instead of building the host's.
+        /// Which image to create the VM from.
+        #[arg(long, value_enum, default_value = "qcow2")]
+        from: VmImage,
+        /// Use this image file instead of building the host's.
         #[arg(long)]
         image: Option<camino::Utf8PathBuf>,
+        /// SSH to the Proxmox node for --from vma (default: root@ the API's host).
+        #[arg(long, value_name = "USER@ADDR[:PORT]")]
+        node_ssh: Option<String>,
+        /// How long to wait for the VM's SSH after starting it ("0s": do not wait).
+        #[arg(long, default_value = "5m", value_name = "DURATION")]
+        wait: String,
+        #[command(flatten)]
+        conn: Connection,
         #[command(flatten)]
         nix: NixArgs,
     },
@@ -339,14 +355,23 @@ pub enum VmAction {
     },
 }
 
+/// The image a VM is created from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmImage {
+    /// Uploaded through the API (content=import).
+    Qcow2,
+    /// Copied over SSH and restored with qmrestore.
+    Vma,
+}
+
 #[derive(Debug, Args)]
 pub struct VmArgs {
     /// Use this API base URL instead of [proxmox] api (e.g. through an SSH tunnel).
     #[arg(long)]
     pub api: Option<String>,
     /// The age identity that decrypts the API token (default: as for `potato secrets`).
-    #[arg(long)]
-    pub identity: Option<camino::Utf8PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Option<camino::Utf8PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

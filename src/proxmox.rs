@@ -196,6 +196,16 @@ impl Client {
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 
+    /// Sets configuration options of an existing VM (synchronously).
+    pub fn set_config(
+        &self,
+        node: &str,
+        vmid: u32,
+        params: &[(&str, String)],
+    ) -> Result<Value, ProxmoxError> {
+        self.call("PUT", &format!("/nodes/{node}/qemu/{vmid}/config"), params)
+    }
+
     pub fn resize_disk(
         &self,
         node: &str,

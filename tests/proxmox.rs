@@ -30,6 +30,41 @@ struct State {
     running: BTreeMap<u32, bool>,
     uploads: BTreeMap<String, usize>,
     log: Vec<String>,
+    /// Where the qmrestore double records restores (a testbed host's file).
+    restores: Option<std::path::PathBuf>,
+}
+
+/// Parameters PVE's `PUT /nodes/{node}/qemu/{vmid}/config` accepts that potato may send.
+const CONFIG_PARAMS: &[&str] = &["name", "cores", "memory", "net0", "scsi0", "virtio0"];
+
+/// A VM restored by the qmrestore double appears with the configuration
+/// nixpkgs' proxmox image puts into its vma (proxmox.qemuConf defaults).
+fn sync_restores(st: &mut State) {
+    let Some(file) = &st.restores else { return };
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(id), Some(storage)) = (f.get(1).and_then(|i| i.parse::<u32>().ok()), f.get(2))
+        else {
+            continue;
+        };
+        st.vms.entry(id).or_insert_with(|| {
+            BTreeMap::from([
+                ("name".to_string(), "nixos-25.11".to_string()),
+                ("cores".into(), "1".into()),
+                ("memory".into(), "1024".into()),
+                (
+                    "net0".into(),
+                    "virtio=00:00:00:00:00:00,bridge=vmbr0,firewall=1".into(),
+                ),
+                (
+                    "virtio0".into(),
+                    format!("{storage}:vm-{id}-disk-0,size=8G"),
+                ),
+                ("bios".into(), "seabios".into()),
+            ])
+        });
+    }
 }
 
 struct Pve {
@@ -198,7 +233,29 @@ fn handle(
         return err(501, &format!("Method '{method} {path}' not implemented"));
     };
     let seg: Vec<&str> = rest.split('/').collect();
+    sync_restores(&mut st);
     match (method, seg.as_slice()) {
+        ("PUT", ["qemu", id, "config"]) => {
+            if let Some(bad) = params.keys().find(|k| !CONFIG_PARAMS.contains(&k.as_str())) {
+                return err(
+                    400,
+                    &format!(
+                        "parameter verification failed: {bad}: property is not defined in schema"
+                    ),
+                );
+            }
+            let id: u32 = id.parse().unwrap();
+            match st.vms.get_mut(&id) {
+                Some(cfg) => {
+                    cfg.extend(params.clone());
+                    ok(Value::Null)
+                }
+                None => err(
+                    500,
+                    &format!("Configuration file 'nodes/pve/qemu-server/{id}.conf' does not exist"),
+                ),
+            }
+        }
         ("GET", ["qemu", id, "config"]) => {
             let id: u32 = id.parse().unwrap();
             match st.vms.get(&id) {
@@ -281,15 +338,21 @@ fn handle(
                 .trim_end_matches(['K', 'M', 'G', 'T'])
                 .parse::<f64>()
                 .is_ok();
-            if params.get("disk").map(String::as_str) != Some("scsi0") || !valid {
+            let disk = params.get("disk").cloned().unwrap_or_default();
+            if !["scsi0", "virtio0"].contains(&disk.as_str()) || !valid {
                 return err(400, "parameter verification failed: disk/size");
             }
             match st.vms.get_mut(&id) {
-                Some(cfg) => {
-                    let s = cfg["scsi0"].clone();
-                    cfg.insert("scsi0".into(), format!("{s},size={size}"));
+                Some(cfg) if cfg.contains_key(&disk) => {
+                    let s: Vec<String> = cfg[&disk]
+                        .split(',')
+                        .filter(|p| !p.starts_with("size="))
+                        .map(String::from)
+                        .collect();
+                    cfg.insert(disk, format!("{},size={size}", s.join(",")));
                     ok(Value::Null)
                 }
+                Some(_) => err(500, &format!("disk '{disk}' does not exist")),
                 None => err(500, "VM does not exist"),
             }
         }
@@ -315,7 +378,7 @@ fn vm(repo: &Repo, pve: &Pve, args: &[&str]) -> common::Run {
     let mut all: Vec<&str> = vec!["vm"];
     all.extend_from_slice(args);
     let url = pve.url();
-    all.extend_from_slice(&["--api", &url, "--identity", identity.to_str().unwrap()]);
+    all.extend_from_slice(&["--api", &url, "--age-identity", identity.to_str().unwrap()]);
     repo.potato(&all)
 }
 
@@ -334,16 +397,34 @@ fn create_then_leave_alone_then_report_a_mismatch() {
         run.stdout
     );
 
+    // Created and started; then potato waits for SSH at the VM's address
+    // (here --target: a closed port on loopback, never the example address),
+    // which does not answer: a clear error after the wait, exit 1.
     let run = vm(
         &r,
         &pve,
-        &["create", "pve-apps", "--image", image.to_str().unwrap()],
+        &[
+            "create",
+            "pve-apps",
+            "--image",
+            image.to_str().unwrap(),
+            "--target",
+            "root@127.0.0.1:1",
+            "--wait",
+            "1s",
+        ],
     );
-    run.ok();
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stdout.contains("VM 111 on pve: created"),
         "{}",
         run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("SSH at 127.0.0.1 did not answer within 1s"),
+        "{}",
+        run.stderr
     );
     let log = pve.log();
     // Exactly these calls, in this order (hosts/pve-apps.toml: vmid 111, 2 cores,
@@ -461,4 +542,141 @@ fn a_wrong_token_and_a_malformed_token_are_clear_errors() {
         run.stderr
     );
     assert_eq!(pve.log().len(), before, "no request was made");
+}
+
+/// `--from vma`: the vma goes to the node over SSH (a testbed host standing in
+/// for the PVE node, with the qmrestore double on its PATH), is restored there,
+/// and the restored VM gets the host file's settings through the API (the
+/// disk is virtio0, as in nixpkgs' vma); then SSH is awaited at the VM's
+/// address (another testbed host standing in for the booted VM).
+#[test]
+fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
+    if !common::testbed::require() {
+        return;
+    }
+    let r = Repo::examples();
+    let pve = Pve::start(TOKEN);
+    let mut tb = common::testbed::Testbed::new(2);
+    let work = tempfile::tempdir().unwrap();
+    let doubles = work.path().join("pve-bin");
+    let vartmp = work.path().join("var-tmp");
+    std::fs::create_dir_all(&doubles).unwrap();
+    std::fs::create_dir_all(&vartmp).unwrap();
+    std::fs::copy(
+        common::source_root().join("tests/fixtures/pve/qmrestore"),
+        doubles.join("qmrestore"),
+    )
+    .unwrap();
+    tb.hosts[0].spawn_sshd(&[(&doubles, "/usr/local/sbin"), (&vartmp, "/var/tmp")]);
+    pve.state.lock().unwrap().restores = Some(tb.host(0).dir.join("nix/var/potato-test/qmrestore"));
+    // A vma as nixpkgs makes them: "VMA\0" and data, zstd-compressed.
+    let raw = work.path().join("image.vma");
+    let mut bytes = b"VMA\0".to_vec();
+    bytes.extend((0..400_000u32).map(|i| (i * 31 % 251) as u8));
+    std::fs::write(&raw, &bytes).unwrap();
+    let st = std::process::Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(&raw)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let vma = work.path().join("image.vma.zst");
+    let node = format!("root@{}", tb.host(0).addr);
+    let vm_addr = format!("root@{}", tb.host(1).addr);
+    let key = tb.client_key.to_str().unwrap().to_string();
+    let known = tb.known_hosts.to_str().unwrap().to_string();
+    let run = vm(
+        &r,
+        &pve,
+        &[
+            "create",
+            "pve-apps",
+            "--from",
+            "vma",
+            "--image",
+            vma.to_str().unwrap(),
+            "--node-ssh",
+            &node,
+            "--target",
+            &vm_addr,
+            "--identity",
+            &key,
+            "--known-hosts",
+            &known,
+            "--wait",
+            "20s",
+        ],
+    );
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout.contains("VM 111 on pve: created"),
+        "{}",
+        run.stdout
+    );
+    // The node restored exactly the file potato sent, into the disk storage,
+    // and the copy was removed afterwards.
+    let restores =
+        std::fs::read_to_string(tb.host(0).dir.join("nix/var/potato-test/qmrestore")).unwrap();
+    let sha = std::process::Command::new("sha256sum")
+        .arg(&vma)
+        .output()
+        .unwrap();
+    let sha = String::from_utf8_lossy(&sha.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(restores.trim(), format!("restore 111 local-lvm {sha}"));
+    assert_eq!(
+        std::fs::read_dir(&vartmp).unwrap().count(),
+        0,
+        "the copy is removed"
+    );
+    let calls: Vec<String> = pve
+        .log()
+        .iter()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "GET /api2/json/nodes/pve/qemu/111/config",
+            "GET /api2/json/nodes/pve/qemu/111/config",
+            "PUT /api2/json/nodes/pve/qemu/111/config",
+            "PUT /api2/json/nodes/pve/qemu/111/resize",
+            "POST /api2/json/nodes/pve/qemu/111/status/start",
+            "GET /api2/json/nodes/pve/tasks/UPID%3Apve%3A00001%3A00000003%3A65000020%3Aqmstart%3A111%3Aroot%40pam%3A/status",
+        ]
+    );
+    {
+        let st = pve.state.lock().unwrap();
+        let cfg = &st.vms[&111];
+        assert_eq!(cfg["name"], "pve-apps");
+        assert_eq!(cfg["cores"], "2");
+        assert_eq!(cfg["memory"], "4096");
+        assert_eq!(cfg["net0"], "virtio,bridge=vmbr0");
+        assert_eq!(
+            cfg["virtio0"],
+            "local-lvm:vm-111-disk-0,serial=pve-apps,size=32768M"
+        );
+    }
+    // SSH answered at the VM's address; its key is shown and is not the
+    // pre-generated one (the example fleet records a different key).
+    assert!(
+        run.stdout.contains(&format!(
+            "pve-apps: SSH answers at {} with key ssh-ed25519 SHA256:",
+            tb.host(1).addr
+        )),
+        "{}",
+        run.stdout
+    );
+    // The restored VM now matches the host file: status shows no mismatch.
+    let run = vm(&r, &pve, &["status", "pve-apps", "--json"]);
+    run.ok();
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["mismatches"], json!([]), "{v}");
 }

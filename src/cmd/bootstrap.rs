@@ -734,18 +734,11 @@ impl Run<'_> {
     }
 
     fn bar(&self, len: u64, message: &str) -> indicatif::ProgressBar {
-        if self.g.json || self.g.quiet {
+        self.note(message);
+        if self.g.quiet {
             return indicatif::ProgressBar::hidden();
         }
-        self.note(message);
-        let bar = indicatif::ProgressBar::new(len);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "      {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .expect("template is valid"),
-        );
-        bar
+        super::flash::bytes_bar(self.g, len)
     }
 
     fn bootloader(&mut self) -> Result<(), Error> {

@@ -37,7 +37,7 @@ pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
             )
         })?;
     confirm(a, &target, len)?;
-    let bar = progress_bar(g, len);
+    let bar = bytes_bar(g, len);
     let written = flash::write_and_verify(image.as_std_path(), &target, &mut |phase, done| {
         bar.set_message(phase.to_string());
         bar.set_position(done);
@@ -92,7 +92,8 @@ fn confirm(a: &FlashArgs, target: &Target, len: u64) -> Result<(), Error> {
     )
 }
 
-fn progress_bar(g: &Global, len: u64) -> indicatif::ProgressBar {
+/// A bytes progress bar on stderr (hidden for --json and off a terminal).
+pub(super) fn bytes_bar(g: &Global, len: u64) -> indicatif::ProgressBar {
     if g.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return indicatif::ProgressBar::hidden();
     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use camino::Utf8Path;
 use serde_json::{Value, json};
 
-use crate::cli::{Global, VmAction, VmArgs};
+use crate::cli::{Connection, Global, NixArgs, VmAction, VmArgs, VmImage};
 use crate::error::Error;
-use crate::plan::{HostPlan, ProxmoxPlan};
+use crate::plan::{HostPlan, ProxmoxPlan, Target};
 use crate::proxmox::{Client, ProxmoxError};
 use crate::{repo, secrets};
 
@@ -21,11 +21,25 @@ pub fn run(g: &Global, action: &VmAction) -> Result<(), Error> {
         VmAction::Create {
             host,
             vm,
+            from,
             image,
+            node_ssh,
+            wait,
+            conn,
             nix,
         } => {
+            let wait = crate::units::parse_duration(wait)
+                .map_err(|e| Error::usage(format!("--wait: {e}"), "e.g. --wait 5m"))?;
             let (root, plan, px, client) = open(g, host, vm)?;
-            create(g, &root, &plan, &px, &client, image.as_deref(), nix)
+            let vm = Vm {
+                g,
+                root: &root,
+                plan: &plan,
+                px: &px,
+                client: &client,
+                conn,
+            };
+            vm.create(*from, image.as_deref(), node_ssh.as_deref(), wait, nix)
         }
         VmAction::Status { host, vm } => {
             let (_, plan, px, client) = open(g, host, vm)?;
@@ -65,8 +79,12 @@ fn open(
         .and_then(|i| i.locate(&plan.name, &px.token_secret))
         .unwrap_or_default();
     let file = root.join(located);
-    let ids = secrets::store::load_identities(vm.identity.as_deref())
-        .map_err(|e| Error::usage(e.to_string(), "pass --identity, or set POTATO_AGE_IDENTITY"))?;
+    let ids = secrets::store::load_identities(vm.age_identity.as_deref()).map_err(|e| {
+        Error::usage(
+            e.to_string(),
+            "pass --age-identity, or set POTATO_AGE_IDENTITY",
+        )
+    })?;
     let token = secrets::store::decrypt(&file, &ids).map_err(|e| {
         Error::usage(
             e.to_string(),
@@ -95,6 +113,16 @@ fn expected(plan: &HostPlan, px: &ProxmoxPlan) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The VM's boot disk: scsi0 (created from the qcow2) or virtio0 (restored
+/// from nixpkgs' vma).
+fn boot_disk_key(cfg: &Value) -> &'static str {
+    if cfg["scsi0"].is_null() && !cfg["virtio0"].is_null() {
+        "virtio0"
+    } else {
+        "scsi0"
+    }
+}
+
 /// Differences between a VM's config and the host file: "field: VM has X, host file says Y".
 fn mismatches(cfg: &Value, plan: &HostPlan, px: &ProxmoxPlan) -> Vec<String> {
     let text = |k: &str| match &cfg[k] {
@@ -116,7 +144,7 @@ fn mismatches(cfg: &Value, plan: &HostPlan, px: &ProxmoxPlan) -> Vec<String> {
             "cores" => text("cores"),
             "memory" => text("memory"),
             "bridge" => option(&text("net0"), "bridge"),
-            _ => option(&text("scsi0"), "serial"),
+            _ => option(&text(boot_disk_key(cfg)), "serial"),
         };
         if got != want {
             out.push(format!("{field}: VM has `{got}`, host file says `{want}`"));
@@ -125,88 +153,278 @@ fn mismatches(cfg: &Value, plan: &HostPlan, px: &ProxmoxPlan) -> Vec<String> {
     out
 }
 
-fn create(
-    g: &Global,
-    root: &Utf8Path,
-    plan: &HostPlan,
-    px: &ProxmoxPlan,
-    client: &Client,
-    image: Option<&Utf8Path>,
-    nix_args: &crate::cli::NixArgs,
-) -> Result<(), Error> {
-    let host = plan.name.as_str();
-    let fail = |e| api_error(host, e);
-    if let Some(cfg) = client.vm_config(&px.node, px.vmid).map_err(fail)? {
-        let diffs = mismatches(&cfg, plan, px);
-        if diffs.is_empty() {
-            report(g, host, px, "exists", &[]);
-            return Ok(());
+/// One `vm create`: the host, its [proxmox] table, the API client.
+struct Vm<'a> {
+    g: &'a Global,
+    root: &'a Utf8Path,
+    plan: &'a HostPlan,
+    px: &'a ProxmoxPlan,
+    client: &'a Client,
+    conn: &'a Connection,
+}
+
+impl Vm<'_> {
+    fn fail(&self, e: ProxmoxError) -> Error {
+        api_error(&self.plan.name, e)
+    }
+
+    fn task(&self, upid: &str) -> Result<(), Error> {
+        self.client
+            .wait_task(&self.px.node, upid, TASK_TIMEOUT)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn create(
+        &self,
+        from: VmImage,
+        image: Option<&Utf8Path>,
+        node_ssh: Option<&str>,
+        wait: Duration,
+        nix_args: &NixArgs,
+    ) -> Result<(), Error> {
+        let (g, host, px) = (self.g, self.plan.name.as_str(), self.px);
+        if let Some(cfg) = self
+            .client
+            .vm_config(&px.node, px.vmid)
+            .map_err(|e| self.fail(e))?
+        {
+            let diffs = mismatches(&cfg, self.plan, px);
+            if diffs.is_empty() {
+                report(g, host, px, "exists", &[]);
+                return Ok(());
+            }
+            report(g, host, px, "mismatch", &diffs);
+            return Err(Error::Host {
+                host: host.into(),
+                message: format!(
+                    "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
+                    px.vmid, px.node
+                ),
+            });
         }
-        report(g, host, px, "mismatch", &diffs);
-        return Err(Error::Host {
+        let kind = match from {
+            VmImage::Qcow2 => "qcow2",
+            VmImage::Vma => "vma",
+        };
+        let image = match image {
+            Some(i) => i.to_path_buf(),
+            None => super::image::build_one(self.root, host, kind, nix_args)?,
+        };
+        let disk = match from {
+            VmImage::Qcow2 => self.create_from_qcow2(&image)?,
+            VmImage::Vma => self.restore_vma(&image, node_ssh)?,
+        };
+        self.client
+            .resize_disk(&px.node, px.vmid, disk, &format!("{}M", px.disk_mib))
+            .map_err(|e| self.fail(e))?;
+        let upid = self
+            .client
+            .start_vm(&px.node, px.vmid)
+            .map_err(|e| self.fail(e))?;
+        self.task(&upid)?;
+        report(g, host, px, "created", &[]);
+        if !wait.is_zero() {
+            self.wait_for_ssh(wait)?;
+        }
+        Ok(())
+    }
+
+    /// Upload (content=import) and create with import-from; the disk is scsi0.
+    fn create_from_qcow2(&self, image: &Utf8Path) -> Result<&'static str, Error> {
+        let (host, px) = (self.plan.name.as_str(), self.px);
+        let file_name = format!("potato-{host}.qcow2");
+        say(
+            self.g,
+            &format!(
+                "{host}: uploading {image} to {}:import/{file_name}",
+                px.image_storage
+            ),
+        );
+        let upid = self
+            .client
+            .upload_import(&px.node, &px.image_storage, &file_name, image.as_std_path())
+            .map_err(|e| self.fail(e))?;
+        self.task(&upid)?;
+        say(
+            self.g,
+            &format!("{host}: creating VM {} on {}", px.vmid, px.node),
+        );
+        let params = vec![
+            ("vmid", px.vmid.to_string()),
+            ("name", host.to_string()),
+            ("cores", px.cores.to_string()),
+            ("memory", self.plan.memory_mib.to_string()),
+            ("net0", format!("virtio,bridge={}", px.bridge)),
+            ("scsihw", "virtio-scsi-single".into()),
+            // serial= gives the disk a /dev/disk/by-id path inside the guest.
+            (
+                "scsi0",
+                format!(
+                    "{}:0,import-from={}:import/{file_name},serial={host}",
+                    px.disk_storage, px.image_storage
+                ),
+            ),
+            ("bios", "ovmf".into()),
+            ("efidisk0", format!("{}:1,efitype=4m", px.disk_storage)),
+            ("boot", "order=scsi0".into()),
+            ("agent", "1".into()),
+            ("ostype", "l26".into()),
+        ];
+        let upid = self
+            .client
+            .create_vm(&px.node, &params)
+            .map_err(|e| self.fail(e))?;
+        self.task(&upid)?;
+        Ok("scsi0")
+    }
+
+    /// Copies the vma to the node over SSH, restores it with qmrestore, then
+    /// gives the restored VM the host file's settings; the disk is virtio0
+    /// (nixpkgs' proxmox image).
+    fn restore_vma(&self, image: &Utf8Path, node_ssh: Option<&str>) -> Result<&'static str, Error> {
+        let (host, px) = (self.plan.name.as_str(), self.px);
+        let node = self.node_target(node_ssh)?;
+        let mut opts = super::deploy::ssh_options(self.g, self.root, self.conn)?;
+        opts.host_name = None;
+        let session = crate::ssh::Session::connect(&node, &opts).map_err(|e| Error::Host {
+            host: format!("{} (Proxmox node)", px.node),
+            message: e.to_string(),
+        })?;
+        let q = crate::deploy::remote::shell_quote;
+        let remote_file = format!("/var/tmp/potato-{host}-{}.vma.zst", px.vmid);
+        let len = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
+        say(
+            self.g,
+            &format!("{host}: copying {image} ({len} bytes) to {node}:{remote_file}"),
+        );
+        let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
+        let bar = super::flash::bytes_bar(self.g, len);
+        let node_fail = |m: String| Error::Host {
+            host: format!("{} (Proxmox node)", px.node),
+            message: m,
+        };
+        let out = session
+            .exec_with(
+                &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)),
+                Some(&mut file),
+                &mut |n| bar.set_position(n),
+            )
+            .map_err(|e| node_fail(e.to_string()))?;
+        bar.finish_and_clear();
+        if out.code != 0 {
+            return Err(node_fail(format!("copying the vma: {}", out.stderr.trim())));
+        }
+        say(
+            self.g,
+            &format!(
+                "{host}: qmrestore into VM {} on {}",
+                px.vmid, px.disk_storage
+            ),
+        );
+        let out = session
+            .exec(&format!(
+                "qmrestore {f} {} --storage {}; rc=$?; rm -f {f}; exit $rc",
+                px.vmid,
+                q(&px.disk_storage),
+                f = q(&remote_file),
+            ))
+            .map_err(|e| node_fail(e.to_string()))?;
+        if out.code != 0 {
+            return Err(node_fail(format!("qmrestore: {}", out.stderr.trim())));
+        }
+        let cfg = self
+            .client
+            .vm_config(&px.node, px.vmid)
+            .map_err(|e| self.fail(e))?
+            .ok_or_else(|| node_fail(format!("after qmrestore, VM {} does not exist", px.vmid)))?;
+        let key = boot_disk_key(&cfg);
+        let volume = cfg[key].as_str().unwrap_or("").to_string();
+        let volume: Vec<&str> = volume
+            .split(',')
+            .filter(|p| !p.starts_with("serial="))
+            .collect();
+        let params = vec![
+            ("name", host.to_string()),
+            ("cores", px.cores.to_string()),
+            ("memory", self.plan.memory_mib.to_string()),
+            ("net0", format!("virtio,bridge={}", px.bridge)),
+            (key, format!("{},serial={host}", volume.join(","))),
+        ];
+        self.client
+            .set_config(&px.node, px.vmid, &params)
+            .map_err(|e| self.fail(e))?;
+        Ok(key)
+    }
+
+    /// `--node-ssh`, else root@ the API URL's host.
+    fn node_target(&self, given: Option<&str>) -> Result<Target, Error> {
+        let text = match given {
+            Some(t) => t.to_string(),
+            None => {
+                let host = self
+                    .px
+                    .api
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split(['/', ':']).next())
+                    .unwrap_or_default();
+                format!("root@{host}")
+            }
+        };
+        crate::resolve::parse_target(&text)
+            .map_err(|e| Error::usage(format!("--node-ssh: {e}"), "write root@ADDR"))
+    }
+
+    /// Waits for the VM's sshd at its address (or --target): the key it
+    /// answers with is shown, and compared with the pre-generated one.
+    fn wait_for_ssh(&self, wait: Duration) -> Result<(), Error> {
+        let host = self.plan.name.as_str();
+        let target = super::deploy::target_override(self.conn, 1)?
+            .unwrap_or_else(|| self.plan.deploy.target.clone());
+        let opts = super::deploy::ssh_options(self.g, self.root, self.conn)?;
+        say(
+            self.g,
+            &format!(
+                "{host}: waiting up to {} for SSH at {}",
+                humantime::format_duration(wait),
+                target.host
+            ),
+        );
+        let key = crate::ssh::wait_for(wait, Duration::from_millis(500), || {
+            crate::ssh::fetch_host_key(&target, &opts).ok()
+        })
+        .ok_or_else(|| Error::Host {
             host: host.into(),
             message: format!(
-                "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
-                px.vmid, px.node
+                "the VM started, but SSH at {} did not answer within {}; check its console in Proxmox",
+                target.host,
+                humantime::format_duration(wait)
             ),
-        });
+        })?;
+        let (_, _, key) = key;
+        let pre = crate::secrets::store::Recipients::load(self.root)
+            .ok()
+            .and_then(|r| r.hosts.get(host).cloned())
+            .unwrap_or_default();
+        let known = pre.split_whitespace().nth(1) == Some(key.base64.as_str());
+        if self.g.json {
+            println!(
+                "{}",
+                json!({ "host": host, "ssh": target.host, "host_key": key.fingerprint, "pre_generated": known })
+            );
+        } else if known {
+            println!(
+                "{host}: SSH answers at {} with its pre-generated host key",
+                target.host
+            );
+        } else {
+            println!(
+                "{host}: SSH answers at {} with key {} {} (not the one in secrets/recipients.toml: check it, then `potato trust {host}`)",
+                target.host, key.key_type, key.fingerprint
+            );
+        }
+        Ok(())
     }
-    let image = match image {
-        Some(i) => i.to_path_buf(),
-        None => super::image::build_one(root, host, "qcow2", nix_args)?,
-    };
-    let file_name = format!("potato-{host}.qcow2");
-    say(
-        g,
-        &format!(
-            "{host}: uploading {image} to {}:import/{file_name}",
-            px.image_storage
-        ),
-    );
-    let upid = client
-        .upload_import(&px.node, &px.image_storage, &file_name, image.as_std_path())
-        .map_err(fail)?;
-    client
-        .wait_task(&px.node, &upid, TASK_TIMEOUT)
-        .map_err(fail)?;
-    say(
-        g,
-        &format!("{host}: creating VM {} on {}", px.vmid, px.node),
-    );
-    let params = vec![
-        ("vmid", px.vmid.to_string()),
-        ("name", host.to_string()),
-        ("cores", px.cores.to_string()),
-        ("memory", plan.memory_mib.to_string()),
-        ("net0", format!("virtio,bridge={}", px.bridge)),
-        ("scsihw", "virtio-scsi-single".into()),
-        // serial= gives the disk a /dev/disk/by-id path inside the guest.
-        (
-            "scsi0",
-            format!(
-                "{}:0,import-from={}:import/{file_name},serial={host}",
-                px.disk_storage, px.image_storage
-            ),
-        ),
-        ("bios", "ovmf".into()),
-        ("efidisk0", format!("{}:1,efitype=4m", px.disk_storage)),
-        ("boot", "order=scsi0".into()),
-        ("agent", "1".into()),
-        ("ostype", "l26".into()),
-    ];
-    let upid = client.create_vm(&px.node, &params).map_err(fail)?;
-    client
-        .wait_task(&px.node, &upid, TASK_TIMEOUT)
-        .map_err(fail)?;
-    client
-        .resize_disk(&px.node, px.vmid, "scsi0", &format!("{}M", px.disk_mib))
-        .map_err(fail)?;
-    let upid = client.start_vm(&px.node, px.vmid).map_err(fail)?;
-    client
-        .wait_task(&px.node, &upid, TASK_TIMEOUT)
-        .map_err(fail)?;
-    report(g, host, px, "created", &[]);
-    Ok(())
 }
 
 fn status(g: &Global, plan: &HostPlan, px: &ProxmoxPlan, client: &Client) -> Result<(), Error> {
