@@ -7,7 +7,9 @@
 //! lock, push, activate, confirm or roll back, with the on-host agent).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
 //! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
-//! `flash` writes and verifies card images; `proxmox` is the Proxmox VE API client.
+//! `flash` writes and verifies card images, `image_key` puts the pre-generated
+//! host key into images; `bootstrap` installs fresh machines; `proxmox` is the
+//! Proxmox VE API client.
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them.
 
@@ -20,6 +22,7 @@ pub mod diag;
 pub mod error;
 pub mod flash;
 pub mod harden;
+pub mod image_key;
 pub mod inventory;
 pub mod nix;
 pub mod plan;

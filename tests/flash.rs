@@ -167,3 +167,121 @@ fn flash_to_a_loop_device_refuses_while_mounted_then_writes() {
     assert!(run.stderr.contains("is larger than"), "{}", run.stderr);
     assert_eq!(std::fs::read(&backing).unwrap(), written);
 }
+
+/// The card gets the host's pre-generated SSH host key in its root filesystem
+/// (0600, byte for byte the key in secrets/), so its secrets decrypt on first
+/// boot; the image it was written from stays without it.
+#[test]
+fn flash_puts_the_pre_generated_host_key_onto_the_card() {
+    let tools = ["sfdisk", "mkfs.ext4", "debugfs", "ssh-keygen", "age"];
+    if let Some(t) = tools.iter().find(|t| !common::have_tool(t)) {
+        assert!(std::env::var_os("CI").is_none(), "{t} is required in CI");
+        eprintln!("SKIPPED: {t} is not installed");
+        return;
+    }
+    let r = Repo::examples();
+    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
+    let potato = |args: &[&str]| {
+        common::Run::from(
+            Command::new(env!("CARGO_BIN_EXE_potato"))
+                .args(args)
+                .current_dir(r.path())
+                .env_remove("POTATO_REPO")
+                .env("POTATO_AGE_IDENTITY", &admin)
+                .output()
+                .unwrap(),
+        )
+    };
+    potato(&["secrets", "hostkey", "lepotato", "--force"]).ok();
+    // An SD-card-like image: MBR, a FAT-typed firmware partition, an ext4 root.
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("sd.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(48 << 20)
+        .unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&img)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sfdisk
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2048, size=8192, type=b\nstart=16384, type=83\n")
+        .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let root_offset = 16384 * 512;
+    let mkfs = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "NIXOS_SD",
+            "-E",
+            &format!("offset={root_offset}"),
+        ])
+        .arg(&img)
+        .arg("30M")
+        .status()
+        .unwrap();
+    assert!(mkfs.success());
+    let card = dir.path().join("card.bin");
+    let run = potato(&[
+        "flash",
+        "lepotato",
+        card.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--yes",
+    ]);
+    run.ok();
+    assert!(
+        run.stdout.contains("read back and verified"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("host key installed"), "{}", run.stdout);
+    let debugfs = |file: &std::path::Path, req: &str| {
+        Command::new("debugfs")
+            .args(["-R", req])
+            .arg(format!("{}?offset={root_offset}", file.display()))
+            .output()
+            .unwrap()
+    };
+    let on_card = debugfs(&card, "cat /etc/ssh/ssh_host_ed25519_key").stdout;
+    let expected = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&admin)
+        .arg(r.path().join("secrets/lepotato/ssh_host_ed25519_key.age"))
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(expected.starts_with(b"-----BEGIN OPENSSH PRIVATE KEY-----"));
+    assert_eq!(on_card, expected);
+    let stat =
+        String::from_utf8_lossy(&debugfs(&card, "stat /etc/ssh/ssh_host_ed25519_key").stdout)
+            .to_string();
+    assert!(
+        stat.contains("Mode:  0600") && stat.contains("User:     0"),
+        "{stat}"
+    );
+    let public =
+        String::from_utf8_lossy(&debugfs(&card, "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout)
+            .to_string();
+    let recorded = std::fs::read_to_string(r.path().join("secrets/recipients.toml")).unwrap();
+    assert!(
+        recorded.contains(public.split_whitespace().nth(1).unwrap()),
+        "{public}"
+    );
+    // The source image has no key.
+    assert!(
+        debugfs(&img, "cat /etc/ssh/ssh_host_ed25519_key")
+            .stdout
+            .is_empty()
+    );
+}

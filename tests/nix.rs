@@ -623,6 +623,39 @@ fn every_host_has_images_and_potato_image_builds_them() {
     let run = r.potato(&["image", "lepotato", "--kind", "vma"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("its images are: sd"), "{}", run.stderr);
+    // With a pre-generated host key, copied disk images get it; the double's
+    // "image" is text, not a disk, which is a clear error (the real key
+    // installation is tested on real images in src/image_key.rs and
+    // tests/flash.rs).
+    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
+    let with_key = |args: &[&str]| {
+        common::Run::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+                .args(args)
+                .current_dir(r.path())
+                .env_remove("POTATO_REPO")
+                .env("POTATO_AGE_IDENTITY", &admin)
+                .output()
+                .unwrap(),
+        )
+    };
+    with_key(&["secrets", "hostkey", "lepotato", "--force"]).ok();
+    with_key(&["gen"]).ok();
+    let run = with_key(&[
+        "image",
+        "lepotato",
+        "--out",
+        out.to_str().unwrap(),
+        "--override-input",
+        "nixpkgs",
+        double.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no ext4 root partition in its partition table"),
+        "{}",
+        run.stderr
+    );
 }
 
 /// disko.nix evaluates with real Nix and partitions exactly the host file's boot

@@ -653,20 +653,17 @@ impl Run<'_> {
     }
 
     fn private_host_key(&self) -> Result<Vec<u8>, Error> {
-        let key_file = self.key_file();
-        if !key_file.exists() {
-            return Err(Error::usage(
+        match super::secrets::pregenerated_host_key(&self.root, &self.plan.name)? {
+            Some((private, _)) => Ok(private),
+            None => Err(Error::usage(
                 format!(
-                    "{} has no pre-generated host key ({key_file} is missing)",
-                    self.plan.name
+                    "{} has no pre-generated host key ({} is missing)",
+                    self.plan.name,
+                    self.key_file()
                 ),
                 format!("run `potato secrets hostkey {}` first", self.plan.name),
-            ));
+            )),
         }
-        let ids = crate::secrets::store::load_identities(None)
-            .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
-        crate::secrets::store::decrypt(&key_file, &ids)
-            .map_err(|e| Error::usage(e.to_string(), "check your age identity"))
     }
 
     /// "ssh-ed25519 AAAA..." recorded for the host.

@@ -44,10 +44,20 @@ pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
     })
     .map_err(|e| Error::io(Utf8Path::new(&target.path().display().to_string()), e))?;
     bar.finish_and_clear();
+    // The pre-generated host key, onto the card (never into the store image).
+    let key = super::secrets::pregenerated_host_key(&root, &plan.name)?;
+    if let Some((private, public)) = &key {
+        crate::image_key::install(target.path(), private, public).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "the image is written and verified, but the card has no host key",
+            )
+        })?;
+    }
     if g.json {
         println!(
             "{}",
-            serde_json::json!({ "host": plan.name, "image": image, "target": target.path(), "bytes": written, "verified": true })
+            serde_json::json!({ "host": plan.name, "image": image, "target": target.path(), "bytes": written, "verified": true, "host_key": key.is_some() })
         );
     } else {
         println!(
@@ -55,6 +65,13 @@ pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
             image,
             target.describe()
         );
+        match key {
+            Some(_) => println!("host key installed ({})", crate::image_key::KEY_PATH),
+            None => println!(
+                "no pre-generated host key (`potato secrets hostkey {}`): the card makes its own at first boot",
+                plan.name
+            ),
+        }
     }
     Ok(())
 }

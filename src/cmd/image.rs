@@ -63,7 +63,15 @@ pub fn run(
             Some(dir) => copy_out(&files, dir, &plan.name, k)?,
             None => Vec::new(),
         };
+        if !copied.is_empty() && DISK_KINDS.contains(k) {
+            key_into(g, &root, &plan.name, &copied)?;
+        }
         rows.push((k.to_string(), path.to_string(), files, copied));
+    }
+    if out.is_none() && !g.json {
+        eprintln!(
+            "note: images in the store carry no host key; `--out DIR` copies them out with {host}'s pre-generated key"
+        );
     }
     if g.json {
         let v: Vec<_> = rows
@@ -80,6 +88,34 @@ pub fn run(
             for c in copied {
                 println!("  copied to {c}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// Kinds that are disk images with an ext4 root: they get the host key.
+const DISK_KINDS: &[&str] = &["sd", "raw-efi", "qcow2"];
+
+/// Puts the host's pre-generated SSH host key into copied images (never into
+/// the store). Without one, says what the image does instead.
+fn key_into(g: &Global, root: &Utf8Path, host: &str, files: &[Utf8PathBuf]) -> Result<(), Error> {
+    let Some((private, public)) = super::secrets::pregenerated_host_key(root, host)? else {
+        if !g.json {
+            eprintln!(
+                "note: {host} has no pre-generated host key (`potato secrets hostkey {host}`): the image makes its own at first boot, and its secrets wait for `potato trust` and a rekey"
+            );
+        }
+        return Ok(());
+    };
+    for f in files {
+        crate::image_key::install(f.as_std_path(), &private, &public).map_err(|e| {
+            Error::usage(
+                e.to_string(),
+                "the image is copied but has no host key; fix the cause and run again",
+            )
+        })?;
+        if !g.json {
+            eprintln!("{f}: host key installed ({})", crate::image_key::KEY_PATH);
         }
     }
     Ok(())

@@ -81,6 +81,27 @@ pub fn host_key(g: &Global, root: &Utf8Path, host: &str, force: bool) -> Result<
     Ok(public)
 }
 
+/// The host's pre-generated SSH host key, decrypted: (private, "ssh-ed25519
+/// AAAA... root@HOST"), or None when it has none (`potato secrets hostkey`).
+pub fn pregenerated_host_key(
+    root: &Utf8Path,
+    host: &str,
+) -> Result<Option<(Vec<u8>, String)>, Error> {
+    let file = root.join(format!("secrets/{host}/ssh_host_ed25519_key.age"));
+    if !file.exists() {
+        return Ok(None);
+    }
+    let ids = store::load_identities(None)
+        .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
+    let private = store::decrypt(&file, &ids)
+        .map_err(|e| Error::usage(e.to_string(), "check your age identity"))?;
+    let public = Recipients::load(root)
+        .ok()
+        .and_then(|r| r.hosts.get(host).cloned())
+        .unwrap_or_default();
+    Ok(Some((private, format!("{public} root@{host}"))))
+}
+
 fn report(g: &Global, file: &Utf8Path, public: Option<&str>) {
     if g.json {
         println!("{}", json!({ "file": file, "public_key": public }));
