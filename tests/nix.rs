@@ -652,7 +652,8 @@ fn every_host_has_images_and_potato_image_builds_them() {
     ]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("no ext4 root partition in its partition table"),
+        run.stderr
+            .contains("no ext4 root partition in its partition table"),
         "{}",
         run.stderr
     );

@@ -206,9 +206,13 @@ impl Vm<'_> {
             VmImage::Qcow2 => "qcow2",
             VmImage::Vma => "vma",
         };
+        let scratch = tempfile::tempdir().map_err(|e| Error::io(self.root, e))?;
         let image = match image {
             Some(i) => i.to_path_buf(),
-            None => super::image::build_one(self.root, host, kind, nix_args)?,
+            None => {
+                let built = super::image::build_one(self.root, host, kind, nix_args)?;
+                self.with_host_key(from, &built, scratch.path())?
+            }
         };
         let disk = match from {
             VmImage::Qcow2 => self.create_from_qcow2(&image)?,
@@ -227,6 +231,54 @@ impl Vm<'_> {
             self.wait_for_ssh(wait)?;
         }
         Ok(())
+    }
+
+    /// A copy of the built qcow2 with the host's pre-generated SSH host key in
+    /// it (the store's image has none), when there is one; else the image as
+    /// built (the VM then makes its own key; the wait for SSH says so). A vma
+    /// cannot be edited: its VM makes its own key.
+    fn with_host_key(
+        &self,
+        from: VmImage,
+        built: &Utf8Path,
+        scratch: &std::path::Path,
+    ) -> Result<camino::Utf8PathBuf, Error> {
+        let host = self.plan.name.as_str();
+        let key = super::secrets::pregenerated_host_key(self.root, host)?;
+        let (Some((private, public)), VmImage::Qcow2) = (key, from) else {
+            return Ok(built.to_path_buf());
+        };
+        let copy = camino::Utf8PathBuf::from_path_buf(scratch.join(format!("{host}.qcow2")))
+            .map_err(|p| {
+                Error::usage(
+                    format!("{} is not UTF-8", p.display()),
+                    "use a UTF-8 TMPDIR",
+                )
+            })?;
+        std::fs::copy(built, &copy).map_err(|e| Error::io(built, e))?;
+        let mut perms = std::fs::metadata(&copy)
+            .map_err(|e| Error::io(&copy, e))?
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(&copy, perms).map_err(|e| Error::io(&copy, e))?;
+        match crate::image_key::install(copy.as_std_path(), &private, &public) {
+            Ok(()) => {
+                say(
+                    self.g,
+                    &format!("{host}: host key installed into a copy of the qcow2"),
+                );
+                Ok(copy)
+            }
+            Err(e) => {
+                say(
+                    self.g,
+                    &format!(
+                        "{host}: warning: {e}; the VM makes its own host key (trust it with `potato trust {host}`)"
+                    ),
+                );
+                Ok(built.to_path_buf())
+            }
+        }
     }
 
     /// Upload (content=import) and create with import-from; the disk is scsi0.
