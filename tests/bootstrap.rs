@@ -192,9 +192,14 @@ fn bootstrap_installs_a_fresh_machine_end_to_end_and_resumes() {
         disk.dev
     );
     // A data disk the layout must keep.
+    // A secret of the host, and a data disk the layout must keep. The
+    // machine's own (old) host key is kept aside.
+    let old_key = work.path().join("old_host_key");
+    std::fs::copy(host.dir.join("etc/ssh/ssh_host_ed25519_key"), &old_key).unwrap();
+    fleet.set_secret("t0", "app-token", "tok-5f0c-first-boot");
     fleet.append_host(
         "t0",
-        "\n[storage]\nmounts.\"/mnt/data\" = { device = \"/dev/disk/by-label/data\", fs = \"ext4\" }\n",
+        "\n[storage]\nmounts.\"/mnt/data\" = { device = \"/dev/disk/by-label/data\", fs = \"ext4\" }\n\n[secrets.app-token]\n",
     );
 
     // --wipe naming something that is not a data disk: refused before anything.
@@ -345,6 +350,29 @@ fn bootstrap_installs_a_fresh_machine_end_to_end_and_resumes() {
         ),
         "600"
     );
+
+    // The first boot decrypted the host's secret with the pre-generated key;
+    // the machine's old key no longer opens it.
+    assert_eq!(
+        on_host(&fleet, &new_target, "cat /run/potato-secrets/app-token"),
+        "tok-5f0c-first-boot"
+    );
+    assert_eq!(
+        on_host(
+            &fleet,
+            &new_target,
+            "stat -c %a /run/potato-secrets/app-token"
+        ),
+        "400"
+    );
+    let with_old = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&old_key)
+        .arg(fleet.path().join("secrets/t0/app-token.age"))
+        .output()
+        .unwrap();
+    assert!(!with_old.status.success(), "the old key still decrypts");
 
     // Run again: every step is done; only the verification runs.
     let run = potato(&fleet, &["bootstrap", "t0"]);

@@ -830,29 +830,6 @@ fn the_watchdog_ignores_a_confirmation_of_an_unfinished_activation() {
     );
 }
 
-/// `potato secrets set NAME --host t0` with `value` on stdin.
-fn set_secret(fleet: &Fleet, name: &str, value: &str) {
-    let mut child = fleet
-        .command(&["secrets", "set", name, "--host", "t0"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(child.stdin.as_mut().unwrap(), value.as_bytes()).unwrap();
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains(value)
-            && !String::from_utf8_lossy(&out.stderr).contains(value)
-    );
-}
-
 #[test]
 fn secrets_reach_the_host_decrypted_and_never_a_store() {
     if !testbed::require() {
@@ -862,7 +839,7 @@ fn secrets_reach_the_host_decrypted_and_never_a_store() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     let v1 = "s3cr3t-v1-2f9c1a77e0";
-    set_secret(&fleet, "app-token", v1);
+    fleet.set_secret("t0", "app-token", v1);
     fleet.append_host(
         "t0",
         "\n[secrets.app-token]\nowner = \"nobody\"\ngroup = \"nogroup\"\nmode = \"0440\"\n",
@@ -914,7 +891,7 @@ fn secrets_reach_the_host_decrypted_and_never_a_store() {
 
     // A new value is a new generation; rolling back restores the old value.
     let v2 = "s3cr3t-v2-81be0c44d1";
-    set_secret(&fleet, "app-token", v2);
+    fleet.set_secret("t0", "app-token", v2);
     fleet.potato(&["gen"]).ok();
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -935,7 +912,7 @@ fn tampered_ciphertext_fails_the_activation_and_rolls_back() {
     let tb = Testbed::new(1);
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
-    set_secret(&fleet, "app-token", "good-value-9a8b");
+    fleet.set_secret("t0", "app-token", "good-value-9a8b");
     fleet.append_host("t0", "\n[secrets.app-token]\n");
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");

@@ -382,7 +382,7 @@ impl Run<'_> {
             }
             self.plan = load_plan(&self.root, &host)?;
         }
-        let problems = compare(&self.plan, &hw);
+        let problems = hardware::compare(&self.plan, &hw);
         for p in &problems {
             if !self.g.json {
                 println!("  ! {p}");
@@ -935,9 +935,4 @@ impl Run<'_> {
         let near: std::net::Ipv4Addr = self.target.host.parse().ok()?;
         reach::find_by_mac(near, port, &macs).map(|ip| ip.to_string())
     }
-}
-
-/// Where the host file and the machine disagree.
-pub fn compare(plan: &HostPlan, hw: &Hardware) -> Vec<String> {
-    hardware::compare(plan, hw)
 }

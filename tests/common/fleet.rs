@@ -109,6 +109,30 @@ impl Fleet {
         .unwrap();
     }
 
+    /// `potato secrets set NAME --host HOST` with the value on stdin; checks
+    /// the value shows in no output.
+    pub fn set_secret(&self, host: &str, name: &str, value: &str) {
+        let mut child = self
+            .command(&["secrets", "set", name, "--host", host])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), value.as_bytes()).unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(value)
+                && !String::from_utf8_lossy(&out.stderr).contains(value)
+        );
+    }
+
     pub fn potato(&self, args: &[&str]) -> Run {
         Run::from(self.command(args).output().expect("run potato"))
     }
