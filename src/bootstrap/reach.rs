@@ -45,8 +45,10 @@ pub fn knock(near: Ipv4Addr, port: u16, timeout: Duration) -> Vec<Ipv4Addr> {
 }
 
 /// Where a machine with one of `macs` answers on `port` now, near `near`.
+/// Only on a private LAN (10/8, 172.16/12, 192.168/16): a public /24 is
+/// somebody else's network, and a MAC is only seen on the local link anyway.
 pub fn find_by_mac(near: Ipv4Addr, port: u16, macs: &[String]) -> Option<Ipv4Addr> {
-    if macs.is_empty() {
+    if macs.is_empty() || !near.is_private() {
         return None;
     }
     let open = knock(near, port, Duration::from_millis(400));
