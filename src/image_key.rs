@@ -1,10 +1,12 @@
 //! Puts a host's pre-generated SSH host key into a disk image (or a card just
-//! flashed), so the host's secrets decrypt on its first boot. The image is
-//! never mounted: the root filesystem is found in the partition table (MBR or
-//! GPT) as the ext2/3/4 partition, and written with debugfs at its offset
-//! (`IMAGE?offset=N`, e2fsprogs' own syntax). The key never enters the Nix
-//! store: only copies outside it (`potato image --out`, a flashed card) get it.
-//! qcow2 images go through a raw copy with qemu-img.
+//! flashed, or a VM disk on a Proxmox node), so the host's secrets decrypt on
+//! its first boot. The image is never mounted: the root filesystem is found in
+//! the partition table (MBR or GPT) as the ext2/3/4 partition, and written with
+//! debugfs at its offset (`IMAGE?offset=N`, e2fsprogs' own syntax). The key
+//! never enters the Nix store: only copies outside it get it (`potato image
+//! --out`, a flashed card, the VM's disk). Where the image is and where
+//! debugfs runs is a `Place`: this machine (`Local`), or a Proxmox node over
+//! SSH (`cmd::vm`). qcow2 files go through a raw copy with qemu-img.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -41,10 +43,101 @@ pub enum KeyError {
     Verify(PathBuf),
 }
 
+/// What a tool printed.
+pub struct ToolOutput {
+    pub ok: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// An image and a machine to work on it: reads bytes, stages files, runs debugfs.
+pub trait Place {
+    /// The image's path where debugfs runs.
+    fn path(&self) -> &Path;
+    /// `len` bytes at `offset`; fewer at the end of the image.
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, KeyError>;
+    /// Writes `bytes` to a private (0600) scratch file; returns its path.
+    fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<String, KeyError>;
+    /// Runs `debugfs ARGS IMAGE?offset=OFFSET`.
+    fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError>;
+}
+
 fn io(path: &Path, e: impl std::fmt::Display) -> KeyError {
     KeyError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// An image file or block device on this machine.
+pub struct Local {
+    path: PathBuf,
+    scratch: Option<tempfile::TempDir>,
+}
+
+impl Local {
+    pub fn new(path: &Path) -> Local {
+        Local {
+            path: path.to_path_buf(),
+            scratch: None,
+        }
+    }
+}
+
+impl Place for Local {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, KeyError> {
+        let mut f = std::fs::File::open(&self.path).map_err(|e| io(&self.path, e))?;
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| io(&self.path, e))?;
+        let mut buf = Vec::with_capacity(len);
+        f.take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| io(&self.path, e))?;
+        Ok(buf)
+    }
+
+    fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<String, KeyError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if self.scratch.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("potato-key")
+                .tempdir()
+                .map_err(|e| io(&self.path, e))?;
+            self.scratch = Some(dir);
+        }
+        let file = self.scratch.as_ref().expect("made above").path().join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .map_err(|e| io(&file, e))?;
+        f.write_all(bytes).map_err(|e| io(&file, e))?;
+        Ok(file.display().to_string())
+    }
+
+    fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
+        let out = Command::new("debugfs")
+            .args(args)
+            .arg(format!("{}?offset={offset}", self.path.display()))
+            .output()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => KeyError::Missing {
+                    tool: "debugfs",
+                    why: "e2fsprogs; it writes the host key into the image",
+                },
+                _ => io(&self.path, e),
+            })?;
+        Ok(ToolOutput {
+            ok: out.status.success(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
     }
 }
 
@@ -56,23 +149,10 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-fn read_at(f: &mut std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0; len];
-    f.seek(SeekFrom::Start(offset))?;
-    f.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
 /// The partitions of an MBR or GPT image, in table order (512-byte sectors).
-pub fn partitions(image: &Path) -> Result<Vec<Partition>, KeyError> {
-    let mut f = std::fs::File::open(image).map_err(|e| io(image, e))?;
-    let mbr = match read_at(&mut f, 0, 512) {
-        Ok(b) => b,
-        // Shorter than a sector: no partition table.
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Vec::new()),
-        Err(e) => return Err(io(image, e)),
-    };
-    if mbr[510..512] != [0x55, 0xAA] {
+pub fn partitions(place: &mut dyn Place) -> Result<Vec<Partition>, KeyError> {
+    let mbr = place.read(0, 512)?;
+    if mbr.len() < 512 || mbr[510..512] != [0x55, 0xAA] {
         return Ok(Vec::new());
     }
     let entries: Vec<(u8, u64, u64)> = (0..4)
@@ -92,129 +172,95 @@ pub fn partitions(image: &Path) -> Result<Vec<Partition>, KeyError> {
             .collect());
     }
     // GPT: header at LBA 1, entries where it says.
-    let header = read_at(&mut f, 512, 92).map_err(|e| io(image, e))?;
-    if &header[0..8] != b"EFI PART" {
+    let header = place.read(512, 92)?;
+    if header.len() < 92 || &header[0..8] != b"EFI PART" {
         return Ok(Vec::new());
     }
     let (table, count, size) = (le64(&header, 72), le32(&header, 80), le32(&header, 84));
-    let raw =
-        read_at(&mut f, table * 512, (count.min(256) * size) as usize).map_err(|e| io(image, e))?;
+    if size < 128 {
+        return Ok(Vec::new());
+    }
+    let raw = place.read(table * 512, (count.min(256) * size) as usize)?;
     Ok(raw
-        .chunks(size as usize)
+        .chunks_exact(size as usize)
         .filter(|e| e[0..16].iter().any(|b| *b != 0))
         .map(|e| {
             let (first, last) = (le64(e, 32), le64(e, 40));
             Partition {
                 offset: first * 512,
-                size: (last + 1 - first) * 512,
+                size: (last + 1).saturating_sub(first) * 512,
             }
         })
         .collect())
 }
 
 /// The root filesystem: the last partition holding ext2/3/4 (magic 0xEF53).
-pub fn root_partition(image: &Path) -> Result<Partition, KeyError> {
-    let mut f = std::fs::File::open(image).map_err(|e| io(image, e))?;
-    partitions(image)?
-        .into_iter()
-        .rev()
-        .find(|p| read_at(&mut f, p.offset + 1024 + 56, 2).is_ok_and(|m| m == [0x53, 0xEF]))
-        .ok_or_else(|| KeyError::NoRoot(image.to_path_buf()))
-}
-
-fn debugfs(target: &str, image: &Path, args: &[&str]) -> Result<std::process::Output, KeyError> {
-    Command::new("debugfs")
-        .args(args)
-        .arg(target)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => KeyError::Missing {
-                tool: "debugfs",
-                why: "e2fsprogs; it writes the host key into the image",
-            },
-            _ => io(image, e),
-        })
-}
-
-fn exists(target: &str, image: &Path, path: &str) -> Result<bool, KeyError> {
-    let out = debugfs(target, image, &["-R", &format!("stat {path}")])?;
-    Ok(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("not found"))
-}
-
-/// Writes the key pair into the image's root filesystem (root-owned; the
-/// private half 0600), replacing any there, and reads it back.
-pub fn install(image: &Path, private: &[u8], public: &str) -> Result<(), KeyError> {
-    if image.extension().is_some_and(|e| e == "qcow2") {
-        return install_qcow2(image, private, public);
+pub fn root_partition(place: &mut dyn Place) -> Result<Partition, KeyError> {
+    for p in partitions(place)?.into_iter().rev() {
+        if place.read(p.offset + 1024 + 56, 2)? == [0x53, 0xEF] {
+            return Ok(p);
+        }
     }
-    let root = root_partition(image)?;
-    let target = format!("{}?offset={}", image.display(), root.offset);
-    // debugfs reads the files it writes from paths: a private scratch dir.
-    let scratch = tempfile::Builder::new()
-        .prefix("potato-key")
-        .tempdir()
-        .map_err(|e| io(image, e))?;
-    let (key, pubf, cmds) = (
-        scratch.path().join("key"),
-        scratch.path().join("key.pub"),
-        scratch.path().join("cmds"),
-    );
-    write_private(&key, private).map_err(|e| io(&key, e))?;
-    std::fs::write(&pubf, format!("{}\n", public.trim())).map_err(|e| io(&pubf, e))?;
+    Err(KeyError::NoRoot(place.path().to_path_buf()))
+}
+
+fn exists(place: &mut dyn Place, offset: u64, path: &str) -> Result<bool, KeyError> {
+    let out = place.debugfs(&["-R", &format!("stat {path}")], offset)?;
+    Ok(out.ok && !out.stderr.contains("not found"))
+}
+
+/// Writes the key pair into the root filesystem (root-owned; the private half
+/// 0600), replacing any there, and reads it back.
+pub fn install_at(place: &mut dyn Place, private: &[u8], public: &str) -> Result<(), KeyError> {
+    let root = root_partition(place)?;
+    let key = place.stage("key", private)?;
+    let pubf = place.stage("key.pub", format!("{}\n", public.trim()).as_bytes())?;
     // Only what is missing is made (debugfs's mkdir of an existing directory
     // leaves an orphan inode behind).
     let mut script = String::new();
+    let pub_path = format!("{KEY_PATH}.pub");
     for (path, make) in [
         ("/etc", "mkdir /etc"),
         ("/etc/ssh", "mkdir /etc/ssh"),
         (KEY_PATH, ""),
-        (&format!("{KEY_PATH}.pub"), ""),
+        (pub_path.as_str(), ""),
     ] {
-        let exists = exists(&target, image, path)?;
-        match (exists, make.is_empty()) {
+        match (exists(place, root.offset, path)?, make.is_empty()) {
             (false, false) => script.push_str(&format!("{make}\n")),
             (true, true) => script.push_str(&format!("rm {path}\n")),
             _ => {}
         }
     }
     script += &format!(
-        "write {k} {KEY_PATH}\nsif {KEY_PATH} mode 0100600\nsif {KEY_PATH} uid 0\nsif {KEY_PATH} gid 0\n\
-         write {p} {KEY_PATH}.pub\nsif {KEY_PATH}.pub mode 0100644\nsif {KEY_PATH}.pub uid 0\nsif {KEY_PATH}.pub gid 0\n",
-        k = key.display(),
-        p = pubf.display()
+        "write {key} {KEY_PATH}\nsif {KEY_PATH} mode 0100600\nsif {KEY_PATH} uid 0\nsif {KEY_PATH} gid 0\n\
+         write {pubf} {KEY_PATH}.pub\nsif {KEY_PATH}.pub mode 0100644\nsif {KEY_PATH}.pub uid 0\nsif {KEY_PATH}.pub gid 0\n"
     );
-    std::fs::write(&cmds, script).map_err(|e| io(&cmds, e))?;
-    let out = debugfs(
-        &target,
-        image,
-        &["-w", "-f", cmds.to_str().unwrap_or_default()],
-    )?;
-    if !out.status.success() {
+    let cmds = place.stage("cmds", script.as_bytes())?;
+    let out = place.debugfs(&["-w", "-f", &cmds], root.offset)?;
+    if !out.ok {
         return Err(KeyError::Tool {
             tool: "debugfs",
-            path: image.to_path_buf(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            path: place.path().to_path_buf(),
+            message: out.stderr.trim().to_string(),
         });
     }
     // debugfs reports command errors but exits 0: read back what counts.
-    let back = debugfs(&target, image, &["-R", &format!("cat {KEY_PATH}")])?;
-    let stat = debugfs(&target, image, &["-R", &format!("stat {KEY_PATH}")])?;
+    let back = place.debugfs(&["-R", &format!("cat {KEY_PATH}")], root.offset)?;
+    let stat = place.debugfs(&["-R", &format!("stat {KEY_PATH}")], root.offset)?;
     let mode_ok = String::from_utf8_lossy(&stat.stdout).contains("Mode:  0600");
     if back.stdout != private || !mode_ok {
-        return Err(KeyError::Verify(image.to_path_buf()));
+        return Err(KeyError::Verify(place.path().to_path_buf()));
     }
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
+/// `install_at` for an image file or device on this machine (qcow2 files
+/// through a raw copy).
+pub fn install(image: &Path, private: &[u8], public: &str) -> Result<(), KeyError> {
+    if image.extension().is_some_and(|e| e == "qcow2") {
+        return install_qcow2(image, private, public);
+    }
+    install_at(&mut Local::new(image), private, public)
 }
 
 /// qcow2: to raw beside it, the key in, back to qcow2 in place.
@@ -305,7 +351,7 @@ mod tests {
             return;
         };
         assert_eq!(
-            root_partition(&img).unwrap(),
+            root_partition(&mut Local::new(&img)).unwrap(),
             Partition {
                 offset: 20480 * 512,
                 size: 30 << 20
@@ -396,7 +442,7 @@ mod tests {
             eprintln!("SKIPPED: sfdisk (fdisk) is not installed");
             return;
         }
-        let parts = partitions(&img).unwrap();
+        let parts = partitions(&mut Local::new(&img)).unwrap();
         assert_eq!(parts.len(), 2, "{parts:?}");
         assert_eq!(
             parts[0],
@@ -406,7 +452,10 @@ mod tests {
             }
         );
         // No filesystem yet: no root.
-        assert!(matches!(root_partition(&img), Err(KeyError::NoRoot(_))));
+        assert!(matches!(
+            root_partition(&mut Local::new(&img)),
+            Err(KeyError::NoRoot(_))
+        ));
         let mkfs = Command::new("mkfs.ext4")
             .args(["-q", "-F", "-E", &format!("offset={}", 22528 * 512)])
             .arg(&img)
@@ -414,7 +463,10 @@ mod tests {
             .status()
             .unwrap();
         assert!(mkfs.success());
-        assert_eq!(root_partition(&img).unwrap().offset, 22528 * 512);
+        assert_eq!(
+            root_partition(&mut Local::new(&img)).unwrap().offset,
+            22528 * 512
+        );
     }
 
     #[test]
@@ -422,8 +474,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("x.img");
         std::fs::write(&img, vec![7u8; 4096]).unwrap();
-        assert!(matches!(root_partition(&img), Err(KeyError::NoRoot(_))));
+        assert!(matches!(
+            root_partition(&mut Local::new(&img)),
+            Err(KeyError::NoRoot(_))
+        ));
         std::fs::write(&img, b"short").unwrap();
-        assert!(matches!(root_partition(&img), Err(KeyError::NoRoot(_))));
+        assert!(matches!(
+            root_partition(&mut Local::new(&img)),
+            Err(KeyError::NoRoot(_))
+        ));
     }
 }

@@ -562,11 +562,28 @@ fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
     let vartmp = work.path().join("var-tmp");
     std::fs::create_dir_all(&doubles).unwrap();
     std::fs::create_dir_all(&vartmp).unwrap();
-    std::fs::copy(
-        common::source_root().join("tests/fixtures/pve/qmrestore"),
-        doubles.join("qmrestore"),
-    )
-    .unwrap();
+    for tool in ["qmrestore", "pvesm"] {
+        std::fs::copy(
+            common::source_root().join("tests/fixtures/pve").join(tool),
+            doubles.join(tool),
+        )
+        .unwrap();
+    }
+    // pve-apps has a pre-generated host key: it goes into the restored disk.
+    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
+    for args in [&["secrets", "hostkey", "pve-apps", "--force"][..], &["gen"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+            .args(args)
+            .current_dir(r.path())
+            .env("POTATO_AGE_IDENTITY", &admin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     tb.hosts[0].spawn_sshd(&[(&doubles, "/usr/local/sbin"), (&vartmp, "/var/tmp")]);
     pve.state.lock().unwrap().restores = Some(tb.host(0).dir.join("nix/var/potato-test/qmrestore"));
     // A vma as nixpkgs makes them: "VMA\0" and data, zstd-compressed.
@@ -631,10 +648,42 @@ fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
         .unwrap()
         .to_string();
     assert_eq!(restores.trim(), format!("restore 111 local-lvm {sha}"));
+    let left: Vec<String> = std::fs::read_dir(&vartmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["potato-test-disks"], "the vma copy is removed");
+    // The restored disk carries the pre-generated host key, 0600.
+    let disk = vartmp.join("potato-test-disks/vm-111-disk-0.raw");
+    let debugfs = |req: &str| {
+        std::process::Command::new("debugfs")
+            .args(["-R", req])
+            .arg(format!("{}?offset=1048576", disk.display()))
+            .output()
+            .unwrap()
+    };
+    let expected = std::process::Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&admin)
+        .arg(r.path().join("secrets/pve-apps/ssh_host_ed25519_key.age"))
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(!expected.is_empty());
     assert_eq!(
-        std::fs::read_dir(&vartmp).unwrap().count(),
-        0,
-        "the copy is removed"
+        debugfs("cat /etc/ssh/ssh_host_ed25519_key").stdout,
+        expected
+    );
+    assert!(
+        String::from_utf8_lossy(&debugfs("stat /etc/ssh/ssh_host_ed25519_key").stdout)
+            .contains("Mode:  0600")
+    );
+    assert!(
+        run.stderr
+            .contains("host key installed into local-lvm:vm-111-disk-0"),
+        "{}",
+        run.stderr
     );
     let calls: Vec<String> = pve
         .log()

@@ -653,7 +653,7 @@ impl Run<'_> {
     }
 
     fn private_host_key(&self) -> Result<Vec<u8>, Error> {
-        match super::secrets::pregenerated_host_key(&self.root, &self.plan.name)? {
+        match super::secrets::pregenerated_host_key(&self.root, &self.plan.name, None)? {
             Some((private, _)) => Ok(private),
             None => Err(Error::usage(
                 format!(

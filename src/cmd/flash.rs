@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
     .map_err(|e| Error::io(Utf8Path::new(&target.path().display().to_string()), e))?;
     bar.finish_and_clear();
     // The pre-generated host key, onto the card (never into the store image).
-    let key = super::secrets::pregenerated_host_key(&root, &plan.name)?;
+    let key = super::secrets::pregenerated_host_key(&root, &plan.name, None)?;
     if let Some((private, public)) = &key {
         crate::image_key::install(target.path(), private, public).map_err(|e| {
             Error::usage(

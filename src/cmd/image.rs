@@ -99,7 +99,7 @@ const DISK_KINDS: &[&str] = &["sd", "raw-efi", "qcow2"];
 /// Puts the host's pre-generated SSH host key into copied images (never into
 /// the store). Without one, says what the image does instead.
 fn key_into(g: &Global, root: &Utf8Path, host: &str, files: &[Utf8PathBuf]) -> Result<(), Error> {
-    let Some((private, public)) = super::secrets::pregenerated_host_key(root, host)? else {
+    let Some((private, public)) = super::secrets::pregenerated_host_key(root, host, None)? else {
         if !g.json {
             eprintln!(
                 "note: {host} has no pre-generated host key (`potato secrets hostkey {host}`): the image makes its own at first boot, and its secrets wait for `potato trust` and a rekey"

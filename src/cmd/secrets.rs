@@ -86,12 +86,13 @@ pub fn host_key(g: &Global, root: &Utf8Path, host: &str, force: bool) -> Result<
 pub fn pregenerated_host_key(
     root: &Utf8Path,
     host: &str,
+    identity: Option<&Utf8Path>,
 ) -> Result<Option<(Vec<u8>, String)>, Error> {
     let file = root.join(format!("secrets/{host}/ssh_host_ed25519_key.age"));
     if !file.exists() {
         return Ok(None);
     }
-    let ids = store::load_identities(None)
+    let ids = store::load_identities(identity)
         .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
     let private = store::decrypt(&file, &ids)
         .map_err(|e| Error::usage(e.to_string(), "check your age identity"))?;

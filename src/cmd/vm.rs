@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{Connection, Global, NixArgs, VmAction, VmArgs, VmImage};
 use crate::error::Error;
+use crate::image_key::{KeyError, Place, ToolOutput};
 use crate::plan::{HostPlan, ProxmoxPlan, Target};
 use crate::proxmox::{Client, ProxmoxError};
 use crate::{repo, secrets};
@@ -38,6 +39,7 @@ pub fn run(g: &Global, action: &VmAction) -> Result<(), Error> {
                 px: &px,
                 client: &client,
                 conn,
+                age_identity: vm.age_identity.as_deref(),
             };
             vm.create(*from, image.as_deref(), node_ssh.as_deref(), wait, nix)
         }
@@ -161,6 +163,8 @@ struct Vm<'a> {
     px: &'a ProxmoxPlan,
     client: &'a Client,
     conn: &'a Connection,
+    /// Decrypts the pre-generated host key (as it does the token).
+    age_identity: Option<&'a Utf8Path>,
 }
 
 impl Vm<'_> {
@@ -236,7 +240,7 @@ impl Vm<'_> {
     /// A copy of the built qcow2 with the host's pre-generated SSH host key in
     /// it (the store's image has none), when there is one; else the image as
     /// built (the VM then makes its own key; the wait for SSH says so). A vma
-    /// cannot be edited: its VM makes its own key.
+    /// gets its key on the node, after the restore (`key_into_volume`).
     fn with_host_key(
         &self,
         from: VmImage,
@@ -244,7 +248,7 @@ impl Vm<'_> {
         scratch: &std::path::Path,
     ) -> Result<camino::Utf8PathBuf, Error> {
         let host = self.plan.name.as_str();
-        let key = super::secrets::pregenerated_host_key(self.root, host)?;
+        let key = super::secrets::pregenerated_host_key(self.root, host, self.age_identity)?;
         let (Some((private, public)), VmImage::Qcow2) = (key, from) else {
             return Ok(built.to_path_buf());
         };
@@ -405,7 +409,53 @@ impl Vm<'_> {
         self.client
             .set_config(&px.node, px.vmid, &params)
             .map_err(|e| self.fail(e))?;
+        self.key_into_volume(&session, volume.first().copied().unwrap_or_default())?;
         Ok(key)
+    }
+
+    /// The host's pre-generated SSH host key into the restored disk, on the
+    /// node (`pvesm path`, then debugfs there). Without a key, or when the disk
+    /// cannot take it, the VM makes its own (a warning says so).
+    fn key_into_volume(&self, session: &crate::ssh::Session, volume: &str) -> Result<(), Error> {
+        let host = self.plan.name.as_str();
+        let Some((private, public)) =
+            super::secrets::pregenerated_host_key(self.root, host, self.age_identity)?
+        else {
+            return Ok(());
+        };
+        let q = crate::deploy::remote::shell_quote;
+        let warn = |why: String| {
+            say(
+                self.g,
+                &format!(
+                    "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
+                ),
+            )
+        };
+        let path = match session.exec(&format!("pvesm path {}", q(volume))) {
+            Ok(out) if out.code == 0 => out.stdout.trim().to_string(),
+            Ok(out) => {
+                warn(format!("pvesm path {volume}: {}", out.stderr.trim()));
+                return Ok(());
+            }
+            Err(e) => {
+                warn(e.to_string());
+                return Ok(());
+            }
+        };
+        let mut disk = NodeDisk {
+            session,
+            path: std::path::PathBuf::from(&path),
+            scratch: None,
+        };
+        match crate::image_key::install_at(&mut disk, &private, &public) {
+            Ok(()) => say(
+                self.g,
+                &format!("{host}: host key installed into {volume} ({path}) on the node"),
+            ),
+            Err(e) => warn(e.to_string()),
+        }
+        Ok(())
     }
 
     /// `--node-ssh`, else root@ the API URL's host.
@@ -510,5 +560,105 @@ fn report(g: &Global, host: &str, px: &ProxmoxPlan, state: &str, diffs: &[String
     println!("{host}: VM {} on {}: {state}", px.vmid, px.node);
     for d in diffs {
         println!("  {d}");
+    }
+}
+
+/// A VM disk on the Proxmox node, worked on over SSH (dd to read, debugfs to
+/// write), with a private scratch directory there that is removed afterwards.
+struct NodeDisk<'a> {
+    session: &'a crate::ssh::Session,
+    path: std::path::PathBuf,
+    scratch: Option<String>,
+}
+
+impl NodeDisk<'_> {
+    fn run(&self, cmd: &str, input: Option<&[u8]>) -> Result<crate::ssh::Output, KeyError> {
+        let fail = |m: String| KeyError::Io {
+            path: self.path.clone(),
+            message: m,
+        };
+        match input {
+            Some(mut bytes) => self.session.exec_with(cmd, Some(&mut bytes), &mut |_| {}),
+            None => self.session.exec(cmd),
+        }
+        .map_err(|e| fail(e.to_string()))
+    }
+
+    fn quoted_path(&self) -> String {
+        crate::deploy::remote::shell_quote(&self.path.display().to_string())
+    }
+}
+
+impl Place for NodeDisk<'_> {
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, KeyError> {
+        let out = self.run(
+            &format!(
+                "dd if={} iflag=skip_bytes,count_bytes skip={offset} count={len} status=none",
+                self.quoted_path()
+            ),
+            None,
+        )?;
+        if out.code != 0 {
+            return Err(KeyError::Io {
+                path: self.path.clone(),
+                message: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(out.stdout_raw)
+    }
+
+    fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<String, KeyError> {
+        if self.scratch.is_none() {
+            let out = self.run("umask 077 && mktemp -d /tmp/potato-key.XXXXXX", None)?;
+            self.scratch = Some(out.stdout.trim().to_string());
+        }
+        let file = format!("{}/{name}", self.scratch.as_deref().unwrap_or("/tmp"));
+        let out = self.run(
+            &format!(
+                "umask 077 && cat > {}",
+                crate::deploy::remote::shell_quote(&file)
+            ),
+            Some(bytes),
+        )?;
+        if out.code != 0 {
+            return Err(KeyError::Io {
+                path: file.into(),
+                message: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(file)
+    }
+
+    fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
+        let q = crate::deploy::remote::shell_quote;
+        let args: Vec<String> = args.iter().map(|a| q(a)).collect();
+        let target = q(&format!("{}?offset={offset}", self.path.display()));
+        let out = self.run(&format!("debugfs {} {target}", args.join(" ")), None)?;
+        if out.code == 127 {
+            return Err(KeyError::Missing {
+                tool: "debugfs",
+                why: "e2fsprogs on the Proxmox node",
+            });
+        }
+        Ok(ToolOutput {
+            ok: out.code == 0,
+            stdout: out.stdout_raw,
+            stderr: out.stderr,
+        })
+    }
+}
+
+impl Drop for NodeDisk<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = self.session.exec(&format!(
+                "rm -rf {}",
+                crate::deploy::remote::shell_quote(dir)
+            ));
+        }
     }
 }
