@@ -729,3 +729,58 @@ fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
     let v: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(v["mismatches"], json!([]), "{v}");
 }
+
+/// Without --image, the qcow2 is built (here by the nixpkgs double) and a
+/// private copy gets the pre-generated host key before upload. The double's
+/// "qcow2" is a text file, so the key cannot go in: a warning says the VM will
+/// make its own key, and the built image is uploaded as it is.
+#[test]
+fn a_built_qcow2_that_cannot_take_the_key_is_uploaded_with_a_warning() {
+    if !common::have_tool("nix") {
+        assert!(std::env::var_os("CI").is_none(), "nix is required in CI");
+        eprintln!("SKIPPED: nix is not installed");
+        return;
+    }
+    let r = Repo::examples();
+    let pve = Pve::start(TOKEN);
+    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
+    for args in [&["secrets", "hostkey", "pve-apps", "--force"][..], &["gen"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+            .args(args)
+            .current_dir(r.path())
+            .env("POTATO_AGE_IDENTITY", &admin)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let double = common::source_root().join("tests/fixtures/nixpkgs");
+    let run = vm(
+        &r,
+        &pve,
+        &[
+            "create",
+            "pve-apps",
+            "--override-input",
+            "nixpkgs",
+            double.to_str().unwrap(),
+            "--wait",
+            "0s",
+        ],
+    );
+    run.ok();
+    assert!(
+        run.stderr
+            .contains("no ext4 root partition in its partition table")
+            && run.stderr.contains("the VM makes its own host key"),
+        "{}",
+        run.stderr
+    );
+    let st = pve.state.lock().unwrap();
+    let uploaded = st.uploads["local:import/potato-pve-apps.qcow2"];
+    let text = "TEST DOUBLE image: kind=qcow2 host=pve-apps toplevel=";
+    assert!(uploaded > text.len(), "{uploaded}");
+}

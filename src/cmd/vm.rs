@@ -29,8 +29,12 @@ pub fn run(g: &Global, action: &VmAction) -> Result<(), Error> {
             conn,
             nix,
         } => {
-            let wait = crate::units::parse_duration(wait)
-                .map_err(|e| Error::usage(format!("--wait: {e}"), "e.g. --wait 5m"))?;
+            let wait = match wait.as_str() {
+                "0" | "0s" => Duration::ZERO,
+                w => crate::units::parse_duration(w).map_err(|e| {
+                    Error::usage(format!("--wait: {e}"), "e.g. --wait 5m, or 0s not to wait")
+                })?,
+            };
             let (root, plan, px, client) = open(g, host, vm)?;
             let vm = Vm {
                 g,
