@@ -24,13 +24,21 @@
         else
           throw "potato: host ${name} has no modules/generated/${name}/; run `potato gen` (and git add it)";
 
+      # A host's own modules: the shared base, potato's generated module, and
+      # what `potato bootstrap` detected (hosts/<name>/hardware.nix), if any.
+      hardwareFile = name: ./hosts + "/${name}/hardware.nix";
+      hostModules =
+        name:
+        [
+          ./modules/base.nix
+          (requireGenerated name)
+        ]
+        ++ (if builtins.pathExists (hardwareFile name) then [ (hardwareFile name) ] else [ ]);
+
       mkHost =
         name:
         nixpkgs.lib.nixosSystem {
-          modules = [
-            ./modules/base.nix
-            (requireGenerated name)
-          ];
+          modules = hostModules name;
           specialArgs.potato = {
             inherit name;
             generated = requireGenerated name;
@@ -80,7 +88,7 @@
         name: kind:
         (nixpkgs.lib.nixosSystem {
           modules =
-            (if kind == "iso" || kind == "kexec" then [ ] else [ ./modules/base.nix (requireGenerated name) ])
+            (if kind == "iso" || kind == "kexec" then [ ] else hostModules name)
             ++ imageModules.${kind};
           specialArgs.potato = {
             inherit name;

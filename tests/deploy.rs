@@ -1038,6 +1038,23 @@ fn bootstrap_detects_a_testbed_hosts_hardware() {
             .any(|n| n["name"] == format!("{}h", host.veth) && n["mac"] == mac),
         "{hw}"
     );
+    // The disk controllers' kernel modules, walked here in Rust: each block
+    // device's sysfs device and its parents whose driver is a module.
+    let mut modules: Vec<String> = Vec::new();
+    for b in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let Ok(mut d) = std::fs::canonicalize(b.path().join("device")) else {
+            continue;
+        };
+        while d != std::path::Path::new("/sys") && d != std::path::Path::new("/") {
+            if let Ok(m) = std::fs::canonicalize(d.join("driver/module")) {
+                modules.push(m.file_name().unwrap().to_string_lossy().into_owned());
+            }
+            d = d.parent().unwrap().to_path_buf();
+        }
+    }
+    modules.sort();
+    modules.dedup();
+    assert_eq!(hw["kernel_modules"], serde_json::json!(modules));
     assert_eq!(v["problems"], serde_json::json!([]));
     let nix = std::fs::read_to_string(fleet.path().join("hosts/t0/hardware.nix")).unwrap();
     assert!(

@@ -106,6 +106,24 @@ fn flake_discovers_every_host_file() {
         "evaluation must not rewrite flake.lock"
     );
 
+    // A host imports base.nix and its generated module; and the hardware.nix
+    // `potato bootstrap` detects, once there is one.
+    let files = |r: &Repo| {
+        flake_eval(
+            r.path(),
+            "nixosConfigurations.n250.config.potatoModuleFiles",
+            None,
+        )
+        .unwrap()
+    };
+    assert_eq!(files(&r), r#"["base.nix","n250"]"#);
+    r.write(
+        "hosts/n250/hardware.nix",
+        "{ lib, ... }: { nixpkgs.hostPlatform = lib.mkDefault \"x86_64-linux\"; }\n",
+    );
+    assert_eq!(files(&r), r#"["base.nix","n250","hardware.nix"]"#);
+    std::fs::remove_dir_all(r.path().join("hosts/n250")).unwrap();
+
     // A new host file is a new configuration, with no edit to flake.nix.
     let mut text = r.read("hosts/pve-apps.toml");
     for (a, b) in [

@@ -21,6 +21,11 @@ pub struct Hardware {
     pub cpu_cores: u32,
     pub disks: Vec<Disk>,
     pub nics: Vec<Nic>,
+    /// Kernel modules of the disks' controllers (each disk's device and its
+    /// parents, where the driver is a module): what the initrd needs to find
+    /// the root disk.
+    #[serde(default)]
+    pub kernel_modules: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +74,9 @@ pub fn probe() -> String {
 echo '@@cpuinfo'; cat /proc/cpuinfo; echo '@@lsblk'; lsblk -J -b -d -o NAME,SIZE,MODEL,SERIAL,TYPE; \
 echo '@@byid'; for l in /dev/disk/by-id/*; do [ -e \"$l\" ] && printf '%s %s\\n' \"$l\" \"$(readlink -f \"$l\")\"; done; \
 echo '@@links'; ip -j link; echo '@@os'; cat /etc/os-release 2>/dev/null; \
+echo '@@modules'; for b in /sys/block/*; do d=$(readlink -f \"$b/device\" 2>/dev/null) || continue; \
+while [ -n \"$d\" ] && [ \"$d\" != / ] && [ \"$d\" != /sys ]; do \
+[ -e \"$d/driver/module\" ] && basename \"$(readlink -f \"$d/driver/module\")\"; d=$(dirname \"$d\"); done; done; \
 echo '@@tools'; for t in {}; do command -v \"$t\" >/dev/null 2>&1 && echo \"$t\"; done; true",
         TOOLS.join(" ")
     )
@@ -184,14 +192,24 @@ pub fn parse(text: &str) -> Result<Hardware, String> {
         cpu_cores,
         disks,
         nics,
+        kernel_modules: {
+            let mut m: Vec<String> = get("modules")
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        },
     })
 }
 
 /// The facts as a NixOS module (comments for people, the platform for Nix).
 pub fn hardware_nix(host: &str, h: &Hardware) -> String {
     let mut out = format!(
-        "# Detected by `potato bootstrap {host} --detect`. Facts for people and for\n\
-         # potato's checks; hardware support itself is modules/hardware/<profile>.nix.\n\
+        "# Detected by `potato bootstrap {host}` (written again by each detection).\n\
+         # The flake imports it into {host}'s system, beside modules/hardware/<profile>.nix.\n\
          #   CPU: {} ({} cores), RAM: {}\n",
         h.cpu_model,
         h.cpu_cores,
@@ -217,8 +235,21 @@ pub fn hardware_nix(host: &str, h: &Hardware) -> String {
         "aarch64" | "arm64" => "aarch64-linux",
         _ => "x86_64-linux",
     };
+    let modules: Vec<String> = h
+        .kernel_modules
+        .iter()
+        .map(|m| format!("\"{}\"", m.replace(['"', '\\', '$'], "")))
+        .collect();
+    let initrd = if modules.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  # The disk controllers' modules, so the initrd finds the root disk.\n  boot.initrd.availableKernelModules = [ {} ];\n",
+            modules.join(" ")
+        )
+    };
     out.push_str(&format!(
-        "{{ lib, ... }}:\n{{\n  nixpkgs.hostPlatform = lib.mkDefault \"{platform}\";\n}}\n"
+        "{{ lib, ... }}:\n{{\n  nixpkgs.hostPlatform = lib.mkDefault \"{platform}\";\n{initrd}}}\n"
     ));
     out
 }
@@ -261,4 +292,62 @@ pub fn compare(plan: &crate::plan::HostPlan, hw: &Hardware) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe_output(modules: &str) -> String {
+        format!(
+            "@@arch\nx86_64\n@@meminfo\nMemTotal:       16273396 kB\n@@cpuinfo\nprocessor\t: 0\nmodel name\t: Intel(R) N250\nprocessor\t: 1\n\
+             @@lsblk\n{{\"blockdevices\": [{{\"name\":\"nvme0n1\",\"size\":500107862016,\"model\":\"Samsung SSD 980 500GB\",\"serial\":\"S64DNX0R123456\",\"type\":\"disk\"}},{{\"name\":\"loop0\",\"size\":1,\"model\":null,\"serial\":null,\"type\":\"loop\"}}]}}\n\
+             @@byid\n/dev/disk/by-id/nvme-Samsung_SSD_980_500GB_S64DNX0R123456 /dev/nvme0n1\n\
+             @@links\n[{{\"ifname\":\"lo\",\"link_type\":\"loopback\",\"address\":\"00:00:00:00:00:00\"}},{{\"ifname\":\"enp1s0\",\"link_type\":\"ether\",\"address\":\"a8:b8:e0:01:02:03\"}}]\n\
+             @@os\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n@@modules\n{modules}@@tools\ncpio\ntar\n"
+        )
+    }
+
+    #[test]
+    fn a_probe_parses_into_facts_and_a_module() {
+        let text = probe_output("nvme\nxhci_pci\nnvme\n");
+        let h = parse(&text).unwrap();
+        assert_eq!(h.arch, "x86_64");
+        assert_eq!(h.memory_mib, 16273396 / 1024);
+        assert_eq!((h.cpu_model.as_str(), h.cpu_cores), ("Intel(R) N250", 2));
+        assert_eq!(
+            h.disks.len(),
+            1,
+            "a loop device without a by-id link is no disk"
+        );
+        assert_eq!(
+            h.disks[0].by_id,
+            ["/dev/disk/by-id/nvme-Samsung_SSD_980_500GB_S64DNX0R123456"]
+        );
+        assert_eq!(h.nics.len(), 1);
+        assert_eq!(h.nics[0].mac, "a8:b8:e0:01:02:03");
+        assert_eq!(h.kernel_modules, ["nvme", "xhci_pci"]);
+        let nix = hardware_nix("n250", &h);
+        assert!(
+            nix.contains("boot.initrd.availableKernelModules = [ \"nvme\" \"xhci_pci\" ];"),
+            "{nix}"
+        );
+        let running = parse_running(&text);
+        assert!(!running.installer);
+        assert_eq!(running.os, "Debian GNU/Linux 12 (bookworm)");
+        assert!(running.tools.contains("cpio") && !running.tools.contains("setsid"));
+        if let Ok(out) = std::process::Command::new("nix-instantiate")
+            .args(["--parse", "-E", &nix])
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // Without modules (drivers built in), no initrd line.
+        let h = parse(&probe_output("")).unwrap();
+        assert!(!hardware_nix("n250", &h).contains("availableKernelModules"));
+    }
 }
