@@ -98,7 +98,16 @@
             toplevel = (mkHost name).config.system.build.toplevel;
           };
         }).config.system.build.${imageAttr.${kind}};
-      imagesFor = name: builtins.listToAttrs (map (kind: { name = kind; value = mkImage name kind; }) kindsFor.${hardwareOf name});
+      # images.<host> is the host's first kind (`nix build .#images.lepotato`),
+      # with every kind as an attribute (`.#images.n250.iso`) and the list of
+      # kinds as potatoKinds.
+      imagesFor =
+        name:
+        let
+          kinds = kindsFor.${hardwareOf name};
+          byKind = builtins.listToAttrs (map (kind: { name = kind; value = mkImage name kind; }) kinds);
+        in
+        byKind.${builtins.head kinds} // byKind // { potatoKinds = kinds; };
 
       potatoFor =
         system:
@@ -125,7 +134,8 @@
     {
       nixosConfigurations = forHosts mkHost;
 
-      # images.<host>.<kind>: `nix build .#images.lepotato.sd`, or `potato image HOST`.
+      # images.<host>[.<kind>]: `nix build .#images.lepotato`, `.#images.n250.iso`,
+      # or `potato image HOST`.
       images = forHosts imagesFor;
 
       # Deployment metadata (target, mode, rollback, health checks) per host, so one

@@ -576,14 +576,26 @@ fn every_host_has_images_and_potato_image_builds_them() {
     let kinds = flake_eval(
         r.path(),
         "images",
-        Some("i: builtins.mapAttrs (h: k: builtins.attrNames k) i"),
+        Some("i: builtins.mapAttrs (h: k: k.potatoKinds) i"),
     )
     .unwrap();
     // Written from the hardware profiles: lepotato an SD card, n250 a raw EFI
     // disk, an installer ISO and the kexec installer, the Proxmox VMs qcow2 and vma.
     assert_eq!(
         kinds,
-        r#"{"lepotato":["sd"],"n250":["iso","kexec","raw-efi"],"pve-apps":["qcow2","vma"],"pve-gateway":["qcow2","vma"]}"#
+        r#"{"lepotato":["sd"],"n250":["raw-efi","iso","kexec"],"pve-apps":["qcow2","vma"],"pve-gateway":["qcow2","vma"]}"#
+    );
+    // Every listed kind is an attribute of images.<host>, and images.<host>
+    // itself is the first kind: `nix build .#images.lepotato` builds the card.
+    let check = flake_eval(
+        r.path(),
+        "images",
+        Some("i: builtins.mapAttrs (h: k: builtins.all (kind: k ? ${kind}) k.potatoKinds && k.drvPath == k.${builtins.head k.potatoKinds}.drvPath) i"),
+    )
+    .unwrap();
+    assert_eq!(
+        check,
+        r#"{"lepotato":true,"n250":true,"pve-apps":true,"pve-gateway":true}"#
     );
     let out = r.path().join("images-out");
     let double = r.path().join("nixpkgs-double");
