@@ -180,19 +180,9 @@ fn flash_puts_the_pre_generated_host_key_onto_the_card() {
         return;
     }
     let r = Repo::examples();
-    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
-    let potato = |args: &[&str]| {
-        common::Run::from(
-            Command::new(env!("CARGO_BIN_EXE_potato"))
-                .args(args)
-                .current_dir(r.path())
-                .env_remove("POTATO_REPO")
-                .env("POTATO_AGE_IDENTITY", &admin)
-                .output()
-                .unwrap(),
-        )
-    };
-    potato(&["secrets", "hostkey", "lepotato", "--force"]).ok();
+    let admin = common::admin_identity();
+    r.potato_as_admin(&["secrets", "hostkey", "lepotato", "--force"])
+        .ok();
     // An SD-card-like image: MBR, a FAT-typed firmware partition, an ext4 root.
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("sd.img");
@@ -230,7 +220,7 @@ fn flash_puts_the_pre_generated_host_key_onto_the_card() {
         .unwrap();
     assert!(mkfs.success());
     let card = dir.path().join("card.bin");
-    let run = potato(&[
+    let run = r.potato_as_admin(&[
         "flash",
         "lepotato",
         card.to_str().unwrap(),

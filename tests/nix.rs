@@ -657,21 +657,10 @@ fn every_host_has_images_and_potato_image_builds_them() {
     // "image" is text, not a disk, which is a clear error (the real key
     // installation is tested on real images in src/image_key.rs and
     // tests/flash.rs).
-    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
-    let with_key = |args: &[&str]| {
-        common::Run::from(
-            std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
-                .args(args)
-                .current_dir(r.path())
-                .env_remove("POTATO_REPO")
-                .env("POTATO_AGE_IDENTITY", &admin)
-                .output()
-                .unwrap(),
-        )
-    };
-    with_key(&["secrets", "hostkey", "lepotato", "--force"]).ok();
-    with_key(&["gen"]).ok();
-    let run = with_key(&[
+    r.potato_as_admin(&["secrets", "hostkey", "lepotato", "--force"])
+        .ok();
+    r.potato_as_admin(&["gen"]).ok();
+    let run = r.potato_as_admin(&[
         "image",
         "lepotato",
         "--out",

@@ -374,7 +374,7 @@ fn handle(
 }
 
 fn vm(repo: &Repo, pve: &Pve, args: &[&str]) -> common::Run {
-    let identity = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
+    let identity = common::admin_identity();
     let mut all: Vec<&str> = vec!["vm"];
     all.extend_from_slice(args);
     let url = pve.url();
@@ -570,20 +570,10 @@ fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
         .unwrap();
     }
     // pve-apps has a pre-generated host key: it goes into the restored disk.
-    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
-    for args in [&["secrets", "hostkey", "pve-apps", "--force"][..], &["gen"]] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
-            .args(args)
-            .current_dir(r.path())
-            .env("POTATO_AGE_IDENTITY", &admin)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let admin = common::admin_identity();
+    r.potato_as_admin(&["secrets", "hostkey", "pve-apps", "--force"])
+        .ok();
+    r.potato_as_admin(&["gen"]).ok();
     tb.hosts[0].spawn_sshd(&[(&doubles, "/usr/local/sbin"), (&vartmp, "/var/tmp")]);
     pve.state.lock().unwrap().restores = Some(tb.host(0).dir.join("nix/var/potato-test/qmrestore"));
     // A vma as nixpkgs makes them: "VMA\0" and data, zstd-compressed.
@@ -743,20 +733,9 @@ fn a_built_qcow2_that_cannot_take_the_key_is_uploaded_with_a_warning() {
     }
     let r = Repo::examples();
     let pve = Pve::start(TOKEN);
-    let admin = common::source_root().join("tests/fixtures/demo-keys/admin.agekey");
-    for args in [&["secrets", "hostkey", "pve-apps", "--force"][..], &["gen"]] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
-            .args(args)
-            .current_dir(r.path())
-            .env("POTATO_AGE_IDENTITY", &admin)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    r.potato_as_admin(&["secrets", "hostkey", "pve-apps", "--force"])
+        .ok();
+    r.potato_as_admin(&["gen"]).ok();
     let double = common::source_root().join("tests/fixtures/nixpkgs");
     let run = vm(
         &r,

@@ -72,6 +72,24 @@ impl Repo {
             .expect("run potato");
         Run::from(out)
     }
+
+    /// `potato ARGS` as the example fleet's admin (whose age identity decrypts
+    /// every secret, the pre-generated host keys among them).
+    pub fn potato_as_admin(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_potato"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("POTATO_REPO")
+            .env("POTATO_AGE_IDENTITY", admin_identity())
+            .output()
+            .expect("run potato");
+        Run::from(out)
+    }
+}
+
+/// The example fleet admin's age identity (tests/fixtures/demo-keys).
+pub fn admin_identity() -> PathBuf {
+    source_root().join("tests/fixtures/demo-keys/admin.agekey")
 }
 
 /// A finished potato run.
