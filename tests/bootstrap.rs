@@ -29,20 +29,8 @@ impl LoopDisk {
         let file = dir.join("disk.img");
         let f = std::fs::File::create(&file).unwrap();
         f.set_len(1400 << 20).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "-P", "--show"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        LoopDisk {
-            file,
-            dev: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        }
+        let dev = common::attach_loop(&file, true);
+        LoopDisk { file, dev }
     }
 
     /// Bytes at `offset` of the disk, as written through the device.

@@ -91,20 +91,8 @@ fn flash_to_a_loop_device_refuses_while_mounted_then_writes() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("card-backing");
     std::fs::write(&backing, vec![0u8; 16 << 20]).unwrap();
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&backing)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut lo = Loop {
-        dev: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        mount: None,
-    };
+    let dev = common::attach_loop(&backing, false);
+    let mut lo = Loop { dev, mount: None };
     assert!(
         Command::new("mkfs.ext4")
             .args(["-q", &lo.dev])

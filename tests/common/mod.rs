@@ -187,3 +187,20 @@ pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, col)
 }
+
+/// Attaches `file` to a free loop device (with partition scanning when
+/// `partitions`); returns /dev/loopN. The caller detaches it (`losetup -d`).
+pub fn attach_loop(file: &std::path::Path, partitions: bool) -> String {
+    let mut cmd = Command::new("losetup");
+    cmd.args(["-f", "--show"]);
+    if partitions {
+        cmd.arg("-P");
+    }
+    let out = cmd.arg(file).output().expect("run losetup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
