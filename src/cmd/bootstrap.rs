@@ -518,26 +518,52 @@ impl Run<'_> {
 
     /// The kexec tree and, under extra/potato, the host key and login keys.
     fn upload_kexec(&self, remote: &Remote, tree: &Utf8Path) -> Result<(), Error> {
-        let dir = tree;
-        let tar = std::process::Command::new("tar")
-            .args(["-c", "-h", "-C", dir.as_str(), "."])
-            .output()
+        // tar streams the tree (kernel and initrd are hundreds of MB) straight
+        // into the SSH channel; the bar counts against the files' total size.
+        let total: u64 = tree
+            .read_dir_utf8()
+            .map_err(|e| Error::io(tree, e))?
+            .flatten()
+            .filter_map(|e| std::fs::metadata(e.path()).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut tar = std::process::Command::new("tar")
+            .args(["-c", "-h", "-C", tree.as_str(), "."])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|e| self.fail(format!("tar: {e}")))?;
-        if !tar.status.success() {
-            return Err(self.fail(format!(
-                "tar of {dir}: {}",
-                String::from_utf8_lossy(&tar.stderr)
-            )));
-        }
+        let mut stream = tar.stdout.take().expect("stdout is piped");
         let unpack = format!(
             "rm -rf {KEXEC_DIR} && mkdir -p {KEXEC_DIR}/extra/potato && tar -x -C {KEXEC_DIR} && chmod -R u+w {KEXEC_DIR}"
         );
-        self.send(
-            remote,
-            &unpack,
-            &tar.stdout,
-            "unpacking the kexec installer",
-        )?;
+        let bar = self.bar(
+            total,
+            &format!(
+                "sending the kexec installer ({})",
+                crate::units::format_mib(total >> 20)
+            ),
+        );
+        let out = remote
+            .session
+            .exec_with(&unpack, Some(&mut stream), &mut |n| bar.set_position(n))
+            .map_err(|e| self.fail(e.to_string()))?;
+        bar.finish_and_clear();
+        let local = tar
+            .wait_with_output()
+            .map_err(|e| self.fail(format!("tar: {e}")))?;
+        if !local.status.success() {
+            return Err(self.fail(format!(
+                "tar of {tree}: {}",
+                String::from_utf8_lossy(&local.stderr).trim()
+            )));
+        }
+        if out.code != 0 {
+            return Err(self.fail(format!(
+                "unpacking the kexec installer: {}",
+                out.stderr.trim()
+            )));
+        }
         let private = self.private_host_key()?;
         let keys = format!(
             "umask 077 && cat > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key.pub && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/authorized_keys",
