@@ -123,7 +123,7 @@ pub fn run(
 
 /// `--detect`: only the hardware detection.
 pub fn detect(g: &Global, host: &str, conn: &Connection, nix: &NixArgs) -> Result<(), Error> {
-    let mut run = single(g, host, conn, nix, "--detect")?;
+    let mut run = single(g, host, conn, nix, |_| machine(conn, "--detect"))?;
     let (hw, problems) = run.detect()?;
     if g.json {
         println!(
@@ -142,7 +142,9 @@ pub fn install(
     conn: &Connection,
     nix: &NixArgs,
 ) -> Result<(), Error> {
-    let run = single(g, host, conn, nix, "--install --root /mnt")?;
+    let run = single(g, host, conn, nix, |_| {
+        machine(conn, "--install --root /mnt")
+    })?;
     if !root_dir.starts_with('/') || root_dir == "/" {
         return Err(Error::usage(
             format!("--root {root_dir}: give the mounted target root, e.g. /mnt"),
@@ -166,20 +168,9 @@ pub fn install(
 
 /// `--verify`: only the last step, at the host file's address (or --target).
 pub fn verify(g: &Global, host: &str, conn: &Connection, nix: &NixArgs) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plan = load_plan(&root, host)?;
-    let target =
-        super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
-    let run = Run {
-        g,
-        root,
-        plan,
-        conn,
-        nix,
-        opts: default_options(),
-        state: State::default(),
-        target,
-    };
+    let run = single(g, host, conn, nix, |plan| {
+        Ok(super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone()))
+    })?;
     run.verify()
 }
 
@@ -193,17 +184,17 @@ fn default_options() -> Options {
     }
 }
 
-/// A run of one step by hand, at --target.
+/// A run of one step by hand, at the machine `target` names for the host.
 fn single<'a>(
     g: &'a Global,
     host: &str,
     conn: &'a Connection,
     nix: &'a NixArgs,
-    example: &str,
+    target: impl FnOnce(&HostPlan) -> Result<Target, Error>,
 ) -> Result<Run<'a>, Error> {
     let root = super::repo_root(g)?;
     let plan = load_plan(&root, host)?;
-    let target = machine(conn, example)?;
+    let target = target(&plan)?;
     Ok(Run {
         g,
         root,

@@ -130,6 +130,23 @@ fn push_indent(out: &mut String, levels: usize) {
     }
 }
 
+/// Test helper: asserts `text` parses as Nix (`nix-instantiate --parse`), or
+/// says it was skipped when Nix is not installed.
+#[cfg(test)]
+pub fn assert_parses(text: &str) {
+    match std::process::Command::new("nix-instantiate")
+        .args(["--parse", "-E", text])
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "does not parse:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(_) => eprintln!("SKIPPED parse: nix-instantiate is not installed"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
