@@ -196,12 +196,17 @@ impl TestHost {
     pub fn write_sshd_config(&self, first: &str) {
         let d = self.dir.display();
         let baseline = super::source_root().join("modules/generated/n250/sshd_config");
+        // A real host reads its own /etc/nix; a testbed host shares the machine's,
+        // so its sessions get the suite's Nix configuration (tests/run) instead.
+        let nix_conf = std::env::var("NIX_CONF_DIR")
+            .map(|d| format!("SetEnv NIX_CONF_DIR={d}\n"))
+            .unwrap_or_default();
         std::fs::write(
             self.dir.join("etc/ssh/sshd_config"),
             format!(
                 "{first}Include {}\n\
                  Port 22\nListenAddress {}\nListenAddress 127.0.0.1\nHostKey /etc/ssh/ssh_host_ed25519_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
-                 UsePAM no\nStrictModes no\nMaxStartups 100\n",
+                 UsePAM no\nStrictModes no\nMaxStartups 100\n{nix_conf}",
                 baseline.display(),
                 self.addr
             ),
