@@ -123,6 +123,10 @@
             filter = path: type: builtins.match ".*/(target|result.*)" path == null;
           };
           cargoLock.lockFile = ./Cargo.lock;
+          # Cargo.toml asks ssh2 for a vendored OpenSSL so that `cargo build` needs no
+          # libssl-dev on Debian; that build wants perl and make. Inside Nix, link
+          # nixpkgs' OpenSSL instead (openssl-sys honours OPENSSL_NO_VENDOR).
+          env.OPENSSL_NO_VENDOR = "1";
           nativeBuildInputs = [ pkgs.pkg-config ];
           buildInputs = [ pkgs.openssl pkgs.zlib ];
           # Unit tests only: the integration tests need root, network namespaces

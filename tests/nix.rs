@@ -715,3 +715,59 @@ fn disko_layout_names_exactly_the_boot_disk() {
         );
     }
 }
+
+/// `nix build` of `packages.x86_64-linux.potato` against a copy of the repo with
+/// its sources, nixpkgs replaced by the double (whose buildRustPackage checks
+/// what the real builder needs: see tests/fixtures/nixpkgs/flake.nix).
+fn build_potato_package(r: &Repo) -> Result<String, String> {
+    // flake_eval puts the nixpkgs double into the repo copy on first use.
+    flake_eval(r.path(), "nixosConfigurations", Some("builtins.attrNames"))?;
+    let out = Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "build",
+            "--no-link",
+            "--json",
+        ])
+        .arg(format!("path:{}#packages.x86_64-linux.potato", r.path().display()))
+        .args(["--override-input", "nixpkgs"])
+        .arg(format!("path:{}", r.path().join("nixpkgs-double").display()))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn potato_package_links_nixpkgs_openssl() {
+    if !have_tool("nix") {
+        return;
+    }
+    let r = Repo::examples();
+    common::copy(&source_root().join("Cargo.lock"), &r.path().join("Cargo.lock"));
+    common::copy(&source_root().join("src"), &r.path().join("src"));
+    // The crate asks for a vendored OpenSSL (so Debian needs no libssl-dev) ...
+    assert!(r.read("Cargo.toml").contains("vendored-openssl"));
+    // ... and the flake's derivation builds: nixpkgs' OpenSSL through pkg-config.
+    let built = build_potato_package(&r).unwrap_or_else(|e| panic!("{e}"));
+    let out: serde_json::Value = serde_json::from_str(&built).unwrap();
+    let bin = Path::new(out[0]["outputs"]["out"].as_str().unwrap()).join("bin/potato");
+    let said = Command::new(&bin).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&said.stdout).trim(),
+        "TEST DOUBLE of potato (OPENSSL_NO_VENDOR=1)"
+    );
+
+    // Without OPENSSL_NO_VENDOR the build needs perl and make, which the
+    // derivation does not give it: the double fails as the real build did.
+    r.edit("flake.nix", "env.OPENSSL_NO_VENDOR = \"1\";", "");
+    let err = build_potato_package(&r).unwrap_err();
+    assert!(
+        err.contains("openssl-src: building OpenSSL needs perl and make"),
+        "{err}"
+    );
+}
