@@ -730,9 +730,15 @@ fn build_potato_package(r: &Repo) -> Result<String, String> {
             "--no-link",
             "--json",
         ])
-        .arg(format!("path:{}#packages.x86_64-linux.potato", r.path().display()))
+        .arg(format!(
+            "path:{}#packages.x86_64-linux.potato",
+            r.path().display()
+        ))
         .args(["--override-input", "nixpkgs"])
-        .arg(format!("path:{}", r.path().join("nixpkgs-double").display()))
+        .arg(format!(
+            "path:{}",
+            r.path().join("nixpkgs-double").display()
+        ))
         .output()
         .unwrap();
     if out.status.success() {
@@ -748,7 +754,10 @@ fn potato_package_links_nixpkgs_openssl() {
         return;
     }
     let r = Repo::examples();
-    common::copy(&source_root().join("Cargo.lock"), &r.path().join("Cargo.lock"));
+    common::copy(
+        &source_root().join("Cargo.lock"),
+        &r.path().join("Cargo.lock"),
+    );
     common::copy(&source_root().join("src"), &r.path().join("src"));
     // The crate asks for a vendored OpenSSL (so Debian needs no libssl-dev) ...
     assert!(r.read("Cargo.toml").contains("vendored-openssl"));
