@@ -334,7 +334,9 @@ fn live_audit_reads_a_testbed_hosts_effective_values() {
     let host = tb.host(0);
     fleet.write_host("t0", &host_file(&host.addr, &tb.client_pub, ""));
     fleet.potato(&["gen"]).ok();
-    // A fresh namespace accepts redirects (kernel default 1): the live check fails.
+    // A host that accepts redirects (the kernel's default; a new namespace copies
+    // the machine's value, which may differ, so it is set here): the live check fails.
+    host.sh_ok("sysctl -w net.ipv4.conf.all.accept_redirects=1 >/dev/null");
     let run = fleet.potato(&["audit", "t0", "--live", "--json"]);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
