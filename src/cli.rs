@@ -250,9 +250,10 @@ pub enum Command {
     /// builder's SSH port accepts a connection (nothing logs in); and, inside a
     /// fleet repository, what builds each host's system. --json prints one
     /// document. Exit code 1 when a program some command needs is missing.
-    ///
-    ///   potato doctor
-    ///   potato doctor --json   # one document: .ok, .programs, .nix, .fleet
+    #[command(after_long_help = "Examples:
+  potato doctor                    what this machine has and lacks
+  potato doctor --json             one document: .ok, .programs, .commands, .nix, .fleet
+  NIX_CONF_DIR=DIR potato doctor   as Nix sees DIR/nix.conf")]
     Doctor,
     /// Print shell completions.
     Completions {

@@ -334,6 +334,29 @@ fn doctor_reports_builders_from_the_machines_file() {
     assert_eq!(lepotato["built_by"], format!("ssh://nix@127.0.0.1:{open}"));
 }
 
+#[test]
+fn doctor_help_says_what_it_checks_and_when_it_fails() {
+    let run = Repo::examples().potato(&["doctor", "--help"]);
+    run.ok();
+    for part in [
+        "PATH",
+        "Debian package",
+        "nixpkgs attribute",
+        "flakes",
+        "extra-platforms",
+        "substituter",
+        "builder",
+        "--json",
+        "Exit code 1",
+    ] {
+        assert!(
+            run.stdout.contains(part),
+            "{part} missing in:\n{}",
+            run.stdout
+        );
+    }
+}
+
 /// A child process killed (by its pid) and reaped when dropped, also when the
 /// test fails.
 struct Killed(std::process::Child);
