@@ -239,6 +239,22 @@ pub enum Command {
     Catalog,
     /// Print the JSON Schema of host files (docs/host.schema.json).
     Schema,
+    /// Check this machine: the programs potato runs, Nix and its configuration.
+    ///
+    /// Lists every external program potato runs (found on PATH, or missing
+    /// with the Debian package and the nixpkgs attribute that provide it) and
+    /// which commands need each; the Nix version; whether nix.conf enables
+    /// nix-command and flakes; the deployer's system and extra-platforms (which
+    /// architectures it builds itself); whether each substituter answers
+    /// (file:// has a nix-cache-info, http(s):// serves one) and each remote
+    /// builder's SSH port accepts a connection (nothing logs in); and, inside a
+    /// fleet repository, what builds each host's system. --json prints one
+    /// document. Exit code 1 when a program some command needs is missing.
+    #[command(after_long_help = "Examples:
+  potato doctor                    what this machine has and lacks
+  potato doctor --json             one document: .ok, .programs, .commands, .nix, .fleet
+  NIX_CONF_DIR=DIR potato doctor   as Nix sees DIR/nix.conf")]
+    Doctor,
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -445,6 +461,18 @@ pub enum Shell {
     Fish,
 }
 
+/// The command as typed, without arguments: "potato vm create".
+pub fn command_name(matches: &clap::ArgMatches) -> String {
+    let mut name = String::from("potato");
+    let mut m = matches;
+    while let Some((sub, next)) = m.subcommand() {
+        name.push(' ');
+        name.push_str(sub);
+        m = next;
+    }
+    name
+}
+
 /// Runs the parsed command. Returns the process exit code on success paths that
 /// still want a non-zero code.
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -456,6 +484,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Audit { host, live, conn } => cmd::audit::run(g, &host, live, &conn),
         Command::Catalog => cmd::catalog::run(g),
         Command::Schema => cmd::schema::run(),
+        Command::Doctor => cmd::doctor::run(g),
         Command::Completions { shell } => {
             cmd::schema::completions(shell);
             Ok(())

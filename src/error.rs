@@ -31,7 +31,13 @@ pub enum Error {
     #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
     Stale { count: usize },
     #[error(transparent)]
-    Nix(#[from] crate::nix::NixError),
+    Nix(crate::nix::NixError),
+    /// An external program a command needs is not on PATH (exit 1: the
+    /// machine lacks it, the input is fine).
+    #[error(transparent)]
+    MissingProgram(#[from] crate::tools::MissingProgram),
+    #[error("{} program{} that potato commands need {} missing: {}", .programs.len(), if .programs.len() == 1 { "" } else { "s" }, if .programs.len() == 1 { "is" } else { "are" }, .programs.join(", "))]
+    MissingPrograms { programs: Vec<String> },
     #[error("{host}: {message}")]
     Host { host: String, message: String },
     #[error("{failed} of {total} host{} did not end deployed or up to date", if *.total == 1 { "" } else { "s" })]
@@ -69,10 +75,33 @@ impl Error {
                 Some("run potato inside your fleet repository, or pass --repo DIR".into())
             }
             Error::Stale { .. } => Some("run `potato gen` and commit the result".into()),
+            Error::MissingProgram(m) => Some(m.hint()),
+            Error::MissingPrograms { .. } => {
+                Some("install them with the packages listed above".into())
+            }
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),
             _ => None,
+        }
+    }
+
+    /// Names the potato command that was running in a missing-program error.
+    pub fn in_command(self, command: &str) -> Error {
+        match self {
+            Error::MissingProgram(m) => Error::MissingProgram(m.in_command(command)),
+            e => e,
+        }
+    }
+}
+
+/// A missing program surfaces as `Error::MissingProgram` wherever in the Nix
+/// layer it was found missing.
+impl From<crate::nix::NixError> for Error {
+    fn from(e: crate::nix::NixError) -> Error {
+        match e {
+            crate::nix::NixError::Missing(m) => Error::MissingProgram(m),
+            e => Error::Nix(e),
         }
     }
 }

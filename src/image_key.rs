@@ -33,6 +33,8 @@ pub enum KeyError {
         tool: &'static str,
         why: &'static str,
     },
+    #[error(transparent)]
+    Program(#[from] crate::tools::MissingProgram),
     #[error("{tool} failed on {path}: {message}")]
     Tool {
         tool: &'static str,
@@ -122,17 +124,11 @@ impl Place for Local {
     }
 
     fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
-        let out = Command::new("debugfs")
+        let out = Command::new(crate::tools::find(crate::tools::Program::Debugfs)?)
             .args(args)
             .arg(format!("{}?offset={offset}", self.path.display()))
             .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => KeyError::Missing {
-                    tool: "debugfs",
-                    why: "e2fsprogs; it writes the host key into the image",
-                },
-                _ => io(&self.path, e),
-            })?;
+            .map_err(|e| io(&self.path, e))?;
         Ok(ToolOutput {
             ok: out.status.success(),
             stdout: out.stdout,
@@ -267,16 +263,10 @@ pub fn install(image: &Path, private: &[u8], public: &str) -> Result<(), KeyErro
 fn install_qcow2(image: &Path, private: &[u8], public: &str) -> Result<(), KeyError> {
     let raw = image.with_extension("raw.potato-tmp");
     let qemu_img = |args: &[&std::ffi::OsStr]| -> Result<(), KeyError> {
-        let out = Command::new("qemu-img")
+        let out = Command::new(crate::tools::find(crate::tools::Program::QemuImg)?)
             .args(args)
             .output()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => KeyError::Missing {
-                    tool: "qemu-img",
-                    why: "qemu-utils; it opens qcow2 images",
-                },
-                _ => io(image, e),
-            })?;
+            .map_err(|e| io(image, e))?;
         if out.status.success() {
             Ok(())
         } else {
@@ -311,13 +301,20 @@ fn install_qcow2(image: &Path, private: &[u8], public: &str) -> Result<(), KeyEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::Program;
+
+    /// The program's path; its bare name when missing (spawning it then fails
+    /// and the test skips, saying so).
+    fn tool(p: Program) -> PathBuf {
+        crate::tools::find(p).unwrap_or_else(|_| PathBuf::from(p.name()))
+    }
 
     /// A 40 MiB MBR image: a FAT-typed first partition (empty) and an ext4 one.
     fn mbr_image(dir: &Path) -> Option<PathBuf> {
         let img = dir.join("card.img");
         let part = dir.join("root.ext4");
         std::fs::File::create(&part).ok()?.set_len(30 << 20).ok()?;
-        let ok = Command::new("mkfs.ext4")
+        let ok = Command::new(tool(Program::MkfsExt4))
             .args(["-q", "-F", "-L", "NIXOS_SD"])
             .arg(&part)
             .status()
@@ -363,13 +360,13 @@ mod tests {
         // Again (a re-run replaces it).
         install(&img, private, "ssh-ed25519 AAAAfake root@box").unwrap();
         let target = format!("{}?offset={}", img.display(), 20480 * 512);
-        let out = Command::new("debugfs")
+        let out = Command::new(tool(Program::Debugfs))
             .args(["-R", "cat /etc/ssh/ssh_host_ed25519_key.pub"])
             .arg(&target)
             .output()
             .unwrap();
         assert_eq!(out.stdout, b"ssh-ed25519 AAAAfake root@box\n");
-        let fsck = Command::new("e2fsck")
+        let fsck = Command::new(tool(Program::E2fsck))
             .args(["-fn"])
             .arg(&target)
             .output()
@@ -393,7 +390,7 @@ mod tests {
         };
         let qcow = dir.path().join("vm.qcow2");
         let convert = |from: &Path, fmt: &str, to: &Path| {
-            Command::new("qemu-img")
+            Command::new(tool(Program::QemuImg))
                 .args(["convert", "-O", fmt])
                 .arg(from)
                 .arg(to)
@@ -407,7 +404,7 @@ mod tests {
         install(&qcow, b"private\n", "ssh-ed25519 AAAAq root@vm").unwrap();
         let back = dir.path().join("back.raw");
         assert!(convert(&qcow, "raw", &back));
-        let out = Command::new("debugfs")
+        let out = Command::new(tool(Program::Debugfs))
             .args(["-R", "cat /etc/ssh/ssh_host_ed25519_key"])
             .arg(format!("{}?offset={}", back.display(), 20480 * 512))
             .output()
@@ -428,7 +425,7 @@ mod tests {
             .set_len(64 << 20)
             .unwrap();
         let table = "label: gpt\nstart=2048, size=20480, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\nstart=22528, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n";
-        let sfdisk = Command::new("sfdisk")
+        let sfdisk = Command::new(tool(Program::Sfdisk))
             .arg("-q")
             .arg(&img)
             .stdin(std::process::Stdio::piped())
@@ -456,7 +453,7 @@ mod tests {
             root_partition(&mut Local::new(&img)),
             Err(KeyError::NoRoot(_))
         ));
-        let mkfs = Command::new("mkfs.ext4")
+        let mkfs = Command::new(tool(Program::MkfsExt4))
             .args(["-q", "-F", "-E", &format!("offset={}", 22528 * 512)])
             .arg(&img)
             .arg("20M")

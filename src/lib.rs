@@ -11,7 +11,8 @@
 //! host key into images; `bootstrap` installs fresh machines; `proxmox` is the
 //! Proxmox VE API client.
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
-//! problems and progress to the edge, where `main` prints them.
+//! problems and progress to the edge, where `main` prints them. `tools` finds
+//! the external programs potato runs; `doctor` checks what this machine has.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod cmd;
 pub mod deploy;
 pub mod diag;
+pub mod doctor;
 pub mod error;
 pub mod flash;
 pub mod harden;
@@ -32,5 +34,6 @@ pub mod repo;
 pub mod resolve;
 pub mod secrets;
 pub mod ssh;
+pub mod tools;
 pub mod ui;
 pub mod units;

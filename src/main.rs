@@ -1,15 +1,18 @@
 //! The potato binary: parse arguments, run, print any error once, exit.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use potato::cli::{self, Cli};
 use potato::error::Error;
 
 fn main() {
-    let args = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let command = cli::command_name(&matches);
+    let args = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let json = args.global.json;
     let code = match cli::run(args) {
         Ok(()) => 0,
         Err(e) => {
+            let e = e.in_command(&command);
             print_error(&e, json);
             e.exit_code()
         }
@@ -19,7 +22,12 @@ fn main() {
 
 /// Errors go to stderr for humans; with --json, one object on stdout.
 fn print_error(e: &Error, json: bool) {
-    if json && matches!(e, Error::HostsFailed { .. } | Error::AuditFailed { .. }) {
+    if json
+        && matches!(
+            e,
+            Error::HostsFailed { .. } | Error::AuditFailed { .. } | Error::MissingPrograms { .. }
+        )
+    {
         return; // the results document already says ok: false
     }
     if json {

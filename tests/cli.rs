@@ -26,6 +26,7 @@ fn help_lists_the_whole_command_surface() {
         "secrets",
         "schema",
         "completions",
+        "doctor",
     ] {
         assert!(
             run.stdout.lines().any(|l| l.trim_start().starts_with(cmd)),

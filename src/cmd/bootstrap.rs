@@ -518,7 +518,7 @@ impl Run<'_> {
             .filter_map(|e| std::fs::metadata(e.path()).ok())
             .map(|m| m.len())
             .sum();
-        let mut tar = std::process::Command::new("tar")
+        let mut tar = std::process::Command::new(crate::tools::find(crate::tools::Program::Tar)?)
             .args(["-c", "-h", "-C", tree.as_str(), "."])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -810,10 +810,14 @@ impl Run<'_> {
                 "the host booted {booted}, but the repository builds {expected}: not bootstrapped (reboot into the installed system, or install again)"
             )));
         }
-        let commit = std::process::Command::new("git")
-            .args(["-C", self.root.as_str(), "rev-parse", "--short", "HEAD"])
-            .output()
+        let commit = crate::tools::find(crate::tools::Program::Git)
             .ok()
+            .and_then(|git| {
+                std::process::Command::new(git)
+                    .args(["-C", self.root.as_str(), "rev-parse", "--short", "HEAD"])
+                    .output()
+                    .ok()
+            })
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_else(|| "(not a git checkout)".into());

@@ -47,11 +47,12 @@ pub fn run(g: &Global, a: &FlashArgs) -> Result<(), Error> {
     // The pre-generated host key, onto the card (never into the store image).
     let key = super::secrets::pregenerated_host_key(&root, &plan.name, None)?;
     if let Some((private, public)) = &key {
-        crate::image_key::install(target.path(), private, public).map_err(|e| {
-            Error::usage(
+        crate::image_key::install(target.path(), private, public).map_err(|e| match e {
+            crate::image_key::KeyError::Program(m) => Error::MissingProgram(m),
+            e => Error::usage(
                 e.to_string(),
                 "the image is written and verified, but the card has no host key",
-            )
+            ),
         })?;
     }
     if g.json {

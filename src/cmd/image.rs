@@ -108,11 +108,12 @@ fn key_into(g: &Global, root: &Utf8Path, host: &str, files: &[Utf8PathBuf]) -> R
         return Ok(());
     };
     for f in files {
-        crate::image_key::install(f.as_std_path(), &private, &public).map_err(|e| {
-            Error::usage(
+        crate::image_key::install(f.as_std_path(), &private, &public).map_err(|e| match e {
+            crate::image_key::KeyError::Program(m) => Error::MissingProgram(m),
+            e => Error::usage(
                 e.to_string(),
                 "the image is copied but has no host key; fix the cause and run again",
-            )
+            ),
         })?;
         if !g.json {
             eprintln!("{f}: host key installed ({})", crate::image_key::KEY_PATH);

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod catalog;
 pub mod check;
 pub mod deploy;
+pub mod doctor;
 pub mod flash;
 pub mod generate;
 pub mod hosts;

@@ -288,13 +288,16 @@ impl Context {
         }
         let tmp = tempfile::tempdir().map_err(|e| Error::io(Utf8Path::new("/tmp"), e))?;
         let key = tmp.path().join("key");
-        let out = std::process::Command::new("ssh-keygen")
+        let out = std::process::Command::new(crate::tools::find(crate::tools::Program::SshKeygen)?)
             .args(["-q", "-t", "ed25519", "-N", "", "-C"])
             .arg(format!("root@{host}"))
             .arg("-f")
             .arg(&key)
             .output()
-            .map_err(|e| Error::usage(format!("ssh-keygen: {e}"), "install openssh-client"))?;
+            .map_err(|e| Error::Io {
+                path: "ssh-keygen".into(),
+                source: e,
+            })?;
         if !out.status.success() {
             return Err(Error::usage(
                 format!(

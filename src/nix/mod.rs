@@ -4,6 +4,7 @@
 //! the selected hosts' toplevels in one invocation, closures with sizes, and the
 //! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
 
+pub mod config;
 pub mod store_path;
 pub mod transfer;
 
@@ -29,6 +30,8 @@ pub enum NixError {
     Output { command: String, detail: String },
     #[error(transparent)]
     StorePath(#[from] BadStorePath),
+    #[error(transparent)]
+    Missing(#[from] crate::tools::MissingProgram),
 }
 
 /// How the flake is addressed and which inputs are overridden.
@@ -115,7 +118,11 @@ pub fn build_toplevels(
 /// Builds flake attributes in ONE `nix build --json`, returning their out paths
 /// in order.
 pub fn build_attrs(flake: &Flake, attrs: &[String]) -> Result<Vec<StorePath>, NixError> {
-    let mut cmd = Command::new("nix");
+    if flake.reference.starts_with("git+") {
+        // Nix fetches a git checkout's flake by running git.
+        crate::tools::find(crate::tools::Program::Git)?;
+    }
+    let mut cmd = Command::new(crate::tools::find(crate::tools::Program::Nix)?);
     cmd.args(["--extra-experimental-features", "nix-command flakes"])
         .args(["build", "--no-link", "--json"])
         .args(flake.flake_flags());
@@ -151,7 +158,7 @@ pub fn build_attrs(flake: &Flake, attrs: &[String]) -> Result<Vec<StorePath>, Ni
 /// The closure of `root`, dependencies first, with what the export frame needs,
 /// from ONE `nix path-info --json --recursive`.
 pub fn closure(root: &StorePath) -> Result<Vec<transfer::PathInfo>, NixError> {
-    let mut cmd = Command::new("nix");
+    let mut cmd = Command::new(crate::tools::find(crate::tools::Program::Nix)?);
     cmd.args([
         "--extra-experimental-features",
         "nix-command",
@@ -166,7 +173,11 @@ pub fn closure(root: &StorePath) -> Result<Vec<transfer::PathInfo>, NixError> {
 
 /// Files under `repo` that a git flake would not see (untracked, not ignored).
 pub fn untracked_inputs(repo: &Utf8Path) -> Vec<Utf8PathBuf> {
-    let out = Command::new("git")
+    // Without git there is nothing to warn about (Nix then says what it lacks).
+    let Ok(git) = crate::tools::find(crate::tools::Program::Git) else {
+        return Vec::new();
+    };
+    let out = Command::new(git)
         .args([
             "-C",
             repo.as_str(),

@@ -134,7 +134,11 @@ fn push_indent(out: &mut String, levels: usize) {
 /// says it was skipped when Nix is not installed.
 #[cfg(test)]
 pub fn assert_parses(text: &str) {
-    match std::process::Command::new("nix-instantiate")
+    let Ok(nix_instantiate) = crate::tools::find(crate::tools::Program::NixInstantiate) else {
+        eprintln!("SKIPPED parse: nix-instantiate is not installed");
+        return;
+    };
+    match std::process::Command::new(nix_instantiate)
         .args(["--parse", "-E", text])
         .output()
     {
