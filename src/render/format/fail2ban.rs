@@ -3,8 +3,10 @@
 //! written; `harden::fail2ban` owns which jails and settings there are.
 //!
 //! ConfigParser ends a value at the line's end, continues it on a following
-//! indented line, strips outer whitespace and expands `%(name)s`; so a value
-//! is one line without outer whitespace, and every `%` is written `%%`.
+//! indented line, strips outer whitespace, cuts an inline comment at `;` or
+//! `#` after whitespace (or at the value's start; the tests caught it) and
+//! expands `%(name)s`; so a value is one line without outer whitespace or
+//! such a comment sign, and every `%` is written `%%`.
 
 use super::{Format, Problem, Refused, single_line};
 
@@ -13,6 +15,13 @@ pub fn value(s: &str) -> Result<String, Refused> {
     single_line(Format::Fail2banValue, s, &['\t'])?;
     if s.trim() != s {
         return Err(Refused::new(Format::Fail2banValue, s, Problem::OuterSpace));
+    }
+    let mut prev_space = true;
+    for c in s.chars() {
+        if prev_space && matches!(c, ';' | '#') {
+            return Err(Refused::new(Format::Fail2banValue, s, Problem::Reserved(c)));
+        }
+        prev_space = c.is_whitespace();
     }
     Ok(s.replace('%', "%%"))
 }
@@ -48,6 +57,9 @@ mod tests {
         assert_eq!(value("100%").unwrap(), "100%%");
         assert!(value("x\n[sshd]\nenabled = false").is_err());
         assert!(value(" x").is_err());
+        assert!(value(";x").is_err());
+        assert!(value("a #x").is_err());
+        assert_eq!(value("a;b#c").unwrap(), "a;b#c");
         assert!(key("a b").is_err());
     }
 }

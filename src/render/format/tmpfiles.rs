@@ -2,13 +2,14 @@
 //! Owns how a path is written into such a line; the containers module owns
 //! which directories are made.
 //!
-//! tmpfiles splits a line at whitespace, then undoes C-style escapes
-//! (`\x20`), then expands `%` specifiers. So a path is written with every
-//! character outside a plain set as `\xNN` (one per UTF-8 byte of ASCII
-//! specials and controls) and every `%` as `%%`; NUL cannot be escaped
-//! (tmpfiles refuses `\x00`). tmpfiles also wants absolute, normalized paths.
-
-use std::fmt::Write as _;
+//! tmpfiles splits a line at whitespace, honouring double quotes and
+//! backslashes, then expands `%` specifiers. Debian 12's systemd 252 does not
+//! undo C escapes in the path (`\x20` reads as `x20`; the tests caught it),
+//! newer ones do; what both read alike is a double-quoted field with `\"` and
+//! `\\` inside. So a path with anything beyond a plain set is written in
+//! double quotes, and every `%` as `%%`. Line breaks and other control
+//! characters cannot be written for both, so they are refused, as is NUL;
+//! tmpfiles also wants absolute, normalized paths.
 
 use super::{Format, Problem, Refused};
 
@@ -30,22 +31,28 @@ pub fn path(path: &str) -> Result<String, Refused> {
     {
         return refuse(Problem::NotNormalized);
     }
-    let mut out = String::with_capacity(path.len());
+    if let Some(p) = super::control_problem(path, &[]) {
+        return refuse(p);
+    }
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._+,:@=~-%".contains(c));
+    let mut out = String::with_capacity(path.len() + 2);
+    if !plain {
+        out.push('"');
+    }
     for c in path.chars() {
         match c {
             '%' => out.push_str("%%"),
-            c if c.is_ascii_alphanumeric() || "/._+,:@=~-".contains(c) => out.push(c),
-            c if c.is_ascii() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() || c.is_whitespace() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    let _ = write!(out, "\\x{b:02x}");
-                }
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
             }
             c => out.push(c),
         }
+    }
+    if !plain {
+        out.push('"');
     }
     Ok(out)
 }
@@ -60,25 +67,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_escaped_and_must_be_normalized() {
+    fn paths_are_quoted_and_must_be_normalized() {
         assert_eq!(path("/srv/data").unwrap(), "/srv/data");
-        assert_eq!(path("/a b").unwrap(), "/a\\x20b");
-        assert_eq!(path("/a\nL+").unwrap(), "/a\\x0aL+");
+        assert_eq!(path("/a b").unwrap(), "\"/a b\"");
+        assert_eq!(path("/a\"b\\").unwrap(), "\"/a\\\"b\\\\\"");
         assert_eq!(path("/100%").unwrap(), "/100%%");
-        assert_eq!(path("/é").unwrap(), "/é");
-        assert_eq!(path("/a\u{85}").unwrap(), "/a\\xc2\\x85");
+        assert_eq!(path("/é").unwrap(), "\"/é\"");
         for (bad, p) in [
             ("a", Problem::NotAbsolute),
             ("/a/../b", Problem::NotNormalized),
             ("/a//b", Problem::NotNormalized),
             ("/a/", Problem::NotNormalized),
             ("/a\0", Problem::Nul),
+            ("/a\nL+ /etc/x - - - - /tmp", Problem::LineBreak),
+            ("/a\u{85}", Problem::LineBreak),
+            ("/a\u{1}", Problem::Control('\u{1}')),
         ] {
             assert_eq!(path(bad).unwrap_err().problem, p, "{bad:?}");
         }
         assert_eq!(
             directory("/srv/x y", 0o750).unwrap(),
-            "d /srv/x\\x20y 0750 root root -"
+            "d \"/srv/x y\" 0750 root root -"
         );
     }
 }
