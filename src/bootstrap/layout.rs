@@ -402,4 +402,46 @@ mod tests {
             Err(LayoutError::NoBootDisk { .. })
         ));
     }
+
+    /// Issue 13: `#   POINT on DEVICE (FS)` was written raw, so a line break in
+    /// a mount point ended the comment and the rest became Nix code.
+    #[test]
+    fn a_line_break_in_a_mount_point_is_refused_not_written_as_code() {
+        let mut p = plan();
+        let payload = "/mnt/x\n; y = builtins.readFile /etc/passwd; #";
+        p.storage.mounts[0].point = payload.into();
+        let old = format!("{{\n#   {payload} on /dev/x (ext4), never wiped\n}}\n");
+        assert!(
+            old.lines()
+                .any(|l| l.starts_with("; y = builtins.readFile")),
+            "the old comment line let code through"
+        );
+        let e = Layout::new(&p, &[])
+            .unwrap()
+            .disko_nix("hosts/n250.toml")
+            .unwrap_err();
+        assert_eq!(e.problem, crate::render::format::Problem::LineBreak);
+        assert!(
+            e.to_string().starts_with("a mount point: an fstab field"),
+            "{e}"
+        );
+        // The comment writer alone keeps it on one line, should it be reached.
+        assert!(!crate::render::nix::comment(payload).contains('\n'));
+    }
+
+    /// Issue 13: a NUL in boot_disk panicked (exit 101); now it is refused.
+    #[test]
+    fn a_nul_in_the_boot_disk_is_refused_not_a_panic() {
+        let mut p = plan();
+        p.storage.boot_disk = Some("/dev/disk/by-id/x\0y".into());
+        let l = Layout::new(&p, &[]).unwrap();
+        let e = l.disko_nix("hosts/n250.toml").unwrap_err();
+        assert_eq!(e.problem, crate::render::format::Problem::Nul);
+        assert!(
+            e.to_string().starts_with("storage.boot_disk: a Nix string"),
+            "{e}"
+        );
+        let e = l.partition_script().unwrap_err();
+        assert_eq!(e.problem, crate::render::format::Problem::Nul);
+    }
 }

@@ -644,3 +644,86 @@ pub fn write(
     }
     Ok(touched)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(name: &str) -> HostPlan {
+        let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        plans.into_iter().find(|p| p.name == name).unwrap()
+    }
+
+    /// Issue 13: a NUL was blamed on the template; now the error names the
+    /// host file, the value's place and the generated file, with exit 2.
+    #[test]
+    fn a_nul_is_blamed_on_the_value_not_the_template() {
+        let mut p = plan("n250");
+        p.timezone = "Europe/Ber\0lin".into();
+        let e = Renderer::new().render_host(&p).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("hosts/n250.toml: timezone: a Nix string cannot hold"),
+            "{text}"
+        );
+        assert!(
+            text.contains("modules/generated/n250/default.nix"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_INVALID);
+    }
+
+    /// Issue 13: an authorized key with a line break became a second key line
+    /// in the host's authorized_keys (NixOS writes one key per line).
+    #[test]
+    fn an_authorized_key_with_a_line_break_is_refused() {
+        let mut p = plan("n250");
+        let key = p.ssh.authorized_keys[0].clone();
+        p.ssh.authorized_keys[0] = format!(
+            "{key}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDaOEAClx5N79Sb9NIDKTTheZgF06M2YOnV+GTcD4pCL evil"
+        );
+        let e = Renderer::new().render_host(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("authorized key 1: an authorized_keys line cannot hold"),
+            "{e}"
+        );
+    }
+
+    /// Issue 13: catalog env keys and service names reached secrets.sh as bare
+    /// words. Now the key is refused as an env-file name before any script.
+    #[test]
+    fn a_catalog_env_key_with_shell_syntax_is_refused_in_secrets_sh() {
+        let mut p = plan("n250");
+        let svc = p
+            .containers
+            .as_mut()
+            .unwrap()
+            .services
+            .iter_mut()
+            .find(|s| s.has_secret_env())
+            .unwrap();
+        let parts = svc.env.values().next().unwrap().clone();
+        svc.env.insert("X;id>/tmp/f;Y".into(), parts);
+        let e = secrets_script(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a container environment file cannot hold \"X;id>/tmp/f;Y\""),
+            "{e}"
+        );
+    }
+
+    /// A health check's unit starting with `-` would be a systemctl option.
+    #[test]
+    fn a_health_unit_that_is_an_option_is_refused() {
+        let mut p = plan("pve-gateway");
+        p.health = vec![HealthCheck::Unit("-H evil.example".into())];
+        let e = deploy_json(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a health check's unit: a systemd unit name"),
+            "{e}"
+        );
+    }
+}
