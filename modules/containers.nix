@@ -29,7 +29,8 @@ in
     })
     spec.containers;
 
-  systemd.tmpfiles.rules = map (d: "d ${d} 0750 root root -") spec.directories;
+  # Finished lines: potato escapes each path for tmpfiles (render::format::tmpfiles).
+  systemd.tmpfiles.rules = spec.tmpfiles;
 
   systemd.services =
     # One network per zone, created before the containers that join it.

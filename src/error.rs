@@ -28,6 +28,13 @@ pub enum Error {
     },
     #[error("rendering host {host}: {message}")]
     Render { host: String, message: String },
+    /// A value its native file cannot hold (see `render::format`).
+    #[error("{file}: {refused} (it would go into {output})")]
+    Unwritable {
+        file: Utf8PathBuf,
+        output: Utf8PathBuf,
+        refused: Box<crate::render::format::Refused>,
+    },
     #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
     Stale { count: usize },
     #[error(transparent)]
@@ -63,7 +70,10 @@ impl Error {
 
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid(_) | Error::Usage { .. } | Error::RepoNotFound { .. } => EXIT_INVALID,
+            Error::Invalid(_)
+            | Error::Usage { .. }
+            | Error::RepoNotFound { .. }
+            | Error::Unwritable { .. } => EXIT_INVALID,
             _ => EXIT_FAILURE,
         }
     }
@@ -79,6 +89,9 @@ impl Error {
             Error::MissingPrograms { .. } => {
                 Some("install them with the packages listed above".into())
             }
+            Error::Unwritable { file, .. } => Some(format!(
+                "change that value in {file} (or in the catalog entry it comes from); potato writes no file it cannot write exactly"
+            )),
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),

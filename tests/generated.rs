@@ -180,7 +180,9 @@ fn n250_container_spec() {
     // The env file is assembled at activation from the decrypted secret.
     let sh = generated("n250", "secrets.sh");
     assert!(
-        sh.contains("env_begin postgres\nenv_var POSTGRES_PASSWORD secret postgres-password\n"),
+        sh.contains(
+            "env_begin 'postgres'\nenv_var 'POSTGRES_PASSWORD' secret 'postgres-password'\n"
+        ),
         "{sh}"
     );
     // lepotato has no Authentik: SSO goes to pve-apps's, as its host file says.

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::render::format::Refused;
+use crate::render::nix;
 use crate::units::format_mib;
 
 /// What a machine is made of, as detected.
@@ -206,18 +208,24 @@ pub fn parse(text: &str) -> Result<Hardware, String> {
 }
 
 /// The facts as a NixOS module (comments for people, the platform for Nix).
-pub fn hardware_nix(host: &str, h: &Hardware) -> String {
+/// What the machine reported is untrusted: it reaches the file only as Nix
+/// comments and strings (`render::nix`), never raw.
+pub fn hardware_nix(host: &str, h: &Hardware) -> Result<String, Refused> {
+    let host = nix::comment(host);
     let mut out = format!(
         "# Detected by `potato bootstrap {host}` (written again by each detection).\n\
          # The flake imports it into {host}'s system, beside modules/hardware/<profile>.nix.\n\
-         #   CPU: {} ({} cores), RAM: {}\n",
-        h.cpu_model,
-        h.cpu_cores,
-        format_mib(h.memory_mib)
+         #   {}\n",
+        nix::comment(&format!(
+            "CPU: {} ({} cores), RAM: {}",
+            h.cpu_model,
+            h.cpu_cores,
+            format_mib(h.memory_mib)
+        ))
     );
     for d in &h.disks {
-        out.push_str(&format!(
-            "#   disk {}: {:.1} GB, {} {}, {}\n",
+        let line = format!(
+            "disk {}: {:.1} GB, {} {}, {}",
             d.name,
             d.size_bytes as f64 / 1e9,
             d.model,
@@ -226,10 +234,12 @@ pub fn hardware_nix(host: &str, h: &Hardware) -> String {
                 .first()
                 .map(String::as_str)
                 .unwrap_or("(no by-id link)")
-        ));
+        );
+        out.push_str(&format!("#   {}\n", nix::comment(&line)));
     }
     for n in &h.nics {
-        out.push_str(&format!("#   nic {}: {}\n", n.name, n.mac));
+        let line = format!("nic {}: {}", n.name, n.mac);
+        out.push_str(&format!("#   {}\n", nix::comment(&line)));
     }
     let platform = match h.arch.as_str() {
         "aarch64" | "arm64" => "aarch64-linux",
@@ -238,8 +248,8 @@ pub fn hardware_nix(host: &str, h: &Hardware) -> String {
     let modules: Vec<String> = h
         .kernel_modules
         .iter()
-        .map(|m| format!("\"{}\"", m.replace(['"', '\\', '$'], "")))
-        .collect();
+        .map(|m| nix::string(m).map_err(|e| e.of("a detected kernel module")))
+        .collect::<Result<_, _>>()?;
     let initrd = if modules.is_empty() {
         String::new()
     } else {
@@ -251,7 +261,7 @@ pub fn hardware_nix(host: &str, h: &Hardware) -> String {
     out.push_str(&format!(
         "{{ lib, ... }}:\n{{\n  nixpkgs.hostPlatform = lib.mkDefault \"{platform}\";\n{initrd}}}\n"
     ));
-    out
+    Ok(out)
 }
 
 /// Where the host file and the machine disagree.
@@ -327,7 +337,7 @@ mod tests {
         assert_eq!(h.nics.len(), 1);
         assert_eq!(h.nics[0].mac, "a8:b8:e0:01:02:03");
         assert_eq!(h.kernel_modules, ["nvme", "xhci_pci"]);
-        let nix = hardware_nix("n250", &h);
+        let nix = hardware_nix("n250", &h).unwrap();
         assert!(
             nix.contains("boot.initrd.availableKernelModules = [ \"nvme\" \"xhci_pci\" ];"),
             "{nix}"
@@ -339,6 +349,10 @@ mod tests {
         crate::render::nix::assert_parses(&nix);
         // Without modules (drivers built in), no initrd line.
         let h = parse(&probe_output("")).unwrap();
-        assert!(!hardware_nix("n250", &h).contains("availableKernelModules"));
+        assert!(
+            !hardware_nix("n250", &h)
+                .unwrap()
+                .contains("availableKernelModules")
+        );
     }
 }

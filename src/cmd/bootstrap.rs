@@ -248,6 +248,7 @@ fn layout_error(plan: &HostPlan, e: crate::bootstrap::layout::LayoutError) -> Er
             "name a mount point or device from [storage].mounts".into()
         }
         LayoutError::UnsupportedFs { .. } => "format that disk by hand".into(),
+        LayoutError::Unwritable(_) => format!("change that value in {}", plan.file),
     };
     Error::usage(e.to_string(), hint)
 }
@@ -334,7 +335,8 @@ impl Run<'_> {
         std::fs::write(dir.join("hardware.json"), json).map_err(|e| Error::io(&dir, e))?;
         std::fs::write(
             dir.join("hardware.nix"),
-            hardware::hardware_nix(&self.plan.name, &hw),
+            hardware::hardware_nix(&self.plan.name, &hw)
+                .map_err(|e| self.fail(format!("writing hardware.nix: {e}")))?,
         )
         .map_err(|e| Error::io(&dir, e))?;
         let host = self.plan.name.clone();
@@ -436,8 +438,10 @@ impl Run<'_> {
             Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
         let file =
             crate::bootstrap::State::file(&self.root, &self.plan.name).with_extension("disko.nix");
-        std::fs::write(&file, layout.disko_nix(self.plan.file.as_str()))
-            .map_err(|e| Error::io(&file, e))?;
+        let disko = layout
+            .disko_nix(self.plan.file.as_str())
+            .map_err(|e| layout_error(&self.plan, e.into()))?;
+        std::fs::write(&file, disko).map_err(|e| Error::io(&file, e))?;
         self.note(&format!(
             "modules/generated/ up to date; this run's layout: {file}"
         ));
@@ -556,6 +560,10 @@ impl Run<'_> {
             )));
         }
         let private = self.private_host_key()?;
+        let authorized = crate::render::format::sshd::authorized_keys_file(
+            self.plan.ssh.authorized_keys.iter().map(String::as_str),
+        )
+        .map_err(|e| self.fail(e.to_string()))?;
         let keys = format!(
             "umask 077 && cat > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key.pub && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/authorized_keys",
             shell_quote(&format!(
@@ -563,7 +571,7 @@ impl Run<'_> {
                 self.public_host_key(),
                 self.plan.name
             )),
-            shell_quote(&self.plan.ssh.authorized_keys.join("\n")),
+            shell_quote(authorized.trim_end()),
         );
         self.send(
             remote,
@@ -617,7 +625,9 @@ impl Run<'_> {
         if !running.installer {
             return Err(self.fail("the machine is not running the NixOS installer; run the installer step again (--from installer)"));
         }
-        let script = layout.partition_script();
+        let script = layout
+            .partition_script()
+            .map_err(|e| layout_error(&self.plan, e.into()))?;
         let out = remote
             .session
             .exec_with("sh -s", Some(&mut script.as_bytes()), &mut |_| {})

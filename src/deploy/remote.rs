@@ -32,10 +32,8 @@ pub enum RemoteError {
     WatchdogPending { host: String, info: String },
 }
 
-/// Quotes a string for the remote POSIX shell.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+/// Quoting for sh: the one function, owned by `render::format::sh`.
+pub use crate::render::format::sh::quote as shell_quote;
 
 /// What a host is running.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::catalog::{EnvPart, Socket};
 use crate::inventory::schema::Backend;
 use crate::plan::{ContainersPlan, HostPlan, ServicePlan};
+use crate::render::format::{Refused, envfile, sh, sql, tmpfiles, yaml_json};
 use crate::secrets;
 
 /// The network a zone's containers join.
@@ -24,8 +25,13 @@ pub fn env_file(service: &str) -> String {
     format!("{}/env/{service}.env", secrets::RUNTIME_DIR)
 }
 
-/// The spec of one host, or None when it runs no containers.
-pub fn spec(plan: &HostPlan) -> Option<String> {
+/// The mode of the volume directories potato creates under the data root.
+pub const DATA_DIR_MODE: u32 = 0o750;
+
+/// The spec of one host, or None when it runs no containers. `tmpfiles`
+/// carries the finished systemd-tmpfiles lines for the volume directories
+/// (written by `format::tmpfiles`; modules/containers.nix only passes them on).
+pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
     let c = plan.containers.as_ref()?;
     let used: std::collections::BTreeSet<&str> = c
         .services
@@ -53,16 +59,30 @@ pub fn spec(plan: &HostPlan) -> Option<String> {
         .collect();
     directories.sort();
     directories.dedup();
+    for svc in &c.services {
+        if let Some(Err(e)) = svc.env.keys().map(|k| envfile::key(k)).find(Result::is_err) {
+            return Some(Err(
+                e.of(format!("the environment of service {:?}", svc.name))
+            ));
+        }
+    }
+    let tmpfiles = match directories
+        .iter()
+        .map(|d| tmpfiles::directory(d, DATA_DIR_MODE).map_err(|e| e.of("a volume directory")))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
     let v = json!({
         "backend": backend_name(c.backend),
         "directories": directories,
+        "tmpfiles": tmpfiles,
         "networks": networks,
         "containers": containers,
         "databases": c.databases,
     });
-    let mut text = serde_json::to_string_pretty(&v).expect("JSON values serialize");
-    text.push('\n');
-    Some(text)
+    Some(yaml_json::json(&v))
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -242,7 +262,7 @@ fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
 /// host's postgres if missing and sets the role's password from its secret.
 /// Idempotent, so it runs at every start; passwords reach psql on stdin only.
 /// None when the host runs no postgres consumers.
-pub fn postgres_init(plan: &HostPlan) -> Option<String> {
+pub fn postgres_init(plan: &HostPlan) -> Option<Result<String, Refused>> {
     let c = plan.containers.as_ref()?;
     if c.databases.is_empty() {
         return None;
@@ -274,42 +294,57 @@ SQL
         secrets::RUNTIME_DIR
     );
     for db in &c.databases {
-        s.push_str(&format!(
-            "ensure_database {} {}
-",
-            db.name, db.password_secret
-        ));
+        let line = sql::identifier(&db.name)
+            .map_err(|e| e.of("a database name"))
+            .and_then(|name| {
+                Ok(format!(
+                    "ensure_database {} {}\n",
+                    sh::word(name)?,
+                    sh::word(&db.password_secret)?
+                ))
+            });
+        match line {
+            Ok(l) => s.push_str(&l),
+            Err(e) => return Some(Err(e)),
+        }
     }
-    Some(s)
+    Some(Ok(s))
 }
 
 /// Lines for secrets.sh that assemble each service's env file from the
-/// decrypted secrets (values never leave /run/potato-secrets).
-pub fn env_file_script(plan: &HostPlan) -> String {
+/// decrypted secrets (values never leave /run/potato-secrets). Every word is
+/// quoted for sh; service names, keys and literal parts are also checked for
+/// the env file they end up in (`format::envfile`).
+pub fn env_file_script(plan: &HostPlan) -> Result<String, Refused> {
     let Some(c) = &plan.containers else {
-        return String::new();
+        return Ok(String::new());
     };
     let mut s = String::new();
     for svc in c.services.iter().filter(|s| s.has_secret_env()) {
-        s.push_str(&format!("env_begin {}\n", svc.name));
+        let name = envfile::file_stem(&svc.name).map_err(|e| e.of("a service name"))?;
+        s.push_str(&format!("env_begin {}\n", sh::word(name)?));
         for (key, parts) in svc.env.iter() {
             if parts.iter().all(|p| matches!(p, EnvPart::Text(_))) {
                 continue;
             }
-            let mut line = format!("env_var {key}");
+            let at = || format!("the environment of service {:?}", svc.name);
+            let key = envfile::key(key).map_err(|e| e.of(at()))?;
+            let mut line = format!("env_var {}", sh::word(key)?);
             for p in parts {
                 match p {
-                    EnvPart::Text(t) => line.push_str(&format!(" text {}", shell_quote(t))),
-                    EnvPart::Secret(n) => line.push_str(&format!(" secret {n}")),
+                    EnvPart::Text(t) => {
+                        let t = envfile::value(t).map_err(|e| e.of(format!("{} ({key})", at())))?;
+                        line.push_str(&format!(" text {}", sh::word(t)?));
+                    }
+                    EnvPart::Secret(n) => {
+                        let n = envfile::file_stem(n).map_err(|e| e.of("a secret's name"))?;
+                        line.push_str(&format!(" secret {}", sh::word(n)?));
+                    }
                 }
             }
             s.push_str(&line);
             s.push('\n');
         }
     }
-    s
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    Ok(s)
 }

@@ -6,6 +6,7 @@
 //! sorted maps, no timestamps, no absolute paths.
 
 pub mod containers;
+pub mod format;
 pub mod nix;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use crate::error::Error;
 use crate::harden::baseline::{self, Daemon};
 use crate::harden::{exposure, fail2ban, firewall, wireguard};
 use crate::plan::{HealthCheck, HostPlan};
+use crate::render::format::{Refused, envfile, fstab, sh, sshd, systemd, wgquick, yaml_json};
 use crate::secrets;
 use crate::units::format_mib;
 
@@ -49,10 +51,19 @@ impl Renderer {
         Renderer { tera }
     }
 
-    /// Every file of one host, in a fixed order.
+    /// Every file of one host, in a fixed order. A value that a file's format
+    /// cannot hold is refused (`Error::Unwritable`), naming the host file,
+    /// the setting and the generated file; nothing is written then.
     pub fn render_host(&self, plan: &HostPlan) -> Result<Vec<GeneratedFile>, Error> {
         let dir = Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
-        let ctx = host_context(plan);
+        let file = |name: &str, content: Result<String, Refused>| {
+            let path = dir.join(name);
+            match content {
+                Ok(content) => Ok(GeneratedFile { path, content }),
+                Err(refused) => Err(unwritable(plan, path, refused)),
+            }
+        };
+        let ctx = host_context(plan).map_err(|r| unwritable(plan, dir.join("default.nix"), r))?;
         let default_nix = self
             .tera
             .render(
@@ -61,61 +72,38 @@ impl Renderer {
             )
             .map_err(|e| render_error(plan, e))?;
         let mut files = vec![
-            GeneratedFile {
-                path: dir.join("default.nix"),
-                content: tidy(&default_nix),
-            },
-            GeneratedFile {
-                path: dir.join("firewall.nft"),
-                content: firewall_body(plan),
-            },
-            GeneratedFile {
-                path: dir.join("deploy.json"),
-                content: deploy_json(plan),
-            },
+            file("default.nix", Ok(tidy(&default_nix)))?,
+            file("firewall.nft", firewall_body(plan))?,
+            file("deploy.json", deploy_json(plan))?,
+            file("exposure.json", yaml_json::json(&exposure::table(plan)))?,
         ];
-        files.push(GeneratedFile {
-            path: dir.join("exposure.json"),
-            content: serde_json::to_string_pretty(&exposure::table(plan))
-                .expect("exposure serializes")
-                + "\n",
-        });
         if let Some(spec) = containers::spec(plan) {
-            files.push(GeneratedFile {
-                path: dir.join("containers.json"),
-                content: spec,
-            });
+            files.push(file("containers.json", spec)?);
         }
         if let Some(layout) = crate::bootstrap::layout::disko(plan) {
-            files.push(GeneratedFile {
-                path: dir.join("disko.nix"),
-                content: layout,
-            });
+            files.push(file("disko.nix", layout)?);
         }
         if let Some(script) = containers::postgres_init(plan) {
-            files.push(GeneratedFile {
-                path: dir.join("postgres-init.sh"),
-                content: script,
-            });
+            files.push(file("postgres-init.sh", script)?);
         }
         let items = baseline::items(plan);
         for daemon in [Daemon::Sshd, Daemon::Sysctl] {
-            files.push(GeneratedFile {
-                path: dir.join(daemon.file()),
-                content: baseline::native(plan.file.as_str(), &items, daemon),
-            });
+            files.push(file(
+                daemon.file(),
+                baseline::native(plan.file.as_str(), &items, daemon),
+            )?);
         }
         for w in &plan.wireguard {
-            files.push(GeneratedFile {
-                path: dir.join(format!("{}.conf", w.name)),
-                content: wireguard::native_config(plan.file.as_str(), w),
-            });
+            files.push(file(
+                &format!("{}.conf", w.name),
+                wireguard::native_config(plan.file.as_str(), w),
+            )?);
         }
         if let Some(f) = &plan.fail2ban {
-            files.push(GeneratedFile {
-                path: dir.join("fail2ban-jails.local"),
-                content: fail2ban::jails(plan.file.as_str(), f, plan.ssh.port),
-            });
+            files.push(file(
+                "fail2ban-jails.local",
+                fail2ban::jails(plan.file.as_str(), f, plan.ssh.port),
+            )?);
         }
         Ok(files)
     }
@@ -124,6 +112,14 @@ impl Renderer {
 impl Default for Renderer {
     fn default() -> Self {
         Renderer::new()
+    }
+}
+
+fn unwritable(plan: &HostPlan, output: Utf8PathBuf, refused: Refused) -> Error {
+    Error::Unwritable {
+        file: plan.file.clone(),
+        output,
+        refused: Box::new(refused),
     }
 }
 
@@ -171,18 +167,40 @@ fn tidy(text: &str) -> String {
 
 /// The values the template places; complex sections are prepared here as JSON
 /// and written by the `nix` filter, so the template stays structure only.
-fn host_context(plan: &HostPlan) -> Value {
+/// Values that NixOS writes on into other formats (authorized_keys, fstab,
+/// sshd_config, WireGuard scripts) are checked for those formats here, and
+/// every string for Nix.
+fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
+    for (i, k) in plan.ssh.authorized_keys.iter().enumerate() {
+        sshd::authorized_key(k).map_err(|e| e.of(format!("authorized key {}", i + 1)))?;
+    }
     let file_systems: Map<String, Value> = plan
         .storage
         .mounts
         .iter()
         .map(|m| {
-            (
+            let at = |what: &str| format!("{what} of the mount at {:?}", m.point);
+            fstab::nixos_field(&m.point).map_err(|e| e.of("a mount point"))?;
+            fstab::nixos_field(&m.device).map_err(|e| e.of(at("the device")))?;
+            fstab::fs_type(&m.fs).map_err(|e| e.of(at("the filesystem type")))?;
+            for o in &m.options {
+                fstab::nixos_field(o).map_err(|e| e.of(at("an option")))?;
+            }
+            Ok((
                 m.point.clone(),
                 json!({ "device": m.device, "fsType": m.fs, "options": m.options }),
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<_, Refused>>()?;
+    for w in &plan.wireguard {
+        for p in &w.peers {
+            let at = |what: &str| format!("{what} of WireGuard peer {:?} on {}", p.name, w.name);
+            wgquick::key(&p.public_key).map_err(|e| e.of(at("the public key")))?;
+            if let Some(e) = &p.endpoint {
+                wgquick::endpoint(e).map_err(|r| r.of(at("the endpoint")))?;
+            }
+        }
+    }
     let wireguard: Map<String, Value> = plan
         .wireguard
         .iter()
@@ -231,8 +249,8 @@ fn host_context(plan: &HostPlan) -> Value {
             "filter": f.jails.iter().any(|j| j == "traefik-auth").then_some(fail2ban::TRAEFIK_FILTER),
         })
     });
-    json!({
-        "sshd_settings": sshd_settings(plan),
+    let ctx = json!({
+        "sshd_settings": sshd_settings(plan)?,
         "file": plan.file.as_str(),
         "name": plan.name,
         "hardware": plan.hardware.as_str(),
@@ -247,14 +265,39 @@ fn host_context(plan: &HostPlan) -> Value {
         "containers": plan.containers.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
-    })
+    });
+    nix_strings(&ctx, "")?;
+    Ok(ctx)
+}
+
+/// Checks every string (and attribute name) of `v` for Nix, naming where a
+/// refused one sits (`authorized_keys[0]`), so a NUL is blamed on the value,
+/// not on the template.
+fn nix_strings(v: &Value, at: &str) -> Result<(), Refused> {
+    match v {
+        Value::String(s) => nix::string(s).map(drop).map_err(|e| e.of(at.to_string())),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| nix_strings(x, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().try_for_each(|(k, x)| {
+            let here = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            nix::attr_name(k).map_err(|e| e.of(here.clone()))?;
+            nix_strings(x, &here)
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The SSH baseline as NixOS `services.openssh.settings`: the same keys and
 /// values as the native `sshd_config`, typed the way the NixOS options want
 /// (booleans where NixOS declares them, lists for algorithms, "Macs" spelt
 /// NixOS's way, numbers as numbers).
-fn sshd_settings(plan: &HostPlan) -> Value {
+fn sshd_settings(plan: &HostPlan) -> Result<Value, Refused> {
     const BOOLEANS: &[&str] = &[
         "PasswordAuthentication",
         "KbdInteractiveAuthentication",
@@ -265,6 +308,7 @@ fn sshd_settings(plan: &HostPlan) -> Value {
         .into_iter()
         .filter(|i| i.daemon == Daemon::Sshd)
     {
+        sshd::value(&i.value).map_err(|e| e.of(i.key))?;
         let key = if i.key == "MACs" { "Macs" } else { i.key };
         let v = if BOOLEANS.contains(&i.key) {
             json!(i.value == "yes")
@@ -277,12 +321,12 @@ fn sshd_settings(plan: &HostPlan) -> Value {
         };
         o.insert(key.to_string(), v);
     }
-    Value::Object(o)
+    Ok(Value::Object(o))
 }
 
 /// The body of `table inet potato { ... }` (NixOS's nftables module adds the
 /// `table` line; `firewall::as_table` does the same for tests and `nft -c`).
-fn firewall_body(plan: &HostPlan) -> String {
+fn firewall_body(plan: &HostPlan) -> Result<String, Refused> {
     let mut udp = plan.firewall.wireguard_ports.clone();
     udp.extend(
         plan.wireguard
@@ -321,16 +365,20 @@ fn firewall_body(plan: &HostPlan) -> String {
 
 /// What the deploy engine needs that NixOS does not: target, mode, rollback
 /// settings, health checks. No secrets.
-fn deploy_json(plan: &HostPlan) -> String {
+fn deploy_json(plan: &HostPlan) -> Result<String, Refused> {
     let health: Vec<Value> = plan
         .health
         .iter()
-        .map(|h| match h {
-            HealthCheck::Unit(u) => json!({ "unit": u }),
-            HealthCheck::Tcp(t) => json!({ "tcp": t }),
-            HealthCheck::Http(u) => json!({ "http": u }),
+        .map(|h| {
+            Ok(match h {
+                HealthCheck::Unit(u) => json!({
+                    "unit": systemd::unit_name(u).map_err(|e| e.of("a health check's unit"))?
+                }),
+                HealthCheck::Tcp(t) => json!({ "tcp": t }),
+                HealthCheck::Http(u) => json!({ "http": u }),
+            })
         })
-        .collect();
+        .collect::<Result<_, Refused>>()?;
     let v = json!({
         "host": plan.name,
         "system": plan.system.as_str(),
@@ -344,9 +392,7 @@ fn deploy_json(plan: &HostPlan) -> String {
         "health": health,
         "secrets": plan.secrets.iter().map(|(n, p)| json!({ "name": n, "file": p.as_str() })).collect::<Vec<_>>(),
     });
-    let mut s = serde_json::to_string_pretty(&v).expect("JSON values serialize");
-    s.push('\n');
-    s
+    yaml_json::json(&v)
 }
 
 /// The host's ciphertext (copied next to default.nix, so the generation carries
@@ -366,16 +412,17 @@ fn secret_files(plan: &HostPlan, repo: &Utf8Path) -> Result<Vec<GeneratedFile>, 
             content: text,
         });
     }
+    let script = secrets_script(plan).map_err(|r| unwritable(plan, dir.join("secrets.sh"), r))?;
     files.push(GeneratedFile {
         path: dir.join("secrets.sh"),
-        content: secrets_script(plan),
+        content: script,
     });
     Ok(files)
 }
 
-/// The activation-time decryption script (names, owners and modes are validated
-/// by `resolve`, so they are safe as shell words).
-fn secrets_script(plan: &HostPlan) -> String {
+/// The activation-time decryption script. Every name, owner, group and mode
+/// is a quoted shell word (`format::sh`); a secret's name is also a file name.
+fn secrets_script(plan: &HostPlan) -> Result<String, Refused> {
     let mut s = format!(
         "#!/bin/sh\n\
          # Generated by potato from {}: decrypts this generation's secrets with the\n\
@@ -399,18 +446,23 @@ fn secrets_script(plan: &HostPlan) -> String {
         dest = secrets::RUNTIME_DIR,
     );
     for (name, m) in &plan.secret_files {
+        let at = |what: &str| format!("the {what} of secret {name:?}");
+        envfile::file_stem(name).map_err(|e| e.of("a secret's name"))?;
         s.push_str(&format!(
-            "install_secret {name} {} {} {}\n",
-            m.owner, m.group, m.mode
+            "install_secret {} {} {} {}\n",
+            sh::word(name)?,
+            sh::word(&m.owner).map_err(|e| e.of(at("owner")))?,
+            sh::word(&m.group).map_err(|e| e.of(at("group")))?,
+            sh::word(&m.mode).map_err(|e| e.of(at("mode")))?,
         ));
     }
-    let env = containers::env_file_script(plan);
+    let env = containers::env_file_script(plan)?;
     if !env.is_empty() {
         s.push_str(ENV_FILE_FUNCTIONS);
         s.push_str(&env);
     }
     s.push_str("chmod 0751 \"$new\"\nrm -rf \"$dest.old\"\nif [ -e \"$dest\" ]; then mv \"$dest\" \"$dest.old\"; fi\nmv \"$new\" \"$dest\"\ntrap - EXIT\nrm -rf \"$dest.old\"\n");
-    s
+    Ok(s)
 }
 
 /// Shell functions that assemble containers' env files from decrypted secrets.
@@ -591,4 +643,87 @@ pub fn write(
         }
     }
     Ok(touched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(name: &str) -> HostPlan {
+        let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        plans.into_iter().find(|p| p.name == name).unwrap()
+    }
+
+    /// Issue 13: a NUL was blamed on the template; now the error names the
+    /// host file, the value's place and the generated file, with exit 2.
+    #[test]
+    fn a_nul_is_blamed_on_the_value_not_the_template() {
+        let mut p = plan("n250");
+        p.timezone = "Europe/Ber\0lin".into();
+        let e = Renderer::new().render_host(&p).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("hosts/n250.toml: timezone: a Nix string cannot hold"),
+            "{text}"
+        );
+        assert!(
+            text.contains("modules/generated/n250/default.nix"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_INVALID);
+    }
+
+    /// Issue 13: an authorized key with a line break became a second key line
+    /// in the host's authorized_keys (NixOS writes one key per line).
+    #[test]
+    fn an_authorized_key_with_a_line_break_is_refused() {
+        let mut p = plan("n250");
+        let key = p.ssh.authorized_keys[0].clone();
+        p.ssh.authorized_keys[0] = format!(
+            "{key}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDaOEAClx5N79Sb9NIDKTTheZgF06M2YOnV+GTcD4pCL evil"
+        );
+        let e = Renderer::new().render_host(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("authorized key 1: an authorized_keys line cannot hold"),
+            "{e}"
+        );
+    }
+
+    /// Issue 13: catalog env keys and service names reached secrets.sh as bare
+    /// words. Now the key is refused as an env-file name before any script.
+    #[test]
+    fn a_catalog_env_key_with_shell_syntax_is_refused_in_secrets_sh() {
+        let mut p = plan("n250");
+        let svc = p
+            .containers
+            .as_mut()
+            .unwrap()
+            .services
+            .iter_mut()
+            .find(|s| s.has_secret_env())
+            .unwrap();
+        let parts = svc.env.values().next().unwrap().clone();
+        svc.env.insert("X;id>/tmp/f;Y".into(), parts);
+        let e = secrets_script(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a container environment file cannot hold \"X;id>/tmp/f;Y\""),
+            "{e}"
+        );
+    }
+
+    /// A health check's unit starting with `-` would be a systemctl option.
+    #[test]
+    fn a_health_unit_that_is_an_option_is_refused() {
+        let mut p = plan("pve-gateway");
+        p.health = vec![HealthCheck::Unit("-H evil.example".into())];
+        let e = deploy_json(&p).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("a health check's unit: a systemd unit name"),
+            "{e}"
+        );
+    }
 }

@@ -1,17 +1,25 @@
-//! Nix literals: the one place where data becomes Nix source text.
+//! Nix source text: the native format of every generated `.nix` file (the
+//! `render::format` module of Nix; it lives here because the template filter
+//! uses it). The one place where data becomes Nix.
 //!
 //! `escape_into` is the only function in potato that escapes a string for Nix;
-//! everything else (the `nix` template filter, tera's autoescape, attribute names)
-//! goes through it. Inside "..." Nix interprets `\`, `"` and `${`; we escape every
-//! `$` (so `${` and `$${` cannot start interpolation), newline/CR/tab as escapes,
-//! and refuse NUL, which Nix strings cannot hold.
+//! everything else (the `nix` template filter, tera's autoescape, attribute names,
+//! disko.nix, hardware.nix) goes through it. Inside "..." Nix interprets `\`, `"`
+//! and `${`; we escape every `$` (so `${` and `$${` cannot start interpolation),
+//! newline/CR/tab as escapes, and refuse NUL, which Nix strings cannot hold.
+//! `comment` writes text for people into a `#` comment, which ends at a line
+//! break, so it escapes line breaks and other control characters instead.
 
 use serde_json::Value;
 
-/// A value that cannot be written as Nix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a NUL character cannot appear in a Nix string (in {0:?})")]
-pub struct NulInString(pub String);
+use crate::render::format::{Format, Problem, Refused};
+
+/// A value that cannot be written as Nix (the only case: NUL).
+pub type NulInString = Refused;
+
+fn nul(s: &str) -> Refused {
+    Refused::new(Format::Nix, s, Problem::Nul)
+}
 
 /// Escapes `s` for the inside of a Nix double-quoted string.
 pub fn escape_into(s: &str, out: &mut String) -> Result<(), NulInString> {
@@ -23,11 +31,7 @@ pub fn escape_into(s: &str, out: &mut String) -> Result<(), NulInString> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '\0' => {
-                return Err(NulInString(
-                    s.chars().take(40).filter(|c| *c != '\0').collect(),
-                ));
-            }
+            '\0' => return Err(nul(s)),
             c => out.push(c),
         }
     }
@@ -41,6 +45,14 @@ pub fn string(s: &str) -> Result<String, NulInString> {
     escape_into(s, &mut out)?;
     out.push('"');
     Ok(out)
+}
+
+/// `text` as the rest of a `# ` comment line: always one line. Backslash and
+/// control characters (line breaks included) are written as Rust-style
+/// escapes (`\\`, `\n`, `\u{2028}`), so the comment reads back unambiguously
+/// and nothing after it becomes code.
+pub fn comment(text: &str) -> String {
+    crate::render::format::comment_text(text)
 }
 
 const KEYWORDS: &[&str] = &[
@@ -164,6 +176,16 @@ mod tests {
         assert_eq!(string("l1\nl2\t\r").unwrap(), r#""l1\nl2\t\r""#);
         assert_eq!(string("''").unwrap(), r#""''""#);
         assert!(string("a\0b").is_err());
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        assert_eq!(
+            comment("/mnt/x on /dev/sda (ext4)"),
+            "/mnt/x on /dev/sda (ext4)"
+        );
+        assert_eq!(comment("/x\n}; y = 1; #"), "/x\\n}; y = 1; #");
+        assert_eq!(comment("a\u{2028}b\0\\"), "a\\u{2028}b\\0\\\\");
     }
 
     #[test]

@@ -16,10 +16,10 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret grafana-admin-password root root 0400
-install_secret kopia-password root root 0400
-install_secret vpn-wireguard-key root root 0400
-install_secret wg0 root root 0400
+install_secret 'grafana-admin-password' 'root' 'root' '0400'
+install_secret 'kopia-password' 'root' 'root' '0400'
+install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
+install_secret 'wg0' 'root' 'root' '0400'
 # Containers' environment files: KEY=value lines, secrets spliced in.
 mkdir -m 0700 "$new/env"
 env_begin() { # SERVICE
@@ -44,12 +44,12 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
-env_begin gluetun
-env_var WIREGUARD_PRIVATE_KEY secret vpn-wireguard-key
-env_begin kopia
-env_var KOPIA_PASSWORD secret kopia-password
-env_begin grafana
-env_var GF_SECURITY_ADMIN_PASSWORD secret grafana-admin-password
+env_begin 'gluetun'
+env_var 'WIREGUARD_PRIVATE_KEY' secret 'vpn-wireguard-key'
+env_begin 'kopia'
+env_var 'KOPIA_PASSWORD' secret 'kopia-password'
+env_begin 'grafana'
+env_var 'GF_SECURITY_ADMIN_PASSWORD' secret 'grafana-admin-password'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

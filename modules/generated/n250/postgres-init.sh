@@ -19,4 +19,4 @@ SELECT 'CREATE DATABASE "$1" OWNER "$1"' WHERE NOT EXISTS (SELECT FROM pg_databa
 SQL
 	} | "$engine" exec -i postgres psql -U postgres -v ON_ERROR_STOP=1 -q
 }
-ensure_database authentik db-authentik
+ensure_database 'authentik' 'db-authentik'

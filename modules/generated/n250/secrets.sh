@@ -16,15 +16,15 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret authentik-secret-key root root 0400
-install_secret crowdsec-bouncer-key root root 0400
-install_secret db-authentik root root 0400
-install_secret grafana-admin-password root root 0400
-install_secret kopia-password root root 0400
-install_secret postgres-password root root 0400
-install_secret vaultwarden-admin-token root root 0400
-install_secret vpn-wireguard-key root root 0400
-install_secret wg0 root root 0400
+install_secret 'authentik-secret-key' 'root' 'root' '0400'
+install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
+install_secret 'db-authentik' 'root' 'root' '0400'
+install_secret 'grafana-admin-password' 'root' 'root' '0400'
+install_secret 'kopia-password' 'root' 'root' '0400'
+install_secret 'postgres-password' 'root' 'root' '0400'
+install_secret 'vaultwarden-admin-token' 'root' 'root' '0400'
+install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
+install_secret 'wg0' 'root' 'root' '0400'
 # Containers' environment files: KEY=value lines, secrets spliced in.
 mkdir -m 0700 "$new/env"
 env_begin() { # SERVICE
@@ -49,26 +49,26 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
-env_begin crowdsec
-env_var BOUNCER_KEY_traefik secret crowdsec-bouncer-key
-env_begin crowdsec-bouncer
-env_var CROWDSEC_BOUNCER_API_KEY secret crowdsec-bouncer-key
-env_begin authentik
-env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
-env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
-env_begin authentik-worker
-env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
-env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
-env_begin postgres
-env_var POSTGRES_PASSWORD secret postgres-password
-env_begin gluetun
-env_var WIREGUARD_PRIVATE_KEY secret vpn-wireguard-key
-env_begin vaultwarden
-env_var ADMIN_TOKEN secret vaultwarden-admin-token
-env_begin grafana
-env_var GF_SECURITY_ADMIN_PASSWORD secret grafana-admin-password
-env_begin kopia
-env_var KOPIA_PASSWORD secret kopia-password
+env_begin 'crowdsec'
+env_var 'BOUNCER_KEY_traefik' secret 'crowdsec-bouncer-key'
+env_begin 'crowdsec-bouncer'
+env_var 'CROWDSEC_BOUNCER_API_KEY' secret 'crowdsec-bouncer-key'
+env_begin 'authentik'
+env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
+env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
+env_begin 'authentik-worker'
+env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
+env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
+env_begin 'postgres'
+env_var 'POSTGRES_PASSWORD' secret 'postgres-password'
+env_begin 'gluetun'
+env_var 'WIREGUARD_PRIVATE_KEY' secret 'vpn-wireguard-key'
+env_begin 'vaultwarden'
+env_var 'ADMIN_TOKEN' secret 'vaultwarden-admin-token'
+env_begin 'grafana'
+env_var 'GF_SECURITY_ADMIN_PASSWORD' secret 'grafana-admin-password'
+env_begin 'kopia'
+env_var 'KOPIA_PASSWORD' secret 'kopia-password'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

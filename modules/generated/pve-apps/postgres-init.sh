@@ -19,5 +19,5 @@ SELECT 'CREATE DATABASE "$1" OWNER "$1"' WHERE NOT EXISTS (SELECT FROM pg_databa
 SQL
 	} | "$engine" exec -i postgres psql -U postgres -v ON_ERROR_STOP=1 -q
 }
-ensure_database authentik db-authentik
-ensure_database miniflux db-miniflux
+ensure_database 'authentik' 'db-authentik'
+ensure_database 'miniflux' 'db-miniflux'

@@ -16,11 +16,11 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret authentik-secret-key root root 0400
-install_secret db-authentik root root 0400
-install_secret db-miniflux root root 0400
-install_secret postgres-password root root 0400
-install_secret wg0 root root 0400
+install_secret 'authentik-secret-key' 'root' 'root' '0400'
+install_secret 'db-authentik' 'root' 'root' '0400'
+install_secret 'db-miniflux' 'root' 'root' '0400'
+install_secret 'postgres-password' 'root' 'root' '0400'
+install_secret 'wg0' 'root' 'root' '0400'
 # Containers' environment files: KEY=value lines, secrets spliced in.
 mkdir -m 0700 "$new/env"
 env_begin() { # SERVICE
@@ -45,16 +45,16 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
-env_begin authentik
-env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
-env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
-env_begin authentik-worker
-env_var AUTHENTIK_POSTGRESQL__PASSWORD secret db-authentik
-env_var AUTHENTIK_SECRET_KEY secret authentik-secret-key
-env_begin postgres
-env_var POSTGRES_PASSWORD secret postgres-password
-env_begin miniflux
-env_var DATABASE_URL text 'postgres://miniflux:' secret db-miniflux text '@postgres/miniflux?sslmode=disable'
+env_begin 'authentik'
+env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
+env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
+env_begin 'authentik-worker'
+env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
+env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
+env_begin 'postgres'
+env_var 'POSTGRES_PASSWORD' secret 'postgres-password'
+env_begin 'miniflux'
+env_var 'DATABASE_URL' text 'postgres://miniflux:' secret 'db-miniflux' text '@postgres/miniflux?sslmode=disable'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

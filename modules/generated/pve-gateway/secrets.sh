@@ -16,7 +16,7 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret wg0 root root 0400
+install_secret 'wg0' 'root' 'root' '0400'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi
