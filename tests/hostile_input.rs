@@ -539,3 +539,58 @@ fn one_host_file_cannot_send_the_shared_token_elsewhere() {
     let other = at(&r, "hosts/pve-apps.toml", "\"https://192.168.100.2:8006\"");
     assert!(run.stderr.contains(&other), "{}", run.stderr);
 }
+
+#[test]
+fn fstab_words_cannot_split_or_add_fields() {
+    for (from, to, needle, message) in [
+        (
+            "mounts.\"/mnt/ssd\" = { device = \"/dev/disk/by-label/ssd\", fs = \"ext4\" }",
+            "mounts.\"/mnt/ssd\" = { device = \"/dev/disk/by-label/ssd\", fs = \"ext4\", options = [\"noatime\", \"ro 0 0 #\"] }",
+            "\"ro 0 0 #\"",
+            "is not a mount option",
+        ),
+        (
+            "device = \"/dev/disk/by-label/ssd\"",
+            "device = \"LABEL=ssd /etc\"",
+            "\"LABEL=ssd /etc\"",
+            "is not addressed by label or UUID",
+        ),
+    ] {
+        let r = Repo::examples();
+        r.edit("hosts/n250.toml", from, to);
+        let loc = at(&r, "hosts/n250.toml", needle);
+        gen_writes_nothing(&r).invalid_at(&loc, message);
+    }
+}
+
+#[test]
+fn catalog_depends_and_devices_are_typed() {
+    for (extra, needle, message) in [
+        (
+            "zone = \"backend\"\ndepends = [\"redis\", \"a b\"]",
+            "\"a b\"",
+            "is not a valid service name",
+        ),
+        (
+            "zone = \"backend\"\nwhy = \"x\"\ndevices = [\"/dev/../etc\"]",
+            "\"/dev/../etc\"",
+            "is not a device path",
+        ),
+        (
+            "zone = \"backend\"\nwhy = \"x\"\ncaps = [\"ALL --privileged\"]",
+            "\"ALL --privileged\"",
+            "is not a capability name",
+        ),
+        (
+            "zone = \"backend\"\nenv = { A = \"secret:../x\" }",
+            "\"secret:../x\"",
+            "is not a valid secret name",
+        ),
+    ] {
+        let r = Repo::examples();
+        let file = "modules/catalog/evil.toml";
+        r.write(file, &catalog_entry("evil", extra));
+        let loc = at(&r, file, needle);
+        gen_writes_nothing(&r).invalid_at(&loc, message);
+    }
+}
