@@ -3,7 +3,10 @@
 //! These types mirror the TOML one to one (unknown keys are rejected) and carry no
 //! policy: values that need parsing (CIDRs, rules, sizes, durations, addresses) stay
 //! spanned strings here and are checked in `resolve`, so that one run reports every
-//! problem at once. Doc comments become the JSON Schema's descriptions.
+//! problem at once. Identifiers and paths that reach native files (service names,
+//! env keys, zones, peer and host names, unit and secret names, mount points, the
+//! data root, devices, Proxmox ids) are `ident` newtypes, checked as they are read.
+//! Doc comments become the JSON Schema's descriptions.
 
 use std::collections::BTreeMap;
 
