@@ -403,12 +403,11 @@ fn an_operator_catalog_entry_is_validated_like_the_builtin_one() {
         "modules/catalog/local.toml",
         "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\n",
     );
-    let run = r.potato(&["check"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("modules/catalog/local.toml: catalog service `sockety`: declares socket, caps, devices or privileged without `why`"),
-        "{}",
-        run.stderr
+    // The problem points into the operator's file, at the undeclared privilege.
+    let loc = at(&r, "modules/catalog/local.toml", "\"rw\"");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "catalog service `sockety`: service `sockety` is given the engine socket without `why`",
     );
 }
 

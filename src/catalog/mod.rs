@@ -4,9 +4,17 @@
 //! not decide what a host may run (that is `resolve`) nor how a service is rendered.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
+use crate::diag::{Diagnostic, Loc, Report, Sources};
+use crate::inventory::ident::{self, DevicePath, EnvKey, ServiceName, shown};
+use crate::inventory::schema::SString;
+use crate::inventory::spanned::Spanned;
+use crate::inventory::text::control_characters;
+use crate::inventory::toml_diagnostic;
 use crate::units::parse_mib;
 
 const EMBEDDED: &str = include_str!("services.toml");
@@ -88,22 +96,23 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
-/// One catalog entry as written in services.toml.
+/// One catalog entry as written in services.toml, with the spans of the values
+/// a check may blame. Names, env keys and devices are checked as they are read.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
-    description: String,
-    image: String,
-    arch: Vec<String>,
-    memory: String,
+    description: SString,
+    image: SString,
+    arch: Vec<SString>,
+    memory: SString,
     #[serde(default)]
-    cpus: Option<String>,
+    cpus: Option<SString>,
     #[serde(default)]
-    zone: Option<String>,
+    zone: Option<SString>,
     #[serde(default)]
-    network: Option<String>,
+    network: Option<Spanned<ServiceName>>,
     #[serde(default)]
-    ports: Vec<String>,
+    ports: Vec<SString>,
     #[serde(default)]
     web: Option<u16>,
     #[serde(default)]
@@ -111,29 +120,112 @@ struct RawEntry {
     #[serde(default)]
     proxy: bool,
     #[serde(default)]
-    depends: Vec<String>,
+    depends: Vec<Spanned<ServiceName>>,
     #[serde(default)]
-    kind: Option<String>,
+    kind: Option<SString>,
     #[serde(default)]
-    volumes: Vec<String>,
+    volumes: Vec<SString>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<EnvKey, SString>,
     #[serde(default)]
-    health: Option<String>,
+    health: Option<SString>,
     #[serde(default)]
-    cmd: Vec<String>,
+    cmd: Vec<SString>,
     #[serde(default)]
-    socket: Option<String>,
+    socket: Option<SString>,
     #[serde(default)]
-    caps: Vec<String>,
+    caps: Vec<SString>,
     #[serde(default)]
-    devices: Vec<String>,
+    devices: Vec<Spanned<DevicePath>>,
     #[serde(default)]
-    privileged: bool,
+    privileged: Option<Spanned<bool>>,
     #[serde(default)]
-    why: Option<String>,
+    why: Option<SString>,
     #[serde(default)]
-    expose: Option<String>,
+    expose: Option<SString>,
+}
+
+/// Container network zones a catalog entry may name: the zones
+/// `[containers.networks]` may set (resolve's default networks).
+pub const ZONES: &[&str] = &["proxy", "backend", "monitoring", "vpn"];
+
+/// Host paths of the container engines' API sockets. Mounting one (or
+/// something under it) is the `socket` privilege and must be declared so.
+const ENGINE_SOCKETS: &[&str] = &[
+    "/run/podman/podman.sock",
+    "/var/run/podman/podman.sock",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+];
+
+/// Host trees that give a container root's power over the host, by mount.
+const PRIVILEGED_TREES: &[&str] = &[
+    "/etc",
+    "/root",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/var/lib/containers",
+    "/var/lib/docker",
+];
+
+/// What mounting a host path grants, when it grants more than data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountPrivilege {
+    /// The engine socket itself (or a path under it).
+    EngineSocket,
+    /// A tree that holds the engine socket or host control files.
+    HostControl(String),
+}
+
+/// A path with "//", "/./" and a trailing '/' removed and ".." applied, so
+/// that spellings of one path compare equal.
+pub fn normalize_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn is_under(path: &str, tree: &str) -> bool {
+    tree == "/"
+        || path == tree
+        || path
+            .strip_prefix(tree)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The privilege a volume whose host side is `host` grants, if any: the engine
+/// socket; "/", /etc, /root, /proc, /sys, /dev, /boot, the engines' state, or
+/// any directory that holds an engine socket (/run, /var/run, /var, ...).
+pub fn mount_privilege(host: &str) -> Option<MountPrivilege> {
+    let p = normalize_path(host);
+    if ENGINE_SOCKETS.iter().any(|s| is_under(&p, s)) {
+        return Some(MountPrivilege::EngineSocket);
+    }
+    if p == "/" || ENGINE_SOCKETS.iter().any(|s| is_under(s, &p)) {
+        return Some(MountPrivilege::HostControl(p));
+    }
+    PRIVILEGED_TREES
+        .iter()
+        .find(|t| is_under(&p, t))
+        .map(|t| MountPrivilege::HostControl(t.to_string()))
+}
+
+/// Container-side paths where a client looks for the engine socket.
+fn is_socket_target(target: &str) -> bool {
+    let t = normalize_path(target);
+    ENGINE_SOCKETS.iter().any(|s| is_under(&t, s))
 }
 
 /// Where a volume's host side lives.
@@ -171,8 +263,19 @@ impl Volume {
         if !target.starts_with('/') {
             return Err(format!("volume `{s}`: the container path must be absolute"));
         }
-        let clean = |p: &str| !p.is_empty() && !p.split('/').any(|c| c == ".." || c.is_empty());
-        let source = if let Some(abs) = src.strip_prefix('/') {
+        if let Err(e) = ident::check_abs_path(target) {
+            return Err(format!("volume `{s}`: {}", e.message));
+        }
+        // No "..", no empty component, and only the characters of a clean path.
+        let clean = |p: &str| {
+            !p.is_empty()
+                && !p.split('/').any(|c| c == ".." || c.is_empty())
+                && ident::check_abs_path(&format!("/{p}")).is_ok()
+        };
+        let source = if src == "/" {
+            // The host's root: valid, and a privilege `mount_privilege` reports.
+            VolumeSource::Host(src.to_string())
+        } else if let Some(abs) = src.strip_prefix('/') {
             if !clean(abs) {
                 return Err(format!(
                     "volume `{s}`: `{src}` is not a clean absolute path"
@@ -243,16 +346,9 @@ pub fn parse_env(value: &str) -> Result<Vec<EnvPart>, String> {
 }
 
 fn check_secret_name(name: &str) -> Result<String, String> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
-    if ok {
-        Ok(name.to_string())
-    } else {
-        Err(format!("`{name}` is not a secret name"))
-    }
+    ident::check_secret_name(name)
+        .map(|()| name.to_string())
+        .map_err(|e| e.message)
 }
 
 /// Engine socket access a service declares.
@@ -296,84 +392,246 @@ pub struct Service {
     pub why: Option<String>,
     /// Why this (non-proxy) service publishes ports directly.
     pub expose: Option<String>,
+    /// Where the entry is written (for diagnostics).
+    #[serde(skip)]
+    pub loc: Option<Loc>,
 }
 
-fn parse_entry(name: &str, r: RawEntry) -> Result<Service, String> {
-    let ports = r
-        .ports
-        .iter()
-        .map(|p| Publish::parse(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let memory_mib = parse_mib(&r.memory)?;
+/// A problem in one catalog entry: where, what, how to fix it.
+#[derive(Debug)]
+struct Problem {
+    span: Range<usize>,
+    message: String,
+    hint: String,
+}
+
+fn problem(span: &Range<usize>, message: impl Into<String>, hint: impl Into<String>) -> Problem {
+    Problem {
+        span: span.clone(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// A container image reference: registry/name:tag[@digest], no whitespace or
+/// shell or Nix metacharacters.
+fn check_image(image: &str) -> bool {
+    !image.is_empty()
+        && image.len() <= 255
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@'))
+        && !image.starts_with(['-', '/', ':'])
+}
+
+/// A Linux capability as podman's --cap-add takes it, e.g. "NET_ADMIN".
+fn check_cap(cap: &str) -> bool {
+    !cap.is_empty()
+        && cap.len() <= 32
+        && cap
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && cap.starts_with(|c: char| c.is_ascii_uppercase())
+}
+
+fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service, Problem> {
+    let r = &entry.value;
+    let at_entry = &entry.span;
+    let mut ports = Vec::new();
+    for p in &r.ports {
+        ports.push(
+            Publish::parse(p).map_err(|e| problem(&p.span, e, "write \"HOST:CONTAINER/PROTO\""))?,
+        );
+    }
+    let memory_mib =
+        parse_mib(&r.memory).map_err(|e| problem(&r.memory.span, e, "write e.g. \"256MiB\""))?;
+    if !check_image(&r.image) {
+        return Err(problem(
+            &r.image.span,
+            format!("`{}` is not a container image reference", shown(&r.image)),
+            "write e.g. \"docker.io/library/traefik:v3.4.1\"",
+        ));
+    }
+    for a in &r.arch {
+        if !matches!(a.as_str(), "x86_64" | "aarch64") {
+            return Err(problem(
+                &a.span,
+                format!("unknown architecture `{}`", shown(a)),
+                "use \"x86_64\" and/or \"aarch64\"",
+            ));
+        }
+    }
     if r.zone.is_none() == r.network.is_none() {
-        return Err("needs exactly one of `zone` and `network`".into());
+        return Err(problem(
+            at_entry,
+            "needs exactly one of `zone` and `network`",
+            "give the container network zone, or the service whose namespace it joins",
+        ));
+    }
+    if let Some(z) = &r.zone
+        && !ZONES.contains(&z.as_str())
+    {
+        return Err(problem(
+            &z.span,
+            format!("unknown container zone `{}`", shown(z)),
+            format!("container zones are {}", ZONES.join(", ")),
+        ));
     }
     let cpus = match &r.cpus {
         Some(c) => c
             .parse::<f64>()
             .ok()
             .filter(|c| *c > 0.0 && *c <= 64.0)
-            .ok_or_else(|| format!("cpus `{c}` is not a number of cores"))?,
+            .ok_or_else(|| {
+                problem(
+                    &c.span,
+                    format!("cpus `{}` is not a number of cores", shown(c)),
+                    "write e.g. \"0.5\"",
+                )
+            })?,
         None => 1.0,
     };
-    let volumes = r
-        .volumes
-        .iter()
-        .map(|v| Volume::parse(v))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut volumes = Vec::new();
+    let mut privileged_mount = None;
+    for v in &r.volumes {
+        let vol = Volume::parse(v).map_err(|e| {
+            problem(
+                &v.span,
+                e,
+                "write \"NAME:/path\", \"shared/NAME:/path\" or \"/host/path:/path\", with \":ro\" to mount read-only",
+            )
+        })?;
+        if let VolumeSource::Host(host) = &vol.source
+            && let Some(p) = mount_privilege(host)
+        {
+            if p == MountPrivilege::EngineSocket {
+                return Err(problem(
+                    &v.span,
+                    format!("volume `{}` mounts the container engine socket", v.value),
+                    "declare socket = \"ro\" or \"rw\" with `why` instead of mounting the socket",
+                ));
+            }
+            privileged_mount.get_or_insert((v.span.clone(), host.clone()));
+        }
+        if is_socket_target(&vol.target) {
+            return Err(problem(
+                &v.span,
+                format!(
+                    "volume `{}` mounts over the engine socket's path in the container",
+                    v.value
+                ),
+                "declare socket = \"ro\" or \"rw\" with `why` instead",
+            ));
+        }
+        volumes.push(vol);
+    }
     let mut env = BTreeMap::new();
     for (k, v) in &r.env {
-        env.insert(k.clone(), parse_env(v)?);
+        let parts = parse_env(v).map_err(|e| {
+            problem(
+                &v.span,
+                e,
+                "write a literal, \"secret:NAME\", or text with \"{secret:NAME}\" inside",
+            )
+        })?;
+        env.insert(k.to_string(), parts);
     }
-    let socket = match r.socket.as_deref() {
+    let socket = match &r.socket {
         None => None,
-        Some("ro") => Some(Socket::Ro),
-        Some("rw") => Some(Socket::Rw),
-        Some(o) => return Err(format!("socket `{o}`: use \"ro\" or \"rw\"")),
+        Some(s) if s.value == "ro" => Some(Socket::Ro),
+        Some(s) if s.value == "rw" => Some(Socket::Rw),
+        Some(s) => {
+            return Err(problem(
+                &s.span,
+                format!("socket `{}` is not \"ro\" or \"rw\"", shown(s)),
+                "use \"ro\" or \"rw\"",
+            ));
+        }
     };
-    let privileged_in_any_way =
-        socket.is_some() || !r.caps.is_empty() || !r.devices.is_empty() || r.privileged;
-    if privileged_in_any_way && r.why.as_deref().is_none_or(str::is_empty) {
-        return Err("declares socket, caps, devices or privileged without `why`".into());
+    for c in &r.caps {
+        if !check_cap(c) {
+            return Err(problem(
+                &c.span,
+                format!("`{}` is not a capability name", shown(c)),
+                "write e.g. \"NET_ADMIN\"",
+            ));
+        }
     }
-    let database = r.kind.as_deref() == Some("database");
+    let privileged = r.privileged.as_ref().is_some_and(|p| p.value);
+    let declared = [
+        r.socket
+            .as_ref()
+            .map(|s| (s.span.clone(), "the engine socket".to_string())),
+        r.caps
+            .first()
+            .map(|c| (c.span.clone(), "capabilities".to_string())),
+        r.devices
+            .first()
+            .map(|d| (d.span.clone(), "devices".to_string())),
+        r.privileged
+            .as_ref()
+            .filter(|p| p.value)
+            .map(|p| (p.span.clone(), "privileged mode".to_string())),
+        privileged_mount.map(|(span, host)| (span, format!("a mount of the host's {host}"))),
+    ];
+    if let Some((span, what)) = declared.into_iter().flatten().next()
+        && r.why.as_ref().is_none_or(|w| w.value.trim().is_empty())
+    {
+        return Err(problem(
+            &span,
+            format!("service `{name}` is given {what} without `why`"),
+            "privilege is declared and justified: add why = \"...\" saying what it is needed for",
+        ));
+    }
+    let database = r.kind.as_ref().is_some_and(|k| k.value == "database");
     if !ports.is_empty() && !r.proxy && r.expose.is_none() {
-        return Err(
-            "publishes ports without `expose` saying why (only the proxy publishes by default)"
-                .into(),
-        );
+        return Err(problem(
+            &r.ports[0].span,
+            "publishes ports without `expose` saying why (only the proxy publishes by default)",
+            "add expose = \"...\" or remove `ports`",
+        ));
     }
     if database && !ports.is_empty() {
-        return Err("a database never publishes ports".into());
+        return Err(problem(
+            &r.ports[0].span,
+            "a database never publishes ports",
+            "remove `ports`",
+        ));
     }
     if r.network.is_some() && !ports.is_empty() {
-        return Err("shares another's network namespace, so it cannot publish ports".into());
+        return Err(problem(
+            &r.ports[0].span,
+            "shares another's network namespace, so it cannot publish ports",
+            "publish on the namespace's owner",
+        ));
     }
+    let text = |v: &SString| v.value.clone();
     Ok(Service {
         name: name.to_string(),
-        description: r.description,
-        image: r.image,
-        arch: r.arch,
+        description: text(&r.description),
+        image: text(&r.image),
+        arch: r.arch.iter().map(text).collect(),
         memory_mib,
         cpus,
-        zone: r.zone,
-        network: r.network,
+        zone: r.zone.as_ref().map(text),
+        network: r.network.as_ref().map(|n| n.value.to_string()),
         ports,
         web: r.web,
         public: r.public,
         proxy: r.proxy,
-        depends: r.depends,
+        depends: r.depends.iter().map(|d| d.value.to_string()).collect(),
         database,
         volumes,
         env,
-        health: r.health,
-        cmd: r.cmd,
+        health: r.health.as_ref().map(text),
+        cmd: r.cmd.iter().map(text).collect(),
         socket,
-        caps: r.caps,
-        devices: r.devices,
-        privileged: r.privileged,
-        why: r.why,
-        expose: r.expose,
+        caps: r.caps.iter().map(text).collect(),
+        devices: r.devices.iter().map(|d| d.value.to_string()).collect(),
+        privileged,
+        why: r.why.as_ref().map(text),
+        expose: r.expose.as_ref().map(text),
+        loc: None,
     })
 }
 
@@ -383,9 +641,16 @@ impl Service {
     }
 }
 
+/// Where the catalog's entries come from, for diagnostics.
+const BUILTIN_NAME: &str = "src/catalog/services.toml (built in)";
+
 #[derive(Debug)]
 pub struct Catalog {
     services: BTreeMap<String, Service>,
+    /// Built-in entries an operator file replaced: name → that file.
+    replaced: BTreeMap<String, Utf8PathBuf>,
+    /// Which operator file defined each operator entry.
+    operator: BTreeMap<String, Utf8PathBuf>,
 }
 
 impl Catalog {
@@ -395,19 +660,40 @@ impl Catalog {
         Catalog::parse(EMBEDDED).expect("embedded catalog is valid (tested)")
     }
 
+    /// A catalog from one text; problems rendered as one message (tests).
     pub fn parse(text: &str) -> Result<Catalog, String> {
-        let mut cat = Catalog {
+        let mut sources = Sources::default();
+        let mut cat = Catalog::empty();
+        let mut diags = cat.merge(&mut sources, Utf8Path::new(BUILTIN_NAME), text, false);
+        if diags.is_empty() {
+            diags = cat.check_references();
+        }
+        if diags.is_empty() {
+            Ok(cat)
+        } else {
+            Err(diags
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "))
+        }
+    }
+
+    fn empty() -> Catalog {
+        Catalog {
             services: BTreeMap::new(),
-        };
-        cat.merge(text)?;
-        cat.check_references()?;
-        Ok(cat)
+            replaced: BTreeMap::new(),
+            operator: BTreeMap::new(),
+        }
     }
 
     /// The built-in catalog plus the operator's `modules/catalog/*.toml` (same
-    /// schema; an entry with a built-in's name replaces it).
-    pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, String> {
-        let mut cat = Catalog::builtin();
+    /// schema; an entry with a built-in's name replaces it, and `replaced`
+    /// says so). Problems point into the file that has them.
+    pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, Report> {
+        let mut sources = Sources::default();
+        let mut cat = Catalog::empty();
+        let mut diags = cat.merge(&mut sources, Utf8Path::new(BUILTIN_NAME), EMBEDDED, false);
         let dir = repo.join("modules/catalog");
         let mut files: Vec<camino::Utf8PathBuf> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
@@ -419,35 +705,106 @@ impl Catalog {
         };
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
+            let text = match std::fs::read_to_string(&f) {
+                Ok(t) => t,
+                Err(e) => {
+                    diags.push(Diagnostic::global(format!("{f}: {e}")));
+                    continue;
+                }
+            };
             let rel = f.strip_prefix(repo).unwrap_or(&f);
-            cat.merge(&text).map_err(|e| format!("{rel}: {e}"))?;
+            diags.extend(cat.merge(&mut sources, rel, &text, true));
         }
-        cat.check_references()?;
-        Ok(cat)
+        if diags.is_empty() {
+            diags = cat.check_references();
+        }
+        if diags.is_empty() {
+            Ok(cat)
+        } else {
+            Err(Report {
+                sources,
+                diagnostics: diags,
+            })
+        }
     }
 
-    fn merge(&mut self, text: &str) -> Result<(), String> {
-        let raw: BTreeMap<String, RawEntry> = toml::from_str(text).map_err(|e| e.to_string())?;
-        for (name, r) in raw {
-            let s = parse_entry(&name, r).map_err(|e| format!("catalog service `{name}`: {e}"))?;
-            self.services.insert(name, s);
+    /// Adds one file's entries; returns its problems (nothing is added from a
+    /// file with problems).
+    fn merge(
+        &mut self,
+        sources: &mut Sources,
+        path: &Utf8Path,
+        text: &str,
+        operator: bool,
+    ) -> Vec<Diagnostic> {
+        let file = sources.add(path, text.to_string());
+        let control = control_characters(file, text);
+        if !control.is_empty() {
+            return control;
         }
-        Ok(())
+        let raw: BTreeMap<ServiceName, Spanned<RawEntry>> = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => return vec![toml_diagnostic(file, &e)],
+        };
+        let mut diags = Vec::new();
+        for (name, entry) in &raw {
+            let loc = Loc::new(file, entry.span.clone());
+            let mut s = match parse_entry(name, entry) {
+                Ok(s) => s,
+                Err(p) => {
+                    diags.push(
+                        Diagnostic::at(
+                            Loc::new(file, p.span),
+                            format!("catalog service `{name}`: {}", p.message),
+                        )
+                        .hint(p.hint),
+                    );
+                    continue;
+                }
+            };
+            s.loc = Some(loc.clone());
+            if operator {
+                if let Some(first) = self.operator.get(name.as_str()) {
+                    let first_loc = self.services[name.as_str()].loc.clone();
+                    let mut d = Diagnostic::at(
+                        loc,
+                        format!("catalog service `{name}` is also defined in {first}"),
+                    )
+                    .hint("define each operator entry once");
+                    if let Some(fl) = first_loc {
+                        d = d.related(fl, "first defined here");
+                    }
+                    diags.push(d);
+                    continue;
+                }
+                if self.services.contains_key(name.as_str()) {
+                    self.replaced.insert(name.to_string(), path.to_path_buf());
+                }
+                self.operator.insert(name.to_string(), path.to_path_buf());
+            }
+            self.services.insert(name.to_string(), s);
+        }
+        diags
     }
 
-    fn check_references(&self) -> Result<(), String> {
+    fn check_references(&self) -> Vec<Diagnostic> {
+        let mut diags = Vec::new();
         for s in self.services.values() {
             for d in s.depends.iter().chain(s.network.iter()) {
                 if !self.services.contains_key(d) {
-                    return Err(format!(
+                    let message = format!(
                         "catalog service `{}` refers to unknown service `{d}`",
                         s.name
-                    ));
+                    );
+                    let d = match &s.loc {
+                        Some(loc) => Diagnostic::at(loc.clone(), message),
+                        None => Diagnostic::global(message),
+                    };
+                    diags.push(d.hint("`potato catalog` lists every service"));
                 }
             }
         }
-        Ok(())
+        diags
     }
 
     pub fn get(&self, name: &str) -> Option<&Service> {
@@ -456,6 +813,16 @@ impl Catalog {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)
+    }
+
+    /// The operator file that replaced the built-in entry `name`, if one did.
+    pub fn replaced_by(&self, name: &str) -> Option<&Utf8Path> {
+        self.replaced.get(name).map(Utf8PathBuf::as_path)
+    }
+
+    /// Every built-in entry an operator file replaced, with that file.
+    pub fn replaced(&self) -> impl Iterator<Item = (&str, &Utf8Path)> {
+        self.replaced.iter().map(|(n, p)| (n.as_str(), p.as_path()))
     }
 }
 
@@ -582,6 +949,110 @@ mod tests {
                 s.image
             );
         }
+    }
+
+    #[test]
+    fn mount_privilege_by_what_is_mounted() {
+        for sock in [
+            "/run/podman/podman.sock",
+            "/var/run/docker.sock",
+            "/run/docker.sock",
+            "/run//podman/./podman.sock/",
+            "/var/run/docker.sock/x",
+        ] {
+            assert_eq!(
+                mount_privilege(sock),
+                Some(MountPrivilege::EngineSocket),
+                "{sock}"
+            );
+        }
+        for tree in [
+            "/",
+            "/etc",
+            "/etc/ssh",
+            "/root",
+            "/proc",
+            "/sys",
+            "/dev",
+            "/dev/kmsg",
+            "/run",
+            "/var/run",
+            "/var",
+            "/run/podman",
+            "//etc/",
+            "/x/../etc",
+        ] {
+            assert!(
+                matches!(mount_privilege(tree), Some(MountPrivilege::HostControl(_))),
+                "{tree}"
+            );
+        }
+        for data in [
+            "/var/log",
+            "/var/log/traefik",
+            "/mnt/ssd",
+            "/etcetera",
+            "/srv/run",
+        ] {
+            assert_eq!(mount_privilege(data), None, "{data}");
+        }
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("//etc/./ssh/"), "/etc/ssh");
+        assert_eq!(normalize_path("/a/../../etc"), "/etc");
+        assert_eq!(normalize_path("/"), "/");
+    }
+
+    /// A catalog zone names a network resolve creates.
+    #[test]
+    fn catalog_zones_are_the_container_networks() {
+        let nets: Vec<&str> = crate::resolve::DEFAULT_NETWORKS
+            .iter()
+            .map(|(z, _)| *z)
+            .collect();
+        assert_eq!(nets, ZONES);
+        for s in Catalog::builtin().services.values() {
+            if let Some(z) = &s.zone {
+                assert!(ZONES.contains(&z.as_str()), "{}: {z}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn operator_problems_point_into_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("modules/catalog")).unwrap();
+        let text = "[x]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\nenv = { 'A B' = '1' }\n";
+        std::fs::write(root.join("modules/catalog/a.toml"), text).unwrap();
+        let report = Catalog::for_repo(root).unwrap_err();
+        let json = report.to_json();
+        assert_eq!(json.len(), 1);
+        assert_eq!(json[0].file.as_deref(), Some("modules/catalog/a.toml"));
+        assert_eq!((json[0].line, json[0].column), (Some(7), Some(9)));
+        assert!(
+            json[0]
+                .message
+                .contains("`A B` is not an environment variable name")
+        );
+    }
+
+    #[test]
+    fn replacing_a_builtin_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("modules/catalog")).unwrap();
+        let text = "[redis]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\n[mine]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\n";
+        std::fs::write(root.join("modules/catalog/x.toml"), text).unwrap();
+        let cat = Catalog::for_repo(root).unwrap();
+        let replaced: Vec<_> = cat.replaced().collect();
+        assert_eq!(
+            replaced,
+            vec![("redis", camino::Utf8Path::new("modules/catalog/x.toml"))]
+        );
+        assert_eq!(cat.get("redis").unwrap().image, "i:1");
     }
 
     #[test]

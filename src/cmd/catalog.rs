@@ -9,8 +9,7 @@ use crate::units::format_mib;
 pub fn run(g: &Global) -> Result<(), Error> {
     let root = super::repo_root(g).ok();
     let cat = match &root {
-        Some(r) => Catalog::for_repo(r)
-            .map_err(|e| Error::usage(e, "fix the catalog file under modules/catalog"))?,
+        Some(r) => Catalog::for_repo(r).map_err(Error::Invalid)?,
         None => Catalog::builtin(),
     };
     let services: Vec<_> = cat.names().filter_map(|n| cat.get(n)).collect();
@@ -46,5 +45,19 @@ pub fn run(g: &Global) -> Result<(), Error> {
             s.description
         );
     }
+    for line in replaced_lines(&cat, cat.names()) {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// One line per built-in entry among `names` that an operator file replaced:
+/// "traefik: operator entry modules/catalog/x.toml replaces the built-in".
+pub fn replaced_lines<'a>(cat: &Catalog, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    names
+        .filter_map(|n| {
+            cat.replaced_by(n)
+                .map(|f| format!("{n}: operator entry {f} replaces the built-in"))
+        })
+        .collect()
 }

@@ -55,12 +55,7 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
         .map_err(|e| Error::io(&repo.join("secrets"), e))?
         .with_coverage(repo)
         .map_err(|e| Error::usage(e.to_string(), "fix secrets/recipients.toml"))?;
-    let catalog = Catalog::for_repo(repo).map_err(|e| {
-        Error::usage(
-            e,
-            "fix the catalog file (same schema as `potato catalog` shows)",
-        )
-    })?;
+    let catalog = Catalog::for_repo(repo).map_err(Error::Invalid)?;
     match resolve::resolve(&inv, &catalog, &secrets) {
         Ok(plans) if plans.is_empty() && inv.diagnostics.is_empty() => Err(Error::usage(
             format!("no host files in {}", repo.join("hosts")),

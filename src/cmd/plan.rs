@@ -14,6 +14,7 @@ const DEPLOYED_EXPOSURE: &str = "/run/current-system/etc/potato/exposure.json";
 pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), Error> {
     let (root, plan, target) = super::hosts::one_host(g, host, conn)?;
     let table = exposure::table(&plan);
+    let replaced = replaced_entries(&root, &plan)?;
     let changes = if live {
         let remote = super::hosts::connect(&root, g, host, &target, conn)?;
         Some(deployed_changes(&remote, host, &table)?)
@@ -26,14 +27,33 @@ pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), 
         if let Some(c) = &changes {
             v["exposure_changes"] = serde_json::to_value(c).expect("strings");
         }
+        v["catalog_replaced"] = serde_json::to_value(&replaced).expect("strings");
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         print!("{}", human(&plan));
+        if !replaced.is_empty() {
+            println!("\ncatalog");
+            for line in &replaced {
+                println!("  {line}");
+            }
+        }
         if let Some(c) = changes {
             print!("{}", human_changes(c.as_deref()));
         }
     }
     Ok(())
+}
+
+/// The host's services whose built-in catalog entry an operator file replaced.
+fn replaced_entries(root: &camino::Utf8Path, plan: &HostPlan) -> Result<Vec<String>, Error> {
+    let Some(c) = &plan.containers else {
+        return Ok(Vec::new());
+    };
+    let cat = crate::catalog::Catalog::for_repo(root).map_err(Error::Invalid)?;
+    Ok(super::catalog::replaced_lines(
+        &cat,
+        c.services.iter().map(|s| s.name.as_str()),
+    ))
 }
 
 /// The exposure changes a deploy would make, or None when the running

@@ -133,8 +133,7 @@ impl Context {
         // that is invalid (a missing secret is what `gen`/`set` are for) and
         // skips the coverage check (fixing coverage is what rekey is for).
         let inv = inventory::load(root)?;
-        let catalog = Catalog::for_repo(root)
-            .map_err(|e| Error::usage(e, "fix the catalog file under modules/catalog"))?;
+        let catalog = Catalog::for_repo(root).map_err(Error::Invalid)?;
         let mut users: BTreeMap<Utf8PathBuf, BTreeSet<String>> = BTreeMap::new();
         let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (host, name, on_host) in resolve::secret_references(&inv, &catalog, &index) {

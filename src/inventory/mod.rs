@@ -4,8 +4,10 @@
 //! diagnostics. It does not judge values (that is `resolve`), and it never touches
 //! generated files or Nix.
 
+pub mod ident;
 pub mod schema;
 pub mod spanned;
+pub mod text;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -63,6 +65,11 @@ pub fn load(repo: &Utf8Path) -> Result<Inventory, Error> {
         let rel = display_path(repo, &path);
         let file = inv.sources.add(&rel, text);
         let name = path.file_stem().unwrap_or_default().to_string();
+        let control = text::control_characters(file, inv.sources.text(file));
+        if !control.is_empty() {
+            inv.diagnostics.extend(control);
+            continue;
+        }
         match toml::from_str::<HostFile>(inv.sources.text(file)) {
             Ok(raw) => inv.hosts.push(HostSource {
                 name,
@@ -76,10 +83,13 @@ pub fn load(repo: &Utf8Path) -> Result<Inventory, Error> {
     Ok(inv)
 }
 
-fn toml_diagnostic(file: FileId, e: &toml::de::Error) -> Diagnostic {
-    let message = e.message().to_string();
-    let hint = toml_hint(&message);
-    let span = e.span().unwrap_or(0..0);
+/// A TOML syntax, shape or identifier error as a diagnostic at its span.
+pub fn toml_diagnostic(file: FileId, e: &toml::de::Error) -> Diagnostic {
+    let (message, ident_hint, ident_span) = ident::split_error(e.message());
+    let hint = ident_hint
+        .map(str::to_string)
+        .or_else(|| toml_hint(message));
+    let span = ident_span.or_else(|| e.span()).unwrap_or(0..0);
     let mut d = Diagnostic::at(Loc::new(file, span), message);
     if let Some(h) = hint {
         d = d.hint(h);

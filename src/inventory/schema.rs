@@ -3,7 +3,10 @@
 //! These types mirror the TOML one to one (unknown keys are rejected) and carry no
 //! policy: values that need parsing (CIDRs, rules, sizes, durations, addresses) stay
 //! spanned strings here and are checked in `resolve`, so that one run reports every
-//! problem at once. Doc comments become the JSON Schema's descriptions.
+//! problem at once. Identifiers and paths that reach native files (service names,
+//! env keys, zones, peer and host names, unit and secret names, mount points, the
+//! data root, devices, Proxmox ids) are `ident` newtypes, checked as they are read.
+//! Doc comments become the JSON Schema's descriptions.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +14,10 @@ use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::ident::{
+    AbsPath, DevicePath, EnvKey, HostName, PeerName, PveBridge, PveNode, PveStorageId, SecretName,
+    ServiceName, UnitName, ZoneName,
+};
 use super::spanned::Spanned;
 
 pub type SString = Spanned<String>;
@@ -38,7 +45,7 @@ pub struct HostFile {
     pub deploy: Deploy,
     /// Named groups of source addresses, used by firewall rules and fail2ban ignores.
     #[serde(default)]
-    pub zones: BTreeMap<String, Vec<SString>>,
+    pub zones: BTreeMap<ZoneName, Vec<SString>>,
     /// UFW-style packet filter.
     #[serde(default)]
     pub firewall: Firewall,
@@ -63,7 +70,7 @@ pub struct HostFile {
     /// owner and mode. Secrets referenced elsewhere ("secret:NAME") are included
     /// with the defaults (root, root, 0400).
     #[serde(default)]
-    pub secrets: BTreeMap<String, Spanned<SecretFile>>,
+    pub secrets: BTreeMap<SecretName, Spanned<SecretFile>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -75,7 +82,8 @@ pub struct SecretFile {
     /// Owning group (default root).
     #[serde(default)]
     pub group: Option<SString>,
-    /// Octal mode, e.g. "0440" (default "0400").
+    /// Octal mode: "0400" (the default), "0440", "0600" or "0640". No setuid,
+    /// setgid or sticky bit, never readable by others, always readable by the owner.
     #[serde(default)]
     pub mode: Option<SString>,
 }
@@ -265,10 +273,10 @@ pub struct Fail2ban {
 pub struct Storage {
     /// Disk that holds /boot and / (a /dev/disk/by-id path).
     #[serde(default)]
-    pub boot_disk: Option<SString>,
+    pub boot_disk: Option<Spanned<DevicePath>>,
     /// Extra filesystems by mount point.
     #[serde(default)]
-    pub mounts: BTreeMap<String, Spanned<Mount>>,
+    pub mounts: BTreeMap<AbsPath, Spanned<Mount>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -301,7 +309,7 @@ pub struct WireGuard {
     pub public_key: Option<SString>,
     /// Other potato hosts to peer with, by host name (a spoke names its hub).
     #[serde(default)]
-    pub peers: Vec<SString>,
+    pub peers: Vec<Spanned<HostName>>,
     /// Peers that are not potato hosts (phones, laptops).
     #[serde(default)]
     pub external_peers: Vec<Spanned<ExternalPeer>>,
@@ -310,8 +318,9 @@ pub struct WireGuard {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalPeer {
-    /// A name for humans, shown in plans and comments.
-    pub name: SString,
+    /// A name for humans, shown in plans and comments: one word of letters,
+    /// digits, '-', '_', '.' and '@'.
+    pub name: Spanned<PeerName>,
     pub public_key: SString,
     /// Addresses routed to this peer, e.g. ["10.99.0.50/32"].
     pub allowed_ips: Vec<SString>,
@@ -331,7 +340,7 @@ pub enum Backend {
 #[derive(Debug, Default)]
 pub struct Containers {
     pub backend: Option<Spanned<Backend>>,
-    pub services: Vec<SString>,
+    pub services: Vec<Spanned<ServiceName>>,
     /// Memory kept for the OS and non-container services, e.g. "512MiB".
     /// Default: a quarter of RAM, at least 384 MiB and at most 2 GiB.
     pub os_reserve: Option<SString>,
@@ -339,14 +348,14 @@ pub struct Containers {
     pub networks: BTreeMap<String, SString>,
     /// Where container data lives on the host: each service gets DATA/<service>/...,
     /// shared directories DATA/shared/... (default "/var/lib/potato").
-    pub data: Option<SString>,
+    pub data: Option<Spanned<AbsPath>>,
     /// Domain under which Traefik routes web UIs: <service>.<domain>
     /// (default "<host>.home.arpa").
     pub domain: Option<SString>,
     /// Authentik base URL for Traefik's forward-auth when this host runs no
     /// authentik itself, e.g. "https://auth.example.net".
     pub auth_url: Option<SString>,
-    pub overrides: BTreeMap<String, Spanned<ServiceOverride>>,
+    pub overrides: BTreeMap<ServiceName, Spanned<ServiceOverride>>,
 }
 
 /// Per-host changes to a catalog service.
@@ -356,9 +365,13 @@ pub struct ServiceOverride {
     /// Memory limit, e.g. "2GiB".
     #[serde(default)]
     pub memory: Option<SString>,
-    /// Device nodes passed through, e.g. ["/dev/dri"].
+    /// Device nodes passed through, e.g. ["/dev/dri"]. A device is a privilege:
+    /// it needs `why`.
     #[serde(default)]
-    pub devices: Vec<SString>,
+    pub devices: Vec<Spanned<DevicePath>>,
+    /// Why the privileges this table adds (devices) are needed.
+    #[serde(default)]
+    pub why: Option<SString>,
     /// Extra or replaced host ports: "HOST:CONTAINER[/PROTO]".
     #[serde(default)]
     pub ports: Option<Vec<SString>>,
@@ -370,7 +383,7 @@ pub struct ServiceOverride {
     pub cpus: Option<Spanned<f64>>,
     /// Extra or replaced environment: literal values, "secret:NAME", or "{secret:NAME}" inside a value.
     #[serde(default)]
-    pub env: BTreeMap<String, SString>,
+    pub env: BTreeMap<EnvKey, SString>,
     /// Turn the Authentik SSO middleware off for this web UI (only with public = true).
     #[serde(default)]
     pub sso: Option<Spanned<bool>>,
@@ -379,9 +392,9 @@ pub struct ServiceOverride {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Health {
-    /// A systemd unit that must be active.
+    /// A systemd unit that must be active (its full name, e.g. "podman-traefik.service").
     #[serde(default)]
-    pub unit: Option<SString>,
+    pub unit: Option<Spanned<UnitName>>,
     /// "address:port" that must accept a TCP connection (probed on the host).
     #[serde(default)]
     pub tcp: Option<SString>,
@@ -393,17 +406,19 @@ pub struct Health {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Proxmox {
-    /// API base URL, e.g. "https://192.168.100.2:8006".
+    /// API base URL, e.g. "https://192.168.100.2:8006": https, a host and an
+    /// optional port, nothing else. Every host file naming the same token must
+    /// name the same API (the token goes where this points).
     pub api: SString,
     /// Proxmox node name.
-    pub node: SString,
+    pub node: Spanned<PveNode>,
     pub vmid: Spanned<i64>,
     #[serde(default)]
     pub cores: Option<Spanned<i64>>,
     /// Disk size, e.g. "16GiB".
     pub disk: SString,
     /// Network bridge, e.g. "vmbr0".
-    pub bridge: SString,
+    pub bridge: Spanned<PveBridge>,
     /// Secret reference to the API token: "secret:NAME"; the secret reads
     /// USER@REALM!TOKENID=SECRET.
     pub token: SString,
@@ -413,10 +428,10 @@ pub struct Proxmox {
     pub fingerprint: Option<SString>,
     /// Storage for the uploaded image (content=import; default "local").
     #[serde(default)]
-    pub image_storage: Option<SString>,
+    pub image_storage: Option<Spanned<PveStorageId>>,
     /// Storage for the VM's disks (default "local-lvm").
     #[serde(default)]
-    pub disk_storage: Option<SString>,
+    pub disk_storage: Option<Spanned<PveStorageId>>,
 }
 
 // `[containers]` mixes fixed keys with one table per service, which serde's
@@ -431,7 +446,7 @@ impl<'de> Deserialize<'de> for Containers {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Containers, A::Error> {
                 let mut c = Containers::default();
-                while let Some(key) = map.next_key::<String>()? {
+                while let Some(ContainersKey(key)) = map.next_key::<ContainersKey>()? {
                     match key.as_str() {
                         "backend" => c.backend = Some(map.next_value()?),
                         "services" => c.services = map.next_value()?,
@@ -444,7 +459,8 @@ impl<'de> Deserialize<'de> for Containers {
                             if c.overrides.contains_key(name) {
                                 return Err(de::Error::custom(format!("duplicate table `{name}`")));
                             }
-                            c.overrides.insert(name.to_string(), map.next_value()?);
+                            let name = ServiceName::parse(name).map_err(de::Error::custom)?;
+                            c.overrides.insert(name, map.next_value()?);
                         }
                     }
                 }
@@ -452,6 +468,31 @@ impl<'de> Deserialize<'de> for Containers {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// The fixed keys of `[containers]`; any other key names a service.
+const CONTAINERS_KEYS: &[&str] = &[
+    "backend",
+    "services",
+    "os_reserve",
+    "networks",
+    "data",
+    "domain",
+    "auth_url",
+];
+
+/// A key of `[containers]`: a fixed key, or a valid service name (checked here,
+/// so the error points at the key).
+struct ContainersKey(String);
+
+impl<'de> Deserialize<'de> for ContainersKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let key = String::deserialize(d)?;
+        if !CONTAINERS_KEYS.contains(&key.as_str()) {
+            ServiceName::parse(&key).map_err(de::Error::custom)?;
+        }
+        Ok(ContainersKey(key))
     }
 }
 

@@ -23,7 +23,7 @@ use crate::units::{parse_duration, parse_mib};
 mod containers;
 
 /// Default container network subnets by zone.
-const DEFAULT_NETWORKS: &[(&str, &str)] = &[
+pub(crate) const DEFAULT_NETWORKS: &[(&str, &str)] = &[
     ("proxy", "10.89.1.0/24"),
     ("backend", "10.89.2.0/24"),
     ("monitoring", "10.89.3.0/24"),
@@ -258,7 +258,7 @@ impl<'a> HostCx<'a> {
             .iter()
             .map(|(n, t)| {
                 (
-                    n.clone(),
+                    n.to_string(),
                     Spanned::new(t.span.clone(), format!("secret:{n}")),
                 )
             })
@@ -267,7 +267,7 @@ impl<'a> HostCx<'a> {
             if self.secret(as_ref).is_none() {
                 continue;
             }
-            let t = &self.host.raw.secrets[name];
+            let t = &self.host.raw.secrets[name.as_str()];
             let mut m = SecretMode::default();
             for (field, value) in [(&mut m.owner, &t.owner), (&mut m.group, &t.group)] {
                 if let Some(v) = value {
@@ -286,25 +286,12 @@ impl<'a> HostCx<'a> {
                     *field = v.value.clone();
                 }
             }
+            if let Some(mode) = &t.mode
+                && let Err((message, hint)) = check_secret_mode(&mode.value)
+            {
+                self.error(&mode.span, message, hint);
+            }
             if let Some(mode) = &t.mode {
-                let ok =
-                    (3..=4).contains(&mode.len()) && mode.chars().all(|c| ('0'..='7').contains(&c));
-                if !ok {
-                    self.error(
-                        &mode.span,
-                        format!("`{}` is not an octal file mode", mode.value),
-                        "write e.g. \"0400\" or \"0440\"",
-                    );
-                } else if u32::from_str_radix(&mode.value, 8).unwrap_or(0) & 0o007 != 0 {
-                    self.error(
-                        &mode.span,
-                        format!(
-                            "mode {} lets every user on the host read the secret",
-                            mode.value
-                        ),
-                        "drop the last digit's bits, e.g. \"0440\"",
-                    );
-                }
                 m.mode = if mode.len() == 3 {
                     format!("0{}", mode.value)
                 } else {
@@ -456,20 +443,8 @@ impl<'a> HostCx<'a> {
 
     fn zones(&mut self) -> BTreeMap<String, Vec<IpNet>> {
         let mut zones = BTreeMap::new();
+        // Zone names were checked when the host file was read (ZoneName).
         for (name, nets) in &self.host.raw.zones {
-            if name == "any"
-                || name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                let span = nets.first().map(|n| n.span.clone()).unwrap_or(0..0);
-                self.error(
-                    &span,
-                    format!("`{name}` cannot be a zone name"),
-                    "zone names are lowercase letters, digits and '-', and \"any\" is built in",
-                );
-            }
             let mut parsed = Vec::new();
             for n in nets {
                 match parse_net(&n.value) {
@@ -481,7 +456,7 @@ impl<'a> HostCx<'a> {
                     ),
                 }
             }
-            zones.insert(name.clone(), parsed);
+            zones.insert(name.to_string(), parsed);
         }
         zones
     }
@@ -545,7 +520,7 @@ impl<'a> HostCx<'a> {
                 self.error(
                     &k.span,
                     e,
-                    "paste one line of ~/.ssh/id_ed25519.pub: \"ssh-ed25519 AAAA... comment\"",
+                    "paste one line of ~/.ssh/id_ed25519.pub: \"ssh-ed25519 AAAA... comment\" (one key per string)",
                 );
             }
             keys.push(k.value.clone());
@@ -727,17 +702,13 @@ impl<'a> HostCx<'a> {
             );
         }
         let mut mounts = Vec::new();
+        // Mount points were checked when the host file was read (AbsPath).
         for (point, m) in &s.mounts {
-            let valid_point = point.starts_with('/')
-                && point != "/"
-                && !point.contains("//")
-                && !point.split('/').any(|c| c == "..")
-                && !point.ends_with('/');
-            if !valid_point {
+            if matches!(point.as_str(), "/boot" | "/nix" | "/nix/store") {
                 self.error(
                     &m.span,
-                    format!("mount point `{point}` is not an absolute path"),
-                    "write e.g. \"/mnt/storage\"; / and /boot come from the hardware profile",
+                    format!("mount point `{point}` belongs to the hardware profile"),
+                    "/, /boot and /nix come from the hardware profile; mount data disks elsewhere, e.g. \"/mnt/storage\"",
                 );
             }
             let dev = &m.device;
@@ -750,7 +721,8 @@ impl<'a> HostCx<'a> {
                 "UUID=",
             ]
             .iter()
-            .any(|p| dev.value.starts_with(p) && dev.value.len() > p.len());
+            .any(|p| dev.value.starts_with(p) && dev.value.len() > p.len())
+                && fstab_word(&dev.value);
             if !dev_ok {
                 self.error(&dev.span, format!("device `{}` is not addressed by label or UUID", dev.value), "use \"/dev/disk/by-label/NAME\" or \"/dev/disk/by-uuid/UUID\" so the mount survives device renaming");
             }
@@ -770,6 +742,15 @@ impl<'a> HostCx<'a> {
                 Some(("UUID", u)) => format!("/dev/disk/by-uuid/{u}"),
                 _ => dev.value.clone(),
             };
+            for o in &m.options {
+                if o.value.is_empty() || o.value.contains(',') || !fstab_word(&o.value) {
+                    self.error(
+                        &o.span,
+                        format!("`{}` is not a mount option", o.value),
+                        "one option per string, e.g. [\"noatime\", \"compress=zstd\"]: letters, digits and = . _ - + : / @",
+                    );
+                }
+            }
             let mut options: Vec<String> = m.options.iter().map(|o| o.value.clone()).collect();
             if options.is_empty() {
                 options.push("defaults".into());
@@ -778,14 +759,14 @@ impl<'a> HostCx<'a> {
                 options.push("nofail".into());
             }
             mounts.push(MountPlan {
-                point: point.clone(),
+                point: point.to_string(),
                 device,
                 fs: m.fs.value.clone(),
                 options,
             });
         }
         StoragePlan {
-            boot_disk: s.boot_disk.as_ref().map(|b| b.value.clone()),
+            boot_disk: s.boot_disk.as_ref().map(|b| b.value.to_string()),
             mounts,
         }
     }
@@ -867,7 +848,7 @@ impl<'a> HostCx<'a> {
                     self.error(&e.span, m, "write \"host:port\"");
                 }
                 peers.push(WgPeer {
-                    name: ext.name.value.clone(),
+                    name: ext.name.value.to_string(),
                     public_key: ext.public_key.value.clone(),
                     allowed_ips: allowed,
                     endpoint: ext.endpoint.as_ref().map(|e| e.value.clone()),
@@ -923,17 +904,8 @@ impl<'a> HostCx<'a> {
                 continue;
             }
             if let Some(u) = &h.unit {
-                if u.value.is_empty()
-                    || u.value.contains(char::is_whitespace)
-                    || !u.value.contains('.')
-                {
-                    self.error(
-                        &u.span,
-                        format!("`{}` is not a systemd unit name", u.value),
-                        "write the full unit name, e.g. \"podman-traefik.service\"",
-                    );
-                }
-                out.push(HealthCheck::Unit(u.value.clone()));
+                // The unit name's grammar was checked when the host file was read.
+                out.push(HealthCheck::Unit(u.value.to_string()));
             } else if let Some(t) = &h.tcp {
                 if let Err(e) = check_endpoint(&t.value) {
                     self.error(&t.span, e, "write \"address:port\", e.g. \"127.0.0.1:443\"");
@@ -975,11 +947,11 @@ impl<'a> HostCx<'a> {
                 "remove the table, or set hardware = \"proxmox-vm\"",
             );
         }
-        if !p.api.value.starts_with("https://") {
+        if let Err(e) = check_proxmox_api(&p.api.value) {
             self.error(
                 &p.api.span,
-                format!("`{}` is not an https URL", p.api.value),
-                "write e.g. \"https://192.168.100.2:8006\"",
+                e,
+                "write https://HOST or https://HOST:PORT, e.g. \"https://192.168.100.2:8006\" (no user, path, query or fragment)",
             );
         }
         if !(100..=999_999_999).contains(&p.vmid.value) {
@@ -1005,22 +977,22 @@ impl<'a> HostCx<'a> {
         let token = self.operator_secret(&p.token);
         Some(ProxmoxPlan {
             api: p.api.value.clone(),
-            node: p.node.value.clone(),
+            node: p.node.value.to_string(),
             vmid: p.vmid.value.clamp(0, u32::MAX as i64) as u32,
             cores,
             disk_mib,
-            bridge: p.bridge.value.clone(),
+            bridge: p.bridge.value.to_string(),
             token_secret: token.unwrap_or_default(),
             fingerprint: p.fingerprint.as_ref().map(|f| f.value.clone()),
             image_storage: p
                 .image_storage
                 .as_ref()
-                .map(|s| s.value.clone())
+                .map(|s| s.value.to_string())
                 .unwrap_or_else(|| "local".into()),
             disk_storage: p
                 .disk_storage
                 .as_ref()
-                .map(|s| s.value.clone())
+                .map(|s| s.value.to_string())
                 .unwrap_or_else(|| "local-lvm".into()),
         })
     }
@@ -1152,6 +1124,9 @@ fn check_endpoint(s: &str) -> Result<(), String> {
 }
 
 fn check_public_key(k: &str) -> Result<(), String> {
+    if k.contains(['\n', '\r', '\0']) {
+        return Err("an authorized key is one line: this string holds a line break or NUL".into());
+    }
     let mut parts = k.split_whitespace();
     let kind = parts.next().unwrap_or("");
     let blob = parts.next().unwrap_or("");
@@ -1173,6 +1148,98 @@ fn check_public_key(k: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '='))
     {
         return Err("the key's base64 part is missing or damaged".into());
+    }
+    // The blob starts with its own type as an SSH string (RFC 4253 6.6).
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| "the key's base64 part is not valid base64".to_string())?;
+    let inner = bytes
+        .get(..4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .and_then(|len| bytes.get(4..4 + len));
+    if inner != Some(kind.as_bytes()) {
+        return Err(format!(
+            "the key's base64 part is not a `{kind}` key (the blob names another type or is damaged)"
+        ));
+    }
+    Ok(())
+}
+
+/// Secret file modes potato writes: the owner reads, the group may read, no
+/// one else; the owner may write; no setuid, setgid or sticky bit.
+pub const SECRET_MODES: &[&str] = &["0400", "0440", "0600", "0640"];
+
+fn check_secret_mode(mode: &str) -> Result<(), (String, String)> {
+    let hint = format!("use one of {}", SECRET_MODES.join(", "));
+    let digits = (3..=4).contains(&mode.len()) && mode.chars().all(|c| ('0'..='7').contains(&c));
+    if !digits {
+        return Err((
+            format!("`{mode}` is not an octal file mode"),
+            format!("write e.g. \"0400\" or \"0440\"; {hint}"),
+        ));
+    }
+    let bits = u32::from_str_radix(mode, 8).unwrap_or(0);
+    let message = if bits & 0o7000 != 0 {
+        format!("mode {mode} sets the setuid, setgid or sticky bit")
+    } else if bits & 0o007 != 0 {
+        format!("mode {mode} lets every user on the host read the secret")
+    } else if bits & 0o400 == 0 {
+        format!("mode {mode} does not let the owner read the secret")
+    } else if !SECRET_MODES.contains(&format!("{bits:04o}").as_str()) {
+        format!("mode {mode} is not a mode for a secret")
+    } else {
+        return Ok(());
+    };
+    Err((message, hint))
+}
+
+/// One word of an fstab line: no whitespace, no '#', no control character.
+fn fstab_word(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '=' | '.' | '_' | '-' | '+' | ':' | '/' | '@')
+        })
+}
+
+/// "https://HOST[:PORT]" and nothing else: the API token is sent there.
+pub fn check_proxmox_api(url: &str) -> Result<(), String> {
+    let Some(authority) = url.strip_prefix("https://") else {
+        return Err(format!("`{url}` is not an https URL"));
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    if authority.contains(['@', '/', '?', '#']) {
+        return Err(format!(
+            "`{url}` has more than a host and port: the API token would be sent with it"
+        ));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{url}`: missing ']'"))?;
+        h.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("`{h}` is not an IPv6 address"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if let Some(p) = port {
+        crate::catalog::parse_port(p).map_err(|e| format!("`{url}`: {e}"))?;
+    }
+    let dns_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if !(dns_name || host.parse::<IpAddr>().is_ok()) {
+        return Err(format!("`{host}` is not a host name or address"));
     }
     Ok(())
 }
@@ -1239,6 +1306,7 @@ fn fleet_checks(
     let mut addresses: BTreeMap<(String, u16), &HostSource> = BTreeMap::new();
     let mut wg_addrs: BTreeMap<IpAddr, (&HostSource, String)> = BTreeMap::new();
     let mut vmids: BTreeMap<(String, String, u32), &HostSource> = BTreeMap::new();
+    let mut token_apis: BTreeMap<String, (&str, &HostSource)> = BTreeMap::new();
     for (h, plan) in plans {
         let Some(p) = plan else { continue };
         let key = (
@@ -1281,6 +1349,7 @@ fn fleet_checks(
             }
         }
         if let Some(px) = &p.proxmox {
+            same_api_per_token(h, px, &mut token_apis, diags);
             let span = h
                 .raw
                 .proxmox
@@ -1300,6 +1369,42 @@ fn fleet_checks(
                 );
             }
         }
+    }
+}
+
+/// The shared Proxmox token goes wherever `api` points, so one host file cannot
+/// point it somewhere else: every host naming the same token names the same API.
+fn same_api_per_token<'a>(
+    h: &'a HostSource,
+    px: &'a ProxmoxPlan,
+    seen: &mut BTreeMap<String, (&'a str, &'a HostSource)>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(raw) = &h.raw.proxmox else { return };
+    match seen.get(&px.token_secret) {
+        None => {
+            seen.insert(px.token_secret.clone(), (px.api.as_str(), h));
+        }
+        Some((api, first)) if *api != px.api => {
+            let first_span = first
+                .raw
+                .proxmox
+                .as_ref()
+                .map(|x| x.api.span.clone())
+                .unwrap_or(0..0);
+            diags.push(
+                Diagnostic::at(
+                    Loc::new(h.file, raw.api.span.clone()),
+                    format!(
+                        "the Proxmox token `{}` would be sent to {}, but {} sends it to {api}",
+                        px.token_secret, px.api, first.name
+                    ),
+                )
+                .related(Loc::new(first.file, first_span), "this host's API")
+                .hint("one token belongs to one Proxmox API: use the same api in every host file, or give this API its own token secret"),
+            );
+        }
+        Some(_) => {}
     }
 }
 
@@ -1334,7 +1439,7 @@ fn resolve_wireguard_peers(inv: &Inventory, plans: &mut [HostPlan], diags: &mut 
                     );
                     continue;
                 }
-                if !snapshot.iter().any(|p| p.name == peer.value) {
+                if !snapshot.iter().any(|p| p.name == peer.value.as_str()) {
                     let known: Vec<&str> = snapshot.iter().map(|p| p.name.as_str()).collect();
                     diags.push(
                         Diagnostic::at(loc, format!("unknown host `{}`", peer.value)).hint(
