@@ -405,22 +405,21 @@ impl Catalog {
     }
 
     /// The built-in catalog plus the operator's `modules/catalog/*.toml` (same
-    /// schema; an entry with a built-in's name replaces it).
+    /// schema; an entry with a built-in's name replaces it). Files are read
+    /// through `fsguard`: a linked catalog file is refused before it is parsed.
     pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, String> {
         let mut cat = Catalog::builtin();
-        let dir = repo.join("modules/catalog");
-        let mut files: Vec<camino::Utf8PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .flatten()
-                .filter_map(|e| camino::Utf8PathBuf::from_path_buf(e.path()).ok())
-                .filter(|p| p.extension() == Some("toml"))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
-            let rel = f.strip_prefix(repo).unwrap_or(&f);
+        let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
+        let dir = camino::Utf8Path::new("modules/catalog");
+        let entries = fs.list(dir).map_err(|e| e.to_string())?;
+        for (name, _) in entries.unwrap_or_default() {
+            let rel = dir.join(&name);
+            if rel.extension() != Some("toml") {
+                continue;
+            }
+            let Some(text) = fs.read_string(&rel).map_err(|e| e.to_string())? else {
+                continue;
+            };
             cat.merge(&text).map_err(|e| format!("{rel}: {e}"))?;
         }
         cat.check_references()?;
