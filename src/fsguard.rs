@@ -127,6 +127,19 @@ impl RepoFs {
         kind_at(&dir, name, rel)
     }
 
+    /// Refuses `rel` if it (or a directory on the way) is a link, naming
+    /// where it points; Ok when it is anything else or absent.
+    pub fn refuse_link(&self, rel: &Utf8Path) -> Result<(), FsError> {
+        let (parent, name) = split(rel)?;
+        let Some(dir) = self.dir(parent)? else {
+            return Ok(());
+        };
+        match kind_at(&dir, name, rel)? {
+            Some(Kind::Symlink) => Err(symlink_error(&dir, name, rel)),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads a regular file; None if it does not exist.
     pub fn read(&self, rel: &Utf8Path) -> Result<Option<Vec<u8>>, FsError> {
         let (parent, name) = split(rel)?;

@@ -356,29 +356,28 @@ fn a_linked_secret_is_not_copied_into_the_generated_tree() {
 }
 
 #[test]
-fn a_linked_recipients_file_is_refused() {
-    let sb = Sandbox::new();
-    let fake = sb.outside().join("recipients.toml");
-    std::fs::write(&fake, "admins = [\"OUTSIDE-RECIPIENT\"\n").unwrap();
-    std::fs::remove_file(sb.repo().join("secrets/recipients.toml")).unwrap();
-    sb.link("secrets/recipients.toml", &fake);
-    let before = sb.snapshot();
-    let run = sb.potato(&["check"]);
-    assert_refused(
-        &run,
-        "secrets/recipients.toml",
-        "OUTSIDE-RECIPIENT",
-        &before,
-        &sb,
-    );
-    let run = sb.potato(&["secrets", "list"]);
-    assert_refused(
-        &run,
-        "secrets/recipients.toml",
-        "OUTSIDE-RECIPIENT",
-        &before,
-        &sb,
-    );
+fn linked_recipients_and_known_hosts_files_are_refused() {
+    for (file, content) in [
+        (
+            "secrets/recipients.toml",
+            "admins = [\"OUTSIDE-RECIPIENT\"\n",
+        ),
+        (
+            "secrets/known_hosts",
+            "OUTSIDE-RECIPIENT ssh-ed25519 AAAA\n",
+        ),
+    ] {
+        let sb = Sandbox::new();
+        let fake = sb.outside().join("fake");
+        std::fs::write(&fake, content).unwrap();
+        let _ = std::fs::remove_file(sb.repo().join(file));
+        sb.link(file, &fake);
+        let before = sb.snapshot();
+        for args in [&["check"][..], &["gen"], &["secrets", "list"]] {
+            let run = sb.potato(args);
+            assert_refused(&run, file, "OUTSIDE-RECIPIENT", &before, &sb);
+        }
+    }
 }
 
 #[test]

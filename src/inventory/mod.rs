@@ -49,10 +49,7 @@ pub fn host_files(fs: &RepoFs) -> Result<Vec<Utf8PathBuf>, Error> {
         }
         match kind {
             Kind::File => files.push(path),
-            Kind::Symlink => {
-                // Let fsguard name the link and where it points.
-                fs.read(&path)?;
-            }
+            Kind::Symlink => fs.refuse_link(&path)?,
             Kind::Dir | Kind::Other => {}
         }
     }

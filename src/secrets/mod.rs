@@ -44,13 +44,16 @@ impl SecretIndex {
         for (scope, kind) in fs.list(root)?.unwrap_or_default() {
             match kind {
                 Kind::Dir => {}
-                Kind::Symlink => return refuse_link(&fs, &root.join(&scope)),
+                Kind::Symlink => {
+                    fs.refuse_link(&root.join(&scope))?;
+                    continue;
+                }
                 Kind::File | Kind::Other => continue,
             }
             let dir = root.join(&scope);
             for (file, kind) in fs.list(&dir)?.unwrap_or_default() {
                 if kind == Kind::Symlink {
-                    return refuse_link(&fs, &dir.join(&file));
+                    fs.refuse_link(&dir.join(&file))?;
                 }
                 if let Some(name) = file.strip_suffix(".age") {
                     idx.files.insert((scope.clone(), name.to_string()));
@@ -94,15 +97,6 @@ impl SecretIndex {
     pub fn insert(&mut self, scope: &str, name: &str) {
         self.files.insert((scope.to_string(), name.to_string()));
     }
-}
-
-/// The error for a link found while listing (fsguard names where it points).
-fn refuse_link(fs: &RepoFs, rel: &Utf8Path) -> Result<SecretIndex, FsError> {
-    fs.read(rel)?;
-    Err(FsError::Symlink {
-        path: rel.to_path_buf(),
-        target: None,
-    })
 }
 
 /// Parses "secret:NAME". Err explains the expected form.
