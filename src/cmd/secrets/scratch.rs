@@ -9,6 +9,8 @@
 //! `flock` on it while potato runs. The kernel drops the lock when the process
 //! dies, also on SIGKILL, so the next `potato secrets` finds the unlocked
 //! directory of a killed edit, overwrites its files with zeros and removes it.
+//! (An editor that outlives a killed potato loses its copy then; its save could
+//! not have reached the repository anyway.)
 //!
 //! It does not decrypt, encrypt or run the editor (that is `secrets`).
 
