@@ -10,6 +10,8 @@
 //! `flash` writes and verifies card images, `image_key` puts the pre-generated
 //! host key into images; `bootstrap` installs fresh machines; `proxmox` is the
 //! Proxmox VE API client.
+//! `fsguard` is the filesystem boundary: every read and write in the repository
+//! goes through it, and it never follows a symbolic link.
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
@@ -23,6 +25,7 @@ pub mod diag;
 pub mod doctor;
 pub mod error;
 pub mod flash;
+pub mod fsguard;
 pub mod harden;
 pub mod image_key;
 pub mod inventory;

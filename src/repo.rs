@@ -1,4 +1,5 @@
-//! The fleet repository: finding its root and choosing hosts by name or tag.
+//! The fleet repository: finding its root, choosing hosts by name or tag, and
+//! checking host names from the command line before they become paths.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -74,4 +75,46 @@ pub fn select<'a>(plans: &'a [HostPlan], selectors: &[String]) -> Result<Vec<&'a
         }
     }
     Ok(out)
+}
+
+/// True for a valid host name: the rule `resolve` applies to host file names
+/// (lowercase letters, digits and '-', at most 63, no '-' at either end). A
+/// name that passes can be used as one path component.
+pub fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A host name from the command line, checked before it becomes a path.
+pub fn check_host_name(name: &str) -> Result<&str, Error> {
+    if is_host_name(name) {
+        Ok(name)
+    } else {
+        Err(Error::usage(
+            format!("`{name}` is not a valid host name"),
+            "host names are the file names in hosts/: lowercase letters, digits and '-'",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_single_path_components() {
+        for ok in ["n250", "pve-apps", "a"] {
+            assert!(is_host_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "..", "../x", "a/b", "/tmp", "-x", "x-", "A", "a.b", "a b",
+        ] {
+            assert!(!is_host_name(bad), "{bad}");
+        }
+    }
 }

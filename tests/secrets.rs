@@ -40,6 +40,19 @@ fn decrypt_as(repo: &Repo, secret: &str, identity: &std::path::Path) -> Result<S
     Ok(out)
 }
 
+/// Regular files anywhere below `dir` (the scratch directories potato keeps
+/// under the runtime directory do not count; a plaintext copy does).
+fn files_below(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() { files_below(&p) } else { 1 }
+        })
+        .sum()
+}
+
 fn potato_with_stdin(repo: &Repo, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> common::Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_potato"));
     cmd.args(args)
@@ -215,7 +228,7 @@ fn edit_with_a_scripted_editor() {
         "the value never appears in the editor's argv"
     );
     assert_eq!(
-        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        files_below(scratch_base.path()),
         0,
         "the scratch directory is removed"
     );
@@ -229,7 +242,7 @@ fn edit_with_a_scripted_editor() {
         decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap(),
         "NEW-VALUE\n"
     );
-    assert_eq!(std::fs::read_dir(scratch_base.path()).unwrap().count(), 0);
+    assert_eq!(files_below(scratch_base.path()), 0);
 }
 
 #[test]
@@ -407,7 +420,7 @@ fn ctrl_c_during_edit_wipes_the_plaintext_and_changes_nothing() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
     assert_eq!(
-        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        files_below(scratch_base.path()),
         1,
         "the editor is running on a scratch copy"
     );
@@ -431,7 +444,7 @@ fn ctrl_c_during_edit_wipes_the_plaintext_and_changes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        std::fs::read_dir(scratch_base.path()).unwrap().count(),
+        files_below(scratch_base.path()),
         0,
         "the plaintext copy is gone"
     );

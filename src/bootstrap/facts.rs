@@ -43,12 +43,17 @@ pub fn missing(plan: &HostPlan, hw: &Hardware) -> Result<Vec<Fact>, String> {
     }
 }
 
-/// Writes `facts` into the host file, keeping everything else as it was.
-pub fn write(file: &Utf8Path, facts: &[Fact]) -> Result<(), String> {
+/// Writes `facts` into the repository's host file `file`, keeping everything
+/// else as it was (read and written through `fsguard`, never through a link).
+pub fn write(repo: &Utf8Path, file: &Utf8Path, facts: &[Fact]) -> Result<(), String> {
     if facts.is_empty() {
         return Ok(());
     }
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
+    let text = fs
+        .read_string(file)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{file}: missing"))?;
     let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{file}: {e}"))?;
     for f in facts {
         let table = doc
@@ -59,9 +64,8 @@ pub fn write(file: &Utf8Path, facts: &[Fact]) -> Result<(), String> {
         };
         table.insert(f.key, toml_edit::value(f.value.as_str()));
     }
-    let tmp = file.with_extension("toml.tmp");
-    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("{tmp}: {e}"))?;
-    std::fs::rename(&tmp, file).map_err(|e| format!("{file}: {e}"))
+    fs.write_atomic(file, doc.to_string().as_bytes(), 0o644)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -71,7 +75,8 @@ mod tests {
     #[test]
     fn write_keeps_comments_and_adds_the_key_to_an_existing_table() {
         let dir = tempfile::tempdir().unwrap();
-        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("h.toml")).unwrap();
+        let repo = camino::Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        let file = repo.join("h.toml");
         std::fs::write(
             &file,
             "# my host\nsystem = \"x86_64-linux\" # x86\n\n[storage]\n# data\nmounts.\"/mnt/a\" = { device = \"/dev/disk/by-label/a\", fs = \"ext4\" }\n",
@@ -82,7 +87,7 @@ mod tests {
             key: "boot_disk",
             value: "/dev/disk/by-id/nvme-X_1".into(),
         };
-        write(&file, &[fact]).unwrap();
+        write(&repo, Utf8Path::new("h.toml"), &[fact]).unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(
             text.starts_with("# my host\nsystem = \"x86_64-linux\" # x86\n"),
@@ -103,14 +108,15 @@ mod tests {
     #[test]
     fn write_creates_the_table_when_missing() {
         let dir = tempfile::tempdir().unwrap();
-        let file = camino::Utf8PathBuf::from_path_buf(dir.path().join("h.toml")).unwrap();
+        let repo = camino::Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        let file = repo.join("h.toml");
         std::fs::write(&file, "system = \"x86_64-linux\"\n").unwrap();
         let fact = Fact {
             table: "storage",
             key: "boot_disk",
             value: "/dev/disk/by-id/ata-Y".into(),
         };
-        write(&file, &[fact]).unwrap();
+        write(&repo, Utf8Path::new("h.toml"), &[fact]).unwrap();
         let v: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
         assert_eq!(
             v["storage"]["boot_disk"].as_str(),

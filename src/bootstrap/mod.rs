@@ -94,29 +94,31 @@ pub struct State {
 
 impl State {
     pub fn file(repo: &Utf8Path, host: &str) -> Utf8PathBuf {
-        repo.join(".potato/bootstrap").join(format!("{host}.json"))
+        repo.join(State::rel(host))
     }
 
-    /// The saved state, or an empty one.
+    /// The state file, repository-relative.
+    pub fn rel(host: &str) -> Utf8PathBuf {
+        Utf8PathBuf::from(".potato/bootstrap").join(format!("{host}.json"))
+    }
+
+    /// The saved state, or an empty one (read through `fsguard`).
     pub fn load(repo: &Utf8Path, host: &str) -> Result<State, String> {
-        let file = State::file(repo, host);
-        match std::fs::read_to_string(&file) {
-            Ok(text) => serde_json::from_str(&text)
+        let file = State::rel(host);
+        let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
+        match fs.read_string(&file).map_err(|e| e.to_string())? {
+            Some(text) => serde_json::from_str(&text)
                 .map_err(|e| format!("{file}: {e} (remove it to start over: --restart)")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-            Err(e) => Err(format!("{file}: {e}")),
+            None => Ok(State::default()),
         }
     }
 
-    /// Writes the state atomically.
+    /// Writes the state atomically (through `fsguard`, never through a link).
     pub fn save(&self, repo: &Utf8Path, host: &str) -> Result<(), String> {
-        let file = State::file(repo, host);
-        let dir = file.parent().expect("state file has a directory");
-        std::fs::create_dir_all(dir).map_err(|e| format!("{dir}: {e}"))?;
-        let tmp = file.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("state serializes") + "\n";
-        std::fs::write(&tmp, text).map_err(|e| format!("{tmp}: {e}"))?;
-        std::fs::rename(&tmp, &file).map_err(|e| format!("{file}: {e}"))
+        crate::fsguard::RepoFs::open(repo)
+            .and_then(|fs| fs.write_atomic(&State::rel(host), text.as_bytes(), 0o644))
+            .map_err(|e| e.to_string())
     }
 
     pub fn is_done(&self, step: Step) -> bool {

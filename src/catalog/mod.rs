@@ -689,31 +689,19 @@ impl Catalog {
 
     /// The built-in catalog plus the operator's `modules/catalog/*.toml` (same
     /// schema; an entry with a built-in's name replaces it, and `replaced`
-    /// says so). Problems point into the file that has them.
+    /// says so). Problems point into the file that has them. Files are read
+    /// through `fsguard`: a linked catalog file is refused before it is parsed.
     pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, Report> {
         let mut sources = Sources::default();
         let mut cat = Catalog::empty();
         let mut diags = cat.merge(&mut sources, Utf8Path::new(BUILTIN_NAME), EMBEDDED, false);
-        let dir = repo.join("modules/catalog");
-        let mut files: Vec<camino::Utf8PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .flatten()
-                .filter_map(|e| camino::Utf8PathBuf::from_path_buf(e.path()).ok())
-                .filter(|p| p.extension() == Some("toml"))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        files.sort();
-        for f in files {
-            let text = match std::fs::read_to_string(&f) {
-                Ok(t) => t,
-                Err(e) => {
-                    diags.push(Diagnostic::global(format!("{f}: {e}")));
-                    continue;
+        match operator_files(repo) {
+            Ok(files) => {
+                for (rel, text) in files {
+                    diags.extend(cat.merge(&mut sources, &rel, &text, true));
                 }
-            };
-            let rel = f.strip_prefix(repo).unwrap_or(&f);
-            diags.extend(cat.merge(&mut sources, rel, &text, true));
+            }
+            Err(e) => diags.push(Diagnostic::global(e)),
         }
         if diags.is_empty() {
             diags = cat.check_references();
@@ -824,6 +812,26 @@ impl Catalog {
     pub fn replaced(&self) -> impl Iterator<Item = (&str, &Utf8Path)> {
         self.replaced.iter().map(|(n, p)| (n.as_str(), p.as_path()))
     }
+}
+
+/// The operator's `modules/catalog/*.toml`, sorted by name, read through
+/// `fsguard` (no link is followed).
+fn operator_files(repo: &Utf8Path) -> Result<Vec<(camino::Utf8PathBuf, String)>, String> {
+    let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
+    let dir = Utf8Path::new("modules/catalog");
+    let mut entries = fs.list(dir).map_err(|e| e.to_string())?.unwrap_or_default();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::new();
+    for (name, _) in entries {
+        let rel = dir.join(&name);
+        if rel.extension() != Some("toml") {
+            continue;
+        }
+        if let Some(text) = fs.read_string(&rel).map_err(|e| e.to_string())? {
+            out.push((rel, text));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -32,13 +32,16 @@ pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), 
     let (root, plan, target) = one_host(g, host, conn)?;
     let items = baseline::items(&plan);
     let dir = camino::Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
-    let read = |daemon: Daemon| {
-        std::fs::read_to_string(root.join(&dir).join(daemon.file())).unwrap_or_default()
+    let read = |daemon: Daemon| -> Result<String, Error> {
+        Ok(
+            crate::render::writer::read_generated(&root, &dir.join(daemon.file()))?
+                .unwrap_or_default(),
+        )
     };
     let generated = baseline::judge(
         &items,
-        &baseline::parse_sshd(&read(Daemon::Sshd)),
-        &baseline::parse_sysctl(&read(Daemon::Sysctl)),
+        &baseline::parse_sshd(&read(Daemon::Sshd)?),
+        &baseline::parse_sysctl(&read(Daemon::Sysctl)?),
     );
     let stale = stale_files(&root, &plan)?;
 
@@ -95,7 +98,7 @@ fn stale_files(
 ) -> Result<Vec<String>, Error> {
     let mut stale = Vec::new();
     for f in Renderer::new().render_host(plan)? {
-        let on_disk = std::fs::read_to_string(root.join(&f.path)).ok();
+        let on_disk = crate::render::writer::read_generated(root, &f.path)?;
         if on_disk.as_deref() != Some(f.content.as_str()) {
             stale.push(f.path.to_string());
         }

@@ -320,8 +320,17 @@ impl Run<'_> {
         Ok((hw, hardware::parse_running(&out)))
     }
 
-    fn host_dir(&self) -> Utf8PathBuf {
-        self.root.join("hosts").join(&self.plan.name)
+    /// hosts/<host>/hardware.json as `detect` wrote it (read without
+    /// following links), if it is there and parses.
+    fn saved_hardware(&self) -> Option<Hardware> {
+        let rel = Utf8PathBuf::from("hosts")
+            .join(&self.plan.name)
+            .join("hardware.json");
+        let text = crate::fsguard::RepoFs::open(&self.root)
+            .ok()?
+            .read_string(&rel)
+            .ok()??;
+        serde_json::from_str(&text).ok()
     }
 
     // ---- the steps ----
@@ -329,16 +338,17 @@ impl Run<'_> {
     fn detect(&mut self) -> Result<(Hardware, Vec<String>), Error> {
         let remote = self.connect()?;
         let (hw, running) = self.probe(&remote)?;
-        let dir = self.host_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dir = Utf8PathBuf::from("hosts").join(&self.plan.name);
         let json = serde_json::to_string_pretty(&hw).expect("facts serialize") + "\n";
-        std::fs::write(dir.join("hardware.json"), json).map_err(|e| Error::io(&dir, e))?;
-        std::fs::write(
-            dir.join("hardware.nix"),
+        let fs = crate::fsguard::RepoFs::open(&self.root)?;
+        fs.write_atomic(&dir.join("hardware.json"), json.as_bytes(), 0o644)?;
+        fs.write_atomic(
+            &dir.join("hardware.nix"),
             hardware::hardware_nix(&self.plan.name, &hw)
-                .map_err(|e| self.fail(format!("writing hardware.nix: {e}")))?,
-        )
-        .map_err(|e| Error::io(&dir, e))?;
+                .map_err(|e| self.fail(format!("writing hardware.nix: {e}")))?
+                .as_bytes(),
+            0o644,
+        )?;
         let host = self.plan.name.clone();
         if !self.g.json {
             println!(
@@ -365,7 +375,7 @@ impl Run<'_> {
             }
         };
         if !new.is_empty() {
-            facts::write(&self.root.join(&self.plan.file), &new)
+            facts::write(&self.root, &self.plan.file, &new)
                 .map_err(|e| Error::usage(e, "fix the host file"))?;
             for f in &new {
                 self.note(&format!(
@@ -436,12 +446,12 @@ impl Run<'_> {
         // The layout the partition step uses, with --wipe, as disko reads it.
         let layout =
             Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
-        let file =
-            crate::bootstrap::State::file(&self.root, &self.plan.name).with_extension("disko.nix");
+        let rel = crate::bootstrap::State::rel(&self.plan.name).with_extension("disko.nix");
         let disko = layout
             .disko_nix(self.plan.file.as_str())
             .map_err(|e| layout_error(&self.plan, e.into()))?;
-        std::fs::write(&file, disko).map_err(|e| Error::io(&file, e))?;
+        crate::fsguard::RepoFs::open(&self.root)?.write_atomic(&rel, disko.as_bytes(), 0o644)?;
+        let file = self.root.join(&rel);
         self.note(&format!(
             "modules/generated/ up to date; this run's layout: {file}"
         ));
@@ -649,10 +659,7 @@ impl Run<'_> {
 
     /// "/dev/disk/by-id/... (Samsung SSD 980, 500.1 GB)" from hardware.json.
     fn describe_disk(&self, by_id: &str) -> String {
-        let file = self.host_dir().join("hardware.json");
-        let hw: Option<Hardware> = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let hw = self.saved_hardware();
         let found = hw.and_then(|h| {
             h.disks
                 .into_iter()
@@ -960,8 +967,7 @@ impl Run<'_> {
     }
 
     fn find_by_mac(&self, port: u16) -> Option<String> {
-        let file = self.host_dir().join("hardware.json");
-        let hw: Hardware = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+        let hw = self.saved_hardware()?;
         let macs: Vec<String> = hw.nics.iter().map(|n| n.mac.clone()).collect();
         let near: std::net::Ipv4Addr = self.target.host.parse().ok()?;
         reach::find_by_mac(near, port, &macs).map(|ip| ip.to_string())

@@ -142,6 +142,10 @@ pub fn ssh_options(
             "e.g. --connect-timeout 10s",
         )
     })?;
+    // The repository's pins: never a link (it would pin, or record, keys in a
+    // file outside the repository).
+    crate::fsguard::RepoFs::open(root)?
+        .refuse_link(camino::Utf8Path::new("secrets/known_hosts"))?;
     let trust_file = root.join("secrets/known_hosts");
     let known_hosts = match &conn.known_hosts {
         Some(f) => vec![f.clone()],

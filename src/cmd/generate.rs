@@ -1,4 +1,5 @@
-//! `potato gen [--check]`: write or verify modules/generated/.
+//! `potato gen [--check]`: write or verify modules/generated/ (through
+//! `render::writer`, which refuses links and deletes only what potato wrote).
 
 use serde_json::json;
 
@@ -17,20 +18,29 @@ pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Err
     if check_only {
         return report_check(g, &stale);
     }
-    let touched = render::write(&root, &files, &stale)?;
+    let done = render::write(&root, &files, &stale)?;
+    for f in &done.left_alone {
+        eprintln!(
+            "warning: left {f} alone: potato did not write it, so it does not delete it (remove it by hand if it is not needed)"
+        );
+    }
     if g.json {
         println!(
             "{}",
-            json!({ "ok": true, "written": touched, "unchanged": files.len() - stale.changed.len() })
+            json!({ "ok": true, "written": done.written, "removed": done.removed, "left_alone": done.left_alone, "unchanged": files.len() - stale.changed.len() })
         );
     } else if !g.quiet {
-        for t in &touched {
+        for t in &done.written {
             println!("wrote {t}");
         }
+        for t in &done.removed {
+            println!("removed {t}");
+        }
+        let n = done.written.len();
         println!(
-            "{} file{} written, {} unchanged",
-            touched.len(),
-            if touched.len() == 1 { "" } else { "s" },
+            "{n} file{} written, {} removed, {} unchanged",
+            if n == 1 { "" } else { "s" },
+            done.removed.len(),
             files.len() - stale.changed.len()
         );
     }

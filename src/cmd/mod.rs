@@ -51,8 +51,7 @@ pub fn flake_for(repo: &Utf8Path, nix_args: &crate::cli::NixArgs) -> crate::nix:
 /// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
     let inv = inventory::load(repo)?;
-    let secrets = SecretIndex::scan(repo)
-        .map_err(|e| Error::io(&repo.join("secrets"), e))?
+    let secrets = SecretIndex::scan(repo)?
         .with_coverage(repo)
         .map_err(|e| Error::usage(e.to_string(), "fix secrets/recipients.toml"))?;
     let catalog = Catalog::for_repo(repo).map_err(Error::Invalid)?;

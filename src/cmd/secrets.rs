@@ -3,11 +3,13 @@
 //! Who a secret is encrypted to is derived, never maintained by hand: the admins
 //! of secrets/recipients.toml plus every host whose host file references it.
 //! Values never reach stdout, stderr, argv or a log; `gen` prints only public
-//! keys. Edit's plaintext lives in a 0600 file inside a 0700 directory that is
-//! overwritten and removed afterwards, even when the editor fails.
+//! keys. Edit's plaintext lives in a 0600 file inside a private 0700 directory
+//! (`scratch`) that is overwritten and removed afterwards, even when the editor
+//! fails; a copy left by a killed edit is removed by the next `potato secrets`.
+//! Host names from the command line are checked before they become paths.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 
 use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -16,18 +18,25 @@ use serde_json::json;
 use crate::catalog::Catalog;
 use crate::cli::{Global, SecretKind, SecretScope, SecretsAction};
 use crate::error::Error;
+use crate::fsguard::RepoFs;
 use crate::secrets::store::{self, Recipients, SecretError};
 use crate::secrets::{SecretIndex, parse_ref};
-use crate::{inventory, resolve};
+use crate::{inventory, repo, resolve};
+
+mod scratch;
 
 impl From<SecretError> for Error {
     fn from(e: SecretError) -> Error {
-        Error::usage(e.to_string(), "see `potato secrets --help`")
+        match e {
+            SecretError::Fs(e) => e.into(),
+            e => Error::usage(e.to_string(), "see `potato secrets --help`"),
+        }
     }
 }
 
 pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
     let root = super::repo_root(g)?;
+    scratch::remove_stale();
     let ctx = Context::load(&root)?;
     match action {
         SecretsAction::List => ctx.list(g),
@@ -43,7 +52,7 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
         }
         SecretsAction::Gen { name, kind, scope } => {
             let file = ctx.file_for(name, scope)?;
-            if root.join(&file).exists() && !scope.force {
+            if RepoFs::open(&root)?.kind(&file)?.is_some() && !scope.force {
                 return Err(Error::usage(
                     format!("{file} exists"),
                     "pass --force to replace it (the old value is lost)",
@@ -56,7 +65,7 @@ pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
         }
         SecretsAction::Rekey => ctx.rekey(g),
         SecretsAction::Hostkey { host, force } => {
-            let public = host_key(g, &root, host, *force)?;
+            let public = host_key(g, &root, repo::check_host_name(host)?, *force)?;
             if g.json {
                 println!("{}", json!({ "host": host, "public_key": public }));
             } else {
@@ -88,14 +97,19 @@ pub fn pregenerated_host_key(
     host: &str,
     identity: Option<&Utf8Path>,
 ) -> Result<Option<(Vec<u8>, String)>, Error> {
-    let file = root.join(format!("secrets/{host}/ssh_host_ed25519_key.age"));
-    if !file.exists() {
+    let file = Utf8PathBuf::from(format!(
+        "secrets/{}/ssh_host_ed25519_key.age",
+        repo::check_host_name(host)?
+    ));
+    if RepoFs::open(root)?.kind(&file)?.is_none() {
         return Ok(None);
     }
     let ids = store::load_identities(identity)
         .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
-    let private = store::decrypt(&file, &ids)
-        .map_err(|e| Error::usage(e.to_string(), "check your age identity"))?;
+    let private = store::decrypt(root, &file, &ids).map_err(|e| match e {
+        SecretError::Fs(e) => e.into(),
+        e => Error::usage(e.to_string(), "check your age identity"),
+    })?;
     let public = Recipients::load(root)
         .ok()
         .and_then(|r| r.hosts.get(host).cloned())
@@ -128,7 +142,7 @@ struct Context {
 impl Context {
     fn load(root: &Utf8Path) -> Result<Context, Error> {
         let recipients = Recipients::load(root)?;
-        let index = SecretIndex::scan(root).map_err(|e| Error::io(&root.join("secrets"), e))?;
+        let index = SecretIndex::scan(root)?;
         // Who references what, from the host files alone: this works on a fleet
         // that is invalid (a missing secret is what `gen`/`set` are for) and
         // skips the coverage check (fixing coverage is what rekey is for).
@@ -169,6 +183,7 @@ impl Context {
             )
         })?;
         if let Some(h) = &scope.host {
+            let h = repo::check_host_name(h)?;
             return Ok(format!("secrets/{h}/{name}.age").into());
         }
         if scope.shared {
@@ -215,7 +230,7 @@ impl Context {
     fn store(&self, file: &Utf8Path, value: &[u8]) -> Result<(), Error> {
         let keys = self.wanted(file);
         let ct = store::encrypt(value, &keys)?;
-        store::write_secret(&self.root.join(file), &ct, &keys)?;
+        store::write_secret(&self.root, file, &ct, &keys)?;
         Ok(())
     }
 
@@ -224,7 +239,7 @@ impl Context {
         for (scope, name) in self.index.files() {
             let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
             let wanted = self.wanted(&file);
-            let recorded = store::recorded_recipients(&self.root.join(&file));
+            let recorded = store::recorded_recipients(&self.root, &file)?;
             let users: Vec<String> = self
                 .users
                 .get(&file)
@@ -325,17 +340,16 @@ impl Context {
         let mut rewritten = Vec::new();
         for (scope, name) in self.index.files() {
             let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
-            let abs = self.root.join(&file);
             let wanted = self.wanted(&file);
-            if store::recorded_recipients(&abs) == wanted {
+            if store::recorded_recipients(&self.root, &file)? == wanted {
                 continue;
             }
             if identities.is_none() {
                 identities = Some(store::load_identities(None)?);
             }
-            let value = store::decrypt(&abs, identities.as_ref().expect("loaded"))?;
+            let value = store::decrypt(&self.root, &file, identities.as_ref().expect("loaded"))?;
             let ct = store::encrypt(&value, &wanted)?;
-            store::write_secret(&abs, &ct, &wanted)?;
+            store::write_secret(&self.root, &file, &ct, &wanted)?;
             rewritten.push(file);
         }
         if g.json {
@@ -354,13 +368,12 @@ impl Context {
     }
 
     fn edit(&self, g: &Global, file: &Utf8Path) -> Result<(), Error> {
-        let abs = self.root.join(file);
-        let old = if abs.exists() {
-            store::decrypt(&abs, &store::load_identities(None)?)?
+        let old = if RepoFs::open(&self.root)?.kind(file)?.is_some() {
+            store::decrypt(&self.root, file, &store::load_identities(None)?)?
         } else {
             Vec::new()
         };
-        let scratch = Scratch::new(&old)?;
+        let scratch = scratch::Scratch::new(&old)?;
         // Ctrl-C or a TERM while the editor runs must not kill potato before the
         // scratch file is wiped: the signals only set a flag until we are done.
         let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -385,7 +398,7 @@ impl Context {
         &self,
         g: &Global,
         file: &Utf8Path,
-        scratch: &Scratch,
+        scratch: &scratch::Scratch,
         old: &[u8],
         interrupted: &std::sync::atomic::AtomicBool,
     ) -> Result<(), Error> {
@@ -424,52 +437,6 @@ impl Context {
         self.store(file, &new)?;
         report(g, file, None);
         Ok(())
-    }
-}
-
-/// A private scratch file for `edit`: 0600 in a 0700 directory, overwritten
-/// with zeros and removed on drop (also on error).
-struct Scratch {
-    _dir: tempfile::TempDir,
-    path: Utf8PathBuf,
-}
-
-impl Scratch {
-    fn new(content: &[u8]) -> Result<Scratch, Error> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let base = std::env::var("XDG_RUNTIME_DIR")
-            .ok()
-            .filter(|d| Utf8Path::new(d).is_dir())
-            .unwrap_or_else(|| std::env::temp_dir().display().to_string());
-        let dir = tempfile::Builder::new()
-            .prefix("potato-secret-")
-            .tempdir_in(&base)
-            .map_err(|e| Error::io(Utf8Path::new(&base), e))?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| Error::io(Utf8Path::new(&base), e))?;
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret"))
-            .map_err(|_| Error::usage("temporary directory is not UTF-8", "set TMPDIR"))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        f.write_all(content).map_err(|e| Error::io(&path, e))?;
-        Ok(Scratch { _dir: dir, path })
-    }
-
-    fn read(&self) -> Result<Vec<u8>, Error> {
-        std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::metadata(&self.path) {
-            let _ = std::fs::write(&self.path, vec![0u8; meta.len() as usize]);
-        }
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -84,14 +84,13 @@ fn open(
         .ok()
         .and_then(|i| i.locate(&plan.name, &px.token_secret))
         .unwrap_or_default();
-    let file = root.join(located);
     let ids = secrets::store::load_identities(vm.age_identity.as_deref()).map_err(|e| {
         Error::usage(
             e.to_string(),
             "pass --age-identity, or set POTATO_AGE_IDENTITY",
         )
     })?;
-    let token = secrets::store::decrypt(&file, &ids).map_err(|e| {
+    let token = secrets::store::decrypt(&root, &located, &ids).map_err(|e| {
         Error::usage(
             e.to_string(),
             "the API token is an operator secret; check your identity",

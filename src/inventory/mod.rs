@@ -1,6 +1,7 @@
 //! The inventory: every `hosts/*.toml` of the repository, parsed with spans.
 //!
-//! Owns finding and reading host files and turning TOML syntax or shape errors into
+//! Owns finding and reading host files (through `fsguard`: a linked host file
+//! is refused before it is read, so its lines never reach an error) and turning TOML syntax or shape errors into
 //! diagnostics. It does not judge values (that is `resolve`), and it never touches
 //! generated files or Nix.
 
@@ -11,8 +12,9 @@ pub mod text;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::diag::{Diagnostic, FileId, Loc, Sources, display_path};
+use crate::diag::{Diagnostic, FileId, Loc, Sources};
 use crate::error::Error;
+use crate::fsguard::{Kind, RepoFs};
 pub use schema::HostFile;
 pub use spanned::Spanned;
 
@@ -34,37 +36,43 @@ pub struct Inventory {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Host files of the repository, sorted by name.
-pub fn host_files(repo: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
-    let dir = repo.join("hosts");
-    let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+/// Host files of the repository (repository-relative), sorted by name. A
+/// linked host file or `hosts/` directory is refused before anything is read.
+pub fn host_files(fs: &RepoFs) -> Result<Vec<Utf8PathBuf>, Error> {
+    let dir = Utf8Path::new("hosts");
+    let entries = fs
+        .list(dir)?
+        .ok_or_else(|| Error::io(dir, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&dir, e))?;
-        let Ok(path) = Utf8PathBuf::from_path_buf(entry.path()) else {
+    for (name, kind) in entries {
+        let path = dir.join(&name);
+        if path.extension() != Some("toml") {
             continue;
-        };
-        if path.extension() == Some("toml") && path.is_file() {
-            files.push(path);
+        }
+        match kind {
+            Kind::File => files.push(path),
+            Kind::Symlink => fs.refuse_link(&path)?,
+            Kind::Dir | Kind::Other => {}
         }
     }
-    files.sort();
     Ok(files)
 }
 
 /// Reads and parses every host file. Parse errors become diagnostics; only I/O
-/// failures are errors.
+/// failures and links are errors.
 pub fn load(repo: &Utf8Path) -> Result<Inventory, Error> {
     let mut inv = Inventory {
         sources: Sources::default(),
         hosts: Vec::new(),
         diagnostics: Vec::new(),
     };
-    for path in host_files(repo)? {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let rel = display_path(repo, &path);
+    let fs = RepoFs::open(repo)?;
+    for rel in host_files(&fs)? {
+        let text = fs
+            .read_string(&rel)?
+            .ok_or_else(|| Error::io(&rel, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         let file = inv.sources.add(&rel, text);
-        let name = path.file_stem().unwrap_or_default().to_string();
+        let name = rel.file_stem().unwrap_or_default().to_string();
         let control = text::control_characters(file, inv.sources.text(file));
         if !control.is_empty() {
             inv.diagnostics.extend(control);

@@ -3,13 +3,15 @@
 //! Owns the embedded tera templates, the `nix` filter (every value reaches Nix
 //! through `nix::escape_into`), the list of files a host gets, and comparing them
 //! with what is on disk (`gen --check`). Output is a pure function of the plan:
-//! sorted maps, no timestamps, no absolute paths.
+//! sorted maps, no timestamps, no absolute paths. `writer` compares them with
+//! the tree on disk and writes them, never through a link.
 
 pub mod containers;
 pub mod format;
 pub mod nix;
+pub mod writer;
 
-use std::collections::BTreeMap;
+pub use writer::{Staleness, Written, check, write};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value, json};
@@ -403,10 +405,13 @@ fn secret_files(plan: &HostPlan, repo: &Utf8Path) -> Result<Vec<GeneratedFile>, 
         return Ok(Vec::new());
     }
     let dir = Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
+    let fs = crate::fsguard::RepoFs::open(repo)?;
     let mut files = Vec::new();
     for name in plan.secret_files.keys() {
-        let src = repo.join(&plan.secrets[name]);
-        let text = std::fs::read_to_string(&src).map_err(|e| Error::io(&src, e))?;
+        let src = &plan.secrets[name];
+        let text = fs
+            .read_string(src)?
+            .ok_or_else(|| Error::io(src, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
         files.push(GeneratedFile {
             path: dir.join("secrets").join(format!("{name}.age")),
             content: text,
@@ -503,148 +508,6 @@ pub fn render_all(plans: &[HostPlan], repo: &Utf8Path) -> Result<Vec<GeneratedFi
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
-
-/// How the generated tree on disk differs from what should be there.
-#[derive(Debug, Default)]
-pub struct Staleness {
-    /// Files missing or different, with a unified diff each.
-    pub changed: Vec<(Utf8PathBuf, String)>,
-    /// Files under a host's generated dir that potato would not write.
-    pub extra: Vec<Utf8PathBuf>,
-}
-
-impl Staleness {
-    pub fn is_clean(&self) -> bool {
-        self.changed.is_empty() && self.extra.is_empty()
-    }
-}
-
-/// Compares `files` with the repository. `hosts` limits which host directories
-/// are checked for extra files.
-pub fn check(
-    repo: &Utf8Path,
-    files: &[GeneratedFile],
-    hosts: &[String],
-    all_hosts: bool,
-) -> Result<Staleness, Error> {
-    let mut st = Staleness::default();
-    for f in files {
-        let abs = repo.join(&f.path);
-        let current = match std::fs::read_to_string(&abs) {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(&abs, e)),
-        };
-        if current != f.content {
-            let diff = similar::TextDiff::from_lines(&current, &f.content)
-                .unified_diff()
-                .header(&format!("a/{}", f.path), &format!("b/{}", f.path))
-                .to_string();
-            st.changed.push((f.path.clone(), diff));
-        }
-    }
-    let wanted: std::collections::BTreeSet<&Utf8Path> =
-        files.iter().map(|f| f.path.as_path()).collect();
-    for dir in generated_dirs(repo, hosts, all_hosts)? {
-        for rel in files_under(repo, &dir)? {
-            if !wanted.contains(rel.as_path()) {
-                st.extra.push(rel);
-            }
-        }
-    }
-    st.extra.sort();
-    Ok(st)
-}
-
-/// Files (not directories) below `dir`, repository-relative.
-fn files_under(repo: &Utf8Path, dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>, Error> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(repo.join(&d)).map_err(|e| Error::io(&d, e))? {
-            let entry = entry.map_err(|e| Error::io(&d, e))?;
-            let rel = d.join(entry.file_name().to_string_lossy().as_ref());
-            if entry.file_type().map_err(|e| Error::io(&rel, e))?.is_dir() {
-                stack.push(rel);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Generated host directories to inspect: the selected hosts', or all present
-/// ones when every host is selected (so a deleted host's directory shows up).
-fn generated_dirs(
-    repo: &Utf8Path,
-    hosts: &[String],
-    all_hosts: bool,
-) -> Result<Vec<Utf8PathBuf>, Error> {
-    let root = Utf8PathBuf::from(GENERATED_DIR);
-    let mut dirs: Vec<Utf8PathBuf> = hosts
-        .iter()
-        .map(|h| root.join(h))
-        .filter(|d| repo.join(d).is_dir())
-        .collect();
-    if all_hosts && let Ok(entries) = std::fs::read_dir(repo.join(&root)) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                dirs.push(root.join(e.file_name().to_string_lossy().as_ref()));
-            }
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    Ok(dirs)
-}
-
-/// Writes files whose content differs and removes extras. Returns what changed.
-pub fn write(
-    repo: &Utf8Path,
-    files: &[GeneratedFile],
-    stale: &Staleness,
-) -> Result<Vec<Utf8PathBuf>, Error> {
-    let mut touched = Vec::new();
-    let by_path: BTreeMap<&Utf8Path, &GeneratedFile> =
-        files.iter().map(|f| (f.path.as_path(), f)).collect();
-    for (path, _) in &stale.changed {
-        let f = by_path[path.as_path()];
-        let abs = repo.join(&f.path);
-        if let Some(parent) = abs.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        // Write to a temporary file and rename, so an interrupted gen never leaves
-        // a half-written module.
-        let tmp = abs.with_extension("potato-tmp");
-        std::fs::write(&tmp, &f.content).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &abs).map_err(|e| Error::io(&abs, e))?;
-        touched.push(f.path.clone());
-    }
-    for extra in &stale.extra {
-        let abs = repo.join(extra);
-        let res = if abs.is_dir() {
-            std::fs::remove_dir_all(&abs)
-        } else {
-            std::fs::remove_file(&abs)
-        };
-        res.map_err(|e| Error::io(&abs, e))?;
-        touched.push(extra.clone());
-    }
-    // Remove host directories left empty.
-    for dir in stale.extra.iter().filter_map(|p| p.parent()) {
-        let abs = repo.join(dir);
-        if abs.is_dir()
-            && std::fs::read_dir(&abs)
-                .map(|mut d| d.next().is_none())
-                .unwrap_or(false)
-        {
-            let _ = std::fs::remove_dir(&abs);
-        }
-    }
-    Ok(touched)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

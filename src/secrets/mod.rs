@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::fsguard::{FsError, Kind, RepoFs};
+
 /// Where decrypted secrets appear on a host (tmpfs).
 pub const RUNTIME_DIR: &str = "/run/potato-secrets";
 
@@ -33,24 +35,28 @@ pub struct Coverage {
 }
 
 impl SecretIndex {
-    /// Scans `secrets/<scope>/<name>.age`. A missing `secrets/` is an empty index.
-    pub fn scan(repo: &Utf8Path) -> std::io::Result<SecretIndex> {
+    /// Scans `secrets/<scope>/<name>.age`. A missing `secrets/` is an empty
+    /// index. A link anywhere in `secrets/` or a scope directory is refused.
+    pub fn scan(repo: &Utf8Path) -> Result<SecretIndex, FsError> {
         let mut idx = SecretIndex::default();
-        let root = repo.join("secrets");
-        let Ok(scopes) = std::fs::read_dir(&root) else {
-            return Ok(idx);
-        };
-        for scope in scopes {
-            let scope = scope?;
-            if !scope.file_type()?.is_dir() {
-                continue;
+        let fs = RepoFs::open(repo)?;
+        let root = Utf8Path::new("secrets");
+        for (scope, kind) in fs.list(root)?.unwrap_or_default() {
+            match kind {
+                Kind::Dir => {}
+                Kind::Symlink => {
+                    fs.refuse_link(&root.join(&scope))?;
+                    continue;
+                }
+                Kind::File | Kind::Other => continue,
             }
-            let scope_name = scope.file_name().to_string_lossy().into_owned();
-            for f in std::fs::read_dir(scope.path())? {
-                let f = f?;
-                let file_name = f.file_name().to_string_lossy().into_owned();
-                if let Some(name) = file_name.strip_suffix(".age") {
-                    idx.files.insert((scope_name.clone(), name.to_string()));
+            let dir = root.join(&scope);
+            for (file, kind) in fs.list(&dir)?.unwrap_or_default() {
+                if kind == Kind::Symlink {
+                    fs.refuse_link(&dir.join(&file))?;
+                }
+                if let Some(name) = file.strip_suffix(".age") {
+                    idx.files.insert((scope.clone(), name.to_string()));
                 }
             }
         }
@@ -63,7 +69,8 @@ impl SecretIndex {
         let mut recorded = std::collections::BTreeMap::new();
         for (scope, name) in &self.files {
             let rel = Utf8PathBuf::from(format!("secrets/{scope}/{name}.age"));
-            recorded.insert(rel.clone(), store::recorded_recipients(&repo.join(&rel)));
+            let keys = store::recorded_recipients(repo, &rel)?;
+            recorded.insert(rel, keys);
         }
         self.coverage = Some(Coverage {
             recipients,

@@ -7,6 +7,10 @@
 //! `NAME.age` a `NAME.recipients` file records the public keys it was encrypted
 //! to, so `list` and `rekey` know what is stale without decrypting anything.
 //! Plaintext exists only in memory here, never in a log or an error.
+//!
+//! Every file under `secrets/` is read and written through `fsguard`: a linked
+//! `.age`, `.recipients` or recipients.toml is refused, so a file outside the
+//! repository (an admin's key) can never be decrypted, re-encrypted or copied.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -14,6 +18,8 @@ use std::str::FromStr;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
+
+use crate::fsguard::{FsError, RepoFs};
 
 /// `secrets/recipients.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -40,23 +46,21 @@ pub enum SecretError {
     Decrypt { path: Utf8PathBuf, why: String },
     #[error("no identity to decrypt with: {tried}")]
     NoIdentity { tried: String },
+    #[error(transparent)]
+    Fs(#[from] FsError),
 }
 
 pub const RECIPIENTS_FILE: &str = "secrets/recipients.toml";
 
 impl Recipients {
     pub fn load(repo: &Utf8Path) -> Result<Recipients, SecretError> {
-        let path = repo.join(RECIPIENTS_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| SecretError::File {
-                path,
+        let rel = Utf8Path::new(RECIPIENTS_FILE);
+        match RepoFs::open(repo)?.read_string(rel)? {
+            Some(text) => toml::from_str(&text).map_err(|e| SecretError::File {
+                path: rel.to_path_buf(),
                 message: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Recipients::default()),
-            Err(e) => Err(SecretError::File {
-                path,
-                message: e.to_string(),
-            }),
+            None => Ok(Recipients::default()),
         }
     }
 
@@ -189,16 +193,20 @@ pub fn load_identities(
     Ok(ids)
 }
 
-/// Decrypts an armored age file with the admin's identities.
+/// Decrypts the armored age file `rel` of the repository with the admin's
+/// identities.
 pub fn decrypt(
-    path: &Utf8Path,
+    repo: &Utf8Path,
+    rel: &Utf8Path,
     identities: &[Box<dyn age::Identity>],
 ) -> Result<Vec<u8>, SecretError> {
     let fail = |why: String| SecretError::Decrypt {
-        path: path.to_path_buf(),
+        path: rel.to_path_buf(),
         why,
     };
-    let data = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let data = RepoFs::open(repo)?
+        .read(rel)?
+        .ok_or_else(|| fail("no such file".into()))?;
     let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..]))
         .map_err(|e| fail(e.to_string()))?;
     let mut r = dec
@@ -214,27 +222,31 @@ pub fn sidecar(age_file: &Utf8Path) -> Utf8PathBuf {
     age_file.with_extension("recipients")
 }
 
-/// The recipients an `.age` file was encrypted to (empty if unknown).
-pub fn recorded_recipients(age_file: &Utf8Path) -> BTreeSet<String> {
-    std::fs::read_to_string(sidecar(age_file))
-        .map(|t| {
-            t.lines()
-                .map(normalize)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The recipients the repository's `.age` file `rel` was encrypted to (empty if
+/// unknown).
+pub fn recorded_recipients(
+    repo: &Utf8Path,
+    rel: &Utf8Path,
+) -> Result<BTreeSet<String>, SecretError> {
+    let text = RepoFs::open(repo)?
+        .read_string(&sidecar(rel))?
+        .unwrap_or_default();
+    Ok(text
+        .lines()
+        .map(normalize)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect())
 }
 
 /// Sets `host = "KEY"` under [hosts] in secrets/recipients.toml, replacing the
 /// host's line if there is one and keeping everything else (comments too).
 pub fn set_host_key(repo: &Utf8Path, host: &str, key: &str) -> Result<(), SecretError> {
-    let path = repo.join("secrets/recipients.toml");
-    let io = |e: std::io::Error| SecretError::File {
-        path: path.clone(),
-        message: e.to_string(),
-    };
-    let text = std::fs::read_to_string(&path).map_err(io)?;
+    let fs = RepoFs::open(repo)?;
+    let path = Utf8Path::new(RECIPIENTS_FILE);
+    let text = fs.read_string(path)?.ok_or_else(|| SecretError::File {
+        path: path.to_path_buf(),
+        message: "missing".into(),
+    })?;
     let line = format!("{host} = \"{key}\"");
     let mut out: Vec<String> = Vec::new();
     let mut in_hosts = false;
@@ -266,24 +278,19 @@ pub fn set_host_key(repo: &Utf8Path, host: &str, key: &str) -> Result<(), Secret
         }
         out.push(line);
     }
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, out.join("\n") + "\n").map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)
+    fs.write_atomic(path, (out.join("\n") + "\n").as_bytes(), 0o644)?;
+    Ok(())
 }
 
-/// Writes ciphertext and sidecar, each atomically (temporary file + rename).
+/// Writes the repository's `.age` file `rel` and its sidecar, each atomically
+/// (temporary file + rename, never through a link).
 pub fn write_secret(
-    age_file: &Utf8Path,
+    repo: &Utf8Path,
+    rel: &Utf8Path,
     ciphertext: &[u8],
     keys: &BTreeSet<String>,
 ) -> Result<(), SecretError> {
-    let io = |e: std::io::Error| SecretError::File {
-        path: age_file.to_path_buf(),
-        message: e.to_string(),
-    };
-    if let Some(dir) = age_file.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
+    let fs = RepoFs::open(repo)?;
     let mut listing = String::from(
         "# Public keys this secret is encrypted to (written by potato; do not edit).\n",
     );
@@ -291,14 +298,8 @@ pub fn write_secret(
         listing.push_str(k);
         listing.push('\n');
     }
-    for (path, bytes) in [
-        (age_file.to_path_buf(), ciphertext),
-        (sidecar(age_file), listing.as_bytes()),
-    ] {
-        let tmp = path.with_extension("potato-tmp");
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-    }
+    fs.write_atomic(rel, ciphertext, 0o644)?;
+    fs.write_atomic(&sidecar(rel), listing.as_bytes(), 0o644)?;
     Ok(())
 }
 
@@ -313,14 +314,15 @@ mod tests {
         let ct = encrypt(b"hunter2", &keys).unwrap();
         assert!(ct.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
         let dir = tempfile::tempdir().unwrap();
-        let f = Utf8PathBuf::from_path_buf(dir.path().join("x.age")).unwrap();
-        write_secret(&f, &ct, &keys).unwrap();
-        assert_eq!(recorded_recipients(&f), keys);
+        let repo = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        let f = Utf8Path::new("secrets/h/x.age");
+        write_secret(&repo, f, &ct, &keys).unwrap();
+        assert_eq!(recorded_recipients(&repo, f).unwrap(), keys);
         let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(id)];
-        assert_eq!(decrypt(&f, &ids).unwrap(), b"hunter2");
+        assert_eq!(decrypt(&repo, f, &ids).unwrap(), b"hunter2");
         let other: Vec<Box<dyn age::Identity>> = vec![Box::new(age::x25519::Identity::generate())];
         assert!(
-            decrypt(&f, &other).is_err(),
+            decrypt(&repo, f, &other).is_err(),
             "a non-recipient cannot decrypt"
         );
     }
@@ -333,10 +335,12 @@ mod tests {
         let n = ct.len();
         ct[n - 60] = if ct[n - 60] == b'A' { b'B' } else { b'A' };
         let dir = tempfile::tempdir().unwrap();
-        let f = Utf8PathBuf::from_path_buf(dir.path().join("x.age")).unwrap();
-        std::fs::write(&f, &ct).unwrap();
+        let repo = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        std::fs::write(repo.join("x.age"), &ct).unwrap();
         let ids: Vec<Box<dyn age::Identity>> = vec![Box::new(id)];
-        let err = decrypt(&f, &ids).unwrap_err().to_string();
+        let err = decrypt(&repo, Utf8Path::new("x.age"), &ids)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("cannot decrypt"), "{err}");
         assert!(!err.contains("hunter2"));
     }
