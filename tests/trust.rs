@@ -248,6 +248,14 @@ fn a_port_pin_is_exact() {
         "true",
     ]);
     refused(&run, &format!("unknown host key for {}:", h.addr));
+    // The hint carries the --target, and doing what it says pins port 22.
+    let target = format!("root@{}", h.addr);
+    let hint = format!("potato trust t0 --target {target}");
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    op.potato(&["trust", "t0", "--target", &target]).ok();
+    op.potato(&["exec", "t0", "--target", &target, "--", "true"])
+        .ok();
+    op.reach().ok();
 }
 
 #[test]

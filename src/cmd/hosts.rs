@@ -35,7 +35,7 @@ pub(super) fn connect(
     conn: &Connection,
 ) -> Result<Remote, Error> {
     let mut opts = ssh_options(g, root, conn)?;
-    opts.host_name = Some(host.to_string());
+    opts.host_name = Some(ssh::trust_hint(host, conn.target.clone()));
     let session = Session::connect(target, &opts).map_err(|e| Error::Host {
         host: host.into(),
         message: e.to_string(),
@@ -175,7 +175,7 @@ pub fn status(
         let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
         let mut bootstrapped = serde_json::Value::Null;
         let mut opts = opts.clone();
-        opts.host_name = Some(p.name.clone());
+        opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
         let (state, running, detail) = match Session::connect(&t, &opts)
             .map_err(|e| e.to_string())
             .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
@@ -260,7 +260,7 @@ pub fn exec(
             let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
             let (sem, line) = (sem.clone(), line.clone());
             let mut opts = (*opts).clone();
-            opts.host_name = Some(p.name.clone());
+            opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
             tasks.push(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore open");
                 let out = tokio::task::spawn_blocking(move || {

@@ -468,6 +468,15 @@ pub fn known_hosts_name(host: &str, port: u16) -> String {
     known_hosts::host_name(host, port)
 }
 
+/// What `potato trust` needs to reach the inventory host `name`: the name, and
+/// the `--target` the command was given, if any (for `SshOptions::host_name`).
+pub fn trust_hint(name: &str, target_override: Option<String>) -> String {
+    match target_override {
+        Some(t) => format!("{name} --target {t}"),
+        None => name.to_string(),
+    }
+}
+
 /// What to pass to `potato trust` for this host: its inventory name when it
 /// is the named target, else its address (and port).
 fn trust_arg(host: &str, port: u16, opts: &SshOptions) -> String {
@@ -718,27 +727,18 @@ pub fn pin_host_key(
     Ok(())
 }
 
-/// Appends `host key` to a known_hosts file (creating it).
+/// Pins `key` as the one key of `host:port` in a known_hosts file (creating
+/// it): keys pinned before for that exact host are replaced, not kept.
 pub fn record_host_key(
     file: &Utf8Path,
     host: &str,
     port: u16,
     key: &HostKey,
 ) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    writeln!(
-        f,
-        "{} {} {}",
-        known_hosts_name(host, port),
-        key.key_type,
-        key.base64
-    )
+    pin_host_key(file, host, port, key, true).map_err(|e| match e {
+        SshError::KnownHosts(known_hosts::KnownHostsError::Io { source, .. }) => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 /// Polls `f` until it returns Some or `timeout` passes.
