@@ -5,7 +5,9 @@
 //! whether a presented host key is trusted, and rewriting the repository's pin
 //! file for `potato trust --replace`. It never connects (that is `ssh`).
 //!
-//! The trust order: a key revoked in any file is refused; otherwise the first
+//! The trust order: a key revoked in any file is refused, whatever host pattern
+//! its `@revoked` line has (stricter than OpenSSH, which reads the pattern);
+//! otherwise the first
 //! file (the repository's `secrets/known_hosts` comes first) that pins any key
 //! for the host decides, so a different key in `~/.ssh/known_hosts` cannot
 //! override a repository pin. A host is looked up by its OpenSSH name: `host`
