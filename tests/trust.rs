@@ -147,8 +147,26 @@ fn repository_pin_wins_over_the_users_known_hosts() {
         "{}",
         run.stderr
     );
-    // Without a repository pin for the host, the user's file still counts.
+    // A malformed pin file is an error naming its line, not a reason to fall
+    // through to the user's file.
+    write(&op.pins(), &format!("{} ssh-ed25519 not-base64!\n", h.addr));
+    refused(
+        &op.reach(),
+        "secrets/known_hosts:1: the ssh-ed25519 key is not valid base64",
+    );
+    // Without a repository pin for the host, the user's file still counts,
+    // also hashed as OpenSSH writes it (HashKnownHosts).
     write(&op.pins(), "");
+    op.reach().ok();
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(op.user_known_hosts())
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let hashed = std::fs::read_to_string(op.user_known_hosts()).unwrap();
+    assert!(hashed.starts_with("|1|") && !hashed.contains(&h.addr));
     op.reach().ok();
 }
 
