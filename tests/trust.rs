@@ -360,3 +360,54 @@ fn trust_shows_refuses_and_replaces_a_changed_key() {
     );
     op.reach().ok();
 }
+
+#[test]
+fn trust_follows_its_own_hints_through_a_jump_host() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    // The host is reached at 127.0.0.1 inside its own namespace, through itself
+    // as the jump host (~/.ssh/config): only the tunnel gets there.
+    tb.hosts[0].allow_tcp_forwarding();
+    let op = Operator::new(&tb);
+    let h = tb.host(0);
+    write(
+        &op.home.path().join(".ssh/config"),
+        &format!(
+            "Host behind-bastion\n  HostName 127.0.0.1\n  User root\n  ProxyJump root@{}\n",
+            h.addr
+        ),
+    );
+    let text = host_file("behind-bastion", &tb.client_pub, "").replace(
+        "target = \"root@behind-bastion\"",
+        "target = \"root@behind-bastion\"\nfrom = \"127.0.0.1\"",
+    );
+    op.fleet.write_host("t0", &text);
+    let hint = |run: &Run| {
+        run.stderr
+            .lines()
+            .find_map(|l| {
+                l.split_once("trust it: potato ")
+                    .map(|(_, c)| c.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no trust hint in:\n{}", run.stderr))
+    };
+    // The jump host's key is unknown: the hint names the jump host's address.
+    let run = op.reach();
+    refused(&run, &format!("unknown host key for {}:", h.addr));
+    assert_eq!(hint(&run), format!("trust {}", h.addr));
+    op.potato(&["trust", &h.addr]).ok();
+    // Then the final host's: the hint names the inventory host, and trust
+    // reaches it through the (now verified) jump host.
+    let run = op.reach();
+    refused(&run, "unknown host key for 127.0.0.1:");
+    assert_eq!(hint(&run), "trust t0");
+    op.potato(&["trust", "t0"]).ok();
+    op.reach().ok();
+    let pins = std::fs::read_to_string(op.pins()).unwrap();
+    assert_eq!(
+        pins,
+        format!("{} {k}\n127.0.0.1 {k}\n", h.addr, k = h.public_key())
+    );
+}

@@ -40,8 +40,9 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// ssh_config file (`--ssh-config`); default ~/.ssh/config.
     pub ssh_config: Option<Utf8PathBuf>,
-    /// The inventory name of the host being reached, for `potato trust NAME`
-    /// hints (jump hosts and unnamed targets get their address instead).
+    /// What `potato trust` needs to reach the host (`trust_hint`: its inventory
+    /// name, and --target if given); jump hosts and unnamed targets get their
+    /// address instead.
     pub host_name: Option<String>,
 }
 
@@ -599,7 +600,8 @@ fn authenticate(
     })
 }
 
-/// Connects without verifying the key (only to show it), for `potato trust`.
+/// Connects without verifying the key (only to show it), for `potato trust`;
+/// jump hosts on the way (ProxyJump) are verified as always.
 /// Returns the known_hosts name (address and port after ~/.ssh/config) and the key.
 pub fn fetch_host_key(
     target: &Target,
@@ -607,17 +609,46 @@ pub fn fetch_host_key(
 ) -> Result<(String, u16, HostKey), SshError> {
     let cfg = config::Config::load(opts.ssh_config.as_deref()).map_err(SshError::Config)?;
     let r = cfg.resolve(target, None).map_err(SshError::Config)?;
-    if !r.jumps.is_empty() {
-        return Err(SshError::Config(format!(
-            "{} is reached through ProxyJump; add its key to {} by hand (ssh-keyscan on the jump host)",
-            target.host, opts.trust_file
-        )));
-    }
     let addr = endpoint(&r.host, r.port);
-    let a = (r.host.as_str(), r.port)
+    // Ask for the key type already pinned, so a changed key is compared like for like.
+    let pins = known_hosts::File::load(&opts.trust_file)?;
+    let pinned = known_hosts::pinned_types(&[pins], &known_hosts_name(&r.host, r.port));
+    let timeout = opts.connect_timeout;
+    let sess = match r.jumps.split_first() {
+        None => open_session(
+            connect_tcp(&r.host, r.port, timeout)?,
+            &addr,
+            timeout,
+            &pinned,
+        )?,
+        Some((first, rest)) => {
+            // Jump hosts are verified like any connection; only the last hop is not.
+            let mut hop_opts = opts.clone();
+            hop_opts.host_name = None;
+            let mut hop = Session::connect_with(&cfg, first, &hop_opts, 1)?;
+            for next in rest {
+                let nr = cfg.resolve(next, None).map_err(SshError::Config)?;
+                let stream = jump::tunnel(hop, &nr.host, nr.port)?;
+                hop = Session::handshake(stream, &nr, &hop_opts)?;
+            }
+            let stream = jump::tunnel(hop, &r.host, r.port)?;
+            open_session(stream, &addr, timeout, &pinned)?
+        }
+    };
+    let key = host_key_of(&sess).ok_or_else(|| SshError::Handshake {
+        addr,
+        message: "no host key".into(),
+    })?;
+    Ok((r.host, r.port, key))
+}
+
+/// A TCP connection to the first address of `host` that answers.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SshError> {
+    let addr = endpoint(host, port);
+    let a = (host, port)
         .to_socket_addrs()
         .map_err(|source| SshError::Resolve {
-            host: r.host.clone(),
+            host: host.to_string(),
             source,
         })?
         .next()
@@ -625,21 +656,7 @@ pub fn fetch_host_key(
             addr: addr.clone(),
             source: std::io::Error::new(ErrorKind::NotFound, "no address"),
         })?;
-    let tcp = TcpStream::connect_timeout(&a, opts.connect_timeout).map_err(|source| {
-        SshError::Connect {
-            addr: addr.clone(),
-            source,
-        }
-    })?;
-    // Ask for the key type already pinned, so a changed key is compared like for like.
-    let pins = known_hosts::File::load(&opts.trust_file)?;
-    let pinned = known_hosts::pinned_types(&[pins], &known_hosts_name(&r.host, r.port));
-    let sess = open_session(tcp, &addr, opts.connect_timeout, &pinned)?;
-    let key = host_key_of(&sess).ok_or_else(|| SshError::Handshake {
-        addr,
-        message: "no host key".into(),
-    })?;
-    Ok((r.host, r.port, key))
+    TcpStream::connect_timeout(&a, timeout).map_err(|source| SshError::Connect { addr, source })
 }
 
 /// Where a presented key stands in the pin file (`opts.trust_file`).
