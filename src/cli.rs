@@ -139,8 +139,12 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Record a host's SSH host key in secrets/known_hosts after showing it.
+    /// HOST is a host file's name, or an address (ADDR[:PORT]) such as a jump host.
     Trust {
         host: String,
+        /// Replace the key(s) pinned for this host when it presents a different one.
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -500,7 +504,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             parallel,
             command,
         } => cmd::hosts::exec(g, &hosts.hosts, &conn, parallel, &command),
-        Command::Trust { host, conn } => cmd::hosts::trust(g, &host, &conn),
+        Command::Trust {
+            host,
+            replace,
+            conn,
+        } => cmd::hosts::trust(g, &host, replace, &conn),
         Command::Image {
             host,
             kind,

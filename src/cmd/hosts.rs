@@ -35,7 +35,7 @@ pub(super) fn connect(
     conn: &Connection,
 ) -> Result<Remote, Error> {
     let mut opts = ssh_options(g, root, conn)?;
-    opts.host_name = Some(host.to_string());
+    opts.host_name = Some(ssh::trust_hint(host, conn.target.clone()));
     let session = Session::connect(target, &opts).map_err(|e| Error::Host {
         host: host.into(),
         message: e.to_string(),
@@ -174,6 +174,8 @@ pub fn status(
     for p in &selected {
         let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
         let mut bootstrapped = serde_json::Value::Null;
+        let mut opts = opts.clone();
+        opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
         let (state, running, detail) = match Session::connect(&t, &opts)
             .map_err(|e| e.to_string())
             .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
@@ -208,8 +210,8 @@ pub fn status(
                 serde_json::Value::Null => "not bootstrapped by potato".to_string(),
                 b => format!(
                     "bootstrapped {} from {}",
-                    b["date"].as_str().unwrap_or("?"),
-                    b["commit"].as_str().unwrap_or("?")
+                    ssh::output::clean(b["date"].as_str().unwrap_or("?").as_bytes()),
+                    ssh::output::clean(b["commit"].as_str().unwrap_or("?").as_bytes())
                 ),
             };
             println!(
@@ -256,7 +258,9 @@ pub fn exec(
         let mut tasks = Vec::new();
         for p in selected {
             let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
-            let (opts, sem, line) = (opts.clone(), sem.clone(), line.clone());
+            let (sem, line) = (sem.clone(), line.clone());
+            let mut opts = (*opts).clone();
+            opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
             tasks.push(tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await.expect("semaphore open");
                 let out = tokio::task::spawn_blocking(move || {
@@ -320,29 +324,115 @@ pub fn exec(
     Ok(())
 }
 
-pub fn trust(g: &Global, name: &str, conn: &Connection) -> Result<(), Error> {
-    let (root, plan, target) = one_host(g, name, conn)?;
+/// What `potato trust ARG` reaches: a host file's host (by name, or by its
+/// target address), or an address outside the inventory (a jump host, a
+/// Proxmox node). Returns the repository, a label and the target.
+fn trust_target(
+    g: &Global,
+    arg: &str,
+    conn: &Connection,
+) -> Result<(camino::Utf8PathBuf, String, Target), Error> {
+    let root = super::repo_root(g)?;
+    let plans = super::load_plans(&root)?;
+    let over = target_override(conn, 1)?;
+    if let Some(p) = plans.iter().find(|p| p.name == arg) {
+        return Ok((
+            root,
+            p.name.clone(),
+            over.unwrap_or(p.deploy.target.clone()),
+        ));
+    }
+    if let Ok(t) = crate::resolve::parse_target(arg) {
+        let same = |p: &&HostPlan| {
+            p.deploy.target.host == t.host
+                && p.deploy.target.port.unwrap_or(22) == t.port.unwrap_or(22)
+        };
+        if let Some(p) = plans.iter().find(same) {
+            return Ok((
+                root,
+                p.name.clone(),
+                over.unwrap_or(p.deploy.target.clone()),
+            ));
+        }
+        let looks_like_address =
+            t.host.contains('.') || t.host.contains(':') || t.port.is_some() || t.user.is_some();
+        if looks_like_address {
+            return Ok((root, arg.to_string(), over.unwrap_or(t)));
+        }
+    }
+    // Neither: the inventory's own error lists the hosts there are.
+    repo::select(&plans, &[arg.to_string()])?;
+    Err(Error::usage(
+        format!("`{arg}` is not one host"),
+        "name one host file's host, or an address: potato trust HOST | ADDR[:PORT]",
+    ))
+}
+
+pub fn trust(g: &Global, name: &str, replace: bool, conn: &Connection) -> Result<(), Error> {
+    let (root, label, target) = trust_target(g, name, conn)?;
     let opts = ssh_options(g, &root, conn)?;
-    let (host, port, key) = ssh::fetch_host_key(&target, &opts).map_err(|e| Error::Host {
-        host: plan.name.clone(),
+    let host_err = |e: ssh::SshError| Error::Host {
+        host: label.clone(),
         message: e.to_string(),
-    })?;
-    ssh::record_host_key(&opts.trust_file, &host, port, &key)
-        .map_err(|e| Error::io(&opts.trust_file, e))?;
+    };
+    let (host, port, key) = ssh::fetch_host_key(&target, &opts).map_err(host_err)?;
+    let kh_name = ssh::known_hosts_name(&host, port);
+    let presented = format!("{} {}", key.key_type, key.fingerprint);
+    let (action, previous) = match ssh::check_pin(&opts, &host, port, &key).map_err(host_err)? {
+        ssh::PinCheck::Revoked(at) => {
+            return Err(Error::Host {
+                host: label,
+                message: format!(
+                    "{kh_name} presents {presented}, which {at} marks @revoked; potato will not trust it"
+                ),
+            });
+        }
+        ssh::PinCheck::Pinned => ("unchanged", Vec::new()),
+        ssh::PinCheck::New => {
+            ssh::pin_host_key(&opts.trust_file, &host, port, &key, false).map_err(host_err)?;
+            ("recorded", Vec::new())
+        }
+        ssh::PinCheck::Differs(old) if !replace => {
+            let old: Vec<String> = old
+                .iter()
+                .map(|k| format!("{} {}", k.key_type, k.fingerprint))
+                .collect();
+            return Err(Error::usage(
+                format!(
+                    "{label} ({kh_name}) now presents {presented}\n  but {} pins {}\n  nothing was changed",
+                    opts.trust_file,
+                    old.join(" and ")
+                ),
+                format!(
+                    "if the host was reinstalled and the new fingerprint is right: potato trust {name} --replace"
+                ),
+            ));
+        }
+        ssh::PinCheck::Differs(old) => {
+            ssh::pin_host_key(&opts.trust_file, &host, port, &key, true).map_err(host_err)?;
+            ("replaced", old)
+        }
+    };
+    let previous: Vec<String> = previous
+        .iter()
+        .map(|k| format!("{} {}", k.key_type, k.fingerprint))
+        .collect();
     if g.json {
         println!(
             "{}",
-            json!({ "host": plan.name, "key_type": key.key_type, "fingerprint": key.fingerprint, "file": opts.trust_file })
+            json!({ "host": label, "key_type": key.key_type, "fingerprint": key.fingerprint, "file": opts.trust_file, "action": action, "previous": previous })
         );
     } else {
-        println!(
-            "{} ({}) presents {} {}",
-            plan.name,
-            ssh::known_hosts_name(&host, port),
-            key.key_type,
-            key.fingerprint
-        );
-        println!("recorded in {}", opts.trust_file);
+        println!("{label} ({kh_name}) presents {presented}");
+        match action {
+            "unchanged" => println!("already pinned in {}", opts.trust_file),
+            "replaced" => println!(
+                "replaced {} with it in {}",
+                previous.join(" and "),
+                opts.trust_file
+            ),
+            _ => println!("recorded in {}", opts.trust_file),
+        }
     }
     Ok(())
 }

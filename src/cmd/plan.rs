@@ -78,7 +78,12 @@ fn deployed_changes(
             host: host.into(),
             message: format!("{DEPLOYED_EXPOSURE} is not potato's exposure table: {e}"),
         })?;
-    Ok(Some(exposure::diff(&running, planned)))
+    // The running table came from the host: what it says is cleaned before it is shown.
+    let shown = exposure::diff(&running, planned)
+        .into_iter()
+        .map(|l| crate::ssh::output::clean(l.as_bytes()))
+        .collect();
+    Ok(Some(shown))
 }
 
 fn human_changes(changes: Option<&[String]>) -> String {

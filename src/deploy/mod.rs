@@ -180,7 +180,10 @@ impl Run {
         opts: &DeployOptions,
     ) -> Result<Outcome, String> {
         let mut opts = opts.clone();
-        opts.ssh.host_name = Some(plan.name.clone());
+        opts.ssh.host_name = Some(crate::ssh::trust_hint(
+            &plan.name,
+            opts.target.as_ref().map(|t| t.to_string()),
+        ));
         let opts = &opts;
         let target = opts
             .target

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 
 use crate::nix::{StorePath, store_path, transfer};
+use crate::ssh::output::{self, DEFAULT_LIMIT};
 use crate::ssh::{Output, Session, SshError};
 
 pub const AGENT: &str = include_str!("agent.sh");
@@ -103,14 +104,18 @@ impl Remote {
         let mut ch = self.session.raw().channel_session().map_err(err)?;
         ch.exec(&format!("sh {AGENT_PATH} lock {}", shell_quote(holder)))
             .map_err(err)?;
-        let mut line = String::new();
-        BufReader::new(&mut ch).read_line(&mut line).map_err(|e| {
-            RemoteError::Ssh(SshError::Channel {
-                host: host.into(),
-                what: "taking the lock".into(),
-                message: e.to_string(),
-            })
-        })?;
+        // One short line is expected: a host cannot make potato hold more.
+        let mut raw = Vec::new();
+        BufReader::new((&mut ch).take(DEFAULT_LIMIT as u64))
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| {
+                RemoteError::Ssh(SshError::Channel {
+                    host: host.into(),
+                    what: "taking the lock".into(),
+                    message: e.to_string(),
+                })
+            })?;
+        let line = output::clean(&raw);
         let line = line.trim();
         if line == "OK" {
             self.lock = Some(ch);
@@ -126,8 +131,12 @@ impl Remote {
                 info: info.to_string(),
             })
         } else {
-            let mut rest = String::new();
-            let _ = ch.stderr().read_to_string(&mut rest);
+            let mut rest = Vec::new();
+            let _ = ch
+                .stderr()
+                .take(DEFAULT_LIMIT as u64)
+                .read_to_end(&mut rest);
+            let rest = output::clean(&rest);
             Err(RemoteError::Command {
                 what: "taking the lock".into(),
                 code: -1,
@@ -216,7 +225,11 @@ impl Remote {
             self.store_env(),
             if compressed { " zstd" } else { "" }
         );
-        let out = self.session.exec_with(&cmd, Some(stream), progress)?;
+        // The reply is the greeting plus one word per path: keep all of it.
+        let reply = 16 + 8 * count;
+        let out =
+            self.session
+                .exec_with_limit(&cmd, Some(stream), progress, reply.max(DEFAULT_LIMIT))?;
         let verdict = transfer::check_serve_replies(&out.stdout_raw, count);
         if out.code != 0 || verdict.is_err() {
             let why = verdict.err().unwrap_or_default();

@@ -5,9 +5,14 @@
 //! `deploy`), and every call blocks: callers run it on tokio's blocking pool, one
 //! session per host. Commands run through `exec`, whose stdout and stderr are read
 //! interleaved without blocking, so a chatty stderr cannot deadlock a full stdout.
+//! What comes back is bounded and cleaned (`output`); host keys are checked
+//! against pinned known_hosts files (`known_hosts`), and the host-key algorithm
+//! is negotiated to present a pinned key type.
 
 pub mod config;
 mod jump;
+pub mod known_hosts;
+pub mod output;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -16,7 +21,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use camino::{Utf8Path, Utf8PathBuf};
-use ssh2::{CheckResult, HashType, KnownHostFileKind};
+use ssh2::MethodType;
+
+use self::known_hosts::{Shown, Verdict};
+use self::output::Capture;
 
 use crate::plan::Target;
 
@@ -32,7 +40,9 @@ pub struct SshOptions {
     pub connect_timeout: Duration,
     /// ssh_config file (`--ssh-config`); default ~/.ssh/config.
     pub ssh_config: Option<Utf8PathBuf>,
-    /// The inventory name of the host being reached, for `potato trust NAME` hints.
+    /// What `potato trust` needs to reach the host (`trust_hint`: its inventory
+    /// name, and --target if given); jump hosts and unnamed targets get their
+    /// address instead.
     pub host_name: Option<String>,
 }
 
@@ -54,24 +64,41 @@ pub enum SshError {
     #[error("SSH handshake with {addr} failed: {message}")]
     Handshake { addr: String, message: String },
     #[error(
-        "unknown host key for {host}: {key_type} {fingerprint}\n  not in {files}\n  if this fingerprint is right, trust it: potato trust {trust_arg}"
+        "unknown host key for {host}: {presented}\n  not in {files}\n  if this fingerprint is right, trust it: potato trust {trust_arg}"
     )]
     UnknownHostKey {
         host: String,
-        key_type: String,
-        fingerprint: String,
+        /// "TYPE SHA256:FINGERPRINT"
+        presented: String,
+        /// The files searched, then why `@cert-authority` lines for this
+        /// host did not help, if any did match.
         files: String,
         trust_arg: String,
     },
     #[error(
-        "HOST KEY CHANGED for {host}: it now presents {key_type} {fingerprint}, which differs from the key recorded in {files}.\n  Someone may be intercepting the connection, or the host was reinstalled.\n  potato refuses to connect. If the change is expected, remove the old line and run `potato trust`."
+        "HOST KEY CHANGED for {host}: it now presents {presented}, but {file} pins {pinned} for it.\n  Someone may be intercepting the connection, or the host was reinstalled.\n  potato refuses to connect. If the change is expected: potato trust {trust_arg} --replace"
     )]
     HostKeyChanged {
         host: String,
-        key_type: String,
-        fingerprint: String,
-        files: String,
+        /// "TYPE SHA256:FINGERPRINT"
+        presented: String,
+        file: String,
+        /// The pinned keys, "TYPE FINGERPRINT" joined by " and ".
+        pinned: String,
+        trust_arg: String,
     },
+    #[error(
+        "REVOKED host key for {host}: it presents {presented}, which {file}:{line} marks @revoked.\n  potato refuses to connect, whatever else trusts this key."
+    )]
+    RevokedHostKey {
+        host: String,
+        /// "TYPE SHA256:FINGERPRINT"
+        presented: String,
+        file: String,
+        line: usize,
+    },
+    #[error("known_hosts: {0}")]
+    KnownHosts(#[from] known_hosts::KnownHostsError),
     #[error("authentication as {user}@{host} failed (tried: {tried})")]
     Auth {
         user: String,
@@ -94,13 +121,17 @@ pub struct HostKey {
     pub fingerprint: String,
 }
 
-/// Output of a finished remote command.
+/// Output of a finished remote command. Each stream keeps at most its first
+/// and last `limit` bytes (see `exec_with_limit`), with a marker where bytes
+/// were cut.
 #[derive(Debug, Clone)]
 pub struct Output {
     pub code: i32,
+    /// stdout as text safe to show (`output::clean`).
     pub stdout: String,
-    /// stdout exactly as received (for binary protocols).
+    /// stdout exactly as received, when nothing was cut (for binary protocols).
     pub stdout_raw: Vec<u8>,
+    /// stderr as text safe to show (`output::clean`).
     pub stderr: String,
 }
 
@@ -140,15 +171,18 @@ impl Session {
         let r = cfg
             .resolve(target, opts.identity.as_deref())
             .map_err(SshError::Config)?;
+        // Only the final target is the inventory host named in hints.
+        let mut hop_opts = opts.clone();
+        hop_opts.host_name = None;
         let Some((first, rest)) = r.jumps.split_first() else {
             return Self::direct(&r, opts);
         };
         // Connect to the first jump host, then tunnel through each in turn.
-        let mut hop = Self::connect_with(cfg, first, opts, depth + 1)?;
+        let mut hop = Self::connect_with(cfg, first, &hop_opts, depth + 1)?;
         for next in rest {
             let nr = cfg.resolve(next, None).map_err(SshError::Config)?;
             let stream = jump::tunnel(hop, &nr.host, nr.port)?;
-            hop = Self::handshake(stream, &nr, opts)?;
+            hop = Self::handshake(stream, &nr, &hop_opts)?;
         }
         let stream = jump::tunnel(hop, &r.host, r.port)?;
         Self::handshake(stream, &r, opts)
@@ -186,8 +220,11 @@ impl Session {
     ) -> Result<Session, SshError> {
         let addr_text = endpoint(&r.host, r.port);
         let label = format!("{}@{addr_text}", r.user);
-        let sess = open_session(stream, &addr_text, opts.connect_timeout)?;
-        verify_host_key(&sess, &r.host, r.port, opts)?;
+        let files = load_known_hosts(opts)?;
+        let name = known_hosts_name(&r.host, r.port);
+        let pinned = known_hosts::pinned_types(&files, &name);
+        let sess = open_session(stream, &addr_text, opts.connect_timeout, &pinned)?;
+        verify_host_key(&sess, &files, &r.host, r.port, opts)?;
         let mut auth_opts = opts.clone();
         auth_opts.identity = r.identity.clone();
         authenticate(&sess, &r.user, &r.host, &auth_opts)?;
@@ -197,13 +234,26 @@ impl Session {
         Ok(Session { sess, label })
     }
 
-    /// Runs `command`, feeding it `stdin` (then EOF), and collects its output.
+    /// Runs `command`, feeding it `stdin` (then EOF), and collects its output
+    /// (at most `output::DEFAULT_LIMIT` bytes from each end of each stream).
     /// `progress` is called with the number of stdin bytes sent so far.
     pub fn exec_with(
         &self,
         command: &str,
         stdin: Option<&mut dyn Read>,
         progress: &mut dyn FnMut(u64),
+    ) -> Result<Output, SshError> {
+        self.exec_with_limit(command, stdin, progress, output::DEFAULT_LIMIT)
+    }
+
+    /// `exec_with`, keeping up to `limit` bytes from each end of each stream
+    /// (what a binary reply of known size needs); the rest is read and dropped.
+    pub fn exec_with_limit(
+        &self,
+        command: &str,
+        stdin: Option<&mut dyn Read>,
+        progress: &mut dyn FnMut(u64),
+        limit: usize,
     ) -> Result<Output, SshError> {
         let err = |what: &str, e: ssh2::Error| SshError::Channel {
             host: self.label.clone(),
@@ -215,8 +265,8 @@ impl Session {
             .channel_session()
             .map_err(|e| err("opening a channel", e))?;
         ch.exec(command).map_err(|e| err("starting a command", e))?;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
+        let mut stdout = Capture::new(limit);
+        let mut stderr = Capture::new(limit);
         if let Some(input) = stdin {
             let mut buf = vec![0u8; 256 * 1024];
             let mut sent = 0u64;
@@ -253,11 +303,12 @@ impl Session {
         let code = ch
             .exit_status()
             .map_err(|e| err("reading the exit status", e))?;
+        let stdout = stdout.into_bytes();
         Ok(Output {
             code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stdout: output::clean(&stdout),
             stdout_raw: stdout,
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stderr: output::clean(&stderr.into_bytes()),
         })
     }
 
@@ -280,16 +331,16 @@ impl Session {
 fn drain_available(
     sess: &ssh2::Session,
     ch: &mut ssh2::Channel,
-    out: &mut Vec<u8>,
-    err: &mut Vec<u8>,
+    out: &mut Capture,
+    err: &mut Capture,
 ) {
     sess.set_blocking(false);
     let mut buf = [0u8; 32 * 1024];
     loop {
         let a = ch.read(&mut buf).unwrap_or(0);
-        out.extend_from_slice(&buf[..a]);
+        out.push(&buf[..a]);
         let b = ch.stderr().read(&mut buf).unwrap_or(0);
-        err.extend_from_slice(&buf[..b]);
+        err.push(&buf[..b]);
         if a == 0 && b == 0 {
             break;
         }
@@ -301,8 +352,8 @@ fn drain_available(
 fn read_to_end(
     sess: &ssh2::Session,
     ch: &mut ssh2::Channel,
-    out: &mut Vec<u8>,
-    err: &mut Vec<u8>,
+    out: &mut Capture,
+    err: &mut Capture,
 ) -> std::io::Result<()> {
     sess.set_blocking(false);
     let mut buf = [0u8; 32 * 1024];
@@ -310,7 +361,7 @@ fn read_to_end(
         let mut progressed = false;
         match ch.read(&mut buf) {
             Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
+                out.push(&buf[..n]);
                 progressed |= n > 0;
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -318,7 +369,7 @@ fn read_to_end(
         }
         match ch.stderr().read(&mut buf) {
             Ok(n) => {
-                err.extend_from_slice(&buf[..n]);
+                err.push(&buf[..n]);
                 progressed |= n > 0;
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -346,28 +397,59 @@ fn host_key_of(sess: &ssh2::Session) -> Option<HostKey> {
         ssh2::HostKeyType::Ed25519 => "ssh-ed25519",
         ssh2::HostKeyType::Unknown => "unknown",
     };
-    let hash = sess.host_key_hash(HashType::Sha256)?;
     Some(HostKey {
         key_type: key_type.to_string(),
         base64: base64::engine::general_purpose::STANDARD.encode(key),
-        fingerprint: format!(
-            "SHA256:{}",
-            base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)
-        ),
+        fingerprint: known_hosts::fingerprint(key),
     })
 }
 
+/// The known_hosts files in search order; the pin file must be well formed
+/// (a broken pin must not silently hand the decision to ~/.ssh/known_hosts).
+fn load_known_hosts(opts: &SshOptions) -> Result<Vec<known_hosts::File>, SshError> {
+    let mut files = Vec::new();
+    for path in &opts.known_hosts {
+        let f = known_hosts::File::load(path)?;
+        if *path == opts.trust_file {
+            f.require_clean()?;
+        }
+        files.push(f);
+    }
+    Ok(files)
+}
+
+/// Host-key algorithms to offer: those presenting the pinned key types first,
+/// then the rest libssh2 supports, without host certificates (never verified).
+fn hostkey_preference(sess: &ssh2::Session, pinned: &[String]) -> String {
+    let supported = sess.supported_algs(MethodType::HostKey).unwrap_or_default();
+    let mut order: Vec<&str> = Vec::new();
+    let wanted = pinned
+        .iter()
+        .flat_map(|t| known_hosts::algorithms_for(t))
+        .chain(supported.iter().copied());
+    for alg in wanted {
+        if supported.contains(&alg) && !alg.contains("-cert-") && !order.contains(&alg) {
+            order.push(alg);
+        }
+    }
+    order.join(",")
+}
+
 /// A libssh2 session on `stream`, handshake done, nothing verified yet.
+/// `pinned`: key types to have the server present, most wanted first.
 fn open_session(
     stream: impl AsRawFd + 'static,
     addr: &str,
     timeout: Duration,
+    pinned: &[String],
 ) -> Result<ssh2::Session, SshError> {
     let handshake_error = |e: ssh2::Error| SshError::Handshake {
         addr: addr.to_string(),
         message: e.to_string(),
     };
     let mut sess = ssh2::Session::new().map_err(handshake_error)?;
+    sess.method_pref(MethodType::HostKey, &hostkey_preference(&sess, pinned))
+        .map_err(handshake_error)?;
     sess.set_tcp_stream(stream);
     sess.set_timeout(timeout.as_millis() as u32);
     sess.handshake().map_err(handshake_error)?;
@@ -384,15 +466,54 @@ fn endpoint(host: &str, port: u16) -> String {
 
 /// The known_hosts name of a host: "host" on port 22, "[host]:port" otherwise.
 pub fn known_hosts_name(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
+    known_hosts::host_name(host, port)
+}
+
+/// What `potato trust` needs to reach the inventory host `name`: the name, and
+/// the `--target` the command was given, if any (for `SshOptions::host_name`).
+pub fn trust_hint(name: &str, target_override: Option<String>) -> String {
+    match target_override {
+        Some(t) => format!("{name} --target {t}"),
+        None => name.to_string(),
     }
+}
+
+/// What to pass to `potato trust` for this host: its inventory name when it
+/// is the named target, else its address (and port).
+fn trust_arg(host: &str, port: u16, opts: &SshOptions) -> String {
+    opts.host_name.clone().unwrap_or_else(|| {
+        let h = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        if port == 22 { h } else { format!("{h}:{port}") }
+    })
+}
+
+/// "FILE, FILE", plus a note when `@cert-authority` lines named the host.
+fn searched_files(opts: &SshOptions, ca_lines: &[String]) -> String {
+    let files: Vec<String> = opts.known_hosts.iter().map(|f| f.to_string()).collect();
+    let mut text = files.join(", ");
+    if !ca_lines.is_empty() {
+        text.push_str(&format!(
+            "\n  {} trust a certificate authority for it (@cert-authority), but potato's SSH library cannot verify host certificates; pin the host key instead",
+            ca_lines.join(", ")
+        ));
+    }
+    text
+}
+
+fn shown_list(keys: &[Shown]) -> String {
+    keys.iter()
+        .map(|k| format!("{} {}", k.key_type, k.fingerprint))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 fn verify_host_key(
     sess: &ssh2::Session,
+    files: &[known_hosts::File],
     host: &str,
     port: u16,
     opts: &SshOptions,
@@ -402,53 +523,30 @@ fn verify_host_key(
         message: "the server sent no host key".into(),
     })?;
     let (raw, _) = sess.host_key().expect("host key present, checked above");
-    let mut mismatch_in = Vec::new();
-    let mut searched = Vec::new();
-    for file in &opts.known_hosts {
-        if !file.exists() {
-            continue;
-        }
-        searched.push(file.to_string());
-        let mut kh = sess.known_hosts().map_err(|e| SshError::Handshake {
-            addr: host.into(),
-            message: e.to_string(),
-        })?;
-        if kh
-            .read_file(file.as_std_path(), KnownHostFileKind::OpenSSH)
-            .is_err()
-        {
-            continue;
-        }
-        match kh.check_port(host, port, raw) {
-            CheckResult::Match => return Ok(()),
-            CheckResult::Mismatch => mismatch_in.push(file.to_string()),
-            CheckResult::NotFound | CheckResult::Failure => {}
-        }
+    let name = known_hosts_name(host, port);
+    let presented = format!("{} {}", presented.key_type, presented.fingerprint);
+    match known_hosts::decide(files, &name, raw) {
+        Verdict::Trusted { .. } => Ok(()),
+        Verdict::Revoked { file, line } => Err(SshError::RevokedHostKey {
+            host: name,
+            presented: presented.clone(),
+            file: file.to_string(),
+            line,
+        }),
+        Verdict::Changed { file, pinned } => Err(SshError::HostKeyChanged {
+            host: name,
+            presented: presented.clone(),
+            file: file.to_string(),
+            pinned: shown_list(&pinned),
+            trust_arg: trust_arg(host, port, opts),
+        }),
+        Verdict::Unknown { ca_lines } => Err(SshError::UnknownHostKey {
+            host: name,
+            presented: presented.clone(),
+            files: searched_files(opts, &ca_lines),
+            trust_arg: trust_arg(host, port, opts),
+        }),
     }
-    if !mismatch_in.is_empty() {
-        return Err(SshError::HostKeyChanged {
-            host: known_hosts_name(host, port),
-            key_type: presented.key_type,
-            fingerprint: presented.fingerprint,
-            files: mismatch_in.join(", "),
-        });
-    }
-    let files = if searched.is_empty() {
-        opts.known_hosts
-            .iter()
-            .map(|f| f.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    } else {
-        searched.join(", ")
-    };
-    Err(SshError::UnknownHostKey {
-        host: known_hosts_name(host, port),
-        key_type: presented.key_type,
-        fingerprint: presented.fingerprint,
-        files,
-        trust_arg: opts.host_name.clone().unwrap_or_else(|| host.to_string()),
-    })
 }
 
 fn authenticate(
@@ -502,7 +600,8 @@ fn authenticate(
     })
 }
 
-/// Connects without verifying the key (only to show it), for `potato trust`.
+/// Connects without verifying the key (only to show it), for `potato trust`;
+/// jump hosts on the way (ProxyJump) are verified as always.
 /// Returns the known_hosts name (address and port after ~/.ssh/config) and the key.
 pub fn fetch_host_key(
     target: &Target,
@@ -510,31 +609,32 @@ pub fn fetch_host_key(
 ) -> Result<(String, u16, HostKey), SshError> {
     let cfg = config::Config::load(opts.ssh_config.as_deref()).map_err(SshError::Config)?;
     let r = cfg.resolve(target, None).map_err(SshError::Config)?;
-    if !r.jumps.is_empty() {
-        return Err(SshError::Config(format!(
-            "{} is reached through ProxyJump; add its key to {} by hand (ssh-keyscan on the jump host)",
-            target.host, opts.trust_file
-        )));
-    }
     let addr = endpoint(&r.host, r.port);
-    let a = (r.host.as_str(), r.port)
-        .to_socket_addrs()
-        .map_err(|source| SshError::Resolve {
-            host: r.host.clone(),
-            source,
-        })?
-        .next()
-        .ok_or_else(|| SshError::Connect {
-            addr: addr.clone(),
-            source: std::io::Error::new(ErrorKind::NotFound, "no address"),
-        })?;
-    let tcp = TcpStream::connect_timeout(&a, opts.connect_timeout).map_err(|source| {
-        SshError::Connect {
-            addr: addr.clone(),
-            source,
+    // Ask for the key type already pinned, so a changed key is compared like for like.
+    let pins = known_hosts::File::load(&opts.trust_file)?;
+    let pinned = known_hosts::pinned_types(&[pins], &known_hosts_name(&r.host, r.port));
+    let timeout = opts.connect_timeout;
+    let sess = match r.jumps.split_first() {
+        None => open_session(
+            connect_tcp(&r.host, r.port, timeout)?,
+            &addr,
+            timeout,
+            &pinned,
+        )?,
+        Some((first, rest)) => {
+            // Jump hosts are verified like any connection; only the last hop is not.
+            let mut hop_opts = opts.clone();
+            hop_opts.host_name = None;
+            let mut hop = Session::connect_with(&cfg, first, &hop_opts, 1)?;
+            for next in rest {
+                let nr = cfg.resolve(next, None).map_err(SshError::Config)?;
+                let stream = jump::tunnel(hop, &nr.host, nr.port)?;
+                hop = Session::handshake(stream, &nr, &hop_opts)?;
+            }
+            let stream = jump::tunnel(hop, &r.host, r.port)?;
+            open_session(stream, &addr, timeout, &pinned)?
         }
-    })?;
-    let sess = open_session(tcp, &addr, opts.connect_timeout)?;
+    };
     let key = host_key_of(&sess).ok_or_else(|| SshError::Handshake {
         addr,
         message: "no host key".into(),
@@ -542,27 +642,120 @@ pub fn fetch_host_key(
     Ok((r.host, r.port, key))
 }
 
-/// Appends `host key` to a known_hosts file (creating it).
+/// A TCP connection to the first address of `host` that answers.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SshError> {
+    let addr = endpoint(host, port);
+    let a = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| SshError::Resolve {
+            host: host.to_string(),
+            source,
+        })?
+        .next()
+        .ok_or_else(|| SshError::Connect {
+            addr: addr.clone(),
+            source: std::io::Error::new(ErrorKind::NotFound, "no address"),
+        })?;
+    TcpStream::connect_timeout(&a, timeout).map_err(|source| SshError::Connect { addr, source })
+}
+
+/// Where a presented key stands in the pin file (`opts.trust_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinCheck {
+    /// Already pinned for this host.
+    Pinned,
+    /// The file pins nothing for this host.
+    New,
+    /// The file pins these other keys for this host.
+    Differs(Vec<Shown>),
+    /// A known_hosts file marks the key `@revoked` (file:line).
+    Revoked(String),
+}
+
+/// Compares `key`, presented by `host:port`, with the pins and revocations.
+pub fn check_pin(
+    opts: &SshOptions,
+    host: &str,
+    port: u16,
+    key: &HostKey,
+) -> Result<PinCheck, SshError> {
+    let files = load_known_hosts(opts)?;
+    let pins = known_hosts::File::load(&opts.trust_file)?;
+    pins.require_clean()?;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(&key.base64)
+        .unwrap_or_default();
+    let name = known_hosts_name(host, port);
+    if let Verdict::Revoked { file, line } =
+        known_hosts::decide(&[files, vec![pins.clone()]].concat(), &name, &blob)
+    {
+        return Ok(PinCheck::Revoked(format!("{file}:{line}")));
+    }
+    let pinned: Vec<&known_hosts::Entry> = pins.pins_for(&name).collect();
+    Ok(if pinned.is_empty() {
+        PinCheck::New
+    } else if pinned.iter().any(|e| e.key == blob) {
+        PinCheck::Pinned
+    } else {
+        PinCheck::Differs(pinned.iter().map(|e| e.shown()).collect())
+    })
+}
+
+/// Pins `key` for `host:port` in `file`: appended, or (`replace`) in place of
+/// every key the file pinned for that host. Written to a temporary file and
+/// renamed, so a failure leaves the old file.
+pub fn pin_host_key(
+    file: &Utf8Path,
+    host: &str,
+    port: u16,
+    key: &HostKey,
+    replace: bool,
+) -> Result<(), SshError> {
+    let io = |source| known_hosts::KnownHostsError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(io(e).into()),
+    };
+    let name = known_hosts_name(host, port);
+    let line = format!("{name} {} {}", key.key_type, key.base64);
+    let new = if replace {
+        known_hosts::replace_pins(file, &text, &name, &line)?
+    } else {
+        let sep = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        format!("{text}{sep}{line}\n")
+    };
+    let dir = file.parent().filter(|d| !d.as_str().is_empty());
+    let dir = dir.unwrap_or(Utf8Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mode = std::fs::metadata(file).map(|m| m.permissions());
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(new.as_bytes()).map_err(io)?;
+    let mode = mode.unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    tmp.as_file().set_permissions(mode).map_err(io)?;
+    tmp.persist(file).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Pins `key` as the one key of `host:port` in a known_hosts file (creating
+/// it): keys pinned before for that exact host are replaced, not kept.
 pub fn record_host_key(
     file: &Utf8Path,
     host: &str,
     port: u16,
     key: &HostKey,
 ) -> std::io::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)?;
-    writeln!(
-        f,
-        "{} {} {}",
-        known_hosts_name(host, port),
-        key.key_type,
-        key.base64
-    )
+    pin_host_key(file, host, port, key, true).map_err(|e| match e {
+        SshError::KnownHosts(known_hosts::KnownHostsError::Io { source, .. }) => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }
 
 /// Polls `f` until it returns Some or `timeout` passes.
