@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 
+use crate::inventory::schema::Backend;
 use crate::nix::{StorePath, store_path, transfer};
+use crate::plan::Probe;
 use crate::ssh::{Output, Session, SshError};
 
 pub const AGENT: &str = include_str!("agent.sh");
@@ -303,10 +305,35 @@ impl Remote {
             .to_string())
     }
 
-    pub fn health(&self, kind: &str, what: &str) -> Result<bool, RemoteError> {
-        Ok(self
-            .agent(&format!("health {kind} {}", shell_quote(what)))?
-            .success())
+    /// One attempt of a health check, bounded by `limit_secs`: Ok(Ok) when it
+    /// passes, Ok(Err(what the host saw)) when not.
+    pub fn health(
+        &self,
+        probe: &Probe,
+        limit_secs: u64,
+    ) -> Result<Result<(), String>, RemoteError> {
+        let engine = match probe {
+            Probe::Container { engine, .. } => match engine {
+                Backend::Podman => " podman",
+                Backend::Docker => " docker",
+            },
+            _ => "",
+        };
+        let out = self.agent(&format!(
+            "health {} {} {}{engine}",
+            probe.kind(),
+            limit_secs.max(1),
+            shell_quote(probe.target())
+        ))?;
+        if out.success() {
+            return Ok(Ok(()));
+        }
+        let said = out.stdout.trim();
+        Ok(Err(if said.is_empty() {
+            format!("exit {}: {}", out.code, out.stderr.trim())
+        } else {
+            said.to_string()
+        }))
     }
 
     pub fn generations(&self) -> Result<String, RemoteError> {

@@ -325,10 +325,13 @@ fn deploy_json(plan: &HostPlan) -> String {
     let health: Vec<Value> = plan
         .health
         .iter()
-        .map(|h| match h {
-            HealthCheck::Unit(u) => json!({ "unit": u }),
-            HealthCheck::Tcp(t) => json!({ "tcp": t }),
-            HealthCheck::Http(u) => json!({ "http": u }),
+        .map(|h: &HealthCheck| {
+            json!({
+                h.probe.kind(): h.probe.target(),
+                "grace_secs": h.grace_secs,
+                "interval_secs": h.interval_secs,
+                "retries": h.retries,
+            })
         })
         .collect();
     let v = json!({
