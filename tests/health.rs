@@ -346,15 +346,33 @@ fn a_check_that_passes_only_after_a_delay_ends_in_a_confirmed_deploy() {
         "\n[[health]]\ntcp = \"127.0.0.1:443\"\ngrace = \"8s\"\nretries = 1\ninterval = \"1s\"\n",
     );
     let host = tb.host(0);
+    // The same check without the grace period fails on its first refusal.
+    let strict = fleet
+        .read_host("t0")
+        .replace("grace = \"8s\"", "grace = \"0s\"");
+    let graceful = fleet.read_host("t0");
+    fleet.write_host("t0", &strict);
+    assert_eq!(fleet.potato(&["gen"]).code, 0);
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["t0"]["result"], "rolled-back", "{}", r["t0"]);
+    fleet.write_host("t0", &graceful);
+    assert_eq!(fleet.potato(&["gen"]).code, 0);
+
     // The "service" starts listening 4s after the deploy begins (the push and
     // activation take about a second, so the check sees it refused first).
     let listener = LateListener::start(&host.netns, 443, Duration::from_secs(4));
     let began = Instant::now();
-    let (code, r, stderr) = fleet.deploy(&["t0", "-v"]);
+    // Plain (not --json) with -v: the engine's log lines reach stderr.
+    let run = fleet.potato(&["deploy", "t0", "-v"]);
     let took = began.elapsed();
-    assert_eq!(code, 0, "{stderr}\n{r}");
-    assert_eq!(r["t0"]["result"], "deployed", "{}", r["t0"]);
-    assert_eq!(host.current_generation(), Some(1));
+    run.ok();
+    let stderr = run.stderr;
+    assert_eq!(host.current_generation(), Some(2));
+    assert!(
+        !stderr.contains("(1 attempt)"),
+        "the check was refused before it passed: {stderr}"
+    );
     assert!(
         listener.accepted.load(Ordering::SeqCst) >= 1,
         "the check connected to the listener"
@@ -591,9 +609,9 @@ fn container_checks_against_real_podman() {
         "--health-cmd 'test -e /ready' --health-interval 30s --health-start-period 60s",
         "/bin/busybox sleep 4; /bin/busybox mkdir -p /ready; exec /bin/busybox sleep 600",
     );
-    let (code, r, stderr) = fleet.deploy(&["t0", "-v"]);
-    assert_eq!(code, 0, "{stderr}\n{r}");
-    assert_eq!(r["t0"]["result"], "deployed", "{}", r["t0"]);
+    let run = fleet.potato(&["deploy", "t0", "-v"]);
+    run.ok();
+    let stderr = run.stderr;
     assert!(
         stderr.contains("health check `container traefik` passed after"),
         "{stderr}"

@@ -204,7 +204,7 @@ health)
       engine=${4:-podman}
       fmt='{{.State.Status}} {{if .Config.Healthcheck}}{{.State.Health.Status}}{{else}}none{{end}}'
       if ! st=$(timeout "$limit" "$engine" inspect --type container --format "$fmt" -- "$what" 2>&1); then
-        echo "container $what: $(printf '%s' "$st" | tail -n 1 | sed 's/^Error: //')"
+        echo "container $what: $(printf '%s' "$st" | tail -n 1 | sed 's/^Error: //; s/^inspecting object: //')"
         exit 1
       fi
       status=${st%% *} health=${st#* }
