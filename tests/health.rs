@@ -290,6 +290,11 @@ struct LateListener {
 
 impl LateListener {
     fn start(netns: &str, port: u16, after: Duration) -> LateListener {
+        LateListener::answering(netns, port, after, b"ok\n")
+    }
+
+    /// Like `start`, writing `reply` to each connection (after reading its request).
+    fn answering(netns: &str, port: u16, after: Duration, reply: &'static [u8]) -> LateListener {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU32::new(0));
         let (s, a, ns) = (stop.clone(), accepted.clone(), netns.to_string());
@@ -309,7 +314,11 @@ impl LateListener {
                 match l.accept() {
                     Ok((mut c, _)) => {
                         a.fetch_add(1, Ordering::SeqCst);
-                        let _ = c.write_all(b"ok\n");
+                        if reply.starts_with(b"HTTP/") {
+                            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                            let _ = std::io::Read::read(&mut c, &mut [0u8; 4096]);
+                        }
+                        let _ = c.write_all(reply);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -424,6 +433,52 @@ fn a_check_that_never_passes_rolls_back_and_names_the_check() {
     assert!(took >= Duration::from_secs(3), "{took:?}");
     assert_eq!(tb.host(0).current_generation(), Some(1));
     assert_eq!(tb.host(0).current_system(), top1);
+}
+
+#[test]
+fn an_http_check_needs_a_success_status() {
+    if !testbed::require() || !common::have_tool("curl") {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    host_with_traefik(
+        &fleet,
+        "t0",
+        "\n[[health]]\nhttp = \"http://127.0.0.1/ping\"\ngrace = \"0s\"\nretries = 2\ninterval = \"1s\"\n\
+         [[health]]\nhttp = \"http://ping.t0.home.arpa/ping\"\ngrace = \"0s\"\nretries = 2\ninterval = \"1s\"\n",
+    );
+    let host = tb.host(0);
+    {
+        let _server = LateListener::answering(
+            &host.netns,
+            80,
+            Duration::ZERO,
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let (code, r, _) = fleet.deploy(&["t0"]);
+        assert_eq!(code, 1, "{r}");
+        let err = r["t0"]["error"].as_str().unwrap();
+        assert!(
+            err.contains("health check `http http://127.0.0.1/ping` failed: http://127.0.0.1/ping does not answer with success (curl: (22)")
+                && err.contains("503"),
+            "{err}"
+        );
+    }
+    let server = LateListener::answering(
+        &host.netns,
+        80,
+        Duration::ZERO,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    );
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(r["t0"]["result"], "deployed", "{}", r["t0"]);
+    // Both checks reached the listener: the one naming a Traefik route too,
+    // though no DNS in the test host knows ping.t0.home.arpa.
+    assert!(server.accepted.load(Ordering::SeqCst) >= 2);
 }
 
 /// The test host's own podman: private container storage, its /run, and the

@@ -194,7 +194,9 @@ health)
       echo "nothing accepts TCP connections on $what (${err:-timed out after ${limit}s})"
       exit 1 ;;
     http)
-      err=$(curl -fsS -m "$limit" -o /dev/null "$what" 2>&1) && exit 0
+      # An optional 4th argument NAME:PORT:127.0.0.1 (curl --resolve) sends a
+      # URL naming this host to its own listener, whatever DNS says.
+      err=$(curl -fsS -m "$limit" ${4:+--resolve "$4"} -o /dev/null "$what" 2>&1) && exit 0
       echo "$what does not answer with success (${err:-no answer})"
       exit 1 ;;
     container)

@@ -312,15 +312,18 @@ impl Remote {
         probe: &Probe,
         limit_secs: u64,
     ) -> Result<Result<(), String>, RemoteError> {
-        let engine = match probe {
+        let extra = match probe {
             Probe::Container { engine, .. } => match engine {
-                Backend::Podman => " podman",
-                Backend::Docker => " docker",
+                Backend::Podman => " podman".to_string(),
+                Backend::Docker => " docker".to_string(),
             },
-            _ => "",
+            Probe::Http(u) => local_resolve(u)
+                .map(|r| format!(" {}", shell_quote(&r)))
+                .unwrap_or_default(),
+            _ => String::new(),
         };
         let out = self.agent(&format!(
-            "health {} {} {}{engine}",
+            "health {} {} {}{extra}",
             probe.kind(),
             limit_secs.max(1),
             shell_quote(probe.target())
@@ -348,6 +351,20 @@ impl Remote {
             self.agent(&format!("switch-generation {n}"))?,
         )
     }
+}
+
+/// curl's `--resolve NAME:PORT:127.0.0.1` for a URL naming this host by name
+/// (`resolve` allows only this host's names: its deploy name, or a route of its
+/// Traefik), so the check reaches this host's listener whatever DNS says.
+fn local_resolve(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let Some(url::Host::Domain(name)) = u.host() else {
+        return None;
+    };
+    if name == "localhost" {
+        return None;
+    }
+    Some(format!("{name}:{}:127.0.0.1", u.port_or_known_default()?))
 }
 
 impl Drop for Remote {
