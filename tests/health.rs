@@ -211,6 +211,7 @@ fn timing_values_out_of_range_are_refused() {
             "`soon` is not a duration",
         ),
         ("grace = \"-1s\"\n", "\"-1s\"", "`-1s` is not a duration"),
+        ("grace = \"2h\"\n", "\"2h\"", "grace 2h is out of range"),
     ];
     for (line, needle, message) in cases {
         let r = with_health(
@@ -289,18 +290,44 @@ struct LateListener {
 }
 
 impl LateListener {
-    fn start(netns: &str, port: u16, after: Duration) -> LateListener {
-        LateListener::answering(netns, port, after, b"ok\n")
+    /// Listens `delay` after the host's next activation (the test double logs
+    /// each to /nix/var/potato-test/activations): a service that comes up
+    /// late, seen by a deploy's health checks as refused first.
+    fn after_next_activation(host: &TestHost, port: u16, delay: Duration) -> LateListener {
+        let log = host.dir.join("nix/var/potato-test/activations");
+        let count = |p: &PathBuf| {
+            std::fs::read_to_string(p)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let before = count(&log);
+        let mut activated: Option<Instant> = None;
+        LateListener::when(&host.netns, port, b"ok\n", move || {
+            if activated.is_none() && count(&log) > before {
+                activated = Some(Instant::now());
+            }
+            activated.is_some_and(|t| t.elapsed() >= delay)
+        })
     }
 
-    /// Like `start`, writing `reply` to each connection (after reading its request).
-    fn answering(netns: &str, port: u16, after: Duration, reply: &'static [u8]) -> LateListener {
+    /// Listens at once, writing `reply` to each connection (after reading its
+    /// request when it is an HTTP reply).
+    fn answering(netns: &str, port: u16, reply: &'static [u8]) -> LateListener {
+        LateListener::when(netns, port, reply, || true)
+    }
+
+    /// Listens once `ready` (polled) says so.
+    fn when(
+        netns: &str,
+        port: u16,
+        reply: &'static [u8],
+        mut ready: impl FnMut() -> bool + Send + 'static,
+    ) -> LateListener {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicU32::new(0));
         let (s, a, ns) = (stop.clone(), accepted.clone(), netns.to_string());
         let thread = std::thread::spawn(move || {
-            let began = Instant::now();
-            while began.elapsed() < after {
+            while !ready() {
                 if s.load(Ordering::SeqCst) {
                     return;
                 }
@@ -368,9 +395,8 @@ fn a_check_that_passes_only_after_a_delay_ends_in_a_confirmed_deploy() {
     fleet.write_host("t0", &graceful);
     assert_eq!(fleet.potato(&["gen"]).code, 0);
 
-    // The "service" starts listening 4s after the deploy begins (the push and
-    // activation take about a second, so the check sees it refused first).
-    let listener = LateListener::start(&host.netns, 443, Duration::from_secs(4));
+    // The "service" starts listening 4s after the activation.
+    let listener = LateListener::after_next_activation(host, 443, Duration::from_secs(4));
     let began = Instant::now();
     // Plain (not --json) with -v: the engine's log lines reach stderr.
     let run = fleet.potato(&["deploy", "t0", "-v"]);
@@ -455,7 +481,6 @@ fn an_http_check_needs_a_success_status() {
         let _server = LateListener::answering(
             &host.netns,
             80,
-            Duration::ZERO,
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
         let (code, r, _) = fleet.deploy(&["t0"]);
@@ -470,7 +495,6 @@ fn an_http_check_needs_a_success_status() {
     let server = LateListener::answering(
         &host.netns,
         80,
-        Duration::ZERO,
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
     );
     let (code, r, stderr) = fleet.deploy(&["t0"]);

@@ -2,7 +2,8 @@
 //! generation, confirm over a new SSH connection, or let the host roll back.
 //!
 //! Owns the per-host pipeline (lock → state → missing paths → push → activate →
-//! health → confirm), its outcome, and the events it emits. It does not build
+//! health → confirm), its outcome, and the events it emits; `health` holds the
+//! health-check loop's timing rules. It does not build
 //! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
 //! `ui` renders the events.
 
