@@ -184,7 +184,7 @@ health)
   case "$kind" in
     unit)
       state=$(timeout "$limit" systemctl is-active -- "$what" 2>&1) && exit 0
-      echo "unit $what is $(printf '%s' "${state:-not active}" | tr '\n' ' ')"
+      echo "unit $what is not active ($(printf '%s' "${state:-no answer}" | tr '\n' ' ' | sed 's/ *$//'))"
       exit 1 ;;
     tcp)
       host=${what%:*} port=${what##*:}
