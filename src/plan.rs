@@ -247,12 +247,66 @@ pub struct DatabasePlan {
     pub password_secret: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A check that must pass before a deploy is confirmed, and how long it may take.
+///
+/// The deployer tries it every `interval_secs` from the start of the confirm
+/// phase; a pass ends it at once. Failures in the first `grace_secs` do not
+/// count; after that, `retries` failed attempts fail it (and the deploy rolls
+/// back). So a check takes at most `grace_secs + retries * interval_secs`,
+/// which `resolve` keeps inside the confirm timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub grace_secs: u64,
+    pub interval_secs: u64,
+    pub retries: u32,
+}
+
+impl HealthCheck {
+    /// The longest this check can run before it counts as failed.
+    pub fn budget_secs(&self) -> u64 {
+        self.grace_secs + u64::from(self.retries) * self.interval_secs
+    }
+}
+
+/// What a health check probes, on the host (through the agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "target", rename_all = "lowercase")]
-pub enum HealthCheck {
+pub enum Probe {
+    /// A systemd unit that must be active.
     Unit(String),
+    /// "address:port" that must accept a TCP connection.
     Tcp(String),
+    /// A URL that must answer 2xx/3xx.
     Http(String),
+    /// A container the host runs: healthy, or running when it has no health check.
+    Container { name: String, engine: Backend },
+}
+
+impl Probe {
+    /// The host-file key of this kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Unit(_) => "unit",
+            Probe::Tcp(_) => "tcp",
+            Probe::Http(_) => "http",
+            Probe::Container { .. } => "container",
+        }
+    }
+
+    /// What it probes, as written in the host file.
+    pub fn target(&self) -> &str {
+        match self {
+            Probe::Unit(s) | Probe::Tcp(s) | Probe::Http(s) => s,
+            Probe::Container { name, .. } => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind(), self.target())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -188,8 +188,12 @@ fn failing_health_check_rolls_back() {
     let tb = Testbed::new(1);
     let fleet = Fleet::new(&tb);
     let top1 = first_deploy(&fleet);
-    // Nothing listens on port 9 in the test host.
-    fleet.append_host("t0", "\n[[health]]\ntcp = \"127.0.0.1:9\"\n");
+    // Traefik publishes 443 (so the check is valid), but in the test host
+    // nothing listens there.
+    fleet.append_host(
+        "t0",
+        "\n[containers]\nservices = [\"traefik\"]\n\n[[health]]\ntcp = \"127.0.0.1:443\"\ngrace = \"0s\"\n",
+    );
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);
     let res = &r["t0"];
@@ -198,7 +202,7 @@ fn failing_health_check_rolls_back() {
         res["error"]
             .as_str()
             .unwrap()
-            .contains("health check failed: nothing accepts TCP connections on 127.0.0.1:9"),
+            .contains("health check `tcp 127.0.0.1:443` failed: nothing accepts TCP connections on 127.0.0.1:443"),
         "{res}"
     );
     assert_eq!(tb.host(0).current_generation(), Some(1));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::cli::{Connection, Global};
 use crate::error::Error;
 use crate::harden::exposure;
-use crate::plan::{HealthCheck, HostPlan};
+use crate::plan::{HostPlan, Probe};
 use crate::units::format_mib;
 
 /// Where a deployed generation keeps its planned exposure.
@@ -225,12 +225,20 @@ pub fn human(p: &HostPlan) -> String {
     if !p.health.is_empty() {
         let _ = writeln!(o, "\nhealth checks before confirming a deploy");
         for h in &p.health {
-            let (kind, target) = match h {
-                HealthCheck::Unit(u) => ("unit active", u),
-                HealthCheck::Tcp(t) => ("tcp connects", t),
-                HealthCheck::Http(u) => ("http answers", u),
+            let kind = match &h.probe {
+                Probe::Unit(_) => "unit active",
+                Probe::Tcp(_) => "tcp connects",
+                Probe::Http(_) => "http answers",
+                Probe::Container { .. } => "container ok",
             };
-            let _ = writeln!(o, "  {kind:<13} {target}");
+            let _ = writeln!(
+                o,
+                "  {kind:<13} {}  (grace {}s, then {} tries {}s apart)",
+                h.probe.target(),
+                h.grace_secs,
+                h.retries,
+                h.interval_secs
+            );
         }
     }
     if !p.secrets.is_empty() {

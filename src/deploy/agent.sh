@@ -176,13 +176,52 @@ result)
   cat "$STATE/result-$1" 2>/dev/null || echo pending
   ;;
 health)
-  kind=$1 what=$2
+  # health KIND LIMIT_SECS WHAT [ENGINE]: one attempt of a deploy health check,
+  # bounded by LIMIT_SECS. Exit 0 when it passes; otherwise exit 1 and one line
+  # saying what the host saw. WHAT was validated by potato (a unit name that
+  # cannot start with '-', host:port, an http(s) URL, a container it runs).
+  kind=$1 limit=$2 what=$3
   case "$kind" in
-    unit) systemctl is-active --quiet "$what" ;;
+    unit)
+      state=$(timeout "$limit" systemctl is-active -- "$what" 2>&1) && exit 0
+      echo "unit $what is not active ($(printf '%s' "${state:-no answer}" | tr '\n' ' ' | sed 's/ *$//'))"
+      exit 1 ;;
     tcp)
       host=${what%:*} port=${what##*:}
-      timeout 5 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null ;;
-    http) curl -fsS -m 5 -o /dev/null "$what" ;;
+      host=${host#[}; host=${host%]}
+      err=$(timeout "$limit" bash -c 'exec 3<>"/dev/tcp/$1/$2"' potato-health "$host" "$port" 2>&1) && exit 0
+      err=$(printf '%s' "$err" | tail -n 1 | sed 's/^.*: //')
+      echo "nothing accepts TCP connections on $what (${err:-timed out after ${limit}s})"
+      exit 1 ;;
+    http)
+      # An optional 4th argument NAME:PORT:127.0.0.1 (curl --resolve) sends a
+      # URL naming this host to its own listener, whatever DNS says.
+      err=$(curl -fsS -m "$limit" ${4:+--resolve "$4"} -o /dev/null "$what" 2>&1) && exit 0
+      echo "$what does not answer with success (${err:-no answer})"
+      exit 1 ;;
+    container)
+      # Healthy, or running when the container has no health check. A container
+      # still "starting" gets its own health check run now (podman's timer
+      # would run it only after its interval).
+      engine=${4:-podman}
+      fmt='{{.State.Status}} {{if .Config.Healthcheck}}{{.State.Health.Status}}{{else}}none{{end}}'
+      if ! st=$(timeout "$limit" "$engine" inspect --type container --format "$fmt" -- "$what" 2>&1); then
+        echo "container $what: $(printf '%s' "$st" | tail -n 1 | sed 's/^Error: //; s/^inspecting object: //')"
+        exit 1
+      fi
+      status=${st%% *} health=${st#* }
+      if [ "$status" != running ]; then
+        echo "container $what is $status"
+        exit 1
+      fi
+      case "$health" in none|healthy) exit 0 ;; esac
+      if [ "$engine" = podman ] && timeout "$limit" podman healthcheck run -- "$what" >/dev/null 2>&1; then
+        exit 0
+      fi
+      health=$("$engine" inspect --type container --format '{{.State.Health.Status}}' -- "$what" 2>/dev/null)
+      last=$("$engine" inspect --type container --format '{{range .State.Health.Log}}{{.Output}}{{"\n"}}{{end}}' -- "$what" 2>/dev/null | sed '/^$/d' | tail -n 1)
+      echo "container $what is running, health ${health:-unknown}${last:+ (its check said: $last)}"
+      exit 1 ;;
     *) exit 2 ;;
   esac
   ;;

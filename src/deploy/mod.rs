@@ -2,10 +2,12 @@
 //! generation, confirm over a new SSH connection, or let the host roll back.
 //!
 //! Owns the per-host pipeline (lock → state → missing paths → push → activate →
-//! health → confirm), its outcome, and the events it emits. It does not build
+//! health → confirm), its outcome, and the events it emits; `health` holds the
+//! health-check loop's timing rules. It does not build
 //! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
 //! `ui` renders the events.
 
+pub mod health;
 pub mod remote;
 
 use std::sync::Arc;
@@ -344,6 +346,36 @@ impl Run {
         Ok(())
     }
 
+    /// Tries every health check until all pass, one fails, or `budget` is spent.
+    fn run_health_checks(
+        &self,
+        remote: &Remote,
+        checks: &[HealthCheck],
+        budget: Duration,
+    ) -> Result<(), health::HealthFailure> {
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let mut clock = health::WallClock(Instant::now());
+        let passed = health::wait_until_healthy(checks, budget, &mut clock, &mut |c| match remote
+            .health(&c.probe, c.interval_secs)
+        {
+            Ok(Ok(())) => health::Attempt::Pass,
+            Ok(Err(why)) => health::Attempt::Fail(why),
+            Err(e) => health::Attempt::Error(e.to_string()),
+        })?;
+        for p in passed {
+            self.log(format!(
+                "health check `{}` passed after {:.1}s ({} attempt{})",
+                p.probe,
+                p.after.as_secs_f64(),
+                p.attempts,
+                if p.attempts == 1 { "" } else { "s" }
+            ));
+        }
+        Ok(())
+    }
+
     fn confirm(
         &mut self,
         plan: &HostPlan,
@@ -374,7 +406,13 @@ impl Run {
             return Ok(Outcome::RolledBack);
         };
         let remote = Remote::new(session).map_err(|e| e.to_string())?;
-        if let Some(failure) = failing_health_check(&remote, &plan.health) {
+        // The checks get what is left of the confirm window, less a second for
+        // the confirmation itself.
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(Duration::from_secs(1));
+        if let Err(failure) = self.run_health_checks(&remote, &plan.health, budget) {
+            let failure = failure.to_string();
             remote.abort(token, &failure).map_err(|e| e.to_string())?;
             let verdict = remote.result(token, 60).map_err(|e| e.to_string())?;
             self.result.generation = prev;
@@ -523,21 +561,4 @@ fn with_new_connection<T>(
     .ok_or_else(|| format!("no SSH connection within {}s", within.as_secs()))?;
     let remote = Remote::new(session).map_err(|e| e.to_string())?;
     f(&remote).map_err(|e| e.to_string())
-}
-
-/// The first health check that fails, described.
-fn failing_health_check(remote: &Remote, checks: &[HealthCheck]) -> Option<String> {
-    for c in checks {
-        let (kind, what, desc) = match c {
-            HealthCheck::Unit(u) => ("unit", u, format!("unit {u} is not active")),
-            HealthCheck::Tcp(t) => ("tcp", t, format!("nothing accepts TCP connections on {t}")),
-            HealthCheck::Http(u) => ("http", u, format!("{u} does not answer with success")),
-        };
-        match remote.health(kind, what) {
-            Ok(true) => continue,
-            Ok(false) => return Some(format!("health check failed: {desc}")),
-            Err(e) => return Some(format!("health check could not run: {e}")),
-        }
-    }
-    None
 }

@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 
+use crate::inventory::schema::Backend;
 use crate::nix::{StorePath, store_path, transfer};
+use crate::plan::Probe;
 use crate::ssh::output::{self, DEFAULT_LIMIT};
 use crate::ssh::{Output, Session, SshError};
 
@@ -314,10 +316,38 @@ impl Remote {
             .to_string())
     }
 
-    pub fn health(&self, kind: &str, what: &str) -> Result<bool, RemoteError> {
-        Ok(self
-            .agent(&format!("health {kind} {}", shell_quote(what)))?
-            .success())
+    /// One attempt of a health check, bounded by `limit_secs`: Ok(Ok) when it
+    /// passes, Ok(Err(what the host saw)) when not.
+    pub fn health(
+        &self,
+        probe: &Probe,
+        limit_secs: u64,
+    ) -> Result<Result<(), String>, RemoteError> {
+        let extra = match probe {
+            Probe::Container { engine, .. } => match engine {
+                Backend::Podman => " podman".to_string(),
+                Backend::Docker => " docker".to_string(),
+            },
+            Probe::Http(u) => local_resolve(u)
+                .map(|r| format!(" {}", shell_quote(&r)))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let out = self.agent(&format!(
+            "health {} {} {}{extra}",
+            probe.kind(),
+            limit_secs.max(1),
+            shell_quote(probe.target())
+        ))?;
+        if out.success() {
+            return Ok(Ok(()));
+        }
+        let said = out.stdout.trim();
+        Ok(Err(if said.is_empty() {
+            format!("exit {}: {}", out.code, out.stderr.trim())
+        } else {
+            said.to_string()
+        }))
     }
 
     pub fn generations(&self) -> Result<String, RemoteError> {
@@ -332,6 +362,20 @@ impl Remote {
             self.agent(&format!("switch-generation {n}"))?,
         )
     }
+}
+
+/// curl's `--resolve NAME:PORT:127.0.0.1` for a URL naming this host by name
+/// (`resolve` allows only this host's names: its deploy name, or a route of its
+/// Traefik), so the check reaches this host's listener whatever DNS says.
+fn local_resolve(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let Some(url::Host::Domain(name)) = u.host() else {
+        return None;
+    };
+    if name == "localhost" {
+        return None;
+    }
+    Some(format!("{name}:{}:127.0.0.1", u.port_or_known_default()?))
 }
 
 impl Drop for Remote {

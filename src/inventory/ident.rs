@@ -325,7 +325,16 @@ pub fn check_unit_name(s: &str) -> Result<(), IdentError> {
     let suffix_ok = s
         .rsplit_once('.')
         .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix));
-    if s.len() > 255 || !charset || !suffix_ok || s.starts_with(['-', '.', '@']) {
+    if s.starts_with('-') {
+        return fail(
+            format!(
+                "`{}` starts with '-': systemctl would read it as an option",
+                shown(s)
+            ),
+            "write the full unit name, e.g. \"podman-traefik.service\"",
+        );
+    }
+    if s.len() > 255 || !charset || !suffix_ok || s.starts_with(['.', '@']) {
         return fail(
             format!("`{}` is not a systemd unit name", shown(s)),
             "write the full unit name, e.g. \"podman-traefik.service\": letters, digits, ':', '-', '_', '.', '@', not starting with '-'",

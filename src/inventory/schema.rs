@@ -401,6 +401,21 @@ pub struct Health {
     /// URL that must answer 2xx/3xx (probed on the host).
     #[serde(default)]
     pub http: Option<SString>,
+    /// A container this host runs (a service in [containers]): passes when the
+    /// engine reports it healthy, or running when it has no health check.
+    #[serde(default)]
+    pub container: Option<SString>,
+    /// Failures in this first period (from the confirm phase's start) do not
+    /// count, e.g. "20s". Default: as long as the confirm timeout allows, at
+    /// most 20s.
+    #[serde(default)]
+    pub grace: Option<SString>,
+    /// Failed attempts after the grace period before the check fails (default 3).
+    #[serde(default)]
+    pub retries: Option<Spanned<i64>>,
+    /// Time between attempts, and each attempt's time limit, e.g. "2s" (default 2s).
+    #[serde(default)]
+    pub interval: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -20,7 +20,7 @@ use tera::{Context, Kwargs, State, Tera};
 use crate::error::Error;
 use crate::harden::baseline::{self, Daemon};
 use crate::harden::{exposure, fail2ban, firewall, wireguard};
-use crate::plan::{HealthCheck, HostPlan};
+use crate::plan::{HealthCheck, HostPlan, Probe};
 use crate::render::format::{Refused, envfile, fstab, sh, sshd, systemd, wgquick, yaml_json};
 use crate::secrets;
 use crate::units::format_mib;
@@ -371,14 +371,16 @@ fn deploy_json(plan: &HostPlan) -> Result<String, Refused> {
     let health: Vec<Value> = plan
         .health
         .iter()
-        .map(|h| {
-            Ok(match h {
-                HealthCheck::Unit(u) => json!({
-                    "unit": systemd::unit_name(u).map_err(|e| e.of("a health check's unit"))?
-                }),
-                HealthCheck::Tcp(t) => json!({ "tcp": t }),
-                HealthCheck::Http(u) => json!({ "http": u }),
-            })
+        .map(|h: &HealthCheck| {
+            if let Probe::Unit(u) = &h.probe {
+                systemd::unit_name(u).map_err(|e| e.of("a health check's unit"))?;
+            }
+            Ok(json!({
+                h.probe.kind(): h.probe.target(),
+                "grace_secs": h.grace_secs,
+                "interval_secs": h.interval_secs,
+                "retries": h.retries,
+            }))
         })
         .collect::<Result<_, Refused>>()?;
     let v = json!({
@@ -581,7 +583,12 @@ mod tests {
     #[test]
     fn a_health_unit_that_is_an_option_is_refused() {
         let mut p = plan("pve-gateway");
-        p.health = vec![HealthCheck::Unit("-H evil.example".into())];
+        p.health = vec![HealthCheck {
+            probe: Probe::Unit("-H evil.example".into()),
+            grace_secs: 0,
+            interval_secs: 2,
+            retries: 3,
+        }];
         let e = deploy_json(&p).unwrap_err();
         assert!(
             e.to_string()

@@ -21,6 +21,7 @@ use crate::secrets::{self, SecretIndex};
 use crate::units::{parse_duration, parse_mib};
 
 mod containers;
+mod health;
 
 /// Default container network subnets by zone.
 pub(crate) const DEFAULT_NETWORKS: &[(&str, &str)] = &[
@@ -158,7 +159,12 @@ impl<'a> HostCx<'a> {
         let storage = self.storage();
         let wireguard = self.wireguard();
         let containers = self.containers(memory_mib, &zones, &wireguard);
-        let health = self.health();
+        let health = self.health(&health::HealthContext {
+            deploy: deploy.as_ref().map(|d| &d.0),
+            ssh: ssh.as_ref(),
+            containers: containers.as_ref(),
+            wireguard: &wireguard,
+        });
         let proxmox = self.proxmox();
         let secret_files = self.secret_files();
         if let (Some(d), Some(fw), Some(ssh)) = (&deploy, &firewall, &ssh) {
@@ -886,45 +892,6 @@ impl<'a> HostCx<'a> {
             }
         }
         out.into_iter().map(|(w, _)| w).collect()
-    }
-
-    fn health(&mut self) -> Vec<HealthCheck> {
-        let mut out = Vec::new();
-        for h in &self.host.raw.health {
-            let given = [h.unit.is_some(), h.tcp.is_some(), h.http.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            if given != 1 {
-                self.error(
-                    &h.span,
-                    "a health check needs exactly one of unit, tcp, http",
-                    "split it into one [[health]] table per check",
-                );
-                continue;
-            }
-            if let Some(u) = &h.unit {
-                // The unit name's grammar was checked when the host file was read.
-                out.push(HealthCheck::Unit(u.value.to_string()));
-            } else if let Some(t) = &h.tcp {
-                if let Err(e) = check_endpoint(&t.value) {
-                    self.error(&t.span, e, "write \"address:port\", e.g. \"127.0.0.1:443\"");
-                }
-                out.push(HealthCheck::Tcp(t.value.clone()));
-            } else if let Some(u) = &h.http {
-                if !(u.value.starts_with("http://") || u.value.starts_with("https://"))
-                    || u.value.contains(char::is_whitespace)
-                {
-                    self.error(
-                        &u.span,
-                        format!("`{}` is not an http(s) URL", u.value),
-                        "write e.g. \"http://127.0.0.1:8080/health\"",
-                    );
-                }
-                out.push(HealthCheck::Http(u.value.clone()));
-            }
-        }
-        out
     }
 
     fn proxmox(&mut self) -> Option<ProxmoxPlan> {
