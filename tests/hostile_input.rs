@@ -224,7 +224,11 @@ fn operator_entry_replacing_a_builtin_is_shown_by_catalog_and_plan() {
     assert!(!builtin.stdout.contains("replaces the built-in"));
     r.write(
         "modules/catalog/x.toml",
-        &catalog_entry("traefik", "zone = \"proxy\"\nproxy = true\nweb = 8080"),
+        &catalog_entry(
+            "traefik",
+            // n250's health check probes 443, so the replacement publishes it.
+            "zone = \"proxy\"\nproxy = true\nweb = 8080\nports = [\"80:80/tcp\", \"443:443/tcp\"]",
+        ),
     );
     let line = "traefik: operator entry modules/catalog/x.toml replaces the built-in";
     let cat = r.potato(&["catalog"]);
@@ -436,7 +440,12 @@ fn health_unit_cannot_be_a_systemctl_option() {
         );
         let (l, c) = line_col(&r.read("hosts/lepotato.toml"), &format!("unit = \"{bad}\""));
         let loc = format!("hosts/lepotato.toml:{l}:{}", c + "unit = ".len());
-        gen_writes_nothing(&r).invalid_at(&loc, "is not a systemd unit name");
+        let why = if bad.starts_with('-') {
+            "starts with '-': systemctl would read it as an option"
+        } else {
+            "is not a systemd unit name"
+        };
+        gen_writes_nothing(&r).invalid_at(&loc, why);
     }
 }
 
