@@ -56,6 +56,11 @@ impl PortRange {
     fn covers(&self, other: &PortRange) -> bool {
         self.lo <= other.lo && other.hi <= self.hi
     }
+    /// Does this range hold `other` or touch it (`1-3` and `4-9`)?
+    fn meets(&self, other: &PortRange) -> bool {
+        u32::from(other.lo) <= u32::from(self.hi) + 1
+            && u32::from(self.lo) <= u32::from(other.hi) + 1
+    }
     fn nft(&self) -> String {
         if self.lo == self.hi {
             self.lo.to_string()
@@ -108,6 +113,7 @@ impl Source {
 pub struct Rule {
     pub text: String,
     pub action: Action,
+    /// Sorted, disjoint and not touching: see `coalesce`.
     pub ports: Vec<PortRange>,
     pub protos: Vec<Proto>,
     pub source: Source,
@@ -116,7 +122,7 @@ pub struct Rule {
 
 impl Rule {
     pub fn matches_port(&self, port: u16, proto: Proto) -> bool {
-        self.protos.contains(&proto) && self.ports.iter().any(|r| r.contains(port))
+        self.protos.contains(&proto) && range_holding(&self.ports, port).is_some()
     }
 
     /// Would every packet this rule matches already be matched by `earlier`?
@@ -127,7 +133,7 @@ impl Rule {
             && self
                 .ports
                 .iter()
-                .all(|r| earlier.ports.iter().any(|e| e.covers(r)))
+                .all(|r| range_holding(&earlier.ports, r.lo).is_some_and(|e| e.covers(r)))
             && earlier.source.covers(&self.source)
     }
 }
@@ -268,7 +274,29 @@ fn parse_ports(word: &str, offset: usize) -> Result<(Vec<PortRange>, Vec<Proto>)
         };
         ranges.push(r);
     }
-    Ok((ranges, protos))
+    Ok((coalesce(ranges), protos))
+}
+
+/// One sorted list of the same ports, with ranges that overlap or touch merged:
+/// `5,1,2,3,2` becomes `1-3,5`. A port set then costs what its ranges cost, not
+/// what its listed ports cost, and lookups can search it (`range_holding`).
+pub fn coalesce(mut ranges: Vec<PortRange>) -> Vec<PortRange> {
+    ranges.sort_unstable_by_key(|r| (r.lo, r.hi));
+    let mut out: Vec<PortRange> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if last.meets(&r) => last.hi = last.hi.max(r.hi),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// The range of a coalesced list that holds `port`, by binary search. A range
+/// the list covers lies inside one of its ranges, since they do not touch.
+fn range_holding(ports: &[PortRange], port: u16) -> Option<&PortRange> {
+    let i = ports.partition_point(|r| r.hi < port);
+    ports.get(i).filter(|r| r.contains(port))
 }
 
 /// A source: "any", a zone name, a CIDR or an address.
@@ -733,6 +761,117 @@ mod tests {
         assert_eq!(
             verdict(&rules, Policy::Allow, &wan, 80, Proto::Tcp),
             (true, None)
+        );
+    }
+
+    fn ports_of(rule: &str) -> Vec<(u16, u16)> {
+        parse_rule(rule, &zones)
+            .unwrap()
+            .ports
+            .iter()
+            .map(|r| (r.lo, r.hi))
+            .collect()
+    }
+
+    #[test]
+    fn adjacent_ports_become_one_range() {
+        assert_eq!(ports_of("allow 1,2,3,5/tcp"), [(1, 3), (5, 5)]);
+        assert_eq!(ports_of("allow 8000-8099,8100-8200/tcp"), [(8000, 8200)]);
+        assert_eq!(ports_of("allow 21,23/tcp"), [(21, 21), (23, 23)]);
+    }
+
+    #[test]
+    fn overlapping_and_nested_ranges_merge() {
+        assert_eq!(ports_of("allow 10-20,15-30,31/tcp"), [(10, 31)]);
+        assert_eq!(
+            ports_of("allow 1-100,50-60,200/udp"),
+            [(1, 100), (200, 200)]
+        );
+        assert_eq!(ports_of("allow 40-50,10-40"), [(10, 50)]);
+    }
+
+    #[test]
+    fn duplicates_collapse_and_the_list_is_sorted() {
+        assert_eq!(ports_of("allow 443,80,443,80/tcp"), [(80, 80), (443, 443)]);
+        assert_eq!(ports_of("allow 9,7,9,8/tcp"), [(7, 9)]);
+    }
+
+    #[test]
+    fn a_single_port_stays_itself() {
+        assert_eq!(ports_of("allow 22/tcp"), [(22, 22)]);
+        let r = parse_rule("allow 22/tcp", &zones).unwrap();
+        assert!(rule_lines(&r, Match::Port).unwrap()[0].ends_with("tcp dport 22 accept"));
+    }
+
+    #[test]
+    fn the_full_range_and_its_edges() {
+        assert_eq!(ports_of("allow 1-65535"), [(1, 65535)]);
+        assert_eq!(ports_of("allow 65535,1-65534/tcp"), [(1, 65535)]);
+        assert_eq!(
+            ports_of("allow 65535,65534,1/udp"),
+            [(1, 1), (65534, 65535)]
+        );
+        let r = parse_rule("allow 65535,1-65534/tcp", &zones).unwrap();
+        assert!(r.matches_port(1, Proto::Tcp) && r.matches_port(65535, Proto::Tcp));
+    }
+
+    #[test]
+    fn a_listed_port_set_matches_exactly_its_ports() {
+        let r = parse_rule("allow 5,1,2,3,10-12/tcp", &zones).unwrap();
+        let open: Vec<u16> = (0..=20)
+            .filter(|p| r.matches_port(*p, Proto::Tcp))
+            .collect();
+        assert_eq!(open, [1, 2, 3, 5, 10, 11, 12]);
+        assert!(!r.matches_port(2, Proto::Udp));
+    }
+
+    #[test]
+    fn tcp_and_udp_rules_keep_their_own_ranges() {
+        let rules = vec![
+            parse_rule("allow 1,2/tcp", &zones).unwrap(),
+            parse_rule("allow 3,4/udp", &zones).unwrap(),
+            parse_rule("allow 6,5", &zones).unwrap(),
+        ];
+        let pol = Policies {
+            incoming: Policy::Deny,
+            outgoing: Policy::Allow,
+            routed: Policy::Deny,
+        };
+        let nft = compile(&rules, &pol, &Openings::default()).unwrap();
+        assert!(nft.contains("\t\ttcp dport 1-2 accept\n"));
+        assert!(nft.contains("\t\tudp dport 3-4 accept\n"));
+        assert!(nft.contains("\t\tmeta l4proto { tcp, udp } th dport 5-6 accept\n"));
+        assert!(!nft.contains("1-4"));
+        assert!(!rules[0].matches_port(3, Proto::Tcp));
+        assert!(!rules[1].matches_port(2, Proto::Udp));
+    }
+
+    #[test]
+    fn a_set_of_ranges_is_written_sorted_and_disjoint() {
+        let r = parse_rule("allow 8000-8100,443,80,8101,443/tcp", &zones).unwrap();
+        assert_eq!(
+            rule_lines(&r, Match::Port).unwrap(),
+            ["tcp dport { 80, 443, 8000-8101 } accept"]
+        );
+    }
+
+    #[test]
+    fn a_range_covered_by_listed_ports_is_shadowed() {
+        let earlier = parse_rule("allow 1,2,3,4/tcp", &zones).unwrap();
+        let later = parse_rule("deny 2-4/tcp from lan", &zones).unwrap();
+        assert!(later.is_shadowed_by(&earlier));
+        let wider = parse_rule("deny 2-5/tcp from lan", &zones).unwrap();
+        assert!(!wider.is_shadowed_by(&earlier));
+        let gap = parse_rule("allow 1,2,4/tcp", &zones).unwrap();
+        assert!(
+            !parse_rule("deny 1-4/tcp", &zones)
+                .unwrap()
+                .is_shadowed_by(&gap)
+        );
+        assert!(
+            parse_rule("deny 4,1/tcp", &zones)
+                .unwrap()
+                .is_shadowed_by(&gap)
         );
     }
 
