@@ -31,20 +31,6 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// when the check is really failing.
 pub const MAX_DEFAULT_GRACE_SECS: u64 = 20;
 
-const UNIT_SUFFIXES: &[&str] = &[
-    "service",
-    "socket",
-    "target",
-    "mount",
-    "automount",
-    "swap",
-    "timer",
-    "path",
-    "slice",
-    "scope",
-    "device",
-];
-
 /// What the host-file checks are resolved against.
 pub(super) struct HealthContext<'p> {
     pub deploy: Option<&'p DeployPlan>,
@@ -101,16 +87,8 @@ impl HostCx<'_> {
     }
 
     fn unit_probe(&mut self, u: &Spanned<crate::inventory::ident::UnitName>) -> Option<Probe> {
-        // The grammar was checked when the host file was read; this adds the
-        // deploy's own rule (and keeps it when a plan is built another way).
-        if let Err(e) = check_unit_name(u.value.as_str()) {
-            self.error(
-                &u.span,
-                e,
-                "write the full unit name, e.g. \"podman-traefik.service\"",
-            );
-            return None;
-        }
+        // The grammar (systemd's characters, a known suffix, no leading '-')
+        // was checked when the host file was read: `inventory::ident`.
         Some(Probe::Unit(u.value.to_string()))
     }
 
@@ -314,27 +292,6 @@ impl HostCx<'_> {
     }
 }
 
-/// A systemd unit name (systemd.unit(5)): NAME.SUFFIX of ASCII letters,
-/// digits and `:-_.\@`, at most 255 bytes. Never a leading '-', so it cannot
-/// read as an option to systemctl.
-pub fn check_unit_name(name: &str) -> Result<(), String> {
-    let valid_chars = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\' | '@'));
-    let suffix_ok = name
-        .rsplit_once('.')
-        .is_some_and(|(stem, suffix)| !stem.is_empty() && UNIT_SUFFIXES.contains(&suffix));
-    if name.starts_with('-') {
-        return Err(format!(
-            "`{name}` starts with '-': it would be read as an option, not a unit"
-        ));
-    }
-    if name.is_empty() || name.len() > 255 || !valid_chars || !suffix_ok {
-        return Err(format!("`{name}` is not a systemd unit name"));
-    }
-    Ok(())
-}
-
 /// TCP ports something on the host listens on, with who: sshd, and every port
 /// a container publishes (Traefik's 80/443 among them when the proxy runs).
 /// Native services that listen go here as potato starts configuring them.
@@ -375,7 +332,10 @@ fn is_this_host(host: &str, cx: &HealthContext) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+
+    fn check_unit_name(s: &str) -> Result<(), String> {
+        crate::inventory::ident::check_unit_name(s).map_err(|e| e.message)
+    }
 
     #[test]
     fn unit_names() {
