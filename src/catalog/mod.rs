@@ -2,12 +2,20 @@
 //!
 //! Owns the embedded `services.toml`, its shape, and looking a service up. It does
 //! not decide what a host may run (that is `resolve`) nor how a service is rendered.
+//! Each entry carries its image's contract (`contract`), checked here against
+//! the entry's own health check and volumes.
+
+pub mod contract;
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+
+use camino::{Utf8Path, Utf8PathBuf};
 
 use serde::Deserialize;
 
 use crate::units::parse_mib;
+pub use contract::{Contract, Needed, Owner};
 
 const EMBEDDED: &str = include_str!("services.toml");
 
@@ -93,8 +101,11 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 #[serde(deny_unknown_fields)]
 struct RawEntry {
     description: String,
+    #[serde(default)]
     image: String,
+    #[serde(default)]
     arch: Vec<String>,
+    #[serde(default)]
     memory: String,
     #[serde(default)]
     cpus: Option<String>,
@@ -134,6 +145,22 @@ struct RawEntry {
     why: Option<String>,
     #[serde(default)]
     expose: Option<String>,
+    /// Why the entry has no health check (instead of `health`).
+    #[serde(default)]
+    health_none: Option<String>,
+    /// Runs on the host as this NixOS service instead of as a container.
+    #[serde(default)]
+    host_agent: Option<HostAgent>,
+    contract: contract::RawContract,
+}
+
+/// A host agent: a service that measures or protects the host itself, so it
+/// runs as a NixOS service on the host instead of as a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostAgent {
+    /// `services.prometheus.exporters.node`: reads the host's /proc, /sys and /.
+    NodeExporter,
 }
 
 /// Where a volume's host side lives.
@@ -172,7 +199,10 @@ impl Volume {
             return Err(format!("volume `{s}`: the container path must be absolute"));
         }
         let clean = |p: &str| !p.is_empty() && !p.split('/').any(|c| c == ".." || c.is_empty());
-        let source = if let Some(abs) = src.strip_prefix('/') {
+        let source = if src == "/" {
+            // The host's root, read-only by the few agents that inspect it.
+            VolumeSource::Host(src.to_string())
+        } else if let Some(abs) = src.strip_prefix('/') {
             if !clean(abs) {
                 return Err(format!(
                     "volume `{s}`: `{src}` is not a clean absolute path"
@@ -296,9 +326,150 @@ pub struct Service {
     pub why: Option<String>,
     /// Why this (non-proxy) service publishes ports directly.
     pub expose: Option<String>,
+    /// Why there is no health check.
+    pub health_none: Option<String>,
+    pub host_agent: Option<HostAgent>,
+    /// The image's contract with the host, from its upstream sources.
+    pub contract: Contract,
 }
 
-fn parse_entry(name: &str, r: RawEntry) -> Result<Service, String> {
+/// What is wrong with one catalog entry: the key inside the entry it is about
+/// (for the location in an operator's file), the message and a fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EntryError {
+    key: Vec<String>,
+    message: String,
+    hint: Option<String>,
+}
+
+impl From<String> for EntryError {
+    fn from(message: String) -> Self {
+        EntryError {
+            key: Vec::new(),
+            message,
+            hint: None,
+        }
+    }
+}
+
+impl From<&str> for EntryError {
+    fn from(message: &str) -> Self {
+        EntryError::from(message.to_string())
+    }
+}
+
+/// A catalog that cannot be used: where (an operator's file, with the byte
+/// range of the offending value) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogError {
+    /// Repository-relative file, None for the built-in catalog.
+    pub file: Option<Utf8PathBuf>,
+    /// The file's text, to turn `span` into line and column.
+    pub text: Option<String>,
+    pub span: Option<Range<usize>>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}")?;
+            if let (Some(text), Some(span)) = (&self.text, &self.span) {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                write!(f, ":{line}:{col}")?;
+            }
+            write!(f, ": ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl From<CatalogError> for String {
+    fn from(e: CatalogError) -> String {
+        e.to_string()
+    }
+}
+
+impl CatalogError {
+    fn plain(message: String) -> CatalogError {
+        CatalogError {
+            file: None,
+            text: None,
+            span: None,
+            message,
+            hint: None,
+        }
+    }
+}
+
+/// The byte range of `[entry] key...` in a catalog file's text.
+fn span_of_key(text: &str, entry: &str, key: &[String]) -> Option<Range<usize>> {
+    let doc = toml_edit::Document::parse(text).ok()?;
+    let mut item = doc.as_table().get(entry)?;
+    let mut span = item.span();
+    for k in key {
+        let next = match k.parse::<usize>() {
+            Ok(i) => item
+                .as_array()
+                .and_then(|a| a.get(i))
+                .map(|v| (v.span(), None)),
+            Err(_) => item
+                .as_table_like()
+                .and_then(|t| t.get(k))
+                .map(|i| (i.span(), Some(i))),
+        };
+        match next {
+            Some((s, Some(i))) => {
+                span = s.or(span);
+                item = i;
+            }
+            Some((s, None)) => {
+                span = s.or(span);
+                break;
+            }
+            None => break,
+        }
+    }
+    span
+}
+
+fn parse_entry(name: &str, r: RawEntry) -> Result<Service, EntryError> {
+    let contract = r.contract.clone().parse().map_err(|m| EntryError {
+        key: vec!["contract".into()],
+        message: m,
+        hint: None,
+    })?;
+    if r.host_agent.is_none() && (r.image.is_empty() || r.arch.is_empty() || r.memory.is_empty()) {
+        return Err("a container entry needs `image`, `arch` and `memory`".into());
+    }
+    if r.host_agent.is_some() {
+        return Ok(host_agent_entry(name, r, contract));
+    }
+    if r.health.is_some() == r.health_none.is_some() {
+        return Err(EntryError {
+            key: vec!["health".into()],
+            message: "needs exactly one of `health` (a check the image can run) and `health_none` (why there is none)".into(),
+            hint: None,
+        });
+    }
+    let targets: Vec<String> = r
+        .volumes
+        .iter()
+        .map(|v| Volume::parse(v).map(|v| v.target))
+        .collect::<Result<_, _>>()?;
+    if let Some(p) = contract::check_entry(&contract, r.health.as_deref(), &targets)
+        .into_iter()
+        .next()
+    {
+        return Err(EntryError {
+            key: p.key,
+            message: p.message,
+            hint: Some(p.hint),
+        });
+    }
     let ports = r
         .ports
         .iter()
@@ -329,7 +500,7 @@ fn parse_entry(name: &str, r: RawEntry) -> Result<Service, String> {
         None => None,
         Some("ro") => Some(Socket::Ro),
         Some("rw") => Some(Socket::Rw),
-        Some(o) => return Err(format!("socket `{o}`: use \"ro\" or \"rw\"")),
+        Some(o) => return Err(format!("socket `{o}`: use \"ro\" or \"rw\"").into()),
     };
     let privileged_in_any_way =
         socket.is_some() || !r.caps.is_empty() || !r.devices.is_empty() || r.privileged;
@@ -374,7 +545,42 @@ fn parse_entry(name: &str, r: RawEntry) -> Result<Service, String> {
         privileged: r.privileged,
         why: r.why,
         expose: r.expose,
+        health_none: r.health_none,
+        host_agent: None,
+        contract,
     })
+}
+
+fn host_agent_entry(name: &str, r: RawEntry, contract: Contract) -> Service {
+    Service {
+        name: name.to_string(),
+        description: r.description,
+        image: String::new(),
+        arch: vec!["x86_64".into(), "aarch64".into()],
+        memory_mib: 0,
+        cpus: 0.0,
+        zone: None,
+        network: None,
+        ports: Vec::new(),
+        web: None,
+        public: false,
+        proxy: false,
+        depends: Vec::new(),
+        database: false,
+        volumes: Vec::new(),
+        env: BTreeMap::new(),
+        health: None,
+        cmd: Vec::new(),
+        socket: None,
+        caps: Vec::new(),
+        devices: Vec::new(),
+        privileged: false,
+        why: r.why,
+        expose: None,
+        health_none: r.health_none,
+        host_agent: r.host_agent,
+        contract,
+    }
 }
 
 impl Service {
@@ -399,39 +605,61 @@ impl Catalog {
         let mut cat = Catalog {
             services: BTreeMap::new(),
         };
-        cat.merge(text)?;
+        cat.merge(text, None)?;
         cat.check_references()?;
         Ok(cat)
     }
 
     /// The built-in catalog plus the operator's `modules/catalog/*.toml` (same
-    /// schema; an entry with a built-in's name replaces it).
-    pub fn for_repo(repo: &camino::Utf8Path) -> Result<Catalog, String> {
+    /// schema; an entry with a built-in's name replaces it). An operator entry's
+    /// error carries its file and the location of the offending value.
+    pub fn for_repo(repo: &Utf8Path) -> Result<Catalog, CatalogError> {
         let mut cat = Catalog::builtin();
         let dir = repo.join("modules/catalog");
-        let mut files: Vec<camino::Utf8PathBuf> = match std::fs::read_dir(&dir) {
+        let mut files: Vec<Utf8PathBuf> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries
                 .flatten()
-                .filter_map(|e| camino::Utf8PathBuf::from_path_buf(e.path()).ok())
+                .filter_map(|e| Utf8PathBuf::from_path_buf(e.path()).ok())
                 .filter(|p| p.extension() == Some("toml"))
                 .collect(),
             Err(_) => Vec::new(),
         };
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f).map_err(|e| format!("{f}: {e}"))?;
-            let rel = f.strip_prefix(repo).unwrap_or(&f);
-            cat.merge(&text).map_err(|e| format!("{rel}: {e}"))?;
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| CatalogError::plain(format!("{f}: {e}")))?;
+            let rel = f.strip_prefix(repo).unwrap_or(&f).to_path_buf();
+            cat.merge(&text, Some(&rel))?;
         }
-        cat.check_references()?;
+        cat.check_references().map_err(CatalogError::plain)?;
         Ok(cat)
     }
 
-    fn merge(&mut self, text: &str) -> Result<(), String> {
-        let raw: BTreeMap<String, RawEntry> = toml::from_str(text).map_err(|e| e.to_string())?;
+    fn merge(&mut self, text: &str, file: Option<&Utf8Path>) -> Result<(), CatalogError> {
+        let located =
+            |span: Option<Range<usize>>, message: String, hint: Option<String>| CatalogError {
+                file: file.map(Utf8Path::to_path_buf),
+                text: file.map(|_| text.to_string()),
+                span,
+                message,
+                hint,
+            };
+        let raw: BTreeMap<String, RawEntry> =
+            toml::from_str(text).map_err(|e| located(e.span(), e.message().to_string(), None))?;
         for (name, r) in raw {
-            let s = parse_entry(&name, r).map_err(|e| format!("catalog service `{name}`: {e}"))?;
-            self.services.insert(name, s);
+            match parse_entry(&name, r) {
+                Ok(s) => {
+                    self.services.insert(name, s);
+                }
+                Err(e) => {
+                    let span = span_of_key(text, &name, &e.key);
+                    return Err(located(
+                        span,
+                        format!("catalog service `{name}`: {}", e.message),
+                        e.hint,
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -491,7 +719,6 @@ mod tests {
         for name in [
             "traefik",
             "crowdsec",
-            "crowdsec-bouncer",
             "authentik",
             "authentik-worker",
             "postgres",
@@ -527,7 +754,17 @@ mod tests {
             "autoheal",
         ] {
             let s = c.get(name).unwrap_or_else(|| panic!("{name} missing"));
-            assert!(s.health.is_some(), "{name} has no healthcheck");
+            assert!(
+                s.health.is_some() || s.health_none.is_some(),
+                "{name} has no healthcheck and no reason"
+            );
+            assert!(
+                !s.contract.source.is_empty(),
+                "{name} has no contract source"
+            );
+            if s.host_agent.is_some() {
+                continue;
+            }
             assert!(
                 !s.arch.is_empty() && s.memory_mib > 0 && s.cpus > 0.0,
                 "{name}"
@@ -573,7 +810,7 @@ mod tests {
     #[test]
     fn every_image_is_pinned() {
         let c = Catalog::builtin();
-        for s in c.services.values() {
+        for s in c.services.values().filter(|s| s.host_agent.is_none()) {
             let tag = s.image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
             assert!(
                 !tag.is_empty() && tag != "latest",
@@ -586,13 +823,13 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        let bad_ref = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\ndepends=['nope']\n";
+        let bad_ref = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\ndepends=['nope']\nhealth_none='x'\n[a.contract]\nsource='unverified'\n";
         assert!(
             Catalog::parse(bad_ref)
                 .unwrap_err()
                 .contains("unknown service `nope`")
         );
-        let bad_port = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\nports=['0:80']\n";
+        let bad_port = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\nports=['0:80']\nhealth_none='x'\n[a.contract]\nsource='unverified'\n";
         assert!(
             Catalog::parse(bad_port)
                 .unwrap_err()

@@ -4,14 +4,16 @@
 //!
 //! Owns how a `ServicePlan` becomes engine arguments: networks (one per zone,
 //! created before the containers), limits, healthchecks, log limits, labels for
-//! Traefik (routes, SSO and CrowdSec middlewares), the engine socket, declared
-//! capabilities and devices, secrets as env files under /run/potato-secrets.
+//! Traefik (routes and the SSO middleware), the engine socket, declared
+//! capabilities and devices, secrets as env files under /run/potato-secrets,
+//! the data mounts each unit requires and the tmpfiles prefixes it applies.
 
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{EnvPart, Socket};
 use crate::inventory::schema::Backend;
 use crate::plan::{ContainersPlan, HostPlan, ServicePlan};
+use crate::render::tmpfiles;
 use crate::secrets;
 
 /// The network a zone's containers join.
@@ -41,21 +43,10 @@ pub fn spec(plan: &HostPlan) -> Option<String> {
     let containers: Map<String, Value> = c
         .services
         .iter()
-        .map(|s| (s.name.clone(), container(c, s)))
+        .map(|s| (s.name.clone(), container(plan, c, s)))
         .collect();
-    // Volume directories potato owns (under the data root), created at boot.
-    let mut directories: Vec<&str> = c
-        .services
-        .iter()
-        .flat_map(|s| s.volumes.iter())
-        .map(|v| v.host.as_str())
-        .filter(|h| h.starts_with(&format!("{}/", c.data)))
-        .collect();
-    directories.sort();
-    directories.dedup();
     let v = json!({
         "backend": backend_name(c.backend),
-        "directories": directories,
         "networks": networks,
         "containers": containers,
         "databases": c.databases,
@@ -72,7 +63,7 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
+fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
     let literal: Map<String, Value> = s
         .env
         .iter()
@@ -134,7 +125,30 @@ fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
     // The namespace owner (gluetun): members restart with it, or they would
     // keep a dead namespace.
     o.insert("sharesNetworkOf".into(), json!(s.network));
+    // Volumes on a data disk (mounted nofail): the unit requires and follows
+    // those mounts, then creates its paths (tmpfiles) before the engine starts.
+    o.insert("requiresMountsFor".into(), json!(mount_paths(plan, s)));
+    o.insert("tmpfiles".into(), json!(tmpfiles::prefixes(c, s)));
     Value::Object(o)
+}
+
+/// The service's volume host paths that lie on one of the host's extra
+/// filesystems ([storage] mounts).
+fn mount_paths(plan: &HostPlan, s: &ServicePlan) -> Vec<String> {
+    let mut paths: Vec<String> = s
+        .volumes
+        .iter()
+        .map(|v| v.host.clone())
+        .filter(|h| {
+            plan.storage
+                .mounts
+                .iter()
+                .any(|m| crate::catalog::contract::under(h, &m.point))
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 fn text_of(parts: &[EnvPart]) -> String {
@@ -190,7 +204,6 @@ fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
 /// and SSO middlewares unless public); the middlewares themselves on traefik.
 fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
     let mut l = Map::new();
-    let crowdsec = c.services.iter().any(|x| x.name == "crowdsec-bouncer");
     if s.proxy {
         if let Some(url) = &c.auth_url {
             let p = "traefik.http.middlewares.authentik.forwardauth";
@@ -202,12 +215,6 @@ fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
             l.insert(
                 format!("{p}.authResponseHeaders"),
                 json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
-            );
-        }
-        if crowdsec {
-            l.insert(
-                "traefik.http.middlewares.crowdsec.forwardauth.address".into(),
-                json!("http://crowdsec-bouncer:8080/api/v1/forwardAuth"),
             );
         }
     }
@@ -225,9 +232,6 @@ fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
             json!(port.to_string()),
         );
         let mut mw = Vec::new();
-        if crowdsec {
-            mw.push("crowdsec@docker");
-        }
         if s.sso {
             mw.push("authentik@docker");
         }

@@ -7,6 +7,7 @@
 
 pub mod containers;
 pub mod nix;
+pub mod tmpfiles;
 
 use std::collections::BTreeMap;
 
@@ -84,6 +85,12 @@ impl Renderer {
             files.push(GeneratedFile {
                 path: dir.join("containers.json"),
                 content: spec,
+            });
+        }
+        if let Some(rules) = tmpfiles::render(plan) {
+            files.push(GeneratedFile {
+                path: dir.join("containers-tmpfiles.conf"),
+                content: rules,
             });
         }
         if let Some(layout) = crate::bootstrap::layout::disko(plan) {
@@ -245,6 +252,7 @@ fn host_context(plan: &HostPlan) -> Value {
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
+        "node_exporter": plan.containers.as_ref().is_some_and(|c| c.agents.contains(&crate::catalog::HostAgent::NodeExporter)),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     })

@@ -21,6 +21,7 @@ use crate::secrets::{self, SecretIndex};
 use crate::units::{parse_duration, parse_mib};
 
 mod containers;
+mod vpn;
 
 /// Default container network subnets by zone.
 const DEFAULT_NETWORKS: &[(&str, &str)] = &[
