@@ -253,11 +253,11 @@ impl Contract {
     }
 
     /// Required variables missing from `has` (given the values of `value`).
-    pub fn missing_env<'a>(
-        &'a self,
+    pub fn missing_env(
+        &self,
         has: impl Fn(&str) -> bool,
         value: impl Fn(&str) -> Option<String>,
-    ) -> Vec<&'a RequiredEnv> {
+    ) -> Vec<&RequiredEnv> {
         self.required_env
             .iter()
             .filter(|r| match &r.when {

@@ -200,23 +200,24 @@ fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
     o
 }
 
-/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the CrowdSec
-/// and SSO middlewares unless public); the middlewares themselves on traefik.
+/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the SSO
+/// middleware unless public); the middleware itself on traefik. (CrowdSec
+/// enforces on the host's firewall, not as a Traefik middleware.)
 fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
     let mut l = Map::new();
-    if s.proxy {
-        if let Some(url) = &c.auth_url {
-            let p = "traefik.http.middlewares.authentik.forwardauth";
-            l.insert(
-                format!("{p}.address"),
-                json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
-            );
-            l.insert(format!("{p}.trustForwardHeader"), json!("true"));
-            l.insert(
-                format!("{p}.authResponseHeaders"),
-                json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
-            );
-        }
+    if s.proxy
+        && let Some(url) = &c.auth_url
+    {
+        let p = "traefik.http.middlewares.authentik.forwardauth";
+        l.insert(
+            format!("{p}.address"),
+            json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
+        );
+        l.insert(format!("{p}.trustForwardHeader"), json!("true"));
+        l.insert(
+            format!("{p}.authResponseHeaders"),
+            json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
+        );
     }
     if let Some(port) = s.web {
         let r = format!("traefik.http.routers.{}", s.name);
