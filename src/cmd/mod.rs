@@ -17,9 +17,9 @@ pub mod vm;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogError};
 use crate::cli::Global;
-use crate::diag::Report;
+use crate::diag::{Diagnostic, Loc, Report, Sources};
 use crate::error::Error;
 use crate::plan::HostPlan;
 use crate::secrets::SecretIndex;
@@ -54,12 +54,7 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
         .map_err(|e| Error::io(&repo.join("secrets"), e))?
         .with_coverage(repo)
         .map_err(|e| Error::usage(e.to_string(), "fix secrets/recipients.toml"))?;
-    let catalog = Catalog::for_repo(repo).map_err(|e| {
-        Error::usage(
-            e,
-            "fix the catalog file (same schema as `potato catalog` shows)",
-        )
-    })?;
+    let catalog = Catalog::for_repo(repo).map_err(catalog_error)?;
     match resolve::resolve(&inv, &catalog, &secrets) {
         Ok(plans) if plans.is_empty() && inv.diagnostics.is_empty() => Err(Error::usage(
             format!("no host files in {}", repo.join("hosts")),
@@ -70,6 +65,25 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
             sources: inv.sources,
             diagnostics,
         })),
+    }
+}
+
+/// An unusable catalog: at its file, line and column when it is an operator's
+/// file (exit 2, like a host file), else a usage error.
+fn catalog_error(e: CatalogError) -> Error {
+    const FIX: &str = "fix the catalog file (same schema as `potato catalog` shows)";
+    match (&e.file, &e.text, &e.span) {
+        (Some(file), Some(text), Some(span)) => {
+            let mut sources = Sources::default();
+            let id = sources.add(file, text.clone());
+            let d = Diagnostic::at(Loc::new(id, span.clone()), e.message.clone())
+                .hint(e.hint.clone().unwrap_or_else(|| FIX.to_string()));
+            Error::Invalid(Report {
+                sources,
+                diagnostics: vec![d],
+            })
+        }
+        _ => Error::usage(e, FIX),
     }
 }
 
