@@ -394,3 +394,44 @@ fn vpn_without_gluetun_is_refused() {
         "[vpn] configures gluetun, but this host does not run it",
     );
 }
+
+/// Host paths an agent only reads (cadvisor's /, /sys, /var/run, the engine's
+/// storage; alloy's /var/log) are never in the rules: tmpfiles must not
+/// re-own or re-mode system directories.
+#[test]
+fn read_only_system_paths_are_left_alone() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/pve-apps.toml",
+        "\"node-exporter\"]",
+        "\"node-exporter\", \"cadvisor\", \"alloy\", \"loki\"]",
+    );
+    r.edit("hosts/pve-apps.toml", "memory = \"4GiB\"", "memory = \"8GiB\"");
+    r.potato(&["gen", "pve-apps"]).ok();
+    let rules = r.read("modules/generated/pve-apps/containers-tmpfiles.conf");
+    let paths: Vec<&str> = rules
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    for system in [
+        "/",
+        "/sys",
+        "/var/run",
+        "/var/log",
+        "/dev/disk",
+        "/var/lib/containers",
+    ] {
+        assert!(!paths.contains(&system), "{system} in:\n{rules}");
+    }
+    // alloy's own data directory is there, as root (its image's default user).
+    assert!(
+        rules.contains("d /var/lib/potato/alloy/data 0750 0 0 -"),
+        "{rules}"
+    );
+    // loki's, as 10001 (cmd/loki/Dockerfile: adduser -u 10001; USER 10001).
+    assert!(
+        rules.contains("d /var/lib/potato/loki/data 0750 10001 10001 -"),
+        "{rules}"
+    );
+}
