@@ -406,7 +406,11 @@ fn read_only_system_paths_are_left_alone() {
         "\"node-exporter\"]",
         "\"node-exporter\", \"cadvisor\", \"alloy\", \"loki\"]",
     );
-    r.edit("hosts/pve-apps.toml", "memory = \"4GiB\"", "memory = \"8GiB\"");
+    r.edit(
+        "hosts/pve-apps.toml",
+        "memory = \"4GiB\"",
+        "memory = \"8GiB\"",
+    );
     r.potato(&["gen", "pve-apps"]).ok();
     let rules = r.read("modules/generated/pve-apps/containers-tmpfiles.conf");
     let paths: Vec<&str> = rules
