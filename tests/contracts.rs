@@ -439,3 +439,19 @@ fn read_only_system_paths_are_left_alone() {
         "{rules}"
     );
 }
+
+/// A host agent is a NixOS service: a container override for it is an error.
+#[test]
+fn a_host_agent_has_no_container_override() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "[containers.jellyfin]",
+        "[containers.node-exporter]\nmemory = \"64MiB\"\n\n[containers.jellyfin]",
+    );
+    let loc = at(&r, "hosts/n250.toml", "[containers.node-exporter]");
+    r.potato(&["check"]).invalid_at(
+        &loc,
+        "`node-exporter` runs on the host, not as a container: it has nothing to override",
+    );
+}

@@ -75,12 +75,7 @@ impl HostCx<'_> {
         self.vpn(&mut services, zones);
         self.required_env(c, &services);
         for (name, o) in &c.overrides {
-            if !seen.contains(name)
-                && self
-                    .catalog
-                    .get(name)
-                    .is_none_or(|e| e.host_agent.is_none())
-            {
+            if !seen.contains(name) {
                 self.error(
                     &o.span,
                     format!("[containers.{name}] overrides a service that is not in `services`"),
