@@ -101,10 +101,29 @@ fn n250_container_spec() {
         jelly["labels"]["traefik.http.routers.jellyfin.rule"],
         "Host(`jellyfin.n250.home.arpa`)"
     );
-    assert_eq!(
-        jelly["labels"]["traefik.http.routers.jellyfin.middlewares"],
-        "crowdsec@docker"
+    // Public: no middleware (CrowdSec enforces on the host's firewall, not in Traefik).
+    assert!(
+        jelly["labels"]
+            .get("traefik.http.routers.jellyfin.middlewares")
+            .is_none()
     );
+    // Its volumes are on /mnt/ssd (a nofail data disk): the unit requires the
+    // mount and creates its directories after it.
+    assert_eq!(
+        strings(&jelly["requiresMountsFor"]),
+        [
+            "/mnt/ssd/appdata/jellyfin/cache",
+            "/mnt/ssd/appdata/jellyfin/config",
+            "/mnt/ssd/appdata/shared/media"
+        ]
+    );
+    assert!(strings(&jelly["tmpfiles"]).contains(&"/mnt/ssd/appdata/jellyfin/config"));
+    // traefik's access log directory is a host path nothing else creates.
+    assert!(strings(&c["traefik"]["tmpfiles"]).contains(&"/var/log/traefik"));
+    assert!(
+        strings(&c["traefik"]["requiresMountsFor"]).contains(&"/mnt/ssd/appdata/traefik/certs")
+    );
+    assert!(!strings(&c["traefik"]["requiresMountsFor"]).contains(&"/var/log/traefik"));
     assert!(strings(&jelly["volumes"]).contains(&"/mnt/ssd/appdata/shared/media:/media:ro"));
     // Behind SSO: grafana (monitoring zone, reached by Traefik on proxy).
     let grafana = &c["grafana"];
@@ -114,7 +133,26 @@ fn n250_container_spec() {
     );
     assert_eq!(
         grafana["labels"]["traefik.http.routers.grafana.middlewares"],
-        "crowdsec@docker,authentik@docker"
+        "authentik@docker"
+    );
+    // node-exporter is a host agent (NixOS service), not a container.
+    assert!(c.get("node-exporter").is_none());
+    assert!(generated("n250", "default.nix").contains("services.prometheus.exporters.node = {"));
+    // gluetun's environment from [vpn] (hosts/n250.toml), names as gluetun reads them.
+    let genv = &c["gluetun"]["environment"];
+    assert_eq!(genv["VPN_SERVICE_PROVIDER"], "custom");
+    assert_eq!(genv["VPN_TYPE"], "wireguard");
+    assert_eq!(genv["WIREGUARD_ADDRESSES"], "10.64.0.2/32");
+    assert_eq!(genv["VPN_ENDPOINT_IP"], "203.0.113.7");
+    assert_eq!(genv["VPN_ENDPOINT_PORT"], "51820");
+    assert_eq!(genv["FIREWALL_OUTBOUND_SUBNETS"], "192.168.178.0/24");
+    assert!(
+        genv.get("WIREGUARD_PRIVATE_KEY").is_none(),
+        "the key is a secret"
+    );
+    assert_eq!(
+        strings(&c["gluetun"]["environmentFiles"]),
+        ["/run/potato-secrets/env/gluetun.env"]
     );
     // The VPN namespace: members have no network of their own and publish nothing;
     // gluetun joins the proxy network so Traefik reaches their UIs.
@@ -152,7 +190,7 @@ fn n250_container_spec() {
         spec["databases"],
         serde_json::json!([{ "name": "authentik", "password_secret": "db-authentik" }])
     );
-    // Only the proxy publishes, and it carries the SSO and CrowdSec middlewares.
+    // Only the proxy publishes, and it carries the SSO middleware.
     let traefik = &c["traefik"];
     assert_eq!(strings(&traefik["ports"]), ["80:80/tcp", "443:443/tcp"]);
     assert_eq!(

@@ -379,7 +379,7 @@ fn a_dependency_cycle_in_operator_catalog_entries() {
     let r = Repo::examples();
     let entry = |name: &str, dep: &str| {
         format!(
-            "[{name}]\ndescription = \"x\"\nimage = \"example.org/{name}:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\ndepends = [\"{dep}\"]\nhealth = \"true\"\n\n"
+            "[{name}]\ndescription = \"x\"\nimage = \"example.org/{name}:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\ndepends = [\"{dep}\"]\nhealth = \"true\"\n[{name}.contract]\nbinaries = [\"sh\"]\nsource = \"unverified\"\n\n"
         )
     };
     r.write(
@@ -401,7 +401,7 @@ fn an_operator_catalog_entry_is_validated_like_the_builtin_one() {
     let r = Repo::examples();
     r.write(
         "modules/catalog/local.toml",
-        "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\n",
+        "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\nhealth_none = \"x\"\n[sockety.contract]\nsource = \"unverified\"\n",
     );
     // The problem points into the operator's file, at the undeclared privilege.
     let loc = at(&r, "modules/catalog/local.toml", "\"rw\"");

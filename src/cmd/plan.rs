@@ -215,6 +215,13 @@ pub fn human(p: &HostPlan) -> String {
             format_mib(p.memory_mib),
             format_mib(p.memory_mib.saturating_sub(total))
         );
+        for a in &c.agents {
+            let _ = writeln!(
+                o,
+                "  {:<18} on the host (NixOS service, not a container)",
+                name(a)
+            );
+        }
     }
     if !p.storage.mounts.is_empty() {
         let _ = writeln!(o, "\nstorage");

@@ -60,6 +60,9 @@ pub struct HostFile {
     pub wireguard: BTreeMap<String, Spanned<WireGuard>>,
     #[serde(default)]
     pub containers: Option<Containers>,
+    /// gluetun's VPN (WireGuard), rendered to the environment gluetun documents.
+    #[serde(default)]
+    pub vpn: Option<Spanned<Vpn>>,
     /// Checks that must pass before a deploy is confirmed.
     #[serde(default)]
     pub health: Vec<Spanned<Health>>,
@@ -387,6 +390,33 @@ pub struct ServiceOverride {
     /// Turn the Authentik SSO middleware off for this web UI (only with public = true).
     #[serde(default)]
     pub sso: Option<Spanned<bool>>,
+    /// Owner of the service's own volume directories, numeric "UID:GID"
+    /// (default: the user the image runs as, from its catalog contract).
+    #[serde(default)]
+    pub owner: Option<SString>,
+    /// Mode of the service's own volume directories, octal, e.g. "0750" (the default).
+    #[serde(default)]
+    pub mode: Option<SString>,
+}
+
+/// The VPN that gluetun connects (WireGuard): the services with
+/// `network = "gluetun"` reach the internet only through it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vpn {
+    /// "custom" for a WireGuard server of your own, or the name of a provider
+    /// gluetun knows (e.g. "mullvad", "protonvpn", "airvpn").
+    pub provider: SString,
+    /// The tunnel's WireGuard private key: "secret:NAME".
+    pub private_key: SString,
+    /// The tunnel interface's addresses, e.g. ["10.64.0.2/32"].
+    pub addresses: Vec<SString>,
+    /// custom only: the server as "IP:PORT" (gluetun needs an address, not a name).
+    #[serde(default)]
+    pub endpoint: Option<SString>,
+    /// custom only: the server's WireGuard public key.
+    #[serde(default)]
+    pub server_public_key: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

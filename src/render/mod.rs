@@ -9,6 +9,7 @@
 pub mod containers;
 pub mod format;
 pub mod nix;
+pub mod tmpfiles;
 pub mod writer;
 
 pub use writer::{Staleness, Written, check, write};
@@ -81,6 +82,9 @@ impl Renderer {
         ];
         if let Some(spec) = containers::spec(plan) {
             files.push(file("containers.json", spec)?);
+        }
+        if let Some(rules) = tmpfiles::render(plan) {
+            files.push(file("containers-tmpfiles.conf", rules)?);
         }
         if let Some(layout) = crate::bootstrap::layout::disko(plan) {
             files.push(file("disko.nix", layout)?);
@@ -265,6 +269,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
+        "node_exporter": plan.containers.as_ref().is_some_and(|c| c.agents.contains(&crate::catalog::HostAgent::NodeExporter)),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
@@ -569,7 +574,16 @@ mod tests {
             .iter_mut()
             .find(|s| s.has_secret_env())
             .unwrap();
-        let parts = svc.env.values().next().unwrap().clone();
+        // A value with a secret in it, so the variable goes to secrets.sh.
+        let parts = svc
+            .env
+            .values()
+            .find(|v| {
+                v.iter()
+                    .any(|p| matches!(p, crate::catalog::EnvPart::Secret(_)))
+            })
+            .unwrap()
+            .clone();
         svc.env.insert("X;id>/tmp/f;Y".into(), parts);
         let e = secrets_script(&p).unwrap_err();
         assert!(

@@ -61,6 +61,7 @@ const FIXED_NAMES: &[&str] = &[
     "deploy.json",
     "exposure.json",
     "containers.json",
+    "containers-tmpfiles.conf",
     "disko.nix",
     "postgres-init.sh",
     "secrets.sh",

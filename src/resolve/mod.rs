@@ -22,6 +22,7 @@ use crate::units::{parse_duration, parse_mib};
 
 mod containers;
 mod health;
+mod vpn;
 
 /// Default container network subnets by zone.
 pub(crate) const DEFAULT_NETWORKS: &[(&str, &str)] = &[

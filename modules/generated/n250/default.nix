@@ -116,6 +116,15 @@
     };
   };
 
+  # Host agent: node-exporter measures the host, so it runs on the host (not in a
+  # container, where it would see only its own /proc, /sys and /). Who may reach
+  # port 9100 is decided by [firewall], not by the exporter module.
+  services.prometheus.exporters.node = {
+    enable = true;
+    port = 9100;
+    openFirewall = false;
+  };
+
   # fail2ban: the daemon from NixOS; the jails are this host's native file
   # (jail.d/*.local is read last, so its settings win), the ban action and
   # filter are potato's shared ones. Bans live in fail2ban's own nftables table
