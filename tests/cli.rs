@@ -139,14 +139,15 @@ fn plan_shows_budget_ports_and_peers() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n");
-    // Light stack: 1376 MiB of limits + 512 MiB reserve = 1888 MiB of 2048 MiB.
+    // Light stack: 896 MiB of limits + 512 MiB reserve = 1408 MiB of 2048 MiB
+    // (its monitoring is n250's: no prometheus, grafana or node-exporter here).
     assert!(out.contains("containers (podman): memory budget"), "{out}");
     assert!(
         out.contains("firewall: incoming deny, outgoing allow, routed deny"),
         "{out}"
     );
     assert!(
-        out.contains("total 1.8 GiB 92.2% of 2 GiB, 160 MiB free"),
+        out.contains("total 1.4 GiB 68.8% of 2 GiB, 640 MiB free"),
         "{out}"
     );
     assert!(out.contains("qbittorrent 256 MiB 12.5%"), "{out}");

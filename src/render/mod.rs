@@ -111,6 +111,12 @@ impl Renderer {
                 content: wireguard::native_config(plan.file.as_str(), w),
             });
         }
+        for (path, content) in crate::monitoring::native::files(plan) {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         if let Some(f) = &plan.fail2ban {
             files.push(GeneratedFile {
                 path: dir.join("fail2ban-jails.local"),
@@ -245,6 +251,7 @@ fn host_context(plan: &HostPlan) -> Value {
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
+        "monitoring": plan.monitoring.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     })
