@@ -39,6 +39,8 @@ pub struct HostPlan {
     pub secrets: BTreeMap<String, Utf8PathBuf>,
     /// How each used secret appears under /run/potato-secrets.
     pub secret_files: BTreeMap<String, SecretMode>,
+    /// The host's part in the fleet's monitoring (None: the fleet has no hub).
+    pub monitoring: Option<crate::monitoring::MonitoringPlan>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

@@ -332,8 +332,8 @@ fn required_environment_from_the_host_file_env() {
     );
     r.edit(
         "hosts/pve-apps.toml",
-        "\"node-exporter\"]",
-        "\"node-exporter\", \"needy\"]",
+        "\"uptime-kuma\"]",
+        "\"uptime-kuma\", \"needy\"]",
     );
     let loc = at(&r, "hosts/pve-apps.toml", "\"needy\"");
     r.potato(&["check"])
@@ -401,18 +401,14 @@ fn vpn_without_gluetun_is_refused() {
 #[test]
 fn read_only_system_paths_are_left_alone() {
     let r = Repo::examples();
+    // On n250, the monitoring hub: loki runs there and nowhere else.
     r.edit(
-        "hosts/pve-apps.toml",
-        "\"node-exporter\"]",
-        "\"node-exporter\", \"cadvisor\", \"alloy\", \"loki\"]",
+        "hosts/n250.toml",
+        "\"kopia\"]",
+        "\"kopia\", \"cadvisor\", \"alloy\"]",
     );
-    r.edit(
-        "hosts/pve-apps.toml",
-        "memory = \"4GiB\"",
-        "memory = \"8GiB\"",
-    );
-    r.potato(&["gen", "pve-apps"]).ok();
-    let rules = r.read("modules/generated/pve-apps/containers-tmpfiles.conf");
+    r.potato(&["gen", "n250"]).ok();
+    let rules = r.read("modules/generated/n250/containers-tmpfiles.conf");
     let paths: Vec<&str> = rules
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -430,12 +426,12 @@ fn read_only_system_paths_are_left_alone() {
     }
     // alloy's own data directory is there, as root (its image's default user).
     assert!(
-        rules.contains("d /var/lib/potato/alloy/data 0750 0 0 -"),
+        rules.contains("d /mnt/ssd/appdata/alloy/data 0750 0 0 -"),
         "{rules}"
     );
     // loki's, as 10001 (cmd/loki/Dockerfile: adduser -u 10001; USER 10001).
     assert!(
-        rules.contains("d /var/lib/potato/loki/data 0750 10001 10001 -"),
+        rules.contains("d /mnt/ssd/appdata/loki/data 0750 10001 10001 -"),
         "{rules}"
     );
 }
@@ -444,6 +440,12 @@ fn read_only_system_paths_are_left_alone() {
 #[test]
 fn a_host_agent_has_no_container_override() {
     let r = Repo::examples();
+    // Listed (allowed on a fleet with a monitoring hub, where every host runs it).
+    r.edit(
+        "hosts/n250.toml",
+        "\"kopia\"]",
+        "\"kopia\", \"node-exporter\"]",
+    );
     r.edit(
         "hosts/n250.toml",
         "[containers.jellyfin]",

@@ -137,7 +137,13 @@ fn n250_container_spec() {
     );
     // node-exporter is a host agent (NixOS service), not a container.
     assert!(c.get("node-exporter").is_none());
-    assert!(generated("n250", "default.nix").contains("services.prometheus.exporters.node = {"));
+    // One place configures it: modules/monitoring.nix, which default.nix imports.
+    let default_nix = generated("n250", "default.nix");
+    assert!(default_nix.contains("import ../../monitoring.nix"));
+    assert!(!default_nix.contains("services.prometheus.exporters.node"));
+    let monitoring_nix =
+        std::fs::read_to_string(source_root().join("modules/monitoring.nix")).unwrap();
+    assert!(monitoring_nix.contains("services.prometheus.exporters.node = {"));
     // gluetun's environment from [vpn] (hosts/n250.toml), names as gluetun reads them.
     let genv = &c["gluetun"]["environment"];
     assert_eq!(genv["VPN_SERVICE_PROVIDER"], "custom");
@@ -201,7 +207,8 @@ fn n250_container_spec() {
         strings(&traefik["volumes"]).contains(&"/run/podman/podman.sock:/var/run/docker.sock:ro")
     );
     for (name, svc) in c.as_object().unwrap() {
-        if !["traefik", "syncthing"].contains(&name.as_str()) {
+        // Loki: the monitoring hub's log sink, published for the spokes.
+        if !["traefik", "syncthing", "loki"].contains(&name.as_str()) {
             assert!(strings(&svc["ports"]).is_empty(), "{name} publishes");
         }
         assert!(
@@ -337,7 +344,8 @@ fn exposure_table_follows_the_rules() {
     );
     let exporter = exposure_row(&rows, "9100", "tcp");
     assert_eq!(exporter["zones"]["lan"]["state"], "closed");
-    assert_eq!(exporter["zones"]["wg"]["state"], "open");
+    // n250 is the monitoring hub: its exporter answers its own Prometheus only.
+    assert_eq!(exporter["zones"]["wg"]["state"], "closed");
     let hub: serde_json::Value =
         serde_json::from_str(&generated("pve-gateway", "exposure.json")).unwrap();
     assert_eq!(
@@ -349,15 +357,15 @@ fn exposure_table_follows_the_rules() {
     let r = Repo::examples();
     r.edit(
         "hosts/n250.toml",
-        "  \"allow 9100/tcp from wg\",\n",
-        "  \"allow 9100/tcp from wg\",\n  \"allow 8443/tcp from 192.168.178.0/24\",\n",
+        "  \"allow 22000,21027/udp from lan\",\n",
+        "  \"allow 22000,21027/udp from lan\",\n  \"allow 8443/tcp from 192.168.178.0/24\",\n",
     );
     r.potato(&["gen", "n250"]).ok();
     let rows: serde_json::Value =
         serde_json::from_str(&r.read("modules/generated/n250/exposure.json")).unwrap();
     let partly = exposure_row(&rows, "8443", "tcp");
     assert_eq!(partly["zones"]["lan"]["state"], "partly");
-    assert_eq!(partly["zones"]["lan"]["by"], "rule 7 (allow), default deny");
+    assert_eq!(partly["zones"]["lan"]["by"], "rule 6 (allow), default deny");
 }
 
 #[test]
@@ -439,12 +447,11 @@ fn deploy_metadata() {
         .iter()
         .map(|s| s["file"].as_str().unwrap())
         .collect();
-    // wg0 from [wireguard.wg0]; the VPN key, Grafana and Kopia passwords from
-    // the catalog's environment of gluetun, grafana and kopia.
+    // wg0 from [wireguard.wg0]; the VPN key and Kopia password from the
+    // catalog's environment of gluetun and kopia (Grafana runs on n250).
     assert_eq!(
         files,
         [
-            "secrets/lepotato/grafana-admin-password.age",
             "secrets/lepotato/kopia-password.age",
             "secrets/lepotato/vpn-wireguard-key.age",
             "secrets/lepotato/wg0.age"

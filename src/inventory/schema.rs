@@ -74,6 +74,43 @@ pub struct HostFile {
     /// with the defaults (root, root, 0400).
     #[serde(default)]
     pub secrets: BTreeMap<SecretName, Spanned<SecretFile>>,
+    /// Fleet roles this host serves; one host per role in the fleet.
+    #[serde(default)]
+    pub roles: Option<Roles>,
+    /// Settings of the monitoring hub (only on the host with `[roles] monitoring = true`).
+    #[serde(default)]
+    pub monitoring: Option<Spanned<Monitoring>>,
+}
+
+/// `[roles]`: what this host serves for the whole fleet.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// The monitoring hub: its Prometheus scrapes every host's node-exporter over
+    /// WireGuard, its Alertmanager sends to ntfy, its Loki receives every host's
+    /// logs and its Grafana shows both. It runs prometheus, alertmanager, grafana
+    /// and loki; no other host does.
+    #[serde(default)]
+    pub monitoring: Option<Spanned<bool>>,
+}
+
+/// `[monitoring]` on the hub: how often, how soon, and where alerts go.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// How often Prometheus scrapes and evaluates rules (default "30s").
+    #[serde(default)]
+    pub scrape_interval: Option<SString>,
+    /// How long a host's exporter must be unreachable before HostDown fires (default "2m").
+    #[serde(default)]
+    pub host_down_after: Option<SString>,
+    /// The ntfy topic URL alerts are posted to, e.g. "https://ntfy.example.net/alerts".
+    /// Default: https://ntfy.<domain>/<ntfy_topic> of the host that runs ntfy.
+    #[serde(default)]
+    pub ntfy_url: Option<SString>,
+    /// The topic on the fleet's ntfy when `ntfy_url` is not given (default "alerts").
+    #[serde(default)]
+    pub ntfy_topic: Option<SString>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

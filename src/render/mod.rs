@@ -105,6 +105,12 @@ impl Renderer {
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
         }
+        for (path, content) in crate::monitoring::native::files(plan) {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
                 "fail2ban-jails.local",
@@ -269,7 +275,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
-        "node_exporter": plan.containers.as_ref().is_some_and(|c| c.agents.contains(&crate::catalog::HostAgent::NodeExporter)),
+        "monitoring": plan.monitoring.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });

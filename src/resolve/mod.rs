@@ -71,6 +71,9 @@ pub fn resolve(
         resolve_wireguard_peers(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::monitoring::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
         Ok(resolved)
     } else {
         Err(diags)
@@ -198,6 +201,7 @@ impl<'a> HostCx<'a> {
             proxmox,
             secrets: std::mem::take(&mut self.used_secrets),
             secret_files,
+            monitoring: None,
         })
     }
 

@@ -10,6 +10,12 @@
       spec = builtins.fromJSON (builtins.readFile ./containers.json);
       dir = ./.;
     })
+    # Monitoring: node-exporter, the textfile timer and Alloy on every host; on
+    # the hub, its Prometheus, Alertmanager and Grafana read ./monitoring.
+    (import ../../monitoring.nix {
+      spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
+      dir = ./monitoring;
+    })
   ];
 
   networking.hostName = "pve-apps";
@@ -96,15 +102,6 @@
       ];
       privateKeyFile = "/run/potato-secrets/wg0";
     };
-  };
-
-  # Host agent: node-exporter measures the host, so it runs on the host (not in a
-  # container, where it would see only its own /proc, /sys and /). Who may reach
-  # port 9100 is decided by [firewall], not by the exporter module.
-  services.prometheus.exporters.node = {
-    enable = true;
-    port = 9100;
-    openFirewall = false;
   };
 
   # fail2ban: the daemon from NixOS; the jails are this host's native file
