@@ -1,10 +1,12 @@
 # Hand-written: a host's generated containers.json → NixOS. Imported from
 # modules/generated/<host>/default.nix as
 # (import ../../containers.nix { spec = <containers.json>; dir = <that directory>; }).
-# The spec is potato's (networks, containers with their engine flags, volume
-# directories, databases); this module only maps it onto NixOS options and adds
-# what virtualisation.oci-containers lacks: networks created before the
-# containers that join them, and postgres databases created idempotently.
+# The spec is potato's (networks, containers with their engine flags, data
+# mounts and tmpfiles prefixes, databases); this module only maps it onto NixOS
+# options and adds what virtualisation.oci-containers lacks: networks created
+# before the containers that join them, each container's paths created (from
+# dir/containers-tmpfiles.conf) after its mounts, and postgres databases
+# created idempotently.
 { spec, dir }:
 { lib, pkgs, config, ... }:
 let
@@ -29,9 +31,6 @@ in
     })
     spec.containers;
 
-  # Finished lines: potato escapes each path for tmpfiles (render::format::tmpfiles).
-  systemd.tmpfiles.rules = spec.tmpfiles;
-
   systemd.services =
     # One network per zone, created before the containers that join it.
     lib.mapAttrs'
@@ -47,6 +46,15 @@ in
         after = map (n: "${netUnit n}.service") c.networks;
         requires = map (n: "${netUnit n}.service") c.networks;
         serviceConfig.Restart = lib.mkDefault "always";
+        # Volumes on a data disk (mounted nofail): require and follow the mount,
+        # so nothing is written into the root filesystem under the mount point.
+        unitConfig.RequiresMountsFor = c.requiresMountsFor;
+        # The paths this container needs, with the owner and mode its image
+        # expects (dir/containers-tmpfiles.conf, from the catalog contracts),
+        # created after the mounts and before the engine starts it.
+        preStart = lib.mkIf (c.tmpfiles != [ ]) (lib.mkBefore ''
+          ${pkgs.systemd}/bin/systemd-tmpfiles --create ${lib.concatMapStringsSep " " (p: lib.escapeShellArg "--prefix=${p}") c.tmpfiles} ${dir + "/containers-tmpfiles.conf"}
+        '');
       } // lib.optionalAttrs (c.sharesNetworkOf != null) {
         # A member of another container's network namespace (gluetun's) goes
         # down and up with it, or it would keep a dead namespace.

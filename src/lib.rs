@@ -15,6 +15,8 @@
 //! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
+//! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
+//! inventory and writes their native files.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -29,6 +31,7 @@ pub mod fsguard;
 pub mod harden;
 pub mod image_key;
 pub mod inventory;
+pub mod monitoring;
 pub mod nix;
 pub mod plan;
 pub mod proxmox;

@@ -39,6 +39,8 @@ pub struct HostPlan {
     pub secrets: BTreeMap<String, Utf8PathBuf>,
     /// How each used secret appears under /run/potato-secrets.
     pub secret_files: BTreeMap<String, SecretMode>,
+    /// The host's part in the fleet's monitoring (None: the fleet has no hub).
+    pub monitoring: Option<crate::monitoring::MonitoringPlan>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.
@@ -181,6 +183,8 @@ pub struct ContainersPlan {
     pub os_reserve_mib: u64,
     pub networks: BTreeMap<String, IpNet>,
     pub services: Vec<ServicePlan>,
+    /// Host agents named in `services`: NixOS services on the host, not containers.
+    pub agents: Vec<crate::catalog::HostAgent>,
 }
 
 impl ContainersPlan {
@@ -219,6 +223,12 @@ pub struct ServicePlan {
     pub socket: Option<Socket>,
     pub caps: Vec<String>,
     pub privileged: bool,
+    /// The image's contract (catalog), from which directories are derived.
+    pub contract: crate::catalog::Contract,
+    /// The host file's owner for the service's own directories, if it sets one.
+    pub owner: Option<crate::catalog::Owner>,
+    /// The host file's mode for the service's own directories, if it sets one.
+    pub mode: Option<u32>,
 }
 
 impl ServicePlan {

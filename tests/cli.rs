@@ -139,17 +139,26 @@ fn plan_shows_budget_ports_and_peers() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n");
-    // Light stack: 1376 MiB of limits + 512 MiB reserve = 1888 MiB of 2048 MiB.
+    // Light stack: 896 MiB of limits + 512 MiB reserve = 1408 MiB of 2048 MiB
+    // (its monitoring is n250's: no prometheus, grafana or node-exporter here).
     assert!(out.contains("containers (podman): memory budget"), "{out}");
     assert!(
         out.contains("firewall: incoming deny, outgoing allow, routed deny"),
         "{out}"
     );
     assert!(
-        out.contains("total 1.8 GiB 92.2% of 2 GiB, 160 MiB free"),
+        out.contains("total 1.4 GiB 68.8% of 2 GiB, 640 MiB free"),
         "{out}"
     );
     assert!(out.contains("qbittorrent 256 MiB 12.5%"), "{out}");
+    // node-exporter runs on the host (modules/monitoring.nix), reachable from
+    // the hub's tunnel address only.
+    assert!(
+        out.contains(
+            "allow 9100/tcp from 10.99.0.10/32 (fleet: node-exporter, scraped by the monitoring hub n250)"
+        ),
+        "{out}"
+    );
     // The exposure table: port, what answers, then wan, lan, wg, localhost.
     assert!(
         out.contains("2222/tcp gitea - open rule 5 (allow) - open loopback"),

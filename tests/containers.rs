@@ -9,7 +9,8 @@
 //! TEST DOUBLES, each named where it is made: busybox stands in for every image
 //! (a listener on the service's port); `podman_args` translates a spec entry the
 //! way NixOS's virtualisation.oci-containers does; volume host paths move under
-//! a temp dir; env files and the engine socket are left out (no secrets or
+//! a temp dir, where the real systemd-tmpfiles creates them from the generated
+//! rules (--root); env files and the engine socket are left out (no secrets or
 //! podman.socket in the lab; env files are tested in secrets.sh).
 
 mod common;
@@ -94,7 +95,12 @@ fn podman_args(
         }
         let (host, rest) = v.split_once(':').unwrap();
         let moved = data.join(host.trim_start_matches('/'));
-        std::fs::create_dir_all(&moved).unwrap();
+        // Created by the real systemd-tmpfiles from the generated rules (as the
+        // unit's preStart does), not by this test: a missing rule fails here.
+        assert!(
+            moved.is_dir(),
+            "{name}: {host} was not created by containers-tmpfiles.conf"
+        );
         a.push("-v".into());
         a.push(format!("{}:{rest}", moved.display()));
     }
@@ -207,6 +213,18 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
     lab.host_sh("sysctl -qw net.ipv4.ip_forward=1");
     let image = lab::busybox_image();
     let data = tempfile::tempdir().unwrap();
+    // The volume paths, made the way each unit's preStart makes them.
+    let tmpfiles = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", data.path().display()))
+        .arg(common::source_root().join("modules/generated/n250/containers-tmpfiles.conf"))
+        .output()
+        .expect("run systemd-tmpfiles");
+    assert!(
+        tmpfiles.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tmpfiles.stderr)
+    );
     let mut stack = Stack {
         netns: lab.host.clone(),
         prefix: lab.host.clone(),

@@ -67,8 +67,9 @@ fn n250_ports_by_zone_ipv4_and_ipv6() {
     assert_eq!(tcp(&wg, WG, 22), Probe::Open);
     assert_eq!(tcp(&wan, WAN4, 22), Probe::Dropped);
     assert_eq!(tcp(&wan, WAN6, 22), Probe::Dropped);
-    // "allow 9100/tcp from wg": node-exporter from the tunnel only.
-    assert_eq!(tcp(&wg, WG, 9100), Probe::Open);
+    // node-exporter: n250 is the monitoring hub, so only its own Prometheus
+    // (on its monitoring container network) may scrape it, not the tunnel.
+    assert_eq!(tcp(&wg, WG, 9100), Probe::Dropped);
     assert_eq!(tcp(&lan, LAN4, 9100), Probe::Dropped);
     // "allow 22000/tcp" from anywhere; "allow 22000,21027/udp from lan".
     assert_eq!(tcp(&wan, WAN4, 22000), Probe::Open);

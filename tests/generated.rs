@@ -101,10 +101,29 @@ fn n250_container_spec() {
         jelly["labels"]["traefik.http.routers.jellyfin.rule"],
         "Host(`jellyfin.n250.home.arpa`)"
     );
-    assert_eq!(
-        jelly["labels"]["traefik.http.routers.jellyfin.middlewares"],
-        "crowdsec@docker"
+    // Public: no middleware (CrowdSec enforces on the host's firewall, not in Traefik).
+    assert!(
+        jelly["labels"]
+            .get("traefik.http.routers.jellyfin.middlewares")
+            .is_none()
     );
+    // Its volumes are on /mnt/ssd (a nofail data disk): the unit requires the
+    // mount and creates its directories after it.
+    assert_eq!(
+        strings(&jelly["requiresMountsFor"]),
+        [
+            "/mnt/ssd/appdata/jellyfin/cache",
+            "/mnt/ssd/appdata/jellyfin/config",
+            "/mnt/ssd/appdata/shared/media"
+        ]
+    );
+    assert!(strings(&jelly["tmpfiles"]).contains(&"/mnt/ssd/appdata/jellyfin/config"));
+    // traefik's access log directory is a host path nothing else creates.
+    assert!(strings(&c["traefik"]["tmpfiles"]).contains(&"/var/log/traefik"));
+    assert!(
+        strings(&c["traefik"]["requiresMountsFor"]).contains(&"/mnt/ssd/appdata/traefik/certs")
+    );
+    assert!(!strings(&c["traefik"]["requiresMountsFor"]).contains(&"/var/log/traefik"));
     assert!(strings(&jelly["volumes"]).contains(&"/mnt/ssd/appdata/shared/media:/media:ro"));
     // Behind SSO: grafana (monitoring zone, reached by Traefik on proxy).
     let grafana = &c["grafana"];
@@ -114,7 +133,32 @@ fn n250_container_spec() {
     );
     assert_eq!(
         grafana["labels"]["traefik.http.routers.grafana.middlewares"],
-        "crowdsec@docker,authentik@docker"
+        "authentik@docker"
+    );
+    // node-exporter is a host agent (NixOS service), not a container.
+    assert!(c.get("node-exporter").is_none());
+    // One place configures it: modules/monitoring.nix, which default.nix imports.
+    let default_nix = generated("n250", "default.nix");
+    assert!(default_nix.contains("import ../../monitoring.nix"));
+    assert!(!default_nix.contains("services.prometheus.exporters.node"));
+    let monitoring_nix =
+        std::fs::read_to_string(source_root().join("modules/monitoring.nix")).unwrap();
+    assert!(monitoring_nix.contains("services.prometheus.exporters.node = {"));
+    // gluetun's environment from [vpn] (hosts/n250.toml), names as gluetun reads them.
+    let genv = &c["gluetun"]["environment"];
+    assert_eq!(genv["VPN_SERVICE_PROVIDER"], "custom");
+    assert_eq!(genv["VPN_TYPE"], "wireguard");
+    assert_eq!(genv["WIREGUARD_ADDRESSES"], "10.64.0.2/32");
+    assert_eq!(genv["VPN_ENDPOINT_IP"], "203.0.113.7");
+    assert_eq!(genv["VPN_ENDPOINT_PORT"], "51820");
+    assert_eq!(genv["FIREWALL_OUTBOUND_SUBNETS"], "192.168.178.0/24");
+    assert!(
+        genv.get("WIREGUARD_PRIVATE_KEY").is_none(),
+        "the key is a secret"
+    );
+    assert_eq!(
+        strings(&c["gluetun"]["environmentFiles"]),
+        ["/run/potato-secrets/env/gluetun.env"]
     );
     // The VPN namespace: members have no network of their own and publish nothing;
     // gluetun joins the proxy network so Traefik reaches their UIs.
@@ -152,7 +196,7 @@ fn n250_container_spec() {
         spec["databases"],
         serde_json::json!([{ "name": "authentik", "password_secret": "db-authentik" }])
     );
-    // Only the proxy publishes, and it carries the SSO and CrowdSec middlewares.
+    // Only the proxy publishes, and it carries the SSO middleware.
     let traefik = &c["traefik"];
     assert_eq!(strings(&traefik["ports"]), ["80:80/tcp", "443:443/tcp"]);
     assert_eq!(
@@ -163,7 +207,8 @@ fn n250_container_spec() {
         strings(&traefik["volumes"]).contains(&"/run/podman/podman.sock:/var/run/docker.sock:ro")
     );
     for (name, svc) in c.as_object().unwrap() {
-        if !["traefik", "syncthing"].contains(&name.as_str()) {
+        // Loki: the monitoring hub's log sink, published for the spokes.
+        if !["traefik", "syncthing", "loki"].contains(&name.as_str()) {
             assert!(strings(&svc["ports"]).is_empty(), "{name} publishes");
         }
         assert!(
@@ -299,7 +344,8 @@ fn exposure_table_follows_the_rules() {
     );
     let exporter = exposure_row(&rows, "9100", "tcp");
     assert_eq!(exporter["zones"]["lan"]["state"], "closed");
-    assert_eq!(exporter["zones"]["wg"]["state"], "open");
+    // n250 is the monitoring hub: its exporter answers its own Prometheus only.
+    assert_eq!(exporter["zones"]["wg"]["state"], "closed");
     let hub: serde_json::Value =
         serde_json::from_str(&generated("pve-gateway", "exposure.json")).unwrap();
     assert_eq!(
@@ -311,15 +357,15 @@ fn exposure_table_follows_the_rules() {
     let r = Repo::examples();
     r.edit(
         "hosts/n250.toml",
-        "  \"allow 9100/tcp from wg\",\n",
-        "  \"allow 9100/tcp from wg\",\n  \"allow 8443/tcp from 192.168.178.0/24\",\n",
+        "  \"allow 22000,21027/udp from lan\",\n",
+        "  \"allow 22000,21027/udp from lan\",\n  \"allow 8443/tcp from 192.168.178.0/24\",\n",
     );
     r.potato(&["gen", "n250"]).ok();
     let rows: serde_json::Value =
         serde_json::from_str(&r.read("modules/generated/n250/exposure.json")).unwrap();
     let partly = exposure_row(&rows, "8443", "tcp");
     assert_eq!(partly["zones"]["lan"]["state"], "partly");
-    assert_eq!(partly["zones"]["lan"]["by"], "rule 7 (allow), default deny");
+    assert_eq!(partly["zones"]["lan"]["by"], "rule 6 (allow), default deny");
 }
 
 #[test]
@@ -401,12 +447,11 @@ fn deploy_metadata() {
         .iter()
         .map(|s| s["file"].as_str().unwrap())
         .collect();
-    // wg0 from [wireguard.wg0]; the VPN key, Grafana and Kopia passwords from
-    // the catalog's environment of gluetun, grafana and kopia.
+    // wg0 from [wireguard.wg0]; the VPN key and Kopia password from the
+    // catalog's environment of gluetun and kopia (Grafana runs on n250).
     assert_eq!(
         files,
         [
-            "secrets/lepotato/grafana-admin-password.age",
             "secrets/lepotato/kopia-password.age",
             "secrets/lepotato/vpn-wireguard-key.age",
             "secrets/lepotato/wg0.age"

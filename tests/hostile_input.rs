@@ -43,9 +43,10 @@ fn with_appended(host: &str, text: &str) -> (Repo, String) {
 }
 
 /// A minimal valid operator catalog entry with `extra` lines.
+/// (Entries carry the image contract every catalog entry has since issue 14.)
 fn catalog_entry(name: &str, extra: &str) -> String {
     format!(
-        "[{name}]\ndescription = \"x\"\nimage = \"example.org/x:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nhealth = \"true\"\n{extra}\n"
+        "[{name}]\ndescription = \"x\"\nimage = \"example.org/x:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nhealth = \"true\"\n{extra}\n[{name}.contract]\nbinaries = [\"sh\"]\nsource = \"unverified\"\n"
     )
 }
 

@@ -497,8 +497,12 @@ let
     hasInfix = infix: s: builtins.length (builtins.split (builtins.replaceStrings ["." "/"] ["[.]" "[/]"] infix) s) > 1;
     optionalAttrs = cond: set: if cond then set else {{ }};
     mkDefault = v: v;
+    mkIf = cond: v: if cond then v else null;
+    mkBefore = v: v;
+    concatMapStringsSep = sep: f: l: builtins.concatStringsSep sep (map f l);
+    escapeShellArg = s: "'" + builtins.replaceStrings ["'"] ["'\\''"] s + "'";
   }};
-  pkgs = {{ podman = "/nix/store/podman"; runtimeShell = "/bin/sh"; coreutils = "coreutils"; gnused = "gnused"; }};
+  pkgs = {{ podman = "/nix/store/podman"; runtimeShell = "/bin/sh"; coreutils = "coreutils"; gnused = "gnused"; systemd = "/nix/store/systemd"; }};
   config = {{ virtualisation.docker.package = "/nix/store/docker"; }};
   dir = {dir};
   module = import {module} {{ spec = builtins.fromJSON (builtins.readFile (dir + "/containers.json")); inherit dir; }};
@@ -515,7 +519,9 @@ in {{
   networkScript = units.podman-network-potato-backend.script;
   initAfter = units.potato-postgres-init.after;
   initScript = units.potato-postgres-init.script;
-  tmpfiles = builtins.length m.systemd.tmpfiles.rules;
+  traefikMounts = units.podman-traefik.unitConfig.RequiresMountsFor;
+  traefikPreStart = units.podman-traefik.preStart;
+  noTmpfilesAtBoot = !(m ? systemd.tmpfiles);
 }}
 "#,
         dir = root.join("modules/generated/n250").display(),
@@ -561,7 +567,25 @@ in {{
         init.ends_with("postgres-init.sh /nix/store/podman/bin/podman"),
         "{init}"
     );
-    assert!(v["tmpfiles"].as_u64().unwrap() > 10);
+    // traefik's certs live on n250's /mnt/ssd (a nofail data disk): the unit
+    // requires that mount, and creates its paths (the access log directory
+    // among them) with the generated rules before it starts, not at boot
+    // (when the disk may not be mounted yet).
+    assert_eq!(
+        v["traefikMounts"],
+        serde_json::json!(["/mnt/ssd/appdata/traefik/certs"])
+    );
+    let pre = v["traefikPreStart"].as_str().unwrap();
+    assert!(
+        pre.starts_with("/nix/store/systemd/bin/systemd-tmpfiles --create '--prefix=/mnt/ssd/appdata/traefik/certs' '--prefix=/var/log/traefik' /"),
+        "{pre}"
+    );
+    assert!(
+        pre.trim_end().ends_with("-containers-tmpfiles.conf")
+            || pre.trim_end().ends_with("/containers-tmpfiles.conf"),
+        "{pre}"
+    );
+    assert_eq!(v["noTmpfilesAtBoot"], true);
 }
 
 /// Every host has images in the flake, of the kinds its hardware gets (the

@@ -107,7 +107,7 @@ fn invalid_port_points_inside_the_rule() {
     let r = Repo::examples();
     r.edit(
         "hosts/n250.toml",
-        "\"allow 9100/tcp from wg\"",
+        "\"allow 22000/tcp\"",
         "\"allow 70000/tcp from wg\"",
     );
     let loc = at(&r, "hosts/n250.toml", "70000");
@@ -120,7 +120,7 @@ fn port_zero_and_upside_down_ranges() {
     let r = Repo::examples();
     r.edit(
         "hosts/n250.toml",
-        "\"allow 9100/tcp from wg\"",
+        "\"allow 22000/tcp\"",
         "\"allow 0/tcp from wg\", \"allow 9200-9100/tcp\"",
     );
     let run = r.potato(&["check"]);
@@ -279,19 +279,19 @@ fn memory_budget_overrun_on_the_le_potato() {
     let r = Repo::examples();
     r.edit(
         "hosts/lepotato.toml",
-        "\"node-exporter\", \"grafana\"]",
-        "\"node-exporter\", \"grafana\", \"jellyfin\", \"loki\"]",
+        "\"gitea\"]",
+        "\"gitea\", \"jellyfin\"]",
     );
     let loc = at(&r, "hosts/lepotato.toml", "\"traefik\"");
     let run = r.potato(&["check"]);
-    // 1376 MiB light stack + jellyfin 1024 + loki 384 = 2784 MiB, + 512 MiB reserve = 3296 MiB > 2048 MiB.
+    // 896 MiB light stack + jellyfin 1024 = 1920 MiB, + 512 MiB reserve = 2432 MiB > 2048 MiB.
     run.invalid_at(
         &loc,
-        "containers need 2.7 GiB + 512 MiB OS reserve = 3.2 GiB, but the host has 2 GiB",
+        "containers need 1.9 GiB + 512 MiB OS reserve = 2.4 GiB, but the host has 2 GiB",
     );
     assert!(
         run.stderr
-            .contains("biggest consumers: jellyfin 1 GiB, loki 384 MiB"),
+            .contains("biggest consumers: jellyfin 1 GiB, kopia 256 MiB"),
         "{}",
         run.stderr
     );
@@ -302,8 +302,8 @@ fn x86_only_service_on_the_aarch64_host() {
     let r = Repo::examples();
     r.edit(
         "hosts/lepotato.toml",
-        "\"node-exporter\", \"grafana\"]",
-        "\"node-exporter\", \"grafana\", \"mongodb\"]",
+        "\"gitea\"]",
+        "\"gitea\", \"mongodb\"]",
     );
     let loc = at(&r, "hosts/lepotato.toml", "\"mongodb\"");
     r.potato(&["check"])
@@ -379,7 +379,7 @@ fn a_dependency_cycle_in_operator_catalog_entries() {
     let r = Repo::examples();
     let entry = |name: &str, dep: &str| {
         format!(
-            "[{name}]\ndescription = \"x\"\nimage = \"example.org/{name}:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\ndepends = [\"{dep}\"]\nhealth = \"true\"\n\n"
+            "[{name}]\ndescription = \"x\"\nimage = \"example.org/{name}:1.0\"\narch = [\"x86_64\", \"aarch64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\ndepends = [\"{dep}\"]\nhealth = \"true\"\n[{name}.contract]\nbinaries = [\"sh\"]\nsource = \"unverified\"\n\n"
         )
     };
     r.write(
@@ -388,8 +388,8 @@ fn a_dependency_cycle_in_operator_catalog_entries() {
     );
     r.edit(
         "hosts/n250.toml",
-        "\"node-exporter\", \"kopia\"]",
-        "\"node-exporter\", \"kopia\", \"alpha\", \"beta\"]",
+        "\"kopia\"]",
+        "\"kopia\", \"alpha\", \"beta\"]",
     );
     let loc = at(&r, "hosts/n250.toml", "\"alpha\"");
     r.potato(&["check"])
@@ -401,7 +401,7 @@ fn an_operator_catalog_entry_is_validated_like_the_builtin_one() {
     let r = Repo::examples();
     r.write(
         "modules/catalog/local.toml",
-        "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\n",
+        "[sockety]\ndescription = \"x\"\nimage = \"example.org/s:1\"\narch = [\"x86_64\"]\nmemory = \"32MiB\"\nzone = \"backend\"\nsocket = \"rw\"\nhealth_none = \"x\"\n[sockety.contract]\nsource = \"unverified\"\n",
     );
     // The problem points into the operator's file, at the undeclared privilege.
     let loc = at(&r, "modules/catalog/local.toml", "\"rw\"");
@@ -579,13 +579,13 @@ fn every_error_of_every_file_is_reported_together() {
     );
     r.edit(
         "hosts/lepotato.toml",
-        "\"node-exporter\", \"grafana\"]",
-        "\"node-exporter\", \"grafana\", \"mongodb\"]",
+        "\"gitea\"]",
+        "\"gitea\", \"mongodb\", \"jellyfin\"]",
     );
     r.edit("hosts/pve-apps.toml", "vmid = 111", "vmid = 5");
     let run = r.potato(&["check"]);
     assert_eq!(run.code, 2);
-    // mongodb also pushes the Le Potato over its memory budget and needs a
+    // mongodb (with jellyfin) also pushes the Le Potato over its memory budget and needs a
     // password secret lepotato lacks, and the typo orphans the
     // [containers.jellyfin] override: seven problems.
     for msg in [

@@ -2,6 +2,10 @@
 //!
 //! Owns the embedded `services.toml`, its shape, and looking a service up. It does
 //! not decide what a host may run (that is `resolve`) nor how a service is rendered.
+//! Each entry carries its image's contract (`contract`), checked here against
+//! the entry's own health check and volumes.
+
+pub mod contract;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -16,6 +20,7 @@ use crate::inventory::spanned::Spanned;
 use crate::inventory::text::control_characters;
 use crate::inventory::toml_diagnostic;
 use crate::units::parse_mib;
+pub use contract::{Contract, Needed, Owner};
 
 const EMBEDDED: &str = include_str!("services.toml");
 
@@ -102,9 +107,14 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 #[serde(deny_unknown_fields)]
 struct RawEntry {
     description: SString,
-    image: SString,
+    /// `image`, `arch` and `memory` are required of a container entry (not of
+    /// a host agent); `parse_entry` says so at the entry.
+    #[serde(default)]
+    image: Option<SString>,
+    #[serde(default)]
     arch: Vec<SString>,
-    memory: SString,
+    #[serde(default)]
+    memory: Option<SString>,
     #[serde(default)]
     cpus: Option<SString>,
     #[serde(default)]
@@ -143,6 +153,22 @@ struct RawEntry {
     why: Option<SString>,
     #[serde(default)]
     expose: Option<SString>,
+    /// Why the entry has no health check (instead of `health`).
+    #[serde(default)]
+    health_none: Option<SString>,
+    /// Runs on the host as this NixOS service instead of as a container.
+    #[serde(default)]
+    host_agent: Option<HostAgent>,
+    contract: Spanned<contract::RawContract>,
+}
+
+/// A host agent: a service that measures or protects the host itself, so it
+/// runs as a NixOS service on the host instead of as a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostAgent {
+    /// `services.prometheus.exporters.node`: reads the host's /proc, /sys and /.
+    NodeExporter,
 }
 
 /// Container network zones a catalog entry may name: the zones
@@ -392,6 +418,11 @@ pub struct Service {
     pub why: Option<String>,
     /// Why this (non-proxy) service publishes ports directly.
     pub expose: Option<String>,
+    /// Why there is no health check.
+    pub health_none: Option<String>,
+    pub host_agent: Option<HostAgent>,
+    /// The image's contract with the host, from its upstream sources.
+    pub contract: Contract,
     /// Where the entry is written (for diagnostics).
     #[serde(skip)]
     pub loc: Option<Loc>,
@@ -437,6 +468,29 @@ fn check_cap(cap: &str) -> bool {
 fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service, Problem> {
     let r = &entry.value;
     let at_entry = &entry.span;
+    let contract = r.contract.value.clone().parse().map_err(|m| {
+        problem(
+            &r.contract.span,
+            m,
+            "the contract's fields are described at the top of src/catalog/services.toml",
+        )
+    })?;
+    if let Some(agent) = r.host_agent {
+        return Ok(host_agent_entry(name, r, agent, contract));
+    }
+    let (Some(image), Some(memory)) = (&r.image, &r.memory) else {
+        return Err(needs_container_fields(at_entry));
+    };
+    if r.arch.is_empty() {
+        return Err(needs_container_fields(at_entry));
+    }
+    if r.health.is_some() == r.health_none.is_some() {
+        return Err(problem(
+            r.health.as_ref().map_or(at_entry, |h| &h.span),
+            "needs exactly one of `health` (a check the image can run) and `health_none` (why there is none)",
+            "keep `health` if the image can run it, else say why in `health_none`",
+        ));
+    }
     let mut ports = Vec::new();
     for p in &r.ports {
         ports.push(
@@ -444,11 +498,11 @@ fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service,
         );
     }
     let memory_mib =
-        parse_mib(&r.memory).map_err(|e| problem(&r.memory.span, e, "write e.g. \"256MiB\""))?;
-    if !check_image(&r.image) {
+        parse_mib(memory).map_err(|e| problem(&memory.span, e, "write e.g. \"256MiB\""))?;
+    if !check_image(image) {
         return Err(problem(
-            &r.image.span,
-            format!("`{}` is not a container image reference", shown(&r.image)),
+            &image.span,
+            format!("`{}` is not a container image reference", shown(image)),
             "write e.g. \"docker.io/library/traefik:v3.4.1\"",
         ));
     }
@@ -524,6 +578,14 @@ fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service,
             ));
         }
         volumes.push(vol);
+    }
+    let targets: Vec<String> = volumes.iter().map(|v| v.target.clone()).collect();
+    if let Some(p) =
+        contract::check_entry(&contract, r.health.as_deref().map(String::as_str), &targets)
+            .into_iter()
+            .next()
+    {
+        return Err(problem(contract_key_span(r, &p.key), p.message, p.hint));
     }
     let mut env = BTreeMap::new();
     for (k, v) in &r.env {
@@ -609,7 +671,7 @@ fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service,
     Ok(Service {
         name: name.to_string(),
         description: text(&r.description),
-        image: text(&r.image),
+        image: text(image),
         arch: r.arch.iter().map(text).collect(),
         memory_mib,
         cpus,
@@ -631,8 +693,75 @@ fn parse_entry(name: &ServiceName, entry: &Spanned<RawEntry>) -> Result<Service,
         privileged,
         why: r.why.as_ref().map(text),
         expose: r.expose.as_ref().map(text),
+        health_none: r.health_none.as_ref().map(text),
+        host_agent: None,
+        contract,
         loc: None,
     })
+}
+
+fn needs_container_fields(at_entry: &Range<usize>) -> Problem {
+    problem(
+        at_entry,
+        "a container entry needs `image`, `arch` and `memory`",
+        "add them, or mark a service that runs on the host with host_agent = \"...\"",
+    )
+}
+
+/// Where in the entry a contract problem's key (`["health"]`,
+/// `["volumes", "1"]`) is written; the contract table otherwise.
+fn contract_key_span<'a>(r: &'a RawEntry, key: &[String]) -> &'a Range<usize> {
+    let keys: Vec<&str> = key.iter().map(String::as_str).collect();
+    match keys.as_slice() {
+        ["health", ..] => r.health.as_ref().map(|h| &h.span),
+        ["volumes", i, ..] => i
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| r.volumes.get(i))
+            .map(|v| &v.span),
+        _ => None,
+    }
+    .unwrap_or(&r.contract.span)
+}
+
+/// A host agent's entry: a NixOS service on the host, so none of a
+/// container's fields apply.
+fn host_agent_entry(
+    name: &ServiceName,
+    r: &RawEntry,
+    agent: HostAgent,
+    contract: Contract,
+) -> Service {
+    Service {
+        name: name.to_string(),
+        description: r.description.value.clone(),
+        image: String::new(),
+        arch: vec!["x86_64".into(), "aarch64".into()],
+        memory_mib: 0,
+        cpus: 0.0,
+        zone: None,
+        network: None,
+        ports: Vec::new(),
+        web: None,
+        public: false,
+        proxy: false,
+        depends: Vec::new(),
+        database: false,
+        volumes: Vec::new(),
+        env: BTreeMap::new(),
+        health: None,
+        cmd: Vec::new(),
+        socket: None,
+        caps: Vec::new(),
+        devices: Vec::new(),
+        privileged: false,
+        why: r.why.as_ref().map(|w| w.value.clone()),
+        expose: None,
+        health_none: r.health_none.as_ref().map(|h| h.value.clone()),
+        host_agent: Some(agent),
+        contract,
+        loc: None,
+    }
 }
 
 impl Service {
@@ -866,7 +995,6 @@ mod tests {
         for name in [
             "traefik",
             "crowdsec",
-            "crowdsec-bouncer",
             "authentik",
             "authentik-worker",
             "postgres",
@@ -902,7 +1030,17 @@ mod tests {
             "autoheal",
         ] {
             let s = c.get(name).unwrap_or_else(|| panic!("{name} missing"));
-            assert!(s.health.is_some(), "{name} has no healthcheck");
+            assert!(
+                s.health.is_some() || s.health_none.is_some(),
+                "{name} has no healthcheck and no reason"
+            );
+            assert!(
+                !s.contract.source.is_empty(),
+                "{name} has no contract source"
+            );
+            if s.host_agent.is_some() {
+                continue;
+            }
             assert!(
                 !s.arch.is_empty() && s.memory_mib > 0 && s.cpus > 0.0,
                 "{name}"
@@ -948,7 +1086,7 @@ mod tests {
     #[test]
     fn every_image_is_pinned() {
         let c = Catalog::builtin();
-        for s in c.services.values() {
+        for s in c.services.values().filter(|s| s.host_agent.is_none()) {
             let tag = s.image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
             assert!(
                 !tag.is_empty() && tag != "latest",
@@ -1033,7 +1171,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = camino::Utf8Path::from_path(dir.path()).unwrap();
         std::fs::create_dir_all(root.join("modules/catalog")).unwrap();
-        let text = "[x]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\nenv = { 'A B' = '1' }\n";
+        let text = "[x]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\nenv = { 'A B' = '1' }\nhealth_none='x'\n[x.contract]\nsource='unverified'\n";
         std::fs::write(root.join("modules/catalog/a.toml"), text).unwrap();
         let report = Catalog::for_repo(root).unwrap_err();
         let json = report.to_json();
@@ -1052,7 +1190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = camino::Utf8Path::from_path(dir.path()).unwrap();
         std::fs::create_dir_all(root.join("modules/catalog")).unwrap();
-        let text = "[redis]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\n[mine]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\n";
+        let text = "[redis]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\nhealth_none='x'\n[redis.contract]\nsource='unverified'\n[mine]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='backend'\nhealth_none='x'\n[mine.contract]\nsource='unverified'\n";
         std::fs::write(root.join("modules/catalog/x.toml"), text).unwrap();
         let cat = Catalog::for_repo(root).unwrap();
         let replaced: Vec<_> = cat.replaced().collect();
@@ -1065,13 +1203,13 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused() {
-        let bad_ref = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\ndepends=['nope']\n";
+        let bad_ref = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\ndepends=['nope']\nhealth_none='x'\n[a.contract]\nsource='unverified'\n";
         assert!(
             Catalog::parse(bad_ref)
                 .unwrap_err()
                 .contains("unknown service `nope`")
         );
-        let bad_port = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\nports=['0:80']\n";
+        let bad_port = "[a]\ndescription='x'\nimage='i:1'\narch=['x86_64']\nmemory='1MiB'\nzone='proxy'\nports=['0:80']\nhealth_none='x'\n[a.contract]\nsource='unverified'\n";
         assert!(
             Catalog::parse(bad_port)
                 .unwrap_err()

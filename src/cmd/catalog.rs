@@ -25,6 +25,18 @@ pub fn run(g: &Global) -> Result<(), Error> {
         "service", "memory", "cpus", "zone", "arch"
     );
     for s in services {
+        if s.host_agent.is_some() {
+            println!(
+                "{:<18} {:>8} {:>5}  {:<11} {:<14} {}",
+                s.name,
+                "-",
+                "-",
+                "(host)",
+                s.arch.join(","),
+                s.description
+            );
+            continue;
+        }
         let zone = match (&s.zone, &s.network) {
             (_, Some(owner)) => format!("({owner})"),
             (Some(z), None) => z.clone(),

@@ -168,6 +168,7 @@ pub fn human(p: &HostPlan) -> String {
             );
         }
     }
+    o.push_str(&wiring(p));
     if let Some(c) = &p.containers {
         let _ = writeln!(o, "\ncontainers ({}): memory budget", name(&c.backend));
         let _ = writeln!(
@@ -215,6 +216,13 @@ pub fn human(p: &HostPlan) -> String {
             format_mib(p.memory_mib),
             format_mib(p.memory_mib.saturating_sub(total))
         );
+        for a in &c.agents {
+            let _ = writeln!(
+                o,
+                "  {:<18} on the host (NixOS service, not a container)",
+                name(a)
+            );
+        }
     }
     if !p.storage.mounts.is_empty() {
         let _ = writeln!(o, "\nstorage");
@@ -249,6 +257,77 @@ pub fn human(p: &HostPlan) -> String {
         for (name, file) in &p.secrets {
             let _ = writeln!(o, "  {name:<16} {file}");
         }
+    }
+    o
+}
+
+/// The fleet wiring: which host is the monitoring hub and log sink, what this
+/// host sends to it and what it receives.
+fn wiring(p: &HostPlan) -> String {
+    let Some(m) = &p.monitoring else {
+        return "\nfleet wiring: no monitoring hub (no host file has [roles] monitoring = true)\n"
+            .into();
+    };
+    let mut o = String::from("\nfleet wiring\n");
+    if m.is_hub {
+        let _ = writeln!(
+            o,
+            "  monitoring hub  {} (this host): Prometheus, Alertmanager, Grafana; logs sink: Loki",
+            m.hub
+        );
+    } else {
+        let _ = writeln!(o, "  monitoring hub  {} (metrics and logs sink)", m.hub);
+    }
+    let exporters = std::iter::once(("node".to_string(), crate::monitoring::EXPORTER_PORT))
+        .chain(m.extra_exporters.iter().cloned())
+        .map(|(job, port)| format!("{job} {}", crate::monitoring::socket(m.address, port)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        o,
+        "  sends           metrics: {exporters}, scraped by {} (only {} may connect)",
+        m.hub, m.scraped_from
+    );
+    let _ = writeln!(
+        o,
+        "                  logs: journal and containers, to {} via {}",
+        m.hub, m.loki_push_url
+    );
+    if let Some(h) = &m.hub_config {
+        let _ = writeln!(o, "                  alerts: to ntfy at {}", h.ntfy_url);
+        let _ = writeln!(
+            o,
+            "  receives        scrapes every {}s ({} targets):",
+            h.scrape_interval_secs,
+            h.targets.len()
+        );
+        for t in &h.targets {
+            let _ = writeln!(
+                o,
+                "                    {:<10} {:<14} {}",
+                t.job, t.host, t.address
+            );
+        }
+        let sources: Vec<String> = h
+            .log_sources
+            .iter()
+            .map(|(host, addr)| format!("{host} ({addr})"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "                  logs from: {}",
+            if sources.is_empty() {
+                "this host only".to_string()
+            } else {
+                format!("{} and this host", sources.join(", "))
+            }
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "  receives        nothing (monitoring is served by {})",
+            m.hub
+        );
     }
     o
 }

@@ -60,6 +60,9 @@ pub struct HostFile {
     pub wireguard: BTreeMap<String, Spanned<WireGuard>>,
     #[serde(default)]
     pub containers: Option<Containers>,
+    /// gluetun's VPN (WireGuard), rendered to the environment gluetun documents.
+    #[serde(default)]
+    pub vpn: Option<Spanned<Vpn>>,
     /// Checks that must pass before a deploy is confirmed.
     #[serde(default)]
     pub health: Vec<Spanned<Health>>,
@@ -71,6 +74,43 @@ pub struct HostFile {
     /// with the defaults (root, root, 0400).
     #[serde(default)]
     pub secrets: BTreeMap<SecretName, Spanned<SecretFile>>,
+    /// Fleet roles this host serves; one host per role in the fleet.
+    #[serde(default)]
+    pub roles: Option<Roles>,
+    /// Settings of the monitoring hub (only on the host with `[roles] monitoring = true`).
+    #[serde(default)]
+    pub monitoring: Option<Spanned<Monitoring>>,
+}
+
+/// `[roles]`: what this host serves for the whole fleet.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// The monitoring hub: its Prometheus scrapes every host's node-exporter over
+    /// WireGuard, its Alertmanager sends to ntfy, its Loki receives every host's
+    /// logs and its Grafana shows both. It runs prometheus, alertmanager, grafana
+    /// and loki; no other host does.
+    #[serde(default)]
+    pub monitoring: Option<Spanned<bool>>,
+}
+
+/// `[monitoring]` on the hub: how often, how soon, and where alerts go.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// How often Prometheus scrapes and evaluates rules (default "30s").
+    #[serde(default)]
+    pub scrape_interval: Option<SString>,
+    /// How long a host's exporter must be unreachable before HostDown fires (default "2m").
+    #[serde(default)]
+    pub host_down_after: Option<SString>,
+    /// The ntfy topic URL alerts are posted to, e.g. "https://ntfy.example.net/alerts".
+    /// Default: https://ntfy.<domain>/<ntfy_topic> of the host that runs ntfy.
+    #[serde(default)]
+    pub ntfy_url: Option<SString>,
+    /// The topic on the fleet's ntfy when `ntfy_url` is not given (default "alerts").
+    #[serde(default)]
+    pub ntfy_topic: Option<SString>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -387,6 +427,33 @@ pub struct ServiceOverride {
     /// Turn the Authentik SSO middleware off for this web UI (only with public = true).
     #[serde(default)]
     pub sso: Option<Spanned<bool>>,
+    /// Owner of the service's own volume directories, numeric "UID:GID"
+    /// (default: the user the image runs as, from its catalog contract).
+    #[serde(default)]
+    pub owner: Option<SString>,
+    /// Mode of the service's own volume directories, octal, e.g. "0750" (the default).
+    #[serde(default)]
+    pub mode: Option<SString>,
+}
+
+/// The VPN that gluetun connects (WireGuard): the services with
+/// `network = "gluetun"` reach the internet only through it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Vpn {
+    /// "custom" for a WireGuard server of your own, or the name of a provider
+    /// gluetun knows (e.g. "mullvad", "protonvpn", "airvpn").
+    pub provider: SString,
+    /// The tunnel's WireGuard private key: "secret:NAME".
+    pub private_key: SString,
+    /// The tunnel interface's addresses, e.g. ["10.64.0.2/32"].
+    pub addresses: Vec<SString>,
+    /// custom only: the server as "IP:PORT" (gluetun needs an address, not a name).
+    #[serde(default)]
+    pub endpoint: Option<SString>,
+    /// custom only: the server's WireGuard public key.
+    #[serde(default)]
+    pub server_public_key: Option<SString>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -4,15 +4,17 @@
 //!
 //! Owns how a `ServicePlan` becomes engine arguments: networks (one per zone,
 //! created before the containers), limits, healthchecks, log limits, labels for
-//! Traefik (routes, SSO and CrowdSec middlewares), the engine socket, declared
-//! capabilities and devices, secrets as env files under /run/potato-secrets.
+//! Traefik (routes and the SSO middleware), the engine socket, declared
+//! capabilities and devices, secrets as env files under /run/potato-secrets,
+//! the data mounts each unit requires and the tmpfiles prefixes it applies.
 
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{EnvPart, Socket};
 use crate::inventory::schema::Backend;
 use crate::plan::{ContainersPlan, HostPlan, ServicePlan};
-use crate::render::format::{Refused, envfile, sh, sql, tmpfiles, yaml_json};
+use crate::render::format::{Refused, envfile, sh, sql, yaml_json};
+use crate::render::tmpfiles;
 use crate::secrets;
 
 /// The network a zone's containers join.
@@ -25,12 +27,10 @@ pub fn env_file(service: &str) -> String {
     format!("{}/env/{service}.env", secrets::RUNTIME_DIR)
 }
 
-/// The mode of the volume directories potato creates under the data root.
-pub const DATA_DIR_MODE: u32 = 0o750;
-
-/// The spec of one host, or None when it runs no containers. `tmpfiles`
-/// carries the finished systemd-tmpfiles lines for the volume directories
-/// (written by `format::tmpfiles`; modules/containers.nix only passes them on).
+/// The spec of one host, or None when it runs no containers. Each container's
+/// `tmpfiles` lists the prefixes its unit applies from
+/// `containers-tmpfiles.conf` (`render::tmpfiles`, whose paths go through
+/// `format::tmpfiles`); every environment name has passed `format::envfile`.
 pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
     let c = plan.containers.as_ref()?;
     let used: std::collections::BTreeSet<&str> = c
@@ -47,18 +47,8 @@ pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
     let containers: Map<String, Value> = c
         .services
         .iter()
-        .map(|s| (s.name.clone(), container(c, s)))
+        .map(|s| (s.name.clone(), container(plan, c, s)))
         .collect();
-    // Volume directories potato owns (under the data root), created at boot.
-    let mut directories: Vec<&str> = c
-        .services
-        .iter()
-        .flat_map(|s| s.volumes.iter())
-        .map(|v| v.host.as_str())
-        .filter(|h| h.starts_with(&format!("{}/", c.data)))
-        .collect();
-    directories.sort();
-    directories.dedup();
     for svc in &c.services {
         if let Some(Err(e)) = svc.env.keys().map(|k| envfile::key(k)).find(Result::is_err) {
             return Some(Err(
@@ -66,18 +56,8 @@ pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
             ));
         }
     }
-    let tmpfiles = match directories
-        .iter()
-        .map(|d| tmpfiles::directory(d, DATA_DIR_MODE).map_err(|e| e.of("a volume directory")))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(t) => t,
-        Err(e) => return Some(Err(e)),
-    };
     let v = json!({
         "backend": backend_name(c.backend),
-        "directories": directories,
-        "tmpfiles": tmpfiles,
         "networks": networks,
         "containers": containers,
         "databases": c.databases,
@@ -92,7 +72,7 @@ fn backend_name(b: Backend) -> &'static str {
     }
 }
 
-fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
+fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
     let literal: Map<String, Value> = s
         .env
         .iter()
@@ -154,7 +134,30 @@ fn container(c: &ContainersPlan, s: &ServicePlan) -> Value {
     // The namespace owner (gluetun): members restart with it, or they would
     // keep a dead namespace.
     o.insert("sharesNetworkOf".into(), json!(s.network));
+    // Volumes on a data disk (mounted nofail): the unit requires and follows
+    // those mounts, then creates its paths (tmpfiles) before the engine starts.
+    o.insert("requiresMountsFor".into(), json!(mount_paths(plan, s)));
+    o.insert("tmpfiles".into(), json!(tmpfiles::prefixes(c, s)));
     Value::Object(o)
+}
+
+/// The service's volume host paths that lie on one of the host's extra
+/// filesystems ([storage] mounts).
+fn mount_paths(plan: &HostPlan, s: &ServicePlan) -> Vec<String> {
+    let mut paths: Vec<String> = s
+        .volumes
+        .iter()
+        .map(|v| v.host.clone())
+        .filter(|h| {
+            plan.storage
+                .mounts
+                .iter()
+                .any(|m| crate::catalog::contract::under(h, &m.point))
+        })
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 fn text_of(parts: &[EnvPart]) -> String {
@@ -206,30 +209,24 @@ fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
     o
 }
 
-/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the CrowdSec
-/// and SSO middlewares unless public); the middlewares themselves on traefik.
+/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the SSO
+/// middleware unless public); the middleware itself on traefik. (CrowdSec
+/// enforces on the host's firewall, not as a Traefik middleware.)
 fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
     let mut l = Map::new();
-    let crowdsec = c.services.iter().any(|x| x.name == "crowdsec-bouncer");
-    if s.proxy {
-        if let Some(url) = &c.auth_url {
-            let p = "traefik.http.middlewares.authentik.forwardauth";
-            l.insert(
-                format!("{p}.address"),
-                json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
-            );
-            l.insert(format!("{p}.trustForwardHeader"), json!("true"));
-            l.insert(
-                format!("{p}.authResponseHeaders"),
-                json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
-            );
-        }
-        if crowdsec {
-            l.insert(
-                "traefik.http.middlewares.crowdsec.forwardauth.address".into(),
-                json!("http://crowdsec-bouncer:8080/api/v1/forwardAuth"),
-            );
-        }
+    if s.proxy
+        && let Some(url) = &c.auth_url
+    {
+        let p = "traefik.http.middlewares.authentik.forwardauth";
+        l.insert(
+            format!("{p}.address"),
+            json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
+        );
+        l.insert(format!("{p}.trustForwardHeader"), json!("true"));
+        l.insert(
+            format!("{p}.authResponseHeaders"),
+            json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
+        );
     }
     if let Some(port) = s.web {
         let r = format!("traefik.http.routers.{}", s.name);
@@ -245,9 +242,6 @@ fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
             json!(port.to_string()),
         );
         let mut mw = Vec::new();
-        if crowdsec {
-            mw.push("crowdsec@docker");
-        }
         if s.sso {
             mw.push("authentik@docker");
         }

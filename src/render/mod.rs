@@ -9,6 +9,7 @@
 pub mod containers;
 pub mod format;
 pub mod nix;
+pub mod tmpfiles;
 pub mod writer;
 
 pub use writer::{Staleness, Written, check, write};
@@ -82,6 +83,9 @@ impl Renderer {
         if let Some(spec) = containers::spec(plan) {
             files.push(file("containers.json", spec)?);
         }
+        if let Some(rules) = tmpfiles::render(plan) {
+            files.push(file("containers-tmpfiles.conf", rules)?);
+        }
         if let Some(layout) = crate::bootstrap::layout::disko(plan) {
             files.push(file("disko.nix", layout)?);
         }
@@ -100,6 +104,12 @@ impl Renderer {
                 &format!("{}.conf", w.name),
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
+        }
+        for (path, content) in crate::monitoring::native::files(plan) {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
         }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
@@ -265,6 +275,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "secrets_dir": secrets::RUNTIME_DIR,
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
+        "monitoring": plan.monitoring.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
@@ -569,7 +580,16 @@ mod tests {
             .iter_mut()
             .find(|s| s.has_secret_env())
             .unwrap();
-        let parts = svc.env.values().next().unwrap().clone();
+        // A value with a secret in it, so the variable goes to secrets.sh.
+        let parts = svc
+            .env
+            .values()
+            .find(|v| {
+                v.iter()
+                    .any(|p| matches!(p, crate::catalog::EnvPart::Secret(_)))
+            })
+            .unwrap()
+            .clone();
         svc.env.insert("X;id>/tmp/f;Y".into(), parts);
         let e = secrets_script(&p).unwrap_err();
         assert!(

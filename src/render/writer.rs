@@ -61,6 +61,7 @@ const FIXED_NAMES: &[&str] = &[
     "deploy.json",
     "exposure.json",
     "containers.json",
+    "containers-tmpfiles.conf",
     "disko.nix",
     "postgres-init.sh",
     "secrets.sh",
@@ -250,7 +251,8 @@ pub fn read_generated(repo: &Utf8Path, rel: &Utf8Path) -> Result<Option<String>,
 }
 
 /// True for a file potato writes: `modules/generated/<host>/NAME` with a name
-/// `render` produces, or a leftover temporary file.
+/// `render` produces, one of the monitoring files under `<host>/monitoring/`
+/// (`monitoring::native`), or a leftover temporary file.
 pub fn written_by_potato(rel: &Utf8Path) -> bool {
     let Ok(in_host) = rel.strip_prefix(GENERATED_DIR) else {
         return false;
@@ -261,6 +263,14 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
             FIXED_NAMES.contains(name)
                 || name.ends_with(TMP_SUFFIX)
                 || name.strip_suffix(".conf").is_some_and(is_interface_name)
+        }
+        [_host, "monitoring", ..] => {
+            let rest = parts[1..].join("/");
+            crate::monitoring::native::SPOKE_FILES
+                .iter()
+                .chain(crate::monitoring::native::HUB_FILES.iter())
+                .any(|f| *f == rest)
+                || rest.ends_with(TMP_SUFFIX)
         }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)

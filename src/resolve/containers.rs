@@ -11,7 +11,7 @@ use std::ops::Range;
 use ipnet::IpNet;
 
 use super::{DEFAULT_NETWORKS, HostCx, closest, overlaps};
-use crate::catalog::{EnvPart, Proto, Publish, Service, VolumeSource, parse_env};
+use crate::catalog::{EnvPart, Owner, Proto, Publish, Service, VolumeSource, parse_env};
 use crate::diag::Diagnostic;
 use crate::harden::firewall::parse_net;
 use crate::inventory::Spanned;
@@ -33,6 +33,7 @@ impl HostCx<'_> {
         let data = self.data_dir(c);
         let domain = self.domain(c);
         let mut services = Vec::new();
+        let mut agents = Vec::new();
         let mut seen = BTreeSet::new();
         for s in &c.services {
             if !seen.insert(s.value.to_string()) {
@@ -52,10 +53,27 @@ impl HostCx<'_> {
                 self.error(&s.span, format!("unknown service `{}`", s.value), hint);
                 continue;
             };
+            if let Some(agent) = entry.host_agent {
+                agents.push(agent);
+                if c.overrides.contains_key(&s.value) {
+                    let o = &c.overrides[&s.value];
+                    self.error(
+                        &o.span,
+                        format!(
+                            "`{}` runs on the host, not as a container: it has nothing to override",
+                            s.value
+                        ),
+                        format!("remove [containers.{}]", s.value),
+                    );
+                }
+                continue;
+            }
             self.check_arch(&entry, &s.span);
             let plan = self.service_plan(&entry, c, &data, &s.span);
             services.push(plan);
         }
+        self.vpn(&mut services, zones);
+        self.required_env(c, &services);
         for (name, o) in &c.overrides {
             if !seen.contains(name.as_str()) {
                 self.error(
@@ -88,6 +106,7 @@ impl HostCx<'_> {
             os_reserve_mib,
             networks,
             services,
+            agents,
         };
         self.memory_budget(&plan, memory_mib, c);
         Some(plan)
@@ -217,6 +236,9 @@ impl HostCx<'_> {
             socket: entry.socket,
             caps: entry.caps.clone(),
             privileged: entry.privileged,
+            contract: entry.contract.clone(),
+            owner: None,
+            mode: None,
         };
         let tz = self
             .host
@@ -343,6 +365,26 @@ impl HostCx<'_> {
                 );
             }
         }
+        if let Some(owner) = &o.owner {
+            match Owner::parse(&owner.value) {
+                Ok(x) => plan.owner = Some(x),
+                Err(e) => self.error(
+                    &owner.span,
+                    e,
+                    "write the numeric owner, e.g. \"1000:1000\"",
+                ),
+            }
+        }
+        if let Some(mode) = &o.mode {
+            match u32::from_str_radix(&mode.value, 8) {
+                Ok(m) if mode.value.len() == 4 && m <= 0o7777 => plan.mode = Some(m),
+                _ => self.error(
+                    &mode.span,
+                    format!("`{}` is not an octal mode", mode.value),
+                    "write four octal digits, e.g. \"0750\"",
+                ),
+            }
+        }
         if let Some(p) = o.public {
             plan.public = p;
             plan.sso = plan.web.is_some() && !p;
@@ -359,6 +401,56 @@ impl HostCx<'_> {
                 );
             }
             plan.sso = sso.value && plan.web.is_some();
+        }
+    }
+
+    /// Every variable the image's contract requires must be set, by the catalog
+    /// entry, the host file's [containers.NAME] env, or (gluetun) its [vpn].
+    fn required_env(&mut self, c: &schema::Containers, services: &[ServicePlan]) {
+        for s in services {
+            let value = |k: &str| {
+                s.env.get(k).map(|parts| {
+                    parts
+                        .iter()
+                        .map(|p| match p {
+                            EnvPart::Text(t) => t.as_str(),
+                            EnvPart::Secret(_) => "",
+                        })
+                        .collect::<String>()
+                })
+            };
+            let missing: Vec<String> = s
+                .contract
+                .missing_env(|k| s.env.contains_key(k), value)
+                .iter()
+                .map(|r| match &r.when {
+                    Some((var, val)) => format!("{} (needed when {var}={val})", r.name),
+                    None => r.name.clone(),
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let span = c
+                .overrides
+                .get(s.name.as_str())
+                .map(|o| o.span.clone())
+                .unwrap_or_else(|| span_of(c, &s.name));
+            let hint = if s.name == "gluetun" {
+                "add a [vpn] section: provider, private_key = \"secret:NAME\", addresses, and for provider \"custom\" endpoint and server_public_key".to_string()
+            } else {
+                format!("set them in [containers.{}] env", s.name)
+            };
+            self.error(
+                &span,
+                format!(
+                    "`{}` cannot start: its image requires {} (image contract: {})",
+                    s.name,
+                    missing.join(", "),
+                    s.contract.source.split_whitespace().next().unwrap_or("")
+                ),
+                hint,
+            );
         }
     }
 

@@ -22,6 +22,7 @@ use crate::units::{parse_duration, parse_mib};
 
 mod containers;
 mod health;
+mod vpn;
 
 /// Default container network subnets by zone.
 pub(crate) const DEFAULT_NETWORKS: &[(&str, &str)] = &[
@@ -68,6 +69,9 @@ pub fn resolve(
     let mut resolved: Vec<HostPlan> = plans.into_iter().filter_map(|(_, p)| p).collect();
     if diags.is_empty() {
         resolve_wireguard_peers(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
+        crate::monitoring::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
         Ok(resolved)
@@ -197,6 +201,7 @@ impl<'a> HostCx<'a> {
             proxmox,
             secrets: std::mem::take(&mut self.used_secrets),
             secret_files,
+            monitoring: None,
         })
     }
 

@@ -10,6 +10,12 @@
       spec = builtins.fromJSON (builtins.readFile ./containers.json);
       dir = ./.;
     })
+    # Monitoring: node-exporter, the textfile timer and Alloy on every host; on
+    # the hub, its Prometheus, Alertmanager and Grafana read ./monitoring.
+    (import ../../monitoring.nix {
+      spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
+      dir = ./monitoring;
+    })
   ];
 
   networking.hostName = "lepotato";

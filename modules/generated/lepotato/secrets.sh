@@ -16,7 +16,6 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
 install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
 install_secret 'wg0' 'root' 'root' '0400'
@@ -48,8 +47,6 @@ env_begin 'gluetun'
 env_var 'WIREGUARD_PRIVATE_KEY' secret 'vpn-wireguard-key'
 env_begin 'kopia'
 env_var 'KOPIA_PASSWORD' secret 'kopia-password'
-env_begin 'grafana'
-env_var 'GF_SECURITY_ADMIN_PASSWORD' secret 'grafana-admin-password'
 chmod 0751 "$new"
 rm -rf "$dest.old"
 if [ -e "$dest" ]; then mv "$dest" "$dest.old"; fi

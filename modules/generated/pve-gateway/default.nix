@@ -3,6 +3,12 @@
 {
   imports = [
     ../../hardware/proxmox-vm.nix
+    # Monitoring: node-exporter, the textfile timer and Alloy on every host; on
+    # the hub, its Prometheus, Alertmanager and Grafana read ./monitoring.
+    (import ../../monitoring.nix {
+      spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
+      dir = ./monitoring;
+    })
   ];
 
   networking.hostName = "pve-gateway";
