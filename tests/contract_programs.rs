@@ -4,8 +4,8 @@
 //! `containers-tmpfiles.conf`, each directory found through the volume of
 //! n250's committed `containers.json` that maps the image's data path.
 //! Prometheus (`promtool check config`, answers `/-/ready`, writes its TSDB),
-//! postgres (initdb and start, answers pg_isready) and redis (PONG, SAVE writes
-//! its dump). Then the prometheus rule's owner changed: prometheus fails.
+//! postgres (initdb and start, answers pg_isready), redis (PONG, SAVE writes
+//! its dump) and syncthing (in its own network namespace; serves its GUI). Then the prometheus rule's owner changed: prometheus fails.
 //!
 //! Not containers: the process runs on the host with the image's uid via
 //! util-linux `setpriv`, listening on a free 127.0.0.1 port. For postgres, a
@@ -385,4 +385,52 @@ fn redis_answers_and_saves_as_its_images_uid_on_the_tmpfiles_data_dir() {
     );
     let dump = data.join("dump.rdb");
     assert_eq!(std::fs::metadata(&dump).unwrap().uid(), uid);
+}
+
+#[test]
+fn syncthing_serves_as_its_images_uid_on_the_tmpfiles_config_dir() {
+    if !common::have_tool("syncthing")
+        || !common::have_tool("setpriv")
+        || !common::have_tool("unshare")
+        || !common::have_tool("nsenter")
+        || !common::have_tool("busybox")
+        || !common::have_tool("systemd-tmpfiles")
+    {
+        return;
+    }
+    let (uid, gid, writes) = contract("syncthing");
+    let host = Host::n250(&committed("containers-tmpfiles.conf"));
+    // The image's home is the written path; n250 mounts its config below it.
+    let config = host.volume("syncthing", &format!("{writes}/config"));
+    let log = host.tmp("log").join("syncthing.log");
+    let f = std::fs::File::create(&log).unwrap();
+    // A network namespace of its own: syncthing also listens on :22000.
+    let script = format!(
+        "ip link set lo up && exec setpriv --reuid={uid} --regid={gid} --clear-groups \
+         syncthing serve --no-browser --no-restart --home='{}' --gui-address=127.0.0.1:8384",
+        config.display()
+    );
+    let mut p = Proc(
+        Command::new("unshare")
+            .args(["--net", "sh", "-c", &script])
+            .env("HOME", &config)
+            .env("STNOUPGRADE", "1")
+            .env("STNODEFAULTFOLDER", "1")
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap(),
+    );
+    // Debian's syncthing 1.19 answers 403 on the image's health URL
+    // (/rest/noauth/health, used by the 1.30 image): its GUI page stands in.
+    let netns = format!("--net=/proc/{}/ns/net", p.0.id());
+    wait_for("syncthing", &mut p, &log, || {
+        Command::new("nsenter")
+            .args([&netns, "busybox", "wget", "-q", "-O", "/dev/null"])
+            .arg("http://127.0.0.1:8384/")
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let cfg = config.join("config.xml");
+    assert_eq!(std::fs::metadata(&cfg).unwrap().uid(), uid, "config.xml");
 }
