@@ -2,7 +2,7 @@
 //! contracts `potato catalog --json` exposes (src/catalog/contract.rs, whose
 //! facts cite each image's upstream Dockerfile or entrypoint).
 //!
-//! Each double is a local podman image `localhost/potato-double-SERVICE:contract`
+//! Each double is a local podman image `localhost/potato-double-SERVICE:contract-HASH`
 //! built from Debian's busybox-static (TESTBED.md "Containers"): busybox lives
 //! outside PATH (/.double/busybox), the generic entrypoint
 //! (tests/fixtures/double/entrypoint) reads the contract from files under
@@ -46,9 +46,27 @@ pub fn catalog() -> Vec<Value> {
         .clone()
 }
 
-/// The double's image name for a catalog service.
-pub fn image_name(service: &str) -> String {
-    format!("localhost/potato-double-{service}:contract")
+/// The double's image name for a catalog entry: the tag is a hash of
+/// everything the image is built from, so an unchanged double is reused
+/// across test runs and a changed contract or script gets a new image.
+pub fn image_name(entry: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    entry["contract"].to_string().hash(&mut h);
+    entry["health"].to_string().hash(&mut h);
+    let fixtures = super::source_root().join("tests/fixtures/double");
+    for f in ["entrypoint", "tool"] {
+        std::fs::read(fixtures.join(f)).unwrap().hash(&mut h);
+    }
+    std::fs::metadata("/bin/busybox")
+        .map(|m| m.len())
+        .unwrap_or(0)
+        .hash(&mut h);
+    let service = entry["name"].as_str().expect("catalog name");
+    format!(
+        "localhost/potato-double-{service}:contract-{:016x}",
+        h.finish()
+    )
 }
 
 pub fn podman(args: &[&str]) -> Output {
@@ -62,9 +80,9 @@ pub fn podman(args: &[&str]) -> Output {
 pub fn build(entry: &Value) -> String {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let name = entry["name"].as_str().expect("catalog name");
-    let image = image_name(name);
+    let image = image_name(entry);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built.contains(&image) {
+    if built.contains(&image) || podman(&["image", "exists", &image]).status.success() {
         return image;
     }
     let root = tempfile::tempdir().expect("tempdir");
