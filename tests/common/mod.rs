@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod doubles;
 pub mod fleet;
 pub mod lab;
 pub mod testbed;
