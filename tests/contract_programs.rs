@@ -6,6 +6,9 @@
 //! Prometheus (`promtool check config`, answers `/-/ready`, writes its TSDB),
 //! postgres (initdb and start, answers pg_isready), redis (PONG, SAVE writes
 //! its dump) and syncthing (in its own network namespace; serves its GUI). Then the prometheus rule's owner changed: prometheus fails.
+//! Last, the monitoring hub's generated prometheus.yml, alerts.yml and
+//! alertmanager.yml, unmodified, with Debian's prometheus, alertmanager and
+//! node-exporter in a private network namespace: n250's node target is up.
 //!
 //! Not containers: the process runs on the host with the image's uid via
 //! util-linux `setpriv`, listening on a free 127.0.0.1 port. For postgres, a
@@ -433,4 +436,246 @@ fn syncthing_serves_as_its_images_uid_on_the_tmpfiles_config_dir() {
     });
     let cfg = config.join("config.xml");
     assert_eq!(std::fs::metadata(&cfg).unwrap().uid(), uid, "config.xml");
+}
+
+/// A network namespace of the test's own, with loopback up: nothing a program
+/// in it sends can leave it. Deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("potato-{tag}-{}", std::process::id());
+        let ok = |c: &mut Command| {
+            let out = c.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{c:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns(name);
+        ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"]));
+        ns
+    }
+
+    /// Gives loopback an extra address (one the generated config targets).
+    fn add_address(&self, cidr: &str) {
+        let out = Command::new("ip")
+            .args(["-n", &self.0, "addr", "add", cidr, "dev", "lo"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `program ARGS` as uid:gid inside the namespace (ip and setpriv exec it,
+    /// so the child's pid is the program's).
+    fn start_as(&self, uid: u32, gid: u32, program: &str, args: &[String], log: &Path) -> Proc {
+        let f = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "setpriv"])
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
+            .arg(program)
+            .args(args)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ip netns exec");
+        Proc(child)
+    }
+
+    /// The body of GET url from inside the namespace (curl), if it answers 2xx.
+    fn get(&self, url: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.0,
+                "curl",
+                "-sf",
+                "--max-time",
+                "5",
+                url,
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// A copy of the hub's generated monitoring directory `sub`, readable by all.
+fn generated_config(host: &Host, sub: &str) -> PathBuf {
+    let from = common::source_root()
+        .join("modules/generated/n250/monitoring")
+        .join(sub);
+    let to = host.tmp(&format!("etc-{sub}"));
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        std::fs::copy(e.path(), &dst).unwrap();
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    to
+}
+
+/// The monitoring hub's generated files, unmodified, run by Debian's programs
+/// as their images' uids on tmpfiles-made data dirs, inside a private network
+/// namespace (the config targets the fleet's tunnel addresses; n250's own,
+/// 10.99.0.10, is put on the namespace's loopback, so nothing leaves it):
+/// node-exporter answers there, Prometheus (`promtool check config` and
+/// `check rules` first) scrapes it with `up == 1`, and Alertmanager
+/// (`amtool check-config` first) starts with the generated route and answers.
+#[test]
+fn the_hubs_generated_monitoring_config_runs_with_the_real_programs() {
+    for tool in [
+        "prometheus",
+        "promtool",
+        "prometheus-alertmanager",
+        "amtool",
+        "prometheus-node-exporter",
+        "setpriv",
+        "systemd-tmpfiles",
+        "curl",
+        "ip",
+    ] {
+        if !common::have_tool(tool) {
+            return;
+        }
+    }
+    let host = Host::n250(&committed("containers-tmpfiles.conf"));
+    let prom_cfg = generated_config(&host, "prometheus");
+    let am_cfg = generated_config(&host, "alertmanager");
+    for (tool, args, file) in [
+        (
+            "promtool",
+            ["check", "config"].as_slice(),
+            prom_cfg.join("prometheus.yml"),
+        ),
+        (
+            "promtool",
+            ["check", "rules"].as_slice(),
+            prom_cfg.join("alerts.yml"),
+        ),
+        (
+            "amtool",
+            ["check-config"].as_slice(),
+            am_cfg.join("alertmanager.yml"),
+        ),
+    ] {
+        let out = Command::new(tool).args(args).arg(&file).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let ns = Netns::new("mon");
+    ns.add_address("10.99.0.10/32");
+    let logs = host.tmp("log");
+
+    let exporter_log = logs.join("node-exporter.log");
+    let mut exporter = ns.start_as(
+        65534,
+        65534,
+        "prometheus-node-exporter",
+        &["--web.listen-address=10.99.0.10:9100".to_string()],
+        &exporter_log,
+    );
+    wait_for("node-exporter", &mut exporter, &exporter_log, || {
+        ns.get("http://10.99.0.10:9100/metrics")
+            .is_some_and(|m| m.contains("node_boot_time_seconds"))
+    });
+
+    let (am_uid, am_gid, am_writes) = contract("alertmanager");
+    let am_data = host.volume("alertmanager", &am_writes);
+    let am_log = logs.join("alertmanager.log");
+    let mut am = ns.start_as(
+        am_uid,
+        am_gid,
+        "prometheus-alertmanager",
+        &[
+            format!(
+                "--config.file={}",
+                am_cfg.join("alertmanager.yml").display()
+            ),
+            format!("--storage.path={}", am_data.display()),
+            "--web.listen-address=127.0.0.1:9093".to_string(),
+            "--cluster.listen-address=".to_string(),
+        ],
+        &am_log,
+    );
+    wait_for("alertmanager", &mut am, &am_log, || {
+        ns.get("http://127.0.0.1:9093/-/ready").is_some()
+    });
+    let status = ns.get("http://127.0.0.1:9093/api/v2/status").unwrap();
+    assert!(
+        status.contains("ntfy"),
+        "the generated route is loaded: {status}"
+    );
+
+    let (uid, gid, writes) = contract("prometheus");
+    let data = host.volume("prometheus", &writes);
+    let log = logs.join("prometheus.log");
+    let mut prom = ns.start_as(
+        uid,
+        gid,
+        "prometheus",
+        &[
+            format!(
+                "--config.file={}",
+                prom_cfg.join("prometheus.yml").display()
+            ),
+            format!("--storage.tsdb.path={}", data.display()),
+            "--web.listen-address=127.0.0.1:9090".to_string(),
+        ],
+        &log,
+    );
+    let query =
+        "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22node%22%2Chost%3D%22n250%22%7D";
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let body = ns.get(query).unwrap_or_default();
+        if body.contains("\"value\":[") && body.contains("\"1\"]") {
+            break;
+        }
+        if let Some(st) = prom.0.try_wait().unwrap() {
+            panic!(
+                "prometheus exited ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < until,
+            "n250's node target never came up: {body}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The rules file was loaded from beside the generated config.
+    let rules = ns.get("http://127.0.0.1:9090/api/v1/rules").unwrap();
+    assert!(rules.contains("HostDown"), "{rules}");
+    assert!(
+        owned_by(&data, uid) > 0,
+        "prometheus wrote nothing as {uid}"
+    );
+    drop(prom);
+    drop(am);
+    drop(exporter);
 }
