@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::lab::{self, Probe, tcp};
+use common::lab::{self, Probe, tcp_connect};
 use common::{Repo, line_col};
 
 /// "hosts/<file>:<line>:<col>" of the first occurrence of `needle` in that file.
@@ -684,7 +684,6 @@ fn test_fleet(ntfy_port: u16) -> Repo {
 }
 
 #[test]
-#[ignore = "work in progress: the three wireguard-go tunnels come up but no handshake completes inside this test (the same generated configs and keys work when brought up by hand); see the h-monitor report"]
 fn a_real_prometheus_scrapes_three_hosts_through_the_tunnels_and_alerts_reach_ntfy() {
     if !lab::require() {
         return;
@@ -768,7 +767,7 @@ fn a_real_prometheus_scrapes_three_hosts_through_the_tunnels_and_alerts_reach_nt
     wait_until(
         "hub reaches the spoke's exporter through the tunnel",
         Duration::from_secs(20),
-        || tcp(&hub, "10.213.251.11", 9100) == Probe::Open,
+        || tcp_connect(&hub, "10.213.251.11", 9100) == Probe::Open,
     );
     let script = generated("lepotato", "monitoring/textfile.sh");
     let out = Command::new("ip")
@@ -867,24 +866,24 @@ fn a_real_prometheus_scrapes_three_hosts_through_the_tunnels_and_alerts_reach_nt
     assert!(age < 300.0, "handshake age {age}: {v}");
 
     // The spoke's firewall: the exporter port to the hub's tunnel address only.
-    assert_eq!(tcp(&hub, "10.213.251.11", 9100), Probe::Open);
+    assert_eq!(tcp_connect(&hub, "10.213.251.11", 9100), Probe::Open);
     assert_eq!(
-        tcp(&gw, "10.213.251.11", 9100),
+        tcp_connect(&gw, "10.213.251.11", 9100),
         Probe::Dropped,
         "another tunnel peer"
     );
     assert_eq!(
-        tcp(&hub, "10.213.252.3", 9100),
+        tcp_connect(&hub, "10.213.252.3", 9100),
         Probe::Dropped,
         "the hub over the LAN"
     );
     assert_eq!(
-        tcp(&stranger, "10.213.252.3", 9100),
+        tcp_connect(&stranger, "10.213.252.3", 9100),
         Probe::Dropped,
         "a LAN stranger"
     );
     assert_eq!(
-        tcp(&stranger, "10.213.252.1", 9100),
+        tcp_connect(&stranger, "10.213.252.1", 9100),
         Probe::Dropped,
         "the gateway, from the LAN"
     );
