@@ -208,11 +208,7 @@ fn prometheus_args(host: &Host, data: &Path, port: u16) -> Vec<String> {
 
 #[test]
 fn prometheus_runs_as_its_images_uid_on_the_tmpfiles_data_dir() {
-    if !common::have_tool("prometheus")
-        || !common::have_tool("promtool")
-        || !common::have_tool("setpriv")
-        || !common::have_tool("systemd-tmpfiles")
-    {
+    if !common::have_tools(&["prometheus", "promtool", "setpriv", "systemd-tmpfiles"]) {
         return;
     }
     let (uid, gid, writes) = contract("prometheus");
@@ -234,11 +230,7 @@ fn prometheus_runs_as_its_images_uid_on_the_tmpfiles_data_dir() {
 
 #[test]
 fn prometheus_fails_when_the_rule_gives_its_data_dir_another_owner() {
-    if !common::have_tool("prometheus")
-        || !common::have_tool("promtool")
-        || !common::have_tool("setpriv")
-        || !common::have_tool("systemd-tmpfiles")
-    {
+    if !common::have_tools(&["prometheus", "promtool", "setpriv", "systemd-tmpfiles"]) {
         return;
     }
     let (uid, gid, writes) = contract("prometheus");
@@ -285,10 +277,7 @@ fn pg_bin() -> Option<PathBuf> {
 
 #[test]
 fn postgres_initialises_and_serves_as_its_images_uid_on_the_tmpfiles_data_dir() {
-    if !common::have_tool("setpriv")
-        || !common::have_tool("unshare")
-        || !common::have_tool("systemd-tmpfiles")
-    {
+    if !common::have_tools(&["setpriv", "unshare", "systemd-tmpfiles"]) {
         return;
     }
     let Some(bin) = pg_bin() else { return };
@@ -344,11 +333,7 @@ fn postgres_initialises_and_serves_as_its_images_uid_on_the_tmpfiles_data_dir() 
 
 #[test]
 fn redis_answers_and_saves_as_its_images_uid_on_the_tmpfiles_data_dir() {
-    if !common::have_tool("redis-server")
-        || !common::have_tool("redis-cli")
-        || !common::have_tool("setpriv")
-        || !common::have_tool("systemd-tmpfiles")
-    {
+    if !common::have_tools(&["redis-server", "redis-cli", "setpriv", "systemd-tmpfiles"]) {
         return;
     }
     let (uid, gid, writes) = contract("redis");
@@ -392,13 +377,14 @@ fn redis_answers_and_saves_as_its_images_uid_on_the_tmpfiles_data_dir() {
 
 #[test]
 fn syncthing_serves_as_its_images_uid_on_the_tmpfiles_config_dir() {
-    if !common::have_tool("syncthing")
-        || !common::have_tool("setpriv")
-        || !common::have_tool("unshare")
-        || !common::have_tool("nsenter")
-        || !common::have_tool("busybox")
-        || !common::have_tool("systemd-tmpfiles")
-    {
+    if !common::have_tools(&[
+        "syncthing",
+        "setpriv",
+        "unshare",
+        "nsenter",
+        "busybox",
+        "systemd-tmpfiles",
+    ]) {
         return;
     }
     let (uid, gid, writes) = contract("syncthing");
@@ -542,7 +528,7 @@ fn generated_config(host: &Host, sub: &str) -> PathBuf {
 /// (`amtool check-config` first) starts with the generated route and answers.
 #[test]
 fn the_hubs_generated_monitoring_config_runs_with_the_real_programs() {
-    for tool in [
+    if !common::have_tools(&[
         "prometheus",
         "promtool",
         "prometheus-alertmanager",
@@ -552,10 +538,8 @@ fn the_hubs_generated_monitoring_config_runs_with_the_real_programs() {
         "systemd-tmpfiles",
         "curl",
         "ip",
-    ] {
-        if !common::have_tool(tool) {
-            return;
-        }
+    ]) {
+        return;
     }
     let host = Host::n250(&committed("containers-tmpfiles.conf"));
     let prom_cfg = generated_config(&host, "prometheus");

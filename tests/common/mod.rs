@@ -153,6 +153,11 @@ pub fn copy(from: &Path, to: &Path) {
     }
 }
 
+/// True when every tool is on PATH (each checked as `have_tool` does).
+pub fn have_tools(tools: &[&str]) -> bool {
+    tools.iter().all(|t| have_tool(t))
+}
+
 /// True when `tool` is on PATH. In CI a missing tool fails the test; locally the
 /// test is skipped with a message naming what is missing.
 pub fn have_tool(tool: &str) -> bool {
