@@ -41,6 +41,9 @@ pub struct HostPlan {
     pub secret_files: BTreeMap<String, SecretMode>,
     /// The host's part in the fleet's monitoring (None: the fleet has no hub).
     pub monitoring: Option<crate::monitoring::MonitoringPlan>,
+    /// The host's part in the fleet's edge: its Traefik's TLS and where its
+    /// protected routes forward-auth (None: the host runs no Traefik).
+    pub edge: Option<crate::edge::EdgePlan>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

@@ -80,6 +80,9 @@ pub struct HostFile {
     /// Settings of the monitoring hub (only on the host with `[roles] monitoring = true`).
     #[serde(default)]
     pub monitoring: Option<Spanned<Monitoring>>,
+    /// How this host's Traefik gets its certificates (only with "traefik" in services).
+    #[serde(default)]
+    pub proxy: Option<Spanned<Proxy>>,
 }
 
 /// `[roles]`: what this host serves for the whole fleet.
@@ -92,6 +95,47 @@ pub struct Roles {
     /// and loki; no other host does.
     #[serde(default)]
     pub monitoring: Option<Spanned<bool>>,
+    /// The identity host: its authentik is the fleet's single sign-on; every
+    /// other host's protected routes forward-auth to it over the LAN or WireGuard.
+    #[serde(default)]
+    pub identity: Option<Spanned<bool>>,
+}
+
+/// `[proxy]`: the TLS of this host's Traefik.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    /// "acme" (a public CA, Let's Encrypt) or "internal" (the fleet CA potato
+    /// keeps). Default: "internal" for domains under home.arpa, else "acme".
+    #[serde(default)]
+    pub tls: Option<Spanned<TlsMode>>,
+    /// The ACME account's e-mail (required with tls = "acme").
+    #[serde(default)]
+    pub email: Option<SString>,
+    /// The ACME challenge: "http" (HTTP-01 on port 80, the default) or "dns" (DNS-01).
+    #[serde(default)]
+    pub challenge: Option<Spanned<AcmeChallenge>>,
+    /// DNS-01: the lego provider name, e.g. "cloudflare".
+    #[serde(default)]
+    pub dns_provider: Option<SString>,
+    /// DNS-01: the provider's credentials, as lego reads them from the environment,
+    /// each "secret:NAME", e.g. { CF_DNS_API_TOKEN = "secret:cloudflare-token" }.
+    #[serde(default)]
+    pub dns_env: BTreeMap<EnvKey, SString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    Acme,
+    Internal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcmeChallenge {
+    Http,
+    Dns,
 }
 
 /// `[monitoring]` on the hub: how often, how soon, and where alerts go.

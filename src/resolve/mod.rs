@@ -74,6 +74,9 @@ pub fn resolve(
         crate::monitoring::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::edge::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
         Ok(resolved)
     } else {
         Err(diags)
@@ -202,6 +205,7 @@ impl<'a> HostCx<'a> {
             secrets: std::mem::take(&mut self.used_secrets),
             secret_files,
             monitoring: None,
+            edge: None,
         })
     }
 
