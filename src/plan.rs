@@ -178,9 +178,6 @@ pub struct ContainersPlan {
     pub data: String,
     /// Traefik routes web UIs as <service>.<domain>.
     pub domain: String,
-    /// Where Traefik's SSO middleware asks (Authentik's base URL); None when no
-    /// web UI needs SSO.
-    pub auth_url: Option<String>,
     /// Databases (and roles) created idempotently in postgres for its consumers.
     pub databases: Vec<DatabasePlan>,
     pub os_reserve_mib: u64,

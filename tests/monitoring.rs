@@ -665,7 +665,7 @@ fn test_fleet(ntfy_port: u16) -> Repo {
          [roles]\nmonitoring = true\n\n\
          [monitoring]\nscrape_interval = \"1s\"\nhost_down_after = \"3s\"\nntfy_url = \"http://127.0.0.1:{ntfy_port}/alerts\"\n\n{}\
          [wireguard.wg0]\naddress = \"10.213.251.10/24\"\nprivate_key = \"secret:wg0\"\npublic_key = \"{}\"\npeers = [\"pve-gateway\"]\n\n\
-         [containers]\nservices = [\"prometheus\", \"alertmanager\", \"grafana\", \"loki\"]\nauth_url = \"https://auth.example.net\"\n",
+         [containers]\nservices = [\"prometheus\", \"alertmanager\", \"grafana\", \"loki\"]\n",
         common("10.213.252.2"),
         key("n250")
     );

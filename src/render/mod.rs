@@ -105,6 +105,14 @@ impl Renderer {
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
         }
+        let traefik = crate::edge::traefik::files(plan)
+            .map_err(|r| unwritable(plan, dir.join(crate::edge::traefik::FILES[1]), r))?;
+        for (path, content) in traefik {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         for (path, content) in crate::monitoring::native::files(plan) {
             files.push(GeneratedFile {
                 path: dir.join(path),
@@ -276,6 +284,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "edge": plan.edge.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
