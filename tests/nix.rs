@@ -130,6 +130,9 @@ fn flake_discovers_every_host_file() {
         ("192.168.100.21", "192.168.100.22"),
         ("vmid = 111", "vmid = 112"),
         ("10.99.0.12/24", "10.99.0.13/24"),
+        // One identity host per fleet: the copy signs in at pve-apps.
+        ("[roles]\nidentity = true", ""),
+        ("\"authentik\", \"authentik-worker\", ", ""),
     ] {
         text = text.replace(a, b);
     }
