@@ -1,6 +1,6 @@
 //! The container spec run for real: n250's committed `containers.json` started
 //! with podman inside a lab namespace that carries n250's firewall. A proxy +
-//! app + store trio (traefik, grafana, prometheus: n250 signs in at pve-apps
+//! app + store trio (traefik, grafana, loki: n250 signs in at pve-apps
 //! and runs no database since issue 15) and the VPN pair (gluetun,
 //! qbittorrent) get the memory limits, networks, healthchecks and namespace
 //! sharing the spec says; the app is reachable on its network, the store (on
@@ -24,7 +24,7 @@ use serde_json::Value;
 
 /// What each started service listens on (inside its container or namespace).
 const STACK: &[(&str, u16)] = &[
-    ("prometheus", 9090),
+    ("loki", 3100),
     ("grafana", 3000),
     ("gluetun", 8000),
     ("qbittorrent", 8080),
@@ -255,14 +255,14 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         stack.started.push(name.to_string());
     }
 
-    // Limits and healthchecks as the spec says (the catalog's 256 MiB for prometheus).
+    // Limits and healthchecks as the spec says (the catalog's 384 MiB for loki).
     assert_eq!(
-        inspect(&stack, "prometheus", "{{.HostConfig.Memory}}"),
-        (256u64 << 20).to_string()
+        inspect(&stack, "loki", "{{.HostConfig.Memory}}"),
+        (384u64 << 20).to_string()
     );
     assert_eq!(
-        inspect(&stack, "prometheus", "{{json .Config.Healthcheck.Test}}"),
-        r#"["CMD-SHELL","wget -q --spider http://127.0.0.1:9090/-/healthy"]"#
+        inspect(&stack, "loki", "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD-SHELL","wget -q --spider http://127.0.0.1:3100/ready"]"#
     );
     // Networks: each container on exactly the zones the spec lists.
     let nets = |name: &str| -> Vec<String> {
@@ -278,7 +278,7 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
     };
     assert_eq!(nets("traefik"), ["potato-proxy"]);
     assert_eq!(nets("grafana"), ["potato-monitoring", "potato-proxy"]);
-    assert_eq!(nets("prometheus"), ["potato-monitoring"]);
+    assert_eq!(nets("loki"), ["potato-monitoring"]);
     // The namespace member has no network of its own: it lives in gluetun's
     // (podman reports gluetun's networks and addresses for it).
     let gluetun_id = inspect(&stack, "gluetun", "{{.Id}}");
@@ -293,7 +293,7 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
     );
 
     let grafana_proxy = ip_on(&stack, "grafana", "potato-proxy");
-    let prometheus_monitoring = ip_on(&stack, "prometheus", "potato-monitoring");
+    let loki_monitoring = ip_on(&stack, "loki", "potato-monitoring");
     let gluetun_proxy = ip_on(&stack, "gluetun", "potato-proxy");
     lab::wait_for(
         || reaches(&stack, "traefik", &grafana_proxy, 3000),
@@ -301,12 +301,12 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
     );
     // The app reaches its store on monitoring; the proxy zone does not.
     assert!(
-        reaches(&stack, "grafana", &prometheus_monitoring, 9090),
-        "grafana → prometheus on monitoring"
+        reaches(&stack, "grafana", &loki_monitoring, 3100),
+        "grafana → loki on monitoring"
     );
     assert!(
-        !reaches(&stack, "traefik", &prometheus_monitoring, 9090),
-        "traefik must not reach prometheus"
+        !reaches(&stack, "traefik", &loki_monitoring, 3100),
+        "traefik must not reach loki"
     );
     // qbittorrent answers on gluetun's address, inside gluetun's namespace.
     assert!(
@@ -318,14 +318,14 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         || tcp(&lan, "192.168.178.1", 443) == Probe::Open,
         "traefik on 443 from the LAN",
     );
-    assert_ne!(tcp(&lan, "192.168.178.1", 9090), Probe::Open);
+    assert_ne!(tcp(&lan, "192.168.178.1", 3100), Probe::Open);
     assert_ne!(tcp(&lan, "192.168.178.1", 3000), Probe::Open);
 
     // Control: without potato's table the host routes between the zones, so the
     // isolation above is the firewall's doing.
     lab.host_sh("nft delete table inet potato");
     assert!(
-        reaches(&stack, "traefik", &prometheus_monitoring, 9090),
+        reaches(&stack, "traefik", &loki_monitoring, 3100),
         "without the firewall the zones are routed"
     );
 }
