@@ -148,10 +148,11 @@ fn lepotato_runs_no_second_stack() {
 #[test]
 fn two_monitoring_hubs_name_both_places() {
     let r = Repo::examples();
+    // pve-apps already has [roles] (identity = true): the claim goes first in it.
     r.edit(
         "hosts/pve-apps.toml",
-        "tags = [\"apps\"]\n",
-        "tags = [\"apps\"]\n\n[roles]\nmonitoring = true\n",
+        "[roles]\n",
+        "[roles]\nmonitoring = true\n",
     );
     let run = r.potato(&["check"]);
     // pve-apps's file sorts after n250's: n250 is first, pve-apps the second.
