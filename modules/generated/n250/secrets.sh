@@ -16,6 +16,7 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
+install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
 install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
 install_secret 'vaultwarden-admin-token' 'root' 'root' '0400'
@@ -45,6 +46,8 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
+env_begin 'crowdsec'
+env_var 'BOUNCER_KEY_firewall' secret 'crowdsec-bouncer-key'
 env_begin 'gluetun'
 env_var 'WIREGUARD_PRIVATE_KEY' secret 'vpn-wireguard-key'
 env_begin 'vaultwarden'
