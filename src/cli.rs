@@ -234,6 +234,12 @@ pub enum Command {
         #[command(subcommand)]
         action: VmAction,
     },
+    /// The fleet CA: TLS certificates for hosts with [proxy] tls = "internal".
+    #[command(long_about = cmd::ca::LONG_ABOUT)]
+    Ca {
+        #[command(subcommand)]
+        action: cmd::ca::CaAction,
+    },
     /// Age-encrypted secrets under secrets/.
     Secrets {
         #[command(subcommand)]
@@ -566,5 +572,6 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Vm { action } => cmd::vm::run(g, &action),
         Command::Secrets { action } => cmd::secrets::run(g, &action),
+        Command::Ca { action } => cmd::ca::run(g, &action),
     }
 }

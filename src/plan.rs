@@ -44,6 +44,9 @@ pub struct HostPlan {
     /// The host's part in the fleet's edge: its Traefik's TLS and where its
     /// protected routes forward-auth (None: the host runs no Traefik).
     pub edge: Option<crate::edge::EdgePlan>,
+    /// What the host gets from the fleet CA: the CA certificate to trust and,
+    /// for internal TLS, its own certificate (None: the fleet has no CA).
+    pub pki: Option<crate::pki::HostPki>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

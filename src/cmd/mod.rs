@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bootstrap;
+pub mod ca;
 pub mod catalog;
 pub mod check;
 pub mod deploy;
@@ -48,8 +49,35 @@ pub fn flake_for(repo: &Utf8Path, nix_args: &crate::cli::NixArgs) -> crate::nix:
     crate::nix::Flake::for_repo(repo, overrides)
 }
 
-/// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
+/// Loads and validates the whole fleet, the fleet CA's certificates included
+/// (`pki::attach`). Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
+    let Fleet {
+        inv,
+        secrets,
+        mut plans,
+    } = load_fleet(repo)?;
+    let diagnostics = crate::pki::attach(repo, &inv, &secrets, &mut plans);
+    if diagnostics.is_empty() {
+        Ok(plans)
+    } else {
+        Err(Error::Invalid(Report {
+            sources: inv.sources,
+            diagnostics,
+        }))
+    }
+}
+
+/// A resolved fleet before the fleet CA's checks (`potato ca issue` makes
+/// what those checks want).
+pub struct Fleet {
+    pub inv: inventory::Inventory,
+    pub secrets: SecretIndex,
+    pub plans: Vec<HostPlan>,
+}
+
+/// Loads and validates the host files (everything but the fleet CA).
+pub fn load_fleet(repo: &Utf8Path) -> Result<Fleet, Error> {
     let inv = inventory::load(repo)?;
     let secrets = SecretIndex::scan(repo)?
         .with_coverage(repo)
@@ -60,7 +88,11 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
             format!("no host files in {}", repo.join("hosts")),
             "create hosts/<name>.toml; README.md shows a complete example",
         )),
-        Ok(plans) => Ok(plans),
+        Ok(plans) => Ok(Fleet {
+            inv,
+            secrets,
+            plans,
+        }),
         Err(diagnostics) => Err(Error::Invalid(Report {
             sources: inv.sources,
             diagnostics,

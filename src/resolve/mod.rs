@@ -206,6 +206,7 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            pki: None,
         })
     }
 
