@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use camino::Utf8Path;
 
-use super::{CA_CERT_FILE, CA_KEY_SECRET, HostPki, HostTls, cert};
+use super::{CA_CERT_FILE, HostPki, HostTls, cert};
 use crate::diag::{Diagnostic, Loc};
 use crate::edge::TlsPlan;
 use crate::fsguard::RepoFs;
@@ -70,7 +70,6 @@ pub fn attach_at(
         let Some(host) = inv.hosts.iter().find(|h| h.name == p.name) else {
             continue;
         };
-        refuse_ca_key_use(host, inv, p, &mut diags);
         let internal = p
             .edge
             .as_ref()
@@ -249,30 +248,6 @@ fn add_key_secret(p: &mut HostPlan, t: &HostTls) {
             group: name_of(owner.gid),
             mode: "0400".into(),
         },
-    );
-}
-
-/// The CA key is the operator's: a host file that names it would have it
-/// encrypted to that host (by `potato secrets rekey`) and shipped.
-fn refuse_ca_key_use(
-    host: &HostSource,
-    inv: &Inventory,
-    p: &HostPlan,
-    diags: &mut Vec<Diagnostic>,
-) {
-    if !p.secrets.contains_key(CA_KEY_SECRET) {
-        return;
-    }
-    let needle = format!("secret:{CA_KEY_SECRET}");
-    let text = inv.sources.text(host.file);
-    let span = text
-        .find(&needle)
-        .map(|i| i..i + needle.len())
-        .unwrap_or(0..0);
-    diags.push(
-        Diagnostic::at(Loc::new(host.file, span), format!("`{CA_KEY_SECRET}` is the fleet CA's private key: no host may use it"))
-            .label("the CA key")
-            .hint("hosts get their own certificate and key from `potato ca issue HOST`; trust the CA with its certificate (every host already does)"),
     );
 }
 

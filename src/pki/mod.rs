@@ -13,7 +13,8 @@
 //! In the repository (public halves in git, private halves age-encrypted):
 //! - `secrets/fleet-ca.crt`: the CA certificate (public, exported to devices);
 //! - `secrets/shared/fleet-ca-key.age`: its key, encrypted to the admins only
-//!   (no host file may use it: `check` refuses a reference);
+//!   (no host file may use it: `resolve` refuses a reference, so `secrets
+//!   rekey` never encrypts it to a host);
 //! - `secrets/<host>/tls-<host>.crt`: the host's certificate for `<domain>`
 //!   and `*.<domain>`, signed by the CA;
 //! - `secrets/<host>/tls-<host>.age`: its key, encrypted to the admins and the
