@@ -511,7 +511,8 @@ fn check_refuses_an_expired_certificate() {
         .unwrap();
     let root = camino::Utf8PathBuf::from_path_buf(repo.path().to_path_buf()).unwrap();
     let check_at = |now: i64| {
-        let mut fleet = potato::cmd::load_fleet(&root).unwrap_or_else(|_| panic!("fleet loads"));
+        let mut fleet =
+            potato::ops::fleet::load_resolved(&root).unwrap_or_else(|_| panic!("fleet loads"));
         let d =
             potato::pki::check::attach_at(&root, &fleet.inv, &fleet.secrets, &mut fleet.plans, now);
         (d, fleet.inv)

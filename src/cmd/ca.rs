@@ -5,7 +5,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::cli::Global;
+use super::args::Global;
 use crate::error::Error;
 use crate::fsguard::RepoFs;
 use crate::pki::ops::{self, PkiError};
@@ -33,6 +33,14 @@ Typical use:
   potato ca export --out ca.crt   install ca.crt on your laptop and phone
   potato ca issue                 again from time to time: renews what
                                   expires within 30 days";
+
+/// The fleet CA: TLS certificates for hosts with [proxy] tls = "internal".
+#[derive(Debug, clap::Args)]
+#[command(long_about = LONG_ABOUT)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: CaAction,
+}
 
 /// The `potato ca` subcommands.
 #[derive(Debug, Subcommand)]
@@ -85,8 +93,9 @@ impl From<PkiError> for Error {
     }
 }
 
-pub fn run(g: &Global, action: &CaAction) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let root = crate::ops::fleet::repo_root(g.repo.as_deref())?;
+    let action = &a.action;
     let now = time::OffsetDateTime::now_utc();
     match action {
         CaAction::Init => {
@@ -107,7 +116,7 @@ pub fn run(g: &Global, action: &CaAction) -> Result<(), Error> {
             days,
             age_identity,
         } => {
-            let plans = super::load_fleet(&root)?.plans;
+            let plans = crate::ops::fleet::load_resolved(&root)?.plans;
             let targets = ops::select(&plans, hosts)?;
             let states = ops::issue(&root, &targets, age_identity.as_deref(), *force, *days, now)?;
             if g.json {
@@ -152,7 +161,7 @@ pub fn run(g: &Global, action: &CaAction) -> Result<(), Error> {
         }
         CaAction::Show => {
             let ca = ops::show_ca(&root)?;
-            let plans = super::load_fleet(&root)?.plans;
+            let plans = crate::ops::fleet::load_resolved(&root)?.plans;
             let states = ops::status(&root, &ops::internal_hosts(&plans), now)?;
             if g.json {
                 println!("{}", json!({ "ca": ca, "hosts": states }));
