@@ -127,6 +127,15 @@ impl Renderer {
                 content,
             });
         }
+        if let Some(p) = &plan.pki {
+            files.push(file(crate::pki::CA_CERT_GENERATED, Ok(p.ca_pem.clone()))?);
+            if let Some(t) = &p.tls {
+                files.push(file(
+                    crate::pki::HOST_CERT_GENERATED,
+                    Ok(t.cert_pem.clone()),
+                )?);
+            }
+        }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
                 "fail2ban-jails.local",
@@ -277,6 +286,28 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
             "filter": f.jails.iter().any(|j| j == "traefik-auth").then_some(fail2ban::TRAEFIK_FILTER),
         })
     });
+    let pki = plan.pki.as_ref().map(|p| {
+        let etc = |path: &str| path.trim_start_matches("/etc/").to_string();
+        let traefik_unit = plan.containers.as_ref().and_then(|c| {
+            c.services.iter().any(|s| s.name == "traefik").then(|| {
+                format!(
+                    "{}-traefik",
+                    match c.backend {
+                        crate::inventory::schema::Backend::Podman => "podman",
+                        crate::inventory::schema::Backend::Docker => "docker",
+                    }
+                )
+            })
+        });
+        json!({
+            "certificates": [p.ca_pem],
+            "ca_etc": etc(crate::pki::CA_CERT_ON_HOST),
+            "ca_file": crate::pki::CA_CERT_GENERATED,
+            "host_etc": p.tls.as_ref().map(|_| etc(crate::pki::HOST_CERT_ON_HOST)),
+            "host_file": crate::pki::HOST_CERT_GENERATED,
+            "traefik_unit": traefik_unit,
+        })
+    });
     let ctx = json!({
         "sshd_settings": sshd_settings(plan)?,
         "file": plan.file.as_str(),
@@ -295,6 +326,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "edge": plan.edge.is_some(),
         "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
+        "pki": pki,
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
     nix_strings(&ctx, "")?;
