@@ -613,3 +613,80 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     );
     drop(cleanup);
 }
+
+/// modules/crowdsec with n250's generated spec, evaluated by the real Nix with
+/// stand-ins for `lib`, `pkgs` and `config` (TEST DOUBLES: nixpkgs cannot be
+/// fetched here; the module uses only `lib.getExe`, three packages and
+/// `services.journald.storage`). Returns the module's attribute set as JSON.
+fn eval_module(storage: &str) -> serde_json::Value {
+    let root = common::source_root();
+    let expr = format!(
+        "let spec = builtins.fromJSON (builtins.readFile {spec}); \
+         m = import {module} {{ inherit spec; dir = \"/gen\"; }}; \
+         lib = {{ getExe = p: \"${{p}}/bin/${{p.pname}}\"; }}; \
+         pkgs = {{ nftables = \"/pkgs/nftables\"; runtimeShell = \"/pkgs/sh\"; \
+         crowdsec-firewall-bouncer = {{ pname = \"crowdsec-firewall-bouncer\"; outPath = \"/pkgs/cfb\"; }}; }}; \
+         config = {{ services.journald.storage = \"{storage}\"; }}; \
+         in m {{ inherit lib pkgs config; }}",
+        spec = generated("crowdsec/crowdsec.json").display(),
+        module = root.join("modules/crowdsec").display(),
+    );
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "-E", &expr])
+        .env("NIX_CONF_DIR", root.join("tests/nix"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_nixos_module_places_the_generated_files() {
+    if !common::have_tool("nix-instantiate") {
+        return;
+    }
+    let m = eval_module("persistent");
+    let c = &m["virtualisation"]["oci-containers"]["containers"]["crowdsec"];
+    // The Local API on the host's loopback only, where the bouncer asks.
+    assert_eq!(c["ports"], serde_json::json!(["127.0.0.1:8080:8080/tcp"]));
+    // Each generated acquisition file, read-only, in the image's acquis.d.
+    assert_eq!(
+        c["volumes"],
+        serde_json::json!([
+            "/gen/acquis.d/traefik.yaml:/etc/crowdsec/acquis.d/traefik.yaml:ro",
+            "/gen/acquis.d/sshd.yaml:/etc/crowdsec/acquis.d/sshd.yaml:ro"
+        ])
+    );
+    let unit = &m["systemd"]["services"]["crowdsec-firewall-bouncer"];
+    let after: Vec<&str> = unit["after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(after.contains(&"podman-crowdsec.service"), "{after:?}");
+    let pre: Vec<&str> = unit["serviceConfig"]["ExecStartPre"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(pre[0], "/pkgs/nftables/bin/nft -f /gen/bouncer.nft");
+    assert!(
+        pre[1].ends_with(
+            "-bouncer-key.sh /run/potato-secrets/crowdsec-bouncer-key /gen/bouncer.yaml /run/crowdsec-firewall-bouncer"
+        ),
+        "{pre:?}"
+    );
+    assert_eq!(
+        unit["serviceConfig"]["ExecStart"],
+        "/pkgs/cfb/bin/crowdsec-firewall-bouncer -c /run/crowdsec-firewall-bouncer/config.yaml"
+    );
+    assert_eq!(m["assertions"][0]["assertion"], true);
+    // A volatile journal is refused at evaluation.
+    assert_eq!(eval_module("volatile")["assertions"][0]["assertion"], false);
+}
