@@ -43,6 +43,8 @@ mod host;
 mod proxmox;
 mod secrets;
 mod storage;
+#[cfg(test)]
+mod testkit;
 mod vpn;
 mod wireguard;
 
