@@ -288,6 +288,10 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
             .contains(&rest.as_str())
                 || name.ends_with(TMP_SUFFIX)
         }
+        [_host, "crowdsec", ..] => {
+            let rest = parts[2..].join("/");
+            crate::intrusion::FILES.contains(&rest.as_str()) || rest.ends_with(TMP_SUFFIX)
+        }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)
                 || name
