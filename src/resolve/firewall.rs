@@ -148,3 +148,98 @@ impl HostCx<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::inventory::schema::Policy;
+    use crate::resolve::testkit::one;
+
+    #[test]
+    fn rules_parse_and_a_bad_word_is_pointed_at() {
+        let ok = one(
+            "h",
+            "[zones]\nlan = [\"192.0.2.0/24\"]\n[firewall]\nincoming = \"deny\"\nrules = [\"limit 22/tcp from lan\", \"allow 80,443/tcp\"]",
+        );
+        let fw = &ok.plan().firewall;
+        assert_eq!(fw.rules.len(), 2);
+        assert_eq!(fw.policies.incoming, Policy::Deny);
+        assert_eq!(fw.policies.outgoing, Policy::Allow);
+        // The error's span is the bad word inside the string, not the whole rule.
+        let out = one(
+            "h",
+            "[firewall]\nrules = [\"allow 22/tcp\", \"permit 80/tcp\"]",
+        );
+        out.assert_error("unknown action `permit`", "permit");
+        let out = one(
+            "h",
+            "[firewall]\nrules = [\"allow 22/tcp\", \"allow 80/tcp from office\"]",
+        );
+        let d = out.diags_at("office");
+        assert!(d.message.contains("office"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_rule_after_one_that_matches_first_never_matches() {
+        let out = one(
+            "h",
+            "[firewall]\nrules = [\"allow 22/tcp\", \"deny 22/tcp from 10.0.0.0/8\"]",
+        );
+        let d = out.assert_error(
+            "rule `deny 22/tcp from 10.0.0.0/8` never matches: it contradicts the earlier rule `allow 22/tcp`",
+            "\"deny 22/tcp from 10.0.0.0/8\"",
+        );
+        assert_eq!(d.related[0].1, "this rule matches first");
+        let out = one(
+            "h",
+            "[firewall]\nrules = [\"allow 22/tcp\", \"allow 22/tcp from 10.0.0.0/8\"]",
+        );
+        out.error("it repeats the earlier rule `allow 22/tcp`");
+        // The narrower rule first is fine.
+        one(
+            "h",
+            "[firewall]\nrules = [\"deny 22/tcp from 10.0.0.0/8\", \"allow 22/tcp\"]",
+        )
+        .plan();
+    }
+
+    fn f2b(body: &str) -> String {
+        format!("[zones]\nlan = [\"192.0.2.0/24\"]\n[fail2ban]\njails = [\"sshd\"]\n{body}")
+    }
+
+    #[test]
+    fn fail2ban_defaults_and_jails() {
+        let ok = one("h", &f2b(""));
+        let f = ok.plan().fail2ban.as_ref().unwrap();
+        assert_eq!(
+            (f.bantime_secs, f.findtime_secs, f.maxretry, f.maxtime_secs),
+            (3600, 600, 5, 7 * 24 * 3600)
+        );
+        // Without `ignore`, the lan zone is never banned.
+        assert_eq!(f.ignore, ["192.0.2.0/24".parse::<ipnet::IpNet>().unwrap()]);
+        one("h", "[fail2ban]\njails = [\"sshd\", \"nginx\"]")
+            .assert_error("unknown fail2ban jail `nginx`", "\"nginx\"");
+    }
+
+    #[test]
+    fn fail2ban_times_and_retries() {
+        let ok = one(
+            "h",
+            &f2b("bantime = \"10m\"\nmaxtime = \"10m\"\nmaxretry = 100"),
+        );
+        assert_eq!(ok.plan().fail2ban.as_ref().unwrap().maxretry, 100);
+        one("h", &f2b("bantime = \"2h\"\nmaxtime = \"1h\""))
+            .assert_error("maxtime is shorter than bantime", "\"1h\"");
+        one("h", &f2b("maxretry = 0")).assert_error("maxretry 0 is out of range", "0");
+        one("h", &f2b("findtime = \"forever\"")).diags_at("\"forever\"");
+    }
+
+    #[test]
+    fn fail2ban_ignore_is_zones_or_networks_never_any() {
+        let ok = one("h", &f2b("ignore = [\"lan\", \"10.9.0.0/16\", \"lan\"]"));
+        assert_eq!(ok.plan().fail2ban.as_ref().unwrap().ignore.len(), 2);
+        one("h", &f2b("ignore = [\"any\"]"))
+            .assert_error("ignoring \"any\" would disable fail2ban", "\"any\"");
+        let out = one("h", &f2b("ignore = [\"office\"]"));
+        out.diags_at("\"office\"");
+    }
+}

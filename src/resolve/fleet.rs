@@ -135,3 +135,122 @@ fn same_api_per_token<'a>(
         Some(_) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::resolve::testkit::{Fleet, WG_KEY_A, WG_KEY_B};
+
+    fn target(addr: &str) -> String {
+        format!("[deploy]\ntarget = \"{addr}\"")
+    }
+
+    #[test]
+    fn distinct_hosts_pass() {
+        let out = Fleet::default()
+            .host("a", &target("root@192.0.2.1"))
+            .host("b", &target("root@192.0.2.2"))
+            // Same address, other SSH port: another machine behind one NAT.
+            .host("c", &target("root@192.0.2.1:2222"))
+            .resolve();
+        assert_eq!(out.plans().len(), 3);
+    }
+
+    #[test]
+    fn host_names_differ_ignoring_case() {
+        let out = Fleet::default()
+            .host("web", &target("root@192.0.2.1"))
+            .host("WEB", &target("root@192.0.2.2"))
+            .resolve();
+        let d = out.error("host name `WEB` is used twice");
+        assert_eq!(out.file_of(d), "hosts/WEB.toml");
+        assert_eq!(d.related[0].1, "other host file");
+    }
+
+    #[test]
+    fn deploy_addresses_differ() {
+        let out = Fleet::default()
+            .host("a", &target("root@192.0.2.1"))
+            .host("b", &target("admin@192.0.2.1:22"))
+            .resolve();
+        let d = out.assert_error(
+            "hosts `a` and `b` have the same deploy address",
+            "\"admin@192.0.2.1:22\"",
+        );
+        assert_eq!(out.file_of(d), "hosts/b.toml");
+    }
+
+    fn wg(target_addr: &str, address: &str, key: &str) -> String {
+        format!(
+            "{}\n[wireguard.wg0]\naddress = \"{address}\"\nprivate_key = \"secret:wg\"\npublic_key = \"{key}\"",
+            target(target_addr)
+        )
+    }
+
+    #[test]
+    fn wireguard_addresses_differ() {
+        let out = Fleet::default()
+            .secret("shared", "wg")
+            .host("a", &wg("root@192.0.2.1", "10.99.0.1/24", WG_KEY_A))
+            .host("b", &wg("root@192.0.2.2", "10.99.0.1/24", WG_KEY_B))
+            .resolve();
+        let d = out.assert_error(
+            "WireGuard address 10.99.0.1 is also used by a (wg0)",
+            "\"10.99.0.1/24\"",
+        );
+        assert_eq!(out.file_of(d), "hosts/b.toml");
+    }
+
+    fn vm(addr: &str, api: &str, node: &str, vmid: u32, token: &str) -> String {
+        format!(
+            "hardware = \"proxmox-vm\"\n{}\n[proxmox]\napi = \"{api}\"\nnode = \"{node}\"\nvmid = {vmid}\ndisk = \"8GiB\"\nbridge = \"vmbr0\"\ntoken = \"secret:{token}\"",
+            target(addr)
+        )
+    }
+
+    #[test]
+    fn vmids_differ_per_node() {
+        let api = "https://192.0.2.100:8006";
+        let fleet = || Fleet::default().secret("shared", "t");
+        fleet()
+            .host("a", &vm("root@192.0.2.1", api, "pve", 111, "t"))
+            .host("b", &vm("root@192.0.2.2", api, "pve2", 111, "t"))
+            .resolve()
+            .plans();
+        fleet()
+            .host("a", &vm("root@192.0.2.1", api, "pve", 111, "t"))
+            .host("b", &vm("root@192.0.2.2", api, "pve", 111, "t"))
+            .resolve()
+            .assert_error("vmid 111 on node pve is also used by a", "111");
+    }
+
+    #[test]
+    fn one_token_goes_to_one_api() {
+        let fleet = || Fleet::default().secret("shared", "t").secret("shared", "u");
+        fleet()
+            .host(
+                "a",
+                &vm("root@192.0.2.1", "https://192.0.2.100", "pve", 111, "t"),
+            )
+            .host(
+                "b",
+                &vm("root@192.0.2.2", "https://192.0.2.200", "pve", 112, "u"),
+            )
+            .resolve()
+            .plans();
+        let out = fleet()
+            .host(
+                "a",
+                &vm("root@192.0.2.1", "https://192.0.2.100", "pve", 111, "t"),
+            )
+            .host(
+                "b",
+                &vm("root@192.0.2.2", "https://192.0.2.200", "pve", 112, "t"),
+            )
+            .resolve();
+        let d = out.assert_error(
+            "the Proxmox token `t` would be sent to https://192.0.2.200, but a sends it to https://192.0.2.100",
+            "\"https://192.0.2.200\"",
+        );
+        assert_eq!(d.related[0].1, "this host's API");
+    }
+}

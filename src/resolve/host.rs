@@ -121,3 +121,91 @@ impl HostCx<'_> {
         zones
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::resolve::testkit::{Fleet, one};
+
+    #[test]
+    fn host_name_is_the_file_name_and_must_be_a_hostname() {
+        assert_eq!(one("web-01", "").plan().name, "web-01");
+        let out = one("Web_01", "");
+        let d = out.assert_error("`Web_01` is not a valid host name", "");
+        assert_eq!(out.file_of(d), "hosts/Web_01.toml");
+        assert!(d.hint.as_deref().unwrap().contains("networking.hostName"));
+        // 64 characters is one too many.
+        let long = "a".repeat(64);
+        one(&long, "").error("is not a valid host name");
+        let out = Fleet::default().host("-web", "").resolve();
+        out.error("`-web` is not a valid host name");
+    }
+
+    #[test]
+    fn hardware_fixes_the_system() {
+        let ok = one("pi", "system = \"aarch64-linux\"\nhardware = \"lepotato\"");
+        assert_eq!(ok.plan().hardware.as_str(), "lepotato");
+        let out = one("pi", "hardware = \"lepotato\"");
+        let d = out.assert_error(
+            "hardware `lepotato` is aarch64-linux, but system is x86_64-linux",
+            "\"lepotato\"",
+        );
+        assert_eq!(d.hint.as_deref(), Some("set system = \"aarch64-linux\""));
+    }
+
+    #[test]
+    fn memory_is_a_size() {
+        assert_eq!(one("h", "memory = \"2048MiB\"").plan().memory_mib, 2048);
+        let out = one("h", "memory = \"4 gigs\"");
+        let d = out.diags_at("\"4 gigs\"");
+        assert!(d.hint.as_deref().unwrap().contains("\"16GiB\""));
+    }
+
+    #[test]
+    fn timezone_is_an_iana_name() {
+        assert_eq!(one("h", "").plan().timezone, "UTC");
+        let ok = one("h", "timezone = \"America/Argentina/Buenos_Aires\"");
+        assert_eq!(ok.plan().timezone, "America/Argentina/Buenos_Aires");
+        for bad in ["Europe/Ber lin", "Europe//Berlin", "../etc", ""] {
+            let out = one("h", &format!("timezone = \"{bad}\""));
+            out.assert_error(
+                &format!("`{bad}` is not a time zone name"),
+                &format!("\"{bad}\""),
+            );
+        }
+    }
+
+    #[test]
+    fn state_version_is_yy_mm() {
+        assert_eq!(one("h", "").plan().state_version, "25.11");
+        assert_eq!(
+            one("h", "state_version = \"24.05\"").plan().state_version,
+            "24.05"
+        );
+        for bad in ["25.1", "2025.11", "ab.cd", "25"] {
+            one("h", &format!("state_version = \"{bad}\"")).assert_error(
+                &format!("`{bad}` is not a NixOS release"),
+                &format!("\"{bad}\""),
+            );
+        }
+    }
+
+    #[test]
+    fn tags_are_lowercase_words() {
+        let ok = one("h", "tags = [\"home-lab\", \"edge2\"]");
+        assert_eq!(ok.plan().tags, ["home-lab", "edge2"]);
+        let out = one("h", "tags = [\"ok\", \"Home\"]");
+        out.assert_error("`Home` is not a valid tag", "\"Home\"");
+        one("h", "tags = [\"\"]").assert_error("`` is not a valid tag", "\"\"");
+    }
+
+    #[test]
+    fn zones_are_networks() {
+        let ok = one("h", "[zones]\nlan = [\"192.168.1.0/24\", \"fd00::/64\"]");
+        assert_eq!(ok.plan().zones["lan"].len(), 2);
+        let out = one("h", "[zones]\nlan = [\"192.168.1.1/24\"]");
+        out.assert_error(
+            "`192.168.1.1/24` is not a valid CIDR or address",
+            "\"192.168.1.1/24\"",
+        );
+    }
+}

@@ -43,6 +43,8 @@ mod host;
 mod proxmox;
 mod secrets;
 mod storage;
+#[cfg(test)]
+mod testkit;
 mod vpn;
 mod wireguard;
 
@@ -102,6 +104,9 @@ pub fn resolve(
     }
     if diags.is_empty() {
         crate::edge::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
+        crate::intrusion::wire(&mut resolved);
     }
     if diags.is_empty() {
         Ok(resolved)
@@ -222,6 +227,7 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            intrusion: None,
         })
     }
 

@@ -121,3 +121,84 @@ pub fn check_proxmox_api(url: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_proxmox_api;
+    use crate::resolve::testkit::{Fleet, Outcome};
+
+    fn vm(table: &str) -> Outcome {
+        Fleet::default()
+            .secret("shared", "pve")
+            .host("vm", &format!("hardware = \"proxmox-vm\"\n[proxmox]\nnode = \"pve\"\nbridge = \"vmbr0\"\ntoken = \"secret:pve\"\n{table}"))
+            .resolve()
+    }
+
+    const OK: &str = "api = \"https://192.0.2.2:8006\"\nvmid = 111\ndisk = \"32GiB\"";
+
+    #[test]
+    fn a_vm_plan_with_defaults() {
+        let out = vm(OK);
+        let p = out.plan().proxmox.as_ref().unwrap();
+        assert_eq!((p.vmid, p.cores, p.disk_mib), (111, 1, 32 * 1024));
+        assert_eq!(
+            (p.image_storage.as_str(), p.disk_storage.as_str()),
+            ("local", "local-lvm")
+        );
+    }
+
+    #[test]
+    fn a_proxmox_vm_needs_its_table_and_only_it_has_one() {
+        Fleet::default()
+            .host("vm", "hardware = \"proxmox-vm\"")
+            .resolve()
+            .assert_error(
+                "a proxmox-vm host needs a [proxmox] table",
+                "\"proxmox-vm\"",
+            );
+        let out = Fleet::default()
+            .secret("shared", "pve")
+            .host(
+                "n",
+                &format!(
+                    "[proxmox]\nnode = \"pve\"\nbridge = \"vmbr0\"\ntoken = \"secret:pve\"\n{OK}"
+                ),
+            )
+            .resolve();
+        out.assert_error(
+            "[proxmox] is only for hardware = \"proxmox-vm\"",
+            "[proxmox]",
+        );
+    }
+
+    #[test]
+    fn the_api_is_https_host_and_port_only() {
+        for ok in [
+            "https://pve.example.net",
+            "https://[fd00::2]:8006",
+            "https://192.0.2.2:8006/",
+        ] {
+            assert_eq!(check_proxmox_api(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://192.0.2.2:8006", "is not an https URL"),
+            ("https://evil@192.0.2.2", "has more than a host and port"),
+            ("https://192.0.2.2/api2", "has more than a host and port"),
+            ("https://pve_host", "is not a host name or address"),
+            ("https://192.0.2.2:0", "`https://192.0.2.2:0`"),
+        ] {
+            vm(&format!("api = \"{bad}\"\nvmid = 111\ndisk = \"32GiB\""))
+                .assert_error(why, &format!("\"{bad}\""));
+        }
+    }
+
+    #[test]
+    fn vmid_cores_and_disk_in_range() {
+        let ok = vm(&format!("{OK}\ncores = 128"));
+        assert_eq!(ok.plan().proxmox.as_ref().unwrap().cores, 128);
+        vm("api = \"https://192.0.2.2\"\nvmid = 99\ndisk = \"32GiB\"")
+            .assert_error("vmid 99 is out of range", "99");
+        vm(&format!("{OK}\ncores = 0")).assert_error("0 cores is out of range", "0");
+        vm("api = \"https://192.0.2.2\"\nvmid = 111\ndisk = \"big\"").diags_at("\"big\"");
+    }
+}

@@ -174,3 +174,122 @@ fn check_secret_mode(mode: &str) -> Result<(), (String, String)> {
     };
     Err((message, hint))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_secret_mode;
+    use crate::resolve::testkit::{Fleet, HOST_KEY};
+
+    fn with_secret(snippet: &str) -> Fleet {
+        Fleet::default().secret("shared", "db").host("h", snippet)
+    }
+
+    #[test]
+    fn secret_tables_get_owner_group_and_mode() {
+        let out =
+            with_secret("[secrets.db]\nowner = \"postgres\"\ngroup = \"postgres\"\nmode = \"440\"")
+                .resolve();
+        let m = &out.plan().secret_files["db"];
+        assert_eq!(
+            (m.owner.as_str(), m.group.as_str(), m.mode.as_str()),
+            ("postgres", "postgres", "0440")
+        );
+        assert!(out.plan().secrets.contains_key("db"));
+    }
+
+    #[test]
+    fn owner_and_group_are_user_names() {
+        for (field, bad) in [("owner", "root user"), ("group", "-wheel"), ("owner", "")] {
+            with_secret(&format!("[secrets.db]\n{field} = \"{bad}\""))
+                .resolve()
+                .assert_error(
+                    &format!("`{bad}` is not a user or group name"),
+                    &format!("\"{bad}\""),
+                );
+        }
+    }
+
+    #[test]
+    fn modes_keep_the_secret_from_other_users() {
+        for (mode, why) in [
+            ("0777", "lets every user on the host read the secret"),
+            ("4400", "sets the setuid, setgid or sticky bit"),
+            ("0200", "does not let the owner read the secret"),
+            ("0660", "is not a mode for a secret"),
+            ("rw", "is not an octal file mode"),
+            ("08", "is not an octal file mode"),
+        ] {
+            with_secret(&format!("[secrets.db]\nmode = \"{mode}\""))
+                .resolve()
+                .assert_error(why, &format!("\"{mode}\""));
+        }
+        for ok in ["0400", "0440", "0600", "0640", "400", "640"] {
+            assert_eq!(check_secret_mode(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn a_secret_must_exist_in_the_host_or_shared_scope() {
+        let ok = Fleet::default()
+            .secret("h", "db")
+            .host("h", "[secrets.db]")
+            .resolve();
+        assert_eq!(ok.plan().secrets["db"].as_str(), "secrets/h/db.age");
+        let out = Fleet::default()
+            .secret("other", "db")
+            .host("h", "[secrets.db]")
+            .resolve();
+        out.assert_error(
+            "secret `db` does not exist (looked for secrets/h/db.age and secrets/shared/db.age)",
+            "[secrets.db]",
+        );
+    }
+
+    #[test]
+    fn a_reference_is_secret_colon_name() {
+        let out = Fleet::default()
+            .host(
+                "h",
+                "[wireguard.wg0]\naddress = \"10.99.0.1/24\"\nprivate_key = \"hunter2\"",
+            )
+            .resolve();
+        let d = out.assert_error("`hunter2` is not a secret reference", "\"hunter2\"");
+        assert!(d.hint.as_deref().unwrap().contains("potato secrets set"));
+    }
+
+    #[test]
+    fn a_host_can_decrypt_what_it_uses() {
+        let used = "[secrets.db]";
+        let ok = with_secret(used)
+            .coverage(
+                &[("h", HOST_KEY)],
+                &[("secrets/shared/db.age", &[HOST_KEY])],
+            )
+            .resolve();
+        ok.plan();
+        with_secret(used)
+            .coverage(&[], &[("secrets/shared/db.age", &[HOST_KEY])])
+            .resolve()
+            .error("host `h` has no SSH host key in secrets/recipients.toml, so it cannot decrypt secret `db`");
+        with_secret(used)
+            .coverage(&[("h", HOST_KEY)], &[("secrets/shared/db.age", &[])])
+            .resolve()
+            .error("secret `db` (secrets/shared/db.age) is not encrypted to h");
+    }
+
+    #[test]
+    fn an_operator_secret_is_never_shipped_to_the_host() {
+        let out = Fleet::default()
+            .secret("shared", "proxmox-token")
+            .host(
+                "h",
+                "hardware = \"proxmox-vm\"\n[proxmox]\napi = \"https://192.0.2.2:8006\"\nnode = \"pve\"\nvmid = 111\ndisk = \"8GiB\"\nbridge = \"vmbr0\"\ntoken = \"secret:proxmox-token\"",
+            )
+            // The host has no key: an on-host secret would be refused.
+            .coverage(&[], &[])
+            .resolve();
+        let plan = out.plan();
+        assert_eq!(plan.proxmox.as_ref().unwrap().token_secret, "proxmox-token");
+        assert!(plan.secrets.is_empty() && plan.secret_files.is_empty());
+    }
+}

@@ -98,3 +98,75 @@ fn fstab_word(s: &str) -> bool {
             c.is_ascii_alphanumeric() || matches!(c, '=' | '.' | '_' | '-' | '+' | ':' | '/' | '@')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::resolve::testkit::one;
+
+    #[test]
+    fn mounts_by_label_get_defaults_and_nofail() {
+        let ok = one(
+            "h",
+            "[storage]\nboot_disk = \"/dev/disk/by-id/nvme-X\"\nmounts.\"/mnt/data\" = { device = \"LABEL=data\", fs = \"ext4\" }\nmounts.\"/mnt/b\" = { device = \"/dev/disk/by-uuid/1234\", fs = \"xfs\", options = [\"noatime\", \"nofail\"] }",
+        );
+        let s = &ok.plan().storage;
+        assert_eq!(s.boot_disk.as_deref(), Some("/dev/disk/by-id/nvme-X"));
+        let data = s.mounts.iter().find(|m| m.point == "/mnt/data").unwrap();
+        assert_eq!(data.device, "/dev/disk/by-label/data");
+        assert_eq!(data.options, ["defaults", "nofail"]);
+        let b = s.mounts.iter().find(|m| m.point == "/mnt/b").unwrap();
+        assert_eq!(b.options, ["noatime", "nofail"]);
+    }
+
+    #[test]
+    fn the_boot_disk_is_a_stable_path() {
+        one("h", "[storage]\nboot_disk = \"/dev/sda\"").assert_error(
+            "boot disk `/dev/sda` is not a stable device path",
+            "\"/dev/sda\"",
+        );
+    }
+
+    #[test]
+    fn profile_mount_points_are_refused() {
+        let out = one(
+            "h",
+            "[storage]\nmounts.\"/nix\" = { device = \"LABEL=x\", fs = \"ext4\" }",
+        );
+        let d = out.error("mount point `/nix` belongs to the hardware profile");
+        assert_eq!(out.span_of(d), "{ device = \"LABEL=x\", fs = \"ext4\" }");
+    }
+
+    #[test]
+    fn devices_by_label_or_uuid_only() {
+        for bad in ["/dev/sdb1", "LABEL=", "LABEL=a b", "/dev/disk/by-label/x#y"] {
+            one(
+                "h",
+                &format!("[storage]\nmounts.\"/mnt/d\" = {{ device = \"{bad}\", fs = \"ext4\" }}"),
+            )
+            .assert_error(
+                &format!("device `{bad}` is not addressed by label or UUID"),
+                &format!("\"{bad}\""),
+            );
+        }
+    }
+
+    #[test]
+    fn known_filesystems_only() {
+        one(
+            "h",
+            "[storage]\nmounts.\"/mnt/d\" = { device = \"LABEL=d\", fs = \"fat32\" }",
+        )
+        .assert_error("unknown filesystem `fat32`", "\"fat32\"");
+    }
+
+    #[test]
+    fn one_fstab_word_per_option() {
+        for bad in ["rw,noatime", "", "x y"] {
+            one(
+                "h",
+                &format!("[storage]\nmounts.\"/mnt/d\" = {{ device = \"LABEL=d\", fs = \"ext4\", options = [\"{bad}\"] }}"),
+            )
+            .assert_error(&format!("`{bad}` is not a mount option"), &format!("\"{bad}\""));
+        }
+    }
+}

@@ -400,6 +400,223 @@ impl WgInterface {
 mod tests {
     use super::*;
     use crate::resolve::overlaps;
+
+    use crate::resolve::testkit::{Fleet, Outcome, WG_KEY_A, WG_KEY_B};
+
+    fn iface(body: &str) -> Outcome {
+        Fleet::default()
+            .secret("shared", "wg")
+            .host(
+                "h",
+                &format!("[wireguard.wg0]\nprivate_key = \"secret:wg\"\n{body}"),
+            )
+            .resolve()
+    }
+
+    #[test]
+    fn an_interface_with_external_peers() {
+        let out = iface(&format!(
+            "address = \"10.99.0.1/24\"\nlisten_port = 51820\npublic_key = \"{WG_KEY_A}\"\n[[wireguard.wg0.external_peers]]\nname = \"phone\"\npublic_key = \"{WG_KEY_B}\"\nallowed_ips = [\"10.99.0.50/32\"]\nendpoint = \"phone.example.net:51820\""
+        ));
+        let w = &out.plan().wireguard[0];
+        assert_eq!((w.name.as_str(), w.listen_port), ("wg0", Some(51820)));
+        assert_eq!(
+            w.peers[0].allowed_ips,
+            ["10.99.0.50/32".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn interface_names_are_wg_something() {
+        let out = Fleet::default()
+            .secret("shared", "wg")
+            .host(
+                "h",
+                "[wireguard.tun0]\naddress = \"10.99.0.1/24\"\nprivate_key = \"secret:wg\"",
+            )
+            .resolve();
+        out.assert_error(
+            "`tun0` is not a WireGuard interface name",
+            "[wireguard.tun0]",
+        );
+    }
+
+    #[test]
+    fn the_address_carries_the_tunnel_prefix() {
+        iface("address = \"10.99.0.1/32\"")
+            .assert_error("`10.99.0.1/32` has no subnet prefix", "\"10.99.0.1/32\"");
+        iface("address = \"10.99.0.1\"")
+            .assert_error("`10.99.0.1` is not an address with prefix", "\"10.99.0.1\"");
+    }
+
+    #[test]
+    fn endpoints_are_host_and_port() {
+        iface("address = \"10.99.0.1/24\"\nendpoint = \"gw.example.net:51820\"").plan();
+        for bad in ["gw.example.net", "root@gw:51820"] {
+            iface(&format!("address = \"10.99.0.1/24\"\nendpoint = \"{bad}\"")).assert_error(
+                &format!("`{bad}` is not \"host:port\""),
+                &format!("\"{bad}\""),
+            );
+        }
+    }
+
+    #[test]
+    fn public_keys_are_wireguard_keys() {
+        assert!(is_wg_key(WG_KEY_A));
+        // Right length and padding, but the last character carries nonzero bits.
+        assert!(!is_wg_key("KAvvvZodlOnkhEvElyx3PJdozphdyEKIXCVG2XLO5D9="));
+        iface("address = \"10.99.0.1/24\"\npublic_key = \"not-a-key\"").assert_error(
+            "not a WireGuard public key (44 characters of base64)",
+            "\"not-a-key\"",
+        );
+    }
+
+    #[test]
+    fn external_peers_are_checked() {
+        let peer = |fields: &str| {
+            iface(&format!(
+                "address = \"10.99.0.1/24\"\n[[wireguard.wg0.external_peers]]\nname = \"phone\"\n{fields}"
+            ))
+        };
+        peer("public_key = \"bad\"\nallowed_ips = [\"10.99.0.50/32\"]")
+            .assert_error("not a WireGuard public key", "\"bad\"");
+        peer(&format!(
+            "public_key = \"{WG_KEY_B}\"\nallowed_ips = [\"10.99.0.50\"]"
+        ))
+        .plan();
+        peer(&format!(
+            "public_key = \"{WG_KEY_B}\"\nallowed_ips = [\"10.99.0.50/24\"]"
+        ))
+        .assert_error("`10.99.0.50/24` is not a valid CIDR", "\"10.99.0.50/24\"");
+        peer(&format!(
+            "public_key = \"{WG_KEY_B}\"\nallowed_ips = []\nendpoint = \"phone\""
+        ))
+        .assert_error("`phone` is not \"host:port\"", "\"phone\"");
+    }
+
+    #[test]
+    fn two_interfaces_of_one_host_do_not_overlap() {
+        let out = Fleet::default()
+            .secret("shared", "wg")
+            .host(
+                "h",
+                "[wireguard.wg0]\naddress = \"10.99.0.1/24\"\nprivate_key = \"secret:wg\"\n[wireguard.wg1]\naddress = \"10.99.0.129/25\"\nprivate_key = \"secret:wg\"",
+            )
+            .resolve();
+        let d = out.assert_error(
+            "WireGuard subnet 10.99.0.128/25 of wg1 overlaps 10.99.0.0/24 of wg0",
+            "\"10.99.0.129/25\"",
+        );
+        assert_eq!(d.related[0].1, "overlapping interface");
+    }
+
+    fn member(addr: &str, wg: &str) -> String {
+        format!(
+            "[deploy]\ntarget = \"root@{addr}\"\n[wireguard.wg0]\nprivate_key = \"secret:wg\"\n{wg}"
+        )
+    }
+
+    fn hub() -> String {
+        member(
+            "192.0.2.1",
+            &format!(
+                "address = \"10.99.0.1/24\"\nlisten_port = 51820\nendpoint = \"192.0.2.1:51820\"\npublic_key = \"{WG_KEY_A}\""
+            ),
+        )
+    }
+
+    fn spoke(extra: &str) -> String {
+        member(
+            "192.0.2.2",
+            &format!("address = \"10.99.0.2/24\"\npublic_key = \"{WG_KEY_B}\"\n{extra}"),
+        )
+    }
+
+    fn fleet() -> Fleet {
+        Fleet::default().secret("shared", "wg")
+    }
+
+    #[test]
+    fn a_spoke_names_the_hub_and_the_hub_derives_the_spoke() {
+        let out = fleet()
+            .host("hub", &hub())
+            .host("spoke", &spoke("peers = [\"hub\"]"))
+            .resolve();
+        let plans = out.plans();
+        let hub = &plans.iter().find(|p| p.name == "hub").unwrap().wireguard[0];
+        let spoke = &plans.iter().find(|p| p.name == "spoke").unwrap().wireguard[0];
+        // The spoke routes the whole tunnel to its hub and keeps the NAT open.
+        assert_eq!(spoke.peers[0].name, "hub");
+        assert_eq!(
+            spoke.peers[0].allowed_ips,
+            ["10.99.0.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(spoke.peers[0].endpoint.as_deref(), Some("192.0.2.1:51820"));
+        assert_eq!(spoke.peers[0].persistent_keepalive, Some(25));
+        // The hub routes only the spoke's address to it.
+        assert_eq!(hub.peers[0].name, "spoke");
+        assert_eq!(
+            hub.peers[0].allowed_ips,
+            ["10.99.0.2/32".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(hub.peers[0].public_key, WG_KEY_B);
+    }
+
+    #[test]
+    fn peers_are_other_hosts_in_the_tunnel() {
+        fleet()
+            .host("hub", &hub())
+            .host("spoke", &spoke("peers = [\"spoke\"]"))
+            .resolve()
+            .assert_error("an interface cannot peer with its own host", "\"spoke\"");
+        let out = fleet()
+            .host("hub", &hub())
+            .host("spoke", &spoke("peers = [\"hbu\"]"))
+            .resolve();
+        let d = out.assert_error("unknown host `hbu`", "\"hbu\"");
+        assert!(d.hint.as_deref().unwrap().contains("hub, spoke"));
+        let far = member(
+            "192.0.2.3",
+            &format!("address = \"10.98.0.1/24\"\npublic_key = \"{WG_KEY_A}\""),
+        );
+        fleet()
+            .host("far", &far)
+            .host("spoke", &spoke("peers = [\"far\"]"))
+            .resolve()
+            .assert_error(
+                "host `far` has no WireGuard interface in 10.99.0.0/24",
+                "\"far\"",
+            );
+    }
+
+    #[test]
+    fn a_peer_needs_a_public_key() {
+        let keyless = member(
+            "192.0.2.1",
+            "address = \"10.99.0.1/24\"\nlisten_port = 51820",
+        );
+        let out = fleet()
+            .host("hub", &keyless)
+            .host("spoke", &spoke("peers = [\"hub\"]"))
+            .resolve();
+        let d = out.assert_error("host `hub` (wg0) has no public_key", "\"hub\"");
+        assert!(d.hint.as_deref().unwrap().contains("--kind wireguard"));
+    }
+
+    #[test]
+    fn allowed_ips_of_two_peers_must_not_overlap() {
+        let out = fleet()
+            .host("hub", &hub())
+            .host(
+                "spoke",
+                &spoke(&format!(
+                    "peers = [\"hub\"]\n[[wireguard.wg0.external_peers]]\nname = \"phone\"\npublic_key = \"{WG_KEY_A}\"\nallowed_ips = [\"10.99.0.50/32\"]"
+                )),
+            )
+            .resolve();
+        let d = out.error("wg0: AllowedIPs of peers `phone` and `hub` overlap");
+        assert_eq!(out.file_of(d), "hosts/spoke.toml");
+    }
     use proptest::prelude::*;
 
     fn peer(name: &str, nets: &[&str]) -> WgPeer {
