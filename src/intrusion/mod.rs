@@ -298,7 +298,7 @@ mod tests {
 
     fn n250() -> HostPlan {
         let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-        crate::cmd::load_plans(repo)
+        crate::ops::fleet::load_plans(repo)
             .expect("example hosts are valid")
             .into_iter()
             .find(|p| p.name == "n250")
@@ -382,7 +382,7 @@ mod tests {
     #[test]
     fn a_host_without_crowdsec_gets_no_files() {
         let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-        let plans = crate::cmd::load_plans(repo).unwrap();
+        let plans = crate::ops::fleet::load_plans(repo).unwrap();
         let gw = plans.iter().find(|p| p.name == "pve-gateway").unwrap();
         assert!(gw.intrusion.is_none());
         assert!(files(gw).unwrap().is_empty());
