@@ -692,6 +692,26 @@ fn the_example_fleet_has_its_ca_and_certificates() {
         );
     }
     repo.potato(&["check"]).ok();
+    // `secrets list`: the CA key is the operator's alone (admins only), each
+    // TLS key its host's (admins + that host).
+    let list = repo.potato(&["--json", "secrets", "list"]);
+    list.ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let row = |file: &str| {
+        v["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["file"] == file)
+            .unwrap_or_else(|| panic!("{file} not listed"))
+            .clone()
+    };
+    let ca = row("secrets/shared/fleet-ca-key.age");
+    assert_eq!(ca["used_by"], serde_json::json!(["operator"]));
+    assert_eq!(ca["recipients"], 1);
+    let n250 = row("secrets/n250/tls-n250.age");
+    assert_eq!(n250["used_by"], serde_json::json!(["n250"]));
+    assert_eq!(n250["recipients"], 2);
 }
 
 /// `podman run --rm` of the busybox double with the Traefik container's
