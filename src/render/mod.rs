@@ -105,6 +105,14 @@ impl Renderer {
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
         }
+        let traefik = crate::edge::traefik::files(plan)
+            .map_err(|r| unwritable(plan, dir.join(crate::edge::traefik::FILES[1]), r))?;
+        for (path, content) in traefik {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         for (path, content) in crate::monitoring::native::files(plan) {
             files.push(GeneratedFile {
                 path: dir.join(path),
@@ -119,6 +127,14 @@ impl Renderer {
                     Ok(t.cert_pem.clone()),
                 )?);
             }
+        }
+        for (path, content) in
+            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
+        {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
         }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
@@ -307,6 +323,8 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "edge": plan.edge.is_some(),
+        "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "pki": pki,
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
