@@ -2,12 +2,17 @@
 //!
 //! Owns the embedded tera templates, the `nix` filter (every value reaches Nix
 //! through `nix::escape_into`), the list of files a host gets, and comparing them
-//! with what is on disk (`gen --check`). Output is a pure function of the plan:
+//! with what is on disk (`gen --check`). `disko` writes a host's disk layout
+//! and `hardware` a machine's detected facts as Nix, from plain data; render
+//! never reaches into the code that builds that data (the install's steps).
+//! Output is a pure function of the plan:
 //! sorted maps, no timestamps, no absolute paths. `writer` compares them with
 //! the tree on disk and writes them, never through a link.
 
 pub mod containers;
+pub mod disko;
 pub mod format;
+pub mod hardware;
 pub mod nix;
 pub mod tmpfiles;
 pub mod writer;
@@ -86,7 +91,7 @@ impl Renderer {
         if let Some(rules) = tmpfiles::render(plan) {
             files.push(file("containers-tmpfiles.conf", rules)?);
         }
-        if let Some(layout) = crate::bootstrap::layout::disko(plan) {
+        if let Some(layout) = disko::for_host(plan) {
             files.push(file("disko.nix", layout)?);
         }
         if let Some(script) = containers::postgres_init(plan) {
@@ -119,6 +124,14 @@ impl Renderer {
                 content,
             });
         }
+        for (path, content) in
+            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
+        {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         if let Some(p) = &plan.pki {
             files.push(file(crate::pki::CA_CERT_GENERATED, Ok(p.ca_pem.clone()))?);
             if let Some(t) = &p.tls {
@@ -127,14 +140,6 @@ impl Renderer {
                     Ok(t.cert_pem.clone()),
                 )?);
             }
-        }
-        for (path, content) in
-            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
-        {
-            files.push(GeneratedFile {
-                path: dir.join(path),
-                content,
-            });
         }
         if let Some(f) = &plan.fail2ban {
             files.push(file(

@@ -273,6 +273,12 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
                 .any(|f| *f == rest)
                 || rest.ends_with(TMP_SUFFIX)
         }
+        [_host, "traefik", name] => {
+            crate::edge::traefik::FILES
+                .iter()
+                .any(|f| f.strip_prefix("traefik/") == Some(*name))
+                || name.ends_with(TMP_SUFFIX)
+        }
         [_host, "pki", name] => {
             let rest = format!("pki/{name}");
             [
@@ -282,11 +288,9 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
             .contains(&rest.as_str())
                 || name.ends_with(TMP_SUFFIX)
         }
-        [_host, "traefik", name] => {
-            crate::edge::traefik::FILES
-                .iter()
-                .any(|f| f.strip_prefix("traefik/") == Some(*name))
-                || name.ends_with(TMP_SUFFIX)
+        [_host, "crowdsec", ..] => {
+            let rest = parts[2..].join("/");
+            crate::intrusion::FILES.contains(&rest.as_str()) || rest.ends_with(TMP_SUFFIX)
         }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)
