@@ -16,7 +16,8 @@
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
-//! inventory and writes their native files.
+//! inventory and writes their native files. `wiring` reads out who sends what
+//! to whom across the fleet (identity, monitoring, logs, tunnels) for `plan`.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -45,3 +46,4 @@ pub mod ssh;
 pub mod tools;
 pub mod ui;
 pub mod units;
+pub mod wiring;

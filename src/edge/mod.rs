@@ -7,6 +7,8 @@
 //! Must not touch: the fleet CA's keys and certificates (`pki`), the firewall
 //! (`harden`), the monitoring hub (`monitoring`).
 
+pub mod blueprint;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

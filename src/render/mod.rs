@@ -111,6 +111,9 @@ impl Renderer {
                 content,
             });
         }
+        if let Some(blueprint) = crate::edge::blueprint::render(plan) {
+            files.push(file(crate::edge::blueprint::FILE, blueprint)?);
+        }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
                 "fail2ban-jails.local",
@@ -276,6 +279,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "sso": plan.sso.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });

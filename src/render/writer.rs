@@ -272,6 +272,10 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
                 .any(|f| *f == rest)
                 || rest.ends_with(TMP_SUFFIX)
         }
+        [_host, "authentik", name] => {
+            format!("authentik/{name}") == crate::edge::blueprint::FILE
+                || name.ends_with(TMP_SUFFIX)
+        }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)
                 || name

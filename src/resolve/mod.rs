@@ -77,6 +77,9 @@ pub fn resolve(
         crate::edge::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
         Ok(resolved)
     } else {
         Err(diags)
@@ -206,6 +209,7 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            sso: None,
         })
     }
 
