@@ -68,7 +68,11 @@ pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
 /// A network's spec: its subnet, and on the proxy network, when Traefik has
 /// its fixed address there, the range the engine may hand out by itself
 /// (`--ip-range`; podman-network-create(1), docker network create), which
-/// leaves that address out.
+/// leaves that address out. netavark (podman's backend on NixOS) takes free
+/// addresses from that range only and a static one anywhere in the subnet
+/// (containers/common libnetwork/netavark/ipam.go: `allocIPs` checks a static
+/// address against the subnet, `getFreeIPFromBucket` walks the lease range).
+/// CNI's host-local would refuse the static address outside the range.
 fn network(c: &ContainersPlan, zone: &str, net: &ipnet::IpNet) -> Value {
     let mut v = json!({ "subnet": net.to_string() });
     if zone == PROXY_ZONE
