@@ -2,26 +2,39 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::{Connection, Global};
+use super::args::{Connection, Global};
 use crate::error::Error;
 use crate::harden::exposure;
+use crate::ops::fleet::Fleet;
 use crate::plan::{HostPlan, Probe};
 use crate::units::format_mib;
 
 /// Where a deployed generation keeps its planned exposure.
 const DEPLOYED_EXPOSURE: &str = "/run/current-system/etc/potato/exposure.json";
 
-pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plans = super::load_plans(&root)?;
-    let plan = crate::repo::select(&plans, &[host.to_string()])?[0].clone();
-    let target =
-        super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone());
-    let fleet = crate::wiring::fleet(&plans);
+/// Show what a host runs: deploy settings, firewall, open ports, WireGuard
+/// peers, containers with their memory budget, secrets used.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Host name.
+    pub host: String,
+    /// Also compare the exposure with the generation the host runs (over SSH).
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let host = a.host.as_str();
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_connection(a.conn.settings());
+    let (plan, target) = fleet.one(host)?;
+    let root = &fleet.root;
+    let wiring = crate::wiring::fleet(&fleet.plans);
     let table = exposure::table(&plan);
-    let replaced = replaced_entries(&root, &plan)?;
-    let changes = if live {
-        let remote = super::hosts::connect(&root, g, host, &target, conn)?;
+    let replaced = replaced_entries(root, &plan)?;
+    let changes = if a.live {
+        let remote = fleet.connect(host, &target)?;
         Some(deployed_changes(&remote, host, &table)?)
     } else {
         None
@@ -33,11 +46,11 @@ pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), 
             v["exposure_changes"] = serde_json::to_value(c).expect("strings");
         }
         v["catalog_replaced"] = serde_json::to_value(&replaced).expect("strings");
-        v["fleet_wiring"] = wiring_json(&fleet, &plan.name);
+        v["fleet_wiring"] = wiring_json(&wiring, &plan.name);
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         print!("{}", human(&plan));
-        print!("{}", links(&fleet, &plan.name));
+        print!("{}", links(&wiring, &plan.name));
         if !replaced.is_empty() {
             println!("\ncatalog");
             for line in &replaced {
