@@ -498,6 +498,43 @@ fn no_identity_host_no_blueprint_and_an_identity_host_without_authentik_is_an_er
 }
 
 #[test]
+fn the_blueprint_follows_the_identity_role() {
+    let r = fleet();
+    r.potato(&["gen"]).ok();
+    assert!(r.path().join(BLUEPRINT).is_file());
+    // The role moves to n250 (which runs authentik and its worker): the
+    // blueprint moves with it and pve-apps' copy is removed, with its import.
+    let apps = r.read("hosts/pve-apps.toml");
+    r.write(
+        "hosts/pve-apps.toml",
+        &apps.replacen("identity = true", "identity = false", 1),
+    );
+    let mut n250 = r.read("hosts/n250.toml");
+    if !n250.contains("\"authentik\"") {
+        n250 = n250.replacen(
+            "services = [\"traefik\", ",
+            "services = [\"traefik\", \"authentik\", \"authentik-worker\", ",
+            1,
+        );
+    }
+    r.write(
+        "hosts/n250.toml",
+        &n250.replacen("[roles]\n", "[roles]\nidentity = true\n", 1),
+    );
+    r.potato(&["gen"]).ok();
+    assert!(
+        !r.path().join(BLUEPRINT).exists(),
+        "the old blueprint stays"
+    );
+    assert!(
+        !r.read("modules/generated/pve-apps/default.nix")
+            .contains("sso.nix")
+    );
+    let moved = r.read("modules/generated/n250/authentik/potato-fleet.yaml");
+    assert!(moved.contains("\"authentik_host\": \"https://authentik.n250.home.arpa\""));
+}
+
+#[test]
 fn the_blueprint_directory_is_mounted_read_only_into_authentiks_server_and_worker() {
     let r = fleet();
     r.potato(&["gen"]).ok();

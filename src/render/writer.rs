@@ -321,6 +321,8 @@ mod tests {
             "modules/generated/h/secrets/Bad Name.age",
             "modules/generated/h/secrets/x.txt",
             "modules/generated/h/../../../etc.conf",
+            "modules/generated/h/authentik/other.yaml",
+            "modules/generated/h/authentik/sub/potato-fleet.yaml",
         ] {
             assert!(!written_by_potato(Utf8Path::new(p)), "{p}");
         }
@@ -328,6 +330,7 @@ mod tests {
             "modules/generated/h/wg0.conf",
             "modules/generated/h/secrets/wg0.age",
             "modules/generated/h/default.nix.potato-tmp",
+            "modules/generated/h/authentik/potato-fleet.yaml",
         ] {
             assert!(written_by_potato(Utf8Path::new(p)), "{p}");
         }
