@@ -20,6 +20,10 @@ use crate::plan::HostPlan;
 pub struct FleetWiring {
     /// The identity host (its authentik is the fleet's single sign-on).
     pub identity: Option<String>,
+    /// authentik as browsers reach it, and how many routes of the fleet it
+    /// protects (its blueprint's providers).
+    pub authentik_url: Option<String>,
+    pub protected_routes: usize,
     /// The monitoring hub (Prometheus, Alertmanager, Grafana).
     pub monitoring: Option<String>,
     /// Where every host's logs go (the hub's Loki).
@@ -79,6 +83,10 @@ pub fn fleet(plans: &[HostPlan]) -> FleetWiring {
         ..FleetWiring::default()
     };
     w.logs = w.monitoring.clone();
+    if let Some(sso) = plans.iter().find_map(|p| p.sso.as_ref()) {
+        w.authentik_url = Some(sso.authentik_url.clone());
+        w.protected_routes = sso.routes.len();
+    }
     for p in plans {
         w.hosts.insert(p.name.clone(), HostWiring::default());
     }

@@ -699,6 +699,11 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     let r = fleet();
     let lepotato = plan_json(&r, "lepotato");
     assert_eq!(lepotato["identity"], "pve-apps");
+    assert_eq!(
+        lepotato["authentik_url"],
+        "https://authentik.pve-apps.home.arpa"
+    );
+    assert_eq!(lepotato["protected_routes"], expected_routes(&r).len());
     assert_eq!(lepotato["monitoring"], "n250");
     assert_eq!(lepotato["logs"], "n250");
     assert_eq!(
@@ -791,7 +796,7 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     run.ok();
     let out = &run.stdout;
     for line in [
-        "identity    pve-apps (this host)",
+        "identity    pve-apps (this host): authentik at https://authentik.pve-apps.home.arpa,",
         "monitoring  n250",
         "logs        n250",
     ] {

@@ -358,6 +358,8 @@ fn wiring_json(fleet: &crate::wiring::FleetWiring, host: &str) -> serde_json::Va
     let mine = fleet.hosts.get(host).cloned().unwrap_or_default();
     serde_json::json!({
         "identity": fleet.identity,
+        "authentik_url": fleet.authentik_url,
+        "protected_routes": fleet.protected_routes,
         "monitoring": fleet.monitoring,
         "logs": fleet.logs,
         "sends": mine.sends,
@@ -374,14 +376,17 @@ pub fn links(fleet: &crate::wiring::FleetWiring, host: &str) -> String {
         Some(h) => h.clone(),
         None => none.to_string(),
     };
-    let mut o = String::from(
-        "
-fleet roles and links
-",
-    );
+    let mut o = String::from("\nfleet roles and links\n");
+    let sso = match &fleet.authentik_url {
+        Some(url) => format!(
+            ": authentik at {url}, {} protected routes fleet-wide",
+            fleet.protected_routes
+        ),
+        None => String::new(),
+    };
     let _ = writeln!(
         o,
-        "  identity    {}",
+        "  identity    {}{sso}",
         role(
             &fleet.identity,
             "none (no host file has [roles] identity = true)"
