@@ -18,8 +18,10 @@
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
-//! inventory and writes their native files. `wiring` reads out who sends what
-//! to whom across the fleet (identity, monitoring, logs, tunnels) for `plan`.
+//! inventory and writes their native files. `intrusion` writes CrowdSec's
+//! acquisition and the host's firewall bouncer (configuration and tables).
+//! `wiring` reads out who sends what to whom across the fleet (identity,
+//! monitoring, logs, tunnels) for `plan`.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -34,6 +36,7 @@ pub mod flash;
 pub mod fsguard;
 pub mod harden;
 pub mod image_key;
+pub mod intrusion;
 pub mod inventory;
 pub mod monitoring;
 pub mod nix;

@@ -47,6 +47,9 @@ pub struct HostPlan {
     /// The fleet's single sign-on: on the identity host only, every protected
     /// route of the fleet (its authentik blueprint is rendered from it).
     pub sso: Option<crate::edge::blueprint::SsoPlan>,
+    /// CrowdSec's acquisition and the host's firewall bouncer (None: the
+    /// host runs no CrowdSec).
+    pub intrusion: Option<crate::intrusion::IntrusionPlan>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.
@@ -181,9 +184,6 @@ pub struct ContainersPlan {
     pub data: String,
     /// Traefik routes web UIs as <service>.<domain>.
     pub domain: String,
-    /// Where Traefik's SSO middleware asks (Authentik's base URL); None when no
-    /// web UI needs SSO.
-    pub auth_url: Option<String>,
     /// Databases (and roles) created idempotently in postgres for its consumers.
     pub databases: Vec<DatabasePlan>,
     pub os_reserve_mib: u64,

@@ -105,6 +105,14 @@ impl Renderer {
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
         }
+        let traefik = crate::edge::traefik::files(plan)
+            .map_err(|r| unwritable(plan, dir.join(crate::edge::traefik::FILES[1]), r))?;
+        for (path, content) in traefik {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         for (path, content) in crate::monitoring::native::files(plan) {
             files.push(GeneratedFile {
                 path: dir.join(path),
@@ -113,6 +121,14 @@ impl Renderer {
         }
         if let Some(blueprint) = crate::edge::blueprint::render(plan) {
             files.push(file(crate::edge::blueprint::FILE, blueprint)?);
+        }
+        for (path, content) in
+            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
+        {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
         }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
@@ -280,6 +296,8 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
         "sso": plan.sso.is_some(),
+        "edge": plan.edge.is_some(),
+        "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });

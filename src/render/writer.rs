@@ -252,7 +252,8 @@ pub fn read_generated(repo: &Utf8Path, rel: &Utf8Path) -> Result<Option<String>,
 
 /// True for a file potato writes: `modules/generated/<host>/NAME` with a name
 /// `render` produces, one of the monitoring files under `<host>/monitoring/`
-/// (`monitoring::native`), or a leftover temporary file.
+/// (`monitoring::native`), Traefik's under `<host>/traefik/` (`edge::traefik`),
+/// or a leftover temporary file.
 pub fn written_by_potato(rel: &Utf8Path) -> bool {
     let Ok(in_host) = rel.strip_prefix(GENERATED_DIR) else {
         return false;
@@ -274,6 +275,12 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
         }
         [_host, "authentik", name] => {
             format!("authentik/{name}") == crate::edge::blueprint::FILE
+                || name.ends_with(TMP_SUFFIX)
+        }
+        [_host, "traefik", name] => {
+            crate::edge::traefik::FILES
+                .iter()
+                .any(|f| f.strip_prefix("traefik/") == Some(*name))
                 || name.ends_with(TMP_SUFFIX)
         }
         [_host, "secrets", name] => {

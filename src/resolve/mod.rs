@@ -109,6 +109,9 @@ pub fn resolve(
         crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::intrusion::wire(&mut resolved);
+    }
+    if diags.is_empty() {
         Ok(resolved)
     } else {
         Err(diags)
@@ -228,6 +231,7 @@ impl<'a> HostCx<'a> {
             monitoring: None,
             edge: None,
             sso: None,
+            intrusion: None,
         })
     }
 

@@ -16,6 +16,9 @@
       spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
       dir = ./monitoring;
     })
+    # Edge: Traefik reads ./traefik (static traefik.yml, file-provider
+    # dynamic.yml), mounted read-only at /etc/traefik; no engine socket.
+    (import ../../edge.nix { dir = ./traefik; })
   ];
 
   networking.hostName = "lepotato";
