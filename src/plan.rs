@@ -50,6 +50,9 @@ pub struct HostPlan {
     /// CrowdSec's acquisition and the host's firewall bouncer (None: the
     /// host runs no CrowdSec).
     pub intrusion: Option<crate::intrusion::IntrusionPlan>,
+    /// What the host gets from the fleet CA: the CA certificate to trust and,
+    /// for internal TLS, its own certificate (None: the fleet has no CA).
+    pub pki: Option<crate::pki::HostPki>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

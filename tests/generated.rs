@@ -192,8 +192,13 @@ fn n250_container_spec() {
             .contains(&"--add-host=authentik.pve-apps.home.arpa:10.99.0.12")
     );
     for (name, svc) in c.as_object().unwrap() {
-        // Loki: the monitoring hub's log sink, published for the spokes.
-        if !["traefik", "syncthing", "loki"].contains(&name.as_str()) {
+        // Loki: the monitoring hub's log sink, published for the spokes;
+        // CrowdSec: its metrics, for the hub's scrape (its firewall rule
+        // admits the hub only), and nothing else (the Local API is published
+        // on 127.0.0.1 by modules/crowdsec).
+        if name == "crowdsec" {
+            assert_eq!(strings(&svc["ports"]), ["6060:6060/tcp"]);
+        } else if !["traefik", "syncthing", "loki"].contains(&name.as_str()) {
             assert!(strings(&svc["ports"]).is_empty(), "{name} publishes");
         }
         assert!(

@@ -141,6 +141,10 @@ fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
         let ro = if sock == Socket::Ro { ":ro" } else { "" };
         volumes.push(format!("{host}:/var/run/docker.sock{ro}"));
     }
+    if s.name == "traefik" {
+        // The fleet CA's files, read-only (`pki` owns the paths).
+        volumes.extend(crate::pki::proxy_volumes(plan));
+    }
     let mut o = Map::new();
     o.insert("image".into(), json!(s.image));
     o.insert("cmd".into(), json!(s.cmd));

@@ -283,6 +283,19 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
                 .any(|f| f.strip_prefix("traefik/") == Some(*name))
                 || name.ends_with(TMP_SUFFIX)
         }
+        [_host, "pki", name] => {
+            let rest = format!("pki/{name}");
+            [
+                crate::pki::CA_CERT_GENERATED,
+                crate::pki::HOST_CERT_GENERATED,
+            ]
+            .contains(&rest.as_str())
+                || name.ends_with(TMP_SUFFIX)
+        }
+        [_host, "crowdsec", ..] => {
+            let rest = parts[2..].join("/");
+            crate::intrusion::FILES.contains(&rest.as_str()) || rest.ends_with(TMP_SUFFIX)
+        }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)
                 || name

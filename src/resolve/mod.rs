@@ -232,6 +232,7 @@ impl<'a> HostCx<'a> {
             edge: None,
             sso: None,
             intrusion: None,
+            pki: None,
         })
     }
 

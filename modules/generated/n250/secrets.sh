@@ -19,6 +19,7 @@ install_secret() { # NAME OWNER GROUP MODE
 install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
 install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
+install_secret 'tls-n250' 'root' 'root' '0400'
 install_secret 'vaultwarden-admin-token' 'root' 'root' '0400'
 install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
 install_secret 'wg0' 'root' 'root' '0400'
