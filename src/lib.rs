@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `inventory` (host files, parsed with spans) → `resolve`
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
-//! (NixOS modules and native files under modules/generated/) → `nix` (one build
+//! (NixOS modules and native files under modules/generated/; every Nix text,
+//! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
 //! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
 //! lock, push, activate, confirm or roll back, with the on-host agent).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
