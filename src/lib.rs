@@ -21,6 +21,8 @@
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
 //! inventory and writes their native files. `intrusion` writes CrowdSec's
 //! acquisition and the host's firewall bouncer (configuration and tables).
+//! `wiring` reads out who sends what to whom across the fleet (identity,
+//! monitoring, logs, tunnels) for `plan`.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -51,3 +53,4 @@ pub mod ssh;
 pub mod tools;
 pub mod ui;
 pub mod units;
+pub mod wiring;

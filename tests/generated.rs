@@ -440,7 +440,7 @@ fn deploy_metadata() {
         .collect();
     // wg0 from [wireguard.wg0]; the VPN key and Kopia password from the
     // catalog's environment of gluetun and kopia (Grafana runs on n250); the
-    // key of its fleet-CA certificate for Traefik (src/pki, tls = "internal").
+    // TLS key of its internal-TLS Traefik from the fleet CA (`potato ca issue`).
     assert_eq!(
         files,
         [
