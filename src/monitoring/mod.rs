@@ -672,6 +672,31 @@ fn grafana_auth_proxy(p: &mut HostPlan) {
     }
 }
 
+/// Publishes each scraped container's metrics port on its host (Traefik's
+/// 8082, CrowdSec's 6060), so the hub reaches it at the host's tunnel address.
+/// Who may connect is the firewall rule `apply` added for the job: the hub's
+/// tunnel address only. Both images listen on all their interfaces there.
+pub fn publish_scraped_ports(plans: &mut [HostPlan]) {
+    for p in plans.iter_mut() {
+        let Some(m) = &p.monitoring else { continue };
+        let jobs = m.extra_exporters.clone();
+        let Some(c) = p.containers.as_mut() else {
+            continue;
+        };
+        for (job, port) in jobs {
+            if let Some(svc) = c.services.iter_mut().find(|s| s.name == job)
+                && !svc.ports.iter().any(|x| x.host == port)
+            {
+                svc.ports.push(Publish {
+                    host: port,
+                    container: port,
+                    proto: Proto::Tcp,
+                });
+            }
+        }
+    }
+}
+
 /// Traefik and CrowdSec expose metrics where they run.
 fn extra_exporters(p: &HostPlan) -> Vec<(String, u16)> {
     let runs = |name: &str| {

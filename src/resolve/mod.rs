@@ -110,6 +110,7 @@ pub fn resolve(
     }
     if diags.is_empty() {
         crate::intrusion::wire(&mut resolved);
+        crate::monitoring::publish_scraped_ports(&mut resolved);
     }
     if diags.is_empty() {
         Ok(resolved)
