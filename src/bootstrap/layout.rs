@@ -13,8 +13,8 @@ use crate::plan::{HostPlan, MountPlan};
 use crate::render::format::{Refused, fstab, sh};
 use crate::render::nix;
 
-/// Where the target root is mounted while installing.
-pub const TARGET_ROOT: &str = "/mnt";
+/// Where the installer mounts the new system's root (an on-host path).
+pub use crate::host::paths::TARGET_ROOT;
 /// Filesystem labels of the boot disk's partitions.
 pub const ESP_LABEL: &str = "ESP";
 pub const ROOT_LABEL: &str = "nixos";

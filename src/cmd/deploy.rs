@@ -2,12 +2,13 @@
 //! host, then run each host's pipeline in parallel on tokio's blocking pool.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{Connection, DeployArgs, Global, NixArgs};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
+use crate::host::push::Compress;
+use crate::host::runner;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
 use crate::ssh::SshOptions;
@@ -217,9 +218,9 @@ fn deploy_options(
         target: target_override(&args.conn, selected.len())?,
         force: args.force,
         compress: match args.compress.as_str() {
-            "yes" => Some(true),
-            "no" => Some(false),
-            _ => None,
+            "yes" => Compress::Yes,
+            "no" => Compress::No,
+            _ => Compress::Auto,
         },
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
@@ -238,38 +239,12 @@ fn run_parallel(
     renderer: &mut Renderer,
 ) -> Vec<HostResult> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(parallel.max(1) + 2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let opts = Arc::new(opts);
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let order: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
-    let handle = rt.spawn(async move {
-        let mut tasks = Vec::new();
-        for plan in selected {
-            let top = toplevels[&plan.name].clone();
-            let (opts, sem, tx) = (opts.clone(), sem.clone(), tx.clone());
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
-                tokio::task::spawn_blocking(move || deploy::deploy_host(&plan, &top, &opts, &tx))
-                    .await
-                    .expect("deploy task")
-            }));
+    let (toplevels, opts) = (&toplevels, &opts);
+    let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
+    runner::run_parallel(selected, parallel, job, || {
+        for e in rx {
+            renderer.event(&e);
         }
-        drop(tx);
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.expect("deploy task"));
-        }
-        out
-    });
-    for e in rx {
-        renderer.event(&e);
-    }
-    let mut results = rt.block_on(handle).expect("deploy tasks");
-    results.sort_by_key(|r| order.iter().position(|h| h == &r.host));
-    results
+    })
+    .0
 }

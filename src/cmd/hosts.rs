@@ -1,19 +1,17 @@
 //! Commands that talk to running hosts outside a deploy: `generations`,
 //! `rollback`, `status`, `exec`, `trust`.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde_json::json;
 
 use super::deploy::{build, ssh_options, target_override};
 use crate::cli::{Connection, Global, NixArgs};
-use crate::deploy::remote::Remote;
 use crate::error::Error;
+use crate::host::{Remote, paths, runner};
 use crate::nix::StorePath;
 use crate::plan::{HostPlan, Target};
 use crate::repo;
-use crate::ssh::{self, Session};
+use crate::ssh;
 
 pub(super) fn one_host(
     g: &Global,
@@ -36,14 +34,7 @@ pub(super) fn connect(
 ) -> Result<Remote, Error> {
     let mut opts = ssh_options(g, root, conn)?;
     opts.host_name = Some(ssh::trust_hint(host, conn.target.clone()));
-    let session = Session::connect(target, &opts).map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })?;
-    Remote::new(session).map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })
+    Remote::connect(target, &opts).map_err(|e| Error::remote(host, e))
 }
 
 /// One line of `nix-env --list-generations`, with its store path.
@@ -73,10 +64,7 @@ fn parse_generations(text: &str) -> Vec<Generation> {
 }
 
 fn list(remote: &Remote, host: &str) -> Result<Vec<Generation>, Error> {
-    let text = remote.generations().map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })?;
+    let text = remote.generations().map_err(|e| Error::remote(host, e))?;
     Ok(parse_generations(&text))
 }
 
@@ -104,10 +92,9 @@ pub fn rollback(g: &Global, name: &str, to: Option<u32>, conn: &Connection) -> R
     let (root, plan, target) = one_host(g, name, conn)?;
     let mut remote = connect(&root, g, &plan.name, &target, conn)?;
     let holder = format!("potato rollback (pid {})", std::process::id());
-    remote.lock(&plan.name, &holder).map_err(|e| Error::Host {
-        host: plan.name.clone(),
-        message: e.to_string(),
-    })?;
+    remote
+        .lock(&plan.name, &holder)
+        .map_err(|e| Error::remote(&plan.name, e))?;
     let gens = list(&remote, &plan.name)?;
     let current = gens.iter().find(|x| x.current).map(|x| x.number);
     let wanted = match to {
@@ -134,10 +121,9 @@ pub fn rollback(g: &Global, name: &str, to: Option<u32>, conn: &Connection) -> R
             format!("it has: {}", have.join(", ")),
         ));
     }
-    let out = remote.switch_generation(wanted).map_err(|e| Error::Host {
-        host: plan.name.clone(),
-        message: e.to_string(),
-    })?;
+    let out = remote
+        .switch_generation(wanted)
+        .map_err(|e| Error::remote(&plan.name, e))?;
     if g.verbose > 0 {
         eprint!("{}", out.stdout);
     }
@@ -170,25 +156,14 @@ pub fn status(
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
     let tops = build(&root, nix_args, &names)?;
     let opts = ssh_options(g, &root, conn)?;
-    let mut rows = Vec::new();
-    for p in &selected {
+    // Every host at once (reading only: nothing is written on a host).
+    let parallel = selected.len();
+    let rows = runner::for_each(selected, parallel, |p: HostPlan| {
         let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
-        let mut bootstrapped = serde_json::Value::Null;
         let mut opts = opts.clone();
         opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
-        let (state, running, detail) = match Session::connect(&t, &opts)
-            .map_err(|e| e.to_string())
-            .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
-            .and_then(|r| {
-                bootstrapped = r
-                    .session
-                    .exec(&format!("cat {} 2>/dev/null", super::bootstrap::MARKER))
-                    .ok()
-                    .and_then(|o| serde_json::from_str(o.stdout.trim()).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                r.state().map_err(|e| e.to_string())
-            }) {
-            Ok(st) => {
+        let (state, running, detail, bootstrapped) = match host_status(&t, &opts) {
+            Ok((st, bootstrapped)) => {
                 let in_sync = st.current.as_ref() == Some(&tops[&p.name]);
                 (
                     if in_sync { "in sync" } else { "drifted" },
@@ -196,12 +171,13 @@ pub fn status(
                     st.generation
                         .map(|n| format!("generation {n}"))
                         .unwrap_or_default(),
+                    bootstrapped,
                 )
             }
-            Err(e) => ("unreachable", None, e),
+            Err(e) => ("unreachable", None, e.to_string(), serde_json::Value::Null),
         };
-        rows.push(json!({ "host": p.name, "state": state, "running": running, "repo": tops[&p.name], "detail": detail, "bootstrapped": bootstrapped }));
-    }
+        json!({ "host": p.name, "state": state, "running": running, "repo": tops[&p.name], "detail": detail, "bootstrapped": bootstrapped })
+    });
     if g.json {
         println!("{}", json!({ "hosts": rows }));
     } else {
@@ -230,6 +206,20 @@ pub fn status(
     Ok(())
 }
 
+/// What one host runs and its bootstrap record (JSON, or null), read without
+/// writing anything there.
+fn host_status(
+    target: &Target,
+    opts: &ssh::SshOptions,
+) -> Result<(crate::host::HostState, serde_json::Value), crate::host::HostError> {
+    let remote = Remote::connect(target, opts)?;
+    let bootstrapped = remote
+        .read_file(paths::BOOTSTRAP_MARKER)?
+        .and_then(|text| serde_json::from_str(text.trim()).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Ok((remote.state()?, bootstrapped))
+}
+
 pub fn exec(
     g: &Global,
     hosts: &[String],
@@ -241,44 +231,20 @@ pub fn exec(
     let plans = super::load_plans(&root)?;
     let selected: Vec<HostPlan> = repo::select(&plans, hosts)?.into_iter().cloned().collect();
     let target = target_override(conn, selected.len())?;
-    let opts = Arc::new(ssh_options(g, &root, conn)?);
-    let line = command
-        .iter()
-        .map(|w| crate::deploy::remote::shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let opts = ssh_options(g, &root, conn)?;
+    let line = crate::render::format::sh::words(command.iter().map(String::as_str))
+        .map_err(|e| Error::usage(format!("the command: {e}"), "a command cannot hold NUL"))?;
     let width = selected.iter().map(|p| p.name.len()).max().unwrap_or(4);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let results: Vec<(String, Result<ssh::Output, String>)> = rt.block_on(async {
-        let mut tasks = Vec::new();
-        for p in selected {
+    let results: Vec<(String, Result<ssh::Output, String>)> =
+        runner::for_each(selected, parallel, |p: HostPlan| {
             let t = target.clone().unwrap_or_else(|| p.deploy.target.clone());
-            let (sem, line) = (sem.clone(), line.clone());
-            let mut opts = (*opts).clone();
+            let mut opts = opts.clone();
             opts.host_name = Some(ssh::trust_hint(&p.name, conn.target.clone()));
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
-                let out = tokio::task::spawn_blocking(move || {
-                    Session::connect(&t, &opts)
-                        .and_then(|s| s.exec(&line))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .expect("exec task");
-                (p.name, out)
-            }));
-        }
-        let mut v = Vec::new();
-        for t in tasks {
-            v.push(t.await.expect("exec task"));
-        }
-        v
-    });
+            let out = Remote::connect(&t, &opts)
+                .and_then(|r| r.run(&line))
+                .map_err(|e| e.to_string());
+            (p.name, out)
+        });
     let mut failed = 0;
     for (host, r) in &results {
         match r {
