@@ -138,17 +138,28 @@ impl Remote {
         Ok(())
     }
 
-    /// An agent command that may change the host: installs the agent first.
+    /// An agent command that may change the host (and does not read stdin):
+    /// the first one installs the agent in the same round trip.
     fn agent(&self, args: &str) -> Result<Output, HostError> {
-        self.install_agent()?;
-        Ok(self.session.exec(&format!("sh {AGENT} {args}"))?)
+        if self.agent_installed.get() {
+            return Ok(self.session.exec(&format!("sh {AGENT} {args}"))?);
+        }
+        let cmd = format!(
+            "mkdir -p {STATE_DIR} && cat > {AGENT}.tmp && mv {AGENT}.tmp {AGENT} && exec sh {AGENT} {args} </dev/null"
+        );
+        let out = self
+            .session
+            .exec_with(&cmd, Some(&mut AGENT_SCRIPT.as_bytes()), &mut |_| {})?;
+        self.agent_installed.set(true);
+        Ok(out)
     }
 
-    /// A read-only agent command: the agent travels on stdin, nothing is
-    /// installed (the command must not read stdin itself).
+    /// A read-only agent command: the agent travels on stdin (read whole,
+    /// then run with stdin closed, so nothing it starts can eat the script),
+    /// and nothing is installed.
     fn agent_read_only(&self, args: &str) -> Result<Output, HostError> {
         Ok(self.session.exec_with(
-            &format!("sh -s -- {args}"),
+            &format!("s=$(cat) && exec sh -c \"$s\" potato-agent {args} </dev/null"),
             Some(&mut AGENT_SCRIPT.as_bytes()),
             &mut |_| {},
         )?)
@@ -364,13 +375,13 @@ impl Remote {
 
     /// None while running, Some(exit code) when done.
     pub fn activation_status(&self, token: &str) -> Result<Option<i32>, HostError> {
-        let out = self.agent(&format!("activation-status {token}"))?;
+        let out = self.agent_read_only(&format!("activation-status {token}"))?;
         let s = out.stdout.trim();
         Ok(if s == "running" { None } else { s.parse().ok() })
     }
 
     pub fn activation_log(&self, token: &str) -> String {
-        self.agent(&format!("activation-log {token} 40"))
+        self.agent_read_only(&format!("activation-log {token} 40"))
             .map(|o| o.stdout)
             .unwrap_or_default()
     }
@@ -391,7 +402,7 @@ impl Remote {
     /// The watchdog's verdict: "confirmed", "rolled-back REASON" or "pending".
     pub fn result(&self, token: &str, wait_secs: u64) -> Result<String, HostError> {
         Ok(self
-            .agent(&format!("result {token} {wait_secs}"))?
+            .agent_read_only(&format!("result {token} {wait_secs}"))?
             .stdout
             .trim()
             .to_string())
@@ -411,7 +422,7 @@ impl Remote {
             },
             _ => String::new(),
         };
-        let out = self.agent(&format!(
+        let out = self.agent_read_only(&format!(
             "health {} {} {}{extra}",
             probe.kind(),
             limit_secs.max(1),
