@@ -14,11 +14,14 @@
 //! Proxmox VE API client.
 //! `fsguard` is the filesystem boundary: every read and write in the repository
 //! goes through it, and it never follows a symbolic link.
-//! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
+//! `cli` is the command line's root; each `cmd` module owns one command's
+//! flags, calls one operation in `ops` (the logic, over the fleet context
+//! `ops::fleet`) and prints its result; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
-//! inventory and writes their native files.
+//! inventory and writes their native files. `intrusion` writes CrowdSec's
+//! acquisition and the host's firewall bouncer (configuration and tables).
 
 pub mod bootstrap;
 pub mod catalog;
@@ -34,9 +37,11 @@ pub mod fsguard;
 pub mod harden;
 pub mod host;
 pub mod image_key;
+pub mod intrusion;
 pub mod inventory;
 pub mod monitoring;
 pub mod nix;
+pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod proxmox;

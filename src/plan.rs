@@ -44,6 +44,9 @@ pub struct HostPlan {
     /// The host's part in the fleet's edge: its Traefik's TLS and where its
     /// protected routes forward-auth (None: the host runs no Traefik).
     pub edge: Option<crate::edge::EdgePlan>,
+    /// CrowdSec's acquisition and the host's firewall bouncer (None: the
+    /// host runs no CrowdSec).
+    pub intrusion: Option<crate::intrusion::IntrusionPlan>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

@@ -111,6 +111,14 @@ impl Renderer {
                 content,
             });
         }
+        for (path, content) in
+            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
+        {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
                 "fail2ban-jails.local",
@@ -276,6 +284,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
@@ -527,7 +536,7 @@ mod tests {
 
     fn plan(name: &str) -> HostPlan {
         let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        let plans = crate::ops::fleet::load_plans(repo).expect("example hosts are valid");
         plans.into_iter().find(|p| p.name == name).unwrap()
     }
 

@@ -16,6 +16,13 @@
       spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
       dir = ./monitoring;
     })
+    # Intrusion prevention: CrowdSec's acquisition files mounted into its
+    # container, its Local API on 127.0.0.1, and the host's firewall bouncer
+    # filling its own nftables tables (./crowdsec).
+    (import ../../crowdsec {
+      spec = builtins.fromJSON (builtins.readFile ./crowdsec/crowdsec.json);
+      dir = ./crowdsec;
+    })
   ];
 
   networking.hostName = "n250";

@@ -17,6 +17,7 @@ install_secret() { # NAME OWNER GROUP MODE
 	chmod "$4" "$new/$1"
 }
 install_secret 'authentik-secret-key' 'root' 'root' '0400'
+install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
 install_secret 'db-authentik' 'root' 'root' '0400'
 install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
@@ -48,6 +49,8 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
+env_begin 'crowdsec'
+env_var 'BOUNCER_KEY_firewall' secret 'crowdsec-bouncer-key'
 env_begin 'authentik'
 env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
 env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
