@@ -252,8 +252,14 @@ impl Run {
         ));
         let status = wait_activation(&remote, &token, opts.activation_timeout);
         // The activation's own output, shown with -v.
-        let output = matches!(status, Activation::Succeeded).then(|| remote.activation_log(&token));
+        let output =
+            matches!(status, Activation::Succeeded(_)).then(|| remote.activation_log(&token));
         drop(remote); // the lock is released; a pending watchdog keeps others out
+        // The host's confirm window runs from when the activation finished.
+        let finished = match &status {
+            Activation::Succeeded(at) => *at,
+            _ => Instant::now(),
+        };
 
         match status {
             Activation::Failed(code, log) => {
@@ -284,7 +290,7 @@ impl Run {
             Activation::Lost(why) => self.log(format!(
                 "lost the connection during activation ({why}); confirming over a new one"
             )),
-            Activation::Succeeded => {
+            Activation::Succeeded(_) => {
                 if let Some(log) = output.filter(|l| !l.trim().is_empty()) {
                     self.log(log);
                 }
@@ -295,7 +301,7 @@ impl Run {
         }
 
         self.enter(Phase::Confirm);
-        self.confirm(plan, &target, opts, &token, confirm, prev)
+        self.confirm(plan, &target, opts, &token, (confirm, finished), prev)
     }
 
     /// The closure into the host's store, through the one push pipeline.
@@ -369,15 +375,16 @@ impl Run {
         target: &Target,
         opts: &DeployOptions,
         token: &str,
-        confirm: u64,
+        (confirm, finished): (u64, Instant),
         prev: Option<u32>,
     ) -> Result<Outcome, DeployError> {
         // A genuinely new connection: if the new system broke SSH, this fails.
         // Attempts never outlive the confirm deadline.
-        // Stop half a second before the host's own deadline, so the two never race
-        // (the host's clock starts when the activation finished, slightly earlier).
+        // Stop half a second before the host's own deadline, so the two never
+        // race: the host's clock starts when the activation finished (`finished`,
+        // as the host reported it), not when potato noticed.
         let deadline =
-            Instant::now() + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
+            finished + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
         let Some(remote) = connect_before(target, &opts.ssh, deadline) else {
             self.log("no new SSH connection; the host rolls back by itself");
             // Wait for the watchdog to restore the old generation, then read its verdict.
@@ -414,6 +421,7 @@ impl Run {
         match remote
             .activation_status(token)
             .map_err(DeployError::Confirm)?
+            .map(|f| f.code)
         {
             Some(0) => {}
             status => {
@@ -497,7 +505,8 @@ fn token_for(top: &StorePath) -> String {
 }
 
 enum Activation {
-    Succeeded,
+    /// Finished well, at this moment (by the host's account).
+    Succeeded(Instant),
     Failed(i32, String),
     /// The session broke while waiting (the new system may have cut SSH).
     Lost(String),
@@ -507,8 +516,12 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
     let started = Instant::now();
     loop {
         match remote.activation_status(token) {
-            Ok(Some(0)) => return Activation::Succeeded,
-            Ok(Some(code)) => return Activation::Failed(code, remote.activation_log(token)),
+            Ok(Some(f)) if f.code == 0 => {
+                let ago = Duration::from_secs(f.secs_ago);
+                let now = Instant::now();
+                return Activation::Succeeded(now.checked_sub(ago).unwrap_or(now));
+            }
+            Ok(Some(f)) => return Activation::Failed(f.code, remote.activation_log(token)),
             Ok(None) if started.elapsed() > timeout => {
                 return Activation::Lost(format!(
                     "activation still running after {}s",

@@ -103,8 +103,14 @@ run-activation)
   fi
   ;;
 activation-status)
-  token=$1
-  cat "$STATE/activate-$token.rc" 2>/dev/null || echo running
+  # "running", or "RC AGE": the exit code and how many seconds ago the
+  # activation finished (the watchdog's confirm window runs from then).
+  rc_file="$STATE/activate-$1.rc"
+  if rc=$(cat "$rc_file" 2>/dev/null); then
+    echo "$rc $(( $(date +%s) - $(stat -c %Y "$rc_file" 2>/dev/null || date +%s) ))"
+  else
+    echo running
+  fi
   ;;
 activation-log)
   tail -n "${2:-40}" "$STATE/activate-$1.log" 2>/dev/null

@@ -13,4 +13,29 @@ pub mod push;
 mod remote;
 pub mod runner;
 
-pub use remote::{AGENT_SCRIPT, HostError, HostState, Remote};
+pub use remote::{AGENT_SCRIPT, Finished, HostError, HostState, Remote};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_on_a_host_is_exit_1_and_keeps_its_kind() {
+        let e = crate::error::Error::remote(
+            "n250",
+            HostError::Locked {
+                host: "n250".into(),
+                holder: "potato deploy by a@b".into(),
+            },
+        );
+        assert_eq!(e.exit_code(), crate::error::EXIT_FAILURE);
+        assert_eq!(
+            e.to_string(),
+            "n250: another deploy holds n250's lock: potato deploy by a@b"
+        );
+        let crate::error::Error::Remote { source, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(matches!(**source, HostError::Locked { .. }));
+    }
+}

@@ -52,6 +52,21 @@ pub enum HostError {
     },
 }
 
+/// A finished activation: its exit code, and how long ago it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    pub code: i32,
+    pub secs_ago: u64,
+}
+
+/// The agent's `activation-status` answer: "running", or "RC AGE".
+fn parse_finished(s: &str) -> Option<Finished> {
+    let mut words = s.split_whitespace();
+    let code = words.next()?.parse().ok()?;
+    let secs_ago = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    Some(Finished { code, secs_ago })
+}
+
 /// What a host is running.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostState {
@@ -373,11 +388,11 @@ impl Remote {
         Ok((num("prev="), num("new=")))
     }
 
-    /// None while running, Some(exit code) when done.
-    pub fn activation_status(&self, token: &str) -> Result<Option<i32>, HostError> {
+    /// None while running; when done, its exit code and how long ago it
+    /// finished (by the host's clock).
+    pub fn activation_status(&self, token: &str) -> Result<Option<Finished>, HostError> {
         let out = self.agent_read_only(&format!("activation-status {token}"))?;
-        let s = out.stdout.trim();
-        Ok(if s == "running" { None } else { s.parse().ok() })
+        Ok(parse_finished(out.stdout.trim()))
     }
 
     pub fn activation_log(&self, token: &str) -> String {
@@ -471,5 +486,30 @@ fn local_resolve(url: &str) -> Option<String> {
 impl Drop for Remote {
     fn drop(&mut self) {
         self.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_status_answers() {
+        assert_eq!(parse_finished("running"), None);
+        assert_eq!(
+            parse_finished("0 3"),
+            Some(Finished {
+                code: 0,
+                secs_ago: 3
+            })
+        );
+        assert_eq!(
+            parse_finished("4"),
+            Some(Finished {
+                code: 4,
+                secs_ago: 0
+            })
+        );
+        assert_eq!(parse_finished(""), None);
     }
 }
