@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `inventory` (host files, parsed with spans) → `resolve`
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
-//! (NixOS modules and native files under modules/generated/) → `nix` (one build
+//! (NixOS modules and native files under modules/generated/; every Nix text,
+//! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
 //! for all hosts; closures; the transfer stream) → `deploy` (per host: lock,
 //! push, activate, confirm or roll back) → `host` (how a host is reached over
 //! `ssh` and what potato leaves on it: the host handle, the on-host agent and

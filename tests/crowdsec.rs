@@ -9,9 +9,12 @@
 //!   systemd-journal-remote) with guessed logins, and decides a ban for each
 //!   source; the real bouncer, with
 //!   n250's generated configuration and its key registered by `cscli bouncers
-//!   add`, puts the source into its nftables set; the attacker's packets to
-//!   443 (the host's port) and to a port a real podman container publishes
-//!   (DNAT, the forward hook) are dropped, while a bystander still connects.
+//!   add`, puts each source into its nftables set (IPv4 and IPv6); the
+//!   attacker's packets to 443 (the host's port) and to a port a real podman
+//!   container publishes (DNAT, the forward hook) are dropped, as are the IPv6
+//!   attacker's to 443, while a bystander still connects;
+//! - modules/crowdsec, evaluated by the real Nix with n250's spec, places the
+//!   generated files where the tests above used them.
 //!
 //! Nothing of the machine's /etc/crowdsec or /var/lib/crowdsec is changed: the
 //! test reads the offline hub Debian ships and writes only its temp dir.
@@ -33,6 +36,10 @@ const ATTACKER: &str = "10.213.41.9";
 const BYSTANDER: &str = "10.213.41.10";
 /// Guesses sshd logins (sshd's journal, the second generated acquisition).
 const SSH_ATTACKER: &str = "10.213.41.11";
+/// The host and an attacker over IPv6 (a ULA of the lab's own), for the
+/// bouncer's ip6 table.
+const HOST6: &str = "fd00:213:41::1";
+const ATTACKER6: &str = "fd00:213:41::9";
 /// Debian's journal writer from the export format (package systemd-journal-remote).
 const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
 const CONTAINER_NET: &str = "10.213.42.0/24";
@@ -351,8 +358,9 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     {
         return;
     }
-    let mut lab = Lab::with_addrs(&[&format!("{HOST}/24")]);
+    let mut lab = Lab::with_addrs(&[&format!("{HOST}/24"), &format!("{HOST6}/64")]);
     let attacker = lab.client(&[&format!("{ATTACKER}/24")]);
+    let attacker6 = lab.client(&[&format!("{ATTACKER6}/64")]);
     let bystander = lab.client(&[&format!("{BYSTANDER}/24")]);
     let mut cleanup = Cleanup {
         children: Vec::new(),
@@ -386,6 +394,11 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     lab::wait_for(
         || tcp(&bystander, HOST, PUBLISHED) == Probe::Open,
         "the published port from the bystander",
+    );
+    assert_eq!(
+        tcp(&attacker6, HOST6, 443),
+        Probe::Open,
+        "IPv6 → 443 before"
     );
     for who in [&attacker, &bystander] {
         assert_eq!(tcp(who, HOST, 443), Probe::Open, "{who} → 443 before");
@@ -517,6 +530,7 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     for n in 0..15 {
         lines.push_str(&clf(BYSTANDER, "/", 200, 2 * n));
         lines.push_str(&clf(ATTACKER, &format!("/wp-{n}.php"), 404, 2 * n + 1));
+        lines.push_str(&clf(ATTACKER6, &format!("/old-{n}.php"), 404, 2 * n + 1));
     }
     std::fs::OpenOptions::new()
         .append(true)
@@ -539,6 +553,7 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
             let d = decided(&lab.host, &config);
             d.contains(&format!("\"value\": \"{ATTACKER}\""))
                 && d.contains(&format!("\"value\": \"{SSH_ATTACKER}\""))
+                && d.contains(&format!("\"value\": \"{ATTACKER6}\""))
         },
         30,
         "decisions on both attackers",
@@ -562,14 +577,19 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     values.sort();
     assert_eq!(
         values,
-        [format!("ban {SSH_ATTACKER}"), format!("ban {ATTACKER}")],
+        [
+            format!("ban {SSH_ATTACKER}"),
+            format!("ban {ATTACKER}"),
+            format!("ban {ATTACKER6}")
+        ],
         "{decisions:#}"
     );
 
     wait_long(
         || {
             let set = lab.host_sh("nft list set ip potato-crowdsec crowdsec-blacklists");
-            set.contains(ATTACKER) && set.contains(SSH_ATTACKER)
+            let set6 = lab.host_sh("nft list set ip6 potato-crowdsec6 crowdsec6-blacklists");
+            set.contains(ATTACKER) && set.contains(SSH_ATTACKER) && set6.contains(ATTACKER6)
         },
         40,
         "the bouncer to fill its set",
@@ -579,6 +599,11 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
     assert!(!set.contains(BYSTANDER), "{set}");
 
     assert_eq!(tcp(&attacker, HOST, 443), Probe::Dropped, "attacker → 443");
+    assert_eq!(
+        tcp(&attacker6, HOST6, 443),
+        Probe::Dropped,
+        "IPv6 attacker → 443"
+    );
     assert_eq!(
         tcp(&attacker, HOST, PUBLISHED),
         Probe::Dropped,
@@ -612,4 +637,81 @@ fn an_attacker_in_the_traefik_log_is_dropped_at_443_and_at_a_published_port() {
         "attacker → 443 unbanned"
     );
     drop(cleanup);
+}
+
+/// modules/crowdsec with n250's generated spec, evaluated by the real Nix with
+/// stand-ins for `lib`, `pkgs` and `config` (TEST DOUBLES: nixpkgs cannot be
+/// fetched here; the module uses only `lib.getExe`, three packages and
+/// `services.journald.storage`). Returns the module's attribute set as JSON.
+fn eval_module(storage: &str) -> serde_json::Value {
+    let root = common::source_root();
+    let expr = format!(
+        "let spec = builtins.fromJSON (builtins.readFile {spec}); \
+         m = import {module} {{ inherit spec; dir = \"/gen\"; }}; \
+         lib = {{ getExe = p: \"${{p}}/bin/${{p.pname}}\"; }}; \
+         pkgs = {{ nftables = \"/pkgs/nftables\"; runtimeShell = \"/pkgs/sh\"; \
+         crowdsec-firewall-bouncer = {{ pname = \"crowdsec-firewall-bouncer\"; outPath = \"/pkgs/cfb\"; }}; }}; \
+         config = {{ services.journald.storage = \"{storage}\"; }}; \
+         in m {{ inherit lib pkgs config; }}",
+        spec = generated("crowdsec/crowdsec.json").display(),
+        module = root.join("modules/crowdsec").display(),
+    );
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "-E", &expr])
+        .env("NIX_CONF_DIR", root.join("tests/nix"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_nixos_module_places_the_generated_files() {
+    if !common::have_tool("nix-instantiate") {
+        return;
+    }
+    let m = eval_module("persistent");
+    let c = &m["virtualisation"]["oci-containers"]["containers"]["crowdsec"];
+    // The Local API on the host's loopback only, where the bouncer asks.
+    assert_eq!(c["ports"], serde_json::json!(["127.0.0.1:8080:8080/tcp"]));
+    // Each generated acquisition file, read-only, in the image's acquis.d.
+    assert_eq!(
+        c["volumes"],
+        serde_json::json!([
+            "/gen/acquis.d/traefik.yaml:/etc/crowdsec/acquis.d/traefik.yaml:ro",
+            "/gen/acquis.d/sshd.yaml:/etc/crowdsec/acquis.d/sshd.yaml:ro"
+        ])
+    );
+    let unit = &m["systemd"]["services"]["crowdsec-firewall-bouncer"];
+    let after: Vec<&str> = unit["after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(after.contains(&"podman-crowdsec.service"), "{after:?}");
+    let pre: Vec<&str> = unit["serviceConfig"]["ExecStartPre"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(pre[0], "/pkgs/nftables/bin/nft -f /gen/bouncer.nft");
+    assert!(
+        pre[1].ends_with(
+            "-bouncer-key.sh /run/potato-secrets/crowdsec-bouncer-key /gen/bouncer.yaml /run/crowdsec-firewall-bouncer"
+        ),
+        "{pre:?}"
+    );
+    assert_eq!(
+        unit["serviceConfig"]["ExecStart"],
+        "/pkgs/cfb/bin/crowdsec-firewall-bouncer -c /run/crowdsec-firewall-bouncer/config.yaml"
+    );
+    assert_eq!(m["assertions"][0]["assertion"], true);
+    // A volatile journal is refused at evaluation.
+    assert_eq!(eval_module("volatile")["assertions"][0]["assertion"], false);
 }

@@ -15,12 +15,22 @@
 # nixpkgs' services.crowdsec-firewall-bouncer is not used: it renders its YAML
 # from Nix settings (not the tested file) and its rulesets hook input only.
 { spec, dir }:
-{ lib, pkgs, ... }:
+{ lib, pkgs, config, ... }:
 let
   run = "/run/crowdsec-firewall-bouncer";
   engineUnit = "${spec.engine}-${spec.engineService}.service";
 in
 {
+  # The container reads sshd's journal from /var/log/journal (catalog volume).
+  # With no journal file there, journalctl finds nothing and CrowdSec exits at
+  # start (Debian's 1.4.6, measured while writing tests/crowdsec.rs; the
+  # image's 1.6.8 was not run here), so a volatile journal would take
+  # intrusion prevention down.
+  assertions = [{
+    assertion = config.services.journald.storage == "persistent";
+    message = "CrowdSec reads sshd's journal from /var/log/journal: services.journald.storage must stay \"persistent\" (the NixOS default) on a host that runs crowdsec";
+  }];
+
   virtualisation.oci-containers.containers.${spec.engineService} = {
     ports = [ "127.0.0.1:${toString spec.lapiPort}:${toString spec.lapiPort}/tcp" ];
     volumes = map (f: "${dir + "/acquis.d/${f}"}:${spec.acquisDir}/${f}:ro") spec.acquisitions;

@@ -4,6 +4,7 @@
 use super::args::{Global, Hosts, NixArgs};
 use crate::error::Error;
 use crate::ops::{deploy, fleet::Fleet};
+use crate::ui::Reporter;
 
 /// Build system closures with Nix (one invocation for all hosts).
 #[derive(Debug, clap::Args)]
@@ -16,7 +17,7 @@ pub struct Args {
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_nix(a.nix.overrides());
-    let tops = deploy::build_selected(&fleet, &a.hosts.hosts)?;
+    let tops = deploy::build_selected(&fleet, &a.hosts.hosts, &Reporter::new(g.output()))?;
     if g.json {
         println!("{}", serde_json::to_string(&tops).expect("paths serialize"));
     } else {

@@ -105,6 +105,6 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         parallel: a.parallel,
         compress: a.compress.choice(),
     };
-    let mut renderer = Renderer::new(g.json, g.verbose > 0, g.quiet, &selected.names());
+    let mut renderer = Renderer::new(g.output(), &selected.names());
     deploy::deploy(&fleet, selected, &request, &mut renderer).map(drop)
 }

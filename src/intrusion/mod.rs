@@ -69,6 +69,16 @@ pub const SET_V6: &str = "crowdsec6-blacklists";
 /// drop in any base chain is final.
 pub const PRIORITY: i32 = -10;
 
+/// Every file `files` may write under a host's `crowdsec/` directory (the
+/// writer owns exactly these there).
+pub const FILES: &[&str] = &[
+    "acquis.d/traefik.yaml",
+    "acquis.d/sshd.yaml",
+    "bouncer.yaml",
+    "bouncer.nft",
+    "crowdsec.json",
+];
+
 /// One host's intrusion prevention: present when the host runs CrowdSec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IntrusionPlan {
@@ -331,6 +341,42 @@ mod tests {
                 "labels": {"type": "syslog"}
             })
         );
+    }
+
+    /// The writer's list and what `files` writes agree.
+    #[test]
+    fn every_file_written_is_listed() {
+        for (path, _) in files(&n250()).unwrap() {
+            let rest = path.strip_prefix("crowdsec/").unwrap();
+            assert!(FILES.contains(&rest), "{path}");
+        }
+    }
+
+    /// The bouncer asks the Local API on the host's loopback (where
+    /// modules/crowdsec publishes it), fills potato's set-only tables in both
+    /// families, and its file holds no key (that is the .local override's).
+    #[test]
+    fn the_bouncer_asks_the_loopback_lapi_and_holds_no_key() {
+        let p = n250();
+        let text = bouncer_config("hosts/n250.toml", p.intrusion.as_ref().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(text.split_once('\n').unwrap().1).unwrap();
+        assert_eq!(v["mode"], "nftables");
+        assert_eq!(v["api_url"], "http://127.0.0.1:8080/");
+        assert!(v.get("api_key").is_none(), "{text}");
+        assert_eq!(v["nftables"]["ipv4"]["set-only"], true);
+        assert_eq!(v["nftables"]["ipv4"]["table"], "potato-crowdsec");
+        assert_eq!(v["nftables"]["ipv6"]["set-only"], true);
+        assert_eq!(v["nftables"]["ipv6"]["table"], "potato-crowdsec6");
+        assert_eq!(v["blacklists_ipv4"], "crowdsec-blacklists");
+        // The set names the bouncer fills are the ones the tables declare.
+        let t = tables();
+        assert!(t.contains("set crowdsec-blacklists {"), "{t}");
+        assert!(t.contains("set crowdsec6-blacklists {"), "{t}");
+        assert_eq!(
+            t.matches("type filter hook forward priority -10;").count(),
+            2
+        );
+        assert_eq!(t.matches("type filter hook input priority -10;").count(), 2);
     }
 
     #[test]

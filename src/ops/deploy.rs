@@ -15,7 +15,7 @@ use crate::host::runner;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
-use crate::ui::Renderer;
+use crate::ui::{Renderer, Reporter};
 
 /// What the command line asks of a deploy, typed.
 #[derive(Debug, Clone)]
@@ -53,19 +53,15 @@ pub fn build(
     Ok(nix::build_toplevels(&flake, names)?)
 }
 
-/// Warnings of `build` on stderr (for commands without a reporter).
-pub fn warn_on_stderr(line: &str) {
-    eprintln!("{line}");
-}
-
 /// `potato build`: the selected hosts' systems, after the stale-files check.
 pub fn build_selected(
     fleet: &Fleet,
     selectors: &[String],
+    report: &Reporter,
 ) -> Result<BTreeMap<String, StorePath>, Error> {
     let selected = fleet.select(selectors)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
-    build(fleet, &selected.names(), &mut warn_on_stderr)
+    build(fleet, &selected.names(), &mut |l| report.warn(l))
 }
 
 /// Deploys every selected host; results in host order. `Error::HostsFailed`

@@ -228,6 +228,7 @@ impl<'a> HostCx<'a> {
             monitoring: None,
             edge: None,
             intrusion: None,
+            pki: None,
         })
     }
 
