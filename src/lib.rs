@@ -4,8 +4,10 @@
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
 //! (NixOS modules and native files under modules/generated/; every Nix text,
 //! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
-//! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
-//! lock, push, activate, confirm or roll back, with the on-host agent).
+//! for all hosts; closures; the transfer stream) → `deploy` (per host: lock,
+//! push, activate, confirm or roll back) → `host` (how a host is reached over
+//! `ssh` and what potato leaves on it: the host handle, the on-host agent and
+//! paths, the push pipeline, the parallel host runner).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
 //! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
 //! `flash` writes and verifies card images, `image_key` puts the pre-generated
@@ -36,6 +38,7 @@ pub mod error;
 pub mod flash;
 pub mod fsguard;
 pub mod harden;
+pub mod host;
 pub mod image_key;
 pub mod intrusion;
 pub mod inventory;

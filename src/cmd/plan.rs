@@ -10,7 +10,7 @@ use crate::plan::{HostPlan, Probe};
 use crate::units::format_mib;
 
 /// Where a deployed generation keeps its planned exposure.
-const DEPLOYED_EXPOSURE: &str = "/run/current-system/etc/potato/exposure.json";
+use crate::host::paths::DEPLOYED_EXPOSURE;
 
 /// Show what a host runs: deploy settings, firewall, open ports, WireGuard
 /// peers, containers with their memory budget, secrets used.
@@ -76,25 +76,20 @@ fn replaced_entries(root: &camino::Utf8Path, plan: &HostPlan) -> Result<Vec<Stri
 /// The exposure changes a deploy would make, or None when the running
 /// generation predates exposure.json (or was not deployed by potato).
 fn deployed_changes(
-    remote: &crate::deploy::remote::Remote,
+    remote: &crate::host::Remote,
     host: &str,
     planned: &[exposure::Row],
 ) -> Result<Option<Vec<String>>, Error> {
-    let out = remote
-        .session
-        .exec(&format!("cat {DEPLOYED_EXPOSURE} 2>/dev/null"))
-        .map_err(|e| Error::Host {
-            host: host.into(),
-            message: e.to_string(),
-        })?;
-    if out.code != 0 {
+    let Some(text) = remote
+        .read_file(DEPLOYED_EXPOSURE)
+        .map_err(|e| Error::remote(host, e))?
+    else {
         return Ok(None);
-    }
-    let running: Vec<exposure::Row> =
-        serde_json::from_str(&out.stdout).map_err(|e| Error::Host {
-            host: host.into(),
-            message: format!("{DEPLOYED_EXPOSURE} is not potato's exposure table: {e}"),
-        })?;
+    };
+    let running: Vec<exposure::Row> = serde_json::from_str(&text).map_err(|e| Error::Host {
+        host: host.into(),
+        message: format!("{DEPLOYED_EXPOSURE} is not potato's exposure table: {e}"),
+    })?;
     // The running table came from the host: what it says is cleaned before it is shown.
     let shown = exposure::diff(&running, planned)
         .into_iter()

@@ -2,27 +2,47 @@
 //! generation, confirm over a new SSH connection, or let the host roll back.
 //!
 //! Owns the per-host pipeline (lock → state → missing paths → push → activate →
-//! health → confirm), its outcome, and the events it emits; `health` holds the
-//! health-check loop's timing rules. It does not build
-//! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
-//! `ui` renders the events.
+//! health → confirm), its outcome, its errors, and the events it emits;
+//! `health` holds the health-check loop's timing rules. It reaches hosts only
+//! through `host` (the handle, the push pipeline, the parallel runner). It does
+//! not build (the caller hands in toplevels from `nix::build_toplevels`) and
+//! does not print: `ui` renders the events.
 
 pub mod health;
-pub mod remote;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::host::push::{self, Compress, PushError, PushEvent};
+use crate::host::{HostError, HostState, Remote};
 use crate::inventory::schema::Mode;
-use crate::nix::transfer::{PathInfo, ServeStream};
-use crate::nix::{self, StorePath};
+use crate::nix::StorePath;
 use crate::plan::{HealthCheck, HostPlan, Target};
-use crate::ssh::{self, Session, SshOptions};
-use remote::{HostState, Remote, RemoteError};
+use crate::ssh::{self, SshOptions};
+
+/// Why a host's deploy failed (before it could roll back), with its context.
+/// The engine keeps these typed; `HostResult::error` shows them to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Connect(HostError),
+    #[error(transparent)]
+    Lock(HostError),
+    #[error("reading what the host runs: {0}")]
+    State(#[source] HostError),
+    #[error("pushing the system: {0}")]
+    Push(#[source] PushError),
+    #[error("starting the activation: {0}")]
+    Activate(#[source] HostError),
+    #[error("confirming: {0}")]
+    Confirm(#[source] HostError),
+    #[error("no SSH connection within {secs}s")]
+    NoConnection { secs: u64 },
+    #[error("the watchdog did not answer the confirmation ({verdict})")]
+    NoVerdict { verdict: String },
+}
 
 /// Settings of one deploy run (from flags and the host file).
 #[derive(Debug, Clone)]
@@ -42,8 +62,8 @@ pub struct DeployOptions {
     pub force: bool,
     /// Who holds the lock, shown to a concurrent deploy.
     pub holder: String,
-    /// Compress the closure stream with zstd: None = when the host has zstd.
-    pub compress: Option<bool>,
+    /// Compress the closure stream with zstd (`--compress`).
+    pub compress: Compress,
 }
 
 /// The phases a host goes through, in order.
@@ -133,7 +153,7 @@ pub fn deploy_host(
         Ok(outcome) => run.result.result = outcome,
         Err(e) => {
             run.result.result = Outcome::Failed;
-            run.result.error = Some(e);
+            run.result.error = Some(e.to_string());
         }
     }
     run.end_phase();
@@ -181,7 +201,7 @@ impl Run {
         plan: &HostPlan,
         top: &StorePath,
         opts: &DeployOptions,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, DeployError> {
         let mut opts = opts.clone();
         opts.ssh.host_name = Some(crate::ssh::trust_hint(
             &plan.name,
@@ -202,12 +222,11 @@ impl Run {
             .unwrap_or(plan.deploy.confirm_timeout_secs);
 
         self.enter(Phase::Connect);
-        let session = Session::connect(&target, &opts.ssh).map_err(|e| e.to_string())?;
-        let mut remote = Remote::new(session).map_err(|e| e.to_string())?;
+        let mut remote = Remote::connect(&target, &opts.ssh).map_err(DeployError::Connect)?;
         remote
             .lock(&plan.name, &opts.holder)
-            .map_err(|e| e.to_string())?;
-        let state = remote.state().map_err(|e| e.to_string())?;
+            .map_err(DeployError::Lock)?;
+        let state = remote.state().map_err(DeployError::State)?;
         self.result.previous_generation = state.generation;
         if is_up_to_date(&state, top, mode) && !opts.force {
             self.result.generation = state.generation;
@@ -215,27 +234,14 @@ impl Run {
         }
 
         self.enter(Phase::Push);
-        let closure = nix::closure(top).map_err(|e| e.to_string())?;
-        let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-        let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
-        if !missing.is_empty() {
-            let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
-            // `closure` is dependencies first, so this keeps the import order.
-            let send: Vec<PathInfo> = closure
-                .iter()
-                .filter(|c| wanted.contains(&c.path))
-                .cloned()
-                .collect();
-            let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
-            self.push(&remote, send, compress)?;
-        }
+        self.push(&remote, top, opts.compress)?;
 
         self.enter(Phase::Activate);
         let token = token_for(top);
         let act_secs = opts.activation_timeout.as_secs().max(1);
         let (prev, new) = remote
             .activate(top, mode.as_str(), &token, magic, confirm, act_secs)
-            .map_err(|e| e.to_string())?;
+            .map_err(DeployError::Activate)?;
         self.result.previous_generation = prev;
         self.result.generation = new;
         self.log(format!(
@@ -246,8 +252,14 @@ impl Run {
         ));
         let status = wait_activation(&remote, &token, opts.activation_timeout);
         // The activation's own output, shown with -v.
-        let output = matches!(status, Activation::Succeeded).then(|| remote.activation_log(&token));
+        let output =
+            matches!(status, Activation::Succeeded(_)).then(|| remote.activation_log(&token));
         drop(remote); // the lock is released; a pending watchdog keeps others out
+        // The host's confirm window runs from when the activation finished.
+        let finished = match &status {
+            Activation::Succeeded(at) => *at,
+            _ => Instant::now(),
+        };
 
         match status {
             Activation::Failed(code, log) => {
@@ -278,7 +290,7 @@ impl Run {
             Activation::Lost(why) => self.log(format!(
                 "lost the connection during activation ({why}); confirming over a new one"
             )),
-            Activation::Succeeded => {
+            Activation::Succeeded(_) => {
                 if let Some(log) = output.filter(|l| !l.trim().is_empty()) {
                     self.log(log);
                 }
@@ -289,59 +301,41 @@ impl Run {
         }
 
         self.enter(Phase::Confirm);
-        self.confirm(plan, &target, opts, &token, confirm, prev)
+        self.confirm(plan, &target, opts, &token, (confirm, finished), prev)
     }
 
-    fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {
-        let total: u64 = send.iter().map(|p| p.nar_size).sum();
-        let count = send.len();
-        self.log(format!(
-            "pushing {} paths{}",
-            send.len(),
-            if compress { " (zstd)" } else { "" }
-        ));
-        // NAR bytes produced so far, shared with the progress callback.
-        let nar_bytes = Arc::new(AtomicU64::new(0));
-        let counted = CountingReader {
-            inner: ServeStream::new(send),
-            count: nar_bytes.clone(),
-        };
-        let mut stream: Box<dyn std::io::Read> = if compress {
-            Box::new(
-                zstd::stream::read::Encoder::new(counted, ZSTD_LEVEL)
-                    .map_err(|e| format!("starting zstd: {e}"))?,
-            )
-        } else {
-            Box::new(counted)
-        };
-        let events = self.events.clone();
-        let host = self.host.clone();
-        let mut last = Instant::now();
-        let mut wire = 0u64;
-        let mut progress = |sent: u64| {
-            wire = sent;
-            if last.elapsed() > Duration::from_millis(100) {
-                last = Instant::now();
+    /// The closure into the host's store, through the one push pipeline.
+    fn push(
+        &mut self,
+        remote: &Remote,
+        top: &StorePath,
+        compress: Compress,
+    ) -> Result<(), DeployError> {
+        let (events, host) = (self.events.clone(), self.host.clone());
+        let pushed = push::push_closure(remote, top, compress, &mut |e| match e {
+            PushEvent::Sending {
+                paths, compressed, ..
+            } => {
+                let _ = events.send(Event::Log {
+                    host: host.clone(),
+                    line: format!(
+                        "pushing {paths} paths{}",
+                        if compressed { " (zstd)" } else { "" }
+                    ),
+                });
+            }
+            PushEvent::Progress { done, total } => {
                 let _ = events.send(Event::Progress {
                     host: host.clone(),
-                    done: nar_bytes.load(Ordering::Relaxed),
+                    done,
                     total,
                 });
             }
-        };
-        remote
-            .add_to_store(&mut stream, count, compress, &mut progress)
-            .map_err(|e| e.to_string())?;
-        drop(stream);
-        let nar = nar_bytes.load(Ordering::Relaxed);
-        let _ = self.events.send(Event::Progress {
-            host: self.host.clone(),
-            done: nar,
-            total: nar.max(total),
-        });
-        self.result.paths_pushed = count;
-        self.result.bytes_pushed = nar;
-        self.result.bytes_sent = wire;
+        })
+        .map_err(DeployError::Push)?;
+        self.result.paths_pushed = pushed.paths;
+        self.result.bytes_pushed = pushed.nar_bytes;
+        self.result.bytes_sent = pushed.wire_bytes;
         Ok(())
     }
 
@@ -381,16 +375,17 @@ impl Run {
         target: &Target,
         opts: &DeployOptions,
         token: &str,
-        confirm: u64,
+        (confirm, finished): (u64, Instant),
         prev: Option<u32>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, DeployError> {
         // A genuinely new connection: if the new system broke SSH, this fails.
         // Attempts never outlive the confirm deadline.
-        // Stop half a second before the host's own deadline, so the two never race
-        // (the host's clock starts when the activation finished, slightly earlier).
+        // Stop half a second before the host's own deadline, so the two never
+        // race: the host's clock starts when the activation finished (`finished`,
+        // as the host reported it), not when potato noticed.
         let deadline =
-            Instant::now() + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
-        let Some(session) = connect_before(target, &opts.ssh, deadline) else {
+            finished + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
+        let Some(remote) = connect_before(target, &opts.ssh, deadline) else {
             self.log("no new SSH connection; the host rolls back by itself");
             // Wait for the watchdog to restore the old generation, then read its verdict.
             let verdict = with_new_connection(target, &opts.ssh, Duration::from_secs(60), |r| {
@@ -404,7 +399,6 @@ impl Run {
             ));
             return Ok(Outcome::RolledBack);
         };
-        let remote = Remote::new(session).map_err(|e| e.to_string())?;
         // The checks get what is left of the confirm window, less a second for
         // the confirmation itself.
         let budget = deadline
@@ -412,8 +406,10 @@ impl Run {
             .saturating_sub(Duration::from_secs(1));
         if let Err(failure) = self.run_health_checks(&remote, &plan.health, budget) {
             let failure = failure.to_string();
-            remote.abort(token, &failure).map_err(|e| e.to_string())?;
-            let verdict = remote.result(token, 60).map_err(|e| e.to_string())?;
+            remote
+                .abort(token, &failure)
+                .map_err(DeployError::Confirm)?;
+            let verdict = remote.result(token, 60).map_err(DeployError::Confirm)?;
             self.result.generation = prev;
             self.result.error = Some(format!(
                 "{failure}; the host says: {}",
@@ -422,7 +418,11 @@ impl Run {
             return Ok(Outcome::RolledBack);
         }
         // Never confirm an activation that has not finished well.
-        match remote.activation_status(token).map_err(|e| e.to_string())? {
+        match remote
+            .activation_status(token)
+            .map_err(DeployError::Confirm)?
+            .map(|f| f.code)
+        {
             Some(0) => {}
             status => {
                 let why = match status {
@@ -431,18 +431,18 @@ impl Run {
                     }
                     Some(code) => format!("activation failed (exit {code})"),
                 };
-                remote.abort(token, &why).map_err(|e| e.to_string())?;
+                remote.abort(token, &why).map_err(DeployError::Confirm)?;
                 let verdict = remote
                     .result(token, opts.activation_timeout.as_secs() + 30)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(DeployError::Confirm)?;
                 self.result.generation = prev;
                 self.result.error =
                     Some(format!("{why}; the host says: {}", verdict_text(&verdict)));
                 return Ok(Outcome::RolledBack);
             }
         }
-        remote.confirm(token).map_err(|e| e.to_string())?;
-        let verdict = remote.result(token, 10).map_err(|e| e.to_string())?;
+        remote.confirm(token).map_err(DeployError::Confirm)?;
+        let verdict = remote.result(token, 10).map_err(DeployError::Confirm)?;
         if verdict == "confirmed" {
             Ok(Outcome::Deployed)
         } else if let Some(reason) = verdict.strip_prefix("rolled-back ") {
@@ -452,9 +452,7 @@ impl Run {
             ));
             Ok(Outcome::RolledBack)
         } else {
-            Err(format!(
-                "the watchdog did not answer the confirmation ({verdict})"
-            ))
+            Err(DeployError::NoVerdict { verdict })
         }
     }
 }
@@ -468,7 +466,7 @@ fn verdict_text(v: &str) -> String {
 }
 
 /// Connects with attempts bounded by `deadline`; None if none succeeded in time.
-fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Option<Session> {
+fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Option<Remote> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -476,28 +474,12 @@ fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Opti
         }
         let mut o = opts.clone();
         o.connect_timeout = o.connect_timeout.min(left);
-        if let Ok(s) = Session::connect(target, &o) {
-            return Some(s);
+        if let Ok(r) = Remote::connect(target, &o) {
+            return Some(r);
         }
         std::thread::sleep(
             Duration::from_millis(300).min(deadline.saturating_duration_since(Instant::now())),
         );
-    }
-}
-
-/// zstd level for closure streams: level 1 keeps up with the link on two cores.
-const ZSTD_LEVEL: i32 = 1;
-
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -523,7 +505,8 @@ fn token_for(top: &StorePath) -> String {
 }
 
 enum Activation {
-    Succeeded,
+    /// Finished well, at this moment (by the host's account).
+    Succeeded(Instant),
     Failed(i32, String),
     /// The session broke while waiting (the new system may have cut SSH).
     Lost(String),
@@ -533,8 +516,12 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
     let started = Instant::now();
     loop {
         match remote.activation_status(token) {
-            Ok(Some(0)) => return Activation::Succeeded,
-            Ok(Some(code)) => return Activation::Failed(code, remote.activation_log(token)),
+            Ok(Some(f)) if f.code == 0 => {
+                let ago = Duration::from_secs(f.secs_ago);
+                let now = Instant::now();
+                return Activation::Succeeded(now.checked_sub(ago).unwrap_or(now));
+            }
+            Ok(Some(f)) => return Activation::Failed(f.code, remote.activation_log(token)),
             Ok(None) if started.elapsed() > timeout => {
                 return Activation::Lost(format!(
                     "activation still running after {}s",
@@ -552,12 +539,13 @@ fn with_new_connection<T>(
     target: &Target,
     opts: &SshOptions,
     within: Duration,
-    f: impl Fn(&Remote) -> Result<T, RemoteError>,
-) -> Result<T, String> {
-    let session = ssh::wait_for(within, Duration::from_millis(500), || {
-        Session::connect(target, opts).ok()
+    f: impl Fn(&Remote) -> Result<T, HostError>,
+) -> Result<T, DeployError> {
+    let remote = ssh::wait_for(within, Duration::from_millis(500), || {
+        Remote::connect(target, opts).ok()
     })
-    .ok_or_else(|| format!("no SSH connection within {}s", within.as_secs()))?;
-    let remote = Remote::new(session).map_err(|e| e.to_string())?;
-    f(&remote).map_err(|e| e.to_string())
+    .ok_or(DeployError::NoConnection {
+        secs: within.as_secs(),
+    })?;
+    f(&remote).map_err(DeployError::Confirm)
 }

@@ -112,7 +112,7 @@ fn stale_files(
 
 /// The running host's effective sshd settings and sysctl values.
 fn live_facts(
-    remote: &crate::deploy::remote::Remote,
+    remote: &crate::host::Remote,
     host: &str,
     items: &[baseline::Item],
 ) -> Result<(Facts, Facts), Error> {
@@ -127,10 +127,7 @@ fn live_facts(
          for k in {}; do v=$(sysctl -n \"$k\" 2>/dev/null) && printf '%s = %s\\n' \"$k\" \"$v\"; done",
         keys.join(" ")
     );
-    let out = remote.session.exec(&script).map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })?;
+    let out = remote.run(&script).map_err(|e| Error::remote(host, e))?;
     let (sshd, sysctl) = out.stdout.split_once(SPLIT).unwrap_or((&out.stdout, ""));
     if sshd.trim().is_empty() {
         return Err(Error::Host {
