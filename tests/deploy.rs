@@ -192,7 +192,8 @@ fn failing_health_check_rolls_back() {
     // nothing listens there.
     fleet.append_host(
         "t0",
-        "\n[containers]\nservices = [\"traefik\"]\n\n[[health]]\ntcp = \"127.0.0.1:443\"\ngrace = \"0s\"\n",
+        // ACME TLS: a testbed fleet has no fleet CA (tests/pki.rs covers internal TLS).
+        "\n[proxy]\ntls = \"acme\"\nemail = \"ops@example.net\"\n\n[containers]\nservices = [\"traefik\"]\n\n[[health]]\ntcp = \"127.0.0.1:443\"\ngrace = \"0s\"\n",
     );
     let (code, r, _) = fleet.deploy(&["t0"]);
     assert_eq!(code, 1);

@@ -275,7 +275,10 @@ fn host_with_traefik(fleet: &Fleet, name: &str, extra: &str) {
     let text = fleet
         .read_host(name)
         .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"20s\"");
-    let text = format!("{text}\n[containers]\nservices = [\"traefik\"]\n{extra}");
+    // ACME TLS: a testbed fleet has no fleet CA (tests/pki.rs covers internal TLS).
+    let text = format!(
+        "{text}\n[proxy]\ntls = \"acme\"\nemail = \"ops@example.net\"\n\n[containers]\nservices = [\"traefik\"]\n{extra}"
+    );
     fleet.write_host(name, &text);
     let run = fleet.potato(&["gen"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -474,27 +474,19 @@ fn one_provider_and_application_per_protected_route_and_the_outpost_lists_exactl
 
 #[test]
 fn no_identity_host_no_blueprint_and_an_identity_host_without_authentik_is_an_error() {
-    // Without [roles] identity the fleet has no blueprint anywhere.
-    let r = Repo::examples();
-    if !r.read("hosts/pve-apps.toml").contains("identity = true") {
-        r.potato(&["gen"]).ok();
-        assert!(!r.path().join(BLUEPRINT).exists());
-    }
-    // The identity host must run authentik and its worker (its own routes
-    // asking another host's authentik, so that is the only problem).
+    // The identity host must run authentik (the edge's rule, checked first).
     let r = fleet();
     r.edit(
         "hosts/pve-apps.toml",
         "[containers]\nservices = [\"traefik\", \"authentik\", \"authentik-worker\", ",
-        "[containers]\nauth_url = \"https://authentik.n250.home.arpa\"\nservices = [\"traefik\", ",
+        "[containers]\nservices = [\"traefik\", ",
     );
     let text = r.read("hosts/pve-apps.toml");
     let (l, c) = common::line_col(&text, "identity = true");
-    let run = r.potato(&["check"]);
-    run.invalid_at(
-        &format!("hosts/pve-apps.toml:{l}:{}", c + "identity = ".len()),
-        "the identity host pve-apps does not run authentik and authentik-worker",
-    );
+    let at = format!("hosts/pve-apps.toml:{l}:{}", c + "identity = ".len());
+    r.potato(&["check"])
+        .invalid_at(&at, "the identity host pve-apps does not run authentik");
+    // (Without authentik-worker, authentik's own `depends` speaks first.)
 }
 
 #[test]
@@ -509,11 +501,19 @@ fn the_blueprint_follows_the_identity_role() {
         "hosts/pve-apps.toml",
         &apps.replacen("identity = true", "identity = false", 1),
     );
+    // One authentik per fleet: pve-apps gives up its own; n250 gains
+    // authentik, its worker and their postgres and redis (n250's secrets
+    // for them are in secrets/n250/).
+    r.edit(
+        "hosts/pve-apps.toml",
+        "\"authentik\", \"authentik-worker\", ",
+        "",
+    );
     let mut n250 = r.read("hosts/n250.toml");
     if !n250.contains("\"authentik\"") {
         n250 = n250.replacen(
             "services = [\"traefik\", ",
-            "services = [\"traefik\", \"authentik\", \"authentik-worker\", ",
+            "services = [\"traefik\", \"authentik\", \"authentik-worker\", \"postgres\", \"redis\", ",
             1,
         );
     }

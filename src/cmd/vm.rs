@@ -105,8 +105,12 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 wait: *wait,
                 age_identity: v.age_identity.as_deref(),
             };
-            let made = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
+            let created = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
+            let made = created.state;
             show(g, &made);
+            if let Some(e) = created.ssh_wait {
+                return Err(e);
+            }
             if made.state == "mismatch" {
                 return Err(Error::Host {
                     host: host.clone(),

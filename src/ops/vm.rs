@@ -188,6 +188,13 @@ struct Vm<'a> {
     age_identity: Option<&'a Utf8Path>,
 }
 
+/// What `create` did, and the wait for SSH when that failed after the VM was
+/// made (the caller reports the VM as created, then the failure).
+pub struct Created {
+    pub state: VmState,
+    pub ssh_wait: Option<Error>,
+}
+
 /// Creates the VM unless it exists (then it is left alone: `exists`, or
 /// `mismatch` with its differences, for the caller to refuse), starts it and
 /// waits for its SSH.
@@ -196,7 +203,7 @@ pub fn create(
     vm: &Opened,
     req: &CreateRequest,
     report: &Reporter,
-) -> Result<VmState, Error> {
+) -> Result<Created, Error> {
     Vm {
         fleet,
         report,
@@ -231,7 +238,7 @@ impl Vm<'_> {
             .map_err(|e| self.fail(e))
     }
 
-    fn create(&self, req: &CreateRequest) -> Result<VmState, Error> {
+    fn create(&self, req: &CreateRequest) -> Result<Created, Error> {
         let (host, px, from) = (self.plan.name.as_str(), self.px, req.from);
         if let Some(cfg) = self
             .client
@@ -244,7 +251,10 @@ impl Vm<'_> {
             } else {
                 "mismatch"
             };
-            return Ok(state(self.plan, px, found, diffs));
+            return Ok(Created {
+                state: state(self.plan, px, found, diffs),
+                ssh_wait: None,
+            });
         }
         let kind = match from {
             Source::Qcow2 => "qcow2",
@@ -271,10 +281,17 @@ impl Vm<'_> {
             .map_err(|e| self.fail(e))?;
         self.task(&upid)?;
         let mut made = state(self.plan, px, "created", Vec::new());
+        let mut ssh_wait = None;
         if !req.wait.is_zero() {
-            made.ssh = Some(self.wait_for_ssh(req.wait)?);
+            match self.wait_for_ssh(req.wait) {
+                Ok(seen) => made.ssh = Some(seen),
+                Err(e) => ssh_wait = Some(e),
+            }
         }
-        Ok(made)
+        Ok(Created {
+            state: made,
+            ssh_wait,
+        })
     }
 
     /// A copy of the built qcow2 with the host's pre-generated SSH host key in
