@@ -91,6 +91,12 @@ pub enum Command {
         hosts: Hosts,
         #[command(flatten)]
         nix: NixArgs,
+        /// Where to build, overriding the host files' build_on: local, target,
+        /// or a builder (a host file's name or a configured Nix builder).
+        #[arg(long, value_name = "local|target|HOST")]
+        build_on: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Build, push, activate and confirm (HOSTS: names or @tags, or --all).
     ///
@@ -333,6 +339,11 @@ pub struct DeployArgs {
     /// Compress closures on the wire with zstd: auto (when the host has zstd), yes, no.
     #[arg(long, default_value = "auto", value_parser = ["auto", "yes", "no"])]
     pub compress: String,
+    /// Where to build, overriding the host files' build_on: local, target, or a
+    /// builder (a host file's name or a configured Nix builder). Built
+    /// elsewhere, only the derivations travel and nothing comes back here.
+    #[arg(long, value_name = "local|target|HOST")]
+    pub build_on: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,7 +504,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             cmd::schema::completions(shell);
             Ok(())
         }
-        Command::Build { hosts, nix } => cmd::deploy::build_command(g, &hosts.hosts, &nix),
+        Command::Build {
+            hosts,
+            nix,
+            build_on,
+            conn,
+        } => cmd::deploy::build_command(g, &hosts.hosts, &nix, build_on.as_deref(), &conn),
         Command::Deploy(args) => cmd::deploy::run(g, &args),
         Command::Rollback { host, to, conn } => cmd::hosts::rollback(g, &host, to, &conn),
         Command::Generations { host, conn } => cmd::hosts::generations(g, &host, &conn),

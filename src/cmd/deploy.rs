@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::{Connection, DeployArgs, Global, NixArgs};
+use crate::deploy::build_on::Site;
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
+use crate::inventory::schema::BuildOn;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
 use crate::ssh::SshOptions;
@@ -27,8 +29,10 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), Error> {
         .into_iter()
         .cloned()
         .collect();
-    refuse_build_on_target(&selected)?;
-    let opts = deploy_options(g, &root, args, &selected)?;
+    let over = build_on_override(args.build_on.as_deref())?;
+    let sites = deploy::build_on::sites(&selected, &plans, over.as_ref())
+        .map_err(|e| Error::usage(e, BUILD_ON_HINT))?;
+    let mut opts = deploy_options(g, &root, args, &selected)?;
     refuse_stale_generated(&root, &selected)?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
     let mut renderer = Renderer::new(g.json, g.verbose > 0, g.quiet, &names);
@@ -37,7 +41,8 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), Error> {
         names.len(),
         if names.len() == 1 { "" } else { "s" }
     ));
-    let toplevels = build(&root, &args.nix, &names)?;
+    let (toplevels, jobs) = build_where(&root, &args.nix, &names, &sites)?;
+    opts.builds = jobs;
     let results = run_parallel(selected, toplevels, opts, args.parallel, &mut renderer);
     renderer.finish(&results);
     let failed = results
@@ -53,22 +58,123 @@ pub fn run(g: &Global, args: &DeployArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `potato build HOSTS`: one Nix invocation, store paths printed.
-pub fn build_command(g: &Global, hosts: &[String], nix_args: &NixArgs) -> Result<(), Error> {
+/// `potato build HOSTS`: one Nix invocation, store paths printed. Hosts built
+/// elsewhere (`--build-on`, build_on) are evaluated here and realised there.
+pub fn build_command(
+    g: &Global,
+    hosts: &[String],
+    nix_args: &NixArgs,
+    build_on: Option<&str>,
+    conn: &Connection,
+) -> Result<(), Error> {
     let root = super::repo_root(g)?;
     let plans = super::load_plans(&root)?;
     let selected: Vec<HostPlan> = repo::select(&plans, hosts)?.into_iter().cloned().collect();
     refuse_stale_generated(&root, &selected)?;
+    let over = build_on_override(build_on)?;
+    let sites = deploy::build_on::sites(&selected, &plans, over.as_ref())
+        .map_err(|e| Error::usage(e, BUILD_ON_HINT))?;
     let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
-    let tops = build(&root, nix_args, &names)?;
+    let (tops, jobs) = build_where(&root, nix_args, &names, &sites)?;
+    let mut reports = BTreeMap::new();
+    if !jobs.is_empty() {
+        let opts = DeployOptions {
+            ssh: ssh_options(g, &root, conn)?,
+            mode: None,
+            no_magic_rollback: false,
+            confirm_timeout: None,
+            activation_timeout: Duration::from_secs(300),
+            target: target_override(conn, selected.len())?,
+            force: false,
+            holder: String::new(),
+            compress: None,
+            builds: jobs.clone(),
+        };
+        let mut failed = 0;
+        for plan in selected.iter().filter(|p| jobs.contains_key(&p.name)) {
+            match deploy::build_on::build_only(plan, &jobs[&plan.name], &opts) {
+                Ok(r) => {
+                    reports.insert(plan.name.clone(), r);
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {}: {e}", plan.name);
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(Error::HostsFailed {
+                failed,
+                total: selected.len(),
+            });
+        }
+    }
     if g.json {
-        println!("{}", serde_json::to_string(&tops).expect("paths serialize"));
+        let out: BTreeMap<&String, serde_json::Value> = tops
+            .iter()
+            .map(|(h, p)| {
+                let on = reports
+                    .get(h)
+                    .map(|r| r.on.clone())
+                    .unwrap_or_else(|| "deployer".into());
+                (
+                    h,
+                    serde_json::json!({ "store_path": p, "built_on": on, "build": reports.get(h) }),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&out).expect("paths serialize"));
     } else {
         for (h, p) in &tops {
-            println!("{h:<16} {p}");
+            match reports.get(h) {
+                Some(r) => println!("{h:<16} {p}  (built on {})", r.on),
+                None => println!("{h:<16} {p}"),
+            }
         }
     }
     Ok(())
+}
+
+const BUILD_ON_HINT: &str = "build_on (and --build-on) is local, target, a host file's name, or a builder in the deployer's nix.conf `builders`";
+
+fn build_on_override(v: Option<&str>) -> Result<Option<BuildOn>, Error> {
+    let Some(v) = v else { return Ok(None) };
+    let b = BuildOn::from(v.to_string());
+    if let BuildOn::Host(name) = &b {
+        deploy::build_on::check_builder_name(name)
+            .map_err(|e| Error::usage(format!("--build-on {v:?}: {e}"), BUILD_ON_HINT))?;
+    }
+    Ok(Some(b))
+}
+
+type Toplevels = BTreeMap<String, StorePath>;
+type Jobs = BTreeMap<String, deploy::build_on::Job>;
+
+/// Builds the hosts built here (one `nix build`) and evaluates the others (one
+/// `nix eval`): every host's toplevel, plus the remote builds to run.
+fn build_where(
+    root: &camino::Utf8Path,
+    nix_args: &NixArgs,
+    names: &[String],
+    sites: &BTreeMap<String, Site>,
+) -> Result<(Toplevels, Jobs), Error> {
+    let (here, elsewhere): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| {
+        matches!(
+            sites.get(n),
+            None | Some(Site::Deployer | Site::NixBuilder(_))
+        )
+    });
+    let mut tops = if here.is_empty() {
+        BTreeMap::new()
+    } else {
+        build(root, nix_args, &here)?
+    };
+    let flake = super::flake_for(root, nix_args);
+    let evaluated = nix::derivation::evaluate_toplevels(&flake, &elsewhere)?;
+    for (h, e) in &evaluated {
+        tops.insert(h.clone(), e.out.clone());
+    }
+    Ok((tops, deploy::build_on::jobs(sites, &evaluated)))
 }
 
 pub fn build(
@@ -90,26 +196,6 @@ pub fn build(
         eprintln!("hint: git add them");
     }
     Ok(nix::build_toplevels(&flake, names)?)
-}
-
-/// Building on the target is in the schema but not in the engine yet: refuse it
-/// rather than quietly building here.
-fn refuse_build_on_target(selected: &[HostPlan]) -> Result<(), Error> {
-    let on_target: Vec<&str> = selected
-        .iter()
-        .filter(|p| p.deploy.build_on == crate::inventory::schema::BuildOn::Target)
-        .map(|p| p.name.as_str())
-        .collect();
-    if on_target.is_empty() {
-        return Ok(());
-    }
-    Err(Error::usage(
-        format!(
-            "build_on = \"target\" is not supported yet ({})",
-            on_target.join(", ")
-        ),
-        "set build_on = \"local\" (the default) in [deploy]; potato builds here and pushes the closure",
-    ))
 }
 
 /// Deploying stale modules would deploy something the host files do not say.
@@ -221,6 +307,7 @@ fn deploy_options(
             "no" => Some(false),
             _ => None,
         },
+        builds: BTreeMap::new(),
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()

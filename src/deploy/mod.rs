@@ -7,6 +7,7 @@
 //! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
 //! `ui` renders the events.
 
+pub mod build_on;
 pub mod health;
 pub mod remote;
 
@@ -43,6 +44,8 @@ pub struct DeployOptions {
     pub holder: String,
     /// Compress the closure stream with zstd: None = when the host has zstd.
     pub compress: Option<bool>,
+    /// Hosts whose system is built elsewhere than the deployer (`build_on`).
+    pub builds: std::collections::BTreeMap<String, build_on::Job>,
 }
 
 /// The phases a host goes through, in order.
@@ -50,6 +53,7 @@ pub struct DeployOptions {
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Connect,
+    Build,
     Push,
     Activate,
     Confirm,
@@ -59,6 +63,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Connect => "connect",
+            Phase::Build => "build",
             Phase::Push => "push",
             Phase::Activate => "activate",
             Phase::Confirm => "confirm",
@@ -92,6 +97,9 @@ pub struct HostResult {
     /// Seconds spent per phase.
     pub phases: Vec<(Phase, f64)>,
     pub error: Option<String>,
+    /// Where the system was built and what that build did ("deployer" when
+    /// built here: then only `on` is set).
+    pub build: build_on::BuildReport,
 }
 
 /// What the pipeline tells the renderer.
@@ -110,24 +118,7 @@ pub fn deploy_host(
     opts: &DeployOptions,
     events: &Sender<Event>,
 ) -> HostResult {
-    let mut run = Run {
-        host: plan.name.clone(),
-        events: events.clone(),
-        started: Instant::now(),
-        result: HostResult {
-            host: plan.name.clone(),
-            result: Outcome::Failed,
-            generation: None,
-            previous_generation: None,
-            store_path: Some(toplevel.clone()),
-            paths_pushed: 0,
-            bytes_pushed: 0,
-            bytes_sent: 0,
-            phases: Vec::new(),
-            error: None,
-        },
-        phase: None,
-    };
+    let mut run = Run::new(plan, toplevel, opts, events);
     match run.pipeline(plan, toplevel, opts) {
         Ok(outcome) => run.result.result = outcome,
         Err(e) => {
@@ -149,6 +140,40 @@ struct Run {
 }
 
 impl Run {
+    fn new(
+        plan: &HostPlan,
+        toplevel: &StorePath,
+        opts: &DeployOptions,
+        events: &Sender<Event>,
+    ) -> Run {
+        Run {
+            host: plan.name.clone(),
+            events: events.clone(),
+            started: Instant::now(),
+            result: HostResult {
+                host: plan.name.clone(),
+                result: Outcome::Failed,
+                generation: None,
+                previous_generation: None,
+                store_path: Some(toplevel.clone()),
+                paths_pushed: 0,
+                bytes_pushed: 0,
+                bytes_sent: 0,
+                phases: Vec::new(),
+                error: None,
+                build: build_on::BuildReport {
+                    on: opts
+                        .builds
+                        .get(&plan.name)
+                        .map(|j| j.site.label())
+                        .unwrap_or_else(|| "deployer".into()),
+                    ..Default::default()
+                },
+            },
+            phase: None,
+        }
+    }
+
     fn enter(&mut self, phase: Phase) {
         self.end_phase();
         self.phase = Some(phase);
@@ -216,20 +241,13 @@ impl Run {
             return Ok(Outcome::UpToDate);
         }
 
-        self.enter(Phase::Push);
-        let closure = nix::closure(top).map_err(|e| e.to_string())?;
-        let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-        let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
-        if !missing.is_empty() {
-            let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
-            // `closure` is dependencies first, so this keeps the import order.
-            let send: Vec<PathInfo> = closure
-                .iter()
-                .filter(|c| wanted.contains(&c.path))
-                .cloned()
-                .collect();
-            let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
-            self.push(&remote, send, compress)?;
+        if let Some(job) = opts.builds.get(&plan.name) {
+            // Built on the target: the output and its closure are there now.
+            self.enter(Phase::Build);
+            self.result.build = build_on::build_remotely(self, &remote, job, opts)?;
+        } else {
+            self.enter(Phase::Push);
+            self.push_closure(&remote, top, opts)?;
         }
 
         self.enter(Phase::Activate);
@@ -291,6 +309,30 @@ impl Run {
 
         self.enter(Phase::Confirm);
         self.confirm(plan, &target, opts, &token, confirm, prev)
+    }
+
+    /// Pushes what the host lacks of `top`'s closure (built on the deployer).
+    fn push_closure(
+        &mut self,
+        remote: &Remote,
+        top: &StorePath,
+        opts: &DeployOptions,
+    ) -> Result<(), String> {
+        let closure = nix::closure(top).map_err(|e| e.to_string())?;
+        let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
+        let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
+            // `closure` is dependencies first, so this keeps the import order.
+            let send: Vec<PathInfo> = closure
+                .iter()
+                .filter(|c| wanted.contains(&c.path))
+                .cloned()
+                .collect();
+            let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
+            self.push(remote, send, compress)?;
+        }
+        Ok(())
     }
 
     fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {

@@ -5,6 +5,7 @@
 //! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
 
 pub mod config;
+pub mod derivation;
 pub mod store_path;
 pub mod transfer;
 
