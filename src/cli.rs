@@ -344,6 +344,10 @@ pub struct DeployArgs {
     /// elsewhere, only the derivations travel and nothing comes back here.
     #[arg(long, value_name = "local|target|HOST")]
     pub build_on: Option<String>,
+    /// Do not let hosts fetch missing paths from their own substituters before
+    /// the push (by default they do, when they have any).
+    #[arg(long)]
+    pub no_substitute: bool,
 }
 
 #[derive(Debug, Subcommand)]

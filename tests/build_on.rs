@@ -242,16 +242,8 @@ fn an_aarch64_system_is_built_by_the_host_whose_nix_has_that_platform() {
     // The host's Nix reports aarch64-linux as an extra platform (as a real
     // board's, or a machine with binfmt emulation, does); the deployer's
     // (tests/nix/nix.conf) does not.
-    let suite_conf = std::env::var("NIX_CONF_DIR").expect("NIX_CONF_DIR (tests/run exports it)");
-    let host_conf = tb.dir.path().join("t0-nix-conf");
-    std::fs::create_dir_all(&host_conf).unwrap();
-    let base = std::fs::read_to_string(format!("{suite_conf}/nix.conf")).unwrap();
-    std::fs::write(
-        host_conf.join("nix.conf"),
-        format!("{base}\nextra-platforms = aarch64-linux\n"),
-    )
-    .unwrap();
-    tb.hosts[0].spawn_sshd(&[(host_conf.as_path(), suite_conf.as_str())]);
+    let conf = tb.dir.path().join("t0-nix-conf");
+    common::cache::host_nix_conf(&mut tb.hosts[0], &conf, "extra-platforms = aarch64-linux");
     let fleet = Fleet::new(&tb);
     fleet.steer("hostSystems = true;");
     make_aarch64(&fleet, "t0");

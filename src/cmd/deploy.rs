@@ -89,6 +89,7 @@ pub fn build_command(
             holder: String::new(),
             compress: None,
             builds: jobs.clone(),
+            substitute: true,
         };
         let mut failed = 0;
         for plan in selected.iter().filter(|p| jobs.contains_key(&p.name)) {
@@ -308,6 +309,7 @@ fn deploy_options(
             _ => None,
         },
         builds: BTreeMap::new(),
+        substitute: !args.no_substitute,
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()

@@ -245,6 +245,7 @@ pub(super) fn build_remotely(
     ));
     let mut report = realise(remote, &job.evaluated, &on).map_err(|e| e.to_string())?;
     report.derivation_paths_sent = sent;
+    run.result.paths_fetched = report.fetched;
     run.log(format!(
         "built on {on}: {} derivation{} built, {} path{} fetched by the builder",
         report.built.len(),

@@ -10,6 +10,7 @@
 pub mod build_on;
 pub mod health;
 pub mod remote;
+pub mod substitute;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,9 @@ pub struct DeployOptions {
     pub holder: String,
     /// Compress the closure stream with zstd: None = when the host has zstd.
     pub compress: Option<bool>,
+    /// Let each host fetch what it can from its own substituters before
+    /// pushing (`--no-substitute` turns it off).
+    pub substitute: bool,
     /// Hosts whose system is built elsewhere than the deployer (`build_on`).
     pub builds: std::collections::BTreeMap<String, build_on::Job>,
 }
@@ -94,6 +98,10 @@ pub struct HostResult {
     pub bytes_pushed: u64,
     /// Bytes that crossed the wire (after compression).
     pub bytes_sent: u64,
+    /// Paths the host fetched from its own substituters instead.
+    pub paths_fetched: usize,
+    /// NAR bytes of those paths.
+    pub bytes_fetched: u64,
     /// Seconds spent per phase.
     pub phases: Vec<(Phase, f64)>,
     pub error: Option<String>,
@@ -159,6 +167,8 @@ impl Run {
                 paths_pushed: 0,
                 bytes_pushed: 0,
                 bytes_sent: 0,
+                paths_fetched: 0,
+                bytes_fetched: 0,
                 phases: Vec::new(),
                 error: None,
                 build: build_on::BuildReport {
@@ -320,7 +330,20 @@ impl Run {
     ) -> Result<(), String> {
         let closure = nix::closure(top).map_err(|e| e.to_string())?;
         let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-        let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
+        let mut missing = remote.missing(&paths).map_err(|e| e.to_string())?;
+        if opts.substitute && !missing.is_empty() {
+            let fetched = substitute::fetch_missing(remote, &missing, &closure)?;
+            if !fetched.paths.is_empty() {
+                self.log(format!(
+                    "the host fetched {} paths ({} bytes) from its substituters",
+                    fetched.paths.len(),
+                    fetched.nar_bytes
+                ));
+            }
+            self.result.paths_fetched = fetched.paths.len();
+            self.result.bytes_fetched = fetched.nar_bytes;
+            missing = fetched.still_missing;
+        }
         if !missing.is_empty() {
             let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
             // `closure` is dependencies first, so this keeps the import order.
