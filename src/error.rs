@@ -51,6 +51,13 @@ pub enum Error {
     HostsFailed { failed: usize, total: usize },
     #[error("{host}: {failed} baseline check{} failed", if *.failed == 1 { "" } else { "s" })]
     AuditFailed { host: String, failed: usize },
+    /// A secret that would not decrypt (a wrong identity, a damaged file):
+    /// the input named the right secret, the store could not open it.
+    #[error("{0}")]
+    Decrypt(crate::secrets::store::SecretError),
+    /// The bootstrap's progress file could not be written.
+    #[error("cannot record the bootstrap's progress in {file}: {message}")]
+    StateFile { file: Utf8PathBuf, message: String },
 }
 
 impl Error {
@@ -92,6 +99,12 @@ impl Error {
             Error::Unwritable { file, .. } => Some(format!(
                 "change that value in {file} (or in the catalog entry it comes from); potato writes no file it cannot write exactly"
             )),
+            Error::Decrypt(_) => Some(
+                "check the age identity (--age-identity, POTATO_AGE_IDENTITY, ~/.config/potato/age.key) and that the file is intact".into(),
+            ),
+            Error::StateFile { .. } => Some(
+                "make .potato/bootstrap/ writable (nothing on the machine is lost: run bootstrap again to go on)".into(),
+            ),
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),
@@ -104,6 +117,25 @@ impl Error {
         match self {
             Error::MissingProgram(m) => Error::MissingProgram(m.in_command(command)),
             e => e,
+        }
+    }
+}
+
+/// Secrets errors: a decrypt failure is exit 1 (`Decrypt`), file access goes
+/// the way of `fsguard`'s errors (I/O exit 1, a refused link exit 2); the
+/// rest (a bad recipient, no recipients, no identity, an unreadable
+/// recipients.toml or identity file) is input to fix, exit 2.
+impl From<crate::secrets::store::SecretError> for Error {
+    fn from(e: crate::secrets::store::SecretError) -> Error {
+        use crate::secrets::store::SecretError;
+        match e {
+            SecretError::Fs(e) => e.into(),
+            e @ SecretError::Decrypt { .. } => Error::Decrypt(e),
+            e @ SecretError::NoIdentity { .. } => Error::usage(
+                e.to_string(),
+                "pass --age-identity FILE, or set POTATO_AGE_IDENTITY",
+            ),
+            e => Error::usage(e.to_string(), "see `potato secrets --help`"),
         }
     }
 }

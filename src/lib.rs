@@ -12,7 +12,9 @@
 //! Proxmox VE API client.
 //! `fsguard` is the filesystem boundary: every read and write in the repository
 //! goes through it, and it never follows a symbolic link.
-//! `cli` parses arguments and `cmd` runs commands; `diag`, `error` and `ui` carry
+//! `cli` is the command line's root; each `cmd` module owns one command's
+//! flags, calls one operation in `ops` (the logic, over the fleet context
+//! `ops::fleet`) and prints its result; `diag`, `error` and `ui` carry
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
@@ -34,6 +36,7 @@ pub mod image_key;
 pub mod inventory;
 pub mod monitoring;
 pub mod nix;
+pub mod ops;
 pub mod pki;
 pub mod plan;
 pub mod proxmox;

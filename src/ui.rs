@@ -1,6 +1,10 @@
-//! Rendering the deploy engine's events: a live view for humans (indicatif bars
-//! on a terminal, plain lines otherwise) and the summary; or nothing but a JSON
-//! document. Both consume the same `Event` stream.
+//! Progress and reports, the one path from operations to the person (or
+//! program) watching. `Reporter` takes an operation's progress: notes, steps,
+//! warnings and byte counts, shown live on a terminal (indicatif), as plain
+//! lines when stderr is not one (CI, a pipe), and not at all with --json, where
+//! the command prints one document at the end. `Renderer` is the deploy
+//! engine's multi-host view over the same rules, fed by its `Event` stream.
+//! Operations never print; they hold a `Reporter`.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -9,6 +13,102 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::deploy::{Event, HostResult, Outcome};
+
+/// How a command shows its results and progress (`--json`, `-v`, `-q`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    pub json: bool,
+    pub verbose: u8,
+    pub quiet: bool,
+}
+
+/// Where an operation's progress goes (stderr; never stdout, which carries
+/// the command's result).
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    out: Output,
+    tty: bool,
+}
+
+impl Reporter {
+    pub fn new(out: Output) -> Reporter {
+        Reporter {
+            out,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A reporter that shows nothing but warnings (an operation run inside
+    /// another one that reports for itself).
+    pub fn quiet(&self) -> Reporter {
+        Reporter {
+            out: Output {
+                quiet: true,
+                ..self.out
+            },
+            tty: self.tty,
+        }
+    }
+
+    pub fn output(&self) -> Output {
+        self.out
+    }
+
+    /// Whether progress lines are shown (not with --json or --quiet).
+    pub fn shows(&self) -> bool {
+        !self.out.json && !self.out.quiet
+    }
+
+    /// A line about the run.
+    pub fn note(&self, text: &str) {
+        if self.shows() {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A line of the command's result for people, on stdout (not with
+    /// --json, where the command prints one document instead).
+    pub fn say(&self, text: &str) {
+        if !self.out.json {
+            println!("{text}");
+        }
+    }
+
+    /// A detail shown with -v only.
+    pub fn detail(&self, text: &str) {
+        if self.shows() && self.out.verbose > 0 {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A warning: shown also with --json and --quiet.
+    pub fn warn(&self, text: &str) {
+        eprintln!("{text}");
+    }
+
+    /// "[3/10] generate: text", a step of a numbered sequence.
+    pub fn step(&self, number: usize, total: usize, name: &str, text: &str) {
+        let sep = if text.is_empty() { "" } else { ": " };
+        self.note(&format!("[{number}/{total}] {name}{sep}{text}"));
+    }
+
+    /// A byte counter for a transfer of `len` bytes: a live bar on a
+    /// terminal, nothing elsewhere (the note before it says what moves).
+    pub fn bytes(&self, len: u64) -> ProgressBar {
+        if !self.shows() || !self.tty {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>6} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    }
+}
 
 pub enum Renderer {
     Human(Human),
@@ -70,6 +170,17 @@ impl Renderer {
             } else {
                 eprintln!("{text}");
             }
+        }
+    }
+
+    /// A warning: on stderr always (above the bars on a terminal), also with
+    /// --json and --quiet.
+    pub fn warn(&self, text: &str) {
+        match self {
+            Renderer::Human(h) if h.tty => {
+                let _ = h.mp.println(text);
+            }
+            _ => eprintln!("{text}"),
         }
     }
 
@@ -200,4 +311,40 @@ fn mb(bytes: u64) -> String {
     } else {
         format!("{:.1} MB", bytes as f64 / 1e6)
     }
+}
+
+/// Goes on when `yes`, or when `expected` is typed back on a terminal after
+/// `question`; refuses (`refusal`, nothing done) otherwise.
+pub fn confirm_by_typing(
+    yes: bool,
+    refusal: &str,
+    question: &str,
+    expected: &str,
+) -> Result<(), crate::error::Error> {
+    use crate::error::Error;
+    use std::io::{BufRead, Write};
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Error::usage(
+            refusal,
+            format!("pass --yes, or run it on a terminal to confirm by typing {expected}"),
+        ));
+    }
+    eprint!("{question}\nType {expected} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io(camino::Utf8Path::new("stdin"), e))?;
+    if line.trim() != expected {
+        return Err(Error::usage(
+            "not confirmed; nothing was done",
+            format!("type {expected} exactly"),
+        ));
+    }
+    Ok(())
 }

@@ -428,3 +428,37 @@ fn bootstrap_refuses_kexec_below_its_ram_and_points_to_the_image() {
     assert!(listing.contains("No such file"), "{listing}");
     assert_eq!(disk.read(512, 8), vec![0; 8]);
 }
+
+/// The progress file cannot be written (here a directory stands where
+/// .potato/bootstrap/t0.json goes): the step that ran is reported done on
+/// the machine, and potato fails with exit 1 and what it could not record,
+/// not exit 2 ("invalid input": the host file and flags are right).
+#[test]
+fn an_unwritable_progress_file_is_exit_1_not_2() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let target = format!("root@{}", tb.host(0).addr);
+    let state = fleet.path().join(".potato/bootstrap/t0.json");
+    std::fs::create_dir_all(state.join("in-the-way")).unwrap();
+    let run = potato(
+        &fleet,
+        &["bootstrap", "t0", "--target", &target, "--restart"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot record the bootstrap's progress in .potato/bootstrap/t0.json"),
+        "{}",
+        run.stderr
+    );
+    // The detect step ran before the save failed.
+    assert!(
+        fleet.path().join("hosts/t0/hardware.json").is_file(),
+        "{}",
+        run.stderr
+    );
+    assert!(state.join("in-the-way").is_dir(), "nothing removed");
+}

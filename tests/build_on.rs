@@ -196,7 +196,7 @@ fn a_builder_host_builds_and_the_target_receives_the_result() {
 }
 
 #[test]
-fn potato_build_on_target_builds_there_and_prints_where() {
+fn potato_build_on_target_builds_there_and_not_here() {
     if !testbed::require() {
         return;
     }
@@ -215,8 +215,7 @@ fn potato_build_on_target_builds_there_and_prints_where() {
     ]);
     run.ok();
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    assert_eq!(v["t0"]["built_on"], "target", "{v}");
-    let top = v["t0"]["store_path"].as_str().unwrap();
+    let top = v["t0"].as_str().unwrap();
     tb.host(0)
         .sh_ok(&format!("nix-store --check-validity {top}"));
     assert!(!on_deployer(top));

@@ -201,3 +201,26 @@ fn completions_and_catalog() {
     );
     assert!(run.stdout.lines().count() > 35);
 }
+
+/// A flag value that does not parse is invalid input, refused by the
+/// command line itself (values are typed once, by clap): exit 2, before
+/// anything runs.
+#[test]
+fn a_bad_flag_value_is_exit_2() {
+    let r = Repo::examples();
+    for args in [
+        &["deploy", "n250", "--mode", "reboot"][..],
+        &["deploy", "n250", "--compress", "maybe"][..],
+        &["deploy", "n250", "--activation-timeout", "soon"][..],
+        &["status", "n250", "--connect-timeout", "0s"][..],
+        &["bootstrap", "n250", "--wait", "10 parsecs"][..],
+    ] {
+        let run = r.potato(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("invalid value"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

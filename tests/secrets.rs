@@ -363,7 +363,9 @@ fn tampered_ciphertext_is_a_clear_error() {
         .replace("admins = [\"", &format!("admins = [\"{extra}\", \""));
     r.write("secrets/recipients.toml", &rec);
     let run = potato_with_stdin(&r, &["secrets", "rekey"], "", &[]);
-    assert_eq!(run.code, 2);
+    // A file that will not decrypt is a failure (exit 1), not invalid input
+    // (issue 16: exit 2 only when the user's input is wrong).
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains("cannot decrypt secrets/n250/wg0.age")
             || run
@@ -585,4 +587,37 @@ fn a_pregenerated_host_key_decrypts_the_hosts_secrets_and_nothing_else_does() {
     );
     // And the fleet is consistent: check passes (every secret covers its users).
     r.potato(&["check"]).ok();
+}
+
+/// An identity that is not among a secret's recipients cannot open it: that
+/// is a decrypt failure, exit 1 with a hint about the identity (not exit 2,
+/// "invalid input": the command and the repository are right), and nothing
+/// is rewritten.
+#[test]
+fn a_secret_the_identity_cannot_open_is_exit_1_not_2() {
+    let r = Repo::examples();
+    let before = r.read("secrets/n250/wg0.age");
+    // A rekey is due (a new admin), and the only identity is a stranger's.
+    let extra = age::x25519::Identity::generate().to_public().to_string();
+    let rec = r
+        .read("secrets/recipients.toml")
+        .replace("admins = [\"", &format!("admins = [\"{extra}\", \""));
+    r.write("secrets/recipients.toml", &rec);
+    let stranger = tempfile::tempdir().unwrap();
+    let key = stranger.path().join("stranger.agekey");
+    {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        std::fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    }
+    let run = potato_with_stdin(
+        &r,
+        &["secrets", "rekey"],
+        "",
+        &[("POTATO_AGE_IDENTITY", key.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot decrypt"), "{}", run.stderr);
+    assert!(run.stderr.contains("age identity"), "{}", run.stderr);
+    assert_eq!(r.read("secrets/n250/wg0.age"), before, "nothing rewritten");
 }

@@ -72,7 +72,7 @@ fn the_host_fetches_what_its_cache_has_and_potato_pushes_the_rest() {
     let build = fleet.potato(&["build", "t0", "t1", "--json"]);
     build.ok();
     let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
-    let top0 = tops["t0"]["store_path"].as_str().unwrap().to_string();
+    let top0 = tops["t0"].as_str().unwrap().to_string();
     let payload = payload_of(&top0);
     assert_eq!(payload.len(), 4);
     // Two paths signed by the key the hosts trust, one unsigned, one signed

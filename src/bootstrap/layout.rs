@@ -352,7 +352,7 @@ mod tests {
     /// The example n250: a boot disk and three data disks (ssd, storage, cachehdd).
     fn plan() -> HostPlan {
         let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        let plans = crate::ops::fleet::load_plans(repo).expect("example hosts are valid");
         plans.into_iter().find(|p| p.name == "n250").unwrap()
     }
 

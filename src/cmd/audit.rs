@@ -5,10 +5,10 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::hosts::{connect, one_host};
-use crate::cli::{Connection, Global};
+use super::args::{Connection, Global};
 use crate::error::Error;
 use crate::harden::baseline::{self, Daemon, Facts, Outcome};
+use crate::ops::fleet::Fleet;
 use crate::render::{GENERATED_DIR, Renderer};
 
 /// Marks where `sshd -T` output ends and the sysctl values begin.
@@ -28,13 +28,29 @@ struct LiveOutcome {
     found: Option<String>,
 }
 
-pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), Error> {
-    let (root, plan, target) = one_host(g, host, conn)?;
+/// Check the SSH and kernel baseline: each rule, pass or fail, on the
+/// generated files (what a deploy installs) and with --live on the running host.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Host name.
+    pub host: String,
+    /// Also read the running host's effective values over SSH (`sshd -T`, sysctl).
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let (host, live) = (a.host.as_str(), a.live);
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_connection(a.conn.settings());
+    let (plan, target) = fleet.one(host)?;
+    let root = &fleet.root;
     let items = baseline::items(&plan);
     let dir = camino::Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
     let read = |daemon: Daemon| -> Result<String, Error> {
         Ok(
-            crate::render::writer::read_generated(&root, &dir.join(daemon.file()))?
+            crate::render::writer::read_generated(root, &dir.join(daemon.file()))?
                 .unwrap_or_default(),
         )
     };
@@ -43,10 +59,10 @@ pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), 
         &baseline::parse_sshd(&read(Daemon::Sshd)?),
         &baseline::parse_sysctl(&read(Daemon::Sysctl)?),
     );
-    let stale = stale_files(&root, &plan)?;
+    let stale = stale_files(root, &plan)?;
 
     let live_outcomes = if live {
-        let remote = connect(&root, g, host, &target, conn)?;
+        let remote = fleet.connect(host, &target)?;
         let (sshd, sysctl) = live_facts(&remote, host, &items)?;
         Some(baseline::judge(&items, &sshd, &sysctl))
     } else {

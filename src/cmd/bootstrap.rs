@@ -1,975 +1,126 @@
-//! `potato bootstrap HOST --target root@ADDR`: from a machine running any Linux
-//! (or the NixOS installer) with SSH to a host that booted exactly the system
-//! the repository builds, in the steps of `bootstrap::Step`, each shown as it
-//! runs and recorded in `.potato/bootstrap/HOST.json`, so a run after a failure
-//! goes on where the last one stopped. `--detect`, `--install --root DIR` and
-//! `--verify` run one step by hand.
+//! `potato bootstrap HOST --target root@ADDR`: install NixOS on fresh
+//! hardware (`ops::bootstrap`), or one step by hand (`--detect`, `--install
+//! --root DIR`, `--verify`).
 
 use std::time::Duration;
 
-use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::json;
 
-use crate::bootstrap::hardware::{self, Hardware, Running};
-use crate::bootstrap::layout::{Layout, TARGET_ROOT};
-use crate::bootstrap::{State, Step, facts, reach};
-use crate::cli::{Connection, Global, NixArgs};
-use crate::deploy::remote::{Remote, shell_quote};
+use super::args::{Connection, Global, NixArgs, duration};
 use crate::error::Error;
-use crate::plan::{HostPlan, Target};
-use crate::units::format_mib;
+use crate::ops::{bootstrap, fleet::Fleet};
+use crate::ui::Reporter;
 
-/// Where a bootstrap is recorded on the host (date, commit, system).
-pub const MARKER: &str = "/nix/var/potato/bootstrapped";
-/// The kexec installer needs this much RAM (nixos-anywhere's documented minimum;
-/// swap does not count).
-pub const KEXEC_MIN_RAM_MIB: u64 = 1536;
-/// Where the kexec tree is unpacked on the machine.
-const KEXEC_DIR: &str = "/root/potato-kexec";
-
-/// What the command line asks of a bootstrap.
-#[derive(Debug, Clone)]
-pub struct Options {
+/// Install NixOS on fresh hardware over SSH, up to a verified first boot.
+///
+/// The machine runs any Linux with SSH (or the NixOS installer) and is
+/// reached with --target root@ADDR. Steps: detect (hardware.{json,nix},
+/// missing facts into the host file), host-key (pre-generated, secrets
+/// rekeyed), generate, installer (kexec into the NixOS installer unless it
+/// runs one; needs 1.5 GiB RAM), partition (boot disk: GPT, ESP + ext4 root;
+/// asks, or --yes; data disks only with --wipe), install, bootloader,
+/// reboot, reconnect (its own host key, at its address or found by MAC),
+/// verify (it booted exactly the built system; recorded for `potato
+/// status`). Progress is kept in .potato/bootstrap/HOST.json: run the
+/// command again to go on after a failure, --from STEP to go back.
+///
+///   potato bootstrap n250 --target root@192.168.178.99 --yes
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub host: String,
+    /// Only detect the hardware (arch, RAM, CPU, disks, NICs) and compare it
+    /// with the host file; writes hosts/HOST/hardware.{json,nix}.
+    #[arg(long, conflicts_with_all = ["verify", "install"])]
+    pub detect: bool,
+    /// Only the last step: check that the host booted exactly the system the
+    /// repo builds, and record the bootstrap (date, commit) on the host.
+    #[arg(long, conflicts_with = "install")]
+    pub verify: bool,
+    /// Only install into a prepared, mounted target root (see --root):
+    /// closure, system profile and the pre-generated host key.
+    #[arg(long, requires = "root")]
+    pub install: bool,
+    /// The mounted target root for --install, e.g. /mnt.
+    #[arg(long)]
+    pub root: Option<String>,
+    /// Wipe the boot disk without asking (the partition step asks on a
+    /// terminal, and refuses elsewhere).
+    #[arg(long)]
     pub yes: bool,
+    /// Also format this data disk, named by its mount point or device in
+    /// [storage].mounts (repeatable). Data disks are otherwise never touched.
+    #[arg(long, value_name = "DISK")]
     pub wipe: Vec<String>,
-    pub from: Option<Step>,
+    /// Go back to STEP: forget it and every later step, and run from there.
+    #[arg(long, value_enum, value_name = "STEP")]
+    pub from: Option<crate::bootstrap::Step>,
+    /// Forget earlier progress (.potato/bootstrap/HOST.json) and start over.
+    #[arg(long)]
     pub restart: bool,
+    /// How long to wait for the machine to answer after kexec and reboot.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = duration)]
     pub wait: Duration,
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(flatten)]
+    pub nix: NixArgs,
 }
 
-/// One bootstrap in progress: the repository, the host, how to reach it.
-struct Run<'a> {
-    g: &'a Global,
-    root: Utf8PathBuf,
-    plan: HostPlan,
-    conn: &'a Connection,
-    nix: &'a NixArgs,
-    opts: Options,
-    state: State,
-    target: Target,
-}
-
-/// The whole bootstrap, resuming where the last run stopped.
-pub fn run(
-    g: &Global,
-    host: &str,
-    conn: &Connection,
-    nix: &NixArgs,
-    opts: Options,
-) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plan = load_plan(&root, host)?;
-    let mut state = if opts.restart {
-        State::default()
-    } else {
-        State::load(&root, host).map_err(|e| Error::usage(e, "or pass --restart"))?
-    };
-    if let Some(step) = opts.from {
-        state.forget_from(step);
-    }
-    // The machine: --target, else where the last run left it.
-    let target = match &conn.target {
-        Some(_) => machine(conn, "")?,
-        None if !state.target.is_empty() => crate::resolve::parse_target(&state.target)
-            .map_err(|e| Error::usage(e, "pass --target root@ADDR"))?,
-        None => machine(conn, "")?,
-    };
-    state.target = target.to_string();
-    // The layout is checked before anything changes (a wrong --wipe, an image
-    // host). A disk host without a boot disk gets one from the detection.
-    let detect_fills_it = plan.storage.boot_disk.is_none()
-        && plan.hardware == crate::inventory::schema::Hardware::N250;
-    if detect_fills_it {
-        crate::bootstrap::layout::data_disks(&plan, &opts.wipe)
-            .map_err(|e| layout_error(&plan, e))?;
-    } else {
-        Layout::new(&plan, &opts.wipe).map_err(|e| layout_error(&plan, e))?;
-    }
-    let mut run = Run {
-        g,
-        root,
-        plan,
-        conn,
-        nix,
-        opts,
-        state,
-        target,
-    };
-    for step in Step::ALL {
-        // Verification always runs: it is cheap, and it is the truth.
-        if run.state.is_done(step) && step != Step::Verify {
-            run.say(step, "done earlier");
-            continue;
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?
+        .with_nix(a.nix.overrides())
+        .with_connection(a.conn.settings());
+    let report = Reporter::new(g.output());
+    let host = a.host.as_str();
+    if a.verify {
+        let record = bootstrap::verify(fleet, host, &report)?;
+        if g.json {
+            println!("{}", json!({ "host": host, "bootstrapped": record }));
         }
-        run.step(step)?;
-        run.state.mark(step);
-        run.state
-            .save(&run.root, &run.plan.name)
-            .map_err(|e| Error::usage(e, "check the repository is writable"))?;
+        return Ok(());
     }
+    if a.install {
+        let root = a.root.as_deref().unwrap_or("");
+        let done = bootstrap::install(fleet, host, root, &report)?;
+        if g.json {
+            println!(
+                "{}",
+                json!({ "host": host, "root": root, "system": done.system, "pushed": done.pushed })
+            );
+        } else {
+            println!(
+                "{host}: {} installed into {root} ({} paths pushed, host key in place)\n\
+                 next: the bootloader (nixos-enter), reboot, then `potato bootstrap {host} --verify`",
+                done.system, done.pushed
+            );
+        }
+        return Ok(());
+    }
+    if a.detect {
+        let found = bootstrap::detect(fleet, host, &report)?;
+        if g.json {
+            println!("{}", json!(found));
+        }
+        return found.refuse_problems();
+    }
+    let options = bootstrap::Options {
+        yes: a.yes,
+        wipe: a.wipe.clone(),
+        from: a.from,
+        restart: a.restart,
+        wait: a.wait,
+    };
+    let done = bootstrap::run(fleet, host, options, &report)?;
     if g.json {
         println!(
             "{}",
-            json!({ "host": run.plan.name, "target": run.state.target, "done": run.state.done })
+            json!({ "host": done.host, "target": done.target, "done": done.done })
         );
     } else {
         println!(
             "{}: bootstrapped; it runs the built system at {}",
-            run.plan.name, run.state.target
+            done.host, done.target
         );
     }
     Ok(())
-}
-
-/// `--detect`: only the hardware detection.
-pub fn detect(g: &Global, host: &str, conn: &Connection, nix: &NixArgs) -> Result<(), Error> {
-    let mut run = single(g, host, conn, nix, |_| machine(conn, "--detect"))?;
-    let (hw, problems) = run.detect()?;
-    if g.json {
-        println!(
-            "{}",
-            json!({ "host": host, "hardware": hw, "problems": problems })
-        );
-    }
-    run.stop_on_problems(&problems)
-}
-
-/// `--install --root DIR`: only the install into a prepared, mounted root.
-pub fn install(
-    g: &Global,
-    host: &str,
-    root_dir: &str,
-    conn: &Connection,
-    nix: &NixArgs,
-) -> Result<(), Error> {
-    let run = single(g, host, conn, nix, |_| {
-        machine(conn, "--install --root /mnt")
-    })?;
-    if !root_dir.starts_with('/') || root_dir == "/" {
-        return Err(Error::usage(
-            format!("--root {root_dir}: give the mounted target root, e.g. /mnt"),
-            "never / (that is the running system)",
-        ));
-    }
-    let (system, pushed) = run.install_into(root_dir)?;
-    if g.json {
-        println!(
-            "{}",
-            json!({ "host": host, "root": root_dir, "system": system, "pushed": pushed })
-        );
-    } else {
-        println!(
-            "{host}: {system} installed into {root_dir} ({pushed} paths pushed, host key in place)\n\
-             next: the bootloader (nixos-enter), reboot, then `potato bootstrap {host} --verify`"
-        );
-    }
-    Ok(())
-}
-
-/// `--verify`: only the last step, at the host file's address (or --target).
-pub fn verify(g: &Global, host: &str, conn: &Connection, nix: &NixArgs) -> Result<(), Error> {
-    let run = single(g, host, conn, nix, |plan| {
-        Ok(super::deploy::target_override(conn, 1)?.unwrap_or_else(|| plan.deploy.target.clone()))
-    })?;
-    run.verify()
-}
-
-fn default_options() -> Options {
-    Options {
-        yes: false,
-        wipe: Vec::new(),
-        from: None,
-        restart: false,
-        wait: Duration::from_secs(600),
-    }
-}
-
-/// A run of one step by hand, at the machine `target` names for the host.
-fn single<'a>(
-    g: &'a Global,
-    host: &str,
-    conn: &'a Connection,
-    nix: &'a NixArgs,
-    target: impl FnOnce(&HostPlan) -> Result<Target, Error>,
-) -> Result<Run<'a>, Error> {
-    let root = super::repo_root(g)?;
-    let plan = load_plan(&root, host)?;
-    let target = target(&plan)?;
-    Ok(Run {
-        g,
-        root,
-        plan,
-        conn,
-        nix,
-        opts: default_options(),
-        state: State::default(),
-        target,
-    })
-}
-
-fn load_plan(root: &Utf8Path, host: &str) -> Result<HostPlan, Error> {
-    let plans = super::load_plans(root)?;
-    Ok(crate::repo::select(&plans, &[host.to_string()])?[0].clone())
-}
-
-/// The machine being bootstrapped: `--target`, required (it is not yet at the
-/// host file's address). `step` shows in the example.
-fn machine(conn: &Connection, step: &str) -> Result<Target, Error> {
-    let Some(given) = conn.target.as_deref() else {
-        let step = if step.is_empty() {
-            String::new()
-        } else {
-            format!(" {step}")
-        };
-        return Err(Error::usage(
-            "bootstrap needs --target root@ADDR (the machine as it runs now)",
-            format!("e.g. potato bootstrap n250{step} --target root@192.168.178.99"),
-        ));
-    };
-    crate::resolve::parse_target(given).map_err(|e| Error::usage(e, "write root@ADDR"))
-}
-
-fn layout_error(plan: &HostPlan, e: crate::bootstrap::layout::LayoutError) -> Error {
-    use crate::bootstrap::layout::LayoutError;
-    let hint = match e {
-        LayoutError::NoBootDisk { .. }
-            if plan.hardware != crate::inventory::schema::Hardware::N250 =>
-        {
-            format!(
-                "{} is installed from its image: `potato image {0}` (then `potato flash` or `potato vm create`)",
-                plan.name
-            )
-        }
-        LayoutError::NoBootDisk { .. } => format!(
-            "set storage.boot_disk in {} (`potato bootstrap {} --detect --target ...` lists the disks)",
-            plan.file, plan.name
-        ),
-        LayoutError::UnknownWipe { .. } => {
-            "name a mount point or device from [storage].mounts".into()
-        }
-        LayoutError::UnsupportedFs { .. } => "format that disk by hand".into(),
-        LayoutError::Unwritable(_) => format!("change that value in {}", plan.file),
-    };
-    Error::usage(e.to_string(), hint)
-}
-
-impl Run<'_> {
-    fn step(&mut self, step: Step) -> Result<(), Error> {
-        self.say(step, "");
-        match step {
-            Step::Detect => self.detect_step(),
-            Step::HostKey => self.host_key(),
-            Step::Generate => self.generate(),
-            Step::Installer => self.installer(),
-            Step::Partition => self.partition(),
-            Step::Install => self.install_into(TARGET_ROOT).map(drop),
-            Step::Bootloader => self.bootloader(),
-            Step::Reboot => self.reboot(),
-            Step::Reconnect => self.reconnect(),
-            Step::Verify => self.verify(),
-        }
-    }
-
-    /// "[3/10] generate: ..." on stderr (not in --json or --quiet).
-    fn say(&self, step: Step, text: &str) {
-        if self.g.json || self.g.quiet {
-            return;
-        }
-        let sep = if text.is_empty() { "" } else { ": " };
-        eprintln!(
-            "[{}/{}] {}{sep}{text}",
-            step.number(),
-            Step::ALL.len(),
-            step.name()
-        );
-    }
-
-    fn note(&self, text: &str) {
-        if !self.g.json && !self.g.quiet {
-            eprintln!("      {text}");
-        }
-    }
-
-    fn fail(&self, message: impl Into<String>) -> Error {
-        Error::Host {
-            host: self.plan.name.clone(),
-            message: message.into(),
-        }
-    }
-
-    fn connect(&self) -> Result<Remote, Error> {
-        super::hosts::connect(&self.root, self.g, &self.plan.name, &self.target, self.conn)
-    }
-
-    /// Runs `script` on the machine; its output, or an error naming `what`.
-    fn sh(&self, remote: &Remote, what: &str, script: &str) -> Result<String, Error> {
-        let out = remote
-            .session
-            .exec(script)
-            .map_err(|e| self.fail(e.to_string()))?;
-        if out.code != 0 {
-            return Err(self.fail(format!("{what}: {}", out.stderr.trim())));
-        }
-        Ok(out.stdout)
-    }
-
-    fn probe(&self, remote: &Remote) -> Result<(Hardware, Running), Error> {
-        let out = self.sh(remote, "hardware detection", &hardware::probe())?;
-        let hw =
-            hardware::parse(&out).map_err(|e| self.fail(format!("hardware detection: {e}")))?;
-        Ok((hw, hardware::parse_running(&out)))
-    }
-
-    /// hosts/<host>/hardware.json as `detect` wrote it (read without
-    /// following links), if it is there and parses.
-    fn saved_hardware(&self) -> Option<Hardware> {
-        let rel = Utf8PathBuf::from("hosts")
-            .join(&self.plan.name)
-            .join("hardware.json");
-        let text = crate::fsguard::RepoFs::open(&self.root)
-            .ok()?
-            .read_string(&rel)
-            .ok()??;
-        serde_json::from_str(&text).ok()
-    }
-
-    // ---- the steps ----
-
-    fn detect(&mut self) -> Result<(Hardware, Vec<String>), Error> {
-        let remote = self.connect()?;
-        let (hw, running) = self.probe(&remote)?;
-        let dir = Utf8PathBuf::from("hosts").join(&self.plan.name);
-        let json = serde_json::to_string_pretty(&hw).expect("facts serialize") + "\n";
-        let fs = crate::fsguard::RepoFs::open(&self.root)?;
-        fs.write_atomic(&dir.join("hardware.json"), json.as_bytes(), 0o644)?;
-        fs.write_atomic(
-            &dir.join("hardware.nix"),
-            hardware::hardware_nix(&self.plan.name, &hw)
-                .map_err(|e| self.fail(format!("writing hardware.nix: {e}")))?
-                .as_bytes(),
-            0o644,
-        )?;
-        let host = self.plan.name.clone();
-        if !self.g.json {
-            println!(
-                "{host}: {} · {} ({} cores) · {} RAM · {} disk(s) · {} NIC(s) · {}; wrote hosts/{host}/hardware.json and hardware.nix",
-                hw.arch,
-                hw.cpu_model,
-                hw.cpu_cores,
-                format_mib(hw.memory_mib),
-                hw.disks.len(),
-                hw.nics.len(),
-                if running.installer {
-                    "NixOS installer".to_string()
-                } else {
-                    running.os.clone()
-                }
-            );
-        }
-        let new = match facts::missing(&self.plan, &hw) {
-            Ok(new) => new,
-            Err(why) => {
-                // Not fatal here: the partition step asks for the boot disk.
-                self.note(&format!("note: {why}"));
-                Vec::new()
-            }
-        };
-        if !new.is_empty() {
-            facts::write(&self.root, &self.plan.file, &new)
-                .map_err(|e| Error::usage(e, "fix the host file"))?;
-            for f in &new {
-                self.note(&format!(
-                    "wrote {}.{} = \"{}\" into {}",
-                    f.table, f.key, f.value, self.plan.file
-                ));
-            }
-            self.plan = load_plan(&self.root, &host)?;
-        }
-        let problems = hardware::compare(&self.plan, &hw);
-        for p in &problems {
-            if !self.g.json {
-                println!("  ! {p}");
-            }
-        }
-        Ok((hw, problems))
-    }
-
-    /// The detect step: facts that disagree with the host file stop the run.
-    fn detect_step(&mut self) -> Result<(), Error> {
-        let (_, problems) = self.detect()?;
-        self.stop_on_problems(&problems)
-    }
-
-    fn stop_on_problems(&self, problems: &[String]) -> Result<(), Error> {
-        if problems.is_empty() {
-            return Ok(());
-        }
-        Err(self.fail(format!(
-            "{} fact(s) disagree with {}; fix the host file or use the right machine",
-            problems.len(),
-            self.plan.file
-        )))
-    }
-
-    fn host_key(&mut self) -> Result<(), Error> {
-        if self.key_file().exists() {
-            self.note(&format!("kept {}", self.key_file()));
-            return Ok(());
-        }
-        let quiet = Global {
-            quiet: true,
-            json: false,
-            ..self.g.clone()
-        };
-        // A key recorded without its private half belongs to the system this
-        // bootstrap replaces: the pre-generated key takes its place.
-        let replaced = !self.public_host_key().is_empty();
-        let public = super::secrets::host_key(&quiet, &self.root, &self.plan.name, true)?;
-        self.note(&format!(
-            "{public} recorded in secrets/recipients.toml{}; secrets rekeyed",
-            if replaced {
-                " (replacing the old system's key)"
-            } else {
-                ""
-            }
-        ));
-        Ok(())
-    }
-
-    fn generate(&mut self) -> Result<(), Error> {
-        let quiet = Global {
-            quiet: true,
-            json: false,
-            ..self.g.clone()
-        };
-        super::generate::run(&quiet, &[], false)?;
-        // The layout the partition step uses, with --wipe, as disko reads it.
-        let layout =
-            Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
-        let rel = crate::bootstrap::State::rel(&self.plan.name).with_extension("disko.nix");
-        let disko = layout
-            .disko_nix(self.plan.file.as_str())
-            .map_err(|e| layout_error(&self.plan, e.into()))?;
-        crate::fsguard::RepoFs::open(&self.root)?.write_atomic(&rel, disko.as_bytes(), 0o644)?;
-        let file = self.root.join(&rel);
-        self.note(&format!(
-            "modules/generated/ up to date; this run's layout: {file}"
-        ));
-        Ok(())
-    }
-
-    fn installer(&mut self) -> Result<(), Error> {
-        let remote = self.connect()?;
-        let (hw, running) = self.probe(&remote)?;
-        if running.installer {
-            self.note("the machine runs the NixOS installer");
-            return Ok(());
-        }
-        if hw.memory_mib < KEXEC_MIN_RAM_MIB {
-            return Err(Error::usage(
-                format!(
-                    "{} runs {} with {} of RAM; the kexec installer needs at least {} (swap does not count)",
-                    self.plan.name,
-                    if running.os.is_empty() {
-                        "Linux"
-                    } else {
-                        &running.os
-                    },
-                    format_mib(hw.memory_mib),
-                    format_mib(KEXEC_MIN_RAM_MIB)
-                ),
-                format!(
-                    "take the image route: `potato image {0} --kind iso`, boot the machine from it, then `potato bootstrap {0} --target root@ADDR`",
-                    self.plan.name
-                ),
-            ));
-        }
-        for tool in ["tar", "cpio", "setsid"] {
-            if !running.tools.contains(tool) {
-                return Err(self.fail(format!(
-                    "{tool} is missing on the machine; the kexec step needs tar, cpio and setsid (install them, or boot the installer ISO)"
-                )));
-            }
-        }
-        if self.target.user.as_deref().unwrap_or("root") != "root" {
-            return Err(Error::usage("kexec needs root", "use --target root@ADDR"));
-        }
-        self.note(&format!(
-            "{} is not an installer; building and booting the kexec installer",
-            if running.os.is_empty() {
-                "the machine"
-            } else {
-                &running.os
-            }
-        ));
-        let tree = super::image::build_output(&self.root, &self.plan.name, "kexec", self.nix)?;
-        self.upload_kexec(&remote, &tree)?;
-        let out = self.sh(
-            &remote,
-            "starting the kexec installer",
-            &format!("sh {KEXEC_DIR}/run"),
-        )?;
-        self.note(out.trim());
-        drop(remote);
-        let remote = self.wait_for_host_key(false)?;
-        let (_, running) = self.probe(&remote)?;
-        if !running.installer {
-            return Err(self.fail(
-                "after kexec the machine answers with its host key but is not the NixOS installer",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The kexec tree and, under extra/potato, the host key and login keys.
-    fn upload_kexec(&self, remote: &Remote, tree: &Utf8Path) -> Result<(), Error> {
-        // tar streams the tree (kernel and initrd are hundreds of MB) straight
-        // into the SSH channel; the bar counts against the files' total size.
-        let total: u64 = tree
-            .read_dir_utf8()
-            .map_err(|e| Error::io(tree, e))?
-            .flatten()
-            .filter_map(|e| std::fs::metadata(e.path()).ok())
-            .map(|m| m.len())
-            .sum();
-        let mut tar = std::process::Command::new(crate::tools::find(crate::tools::Program::Tar)?)
-            .args(["-c", "-h", "-C", tree.as_str(), "."])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| self.fail(format!("tar: {e}")))?;
-        let mut stream = tar.stdout.take().expect("stdout is piped");
-        let unpack = format!(
-            "rm -rf {KEXEC_DIR} && mkdir -p {KEXEC_DIR}/extra/potato && tar -x -C {KEXEC_DIR} && chmod -R u+w {KEXEC_DIR}"
-        );
-        let bar = self.bar(
-            total,
-            &format!(
-                "sending the kexec installer ({})",
-                crate::units::format_mib(total >> 20)
-            ),
-        );
-        let out = remote
-            .session
-            .exec_with(&unpack, Some(&mut stream), &mut |n| bar.set_position(n))
-            .map_err(|e| self.fail(e.to_string()))?;
-        bar.finish_and_clear();
-        let local = tar
-            .wait_with_output()
-            .map_err(|e| self.fail(format!("tar: {e}")))?;
-        if !local.status.success() {
-            return Err(self.fail(format!(
-                "tar of {tree}: {}",
-                String::from_utf8_lossy(&local.stderr).trim()
-            )));
-        }
-        if out.code != 0 {
-            return Err(self.fail(format!(
-                "unpacking the kexec installer: {}",
-                out.stderr.trim()
-            )));
-        }
-        let private = self.private_host_key()?;
-        let authorized = crate::render::format::sshd::authorized_keys_file(
-            self.plan.ssh.authorized_keys.iter().map(String::as_str),
-        )
-        .map_err(|e| self.fail(e.to_string()))?;
-        let keys = format!(
-            "umask 077 && cat > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key.pub && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/authorized_keys",
-            shell_quote(&format!(
-                "{} root@{}",
-                self.public_host_key(),
-                self.plan.name
-            )),
-            shell_quote(authorized.trim_end()),
-        );
-        self.send(
-            remote,
-            &keys,
-            &private,
-            "handing the host key to the installer",
-        )
-    }
-
-    /// Runs `script` with `input` on its stdin (never in an argv).
-    fn send(&self, remote: &Remote, script: &str, input: &[u8], what: &str) -> Result<(), Error> {
-        let out = remote
-            .session
-            .exec_with(script, Some(&mut &input[..]), &mut |_| {})
-            .map_err(|e| self.fail(e.to_string()))?;
-        if out.code != 0 {
-            return Err(self.fail(format!("{what}: {}", out.stderr.trim())));
-        }
-        Ok(())
-    }
-
-    fn partition(&mut self) -> Result<(), Error> {
-        let layout =
-            Layout::new(&self.plan, &self.opts.wipe).map_err(|e| layout_error(&self.plan, e))?;
-        let disk = self.describe_disk(&layout.boot_disk);
-        let mut doomed = vec![format!("boot disk {disk}")];
-        doomed.extend(
-            layout
-                .wipe
-                .iter()
-                .map(|d| format!("{} ({})", d.device, d.mount_point)),
-        );
-        super::confirm_by_typing(
-            self.opts.yes,
-            &format!(
-                "refusing to wipe {} of {} without confirmation",
-                doomed.join(" and "),
-                self.plan.name
-            ),
-            &format!("Everything on {} is lost.", doomed.join(" and ")),
-            &self.plan.name,
-        )?;
-        for d in &layout.keep {
-            self.note(&format!(
-                "keeping {} ({}) as it is",
-                d.device, d.mount_point
-            ));
-        }
-        let remote = self.connect()?;
-        let (_, running) = self.probe(&remote)?;
-        if !running.installer {
-            return Err(self.fail("the machine is not running the NixOS installer; run the installer step again (--from installer)"));
-        }
-        let script = layout
-            .partition_script()
-            .map_err(|e| layout_error(&self.plan, e.into()))?;
-        let out = remote
-            .session
-            .exec_with("sh -s", Some(&mut script.as_bytes()), &mut |_| {})
-            .map_err(|e| self.fail(e.to_string()))?;
-        for line in out.stdout.lines() {
-            if let Some(s) = line.strip_prefix("@@step ") {
-                self.note(s);
-            }
-        }
-        match out.code {
-            0 => Ok(()),
-            10 | 11 => Err(self.fail(format!("{} (nothing was changed)", out.stderr.trim()))),
-            c => Err(self.fail(format!(
-                "partitioning failed (exit {c}): {}",
-                out.stderr.trim()
-            ))),
-        }
-    }
-
-    /// "/dev/disk/by-id/... (Samsung SSD 980, 500.1 GB)" from hardware.json.
-    fn describe_disk(&self, by_id: &str) -> String {
-        let hw = self.saved_hardware();
-        let found = hw.and_then(|h| {
-            h.disks
-                .into_iter()
-                .find(|d| d.by_id.iter().any(|i| i == by_id))
-        });
-        match found {
-            Some(d) => format!(
-                "{by_id} ({}, {:.1} GB)",
-                if d.model.is_empty() {
-                    &d.name
-                } else {
-                    &d.model
-                },
-                d.size_bytes as f64 / 1e9
-            ),
-            None => by_id.to_string(),
-        }
-    }
-
-    fn key_file(&self) -> Utf8PathBuf {
-        self.root.join(format!(
-            "secrets/{}/ssh_host_ed25519_key.age",
-            self.plan.name
-        ))
-    }
-
-    fn private_host_key(&self) -> Result<Vec<u8>, Error> {
-        match super::secrets::pregenerated_host_key(&self.root, &self.plan.name, None)? {
-            Some((private, _)) => Ok(private),
-            None => Err(Error::usage(
-                format!(
-                    "{} has no pre-generated host key ({} is missing)",
-                    self.plan.name,
-                    self.key_file()
-                ),
-                format!("run `potato secrets hostkey {}` first", self.plan.name),
-            )),
-        }
-    }
-
-    /// "ssh-ed25519 AAAA..." recorded for the host.
-    fn public_host_key(&self) -> String {
-        crate::secrets::store::Recipients::load(&self.root)
-            .ok()
-            .and_then(|r| r.hosts.get(&self.plan.name).cloned())
-            .unwrap_or_default()
-    }
-
-    /// Closure, profile, /etc/NIXOS and host key into `root_dir`; returns the
-    /// system and how many paths were pushed.
-    fn install_into(&self, root_dir: &str) -> Result<(String, usize), Error> {
-        let private = self.private_host_key()?;
-        let public = self.public_host_key();
-        let built =
-            super::deploy::build(&self.root, self.nix, std::slice::from_ref(&self.plan.name))?;
-        let system = built[&self.plan.name].clone();
-        let closure = crate::nix::closure(&system)?;
-        let mut remote = self.connect()?;
-        remote.set_store_root(root_dir);
-        let paths: Vec<_> = closure.iter().map(|p| p.path.clone()).collect();
-        let missing = remote
-            .missing(&paths)
-            .map_err(|e| self.fail(e.to_string()))?;
-        let send: Vec<_> = closure
-            .into_iter()
-            .filter(|p| missing.contains(&p.path))
-            .collect();
-        let count = send.len();
-        let bytes: u64 = send.iter().map(|p| p.nar_size).sum();
-        let bar = self.bar(
-            bytes,
-            &format!("pushing {count} paths into {root_dir}/nix/store"),
-        );
-        let mut stream = crate::nix::transfer::ServeStream::new(send);
-        remote
-            .add_to_store(&mut stream, count, false, &mut |n| bar.set_position(n))
-            .map_err(|e| self.fail(e.to_string()))?;
-        bar.finish_and_clear();
-        let q = shell_quote;
-        let profile = format!("{root_dir}/nix/var/nix/profiles/system");
-        let script = format!(
-            "nix-env --store {r} -p {p} --set {s} && mkdir -p {r}/etc && touch {r}/etc/NIXOS \
-             && umask 077 && mkdir -p {r}/etc/ssh \
-             && cat > {r}/etc/ssh/ssh_host_ed25519_key.new && chmod 0600 {r}/etc/ssh/ssh_host_ed25519_key.new \
-             && mv {r}/etc/ssh/ssh_host_ed25519_key.new {r}/etc/ssh/ssh_host_ed25519_key \
-             && printf '%s\\n' {pubkey} > {r}/etc/ssh/ssh_host_ed25519_key.pub && chmod 0644 {r}/etc/ssh/ssh_host_ed25519_key.pub",
-            r = q(root_dir),
-            p = q(&profile),
-            s = q(system.as_str()),
-            pubkey = q(&format!("{public} root@{}", self.plan.name)),
-        );
-        // The private key travels on stdin, never in an argv.
-        self.send(
-            &remote,
-            &script,
-            &private,
-            &format!("installing into {root_dir}"),
-        )?;
-        self.note(&format!(
-            "{system} installed into {root_dir} ({count} paths pushed, host key 0600)"
-        ));
-        Ok((system.to_string(), count))
-    }
-
-    fn bar(&self, len: u64, message: &str) -> indicatif::ProgressBar {
-        self.note(message);
-        if self.g.quiet {
-            return indicatif::ProgressBar::hidden();
-        }
-        super::flash::bytes_bar(self.g, len)
-    }
-
-    fn bootloader(&mut self) -> Result<(), Error> {
-        let remote = self.connect()?;
-        let r = TARGET_ROOT;
-        let script = format!(
-            "command -v nixos-enter >/dev/null || {{ echo 'nixos-enter is missing: not a NixOS installer' >&2; exit 3; }}; \
-             mountpoint -q {r} || {{ echo '{r} is not mounted (run again with --from partition)' >&2; exit 3; }}; \
-             mkdir -p {r}/dev {r}/proc {r}/sys {r}/etc && ln -sfn /proc/mounts {r}/etc/mtab && \
-             NIXOS_INSTALL_BOOTLOADER=1 nixos-enter --root {r} -c '/nix/var/nix/profiles/system/bin/switch-to-configuration boot'"
-        );
-        let out = self.sh(&remote, "installing the bootloader", &script)?;
-        if self.g.verbose > 0 {
-            self.note(out.trim());
-        }
-        Ok(())
-    }
-
-    fn reboot(&mut self) -> Result<(), Error> {
-        // The host key the installed system will answer with, trusted now.
-        self.trust_host_key(&self.target.host.clone(), self.target.port.unwrap_or(22))?;
-        let remote = self.connect()?;
-        let script = format!(
-            "sync; umount -R {TARGET_ROOT} 2>/dev/null; setsid sh -c 'sleep 1; reboot' </dev/null >/dev/null 2>&1 & echo rebooting"
-        );
-        self.sh(&remote, "rebooting", &script)?;
-        Ok(())
-    }
-
-    fn reconnect(&mut self) -> Result<(), Error> {
-        let remote = self.wait_for_host_key(true)?;
-        drop(remote);
-        self.note(&format!(
-            "the host answers at {} with its own host key",
-            self.target
-        ));
-        Ok(())
-    }
-
-    fn verify(&self) -> Result<(), Error> {
-        let host = &self.plan.name;
-        let built = super::deploy::build(&self.root, self.nix, std::slice::from_ref(host))?;
-        let expected = built[host].to_string();
-        let remote = self.connect()?;
-        let booted = self
-            .sh(
-                &remote,
-                "reading the booted system",
-                "readlink -e /run/booted-system 2>/dev/null || echo none",
-            )?
-            .trim()
-            .to_string();
-        if booted != expected {
-            return Err(self.fail(format!(
-                "the host booted {booted}, but the repository builds {expected}: not bootstrapped (reboot into the installed system, or install again)"
-            )));
-        }
-        let commit = crate::tools::find(crate::tools::Program::Git)
-            .ok()
-            .and_then(|git| {
-                std::process::Command::new(git)
-                    .args(["-C", self.root.as_str(), "rev-parse", "--short", "HEAD"])
-                    .output()
-                    .ok()
-            })
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "(not a git checkout)".into());
-        let record = json!({
-            "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            "commit": commit,
-            "system": expected,
-        });
-        let script = format!(
-            "mkdir -p /nix/var/potato && printf '%s\\n' {} > {MARKER}.new && mv {MARKER}.new {MARKER}",
-            shell_quote(&record.to_string())
-        );
-        self.sh(&remote, "recording the bootstrap", &script)?;
-        if self.g.json && self.state.done.is_empty() {
-            println!("{}", json!({ "host": host, "bootstrapped": record }));
-        } else if !self.g.json {
-            println!("{host}: booted {expected}; bootstrap recorded (commit {commit})");
-        }
-        Ok(())
-    }
-
-    // ---- finding the machine again ----
-
-    /// Records the pre-generated host key for ADDR in the trust file (once).
-    fn trust_host_key(&self, addr: &str, port: u16) -> Result<(), Error> {
-        let public = self.public_host_key();
-        let mut parts = public.split_whitespace();
-        let (Some(kind), Some(b64)) = (parts.next(), parts.next()) else {
-            return Err(
-                self.fail("no host key recorded in secrets/recipients.toml (host-key step)")
-            );
-        };
-        let opts = super::deploy::ssh_options(self.g, &self.root, self.conn)?;
-        let name = crate::ssh::known_hosts_name(addr, port);
-        let line = format!("{name} {kind} {b64}");
-        let known = std::fs::read_to_string(&opts.trust_file).unwrap_or_default();
-        if known.lines().any(|l| l.trim() == line) {
-            return Ok(());
-        }
-        let key = crate::ssh::HostKey {
-            key_type: kind.to_string(),
-            base64: b64.to_string(),
-            fingerprint: String::new(),
-        };
-        crate::ssh::record_host_key(&opts.trust_file, addr, port, &key)
-            .map_err(|e| Error::io(&opts.trust_file, e))
-    }
-
-    /// Waits until the machine answers SSH with the pre-generated host key: at
-    /// the current target, the host file's address, or (after half the wait)
-    /// wherever its MAC answers on the /24. `after_install`: the installed
-    /// system (the host file's address counts), else the kexec installer.
-    fn wait_for_host_key(&mut self, after_install: bool) -> Result<Remote, Error> {
-        let port = self.target.port.unwrap_or(22);
-        let mut candidates = vec![self.target.clone()];
-        if after_install && self.plan.deploy.target.host != self.target.host {
-            candidates.push(Target {
-                user: self.target.user.clone(),
-                ..self.plan.deploy.target.clone()
-            });
-        }
-        let want = self.public_host_key();
-        let want_b64 = want.split_whitespace().nth(1).unwrap_or("").to_string();
-        for c in &candidates {
-            self.trust_host_key(&c.host, c.port.unwrap_or(port))?;
-        }
-        self.note(&format!(
-            "waiting up to {} for SSH with the host key at {}",
-            humantime::format_duration(self.opts.wait),
-            candidates
-                .iter()
-                .map(|c| c.host.as_str())
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ));
-        let start = std::time::Instant::now();
-        let mut scanned = false;
-        loop {
-            for c in &candidates {
-                if let Some(remote) = self.try_connect(c, &want_b64, !after_install) {
-                    self.target = c.clone();
-                    self.state.target = c.to_string();
-                    return Ok(remote);
-                }
-            }
-            let half = start.elapsed() >= self.opts.wait / 2;
-            if half && !scanned {
-                scanned = true;
-                if let Some(found) = self.find_by_mac(port) {
-                    self.note(&format!("not at its address; its MAC answers at {found}"));
-                    self.trust_host_key(&found, port)?;
-                    candidates.push(Target {
-                        user: self.target.user.clone(),
-                        host: found,
-                        port: self.target.port,
-                    });
-                    continue;
-                }
-            }
-            if start.elapsed() >= self.opts.wait {
-                return Err(self.fail(format!(
-                    "no SSH with the host key at {} within {} (nor by MAC on the LAN); check the console, then run bootstrap again to go on",
-                    candidates.iter().map(|c| c.host.as_str()).collect::<Vec<_>>().join(", "),
-                    humantime::format_duration(self.opts.wait)
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    /// A session at `t` whose host key is `want_b64`, or None.
-    fn try_connect(&self, t: &Target, want_b64: &str, installer: bool) -> Option<Remote> {
-        let mut opts = super::deploy::ssh_options(self.g, &self.root, self.conn).ok()?;
-        opts.known_hosts.insert(0, opts.trust_file.clone());
-        opts.connect_timeout = Duration::from_secs(3);
-        let session = crate::ssh::Session::connect(t, &opts).ok()?;
-        let key = session.host_key()?;
-        if key.base64 != want_b64 {
-            return None;
-        }
-        // The installer and the installed system answer with the same key:
-        // which one this is tells a reboot that has not happened yet.
-        let out = session
-            .exec("grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system")
-            .ok()?;
-        if (out.stdout.trim() == "installer") != installer {
-            return None;
-        }
-        Remote::new(session).ok()
-    }
-
-    fn find_by_mac(&self, port: u16) -> Option<String> {
-        let hw = self.saved_hardware()?;
-        let macs: Vec<String> = hw.nics.iter().map(|n| n.mac.clone()).collect();
-        let near: std::net::Ipv4Addr = self.target.host.parse().ok()?;
-        reach::find_by_mac(near, port, &macs).map(|ip| ip.to_string())
-    }
 }

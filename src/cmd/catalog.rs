@@ -1,13 +1,17 @@
 //! `potato catalog`: the services a host file may name (built in, plus the
 //! repository's modules/catalog/*.toml).
 
+use super::args::Global;
 use crate::catalog::Catalog;
-use crate::cli::Global;
 use crate::error::Error;
 use crate::units::format_mib;
 
-pub fn run(g: &Global) -> Result<(), Error> {
-    let root = super::repo_root(g).ok();
+/// List the container catalog: every service a host file may name.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(g: &Global, _: &Args) -> Result<(), Error> {
+    let root = crate::ops::fleet::repo_root(g.repo.as_deref()).ok();
     let cat = match &root {
         Some(r) => Catalog::for_repo(r).map_err(Error::Invalid)?,
         None => Catalog::builtin(),

@@ -2,17 +2,26 @@
 
 use serde_json::json;
 
-use crate::cli::Global;
+use super::args::{Global, Hosts};
 use crate::error::Error;
-use crate::{render, repo};
+use crate::ops::fleet::Fleet;
+use crate::render;
 
-pub fn run(g: &Global, selectors: &[String]) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plans = super::load_plans(&root)?;
-    let selected = repo::select(&plans, selectors)?;
-    let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
-    let files = render::render_all(&owned, &root)?;
-    refuse_unbuildable(g, &owned, &plans)?;
+/// Validate every host file and render in memory (no Nix needed).
+///
+/// All problems of all hosts are reported together, each with file:line:col,
+/// the offending text underlined and a hint. Exit code 2 when any is found.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub hosts: Hosts,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
+    let selected = fleet.select(&a.hosts.hosts)?.plans;
+    let files = render::render_all(&selected, &fleet.root)?;
+    refuse_unbuildable(g, &selected, &fleet.plans)?;
     if g.json {
         let hosts: Vec<_> = selected
             .iter()

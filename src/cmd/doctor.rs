@@ -3,14 +3,31 @@
 //! configuration, substituters, builders, and which of the fleet's systems can
 //! be built here. Exit 1 when a program some command needs is missing.
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, Global};
+use super::args::Global;
 use crate::doctor::{self, Probe, Report, Status};
 use crate::error::Error;
 
-pub fn run(g: &Global) -> Result<(), Error> {
-    let report = doctor::examine(&command_names(), &fleet_systems(g));
+/// Check this machine: the programs potato runs, Nix and its configuration.
+///
+/// Lists every external program potato runs (found on PATH, or missing
+/// with the Debian package and the nixpkgs attribute that provide it) and
+/// which commands need each; the Nix version; whether nix.conf enables
+/// nix-command and flakes; the deployer's system and extra-platforms (which
+/// architectures it builds itself); whether each substituter answers
+/// (file:// has a nix-cache-info, http(s):// serves one) and each remote
+/// builder's SSH port accepts a connection (nothing logs in); and, inside a
+/// fleet repository, what builds each host's system. --json prints one
+/// document. Exit code 1 when a program some command needs is missing.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Examples:
+  potato doctor                    what this machine has and lacks
+  potato doctor --json             one document: .ok, .programs, .commands, .nix, .fleet
+  NIX_CONF_DIR=DIR potato doctor   as Nix sees DIR/nix.conf")]
+pub struct Args {}
+
+/// `cli` is the whole command line (for the commands each program serves).
+pub fn run(g: &Global, _: &Args, cli: &clap::Command) -> Result<(), Error> {
+    let report = doctor::examine(&command_names(cli), &fleet_systems(g));
     if g.json {
         println!(
             "{}",
@@ -34,7 +51,7 @@ pub fn run(g: &Global) -> Result<(), Error> {
 
 /// Every potato command, as typed ("potato vm create"), from the command
 /// line's definition.
-pub fn command_names() -> Vec<String> {
+pub fn command_names(cli: &clap::Command) -> Vec<String> {
     fn walk(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
         for sub in cmd.get_subcommands() {
             let name = format!("{prefix} {}", sub.get_name());
@@ -46,17 +63,17 @@ pub fn command_names() -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(&Cli::command(), "potato", &mut out);
+    walk(cli, "potato", &mut out);
     out
 }
 
 /// The fleet's (host, system) pairs when run in a repository whose host files
 /// load; none otherwise (doctor needs no repository).
 fn fleet_systems(g: &Global) -> Vec<(String, String)> {
-    let Ok(root) = super::repo_root(g) else {
+    let Ok(root) = crate::ops::fleet::repo_root(g.repo.as_deref()) else {
         return Vec::new();
     };
-    match super::load_plans(&root) {
+    match crate::ops::fleet::load_plans(&root) {
         Ok(plans) => plans
             .iter()
             .map(|p| (p.name.clone(), p.system.as_str().to_string()))
@@ -187,26 +204,5 @@ fn list(items: &[String]) -> String {
         "(none)".into()
     } else {
         items.join(" ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The tools table names commands by hand; each must be a real one.
-    #[test]
-    fn the_tools_table_names_only_real_commands() {
-        let real = command_names();
-        assert!(real.contains(&"potato vm create".to_string()), "{real:?}");
-        for p in crate::tools::Program::ALL {
-            for c in p.info().needed_by {
-                assert!(
-                    real.iter().any(|r| r == c),
-                    "{} names {c}, which is not a command",
-                    p.name()
-                );
-            }
-        }
     }
 }

@@ -3,22 +3,31 @@
 
 use serde_json::json;
 
-use crate::cli::Global;
+use super::args::{Global, Hosts};
 use crate::error::Error;
-use crate::{render, repo};
+use crate::ops::{fleet::Fleet, generate};
+use crate::render;
 
-pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
-    let plans = super::load_plans(&root)?;
-    let selected = repo::select(&plans, selectors)?;
-    let names: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
-    let owned: Vec<_> = selected.iter().map(|p| (*p).clone()).collect();
-    let files = render::render_all(&owned, &root)?;
-    let stale = render::check(&root, &files, &names, selectors.is_empty())?;
-    if check_only {
+/// Write modules/generated/<host>/ from the host files, or verify it (--check).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub hosts: Hosts,
+    /// Change nothing; exit 1 with a unified diff when files are stale.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
+    if a.check {
+        let stale = generate::staleness(&fleet, &a.hosts.hosts)?;
         return report_check(g, &stale);
     }
-    let done = render::write(&root, &files, &stale)?;
+    let generate::Generated {
+        written: done,
+        unchanged,
+    } = generate::write(&fleet, &a.hosts.hosts)?;
     for f in &done.left_alone {
         eprintln!(
             "warning: left {f} alone: potato did not write it, so it does not delete it (remove it by hand if it is not needed)"
@@ -27,7 +36,7 @@ pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Err
     if g.json {
         println!(
             "{}",
-            json!({ "ok": true, "written": done.written, "removed": done.removed, "left_alone": done.left_alone, "unchanged": files.len() - stale.changed.len() })
+            json!({ "ok": true, "written": done.written, "removed": done.removed, "left_alone": done.left_alone, "unchanged": unchanged })
         );
     } else if !g.quiet {
         for t in &done.written {
@@ -41,7 +50,7 @@ pub fn run(g: &Global, selectors: &[String], check_only: bool) -> Result<(), Err
             "{n} file{} written, {} removed, {} unchanged",
             if n == 1 { "" } else { "s" },
             done.removed.len(),
-            files.len() - stale.changed.len()
+            unchanged
         );
     }
     Ok(())

@@ -2,21 +2,38 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::{Connection, Global};
+use super::args::{Connection, Global};
 use crate::error::Error;
 use crate::harden::exposure;
+use crate::ops::fleet::Fleet;
 use crate::plan::{HostPlan, Probe};
 use crate::units::format_mib;
 
 /// Where a deployed generation keeps its planned exposure.
 const DEPLOYED_EXPOSURE: &str = "/run/current-system/etc/potato/exposure.json";
 
-pub fn run(g: &Global, host: &str, live: bool, conn: &Connection) -> Result<(), Error> {
-    let (root, plan, target) = super::hosts::one_host(g, host, conn)?;
+/// Show what a host runs: deploy settings, firewall, open ports, WireGuard
+/// peers, containers with their memory budget, secrets used.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Host name.
+    pub host: String,
+    /// Also compare the exposure with the generation the host runs (over SSH).
+    #[arg(long)]
+    pub live: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let host = a.host.as_str();
+    let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_connection(a.conn.settings());
+    let (plan, target) = fleet.one(host)?;
+    let root = &fleet.root;
     let table = exposure::table(&plan);
-    let replaced = replaced_entries(&root, &plan)?;
-    let changes = if live {
-        let remote = super::hosts::connect(&root, g, host, &target, conn)?;
+    let replaced = replaced_entries(root, &plan)?;
+    let changes = if a.live {
+        let remote = fleet.connect(host, &target)?;
         Some(deployed_changes(&remote, host, &table)?)
     } else {
         None

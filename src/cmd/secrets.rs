@@ -1,123 +1,167 @@
-//! `potato secrets list|set|gen|rekey|edit`: the age-encrypted store.
-//!
-//! Who a secret is encrypted to is derived, never maintained by hand: the admins
-//! of secrets/recipients.toml plus every host whose host file references it.
-//! Values never reach stdout, stderr, argv or a log; `gen` prints only public
-//! keys. Edit's plaintext lives in a 0600 file inside a private 0700 directory
-//! (`scratch`) that is overwritten and removed afterwards, even when the editor
-//! fails; a copy left by a killed edit is removed by the next `potato secrets`.
-//! Host names from the command line are checked before they become paths.
+//! `potato secrets list|set|gen|rekey|hostkey|edit`: the age-encrypted store
+//! (`ops::secrets`). Values never reach stdout, stderr, argv or a log; `gen`
+//! prints only public keys.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 
-use base64::Engine;
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
+use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::catalog::Catalog;
-use crate::cli::{Global, SecretKind, SecretScope, SecretsAction};
+use super::args::Global;
 use crate::error::Error;
 use crate::fsguard::RepoFs;
-use crate::secrets::store::{self, Recipients, SecretError};
-use crate::secrets::{SecretIndex, parse_ref};
-use crate::{inventory, repo, resolve};
+use crate::ops::secrets::{self, Context, Edited, Kind, Scope, scratch};
+use crate::repo;
 
-mod scratch;
+/// Age-encrypted secrets under secrets/.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
 
-impl From<SecretError> for Error {
-    fn from(e: SecretError) -> Error {
-        match e {
-            SecretError::Fs(e) => e.into(),
-            e => Error::usage(e.to_string(), "see `potato secrets --help`"),
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Decrypt, open $EDITOR, re-encrypt (refused if the editor fails).
+    Edit {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Store a value read from stdin.
+    Set {
+        name: String,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Generate a value without printing it (a WireGuard key prints its public key).
+    Gen {
+        name: String,
+        #[arg(long, value_enum)]
+        kind: SecretKind,
+        #[command(flatten)]
+        scope: SecretScope,
+    },
+    /// Re-encrypt secrets whose recipients changed (admins, host keys, users).
+    Rekey,
+    /// Pre-generate a host's SSH host key (before bootstrap or an image): the
+    /// private key is stored encrypted as secrets/HOST/ssh_host_ed25519_key.age,
+    /// the public key recorded in secrets/recipients.toml, and secrets are
+    /// rekeyed so the host decrypts them on first boot.
+    Hostkey {
+        host: String,
+        /// Replace a key the host already has (it must then get the new key).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List secrets, the hosts that use them, and whether they need a rekey.
+    List,
+}
+
+/// Which file a secret name means.
+#[derive(Debug, clap::Args)]
+pub struct SecretScope {
+    /// The host's own secret: secrets/HOST/NAME.age.
+    #[arg(long, conflicts_with = "shared")]
+    pub host: Option<String>,
+    /// A secret shared between hosts: secrets/shared/NAME.age.
+    #[arg(long)]
+    pub shared: bool,
+    /// Replace an existing value (gen).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl SecretScope {
+    fn scope(&self) -> Scope {
+        Scope {
+            host: self.host.clone(),
+            shared: self.shared,
         }
     }
 }
 
-pub fn run(g: &Global, action: &SecretsAction) -> Result<(), Error> {
-    let root = super::repo_root(g)?;
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SecretKind {
+    /// A WireGuard private key (its public key is printed for the host file).
+    Wireguard,
+    /// 32 characters from an unambiguous alphabet.
+    Password,
+    /// 32 random bytes, hex.
+    Token,
+}
+
+impl SecretKind {
+    fn kind(self) -> Kind {
+        match self {
+            SecretKind::Wireguard => Kind::Wireguard,
+            SecretKind::Password => Kind::Password,
+            SecretKind::Token => Kind::Token,
+        }
+    }
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let root = crate::ops::fleet::repo_root(g.repo.as_deref())?;
     scratch::remove_stale();
     let ctx = Context::load(&root)?;
-    match action {
-        SecretsAction::List => ctx.list(g),
-        SecretsAction::Set { name, scope } => {
+    match &a.action {
+        Action::List => list(g, &ctx),
+        Action::Set { name, scope } => {
             let mut value = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut value)
                 .map_err(|e| Error::io(Utf8Path::new("<stdin>"), e))?;
-            let file = ctx.file_for(name, scope)?;
+            let file = ctx.file_for(name, &scope.scope())?;
             ctx.store(&file, &value)?;
-            report(g, &file, None);
+            wrote(g, &file, None);
             Ok(())
         }
-        SecretsAction::Gen { name, kind, scope } => {
-            let file = ctx.file_for(name, scope)?;
+        Action::Gen { name, kind, scope } => {
+            let file = ctx.file_for(name, &scope.scope())?;
             if RepoFs::open(&root)?.kind(&file)?.is_some() && !scope.force {
                 return Err(Error::usage(
                     format!("{file} exists"),
                     "pass --force to replace it (the old value is lost)",
                 ));
             }
-            let (value, public) = generate(*kind);
+            let (value, public) = secrets::generate(kind.kind());
             ctx.store(&file, &value)?;
-            report(g, &file, public.as_deref());
+            wrote(g, &file, public.as_deref());
             Ok(())
         }
-        SecretsAction::Rekey => ctx.rekey(g),
-        SecretsAction::Hostkey { host, force } => {
-            let public = host_key(g, &root, repo::check_host_name(host)?, *force)?;
+        Action::Rekey => {
+            let rekeyed = ctx.rekey()?;
+            rekeyed_report(g, &rekeyed);
+            Ok(())
+        }
+        Action::Hostkey { host, force } => {
+            let made = secrets::host_key(&root, repo::check_host_name(host)?, *force)?;
             if g.json {
-                println!("{}", json!({ "host": host, "public_key": public }));
+                println!("{}", json!({ "host": host, "public_key": made.public }));
             } else {
-                println!("{host} = \"{public}\" recorded in secrets/recipients.toml");
+                rekeyed_report(g, &made.rekeyed);
+                println!(
+                    "{host} = \"{}\" recorded in secrets/recipients.toml",
+                    made.public
+                );
             }
             Ok(())
         }
-        SecretsAction::Edit { name, scope } => {
-            let file = ctx.file_for(name, scope)?;
-            ctx.edit(g, &file)
+        Action::Edit { name, scope } => {
+            let file = ctx.file_for(name, &scope.scope())?;
+            match ctx.edit(&file)? {
+                Edited::Unchanged if !g.quiet => println!("{file} unchanged"),
+                Edited::Unchanged => {}
+                Edited::Stored => wrote(g, &file, None),
+            }
+            Ok(())
         }
     }
 }
 
-/// Pre-generates `host`'s SSH host key (refusing to replace one unless
-/// `force`) and re-encrypts every secret the host uses to it. Returns the
-/// public key.
-pub fn host_key(g: &Global, root: &Utf8Path, host: &str, force: bool) -> Result<String, Error> {
-    let public = Context::load(root)?.pregenerate_host_key(host, force)?;
-    // The new recipient: every secret the host uses is re-encrypted to it.
-    Context::load(root)?.rekey(g)?;
-    Ok(public)
-}
-
-/// The host's pre-generated SSH host key, decrypted: (private, "ssh-ed25519
-/// AAAA... root@HOST"), or None when it has none (`potato secrets hostkey`).
-pub fn pregenerated_host_key(
-    root: &Utf8Path,
-    host: &str,
-    identity: Option<&Utf8Path>,
-) -> Result<Option<(Vec<u8>, String)>, Error> {
-    let file = Utf8PathBuf::from(format!(
-        "secrets/{}/ssh_host_ed25519_key.age",
-        repo::check_host_name(host)?
-    ));
-    if RepoFs::open(root)?.kind(&file)?.is_none() {
-        return Ok(None);
-    }
-    let ids = store::load_identities(identity)
-        .map_err(|e| Error::usage(e.to_string(), "set POTATO_AGE_IDENTITY"))?;
-    let private = store::decrypt(root, &file, &ids).map_err(|e| match e {
-        SecretError::Fs(e) => e.into(),
-        e => Error::usage(e.to_string(), "check your age identity"),
-    })?;
-    let public = Recipients::load(root)
-        .ok()
-        .and_then(|r| r.hosts.get(host).cloned())
-        .unwrap_or_default();
-    Ok(Some((private, format!("{public} root@{host}"))))
-}
-
-fn report(g: &Global, file: &Utf8Path, public: Option<&str>) {
+fn wrote(g: &Global, file: &Utf8Path, public: Option<&str>) {
     if g.json {
         println!("{}", json!({ "file": file, "public_key": public }));
         return;
@@ -128,345 +172,43 @@ fn report(g: &Global, file: &Utf8Path, public: Option<&str>) {
     }
 }
 
-/// The inventory's view of the store: which hosts use which file.
-struct Context {
-    root: Utf8PathBuf,
-    recipients: Recipients,
-    /// Secret file (repo-relative) → hosts whose host files reference it.
-    users: BTreeMap<Utf8PathBuf, BTreeSet<String>>,
-    /// Secret name → hosts referencing it (for choosing a scope).
-    by_name: BTreeMap<String, BTreeSet<String>>,
-    index: SecretIndex,
+fn rekeyed_report(g: &Global, rewritten: &[camino::Utf8PathBuf]) {
+    if g.json {
+        println!("{}", json!({ "rekeyed": rewritten }));
+    } else if !g.quiet {
+        for f in rewritten {
+            println!("rekeyed {f}");
+        }
+        println!(
+            "{} secret{} rekeyed",
+            rewritten.len(),
+            if rewritten.len() == 1 { "" } else { "s" }
+        );
+    }
 }
 
-impl Context {
-    fn load(root: &Utf8Path) -> Result<Context, Error> {
-        let recipients = Recipients::load(root)?;
-        let index = SecretIndex::scan(root)?;
-        // Who references what, from the host files alone: this works on a fleet
-        // that is invalid (a missing secret is what `gen`/`set` are for) and
-        // skips the coverage check (fixing coverage is what rekey is for).
-        let inv = inventory::load(root)?;
-        let catalog = Catalog::for_repo(root).map_err(Error::Invalid)?;
-        let mut users: BTreeMap<Utf8PathBuf, BTreeSet<String>> = BTreeMap::new();
-        let mut by_name: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (host, name, on_host) in resolve::secret_references(&inv, &catalog, &index) {
-            // Operator-side secrets (the Proxmox token) are listed as used by "operator".
-            let user = if on_host {
-                host.clone()
+fn list(g: &Global, ctx: &Context) -> Result<(), Error> {
+    let rows = ctx.list()?;
+    if g.json {
+        println!("{}", json!({ "secrets": rows }));
+        return Ok(());
+    }
+    println!(
+        "{:<36} {:<28} {:>10}  state",
+        "file", "used by", "recipients"
+    );
+    for r in &rows {
+        println!(
+            "{:<36} {:<28} {:>10}  {}",
+            r.file,
+            if r.used_by.is_empty() {
+                "(unused)".into()
             } else {
-                "operator".into()
-            };
-            if let Some(file) = index.locate(&host, &name) {
-                users.entry(file).or_default().insert(user);
-            }
-            if on_host {
-                by_name.entry(name).or_default().insert(host);
-            }
-        }
-        Ok(Context {
-            root: root.to_path_buf(),
-            recipients,
-            users,
-            by_name,
-            index,
-        })
+                r.used_by.join(",")
+            },
+            r.recipients,
+            if r.up_to_date { "ok" } else { "needs rekey" }
+        );
     }
-
-    /// The file a name refers to: --host/--shared, else the one existing file,
-    /// else the scope of the one host that uses it.
-    fn file_for(&self, name: &str, scope: &SecretScope) -> Result<Utf8PathBuf, Error> {
-        parse_ref(&format!("secret:{name}")).map_err(|e| {
-            Error::usage(
-                e,
-                "secret names are lowercase letters, digits, '-', '_', '.'",
-            )
-        })?;
-        if let Some(h) = &scope.host {
-            let h = repo::check_host_name(h)?;
-            return Ok(format!("secrets/{h}/{name}.age").into());
-        }
-        if scope.shared {
-            return Ok(format!("secrets/shared/{name}.age").into());
-        }
-        let existing: Vec<Utf8PathBuf> = self
-            .index
-            .files()
-            .filter(|(_, n)| n == name)
-            .map(|(s, n)| format!("secrets/{s}/{n}.age").into())
-            .collect();
-        if existing.len() == 1 {
-            return Ok(existing[0].clone());
-        }
-        let hosts = self.by_name.get(name).cloned().unwrap_or_default();
-        if existing.is_empty() && hosts.len() == 1 {
-            let h = hosts.iter().next().expect("one host");
-            return Ok(format!("secrets/{h}/{name}.age").into());
-        }
-        Err(Error::usage(
-            format!(
-                "which `{name}`? {} file(s) and {} host(s) match",
-                existing.len(),
-                hosts.len()
-            ),
-            "pass --host HOST or --shared",
-        ))
-    }
-
-    /// Recipients a file must have: admins + the hosts that use it, or, for a
-    /// file no host uses yet, the host whose scope it is in.
-    fn wanted(&self, file: &Utf8Path) -> BTreeSet<String> {
-        // "operator" is not a host: admins only.
-        let mut hosts: BTreeSet<String> = self.users.get(file).cloned().unwrap_or_default();
-        if let Some(scope) = file.parent().and_then(|p| p.file_name())
-            && scope != "shared"
-            && self.recipients.hosts.contains_key(scope)
-        {
-            hosts.insert(scope.to_string());
-        }
-        self.recipients.for_hosts(hosts.iter().map(String::as_str))
-    }
-
-    fn store(&self, file: &Utf8Path, value: &[u8]) -> Result<(), Error> {
-        let keys = self.wanted(file);
-        let ct = store::encrypt(value, &keys)?;
-        store::write_secret(&self.root, file, &ct, &keys)?;
-        Ok(())
-    }
-
-    fn list(&self, g: &Global) -> Result<(), Error> {
-        let mut rows = Vec::new();
-        for (scope, name) in self.index.files() {
-            let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
-            let wanted = self.wanted(&file);
-            let recorded = store::recorded_recipients(&self.root, &file)?;
-            let users: Vec<String> = self
-                .users
-                .get(&file)
-                .map(|u| u.iter().cloned().collect())
-                .unwrap_or_default();
-            rows.push(json!({ "file": file, "name": name, "used_by": users, "recipients": wanted.len(), "up_to_date": recorded == wanted }));
-        }
-        if g.json {
-            println!("{}", json!({ "secrets": rows }));
-        } else {
-            println!(
-                "{:<36} {:<28} {:>10}  state",
-                "file", "used by", "recipients"
-            );
-            for r in &rows {
-                let users: Vec<&str> = r["used_by"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|u| u.as_str())
-                    .collect();
-                let state = if r["up_to_date"].as_bool() == Some(true) {
-                    "ok"
-                } else {
-                    "needs rekey"
-                };
-                println!(
-                    "{:<36} {:<28} {:>10}  {state}",
-                    r["file"].as_str().unwrap_or(""),
-                    if users.is_empty() {
-                        "(unused)".into()
-                    } else {
-                        users.join(",")
-                    },
-                    r["recipients"]
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Generates the host's SSH host key with ssh-keygen, stores the private
-    /// key encrypted, records the public key; returns the public key.
-    fn pregenerate_host_key(&self, host: &str, force: bool) -> Result<String, Error> {
-        let known = inventory::load(&self.root)?
-            .hosts
-            .iter()
-            .any(|h| h.name == host);
-        if !known {
-            return Err(Error::usage(
-                format!("no host file hosts/{host}.toml"),
-                "write the host file first",
-            ));
-        }
-        if self.recipients.hosts.contains_key(host) && !force {
-            return Err(Error::usage(
-                format!("{host} already has a host key in secrets/recipients.toml"),
-                "pass --force to replace it (the host must then be given the new key)",
-            ));
-        }
-        let tmp = tempfile::tempdir().map_err(|e| Error::io(Utf8Path::new("/tmp"), e))?;
-        let key = tmp.path().join("key");
-        let out = std::process::Command::new(crate::tools::find(crate::tools::Program::SshKeygen)?)
-            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-            .arg(format!("root@{host}"))
-            .arg("-f")
-            .arg(&key)
-            .output()
-            .map_err(|e| Error::Io {
-                path: "ssh-keygen".into(),
-                source: e,
-            })?;
-        if !out.status.success() {
-            return Err(Error::usage(
-                format!(
-                    "ssh-keygen failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                "check that ssh-keygen works",
-            ));
-        }
-        let private = std::fs::read(&key).map_err(|e| Error::io(Utf8Path::new("key"), e))?;
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .map_err(|e| Error::io(Utf8Path::new("key.pub"), e))?;
-        let public = public
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let file = Utf8PathBuf::from(format!("secrets/{host}/ssh_host_ed25519_key.age"));
-        self.store(&file, &private)?;
-        store::set_host_key(&self.root, host, &public)?;
-        Ok(public)
-    }
-
-    fn rekey(&self, g: &Global) -> Result<(), Error> {
-        let mut identities = None;
-        let mut rewritten = Vec::new();
-        for (scope, name) in self.index.files() {
-            let file: Utf8PathBuf = format!("secrets/{scope}/{name}.age").into();
-            let wanted = self.wanted(&file);
-            if store::recorded_recipients(&self.root, &file)? == wanted {
-                continue;
-            }
-            if identities.is_none() {
-                identities = Some(store::load_identities(None)?);
-            }
-            let value = store::decrypt(&self.root, &file, identities.as_ref().expect("loaded"))?;
-            let ct = store::encrypt(&value, &wanted)?;
-            store::write_secret(&self.root, &file, &ct, &wanted)?;
-            rewritten.push(file);
-        }
-        if g.json {
-            println!("{}", json!({ "rekeyed": rewritten }));
-        } else if !g.quiet {
-            for f in &rewritten {
-                println!("rekeyed {f}");
-            }
-            println!(
-                "{} secret{} rekeyed",
-                rewritten.len(),
-                if rewritten.len() == 1 { "" } else { "s" }
-            );
-        }
-        Ok(())
-    }
-
-    fn edit(&self, g: &Global, file: &Utf8Path) -> Result<(), Error> {
-        let old = if RepoFs::open(&self.root)?.kind(file)?.is_some() {
-            store::decrypt(&self.root, file, &store::load_identities(None)?)?
-        } else {
-            Vec::new()
-        };
-        let scratch = scratch::Scratch::new(&old)?;
-        // Ctrl-C or a TERM while the editor runs must not kill potato before the
-        // scratch file is wiped: the signals only set a flag until we are done.
-        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut hooks = Vec::new();
-        for sig in [
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGHUP,
-        ] {
-            if let Ok(id) = signal_hook::flag::register(sig, interrupted.clone()) {
-                hooks.push(id);
-            }
-        }
-        let result = self.run_editor(g, file, &scratch, &old, &interrupted);
-        for id in hooks {
-            signal_hook::low_level::unregister(id);
-        }
-        result
-    }
-
-    fn run_editor(
-        &self,
-        g: &Global,
-        file: &Utf8Path,
-        scratch: &scratch::Scratch,
-        old: &[u8],
-        interrupted: &std::sync::atomic::AtomicBool,
-    ) -> Result<(), Error> {
-        let editor = std::env::var("EDITOR")
-            .or_else(|_| std::env::var("VISUAL"))
-            .unwrap_or_else(|_| "vi".into());
-        // The editor gets the terminal; the file name is the only argument.
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{editor} \"$1\""))
-            .arg("potato-editor")
-            .arg(scratch.path.as_str())
-            .status()
-            .map_err(|e| {
-                Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR")
-            })?;
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::usage(
-                format!("interrupted; {file} is unchanged and the plaintext copy is wiped"),
-                "run the edit again",
-            ));
-        }
-        if !status.success() {
-            return Err(Error::usage(
-                format!("the editor exited with {status}; {file} is unchanged"),
-                "save and quit normally to keep your changes",
-            ));
-        }
-        let new = scratch.read()?;
-        if new == old {
-            if !g.quiet {
-                println!("{file} unchanged");
-            }
-            return Ok(());
-        }
-        self.store(file, &new)?;
-        report(g, file, None);
-        Ok(())
-    }
-}
-
-/// A new value of `kind`, and its public half when it has one.
-fn generate(kind: SecretKind) -> (Vec<u8>, Option<String>) {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    match kind {
-        SecretKind::Wireguard => {
-            let secret = x25519_dalek::StaticSecret::random();
-            let public = x25519_dalek::PublicKey::from(&secret);
-            (
-                format!("{}\n", b64.encode(secret.to_bytes())).into_bytes(),
-                Some(b64.encode(public.as_bytes())),
-            )
-        }
-        SecretKind::Password => {
-            const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-            let mut raw = [0u8; 32];
-            getrandom::fill(&mut raw).expect("the OS random source works");
-            let pw: String = raw
-                .iter()
-                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-                .collect();
-            (format!("{pw}\n").into_bytes(), None)
-        }
-        SecretKind::Token => {
-            let mut raw = [0u8; 32];
-            getrandom::fill(&mut raw).expect("the OS random source works");
-            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-            (format!("{hex}\n").into_bytes(), None)
-        }
-    }
+    Ok(())
 }

@@ -1,27 +1,89 @@
-//! `potato vm create|status HOST`: a Proxmox VM host's VM, through the Proxmox
-//! VE API (`proxmox`), with the API token from the secrets store. Idempotent: an
-//! existing VM that matches the host file is left alone; one that does not is
-//! reported field by field and never changed.
+//! `potato vm create|status HOST`: a Proxmox VM host's VM (`ops::vm`).
 
 use std::time::Duration;
 
-use camino::Utf8Path;
-use serde_json::{Value, json};
+use clap::{Subcommand, ValueEnum};
+use serde_json::json;
 
-use crate::cli::{Connection, Global, NixArgs, VmAction, VmArgs, VmImage};
+use super::args::{Connection, Global, NixArgs, duration_or_zero};
 use crate::error::Error;
-use crate::image_key::{KeyError, Place, ToolOutput};
-use crate::plan::{HostPlan, ProxmoxPlan, Target};
-use crate::proxmox::{Client, ProxmoxError};
-use crate::{repo, secrets};
+use crate::ops::fleet::Fleet;
+use crate::ops::vm::{self, CreateRequest, Source, VmState};
+use crate::ui::Reporter;
 
-const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Proxmox VMs for VM hosts.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
 
-pub fn run(g: &Global, action: &VmAction) -> Result<(), Error> {
-    match action {
-        VmAction::Create {
+#[derive(Debug, Subcommand)]
+// Parsed once per run; boxing the flattened argument groups buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Action {
+    /// Create the VM of a VM host through the Proxmox API, start it, and wait
+    /// for SSH at the host's address.
+    ///
+    /// From the qcow2 (default): uploaded with content=import, the VM created
+    /// with import-from. From the vma (--from vma): copied to the node over SSH
+    /// (--node-ssh) and restored with qmrestore, then configured through the
+    /// API. Either way the VM gets the host file's vmid, cores, memory, disk
+    /// size, bridge and a disk serial (/dev/disk/by-id in the guest). A VM that
+    /// exists and matches is left alone; a mismatch is reported, never changed.
+    Create {
+        host: String,
+        #[command(flatten)]
+        vm: VmArgs,
+        /// Which image to create the VM from.
+        #[arg(long, value_enum, default_value = "qcow2")]
+        from: VmImage,
+        /// Use this image file instead of building the host's.
+        #[arg(long)]
+        image: Option<camino::Utf8PathBuf>,
+        /// SSH to the Proxmox node for --from vma (default: root@ the API's host).
+        #[arg(long, value_name = "USER@ADDR[:PORT]")]
+        node_ssh: Option<String>,
+        /// How long to wait for the VM's SSH after starting it ("0s": do not wait).
+        #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration_or_zero)]
+        wait: Duration,
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        nix: NixArgs,
+    },
+    /// Show the VM: exists or not, running or not, and how it differs from the host file.
+    Status {
+        host: String,
+        #[command(flatten)]
+        vm: VmArgs,
+    },
+}
+
+/// The image a VM is created from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmImage {
+    /// Uploaded through the API (content=import).
+    Qcow2,
+    /// Copied over SSH and restored with qmrestore.
+    Vma,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VmArgs {
+    /// Use this API base URL instead of [proxmox] api (e.g. through an SSH tunnel).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// The age identity that decrypts the API token (default: as for `potato secrets`).
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Option<camino::Utf8PathBuf>,
+}
+
+pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    match &a.action {
+        Action::Create {
             host,
-            vm,
+            vm: v,
             from,
             image,
             node_ssh,
@@ -29,639 +91,61 @@ pub fn run(g: &Global, action: &VmAction) -> Result<(), Error> {
             conn,
             nix,
         } => {
-            let wait = match wait.as_str() {
-                "0" | "0s" => Duration::ZERO,
-                w => crate::units::parse_duration(w).map_err(|e| {
-                    Error::usage(format!("--wait: {e}"), "e.g. --wait 5m, or 0s not to wait")
-                })?,
+            let fleet = Fleet::load(g.repo.as_deref(), g.output())?
+                .with_nix(nix.overrides())
+                .with_connection(conn.settings());
+            let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
+            let request = CreateRequest {
+                from: match from {
+                    VmImage::Qcow2 => Source::Qcow2,
+                    VmImage::Vma => Source::Vma,
+                },
+                image: image.as_deref(),
+                node_ssh: node_ssh.as_deref(),
+                wait: *wait,
+                age_identity: v.age_identity.as_deref(),
             };
-            let (root, plan, px, client) = open(g, host, vm)?;
-            let vm = Vm {
-                g,
-                root: &root,
-                plan: &plan,
-                px: &px,
-                client: &client,
-                conn,
-                age_identity: vm.age_identity.as_deref(),
-            };
-            vm.create(*from, image.as_deref(), node_ssh.as_deref(), wait, nix)
-        }
-        VmAction::Status { host, vm } => {
-            let (_, plan, px, client) = open(g, host, vm)?;
-            status(g, &plan, &px, &client)
-        }
-    }
-}
-
-fn api_error(host: &str, e: ProxmoxError) -> Error {
-    Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    }
-}
-
-fn open(
-    g: &Global,
-    host: &str,
-    vm: &VmArgs,
-) -> Result<(camino::Utf8PathBuf, HostPlan, ProxmoxPlan, Client), Error> {
-    let root = super::repo_root(g)?;
-    let plans = super::load_plans(&root)?;
-    let plan = repo::select(&plans, &[host.to_string()])?[0].clone();
-    let Some(px) = plan.proxmox.clone() else {
-        return Err(Error::usage(
-            format!(
-                "{host} is not a Proxmox VM host (hardware = \"{}\")",
-                plan.hardware.as_str()
-            ),
-            "vm commands are for hosts with hardware = \"proxmox-vm\" and a [proxmox] table",
-        ));
-    };
-    // The token is an operator secret: never shipped to the host, so it is
-    // looked up by name rather than among the host's secrets.
-    let located = secrets::SecretIndex::scan(&root)
-        .ok()
-        .and_then(|i| i.locate(&plan.name, &px.token_secret))
-        .unwrap_or_default();
-    let ids = secrets::store::load_identities(vm.age_identity.as_deref()).map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "pass --age-identity, or set POTATO_AGE_IDENTITY",
-        )
-    })?;
-    let token = secrets::store::decrypt(&root, &located, &ids).map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "the API token is an operator secret; check your identity",
-        )
-    })?;
-    let token = String::from_utf8_lossy(&token).trim().to_string();
-    let api = vm.api.clone().unwrap_or_else(|| px.api.clone());
-    let client = Client::new(&api, &token, px.fingerprint.as_deref()).map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "fix the token secret or [proxmox] fingerprint",
-        )
-    })?;
-    Ok((root, plan, px, client))
-}
-
-/// What the VM should look like, as (field, expected) pairs.
-fn expected(plan: &HostPlan, px: &ProxmoxPlan) -> Vec<(&'static str, String)> {
-    vec![
-        ("name", plan.name.clone()),
-        ("cores", px.cores.to_string()),
-        ("memory", plan.memory_mib.to_string()),
-        ("bridge", px.bridge.clone()),
-        ("disk serial", plan.name.clone()),
-    ]
-}
-
-/// The VM's boot disk: scsi0 (created from the qcow2) or virtio0 (restored
-/// from nixpkgs' vma).
-fn boot_disk_key(cfg: &Value) -> &'static str {
-    if cfg["scsi0"].is_null() && !cfg["virtio0"].is_null() {
-        "virtio0"
-    } else {
-        "scsi0"
-    }
-}
-
-/// Differences between a VM's config and the host file: "field: VM has X, host file says Y".
-fn mismatches(cfg: &Value, plan: &HostPlan, px: &ProxmoxPlan) -> Vec<String> {
-    let text = |k: &str| match &cfg[k] {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        v => v.to_string(),
-    };
-    let option = |field: &str, key: &str| {
-        field
-            .split(',')
-            .find_map(|p| p.strip_prefix(&format!("{key}=")))
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut out = Vec::new();
-    for (field, want) in expected(plan, px) {
-        let got = match field {
-            "name" => text("name"),
-            "cores" => text("cores"),
-            "memory" => text("memory"),
-            "bridge" => option(&text("net0"), "bridge"),
-            _ => option(&text(boot_disk_key(cfg)), "serial"),
-        };
-        if got != want {
-            out.push(format!("{field}: VM has `{got}`, host file says `{want}`"));
-        }
-    }
-    out
-}
-
-/// One `vm create`: the host, its [proxmox] table, the API client.
-struct Vm<'a> {
-    g: &'a Global,
-    root: &'a Utf8Path,
-    plan: &'a HostPlan,
-    px: &'a ProxmoxPlan,
-    client: &'a Client,
-    conn: &'a Connection,
-    /// Decrypts the pre-generated host key (as it does the token).
-    age_identity: Option<&'a Utf8Path>,
-}
-
-impl Vm<'_> {
-    fn fail(&self, e: ProxmoxError) -> Error {
-        api_error(&self.plan.name, e)
-    }
-
-    fn task(&self, upid: &str) -> Result<(), Error> {
-        self.client
-            .wait_task(&self.px.node, upid, TASK_TIMEOUT)
-            .map_err(|e| self.fail(e))
-    }
-
-    fn create(
-        &self,
-        from: VmImage,
-        image: Option<&Utf8Path>,
-        node_ssh: Option<&str>,
-        wait: Duration,
-        nix_args: &NixArgs,
-    ) -> Result<(), Error> {
-        let (g, host, px) = (self.g, self.plan.name.as_str(), self.px);
-        if let Some(cfg) = self
-            .client
-            .vm_config(&px.node, px.vmid)
-            .map_err(|e| self.fail(e))?
-        {
-            let diffs = mismatches(&cfg, self.plan, px);
-            if diffs.is_empty() {
-                report(g, host, px, "exists", &[]);
-                return Ok(());
-            }
-            report(g, host, px, "mismatch", &diffs);
-            return Err(Error::Host {
-                host: host.into(),
-                message: format!(
-                    "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
-                    px.vmid, px.node
-                ),
-            });
-        }
-        let kind = match from {
-            VmImage::Qcow2 => "qcow2",
-            VmImage::Vma => "vma",
-        };
-        let scratch = tempfile::tempdir().map_err(|e| Error::io(self.root, e))?;
-        let image = match image {
-            Some(i) => i.to_path_buf(),
-            None => {
-                let built = super::image::build_one(self.root, host, kind, nix_args)?;
-                self.with_host_key(from, &built, scratch.path())?
-            }
-        };
-        let disk = match from {
-            VmImage::Qcow2 => self.create_from_qcow2(&image)?,
-            VmImage::Vma => self.restore_vma(&image, node_ssh)?,
-        };
-        self.client
-            .resize_disk(&px.node, px.vmid, disk, &format!("{}M", px.disk_mib))
-            .map_err(|e| self.fail(e))?;
-        let upid = self
-            .client
-            .start_vm(&px.node, px.vmid)
-            .map_err(|e| self.fail(e))?;
-        self.task(&upid)?;
-        report(g, host, px, "created", &[]);
-        if !wait.is_zero() {
-            self.wait_for_ssh(wait)?;
-        }
-        Ok(())
-    }
-
-    /// A copy of the built qcow2 with the host's pre-generated SSH host key in
-    /// it (the store's image has none), when there is one; else the image as
-    /// built (the VM then makes its own key; the wait for SSH says so). A vma
-    /// gets its key on the node, after the restore (`key_into_volume`).
-    fn with_host_key(
-        &self,
-        from: VmImage,
-        built: &Utf8Path,
-        scratch: &std::path::Path,
-    ) -> Result<camino::Utf8PathBuf, Error> {
-        let host = self.plan.name.as_str();
-        let key = super::secrets::pregenerated_host_key(self.root, host, self.age_identity)?;
-        let (Some((private, public)), VmImage::Qcow2) = (key, from) else {
-            return Ok(built.to_path_buf());
-        };
-        let copy = camino::Utf8PathBuf::from_path_buf(scratch.join(format!("{host}.qcow2")))
-            .map_err(|p| {
-                Error::usage(
-                    format!("{} is not UTF-8", p.display()),
-                    "use a UTF-8 TMPDIR",
-                )
-            })?;
-        std::fs::copy(built, &copy).map_err(|e| Error::io(built, e))?;
-        let mut perms = std::fs::metadata(&copy)
-            .map_err(|e| Error::io(&copy, e))?
-            .permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-        std::fs::set_permissions(&copy, perms).map_err(|e| Error::io(&copy, e))?;
-        match crate::image_key::install(copy.as_std_path(), &private, &public) {
-            Ok(()) => {
-                say(
-                    self.g,
-                    &format!("{host}: host key installed into a copy of the qcow2"),
-                );
-                Ok(copy)
-            }
-            Err(e) => {
-                say(
-                    self.g,
-                    &format!(
-                        "{host}: warning: {e}; the VM makes its own host key (trust it with `potato trust {host}`)"
+            let made = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
+            show(g, &made);
+            if made.state == "mismatch" {
+                return Err(Error::Host {
+                    host: host.clone(),
+                    message: format!(
+                        "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
+                        made.vmid, made.node
                     ),
-                );
-                Ok(built.to_path_buf())
+                });
             }
+            Ok(())
         }
-    }
-
-    /// Upload (content=import) and create with import-from; the disk is scsi0.
-    fn create_from_qcow2(&self, image: &Utf8Path) -> Result<&'static str, Error> {
-        let (host, px) = (self.plan.name.as_str(), self.px);
-        let file_name = format!("potato-{host}.qcow2");
-        say(
-            self.g,
-            &format!(
-                "{host}: uploading {image} to {}:import/{file_name}",
-                px.image_storage
-            ),
-        );
-        let upid = self
-            .client
-            .upload_import(&px.node, &px.image_storage, &file_name, image.as_std_path())
-            .map_err(|e| self.fail(e))?;
-        self.task(&upid)?;
-        say(
-            self.g,
-            &format!("{host}: creating VM {} on {}", px.vmid, px.node),
-        );
-        let params = vec![
-            ("vmid", px.vmid.to_string()),
-            ("name", host.to_string()),
-            ("cores", px.cores.to_string()),
-            ("memory", self.plan.memory_mib.to_string()),
-            ("net0", format!("virtio,bridge={}", px.bridge)),
-            ("scsihw", "virtio-scsi-single".into()),
-            // serial= gives the disk a /dev/disk/by-id path inside the guest.
-            (
-                "scsi0",
-                format!(
-                    "{}:0,import-from={}:import/{file_name},serial={host}",
-                    px.disk_storage, px.image_storage
-                ),
-            ),
-            ("bios", "ovmf".into()),
-            ("efidisk0", format!("{}:1,efitype=4m", px.disk_storage)),
-            ("boot", "order=scsi0".into()),
-            ("agent", "1".into()),
-            ("ostype", "l26".into()),
-        ];
-        let upid = self
-            .client
-            .create_vm(&px.node, &params)
-            .map_err(|e| self.fail(e))?;
-        self.task(&upid)?;
-        Ok("scsi0")
-    }
-
-    /// Copies the vma to the node over SSH, restores it with qmrestore, then
-    /// gives the restored VM the host file's settings; the disk is virtio0
-    /// (nixpkgs' proxmox image).
-    fn restore_vma(&self, image: &Utf8Path, node_ssh: Option<&str>) -> Result<&'static str, Error> {
-        let (host, px) = (self.plan.name.as_str(), self.px);
-        let node = self.node_target(node_ssh)?;
-        let mut opts = super::deploy::ssh_options(self.g, self.root, self.conn)?;
-        opts.host_name = None;
-        let session = crate::ssh::Session::connect(&node, &opts).map_err(|e| Error::Host {
-            host: format!("{} (Proxmox node)", px.node),
-            message: e.to_string(),
-        })?;
-        let q = crate::deploy::remote::shell_quote;
-        let remote_file = format!("/var/tmp/potato-{host}-{}.vma.zst", px.vmid);
-        let len = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
-        say(
-            self.g,
-            &format!("{host}: copying {image} ({len} bytes) to {node}:{remote_file}"),
-        );
-        let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
-        let bar = super::flash::bytes_bar(self.g, len);
-        let node_fail = |m: String| Error::Host {
-            host: format!("{} (Proxmox node)", px.node),
-            message: m,
-        };
-        let out = session
-            .exec_with(
-                &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)),
-                Some(&mut file),
-                &mut |n| bar.set_position(n),
-            )
-            .map_err(|e| node_fail(e.to_string()))?;
-        bar.finish_and_clear();
-        if out.code != 0 {
-            return Err(node_fail(format!("copying the vma: {}", out.stderr.trim())));
+        Action::Status { host, vm: v } => {
+            let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
+            let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
+            show(g, &vm::status(&opened)?);
+            Ok(())
         }
-        say(
-            self.g,
-            &format!(
-                "{host}: qmrestore into VM {} on {}",
-                px.vmid, px.disk_storage
-            ),
-        );
-        let out = session
-            .exec(&format!(
-                "qmrestore {f} {} --storage {}; rc=$?; rm -f {f}; exit $rc",
-                px.vmid,
-                q(&px.disk_storage),
-                f = q(&remote_file),
-            ))
-            .map_err(|e| node_fail(e.to_string()))?;
-        if out.code != 0 {
-            return Err(node_fail(format!("qmrestore: {}", out.stderr.trim())));
-        }
-        let cfg = self
-            .client
-            .vm_config(&px.node, px.vmid)
-            .map_err(|e| self.fail(e))?
-            .ok_or_else(|| node_fail(format!("after qmrestore, VM {} does not exist", px.vmid)))?;
-        let key = boot_disk_key(&cfg);
-        let volume = cfg[key].as_str().unwrap_or("").to_string();
-        let volume: Vec<&str> = volume
-            .split(',')
-            .filter(|p| !p.starts_with("serial="))
-            .collect();
-        let params = vec![
-            ("name", host.to_string()),
-            ("cores", px.cores.to_string()),
-            ("memory", self.plan.memory_mib.to_string()),
-            ("net0", format!("virtio,bridge={}", px.bridge)),
-            (key, format!("{},serial={host}", volume.join(","))),
-        ];
-        self.client
-            .set_config(&px.node, px.vmid, &params)
-            .map_err(|e| self.fail(e))?;
-        self.key_into_volume(&session, volume.first().copied().unwrap_or_default())?;
-        Ok(key)
-    }
-
-    /// The host's pre-generated SSH host key into the restored disk, on the
-    /// node (`pvesm path`, then debugfs there). Without a key, or when the disk
-    /// cannot take it, the VM makes its own (a warning says so).
-    fn key_into_volume(&self, session: &crate::ssh::Session, volume: &str) -> Result<(), Error> {
-        let host = self.plan.name.as_str();
-        let Some((private, public)) =
-            super::secrets::pregenerated_host_key(self.root, host, self.age_identity)?
-        else {
-            return Ok(());
-        };
-        let q = crate::deploy::remote::shell_quote;
-        let warn = |why: String| {
-            say(
-                self.g,
-                &format!(
-                    "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
-                ),
-            )
-        };
-        let path = match session.exec(&format!("pvesm path {}", q(volume))) {
-            Ok(out) if out.code == 0 => out.stdout.trim().to_string(),
-            Ok(out) => {
-                warn(format!("pvesm path {volume}: {}", out.stderr.trim()));
-                return Ok(());
-            }
-            Err(e) => {
-                warn(e.to_string());
-                return Ok(());
-            }
-        };
-        let mut disk = NodeDisk {
-            session,
-            path: std::path::PathBuf::from(&path),
-            scratch: None,
-        };
-        match crate::image_key::install_at(&mut disk, &private, &public) {
-            Ok(()) => say(
-                self.g,
-                &format!("{host}: host key installed into {volume} ({path}) on the node"),
-            ),
-            Err(e) => warn(e.to_string()),
-        }
-        Ok(())
-    }
-
-    /// `--node-ssh`, else root@ the API URL's host.
-    fn node_target(&self, given: Option<&str>) -> Result<Target, Error> {
-        let text = match given {
-            Some(t) => t.to_string(),
-            None => {
-                let host = self
-                    .px
-                    .api
-                    .split("://")
-                    .nth(1)
-                    .and_then(|r| r.split(['/', ':']).next())
-                    .unwrap_or_default();
-                format!("root@{host}")
-            }
-        };
-        crate::resolve::parse_target(&text)
-            .map_err(|e| Error::usage(format!("--node-ssh: {e}"), "write root@ADDR"))
-    }
-
-    /// Waits for the VM's sshd at its address (or --target): the key it
-    /// answers with is shown, and compared with the pre-generated one.
-    fn wait_for_ssh(&self, wait: Duration) -> Result<(), Error> {
-        let host = self.plan.name.as_str();
-        let target = super::deploy::target_override(self.conn, 1)?
-            .unwrap_or_else(|| self.plan.deploy.target.clone());
-        let opts = super::deploy::ssh_options(self.g, self.root, self.conn)?;
-        say(
-            self.g,
-            &format!(
-                "{host}: waiting up to {} for SSH at {}",
-                humantime::format_duration(wait),
-                target.host
-            ),
-        );
-        let key = crate::ssh::wait_for(wait, Duration::from_millis(500), || {
-            crate::ssh::fetch_host_key(&target, &opts).ok()
-        })
-        .ok_or_else(|| Error::Host {
-            host: host.into(),
-            message: format!(
-                "the VM started, but SSH at {} did not answer within {}; check its console in Proxmox",
-                target.host,
-                humantime::format_duration(wait)
-            ),
-        })?;
-        let (_, _, key) = key;
-        let pre = crate::secrets::store::Recipients::load(self.root)
-            .ok()
-            .and_then(|r| r.hosts.get(host).cloned())
-            .unwrap_or_default();
-        let known = pre.split_whitespace().nth(1) == Some(key.base64.as_str());
-        if self.g.json {
-            println!(
-                "{}",
-                json!({ "host": host, "ssh": target.host, "host_key": key.fingerprint, "pre_generated": known })
-            );
-        } else if known {
-            println!(
-                "{host}: SSH answers at {} with its pre-generated host key",
-                target.host
-            );
-        } else {
-            println!(
-                "{host}: SSH answers at {} with key {} {} (not the one in secrets/recipients.toml: check it, then `potato trust {host}`)",
-                target.host, key.key_type, key.fingerprint
-            );
-        }
-        Ok(())
     }
 }
 
-fn status(g: &Global, plan: &HostPlan, px: &ProxmoxPlan, client: &Client) -> Result<(), Error> {
-    let host = plan.name.as_str();
-    let fail = |e| api_error(host, e);
-    match client.vm_config(&px.node, px.vmid).map_err(fail)? {
-        None => report(g, host, px, "absent", &[]),
-        Some(cfg) => {
-            let state = client.vm_status(&px.node, px.vmid).map_err(fail)?;
-            let diffs = mismatches(&cfg, plan, px);
-            report(g, host, px, &state, &diffs);
-        }
-    }
-    Ok(())
-}
-
-fn say(g: &Global, line: &str) {
-    if !g.json {
-        eprintln!("{line}");
-    }
-}
-
-fn report(g: &Global, host: &str, px: &ProxmoxPlan, state: &str, diffs: &[String]) {
+fn show(g: &Global, vm: &VmState) {
     if g.json {
-        println!(
-            "{}",
-            json!({ "host": host, "node": px.node, "vmid": px.vmid, "state": state, "mismatches": diffs })
-        );
+        println!("{}", json!(vm));
         return;
     }
-    println!("{host}: VM {} on {}: {state}", px.vmid, px.node);
-    for d in diffs {
+    println!("{}: VM {} on {}: {}", vm.host, vm.vmid, vm.node, vm.state);
+    for d in &vm.mismatches {
         println!("  {d}");
     }
-}
-
-/// A VM disk on the Proxmox node, worked on over SSH (dd to read, debugfs to
-/// write), with a private scratch directory there that is removed afterwards.
-struct NodeDisk<'a> {
-    session: &'a crate::ssh::Session,
-    path: std::path::PathBuf,
-    scratch: Option<String>,
-}
-
-impl NodeDisk<'_> {
-    fn run(&self, cmd: &str, input: Option<&[u8]>) -> Result<crate::ssh::Output, KeyError> {
-        let fail = |m: String| KeyError::Io {
-            path: self.path.clone(),
-            message: m,
-        };
-        match input {
-            Some(mut bytes) => self.session.exec_with(cmd, Some(&mut bytes), &mut |_| {}),
-            None => self.session.exec(cmd),
-        }
-        .map_err(|e| fail(e.to_string()))
-    }
-
-    fn quoted_path(&self) -> String {
-        crate::deploy::remote::shell_quote(&self.path.display().to_string())
-    }
-}
-
-impl Place for NodeDisk<'_> {
-    fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, KeyError> {
-        let out = self.run(
-            &format!(
-                "dd if={} iflag=skip_bytes,count_bytes skip={offset} count={len} status=none",
-                self.quoted_path()
-            ),
-            None,
-        )?;
-        if out.code != 0 {
-            return Err(KeyError::Io {
-                path: self.path.clone(),
-                message: out.stderr.trim().to_string(),
-            });
-        }
-        Ok(out.stdout_raw)
-    }
-
-    fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<String, KeyError> {
-        if self.scratch.is_none() {
-            let out = self.run("umask 077 && mktemp -d /tmp/potato-key.XXXXXX", None)?;
-            self.scratch = Some(out.stdout.trim().to_string());
-        }
-        let file = format!("{}/{name}", self.scratch.as_deref().unwrap_or("/tmp"));
-        let out = self.run(
-            &format!(
-                "umask 077 && cat > {}",
-                crate::deploy::remote::shell_quote(&file)
-            ),
-            Some(bytes),
-        )?;
-        if out.code != 0 {
-            return Err(KeyError::Io {
-                path: file.into(),
-                message: out.stderr.trim().to_string(),
-            });
-        }
-        Ok(file)
-    }
-
-    fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
-        let q = crate::deploy::remote::shell_quote;
-        let args: Vec<String> = args.iter().map(|a| q(a)).collect();
-        let target = q(&format!("{}?offset={offset}", self.path.display()));
-        let out = self.run(&format!("debugfs {} {target}", args.join(" ")), None)?;
-        if out.code == 127 {
-            return Err(KeyError::Missing {
-                tool: "debugfs",
-                why: "e2fsprogs on the Proxmox node",
-            });
-        }
-        Ok(ToolOutput {
-            ok: out.code == 0,
-            stdout: out.stdout_raw,
-            stderr: out.stderr,
-        })
-    }
-}
-
-impl Drop for NodeDisk<'_> {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.scratch {
-            let _ = self.session.exec(&format!(
-                "rm -rf {}",
-                crate::deploy::remote::shell_quote(dir)
-            ));
-        }
+    let Some(ssh) = &vm.ssh else { return };
+    if ssh.pre_generated {
+        println!(
+            "{}: SSH answers at {} with its pre-generated host key",
+            vm.host, ssh.address
+        );
+    } else {
+        println!(
+            "{}: SSH answers at {} with key {} {} (not the one in secrets/recipients.toml: check it, then `potato trust {}`)",
+            vm.host, ssh.address, ssh.key_type, ssh.fingerprint, vm.host
+        );
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::inventory::schema::Mode;
 use crate::nix::transfer::{PathInfo, ServeStream};
 use crate::nix::{self, StorePath};
 use crate::plan::{HealthCheck, HostPlan, Target};
@@ -30,7 +31,7 @@ use remote::{HostState, Remote, RemoteError};
 pub struct DeployOptions {
     pub ssh: SshOptions,
     /// `--mode`, overriding each host file's default.
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// `--no-magic-rollback`.
     pub no_magic_rollback: bool,
     /// `--confirm-timeout`, overriding the host file.
@@ -226,13 +227,10 @@ impl Run {
             .target
             .clone()
             .unwrap_or_else(|| plan.deploy.target.clone());
-        let mode = opts
-            .mode
-            .clone()
-            .unwrap_or_else(|| plan.deploy.mode.as_str().to_string());
+        let mode = opts.mode.unwrap_or(plan.deploy.mode);
         let magic = !opts.no_magic_rollback
             && plan.deploy.magic_rollback
-            && (mode == "switch" || mode == "test");
+            && matches!(mode, Mode::Switch | Mode::Test);
         let confirm = opts
             .confirm_timeout
             .map(|d| d.as_secs().max(1))
@@ -246,7 +244,7 @@ impl Run {
             .map_err(|e| e.to_string())?;
         let state = remote.state().map_err(|e| e.to_string())?;
         self.result.previous_generation = state.generation;
-        if is_up_to_date(&state, top, &mode) && !opts.force {
+        if is_up_to_date(&state, top, mode) && !opts.force {
             self.result.generation = state.generation;
             return Ok(Outcome::UpToDate);
         }
@@ -264,13 +262,14 @@ impl Run {
         let token = token_for(top);
         let act_secs = opts.activation_timeout.as_secs().max(1);
         let (prev, new) = remote
-            .activate(top, &mode, &token, magic, confirm, act_secs)
+            .activate(top, mode.as_str(), &token, magic, confirm, act_secs)
             .map_err(|e| e.to_string())?;
         self.result.previous_generation = prev;
         self.result.generation = new;
         self.log(format!(
-            "activating generation {} ({mode}){}",
+            "activating generation {} ({}){}",
             new.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            mode.as_str(),
             if magic { ", watchdog armed" } else { "" }
         ));
         let status = wait_activation(&remote, &token, opts.activation_timeout);
@@ -568,14 +567,14 @@ impl<R: std::io::Read> std::io::Read for CountingReader<R> {
 }
 
 /// A host runs exactly this system already.
-fn is_up_to_date(state: &HostState, top: &StorePath, mode: &str) -> bool {
+fn is_up_to_date(state: &HostState, top: &StorePath, mode: Mode) -> bool {
     let current = state.current.as_ref() == Some(top);
     let profile = state.profile.as_ref() == Some(top);
     match mode {
-        "switch" => current && profile,
-        "boot" => profile,
-        "test" => current,
-        _ => false,
+        Mode::Switch => current && profile,
+        Mode::Boot => profile,
+        Mode::Test => current,
+        Mode::DryActivate => false,
     }
 }
 

@@ -71,24 +71,33 @@ pub fn load(repo: &Utf8Path) -> Result<Inventory, Error> {
         let text = fs
             .read_string(&rel)?
             .ok_or_else(|| Error::io(&rel, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
-        let file = inv.sources.add(&rel, text);
+        inv.add_host_file(rel, text);
+    }
+    Ok(inv)
+}
+
+impl Inventory {
+    /// Parses one host file's text (repository-relative `rel`, e.g.
+    /// `hosts/n250.toml`): a host on success, a diagnostic otherwise. `load`
+    /// calls it for each file it reads; tests call it with TOML snippets.
+    pub fn add_host_file(&mut self, rel: Utf8PathBuf, text: String) {
+        let file = self.sources.add(&rel, text);
         let name = rel.file_stem().unwrap_or_default().to_string();
-        let control = text::control_characters(file, inv.sources.text(file));
+        let control = text::control_characters(file, self.sources.text(file));
         if !control.is_empty() {
-            inv.diagnostics.extend(control);
-            continue;
+            self.diagnostics.extend(control);
+            return;
         }
-        match toml::from_str::<HostFile>(inv.sources.text(file)) {
-            Ok(raw) => inv.hosts.push(HostSource {
+        match toml::from_str::<HostFile>(self.sources.text(file)) {
+            Ok(raw) => self.hosts.push(HostSource {
                 name,
                 file,
                 path: rel,
                 raw,
             }),
-            Err(e) => inv.diagnostics.push(toml_diagnostic(file, &e)),
+            Err(e) => self.diagnostics.push(toml_diagnostic(file, &e)),
         }
     }
-    Ok(inv)
 }
 
 /// A TOML syntax, shape or identifier error as a diagnostic at its span.

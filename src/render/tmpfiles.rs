@@ -160,7 +160,7 @@ mod tests {
 
     fn plan(name: &str) -> HostPlan {
         let repo = camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
-        let plans = crate::cmd::load_plans(repo).expect("example hosts are valid");
+        let plans = crate::ops::fleet::load_plans(repo).expect("example hosts are valid");
         plans.into_iter().find(|p| p.name == name).unwrap()
     }
 

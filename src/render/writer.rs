@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn every_rendered_file_of_the_example_fleet_counts_as_written_by_potato() {
         let repo = Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let plans = crate::cmd::load_plans(&repo).unwrap();
+        let plans = crate::ops::fleet::load_plans(&repo).unwrap();
         let files = crate::render::render_all(&plans, &repo).unwrap();
         assert!(files.len() > 20);
         for f in &files {

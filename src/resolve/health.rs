@@ -332,6 +332,133 @@ fn is_this_host(host: &str, cx: &HealthContext) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::plan::Probe;
+    use crate::resolve::testkit::{Outcome, one};
+
+    fn check(table: &str) -> Outcome {
+        one("h", &format!("[[health]]\n{table}"))
+    }
+
+    /// A host running Traefik (publishes 80 and 443) with one health check.
+    fn with_traefik(table: &str) -> Outcome {
+        one(
+            "h",
+            &format!(
+                "[firewall]\nrules = [\"allow 22/tcp\", \"allow 80,443/tcp\"]\n[containers]\nservices = [\"traefik\"]\n[[health]]\n{table}"
+            ),
+        )
+    }
+
+    #[test]
+    fn default_timing_fits_the_default_confirm_timeout() {
+        let out = check("unit = \"sshd.service\"");
+        let h = &out.plan().health[0];
+        assert_eq!(h.probe, Probe::Unit("sshd.service".into()));
+        // 30s confirm - 3s reserve - 3 retries × 2s = 21s left; the default grace is at most 20s.
+        assert_eq!((h.grace_secs, h.interval_secs, h.retries), (20, 2, 3));
+    }
+
+    #[test]
+    fn exactly_one_probe_per_check() {
+        let out = check("unit = \"sshd.service\"\ntcp = \"127.0.0.1:22\"");
+        let d = out.error("a health check needs exactly one of unit, tcp, http, container");
+        assert_eq!(out.span_of(d), "[[health]]");
+        check("grace = \"1s\"").error("needs exactly one of");
+    }
+
+    #[test]
+    fn tcp_checks_a_port_this_host_listens_on() {
+        let out = check("tcp = \"127.0.0.1:22\"");
+        assert_eq!(
+            out.plan().health[0].probe,
+            Probe::Tcp("127.0.0.1:22".into())
+        );
+        check("tcp = \"192.0.2.10:22\"").plan();
+        check("tcp = \"localhost\"")
+            .assert_error("`localhost` is not \"host:port\"", "\"localhost\"");
+        check("tcp = \"192.0.2.99:22\"").assert_error(
+            "`192.0.2.99` is not an address of this host",
+            "\"192.0.2.99:22\"",
+        );
+        let out = check("tcp = \"127.0.0.1:5432\"");
+        let d = out.assert_error(
+            "nothing on h listens on tcp port 5432, so `127.0.0.1:5432` can never pass",
+            "\"127.0.0.1:5432\"",
+        );
+        assert!(d.hint.as_deref().unwrap().contains("22 (sshd)"));
+    }
+
+    #[test]
+    fn http_checks_a_url_on_this_host() {
+        let out = with_traefik("http = \"http://127.0.0.1/ping\"");
+        assert_eq!(
+            out.plan().health[0].probe,
+            Probe::Http("http://127.0.0.1/ping".into())
+        );
+        for bad in ["ftp://127.0.0.1/", "127.0.0.1:80", "http://127.0.0.1/a b"] {
+            check(&format!("http = \"{bad}\"")).assert_error(
+                &format!("`{bad}` is not an http(s) URL"),
+                &format!("\"{bad}\""),
+            );
+        }
+        check("http = \"http://127.0.0.1:8080/\"")
+            .assert_error("listens on tcp port 8080", "\"http://127.0.0.1:8080/\"");
+    }
+
+    #[test]
+    fn container_checks_name_a_service_this_host_runs() {
+        let out = with_traefik("container = \"traefik\"");
+        assert!(matches!(
+            &out.plan().health[0].probe,
+            Probe::Container { name, .. } if name == "traefik"
+        ));
+        let out = with_traefik("container = \"treafik\"");
+        let d = out.assert_error(
+            "container `treafik` is not a service this host runs",
+            "\"treafik\"",
+        );
+        assert_eq!(d.hint.as_deref(), Some("did you mean \"traefik\"?"));
+        check("container = \"traefik\"").assert_error(
+            "container `traefik`: this host runs no containers",
+            "\"traefik\"",
+        );
+    }
+
+    #[test]
+    fn timing_in_range() {
+        let unit = "unit = \"sshd.service\"";
+        check(&format!("{unit}\nretries = 21")).assert_error("retries = 21 is out of range", "21");
+        check(&format!("{unit}\ninterval = \"2m\""))
+            .assert_error("interval 2m is out of range", "\"2m\"");
+        check(&format!("{unit}\ngrace = \"2h\""))
+            .assert_error("grace 2h is out of range", "\"2h\"");
+        let ok = check(&format!(
+            "{unit}\ngrace = \"0\"\nretries = 1\ninterval = \"1s\""
+        ));
+        let h = &ok.plan().health[0];
+        assert_eq!((h.grace_secs, h.interval_secs, h.retries), (0, 1, 1));
+    }
+
+    #[test]
+    fn the_worst_case_fits_the_confirm_timeout() {
+        let out = check("unit = \"sshd.service\"\ngrace = \"25s\"");
+        let d = out.assert_error(
+            "this check can take 25s grace + 3 retries × 2s = 31s, more than the 27s the confirm timeout (30s) leaves for health checks",
+            "\"25s\"",
+        );
+        assert!(
+            d.hint
+                .as_deref()
+                .unwrap()
+                .contains("confirm_timeout = \"34s\"")
+        );
+        // Without magic rollback nothing waits for the checks.
+        one(
+            "h",
+            "[deploy]\ntarget = \"root@192.0.2.10\"\nmagic_rollback = false\n[[health]]\nunit = \"sshd.service\"\ngrace = \"25s\"",
+        )
+        .plan();
+    }
 
     fn check_unit_name(s: &str) -> Result<(), String> {
         crate::inventory::ident::check_unit_name(s).map_err(|e| e.message)

@@ -1,0 +1,336 @@
+//! Talking to running hosts outside a deploy: a host's generations, rolling
+//! back to one, the fleet's status (running vs. what the repository builds),
+//! running a command on hosts in parallel, and pinning a host's SSH key.
+//! Each returns its result as data; the commands print it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::fleet::Fleet;
+use crate::deploy::remote::Remote;
+use crate::error::Error;
+use crate::nix::StorePath;
+use crate::plan::{HostPlan, Target};
+use crate::repo;
+use crate::ssh::{self, HostKey, Session};
+
+/// One line of `nix-env --list-generations`, with its store path.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub number: u32,
+    pub date: String,
+    pub current: bool,
+    pub store_path: Option<StorePath>,
+}
+
+/// What `rollback` did: the generation current before and after, and the
+/// activation's output.
+#[derive(Debug, Clone)]
+pub struct RolledBack {
+    pub from: Option<u32>,
+    pub to: u32,
+    pub output: String,
+}
+
+/// One host's row in `potato status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub host: String,
+    /// "in sync", "drifted" or "unreachable".
+    pub state: &'static str,
+    pub running: Option<String>,
+    pub repo: StorePath,
+    pub detail: String,
+    /// The bootstrap record (date, commit, system), when potato bootstrapped it.
+    pub bootstrapped: serde_json::Value,
+}
+
+/// One host's result of `exec`: its output, or why it could not run.
+pub type ExecResult = (String, Result<ssh::Output, String>);
+
+/// What `trust` did with the key a host presented.
+#[derive(Debug, Clone)]
+pub struct Trusted {
+    pub label: String,
+    /// ADDR or [ADDR]:PORT, as known_hosts names it.
+    pub known_hosts_name: String,
+    pub key: HostKey,
+    /// "unchanged", "recorded" or "replaced".
+    pub action: &'static str,
+    /// The keys replaced ("TYPE FINGERPRINT").
+    pub previous: Vec<String>,
+    pub file: camino::Utf8PathBuf,
+}
+
+fn host_error(host: &str) -> impl Fn(ssh::SshError) -> Error + '_ {
+    move |e| Error::Host {
+        host: host.into(),
+        message: e.to_string(),
+    }
+}
+
+fn parse_generations(text: &str) -> Vec<Generation> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(Generation {
+                number: f[0].parse().ok()?,
+                date: format!("{} {}", f[1], f[2]),
+                current: f[3] == "current",
+                store_path: f.get(4).and_then(|p| StorePath::parse(p).ok()),
+            })
+        })
+        .collect()
+}
+
+fn list(remote: &Remote, host: &str) -> Result<Vec<Generation>, Error> {
+    let text = remote.generations().map_err(|e| Error::Host {
+        host: host.into(),
+        message: e.to_string(),
+    })?;
+    Ok(parse_generations(&text))
+}
+
+/// The host's generations.
+pub fn generations(fleet: &Fleet, name: &str) -> Result<(HostPlan, Vec<Generation>), Error> {
+    let (plan, target) = fleet.one(name)?;
+    let remote = fleet.connect(&plan.name, &target)?;
+    let gens = list(&remote, &plan.name)?;
+    Ok((plan, gens))
+}
+
+/// Switches the host to generation `to` (default: the one before the current).
+pub fn rollback(fleet: &Fleet, name: &str, to: Option<u32>) -> Result<RolledBack, Error> {
+    let (plan, target) = fleet.one(name)?;
+    let mut remote = fleet.connect(&plan.name, &target)?;
+    let holder = format!("potato rollback (pid {})", std::process::id());
+    let fail = |message: String| Error::Host {
+        host: plan.name.clone(),
+        message,
+    };
+    remote
+        .lock(&plan.name, &holder)
+        .map_err(|e| fail(e.to_string()))?;
+    let gens = list(&remote, &plan.name)?;
+    let current = gens.iter().find(|x| x.current).map(|x| x.number);
+    let wanted = match to {
+        Some(n) => n,
+        None => {
+            let cur = current.ok_or_else(|| fail("no current generation".into()))?;
+            gens.iter()
+                .map(|x| x.number)
+                .filter(|n| *n < cur)
+                .max()
+                .ok_or_else(|| {
+                    fail(format!(
+                        "generation {cur} is the oldest; nothing to roll back to"
+                    ))
+                })?
+        }
+    };
+    if !gens.iter().any(|x| x.number == wanted) {
+        let have: Vec<String> = gens.iter().map(|x| x.number.to_string()).collect();
+        return Err(Error::usage(
+            format!("{} has no generation {wanted}", plan.name),
+            format!("it has: {}", have.join(", ")),
+        ));
+    }
+    let out = remote
+        .switch_generation(wanted)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(RolledBack {
+        from: current,
+        to: wanted,
+        output: out.stdout,
+    })
+}
+
+/// Each selected host's running system against what the repository builds.
+pub fn status(fleet: &Fleet, selectors: &[String]) -> Result<Vec<Status>, Error> {
+    let selected = fleet.select(selectors)?;
+    let tops = super::deploy::build(fleet, &selected.names(), &mut super::deploy::warn_on_stderr)?;
+    let base = fleet.ssh_options()?;
+    let target_text = fleet.connect_settings().target.clone();
+    let mut rows = Vec::new();
+    for p in &selected.plans {
+        let t = selected.target(p);
+        let mut bootstrapped = serde_json::Value::Null;
+        let mut opts = base.clone();
+        opts.host_name = Some(ssh::trust_hint(&p.name, target_text.clone()));
+        let (state, running, detail) = match Session::connect(&t, &opts)
+            .map_err(|e| e.to_string())
+            .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
+            .and_then(|r| {
+                bootstrapped = r
+                    .session
+                    .exec(&format!("cat {} 2>/dev/null", crate::bootstrap::MARKER))
+                    .ok()
+                    .and_then(|o| serde_json::from_str(o.stdout.trim()).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                r.state().map_err(|e| e.to_string())
+            }) {
+            Ok(st) => {
+                let in_sync = st.current.as_ref() == Some(&tops[&p.name]);
+                (
+                    if in_sync { "in sync" } else { "drifted" },
+                    st.current.map(|c| c.to_string()),
+                    st.generation
+                        .map(|n| format!("generation {n}"))
+                        .unwrap_or_default(),
+                )
+            }
+            Err(e) => ("unreachable", None, e),
+        };
+        rows.push(Status {
+            host: p.name.clone(),
+            state,
+            running,
+            repo: tops[&p.name].clone(),
+            detail,
+            bootstrapped,
+        });
+    }
+    Ok(rows)
+}
+
+/// Runs `command` (words, quoted for the remote shell) on the selected
+/// hosts, at most `parallel` at once; results in host order.
+pub fn exec(
+    fleet: &Fleet,
+    selectors: &[String],
+    parallel: usize,
+    command: &[String],
+) -> Result<Vec<ExecResult>, Error> {
+    let selected = fleet.select(selectors)?;
+    let base = fleet.ssh_options()?;
+    let line = command
+        .iter()
+        .map(|w| crate::deploy::remote::shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let target_text = fleet.connect_settings().target.clone();
+    Ok(rt.block_on(async {
+        let mut tasks = Vec::new();
+        for p in &selected.plans {
+            let t = selected.target(p);
+            let (sem, line) = (sem.clone(), line.clone());
+            let mut opts = base.clone();
+            opts.host_name = Some(ssh::trust_hint(&p.name, target_text.clone()));
+            let name = p.name.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await.expect("semaphore open");
+                let out = tokio::task::spawn_blocking(move || {
+                    Session::connect(&t, &opts)
+                        .and_then(|s| s.exec(&line))
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .expect("exec task");
+                (name, out)
+            }));
+        }
+        let mut v = Vec::new();
+        for t in tasks {
+            v.push(t.await.expect("exec task"));
+        }
+        v
+    }))
+}
+
+/// What `potato trust ARG` reaches: a host file's host (by name, or by its
+/// target address), or an address outside the inventory (a jump host, a
+/// Proxmox node). Returns a label and the target.
+fn trust_target(fleet: &Fleet, arg: &str) -> Result<(String, Target), Error> {
+    let over = fleet.target_override(1)?;
+    if let Some(p) = fleet.plans.iter().find(|p| p.name == arg) {
+        return Ok((p.name.clone(), over.unwrap_or(p.deploy.target.clone())));
+    }
+    if let Ok(t) = crate::resolve::parse_target(arg) {
+        let same = |p: &&HostPlan| {
+            p.deploy.target.host == t.host
+                && p.deploy.target.port.unwrap_or(22) == t.port.unwrap_or(22)
+        };
+        if let Some(p) = fleet.plans.iter().find(same) {
+            return Ok((p.name.clone(), over.unwrap_or(p.deploy.target.clone())));
+        }
+        let looks_like_address =
+            t.host.contains('.') || t.host.contains(':') || t.port.is_some() || t.user.is_some();
+        if looks_like_address {
+            return Ok((arg.to_string(), over.unwrap_or(t)));
+        }
+    }
+    // Neither: the inventory's own error lists the hosts there are.
+    repo::select(&fleet.plans, &[arg.to_string()])?;
+    Err(Error::usage(
+        format!("`{arg}` is not one host"),
+        "name one host file's host, or an address: potato trust HOST | ADDR[:PORT]",
+    ))
+}
+
+/// Fetches the key `arg` presents and pins it in the trust file (replacing
+/// a different pinned key only with `replace`).
+pub fn trust(fleet: &Fleet, arg: &str, replace: bool) -> Result<Trusted, Error> {
+    let (label, target) = trust_target(fleet, arg)?;
+    let opts = fleet.ssh_options()?;
+    let host_err = host_error(&label);
+    let (host, port, key) = ssh::fetch_host_key(&target, &opts).map_err(&host_err)?;
+    let kh_name = ssh::known_hosts_name(&host, port);
+    let presented = format!("{} {}", key.key_type, key.fingerprint);
+    let (action, previous) = match ssh::check_pin(&opts, &host, port, &key).map_err(&host_err)? {
+        ssh::PinCheck::Revoked(at) => {
+            return Err(Error::Host {
+                host: label.clone(),
+                message: format!(
+                    "{kh_name} presents {presented}, which {at} marks @revoked; potato will not trust it"
+                ),
+            });
+        }
+        ssh::PinCheck::Pinned => ("unchanged", Vec::new()),
+        ssh::PinCheck::New => {
+            ssh::pin_host_key(&opts.trust_file, &host, port, &key, false).map_err(&host_err)?;
+            ("recorded", Vec::new())
+        }
+        ssh::PinCheck::Differs(old) if !replace => {
+            let old: Vec<String> = old
+                .iter()
+                .map(|k| format!("{} {}", k.key_type, k.fingerprint))
+                .collect();
+            return Err(Error::usage(
+                format!(
+                    "{label} ({kh_name}) now presents {presented}\n  but {} pins {}\n  nothing was changed",
+                    opts.trust_file,
+                    old.join(" and ")
+                ),
+                format!(
+                    "if the host was reinstalled and the new fingerprint is right: potato trust {arg} --replace"
+                ),
+            ));
+        }
+        ssh::PinCheck::Differs(old) => {
+            ssh::pin_host_key(&opts.trust_file, &host, port, &key, true).map_err(&host_err)?;
+            ("replaced", old)
+        }
+    };
+    let previous = previous
+        .iter()
+        .map(|k| format!("{} {}", k.key_type, k.fingerprint))
+        .collect();
+    Ok(Trusted {
+        label: label.clone(),
+        known_hosts_name: kh_name,
+        key,
+        action,
+        previous,
+        file: opts.trust_file,
+    })
+}
