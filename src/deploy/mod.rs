@@ -49,6 +49,9 @@ pub struct DeployOptions {
     /// Let each host fetch what it can from its own substituters before
     /// pushing (`--no-substitute` turns it off).
     pub substitute: bool,
+    /// Compressed frames shared by every host of the run (several hosts
+    /// pushed from here: each path is compressed once, `nix::frames`).
+    pub frames: Option<Arc<crate::nix::frames::FrameCache>>,
     /// Hosts whose system is built elsewhere than the deployer (`build_on`).
     pub builds: std::collections::BTreeMap<String, build_on::Job>,
 }
@@ -141,6 +144,7 @@ pub fn deploy_host(
 }
 
 struct Run {
+    frames: Option<Arc<crate::nix::frames::FrameCache>>,
     host: String,
     events: Sender<Event>,
     started: Instant,
@@ -156,6 +160,7 @@ impl Run {
         events: &Sender<Event>,
     ) -> Run {
         Run {
+            frames: opts.frames.clone(),
             host: plan.name.clone(),
             events: events.clone(),
             started: Instant::now(),
@@ -358,6 +363,9 @@ impl Run {
     }
 
     fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {
+        if compress && let Some(frames) = self.frames.clone() {
+            return self.push_frames(remote, send, &frames);
+        }
         let total: u64 = send.iter().map(|p| p.nar_size).sum();
         let count = send.len();
         self.log(format!(
@@ -406,6 +414,47 @@ impl Run {
         });
         self.result.paths_pushed = count;
         self.result.bytes_pushed = nar;
+        self.result.bytes_sent = wire;
+        Ok(())
+    }
+
+    /// Pushes from the run's shared frames: the same compressed bytes for
+    /// every host that lacks a path, compressed by whichever host needs it first.
+    fn push_frames(
+        &mut self,
+        remote: &Remote,
+        send: Vec<PathInfo>,
+        frames: &Arc<crate::nix::frames::FrameCache>,
+    ) -> Result<(), String> {
+        let total: u64 = send.iter().map(|p| p.nar_size).sum();
+        let count = send.len();
+        self.log(format!("pushing {count} paths (zstd, shared frames)"));
+        let mut stream = frames.stream(send);
+        let events = self.events.clone();
+        let host = self.host.clone();
+        let mut last = Instant::now();
+        let mut wire = 0u64;
+        let mut progress = |sent: u64| {
+            wire = sent;
+            if last.elapsed() > Duration::from_millis(100) {
+                last = Instant::now();
+                let _ = events.send(Event::Progress {
+                    host: host.clone(),
+                    done: sent.min(total),
+                    total,
+                });
+            }
+        };
+        remote
+            .add_to_store(&mut stream, count, true, &mut progress)
+            .map_err(|e| e.to_string())?;
+        let _ = self.events.send(Event::Progress {
+            host: self.host.clone(),
+            done: total,
+            total,
+        });
+        self.result.paths_pushed = count;
+        self.result.bytes_pushed = total;
         self.result.bytes_sent = wire;
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod derivation;
+pub mod frames;
 pub mod store_path;
 pub mod transfer;
 

@@ -141,6 +141,10 @@ fn sites(
     build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| Error::usage(e, BUILD_ON_HINT))
 }
 
+/// zstd level of shared frames: as the single-host stream's (level 1 keeps
+/// up with the link on two cores).
+const FRAME_LEVEL: i32 = 1;
+
 type Toplevels = BTreeMap<String, StorePath>;
 type Jobs = BTreeMap<String, Job>;
 
@@ -190,6 +194,12 @@ pub fn deploy(
     ));
     let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| renderer.warn(l))?;
     opts.builds = jobs;
+    // Several hosts pushed from here: compress each path once for all of them.
+    if names.len() - opts.builds.len() > 1 && opts.compress != Some(false) {
+        opts.frames = crate::nix::frames::FrameCache::new(FRAME_LEVEL)
+            .ok()
+            .map(Arc::new);
+    }
     let results = run_parallel(selected.plans, toplevels, opts, req.parallel, renderer);
     renderer.finish(&results);
     let failed = results
@@ -221,6 +231,7 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
         compress: req.compress,
         substitute: req.substitute,
         builds: BTreeMap::new(),
+        frames: None,
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()
