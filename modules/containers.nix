@@ -26,7 +26,7 @@ in
   virtualisation.oci-containers.backend = backend;
   virtualisation.oci-containers.containers = lib.mapAttrs
     (name: c: {
-      inherit (c) image cmd environment environmentFiles ports volumes labels dependsOn extraOptions;
+      inherit (c) image cmd environment environmentFiles ports volumes dependsOn extraOptions;
       log-driver = c."log-driver";
     })
     spec.containers;

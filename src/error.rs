@@ -55,6 +55,17 @@ pub enum Error {
     /// the input named the right secret, the store could not open it.
     #[error("{0}")]
     Decrypt(crate::secrets::store::SecretError),
+    /// The pre-generated host key could not be put into an image or card
+    /// (the image itself is written).
+    #[error("{message}")]
+    HostKeyInstall { message: String, hint: &'static str },
+    /// A program potato ran failed (it is installed: `MissingProgram` is for
+    /// one that is not).
+    #[error("{program} failed: {message}")]
+    ProgramFailed {
+        program: &'static str,
+        message: String,
+    },
     /// The bootstrap's progress file could not be written.
     #[error("cannot record the bootstrap's progress in {file}: {message}")]
     StateFile { file: Utf8PathBuf, message: String },
@@ -99,6 +110,10 @@ impl Error {
             Error::Unwritable { file, .. } => Some(format!(
                 "change that value in {file} (or in the catalog entry it comes from); potato writes no file it cannot write exactly"
             )),
+            Error::HostKeyInstall { hint, .. } => Some(hint.to_string()),
+            Error::ProgramFailed { program, .. } => {
+                Some(format!("check that {program} works on this machine (`potato doctor`)"))
+            }
             Error::Decrypt(_) => Some(
                 "check the age identity (--age-identity, POTATO_AGE_IDENTITY, ~/.config/potato/age.key) and that the file is intact".into(),
             ),

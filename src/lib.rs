@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `inventory` (host files, parsed with spans) → `resolve`
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
-//! (NixOS modules and native files under modules/generated/) → `nix` (one build
+//! (NixOS modules and native files under modules/generated/; every Nix text,
+//! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
 //! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
 //! lock, push, activate, confirm or roll back, with the on-host agent).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
@@ -18,7 +19,8 @@
 //! problems and progress to the edge, where `main` prints them. `tools` finds
 //! the external programs potato runs; `doctor` checks what this machine has.
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
-//! inventory and writes their native files.
+//! inventory and writes their native files. `intrusion` writes CrowdSec's
+//! acquisition and the host's firewall bouncer (configuration and tables).
 
 pub mod bootstrap;
 pub mod catalog;
@@ -33,6 +35,7 @@ pub mod flash;
 pub mod fsguard;
 pub mod harden;
 pub mod image_key;
+pub mod intrusion;
 pub mod inventory;
 pub mod monitoring;
 pub mod nix;

@@ -44,6 +44,12 @@ pub struct HostPlan {
     /// The host's part in the fleet's edge: its Traefik's TLS and where its
     /// protected routes forward-auth (None: the host runs no Traefik).
     pub edge: Option<crate::edge::EdgePlan>,
+    /// CrowdSec's acquisition and the host's firewall bouncer (None: the
+    /// host runs no CrowdSec).
+    pub intrusion: Option<crate::intrusion::IntrusionPlan>,
+    /// What the host gets from the fleet CA: the CA certificate to trust and,
+    /// for internal TLS, its own certificate (None: the fleet has no CA).
+    pub pki: Option<crate::pki::HostPki>,
 }
 
 /// Owner, group and mode of a decrypted secret on the host.
@@ -178,9 +184,6 @@ pub struct ContainersPlan {
     pub data: String,
     /// Traefik routes web UIs as <service>.<domain>.
     pub domain: String,
-    /// Where Traefik's SSO middleware asks (Authentik's base URL); None when no
-    /// web UI needs SSO.
-    pub auth_url: Option<String>,
     /// Databases (and roles) created idempotently in postgres for its consumers.
     pub databases: Vec<DatabasePlan>,
     pub os_reserve_mib: u64,

@@ -22,6 +22,12 @@ pub struct Output {
     pub quiet: bool,
 }
 
+/// Whether progress is drawn live: stderr is a terminal and this is not a CI
+/// run (`CI` set), where plain lines read better in a log.
+fn live() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("CI").is_none()
+}
+
 /// Where an operation's progress goes (stderr; never stdout, which carries
 /// the command's result).
 #[derive(Debug, Clone)]
@@ -32,10 +38,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(out: Output) -> Reporter {
-        Reporter {
-            out,
-            tty: std::io::stderr().is_terminal(),
-        }
+        Reporter { out, tty: live() }
     }
 
     /// A reporter that shows nothing but warnings (an operation run inside
@@ -124,11 +127,12 @@ pub struct Human {
 }
 
 impl Renderer {
-    pub fn new(json: bool, verbose: bool, quiet: bool, hosts: &[String]) -> Renderer {
-        if json {
+    pub fn new(out: Output, hosts: &[String]) -> Renderer {
+        let (verbose, quiet) = (out.verbose > 0, out.quiet);
+        if out.json {
             return Renderer::Json;
         }
-        let tty = std::io::stderr().is_terminal() && !quiet;
+        let tty = live() && !quiet;
         let mp = MultiProgress::with_draw_target(if tty {
             ProgressDrawTarget::stderr()
         } else {

@@ -1,10 +1,11 @@
 //! The container spec run for real: n250's committed `containers.json` started
 //! with podman inside a lab namespace that carries n250's firewall. A proxy +
-//! app + database trio (traefik, authentik, postgres) and the VPN pair
-//! (gluetun, qbittorrent) get the memory limits, networks, healthchecks and
-//! namespace sharing the spec says; the app is reachable on its network, the
-//! database is not reachable from the proxy zone, the namespace member has no
-//! network of its own, and only the proxy is published.
+//! app + store trio (traefik, grafana, loki: n250 signs in at pve-apps
+//! and runs no database since issue 15) and the VPN pair (gluetun,
+//! qbittorrent) get the memory limits, networks, healthchecks and namespace
+//! sharing the spec says; the app is reachable on its network, the store (on
+//! the monitoring network only) is not reachable from the proxy zone, the
+//! namespace member has no network of its own, and only the proxy is published.
 //!
 //! TEST DOUBLES, each named where it is made: busybox stands in for every image
 //! (a listener on the service's port); `podman_args` translates a spec entry the
@@ -23,8 +24,8 @@ use serde_json::Value;
 
 /// What each started service listens on (inside its container or namespace).
 const STACK: &[(&str, u16)] = &[
-    ("postgres", 5432),
-    ("authentik", 9000),
+    ("loki", 3100),
+    ("grafana", 3000),
     ("gluetun", 8000),
     ("qbittorrent", 8080),
     ("traefik", 443),
@@ -93,6 +94,12 @@ fn podman_args(
         if v.contains("/var/run/docker.sock") {
             continue;
         }
+        // The fleet CA's files (one file each, placed by NixOS's
+        // environment.etc and by secrets.sh, not by tmpfiles): tests/pki.rs
+        // serves TLS from them with a real openssl.
+        if v.starts_with("/etc/potato/pki/") || v.starts_with("/run/potato-secrets/") {
+            continue;
+        }
         let (host, rest) = v.split_once(':').unwrap();
         let moved = data.join(host.trim_start_matches('/'));
         // Created by the real systemd-tmpfiles from the generated rules (as the
@@ -103,10 +110,6 @@ fn podman_args(
         );
         a.push("-v".into());
         a.push(format!("{}:{rest}", moved.display()));
-    }
-    for (k, v) in c["labels"].as_object().unwrap() {
-        a.push("-l".into());
-        a.push(format!("{k}={}", v.as_str().unwrap()));
     }
     for o in c["extraOptions"].as_array().unwrap() {
         a.push(rename_net(o.as_str().unwrap()));
@@ -258,18 +261,14 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         stack.started.push(name.to_string());
     }
 
-    // Limits and healthchecks as the spec says (768 MiB for authentik).
+    // Limits and healthchecks as the spec says (the catalog's 384 MiB for loki).
     assert_eq!(
-        inspect(&stack, "authentik", "{{.HostConfig.Memory}}"),
-        (768u64 << 20).to_string()
+        inspect(&stack, "loki", "{{.HostConfig.Memory}}"),
+        (384u64 << 20).to_string()
     );
     assert_eq!(
-        inspect(&stack, "postgres", "{{.HostConfig.Memory}}"),
-        (512u64 << 20).to_string()
-    );
-    assert_eq!(
-        inspect(&stack, "postgres", "{{json .Config.Healthcheck.Test}}"),
-        r#"["CMD-SHELL","pg_isready -U postgres"]"#
+        inspect(&stack, "loki", "{{json .Config.Healthcheck.Test}}"),
+        r#"["CMD-SHELL","wget -q --spider http://127.0.0.1:3100/ready"]"#
     );
     // Networks: each container on exactly the zones the spec lists.
     let nets = |name: &str| -> Vec<String> {
@@ -284,8 +283,8 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
             .collect()
     };
     assert_eq!(nets("traefik"), ["potato-proxy"]);
-    assert_eq!(nets("authentik"), ["potato-backend", "potato-proxy"]);
-    assert_eq!(nets("postgres"), ["potato-backend"]);
+    assert_eq!(nets("grafana"), ["potato-monitoring", "potato-proxy"]);
+    assert_eq!(nets("loki"), ["potato-monitoring"]);
     // The namespace member has no network of its own: it lives in gluetun's
     // (podman reports gluetun's networks and addresses for it).
     let gluetun_id = inspect(&stack, "gluetun", "{{.Id}}");
@@ -299,21 +298,21 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         ip_on(&stack, "gluetun", "potato-proxy")
     );
 
-    let authentik_proxy = ip_on(&stack, "authentik", "potato-proxy");
-    let postgres_backend = ip_on(&stack, "postgres", "potato-backend");
+    let grafana_proxy = ip_on(&stack, "grafana", "potato-proxy");
+    let loki_monitoring = ip_on(&stack, "loki", "potato-monitoring");
     let gluetun_proxy = ip_on(&stack, "gluetun", "potato-proxy");
     lab::wait_for(
-        || reaches(&stack, "traefik", &authentik_proxy, 9000),
-        "traefik → authentik on proxy",
+        || reaches(&stack, "traefik", &grafana_proxy, 3000),
+        "traefik → grafana on proxy",
     );
-    // The app reaches its database on backend; the proxy zone does not.
+    // The app reaches its store on monitoring; the proxy zone does not.
     assert!(
-        reaches(&stack, "authentik", &postgres_backend, 5432),
-        "authentik → postgres on backend"
+        reaches(&stack, "grafana", &loki_monitoring, 3100),
+        "grafana → loki on monitoring"
     );
     assert!(
-        !reaches(&stack, "traefik", &postgres_backend, 5432),
-        "traefik must not reach postgres"
+        !reaches(&stack, "traefik", &loki_monitoring, 3100),
+        "traefik must not reach loki"
     );
     // qbittorrent answers on gluetun's address, inside gluetun's namespace.
     assert!(
@@ -325,14 +324,14 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         || tcp(&lan, "192.168.178.1", 443) == Probe::Open,
         "traefik on 443 from the LAN",
     );
-    assert_ne!(tcp(&lan, "192.168.178.1", 5432), Probe::Open);
-    assert_ne!(tcp(&lan, "192.168.178.1", 9000), Probe::Open);
+    assert_ne!(tcp(&lan, "192.168.178.1", 3100), Probe::Open);
+    assert_ne!(tcp(&lan, "192.168.178.1", 3000), Probe::Open);
 
     // Control: without potato's table the host routes between the zones, so the
     // isolation above is the firewall's doing.
     lab.host_sh("nft delete table inet potato");
     assert!(
-        reaches(&stack, "traefik", &postgres_backend, 5432),
+        reaches(&stack, "traefik", &loki_monitoring, 3100),
         "without the firewall the zones are routed"
     );
 }
@@ -455,7 +454,9 @@ fn postgres_init_creates_each_consumers_database_idempotently() {
     );
     let secrets = work.path().join("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
-    let script = common::source_root().join("modules/generated/n250/postgres-init.sh");
+    // pve-apps runs the fleet's authentik (and miniflux) on its postgres.
+    let script = common::source_root().join("modules/generated/pve-apps/postgres-init.sh");
+    std::fs::write(secrets.join("db-miniflux"), "miniflux-pw\n").unwrap();
     let run = |password: &str| {
         std::fs::write(secrets.join("db-authentik"), format!("{password}\n")).unwrap();
         let out = Command::new("sh")

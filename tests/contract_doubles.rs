@@ -42,6 +42,8 @@ fn available() -> bool {
 
 /// Containers started by one test, removed (by name) on drop with the temp dir.
 struct Run {
+    /// The host whose generated files the containers run with.
+    host: String,
     prefix: String,
     dir: tempfile::TempDir,
     started: Vec<String>,
@@ -50,6 +52,7 @@ struct Run {
 impl Run {
     fn new(tag: &str) -> Run {
         Run {
+            host: tag.to_string(),
             prefix: format!("potato-dbl-{}-{tag}", std::process::id()),
             dir: tempfile::tempdir().unwrap(),
             started: Vec::new(),
@@ -86,7 +89,23 @@ impl Run {
         let env_file = self.dir.path().join(format!("{name}.env"));
         std::fs::write(&env_file, stand_in_secrets(entry, c)).unwrap();
         let cname = format!("{}-{name}", self.prefix);
-        let args = doubles::podman_run_args(&cname, c, &self.root(), &image, &env_file);
+        let mut args = doubles::podman_run_args(&cname, c, &self.root(), &image, &env_file);
+        // TEST DOUBLE of modules/edge.nix: the host's generated traefik/
+        // directory (committed, as the flake reads it) at /etc/traefik, read-only.
+        let traefik_dir = common::source_root()
+            .join("modules/generated")
+            .join(&self.host)
+            .join("traefik");
+        if name == "traefik" && traefik_dir.is_dir() {
+            let at = args
+                .iter()
+                .position(|a| a == &image)
+                .expect("the image argument");
+            args.insert(
+                at,
+                format!("--volume={}:/etc/traefik:ro", traefik_dir.display()),
+            );
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.started.push(cname);
         doubles::podman(&args)

@@ -1,6 +1,7 @@
 //! The real programs where Debian ships them, run as their catalog image's
 //! uid:gid (from `potato catalog --json`) on the host directories the real
-//! `systemd-tmpfiles --create --root=DIR` makes from n250's committed
+//! `systemd-tmpfiles --create --root=DIR` makes from n250's (pve-apps's for
+//! postgres and redis) committed
 //! `containers-tmpfiles.conf`, each directory found through the volume of
 //! n250's committed `containers.json` that maps the image's data path.
 //! Prometheus (`promtool check config`, answers `/-/ready`, writes its TSDB),
@@ -37,6 +38,18 @@ struct Host {
 
 impl Host {
     fn n250(rules: &str) -> Host {
+        Host::of("n250", rules)
+    }
+
+    /// pve-apps: the identity host, which runs postgres and redis for authentik.
+    fn pve_apps() -> Host {
+        Host::of(
+            "pve-apps",
+            &committed_of("pve-apps", "containers-tmpfiles.conf"),
+        )
+    }
+
+    fn of(host: &str, rules: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
         // The image's uid must reach the data dir: the root is world-traversable.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -55,7 +68,7 @@ impl Host {
             "systemd-tmpfiles: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let spec = serde_json::from_str(&committed("containers.json")).unwrap();
+        let spec = serde_json::from_str(&committed_of(host, "containers.json")).unwrap();
         Host { dir, spec }
     }
 
@@ -83,9 +96,14 @@ impl Host {
 }
 
 fn committed(file: &str) -> String {
+    committed_of("n250", file)
+}
+
+fn committed_of(host: &str, file: &str) -> String {
     std::fs::read_to_string(
         common::source_root()
-            .join("modules/generated/n250")
+            .join("modules/generated")
+            .join(host)
             .join(file),
     )
     .unwrap()
@@ -282,7 +300,7 @@ fn postgres_initialises_and_serves_as_its_images_uid_on_the_tmpfiles_data_dir() 
     }
     let Some(bin) = pg_bin() else { return };
     let (uid, gid, writes) = contract("postgres");
-    let host = Host::n250(&committed("containers-tmpfiles.conf"));
+    let host = Host::pve_apps();
     let data = host.volume("postgres", &writes);
     let sock = host.tmp("sock");
     std::os::unix::fs::chown(&sock, Some(uid), Some(gid)).unwrap();
@@ -337,7 +355,7 @@ fn redis_answers_and_saves_as_its_images_uid_on_the_tmpfiles_data_dir() {
         return;
     }
     let (uid, gid, writes) = contract("redis");
-    let host = Host::n250(&committed("containers-tmpfiles.conf"));
+    let host = Host::pve_apps();
     let data = host.volume("redis", &writes);
     let port = free_port();
     let log = host.tmp("log").join("redis.log");

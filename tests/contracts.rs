@@ -81,8 +81,10 @@ const FACTS: &[Fact] = &[
     //   UID=1000 GID=1000; apk add curl jq tini; --config /config/settings.json
     Fact { service: "filebrowser", uid: 1000, gid: 1000, config: Some("/config/settings.json"), has: "curl", lacks: None },
     // https://github.com/traefik/traefik-library-image/blob/master/v3.4/alpine/Dockerfile
-    //   FROM alpine; no USER; configured by flags
-    Fact { service: "traefik", uid: 0, gid: 0, config: None, has: "traefik", lacks: Some("curl") },
+    //   FROM alpine; no USER; ships no /etc/traefik. Traefik reads its static
+    //   configuration from /etc/traefik/traefik.yml (or --configFile):
+    //   https://doc.traefik.io/traefik/getting-started/configuration-overview/
+    Fact { service: "traefik", uid: 0, gid: 0, config: Some("/etc/traefik/traefik.yml"), has: "traefik", lacks: Some("curl") },
     // https://github.com/linuxserver/docker-baseimage-alpine (init-adduser: usermod -u $PUID abc)
     //   the catalog entry sets PUID=1000 PGID=1000; bash is a runtime package
     Fact { service: "sonarr", uid: 1000, gid: 1000, config: None, has: "bash", lacks: None },
@@ -177,11 +179,8 @@ fn tmpfiles_rules_create_paths_with_the_images_owners() {
         (format!("{data}/prometheus/data"), 65534, 65534),
         (format!("{data}/grafana/data"), 472, 0),
         (format!("{data}/loki/data"), 10001, 10001),
-        (format!("{data}/postgres/data"), 70, 70),
-        (format!("{data}/redis/data"), 999, 1000),
         (format!("{data}/sonarr/config"), 1000, 1000),
         (format!("{data}/syncthing/config"), 1000, 1000),
-        (format!("{data}/shared/authentik-media"), 1000, 1000),
         (format!("{data}/jellyfin/config"), 0, 0),
         ("/var/log/traefik".to_string(), 0, 0),
     ] {
@@ -199,6 +198,22 @@ fn tmpfiles_rules_create_paths_with_the_images_owners() {
             !root.path().join(&data[1..]).join(hidden).exists(),
             "{hidden} exists"
         );
+    }
+    // The identity host's database trio (pve-apps, default data root).
+    let apps = tempfile::tempdir().unwrap();
+    tmpfiles_create(
+        apps.path(),
+        &source_root().join("modules/generated/pve-apps/containers-tmpfiles.conf"),
+    );
+    let data = "/var/lib/potato"; // hosts/pve-apps.toml sets no data root
+    for (path, uid, gid) in [
+        (format!("{data}/postgres/data"), 70, 70),
+        (format!("{data}/redis/data"), 999, 1000),
+        (format!("{data}/shared/authentik-media"), 1000, 1000),
+    ] {
+        let (u, g, mode) = owner_mode(apps.path(), &path);
+        assert_eq!((u, g), (uid, gid), "{path}");
+        assert_eq!(mode, 0o750, "{path}");
     }
 }
 

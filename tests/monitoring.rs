@@ -148,10 +148,11 @@ fn lepotato_runs_no_second_stack() {
 #[test]
 fn two_monitoring_hubs_name_both_places() {
     let r = Repo::examples();
+    // pve-apps already has [roles] (identity = true): the claim goes first in it.
     r.edit(
         "hosts/pve-apps.toml",
-        "tags = [\"apps\"]\n",
-        "tags = [\"apps\"]\n\n[roles]\nmonitoring = true\n",
+        "[roles]\n",
+        "[roles]\nmonitoring = true\n",
     );
     let run = r.potato(&["check"]);
     // pve-apps's file sorts after n250's: n250 is first, pve-apps the second.
@@ -665,7 +666,7 @@ fn test_fleet(ntfy_port: u16) -> Repo {
          [roles]\nmonitoring = true\n\n\
          [monitoring]\nscrape_interval = \"1s\"\nhost_down_after = \"3s\"\nntfy_url = \"http://127.0.0.1:{ntfy_port}/alerts\"\n\n{}\
          [wireguard.wg0]\naddress = \"10.213.251.10/24\"\nprivate_key = \"secret:wg0\"\npublic_key = \"{}\"\npeers = [\"pve-gateway\"]\n\n\
-         [containers]\nservices = [\"prometheus\", \"alertmanager\", \"grafana\", \"loki\"]\nauth_url = \"https://auth.example.net\"\n",
+         [containers]\nservices = [\"prometheus\", \"alertmanager\", \"grafana\", \"loki\"]\n",
         common("10.213.252.2"),
         key("n250")
     );

@@ -130,6 +130,9 @@ fn flake_discovers_every_host_file() {
         ("192.168.100.21", "192.168.100.22"),
         ("vmid = 111", "vmid = 112"),
         ("10.99.0.12/24", "10.99.0.13/24"),
+        // One identity host per fleet: the copy signs in at pve-apps.
+        ("[roles]\nidentity = true", ""),
+        ("\"authentik\", \"authentik-worker\", ", ""),
     ] {
         text = text.replace(a, b);
     }
@@ -508,28 +511,37 @@ let
   module = import {module} {{ spec = builtins.fromJSON (builtins.readFile (dir + "/containers.json")); inherit dir; }};
   m = module {{ inherit lib pkgs config; }};
   units = m.systemd.services;
+  # pve-apps: the identity host, with authentik and its postgres.
+  appsDir = {apps};
+  apps = (import {module} {{ spec = builtins.fromJSON (builtins.readFile (appsDir + "/containers.json")); dir = appsDir; }}) {{ inherit lib pkgs config; }};
+  appUnits = apps.systemd.services;
 in {{
   backend = m.virtualisation.oci-containers.backend;
   socket = m.virtualisation.podman.dockerSocket.enable;
   traefikImage = m.virtualisation.oci-containers.containers.traefik.image;
   traefikPorts = m.virtualisation.oci-containers.containers.traefik.ports;
-  postgresEnvFiles = m.virtualisation.oci-containers.containers.postgres.environmentFiles;
-  authentikAfter = units.podman-authentik.after;
+  postgresEnvFiles = apps.virtualisation.oci-containers.containers.postgres.environmentFiles;
+  authentikAfter = appUnits.podman-authentik.after;
   qbtBindsTo = units.podman-qbittorrent.bindsTo;
   networkScript = units.podman-network-potato-backend.script;
-  initAfter = units.potato-postgres-init.after;
-  initScript = units.potato-postgres-init.script;
+  initAfter = appUnits.potato-postgres-init.after;
+  initScript = appUnits.potato-postgres-init.script;
   traefikMounts = units.podman-traefik.unitConfig.RequiresMountsFor;
   traefikPreStart = units.podman-traefik.preStart;
   noTmpfilesAtBoot = !(m ? systemd.tmpfiles);
 }}
 "#,
         dir = root.join("modules/generated/n250").display(),
+        apps = root.join("modules/generated/pve-apps").display(),
         module = root.join("modules/containers.nix").display()
     );
     let v = nix_eval_json(&expr);
     assert_eq!(v["backend"], "podman");
-    assert_eq!(v["socket"], true, "traefik declares the engine socket");
+    // Traefik reads its generated files; nothing on n250 declares the socket.
+    assert_eq!(
+        v["socket"], false,
+        "no service of n250 declares the engine socket"
+    );
     assert_eq!(v["traefikImage"], "docker.io/library/traefik:v3.4.1");
     assert_eq!(
         v["traefikPorts"],

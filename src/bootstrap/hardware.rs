@@ -1,16 +1,17 @@
 //! What a machine is, as detected over SSH by one probe command: architecture,
 //! RAM, CPU, disks (size, model, serial, by-id path), NICs (MAC), and whether
 //! it runs the NixOS installer (with the tools a bootstrap needs). Written as
-//! `hosts/<host>/hardware.json` and `hardware.nix` and compared with the host
-//! file.
+//! `hosts/<host>/hardware.json` and (through `render::hardware`, which writes
+//! all of its Nix) `hardware.nix`, and compared with the host file.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::render;
 use crate::render::format::Refused;
-use crate::render::nix;
+use crate::render::hardware::HardwareModule;
 use crate::units::format_mib;
 
 /// What a machine is made of, as detected.
@@ -207,25 +208,29 @@ pub fn parse(text: &str) -> Result<Hardware, String> {
     })
 }
 
-/// The facts as a NixOS module (comments for people, the platform for Nix).
-/// What the machine reported is untrusted: it reaches the file only as Nix
-/// comments and strings (`render::nix`), never raw.
+/// The facts as hardware.nix (`render::hardware`): lines for people, the
+/// platform and the initrd's modules for Nix.
 pub fn hardware_nix(host: &str, h: &Hardware) -> Result<String, Refused> {
-    let host = nix::comment(host);
-    let mut out = format!(
-        "# Detected by `potato bootstrap {host}` (written again by each detection).\n\
-         # The flake imports it into {host}'s system, beside modules/hardware/<profile>.nix.\n\
-         #   {}\n",
-        nix::comment(&format!(
-            "CPU: {} ({} cores), RAM: {}",
+    render::hardware::hardware_nix(&module(host, h))
+}
+
+/// What hardware.nix records of the facts.
+pub fn module(host: &str, h: &Hardware) -> HardwareModule {
+    let mut comments = vec![
+        format!("Detected by `potato bootstrap {host}` (written again by each detection)."),
+        format!(
+            "The flake imports it into {host}'s system, beside modules/hardware/<profile>.nix."
+        ),
+        format!(
+            "  CPU: {} ({} cores), RAM: {}",
             h.cpu_model,
             h.cpu_cores,
             format_mib(h.memory_mib)
-        ))
-    );
+        ),
+    ];
     for d in &h.disks {
-        let line = format!(
-            "disk {}: {:.1} GB, {} {}, {}",
+        comments.push(format!(
+            "  disk {}: {:.1} GB, {} {}, {}",
             d.name,
             d.size_bytes as f64 / 1e9,
             d.model,
@@ -234,34 +239,20 @@ pub fn hardware_nix(host: &str, h: &Hardware) -> Result<String, Refused> {
                 .first()
                 .map(String::as_str)
                 .unwrap_or("(no by-id link)")
-        );
-        out.push_str(&format!("#   {}\n", nix::comment(&line)));
+        ));
     }
     for n in &h.nics {
-        let line = format!("nic {}: {}", n.name, n.mac);
-        out.push_str(&format!("#   {}\n", nix::comment(&line)));
+        comments.push(format!("  nic {}: {}", n.name, n.mac));
     }
     let platform = match h.arch.as_str() {
         "aarch64" | "arm64" => "aarch64-linux",
         _ => "x86_64-linux",
     };
-    let modules: Vec<String> = h
-        .kernel_modules
-        .iter()
-        .map(|m| nix::string(m).map_err(|e| e.of("a detected kernel module")))
-        .collect::<Result<_, _>>()?;
-    let initrd = if modules.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "  # The disk controllers' modules, so the initrd finds the root disk.\n  boot.initrd.availableKernelModules = [ {} ];\n",
-            modules.join(" ")
-        )
-    };
-    out.push_str(&format!(
-        "{{ lib, ... }}:\n{{\n  nixpkgs.hostPlatform = lib.mkDefault \"{platform}\";\n{initrd}}}\n"
-    ));
-    Ok(out)
+    HardwareModule {
+        comments,
+        platform: platform.to_string(),
+        kernel_modules: h.kernel_modules.clone(),
+    }
 }
 
 /// Where the host file and the machine disagree.

@@ -941,6 +941,17 @@ impl Catalog {
     pub fn replaced(&self) -> impl Iterator<Item = (&str, &Utf8Path)> {
         self.replaced.iter().map(|(n, p)| (n.as_str(), p.as_path()))
     }
+
+    /// One line per built-in entry among `names` that an operator file replaced:
+    /// "traefik: operator entry modules/catalog/x.toml replaces the built-in".
+    pub fn replaced_lines<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+        names
+            .filter_map(|n| {
+                self.replaced_by(n)
+                    .map(|f| format!("{n}: operator entry {f} replaces the built-in"))
+            })
+            .collect()
+    }
 }
 
 /// The operator's `modules/catalog/*.toml`, sorted by name, read through

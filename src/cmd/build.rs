@@ -5,6 +5,7 @@ use super::args::{Connection, Global, Hosts, NixArgs};
 use crate::error::Error;
 use crate::inventory::schema::BuildOn;
 use crate::ops::{deploy, fleet::Fleet};
+use crate::ui::Reporter;
 
 /// Build system closures with Nix (one invocation for all hosts).
 #[derive(Debug, clap::Args)]
@@ -25,7 +26,12 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?
         .with_nix(a.nix.overrides())
         .with_connection(a.conn.settings());
-    let (tops, on) = deploy::build_selected(&fleet, &a.hosts.hosts, a.build_on.as_ref())?;
+    let (tops, on) = deploy::build_selected(
+        &fleet,
+        &a.hosts.hosts,
+        a.build_on.as_ref(),
+        &Reporter::new(g.output()),
+    )?;
     if g.json {
         println!("{}", serde_json::to_string(&tops).expect("paths serialize"));
     } else {

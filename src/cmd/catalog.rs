@@ -61,19 +61,8 @@ pub fn run(g: &Global, _: &Args) -> Result<(), Error> {
             s.description
         );
     }
-    for line in replaced_lines(&cat, cat.names()) {
+    for line in cat.replaced_lines(cat.names()) {
         println!("{line}");
     }
     Ok(())
-}
-
-/// One line per built-in entry among `names` that an operator file replaced:
-/// "traefik: operator entry modules/catalog/x.toml replaces the built-in".
-pub fn replaced_lines<'a>(cat: &Catalog, names: impl Iterator<Item = &'a str>) -> Vec<String> {
-    names
-        .filter_map(|n| {
-            cat.replaced_by(n)
-                .map(|f| format!("{n}: operator entry {f} replaces the built-in"))
-        })
-        .collect()
 }

@@ -121,6 +121,6 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         build_on: a.build_on.clone(),
         substitute: !a.no_substitute,
     };
-    let mut renderer = Renderer::new(g.json, g.verbose > 0, g.quiet, &selected.names());
+    let mut renderer = Renderer::new(g.output(), &selected.names());
     deploy::deploy(&fleet, selected, &request, &mut renderer).map(drop)
 }

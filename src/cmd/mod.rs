@@ -7,6 +7,7 @@ pub mod args;
 pub mod audit;
 pub mod bootstrap;
 pub mod build;
+pub mod ca;
 pub mod catalog;
 pub mod check;
 pub mod deploy;

@@ -67,10 +67,7 @@ fn replaced_entries(root: &camino::Utf8Path, plan: &HostPlan) -> Result<Vec<Stri
         return Ok(Vec::new());
     };
     let cat = crate::catalog::Catalog::for_repo(root).map_err(Error::Invalid)?;
-    Ok(super::catalog::replaced_lines(
-        &cat,
-        c.services.iter().map(|s| s.name.as_str()),
-    ))
+    Ok(cat.replaced_lines(c.services.iter().map(|s| s.name.as_str())))
 }
 
 /// The exposure changes a deploy would make, or None when the running

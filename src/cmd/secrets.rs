@@ -104,7 +104,12 @@ impl SecretKind {
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let root = crate::ops::fleet::repo_root(g.repo.as_deref())?;
-    scratch::remove_stale();
+    for path in scratch::remove_stale() {
+        eprintln!(
+            "removed a plaintext copy left by an interrupted `secrets edit`: {}",
+            path.display()
+        );
+    }
     let ctx = Context::load(&root)?;
     match &a.action {
         Action::List => list(g, &ctx),

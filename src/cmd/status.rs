@@ -7,6 +7,7 @@ use super::args::{Connection, Global, Hosts, NixArgs};
 use crate::error::Error;
 use crate::ops::{fleet::Fleet, hosts};
 use crate::ssh;
+use crate::ui::Reporter;
 
 /// Running generation vs. what the repository would deploy.
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,7 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?
         .with_nix(a.nix.overrides())
         .with_connection(a.conn.settings());
-    let rows = hosts::status(&fleet, &a.hosts.hosts)?;
+    let rows = hosts::status(&fleet, &a.hosts.hosts, &Reporter::new(g.output()))?;
     if g.json {
         println!("{}", json!({ "hosts": rows }));
         return Ok(());

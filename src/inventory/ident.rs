@@ -173,6 +173,12 @@ ident!(
     check_service_name
 );
 ident!(
+    /// A name in `[proxy]`: a route (`[proxy.routes.NAME]`, also its host name's
+    /// first label) or a middleware (`[proxy.middlewares.NAME]`).
+    ProxyName,
+    check_proxy_name
+);
+ident!(
     /// A container environment variable's name.
     EnvKey,
     check_env_key
@@ -254,6 +260,23 @@ pub fn check_service_name(s: &str) -> Result<(), IdentError> {
         return fail(
             format!("`{}` is not a valid service name", shown(s)),
             "service names are lowercase letters, digits and '-', starting with a letter, at most 63 characters",
+        );
+    }
+    Ok(())
+}
+
+/// Route and middleware names: a DNS label that starts with a letter (the
+/// route's host name is `<name>.<domain>`; Traefik's names must not hold '@').
+pub fn check_proxy_name(s: &str) -> Result<(), IdentError> {
+    if s.is_empty()
+        || s.len() > 63
+        || !lower_alnum_dash(s)
+        || !s.starts_with(|c: char| c.is_ascii_lowercase())
+        || s.ends_with('-')
+    {
+        return fail(
+            format!("`{}` is not a valid route or middleware name", shown(s)),
+            "route and middleware names are lowercase letters, digits and '-', starting with a letter, at most 63 characters",
         );
     }
     Ok(())

@@ -15,8 +15,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::ident::{
-    AbsPath, DevicePath, EnvKey, HostName, PeerName, PveBridge, PveNode, PveStorageId, SecretName,
-    ServiceName, UnitName, ZoneName,
+    AbsPath, DevicePath, EnvKey, HostName, PeerName, ProxyName, PveBridge, PveNode, PveStorageId,
+    SecretName, ServiceName, UnitName, ZoneName,
 };
 use super::spanned::Spanned;
 
@@ -122,6 +122,54 @@ pub struct Proxy {
     /// each "secret:NAME", e.g. { CF_DNS_API_TOKEN = "secret:cloudflare-token" }.
     #[serde(default)]
     pub dns_env: BTreeMap<EnvKey, SString>,
+    /// Middlewares routes can name (`[containers.NAME] middlewares`,
+    /// `[proxy.routes.NAME] middlewares`), each of one kind. The SSO
+    /// middleware ("authentik") is built in and comes last in a chain.
+    #[serde(default)]
+    pub middlewares: BTreeMap<ProxyName, Spanned<ProxyMiddleware>>,
+    /// Extra routes: `https://<name>.<domain>` to a container of this host on
+    /// the proxy network (web UIs get theirs without this).
+    #[serde(default)]
+    pub routes: BTreeMap<ProxyName, Spanned<ProxyRoute>>,
+}
+
+/// `[proxy.middlewares.NAME]`: exactly one of the kinds below.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyMiddleware {
+    /// Only these sources reach the route: zone names or CIDRs, e.g. ["lan", "wg"]
+    /// (Traefik's ipAllowList).
+    #[serde(default)]
+    pub ip_allow: Option<Spanned<Vec<SString>>>,
+    /// Requests per second per source, on average, and the burst above it
+    /// (Traefik's rateLimit), e.g. { average = 50, burst = 100 }.
+    #[serde(default)]
+    pub rate_limit: Option<Spanned<RateLimit>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub average: Spanned<i64>,
+    #[serde(default)]
+    pub burst: Option<Spanned<i64>>,
+}
+
+/// `[proxy.routes.NAME]`: `https://<NAME>.<domain>` to a container.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRoute {
+    /// The container (a service in [containers] services) the route goes to.
+    pub service: Spanned<ServiceName>,
+    /// Its port (default: the service's web port).
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// Middlewares from [proxy.middlewares], in order.
+    #[serde(default)]
+    pub middlewares: Vec<Spanned<ProxyName>>,
+    /// Reachable without SSO (default false: behind the identity host's authentik).
+    #[serde(default)]
+    pub public: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -467,8 +515,9 @@ pub struct Containers {
     /// Domain under which Traefik routes web UIs: <service>.<domain>
     /// (default "<host>.home.arpa").
     pub domain: Option<SString>,
-    /// Authentik base URL for Traefik's forward-auth when this host runs no
-    /// authentik itself, e.g. "https://auth.example.net".
+    /// Removed: forward-auth goes to the fleet's identity host (`[roles]
+    /// identity = true`). Still read, so that a host file that has it gets an
+    /// error saying so instead of "unknown service".
     pub auth_url: Option<SString>,
     pub overrides: BTreeMap<ServiceName, Spanned<ServiceOverride>>,
 }
@@ -502,6 +551,10 @@ pub struct ServiceOverride {
     /// Turn the Authentik SSO middleware off for this web UI (only with public = true).
     #[serde(default)]
     pub sso: Option<Spanned<bool>>,
+    /// Middlewares from [proxy.middlewares] in front of this web UI, in order
+    /// (before the SSO middleware).
+    #[serde(default)]
+    pub middlewares: Vec<Spanned<ProxyName>>,
     /// Owner of the service's own volume directories, numeric "UID:GID"
     /// (default: the user the image runs as, from its catalog contract).
     #[serde(default)]
@@ -673,7 +726,6 @@ impl JsonSchema for Containers {
                 "networks": networks,
                 "data": string,
                 "domain": string,
-                "auth_url": string,
             },
             "additionalProperties": over,
         })

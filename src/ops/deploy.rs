@@ -16,7 +16,7 @@ use crate::inventory::schema::BuildOn;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
-use crate::ui::Renderer;
+use crate::ui::{Renderer, Reporter};
 
 /// What the command line asks of a deploy, typed.
 #[derive(Debug, Clone)]
@@ -59,11 +59,6 @@ pub fn build(
     Ok(nix::build_toplevels(&flake, names)?)
 }
 
-/// Warnings of `build` on stderr (for commands without a reporter).
-pub fn warn_on_stderr(line: &str) {
-    eprintln!("{line}");
-}
-
 /// `potato build`: the selected hosts' systems, after the stale-files check.
 /// Hosts built elsewhere (build_on, `--build-on`) are evaluated here and
 /// realised there (`deploy::build_on`); the map says where each was built.
@@ -71,11 +66,12 @@ pub fn build_selected(
     fleet: &Fleet,
     selectors: &[String],
     over: Option<&BuildOn>,
+    report: &Reporter,
 ) -> Result<(Toplevels, BTreeMap<String, String>), Error> {
     let selected = fleet.select(selectors)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let sites = sites(fleet, &selected, over)?;
-    let (tops, jobs) = build_where(fleet, &selected.names(), &sites, &mut warn_on_stderr)?;
+    let (tops, jobs) = build_where(fleet, &selected.names(), &sites, &mut |l| report.warn(l))?;
     let mut on: BTreeMap<String, String> =
         sites.iter().map(|(h, s)| (h.clone(), s.label())).collect();
     if jobs.is_empty() {
@@ -91,7 +87,7 @@ pub fn build_selected(
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: {e}", plan.name);
+                report.warn(&format!("error: {}: {e}", plan.name));
             }
         }
     }

@@ -59,10 +59,10 @@ pub fn flash(fleet: &Fleet, req: &Request, report: &Reporter) -> Result<Flashed,
     if let Some((private, public)) = &key {
         crate::image_key::install(target.path(), private, public).map_err(|e| match e {
             crate::image_key::KeyError::Program(m) => Error::MissingProgram(m),
-            e => Error::usage(
-                e.to_string(),
-                "the image is written and verified, but the card has no host key",
-            ),
+            e => Error::HostKeyInstall {
+                message: e.to_string(),
+                hint: "the image is written and verified, but the card has no host key",
+            },
         })?;
     }
     Ok(Flashed {

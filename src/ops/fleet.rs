@@ -90,8 +90,35 @@ pub fn repo_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Error> {
     repo::find_root(explicit, &cwd)
 }
 
-/// Loads and validates the whole fleet. Any diagnostic makes it `Error::Invalid`.
+/// Loads and validates the whole fleet, the fleet CA's certificates included
+/// (`pki::attach`). Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
+    let Resolved {
+        inv,
+        secrets,
+        mut plans,
+    } = load_resolved(repo)?;
+    let diagnostics = crate::pki::attach(repo, &inv, &secrets, &mut plans);
+    if diagnostics.is_empty() {
+        Ok(plans)
+    } else {
+        Err(Error::Invalid(Report {
+            sources: inv.sources,
+            diagnostics,
+        }))
+    }
+}
+
+/// The host files resolved, before the fleet CA's checks (`potato ca issue`
+/// makes what those checks want).
+pub struct Resolved {
+    pub inv: inventory::Inventory,
+    pub secrets: SecretIndex,
+    pub plans: Vec<HostPlan>,
+}
+
+/// Loads and validates the host files (everything but the fleet CA).
+pub fn load_resolved(repo: &Utf8Path) -> Result<Resolved, Error> {
     let inv = inventory::load(repo)?;
     let secrets = SecretIndex::scan(repo)?
         .with_coverage(repo)
@@ -102,7 +129,11 @@ pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
             format!("no host files in {}", repo.join("hosts")),
             "create hosts/<name>.toml; README.md shows a complete example",
         )),
-        Ok(plans) => Ok(plans),
+        Ok(plans) => Ok(Resolved {
+            inv,
+            secrets,
+            plans,
+        }),
         Err(diagnostics) => Err(Error::Invalid(Report {
             sources: inv.sources,
             diagnostics,

@@ -14,6 +14,7 @@ use crate::nix::StorePath;
 use crate::plan::{HostPlan, Target};
 use crate::repo;
 use crate::ssh::{self, HostKey, Session};
+use crate::ui::Reporter;
 
 /// One line of `nix-env --list-generations`, with its store path.
 #[derive(Debug, Clone, Serialize)]
@@ -150,9 +151,13 @@ pub fn rollback(fleet: &Fleet, name: &str, to: Option<u32>) -> Result<RolledBack
 }
 
 /// Each selected host's running system against what the repository builds.
-pub fn status(fleet: &Fleet, selectors: &[String]) -> Result<Vec<Status>, Error> {
+pub fn status(
+    fleet: &Fleet,
+    selectors: &[String],
+    report: &Reporter,
+) -> Result<Vec<Status>, Error> {
     let selected = fleet.select(selectors)?;
-    let tops = super::deploy::build(fleet, &selected.names(), &mut super::deploy::warn_on_stderr)?;
+    let tops = super::deploy::build(fleet, &selected.names(), &mut |l| report.warn(l))?;
     let base = fleet.ssh_options()?;
     let target_text = fleet.connect_settings().target.clone();
     let mut rows = Vec::new();

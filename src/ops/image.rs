@@ -110,10 +110,10 @@ fn key_into(
     for f in files {
         crate::image_key::install(f.as_std_path(), &private, &public).map_err(|e| match e {
             crate::image_key::KeyError::Program(m) => Error::MissingProgram(m),
-            e => Error::usage(
-                e.to_string(),
-                "the image is copied but has no host key; fix the cause and run again",
-            ),
+            e => Error::HostKeyInstall {
+                message: e.to_string(),
+                hint: "the image is copied but has no host key; fix the cause and run again",
+            },
         })?;
         report.note(&format!(
             "{f}: host key installed ({})",

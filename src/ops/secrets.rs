@@ -262,13 +262,10 @@ impl Context {
                 source: e,
             })?;
         if !out.status.success() {
-            return Err(Error::usage(
-                format!(
-                    "ssh-keygen failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-                "check that ssh-keygen works",
-            ));
+            return Err(Error::ProgramFailed {
+                program: "ssh-keygen",
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         let private = std::fs::read(&key).map_err(|e| Error::io(Utf8Path::new("key"), e))?;
         let public = std::fs::read_to_string(key.with_extension("pub"))

@@ -3,8 +3,9 @@
 //! the units around it) and the tests hand to a real podman.
 //!
 //! Owns how a `ServicePlan` becomes engine arguments: networks (one per zone,
-//! created before the containers), limits, healthchecks, log limits, labels for
-//! Traefik (routes and the SSO middleware), the engine socket, declared
+//! created before the containers), limits, healthchecks, log limits, the
+//! identity host's name for Traefik (`--add-host`; Traefik's routes live in
+//! its file-provider config, `edge::traefik`, not in labels), the engine socket, declared
 //! capabilities and devices, secrets as env files under /run/potato-secrets,
 //! the data mounts each unit requires and the tmpfiles prefixes it applies.
 
@@ -95,6 +96,10 @@ fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
         let ro = if sock == Socket::Ro { ":ro" } else { "" };
         volumes.push(format!("{host}:/var/run/docker.sock{ro}"));
     }
+    if s.name == "traefik" {
+        // The fleet CA's files, read-only (`pki` owns the paths).
+        volumes.extend(crate::pki::proxy_volumes(plan));
+    }
     let mut o = Map::new();
     o.insert("image".into(), json!(s.image));
     o.insert("cmd".into(), json!(s.cmd));
@@ -110,7 +115,6 @@ fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
         json!(s.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>()),
     );
     o.insert("volumes".into(), json!(volumes));
-    o.insert("labels".into(), Value::Object(labels(c, s)));
     let mut depends = s.depends.clone();
     depends.sort();
     o.insert("dependsOn".into(), json!(depends));
@@ -130,7 +134,7 @@ fn container(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Value {
             Backend::Docker => "json-file",
         }),
     );
-    o.insert("extraOptions".into(), json!(options(c, s)));
+    o.insert("extraOptions".into(), json!(options(plan, c, s)));
     // The namespace owner (gluetun): members restart with it, or they would
     // keep a dead namespace.
     o.insert("sharesNetworkOf".into(), json!(s.network));
@@ -171,7 +175,7 @@ fn text_of(parts: &[EnvPart]) -> String {
 }
 
 /// The engine flags beyond what oci-containers has options for, in a fixed order.
-fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
+fn options(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
     let mut o = Vec::new();
     match &s.network {
         Some(owner) => o.push(format!("--network=container:{owner}")),
@@ -206,50 +210,16 @@ fn options(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
     if s.privileged {
         o.push("--privileged".into());
     }
-    o
-}
-
-/// Traefik's labels: a route per web UI (`<name>.<domain>`, TLS, the SSO
-/// middleware unless public); the middleware itself on traefik. (CrowdSec
-/// enforces on the host's firewall, not as a Traefik middleware.)
-fn labels(c: &ContainersPlan, s: &ServicePlan) -> Map<String, Value> {
-    let mut l = Map::new();
+    // Traefik reaches the fleet's identity host by its name
+    // (authentik.<its domain>) at the address `edge` chose (its WireGuard
+    // address), whatever DNS says: the name its certificate is checked for.
     if s.proxy
-        && let Some(url) = &c.auth_url
+        && let Some(l) = plan.edge.as_ref().and_then(|e| e.identity.as_ref())
+        && let (Some(name), Some(addr)) = (&l.name, l.address)
     {
-        let p = "traefik.http.middlewares.authentik.forwardauth";
-        l.insert(
-            format!("{p}.address"),
-            json!(format!("{url}/outpost.goauthentik.io/auth/traefik")),
-        );
-        l.insert(format!("{p}.trustForwardHeader"), json!("true"));
-        l.insert(
-            format!("{p}.authResponseHeaders"),
-            json!("X-authentik-username,X-authentik-groups,X-authentik-email"),
-        );
+        o.push(format!("--add-host={name}:{addr}"));
     }
-    if let Some(port) = s.web {
-        let r = format!("traefik.http.routers.{}", s.name);
-        l.insert("traefik.enable".into(), json!("true"));
-        l.insert(
-            format!("{r}.rule"),
-            json!(format!("Host(`{}.{}`)", s.name, c.domain)),
-        );
-        l.insert(format!("{r}.entrypoints"), json!("websecure"));
-        l.insert(format!("{r}.tls"), json!("true"));
-        l.insert(
-            format!("traefik.http.services.{}.loadbalancer.server.port", s.name),
-            json!(port.to_string()),
-        );
-        let mut mw = Vec::new();
-        if s.sso {
-            mw.push("authentik@docker");
-        }
-        if !mw.is_empty() {
-            l.insert(format!("{r}.middlewares"), json!(mw.join(",")));
-        }
-    }
-    l
+    o
 }
 
 /// `postgres-init.sh`: creates each consumer's role and database in the

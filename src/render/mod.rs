@@ -2,12 +2,17 @@
 //!
 //! Owns the embedded tera templates, the `nix` filter (every value reaches Nix
 //! through `nix::escape_into`), the list of files a host gets, and comparing them
-//! with what is on disk (`gen --check`). Output is a pure function of the plan:
+//! with what is on disk (`gen --check`). `disko` writes a host's disk layout
+//! and `hardware` a machine's detected facts as Nix, from plain data; render
+//! never reaches into the code that builds that data (the install's steps).
+//! Output is a pure function of the plan:
 //! sorted maps, no timestamps, no absolute paths. `writer` compares them with
 //! the tree on disk and writes them, never through a link.
 
 pub mod containers;
+pub mod disko;
 pub mod format;
+pub mod hardware;
 pub mod nix;
 pub mod tmpfiles;
 pub mod writer;
@@ -86,7 +91,7 @@ impl Renderer {
         if let Some(rules) = tmpfiles::render(plan) {
             files.push(file("containers-tmpfiles.conf", rules)?);
         }
-        if let Some(layout) = crate::bootstrap::layout::disko(plan) {
+        if let Some(layout) = disko::for_host(plan) {
             files.push(file("disko.nix", layout)?);
         }
         if let Some(script) = containers::postgres_init(plan) {
@@ -105,11 +110,36 @@ impl Renderer {
                 wireguard::native_config(plan.file.as_str(), w),
             )?);
         }
+        let traefik = crate::edge::traefik::files(plan)
+            .map_err(|r| unwritable(plan, dir.join(crate::edge::traefik::FILES[1]), r))?;
+        for (path, content) in traefik {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
         for (path, content) in crate::monitoring::native::files(plan) {
             files.push(GeneratedFile {
                 path: dir.join(path),
                 content,
             });
+        }
+        for (path, content) in
+            crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
+        {
+            files.push(GeneratedFile {
+                path: dir.join(path),
+                content,
+            });
+        }
+        if let Some(p) = &plan.pki {
+            files.push(file(crate::pki::CA_CERT_GENERATED, Ok(p.ca_pem.clone()))?);
+            if let Some(t) = &p.tls {
+                files.push(file(
+                    crate::pki::HOST_CERT_GENERATED,
+                    Ok(t.cert_pem.clone()),
+                )?);
+            }
         }
         if let Some(f) = &plan.fail2ban {
             files.push(file(
@@ -261,6 +291,28 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
             "filter": f.jails.iter().any(|j| j == "traefik-auth").then_some(fail2ban::TRAEFIK_FILTER),
         })
     });
+    let pki = plan.pki.as_ref().map(|p| {
+        let etc = |path: &str| path.trim_start_matches("/etc/").to_string();
+        let traefik_unit = plan.containers.as_ref().and_then(|c| {
+            c.services.iter().any(|s| s.name == "traefik").then(|| {
+                format!(
+                    "{}-traefik",
+                    match c.backend {
+                        crate::inventory::schema::Backend::Podman => "podman",
+                        crate::inventory::schema::Backend::Docker => "docker",
+                    }
+                )
+            })
+        });
+        json!({
+            "certificates": [p.ca_pem],
+            "ca_etc": etc(crate::pki::CA_CERT_ON_HOST),
+            "ca_file": crate::pki::CA_CERT_GENERATED,
+            "host_etc": p.tls.as_ref().map(|_| etc(crate::pki::HOST_CERT_ON_HOST)),
+            "host_file": crate::pki::HOST_CERT_GENERATED,
+            "traefik_unit": traefik_unit,
+        })
+    });
     let ctx = json!({
         "sshd_settings": sshd_settings(plan)?,
         "file": plan.file.as_str(),
@@ -276,7 +328,10 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "edge": plan.edge.is_some(),
+        "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),
+        "pki": pki,
         "containers_total": plan.containers.as_ref().map(|c| format_mib(c.total_mib())).unwrap_or_default(),
     });
     nix_strings(&ctx, "")?;

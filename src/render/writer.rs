@@ -252,7 +252,8 @@ pub fn read_generated(repo: &Utf8Path, rel: &Utf8Path) -> Result<Option<String>,
 
 /// True for a file potato writes: `modules/generated/<host>/NAME` with a name
 /// `render` produces, one of the monitoring files under `<host>/monitoring/`
-/// (`monitoring::native`), or a leftover temporary file.
+/// (`monitoring::native`), Traefik's under `<host>/traefik/` (`edge::traefik`),
+/// or a leftover temporary file.
 pub fn written_by_potato(rel: &Utf8Path) -> bool {
     let Ok(in_host) = rel.strip_prefix(GENERATED_DIR) else {
         return false;
@@ -271,6 +272,25 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
                 .chain(crate::monitoring::native::HUB_FILES.iter())
                 .any(|f| *f == rest)
                 || rest.ends_with(TMP_SUFFIX)
+        }
+        [_host, "traefik", name] => {
+            crate::edge::traefik::FILES
+                .iter()
+                .any(|f| f.strip_prefix("traefik/") == Some(*name))
+                || name.ends_with(TMP_SUFFIX)
+        }
+        [_host, "pki", name] => {
+            let rest = format!("pki/{name}");
+            [
+                crate::pki::CA_CERT_GENERATED,
+                crate::pki::HOST_CERT_GENERATED,
+            ]
+            .contains(&rest.as_str())
+                || name.ends_with(TMP_SUFFIX)
+        }
+        [_host, "crowdsec", ..] => {
+            let rest = parts[2..].join("/");
+            crate::intrusion::FILES.contains(&rest.as_str()) || rest.ends_with(TMP_SUFFIX)
         }
         [_host, "secrets", name] => {
             name.ends_with(TMP_SUFFIX)

@@ -87,7 +87,8 @@ impl HostCx<'_> {
         self.dependency_cycles(c, &services);
         join_networks(&mut services);
         let databases = databases(&services);
-        let auth_url = self.auth_url(c, &services);
+        self.removed_auth_url(c);
+        self.proxy_credentials(&mut services);
         let os_reserve_mib = match &c.os_reserve {
             Some(r) => self.size(r).unwrap_or(0),
             None => (memory_mib / 4).clamp(384, 2048),
@@ -101,7 +102,6 @@ impl HostCx<'_> {
                 .unwrap_or(schema::Backend::Podman),
             data,
             domain,
-            auth_url,
             databases,
             os_reserve_mib,
             networks,
@@ -140,35 +140,46 @@ impl HostCx<'_> {
         d.value.clone()
     }
 
-    /// Authentik for the SSO middleware: the host's own, or `auth_url`. A web UI
-    /// behind SSO on a host with neither is an error (Traefik would refuse it).
-    fn auth_url(&mut self, c: &schema::Containers, services: &[ServicePlan]) -> Option<String> {
+    /// `auth_url` is gone: forward-auth goes to the fleet's identity host
+    /// (`edge::wire`), so a host file that still sets it is told so.
+    fn removed_auth_url(&mut self, c: &schema::Containers) {
         if let Some(u) = &c.auth_url {
-            let ok = (u.value.starts_with("https://") || u.value.starts_with("http://"))
-                && !u.value.contains(char::is_whitespace)
-                && !u.value.ends_with('/');
-            if !ok {
+            self.error(
+                &u.span,
+                "`auth_url` was removed: every host's protected routes forward-auth to the fleet's identity host",
+                "delete this line, and set [roles] identity = true in the host file of the host that runs authentik",
+            );
+        }
+    }
+
+    /// DNS-01 credentials from `[proxy] dns_env` reach Traefik's environment
+    /// as secrets (its env file), the way other secret env vars do. Each
+    /// value must be "secret:NAME"; `edge::wire` checks the rest of [proxy].
+    fn proxy_credentials(&mut self, services: &mut [ServicePlan]) {
+        let Some(proxy) = &self.host.raw.proxy else {
+            return;
+        };
+        let Some(traefik) = services.iter().position(|s| s.name == "traefik") else {
+            return; // edge::wire reports [proxy] on a host without Traefik
+        };
+        for (key, value) in &proxy.value.dns_env {
+            if crate::secrets::parse_ref(&value.value).is_err() {
                 self.error(
-                    &u.span,
-                    format!("`{}` is not a base URL", u.value),
-                    "write e.g. \"https://auth.example.net\" (no trailing slash)",
+                    &value.span,
+                    format!("`{key}` is a DNS provider credential, but not a secret reference"),
+                    format!(
+                        "store it with `potato secrets set NAME --host {}` and write \"secret:NAME\"",
+                        self.host.name
+                    ),
                 );
+                continue;
             }
-            return Some(u.value.clone());
+            if let Some(name) = self.secret(value) {
+                services[traefik]
+                    .env
+                    .insert(key.to_string(), vec![EnvPart::Secret(name)]);
+            }
         }
-        let needs = services.iter().find(|s| s.sso)?;
-        if services.iter().any(|s| s.name == "authentik") {
-            return Some("http://authentik:9000".into());
-        }
-        self.error(
-            &span_of(c, &needs.name),
-            format!(
-                "web UI `{}` is behind SSO, but this host runs no authentik",
-                needs.name
-            ),
-            "add \"authentik\" to services, set [containers] auth_url to another host's Authentik, or mark the service public",
-        );
-        None
     }
 
     fn check_arch(&mut self, entry: &Service, span: &Range<usize>) {

@@ -106,6 +106,9 @@ pub fn resolve(
         crate::edge::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::intrusion::wire(&mut resolved);
+    }
+    if diags.is_empty() {
         Ok(resolved)
     } else {
         Err(diags)
@@ -224,6 +227,8 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            intrusion: None,
+            pki: None,
         })
     }
 

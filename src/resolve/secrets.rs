@@ -80,6 +80,16 @@ impl HostCx<'_> {
 
     fn secret_for(&mut self, v: &Spanned<String>, on_host: bool) -> Option<String> {
         let name = match crate::secrets::parse_ref(&v.value) {
+            // The fleet CA's key is the operator's (`pki`): never a host's
+            // reference, so `secrets rekey` never encrypts it to a host.
+            Ok(n) if n == crate::pki::CA_KEY_SECRET => {
+                self.error(
+                    &v.span,
+                    format!("`{n}` is the fleet CA's private key: no host may use it"),
+                    "hosts get their own certificate and key from `potato ca issue HOST`; every host already trusts the CA's certificate",
+                );
+                return None;
+            }
             Ok(n) => {
                 *self.references.entry(n.to_string()).or_insert(false) |= on_host;
                 n.to_string()

@@ -261,6 +261,21 @@ pub fn entry_for<'a>(catalog: &'a [Value], container: &str, spec: &Value) -> &'a
 /// is about: user, volumes, environment, capabilities, health check. Networks,
 /// ports, devices and the engine socket are left out (tests/containers.rs runs
 /// networks and ports in a lab namespace); every container gets --network=none.
+/// Host paths NixOS itself provides (no contract creates them): the journal
+/// directory (journald's persistent storage) and the machine id. Made under
+/// the double's root so a bind mount of them finds its source, as on a host.
+fn provide_os_path(root: &Path, host: &str) {
+    let at = root.join(host.trim_start_matches('/'));
+    match host {
+        "/var/log/journal" => std::fs::create_dir_all(&at).unwrap(),
+        "/etc/machine-id" if !at.exists() => {
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::write(&at, "0123456789abcdef0123456789abcdef\n").unwrap();
+        }
+        _ => {}
+    }
+}
+
 pub fn podman_run_args(
     cname: &str,
     c: &Value,
@@ -289,7 +304,13 @@ pub fn podman_run_args(
         if v.contains("/var/run/docker.sock") {
             continue;
         }
+        // The fleet CA's files (placed by NixOS's environment.etc and by
+        // secrets.sh): tests/pki.rs serves TLS from them with a real openssl.
+        if v.starts_with("/etc/potato/pki/") || v.starts_with("/run/potato-secrets/") {
+            continue;
+        }
         let (host, rest) = v.split_once(':').unwrap();
+        provide_os_path(root, host);
         a.push(format!(
             "--volume={}:{rest}",
             root.join(host.trim_start_matches('/')).display()

@@ -46,6 +46,8 @@ pub enum Probe {
 
 pub struct Lab {
     pub host: String,
+    /// The host's addresses on the bridge (a client's gateway is among them).
+    addrs: Vec<String>,
     clients: Vec<String>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -122,6 +124,7 @@ impl Lab {
         }
         let lab = Lab {
             host,
+            addrs: addrs.iter().map(|a| a.to_string()).collect(),
             clients: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
@@ -148,8 +151,11 @@ impl Lab {
         }
         for a in addrs {
             let net: ipnet::IpNet = a.parse().expect("client address");
-            let gw = HOST_ADDRS
+            let gw = self
+                .addrs
                 .iter()
+                .map(String::as_str)
+                .chain(HOST_ADDRS.iter().copied())
                 .map(|h| h.parse::<ipnet::IpNet>().unwrap())
                 .find(|h| h.contains(&net.addr()))
                 .unwrap_or_else(|| panic!("no host address in the subnet of {a}"));

@@ -17,6 +17,7 @@ install_secret() { # NAME OWNER GROUP MODE
 	chmod "$4" "$new/$1"
 }
 install_secret 'kopia-password' 'root' 'root' '0400'
+install_secret 'tls-lepotato' 'root' 'root' '0400'
 install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
 install_secret 'wg0' 'root' 'root' '0400'
 # Containers' environment files: KEY=value lines, secrets spliced in.

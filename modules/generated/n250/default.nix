@@ -16,6 +16,16 @@
       spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
       dir = ./monitoring;
     })
+    # Edge: Traefik reads ./traefik (static traefik.yml, file-provider
+    # dynamic.yml), mounted read-only at /etc/traefik; no engine socket.
+    (import ../../edge.nix { dir = ./traefik; })
+    # Intrusion prevention: CrowdSec's acquisition files mounted into its
+    # container, its Local API on 127.0.0.1, and the host's firewall bouncer
+    # filling its own nftables tables (./crowdsec).
+    (import ../../crowdsec {
+      spec = builtins.fromJSON (builtins.readFile ./crowdsec/crowdsec.json);
+      dir = ./crowdsec;
+    })
   ];
 
   networking.hostName = "n250";
@@ -86,6 +96,16 @@
     deps = [ "users" "groups" ];
     text = "${pkgs.runtimeShell} ${./secrets.sh} ${pkgs.age}/bin/age ${./secrets}";
   };
+
+  # The fleet CA (`potato ca`): trusted system-wide, and placed in /etc with
+  # this host's own certificate (internal TLS) for Traefik's read-only mounts;
+  # a new certificate restarts Traefik.
+  security.pki.certificates = [
+    "-----BEGIN CERTIFICATE-----\nMIIBpTCCAUugAwIBAgIQI7zNLsnVaXcCs5seV+xK2DAKBggqhkjOPQQDAjAxMRgw\nFgYDVQQDDA9wb3RhdG8gZmxlZXQgQ0ExFTATBgNVBAoMDHBvdGF0byBmbGVldDAe\nFw0yNjExMzAwODIxMDBaFw0zNjExMjcwOTIxMDBaMDExGDAWBgNVBAMMD3BvdGF0\nbyBmbGVldCBDQTEVMBMGA1UECgwMcG90YXRvIGZsZWV0MFkwEwYHKoZIzj0CAQYI\nKoZIzj0DAQcDQgAEwDkUKo/Q28M2lFDWVLK6NeiHYeAhPPk4gS71tXo/271WepTI\nUAXCrxPlfa3u2sLwOOFuCZf5mi6FtB4Vyn5A76NFMEMwDgYDVR0PAQH/BAQDAgGG\nMB0GA1UdDgQWBBTmSTEgCSA9HzNbYfXvYl1AfZh5YjASBgNVHRMBAf8ECDAGAQH/\nAgEAMAoGCCqGSM49BAMCA0gAMEUCIQDU2lA+xCMezzRNmgmZuGsfSHBDgjhGszTk\nz9fMg8y8xAIgf/812hZKuoh6C81Ngloaslea7RSllrynj3kBPIu6YcM=\n-----END CERTIFICATE-----\n"
+  ];
+  environment.etc."potato/pki/fleet-ca.crt".source = ./pki/fleet-ca.crt;
+  environment.etc."potato/pki/host.crt".source = ./pki/host.crt;
+  systemd.services."podman-traefik".restartTriggers = [ ./pki/fleet-ca.crt ./pki/host.crt ];
 
   fileSystems = {
     "/mnt/cachehdd" = {

@@ -16,11 +16,10 @@ install_secret() { # NAME OWNER GROUP MODE
 	chown "$2:$3" "$new/$1"
 	chmod "$4" "$new/$1"
 }
-install_secret 'authentik-secret-key' 'root' 'root' '0400'
-install_secret 'db-authentik' 'root' 'root' '0400'
+install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
 install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
-install_secret 'postgres-password' 'root' 'root' '0400'
+install_secret 'tls-n250' 'root' 'root' '0400'
 install_secret 'vaultwarden-admin-token' 'root' 'root' '0400'
 install_secret 'vpn-wireguard-key' 'root' 'root' '0400'
 install_secret 'wg0' 'root' 'root' '0400'
@@ -48,14 +47,8 @@ env_var() { # KEY (text VALUE | secret NAME)...
 '
 	} >>"$env_out"
 }
-env_begin 'authentik'
-env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
-env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
-env_begin 'authentik-worker'
-env_var 'AUTHENTIK_POSTGRESQL__PASSWORD' secret 'db-authentik'
-env_var 'AUTHENTIK_SECRET_KEY' secret 'authentik-secret-key'
-env_begin 'postgres'
-env_var 'POSTGRES_PASSWORD' secret 'postgres-password'
+env_begin 'crowdsec'
+env_var 'BOUNCER_KEY_firewall' secret 'crowdsec-bouncer-key'
 env_begin 'gluetun'
 env_var 'WIREGUARD_PRIVATE_KEY' secret 'vpn-wireguard-key'
 env_begin 'vaultwarden'

@@ -20,6 +20,7 @@ install_secret 'authentik-secret-key' 'root' 'root' '0400'
 install_secret 'db-authentik' 'root' 'root' '0400'
 install_secret 'db-miniflux' 'root' 'root' '0400'
 install_secret 'postgres-password' 'root' 'root' '0400'
+install_secret 'tls-pve-apps' 'root' 'root' '0400'
 install_secret 'wg0' 'root' 'root' '0400'
 # Containers' environment files: KEY=value lines, secrets spliced in.
 mkdir -m 0700 "$new/env"

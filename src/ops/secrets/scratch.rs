@@ -73,15 +73,19 @@ impl Drop for Scratch {
     }
 }
 
-/// Removes what killed edits left in the base directory; reports each on
-/// stderr. Best effort: a directory still locked by a running edit is kept.
-pub fn remove_stale() {
-    let Some(base) = base_path() else { return };
+/// Removes what killed edits left in the base directory; returns each
+/// directory removed. Best effort: a directory still locked by a running
+/// edit is kept.
+pub fn remove_stale() -> Vec<std::path::PathBuf> {
+    let mut removed = Vec::new();
+    let Some(base) = base_path() else {
+        return removed;
+    };
     if check_private(&base).is_err() {
-        return;
+        return removed;
     }
     let Ok(entries) = std::fs::read_dir(&base) else {
-        return;
+        return removed;
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -101,12 +105,10 @@ pub fn remove_stale() {
         }
         wipe_files(&path);
         if std::fs::remove_dir_all(&path).is_ok() {
-            eprintln!(
-                "removed a plaintext copy left by an interrupted `secrets edit`: {}",
-                path.display()
-            );
+            removed.push(path);
         }
     }
+    removed
 }
 
 /// Overwrites the regular files directly in `dir` with zeros (links are not

@@ -2,7 +2,7 @@
 //! ONE function that turns a value into text of that format, by escaping it so
 //! it reads back exactly or by refusing it with a `Refused` that says why.
 //!
-//! Renderers (`render`, `harden`, `bootstrap::layout`/`hardware`) place data in
+//! Renderers (`render`, `harden`, the install's partition script) place data in
 //! a native file only through these functions; the fixed text around the data
 //! (keywords, section headers) is theirs. This module owns the shared error
 //! (`Refused`, `Problem`) and the character classes the formats have in common;

@@ -1,6 +1,6 @@
 //! POSIX shell: the one quoting function for every word potato puts into a
 //! shell script or remote command (generated `secrets.sh`, `postgres-init.sh`,
-//! the bootstrap's partition script, commands sent over SSH).
+//! the installer's partition script, commands sent over SSH).
 //!
 //! A word goes in single quotes, where sh interprets nothing; a `'` inside is
 //! written `'\''` (close, escaped quote, reopen). That holds every character
