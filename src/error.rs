@@ -47,6 +47,12 @@ pub enum Error {
     MissingPrograms { programs: Vec<String> },
     #[error("{host}: {message}")]
     Host { host: String, message: String },
+    /// A command on a host failed (exit 1): the host's typed error, kept to here.
+    #[error("{host}: {source}")]
+    Remote {
+        host: String,
+        source: Box<crate::host::HostError>,
+    },
     #[error("{failed} of {total} host{} did not end deployed or up to date", if *.total == 1 { "" } else { "s" })]
     HostsFailed { failed: usize, total: usize },
     #[error("{host}: {failed} baseline check{} failed", if *.failed == 1 { "" } else { "s" })]
@@ -124,6 +130,14 @@ impl Error {
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),
             _ => None,
+        }
+    }
+
+    /// A failure on `host` (exit 1).
+    pub fn remote(host: &str, source: crate::host::HostError) -> Error {
+        Error::Remote {
+            host: host.to_string(),
+            source: Box::new(source),
         }
     }
 

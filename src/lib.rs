@@ -4,8 +4,10 @@
 //! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
 //! (NixOS modules and native files under modules/generated/; every Nix text,
 //! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
-//! for all hosts; closures; the transfer stream) → `deploy` (per host over `ssh`:
-//! lock, push, activate, confirm or roll back, with the on-host agent).
+//! for all hosts; closures; the transfer stream) → `deploy` (per host: lock,
+//! push, activate, confirm or roll back) → `host` (how a host is reached over
+//! `ssh` and what potato leaves on it: the host handle, the on-host agent and
+//! paths, the push pipeline, the parallel host runner).
 //! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
 //! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
 //! `flash` writes and verifies card images, `image_key` puts the pre-generated
@@ -21,6 +23,8 @@
 //! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
 //! inventory and writes their native files. `intrusion` writes CrowdSec's
 //! acquisition and the host's firewall bouncer (configuration and tables).
+//! `wiring` reads out who sends what to whom across the fleet (identity,
+//! monitoring, logs, tunnels) for `plan`.
 
 pub mod bootstrap;
 pub mod catalog;
@@ -34,6 +38,7 @@ pub mod error;
 pub mod flash;
 pub mod fsguard;
 pub mod harden;
+pub mod host;
 pub mod image_key;
 pub mod intrusion;
 pub mod inventory;
@@ -51,3 +56,4 @@ pub mod ssh;
 pub mod tools;
 pub mod ui;
 pub mod units;
+pub mod wiring;

@@ -171,9 +171,14 @@ fn n250_container_spec() {
         assert!(c.get(gone).is_none(), "{gone}");
     }
     assert_eq!(spec["databases"], serde_json::json!([]));
-    // Only the proxy publishes; it reads files, not the engine socket.
+    // Only the proxy publishes, 80 and 443, and its metrics entry point 8082
+    // for the hub's scrape (n250 is the hub; the firewall admits the hub's
+    // tunnel address only); it reads files, not the engine socket.
     let traefik = &c["traefik"];
-    assert_eq!(strings(&traefik["ports"]), ["80:80/tcp", "443:443/tcp"]);
+    assert_eq!(
+        strings(&traefik["ports"]),
+        ["80:80/tcp", "443:443/tcp", "8082:8082/tcp"]
+    );
     assert!(
         !strings(&traefik["volumes"])
             .iter()
@@ -439,11 +444,13 @@ fn deploy_metadata() {
         .map(|s| s["file"].as_str().unwrap())
         .collect();
     // wg0 from [wireguard.wg0]; the VPN key and Kopia password from the
-    // catalog's environment of gluetun and kopia (Grafana runs on n250).
+    // catalog's environment of gluetun and kopia (Grafana runs on n250); the
+    // TLS key of its internal-TLS Traefik from the fleet CA (`potato ca issue`).
     assert_eq!(
         files,
         [
             "secrets/lepotato/kopia-password.age",
+            "secrets/lepotato/tls-lepotato.age",
             "secrets/lepotato/vpn-wireguard-key.age",
             "secrets/lepotato/wg0.age"
         ]

@@ -15,8 +15,8 @@ use crate::plan::HostPlan;
 pub use crate::render::disko::{DataDisk, ESP_LABEL, Layout, ROOT_LABEL};
 use crate::render::format::{Refused, sh};
 
-/// Where the target root is mounted while installing.
-pub const TARGET_ROOT: &str = "/mnt";
+/// Where the installer mounts the new system's root (an on-host path).
+pub use crate::host::paths::TARGET_ROOT;
 
 /// Why a layout cannot be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
-/// Where a bootstrap is recorded on the host (date, commit, system).
-pub const MARKER: &str = "/nix/var/potato/bootstrapped";
+/// Where a bootstrap is recorded on the host (date, commit, system): an
+/// on-host path, kept with the others in `host::paths`.
+pub use crate::host::paths::BOOTSTRAP_MARKER as MARKER;
 
 /// The steps, in order. Each is done once; a run after a failure starts at the
 /// first step not done (`--from STEP` goes back).

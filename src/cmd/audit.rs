@@ -1,32 +1,13 @@
-//! `potato audit HOST [--live]`: the SSH and kernel baseline (harden::baseline),
-//! judged on the generated files a deploy would install and, with --live, on the
-//! running host's effective values (`sshd -T`, `sysctl -n`), read over SSH.
+//! `potato audit HOST [--live]`: the SSH and kernel baseline of a host
+//! (`ops::audit`), pass or fail per rule, on the generated files and with
+//! --live on the running host.
 
-use serde::Serialize;
 use serde_json::json;
 
 use super::args::{Connection, Global};
 use crate::error::Error;
-use crate::harden::baseline::{self, Daemon, Facts, Outcome};
+use crate::ops::audit::{self, Row};
 use crate::ops::fleet::Fleet;
-use crate::render::{GENERATED_DIR, Renderer};
-
-/// Marks where `sshd -T` output ends and the sysctl values begin.
-const SPLIT: &str = "@@potato-sysctl@@";
-
-#[derive(Debug, Serialize)]
-struct Row {
-    #[serde(flatten)]
-    generated: Outcome,
-    file: &'static str,
-    live: Option<LiveOutcome>,
-}
-
-#[derive(Debug, Serialize)]
-struct LiveOutcome {
-    pass: bool,
-    found: Option<String>,
-}
 
 /// Check the SSH and kernel baseline: each rule, pass or fail, on the
 /// generated files (what a deploy installs) and with --live on the running host.
@@ -42,115 +23,30 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
-    let (host, live) = (a.host.as_str(), a.live);
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_connection(a.conn.settings());
-    let (plan, target) = fleet.one(host)?;
-    let root = &fleet.root;
-    let items = baseline::items(&plan);
-    let dir = camino::Utf8PathBuf::from(GENERATED_DIR).join(&plan.name);
-    let read = |daemon: Daemon| -> Result<String, Error> {
-        Ok(
-            crate::render::writer::read_generated(root, &dir.join(daemon.file()))?
-                .unwrap_or_default(),
-        )
-    };
-    let generated = baseline::judge(
-        &items,
-        &baseline::parse_sshd(&read(Daemon::Sshd)?),
-        &baseline::parse_sysctl(&read(Daemon::Sysctl)?),
-    );
-    let stale = stale_files(root, &plan)?;
-
-    let live_outcomes = if live {
-        let remote = fleet.connect(host, &target)?;
-        let (sshd, sysctl) = live_facts(&remote, host, &items)?;
-        Some(baseline::judge(&items, &sshd, &sysctl))
-    } else {
-        None
-    };
-    let rows: Vec<Row> = generated
-        .into_iter()
-        .enumerate()
-        .map(|(i, o)| Row {
-            file: o.daemon.file(),
-            live: live_outcomes.as_ref().map(|l| LiveOutcome {
-                pass: l[i].pass,
-                found: l[i].found.clone(),
-            }),
-            generated: o,
-        })
-        .collect();
-    let failed = rows
-        .iter()
-        .filter(|r| !r.generated.pass || r.live.as_ref().is_some_and(|l| !l.pass))
-        .count()
-        + usize::from(!stale.is_empty());
-
+    let audit::Audit {
+        host,
+        dir,
+        rows,
+        stale,
+        failed,
+    } = audit::audit(&fleet, &a.host, a.live)?;
     if g.json {
         let v = json!({
             "ok": failed == 0,
-            "host": plan.name,
+            "host": host,
             "generated_dir": dir.as_str(),
             "stale_files": stale,
             "checks": rows,
         });
         println!("{v}");
     } else {
-        print_table(&plan.name, dir.as_str(), &rows, &stale, live);
+        print_table(&host, dir.as_str(), &rows, &stale, a.live);
     }
     if failed > 0 {
-        return Err(Error::AuditFailed {
-            host: plan.name.clone(),
-            failed,
-        });
+        return Err(Error::AuditFailed { host, failed });
     }
     Ok(())
-}
-
-/// Generated files that differ from what the host file renders to today.
-fn stale_files(
-    root: &camino::Utf8Path,
-    plan: &crate::plan::HostPlan,
-) -> Result<Vec<String>, Error> {
-    let mut stale = Vec::new();
-    for f in Renderer::new().render_host(plan)? {
-        let on_disk = crate::render::writer::read_generated(root, &f.path)?;
-        if on_disk.as_deref() != Some(f.content.as_str()) {
-            stale.push(f.path.to_string());
-        }
-    }
-    Ok(stale)
-}
-
-/// The running host's effective sshd settings and sysctl values.
-fn live_facts(
-    remote: &crate::deploy::remote::Remote,
-    host: &str,
-    items: &[baseline::Item],
-) -> Result<(Facts, Facts), Error> {
-    let keys: Vec<&str> = items
-        .iter()
-        .filter(|i| i.daemon == Daemon::Sysctl)
-        .map(|i| i.key)
-        .collect();
-    let script = format!(
-        "sshd=$(command -v sshd || echo /run/current-system/sw/bin/sshd); [ -x \"$sshd\" ] || sshd=/usr/sbin/sshd; \
-         \"$sshd\" -T 2>/dev/null; echo {SPLIT}; \
-         for k in {}; do v=$(sysctl -n \"$k\" 2>/dev/null) && printf '%s = %s\\n' \"$k\" \"$v\"; done",
-        keys.join(" ")
-    );
-    let out = remote.session.exec(&script).map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })?;
-    let (sshd, sysctl) = out.stdout.split_once(SPLIT).unwrap_or((&out.stdout, ""));
-    if sshd.trim().is_empty() {
-        return Err(Error::Host {
-            host: host.into(),
-            message: "`sshd -T` printed nothing: is sshd installed, and are we root?".into(),
-        });
-    }
-    Ok((baseline::parse_sshd(sshd), baseline::parse_sysctl(sysctl)))
 }
 
 fn mark(pass: bool) -> &'static str {

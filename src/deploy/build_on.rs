@@ -17,14 +17,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Run;
-use super::remote::{Remote, shell_quote};
+use super::{DeployError, Run};
+use crate::host::{HostError, Remote};
 use crate::inventory::schema::BuildOn;
 use crate::nix::StorePath;
 use crate::nix::config::Machine;
 use crate::nix::derivation::{DryRun, Evaluated, derivation_closure as nix_derivation_closure};
-use crate::nix::transfer::PathInfo;
 use crate::plan::{HostPlan, Target};
+use crate::render::format::sh;
 
 /// Where one host's system is built, resolved against the fleet and the
 /// deployer's Nix.
@@ -79,6 +79,28 @@ pub enum BuildError {
         on: String,
         drv: StorePath,
         out: StorePath,
+    },
+    #[error("listing the derivation closure of {drv}: {source}")]
+    DerivationClosure {
+        drv: StorePath,
+        source: Box<crate::nix::NixError>,
+    },
+    #[error("connecting to the builder {builder}: {source}")]
+    Connect {
+        builder: String,
+        source: Box<HostError>,
+    },
+    #[error("running the build on {on}: {source}")]
+    Host { on: String, source: Box<HostError> },
+    #[error("listing {out}'s closure on the builder failed: {detail}")]
+    BuilderClosure { out: StorePath, detail: String },
+    #[error(
+        "relaying the system from the builder failed (export exit {export}, import exit {import}): {detail}"
+    )]
+    Relay {
+        export: i32,
+        import: i32,
+        detail: String,
     },
     #[error("{0}")]
     Other(String),
@@ -232,18 +254,16 @@ pub(super) fn build_remotely(
     remote: &Remote,
     job: &Job,
     opts: &super::DeployOptions,
-) -> Result<BuildReport, String> {
-    let compress = opts.compress;
+) -> Result<BuildReport, DeployError> {
     let on = job.site.label();
     if let Site::Host { name, target } = &job.site {
         return build_on_host(run, remote, job, opts, name, target);
     }
-    let drv_closure = nix_derivation_closure(&job.evaluated.drv).map_err(|e| e.to_string())?;
-    let sent = send_missing(run, remote, drv_closure, compress)?;
+    let sent = send_derivations(run, remote, job, opts)?;
     run.log(format!(
         "building on {on}: sent {sent} derivation-closure paths"
     ));
-    let mut report = realise(remote, &job.evaluated, &on).map_err(|e| e.to_string())?;
+    let mut report = realise(remote, &job.evaluated, &on)?;
     report.derivation_paths_sent = sent;
     run.result.paths_fetched = report.fetched;
     run.log(format!(
@@ -267,19 +287,20 @@ fn build_on_host(
     opts: &super::DeployOptions,
     name: &str,
     target: &Target,
-) -> Result<BuildReport, String> {
+) -> Result<BuildReport, DeployError> {
     let mut ssh = opts.ssh.clone();
     ssh.host_name = Some(name.to_string());
-    let session = crate::ssh::Session::connect(target, &ssh).map_err(|e| e.to_string())?;
-    let builder = Remote::new(session).map_err(|e| e.to_string())?;
-    let drv_closure = nix_derivation_closure(&job.evaluated.drv).map_err(|e| e.to_string())?;
-    let sent = send_missing(run, &builder, drv_closure, opts.compress)?;
+    let builder = Remote::connect(target, &ssh).map_err(|source| BuildError::Connect {
+        builder: name.to_string(),
+        source: Box::new(source),
+    })?;
+    let sent = send_derivations(run, &builder, job, opts)?;
     run.log(format!(
         "building on {name}: sent {sent} derivation-closure paths"
     ));
-    let mut report = realise(&builder, &job.evaluated, name).map_err(|e| e.to_string())?;
+    let mut report = realise(&builder, &job.evaluated, name)?;
     report.derivation_paths_sent = sent;
-    let (paths, bytes) = relay(&builder, target_remote, &job.evaluated.out)?;
+    let (paths, bytes) = relay(&builder, target_remote, &job.evaluated.out, name)?;
     report.relayed_paths = paths;
     report.relayed_bytes = bytes;
     run.log(format!(
@@ -289,93 +310,110 @@ fn build_on_host(
     Ok(report)
 }
 
+/// One shell word for a command on a builder.
+fn q(s: &str) -> Result<String, BuildError> {
+    sh::word(s).map_err(|e| BuildError::Other(e.to_string()))
+}
+
 /// Copies what `to` lacks of `out`'s closure from `from`'s store, streamed.
-fn relay(from: &Remote, to: &Remote, out: &StorePath) -> Result<(usize, u64), String> {
+fn relay(
+    from: &Remote,
+    to: &Remote,
+    out: &StorePath,
+    name: &str,
+) -> Result<(usize, u64), BuildError> {
+    let host = |source| BuildError::Host {
+        on: name.to_string(),
+        source: Box::new(source),
+    };
     let listed = from
-        .session
-        .exec(&format!("nix-store -qR {}", shell_quote(out.as_str())))
-        .map_err(|e| e.to_string())?;
+        .run(&format!("nix-store -qR {}", q(out.as_str())?))
+        .map_err(host)?;
     if !listed.success() {
-        return Err(format!(
-            "listing {out}'s closure on the builder failed: {}",
-            listed.stderr.trim()
-        ));
+        return Err(BuildError::BuilderClosure {
+            out: out.clone(),
+            detail: listed.stderr.trim().to_string(),
+        });
     }
     // nix-store -qR lists dependencies first, the order --import needs.
-    let closure = crate::nix::store_path::parse_lines(&listed.stdout).map_err(|e| e.to_string())?;
-    let missing = to.missing(&closure).map_err(|e| e.to_string())?;
+    let closure = crate::nix::store_path::parse_lines(&listed.stdout)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let missing = to.missing(&closure).map_err(|source| BuildError::Host {
+        on: "the target".into(),
+        source: Box::new(source),
+    })?;
     if missing.is_empty() {
         return Ok((0, 0));
     }
-    let args: Vec<String> = missing.iter().map(|p| shell_quote(p.as_str())).collect();
-    let err = |e: ssh2::Error| format!("exporting from the builder: {e}");
-    let mut ch = from.session.raw().channel_session().map_err(err)?;
-    ch.exec(&format!(
-        "nix-store --export {} 2>/nix/var/potato/export.err",
-        args.join(" ")
-    ))
-    .map_err(err)?;
+    let args = missing
+        .iter()
+        .map(|p| q(p.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut bytes = 0u64;
-    let imported = to
-        .session
-        .exec_with("nix-store --import", Some(&mut ch), &mut |n| bytes = n)
-        .map_err(|e| e.to_string())?;
-    let _ = ch.wait_close();
-    let exported = ch.exit_status().unwrap_or(-1);
+    let (exported, imported) = from
+        .pipe_into(
+            &format!(
+                "nix-store --export {} 2>{}/export.err",
+                args.join(" "),
+                crate::host::paths::STATE_DIR
+            ),
+            to,
+            "nix-store --import",
+            &mut |n| bytes = n,
+        )
+        .map_err(host)?;
     if exported != 0 || !imported.success() {
-        return Err(format!(
-            "relaying the system from the builder failed (export exit {exported}, import exit {}): {}",
-            imported.code,
-            imported.stderr.trim()
-        ));
+        return Err(BuildError::Relay {
+            export: exported,
+            import: imported.code,
+            detail: imported.stderr.trim().to_string(),
+        });
     }
     Ok((missing.len(), bytes))
 }
 
-/// Pushes the paths of `closure` that `remote` lacks; returns how many.
-fn send_missing(
+/// Pushes what `remote` lacks of the job's derivation closure through the one
+/// push pipeline (no substitution: derivations are not in binary caches);
+/// returns how many paths were sent.
+fn send_derivations(
     run: &mut Run,
     remote: &Remote,
-    closure: Vec<PathInfo>,
-    compress: Option<bool>,
-) -> Result<usize, String> {
-    let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-    let missing = remote.missing(&paths).map_err(|e| e.to_string())?;
-    if missing.is_empty() {
-        return Ok(0);
-    }
-    let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
-    let send: Vec<PathInfo> = closure
-        .into_iter()
-        .filter(|c| wanted.contains(&c.path))
-        .collect();
-    let count = send.len();
-    let compress = compress.unwrap_or_else(|| remote.has_zstd());
-    run.push(remote, send, compress)?;
-    Ok(count)
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<usize, DeployError> {
+    let drv = &job.evaluated.drv;
+    let closure = nix_derivation_closure(drv).map_err(|source| BuildError::DerivationClosure {
+        drv: drv.clone(),
+        source: Box::new(source),
+    })?;
+    let pushed = run.push_paths(remote, closure, opts, false)?;
+    Ok(pushed.paths)
 }
 
 /// `nix-store --realise` of the job's derivation on `remote`: a dry run first
 /// (what will be built, what fetched), then the build, with a GC root so the
 /// result survives until activation makes it the system profile.
 fn realise(remote: &Remote, ev: &Evaluated, on: &str) -> Result<BuildReport, BuildError> {
-    let drv = shell_quote(ev.drv.as_str());
+    let host = |source| BuildError::Host {
+        on: on.to_string(),
+        source: Box::new(source),
+    };
+    let drv = q(ev.drv.as_str())?;
+    let state = crate::host::paths::STATE_DIR;
     let root = format!(
-        "/nix/var/potato/built-{}",
+        "{state}/built-{}",
         &ev.out.hash()[..ev.out.hash().len().min(12)]
     );
     let dry = remote
-        .session
-        .exec(&format!("nix-store --realise --dry-run {drv} 2>&1"))
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .run(&format!("nix-store --realise --dry-run {drv} 2>&1"))
+        .map_err(host)?;
     let plan = DryRun::parse(&dry.stdout);
     let out = remote
-        .session
-        .exec(&format!(
-            "mkdir -p /nix/var/potato && nix-store --realise {drv} --add-root {}",
-            shell_quote(&root)
+        .run(&format!(
+            "mkdir -p {state} && nix-store --realise {drv} --add-root {}",
+            q(&root)?
         ))
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .map_err(host)?;
     if !out.success() {
         return Err(BuildError::Failed {
             on: on.into(),
@@ -387,9 +425,8 @@ fn realise(remote: &Remote, ev: &Evaluated, on: &str) -> Result<BuildReport, Bui
     // With --add-root Nix prints the root, not the output; the root must point
     // at the output potato evaluated.
     let points = remote
-        .session
-        .exec(&format!("readlink -e {}", shell_quote(&root)))
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+        .run(&format!("readlink -e {}", q(&root)?))
+        .map_err(host)?;
     if points.stdout.trim() != ev.out.as_str() {
         return Err(BuildError::NoOutput {
             on: on.into(),
@@ -493,7 +530,7 @@ pub fn build_only(
     plan: &HostPlan,
     job: &Job,
     opts: &super::DeployOptions,
-) -> Result<BuildReport, String> {
+) -> Result<BuildReport, DeployError> {
     let (tx, _rx) = std::sync::mpsc::channel();
     let mut run = Run::new(plan, &job.evaluated.out, opts, &tx);
     let mut ssh = opts.ssh.clone();
@@ -502,8 +539,7 @@ pub fn build_only(
         .target
         .clone()
         .unwrap_or_else(|| plan.deploy.target.clone());
-    let session = crate::ssh::Session::connect(&target, &ssh).map_err(|e| e.to_string())?;
-    let remote = Remote::new(session).map_err(|e| e.to_string())?;
+    let remote = Remote::connect(&target, &ssh).map_err(DeployError::Connect)?;
     build_remotely(&mut run, &remote, job, opts)
 }
 

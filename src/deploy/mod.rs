@@ -2,29 +2,54 @@
 //! generation, confirm over a new SSH connection, or let the host roll back.
 //!
 //! Owns the per-host pipeline (lock → state → missing paths → push → activate →
-//! health → confirm), its outcome, and the events it emits; `health` holds the
-//! health-check loop's timing rules. It does not build
-//! (the caller hands in toplevels from `nix::build_toplevels`) and does not print:
-//! `ui` renders the events.
+//! health → confirm), its outcome, its errors, and the events it emits;
+//! `health` holds the health-check loop's timing rules. It reaches hosts only
+//! through `host` (the handle, the push pipeline, the parallel runner). It does
+//! not build (the caller hands in toplevels from `nix::build_toplevels`) and
+//! does not print: `ui` renders the events.
 
 pub mod build_on;
 pub mod health;
-pub mod remote;
-pub mod substitute;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::host::push::{self, Compress, PushError, PushEvent, PushOptions, Pushed};
+use crate::host::{HostError, HostState, Remote};
 use crate::inventory::schema::Mode;
-use crate::nix::transfer::{PathInfo, ServeStream};
-use crate::nix::{self, StorePath};
+use crate::nix::StorePath;
+use crate::nix::frames::FrameCache;
+use crate::nix::transfer::PathInfo;
 use crate::plan::{HealthCheck, HostPlan, Target};
-use crate::ssh::{self, Session, SshOptions};
-use remote::{HostState, Remote, RemoteError};
+use crate::ssh::{self, SshOptions};
+
+/// Why a host's deploy failed (before it could roll back), with its context.
+/// The engine keeps these typed; `HostResult::error` shows them to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Connect(HostError),
+    #[error(transparent)]
+    Lock(HostError),
+    #[error("reading what the host runs: {0}")]
+    State(#[source] HostError),
+    #[error("pushing the system: {0}")]
+    Push(#[source] PushError),
+    /// Building the system where build_on says (target or a builder host).
+    #[error(transparent)]
+    Build(#[from] build_on::BuildError),
+    #[error("starting the activation: {0}")]
+    Activate(#[source] HostError),
+    #[error("confirming: {0}")]
+    Confirm(#[source] HostError),
+    #[error("no SSH connection within {secs}s")]
+    NoConnection { secs: u64 },
+    #[error("the watchdog did not answer the confirmation ({verdict})")]
+    NoVerdict { verdict: String },
+}
 
 /// Settings of one deploy run (from flags and the host file).
 #[derive(Debug, Clone)]
@@ -44,14 +69,14 @@ pub struct DeployOptions {
     pub force: bool,
     /// Who holds the lock, shown to a concurrent deploy.
     pub holder: String,
-    /// Compress the closure stream with zstd: None = when the host has zstd.
-    pub compress: Option<bool>,
+    /// Compress the closure stream with zstd (`--compress`).
+    pub compress: Compress,
     /// Let each host fetch what it can from its own substituters before
     /// pushing (`--no-substitute` turns it off).
     pub substitute: bool,
     /// Compressed frames shared by every host of the run (several hosts
     /// pushed from here: each path is compressed once, `nix::frames`).
-    pub frames: Option<Arc<crate::nix::frames::FrameCache>>,
+    pub frames: Option<Arc<FrameCache>>,
     /// Hosts whose system is built elsewhere than the deployer (`build_on`).
     pub builds: std::collections::BTreeMap<String, build_on::Job>,
 }
@@ -135,7 +160,7 @@ pub fn deploy_host(
         Ok(outcome) => run.result.result = outcome,
         Err(e) => {
             run.result.result = Outcome::Failed;
-            run.result.error = Some(e);
+            run.result.error = Some(e.to_string());
         }
     }
     run.end_phase();
@@ -144,7 +169,6 @@ pub fn deploy_host(
 }
 
 struct Run {
-    frames: Option<Arc<crate::nix::frames::FrameCache>>,
     host: String,
     events: Sender<Event>,
     started: Instant,
@@ -160,7 +184,6 @@ impl Run {
         events: &Sender<Event>,
     ) -> Run {
         Run {
-            frames: opts.frames.clone(),
             host: plan.name.clone(),
             events: events.clone(),
             started: Instant::now(),
@@ -221,7 +244,7 @@ impl Run {
         plan: &HostPlan,
         top: &StorePath,
         opts: &DeployOptions,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, DeployError> {
         let mut opts = opts.clone();
         opts.ssh.host_name = Some(crate::ssh::trust_hint(
             &plan.name,
@@ -242,12 +265,11 @@ impl Run {
             .unwrap_or(plan.deploy.confirm_timeout_secs);
 
         self.enter(Phase::Connect);
-        let session = Session::connect(&target, &opts.ssh).map_err(|e| e.to_string())?;
-        let mut remote = Remote::new(session).map_err(|e| e.to_string())?;
+        let mut remote = Remote::connect(&target, &opts.ssh).map_err(DeployError::Connect)?;
         remote
             .lock(&plan.name, &opts.holder)
-            .map_err(|e| e.to_string())?;
-        let state = remote.state().map_err(|e| e.to_string())?;
+            .map_err(DeployError::Lock)?;
+        let state = remote.state().map_err(DeployError::State)?;
         self.result.previous_generation = state.generation;
         if is_up_to_date(&state, top, mode) && !opts.force {
             self.result.generation = state.generation;
@@ -260,7 +282,7 @@ impl Run {
             self.result.build = build_on::build_remotely(self, &remote, job, opts)?;
         } else {
             self.enter(Phase::Push);
-            self.push_closure(&remote, top, opts)?;
+            self.push(&remote, top, opts)?;
         }
 
         self.enter(Phase::Activate);
@@ -268,7 +290,7 @@ impl Run {
         let act_secs = opts.activation_timeout.as_secs().max(1);
         let (prev, new) = remote
             .activate(top, mode.as_str(), &token, magic, confirm, act_secs)
-            .map_err(|e| e.to_string())?;
+            .map_err(DeployError::Activate)?;
         self.result.previous_generation = prev;
         self.result.generation = new;
         self.log(format!(
@@ -279,8 +301,14 @@ impl Run {
         ));
         let status = wait_activation(&remote, &token, opts.activation_timeout);
         // The activation's own output, shown with -v.
-        let output = matches!(status, Activation::Succeeded).then(|| remote.activation_log(&token));
+        let output =
+            matches!(status, Activation::Succeeded(_)).then(|| remote.activation_log(&token));
         drop(remote); // the lock is released; a pending watchdog keeps others out
+        // The host's confirm window runs from when the activation finished.
+        let finished = match &status {
+            Activation::Succeeded(at) => *at,
+            _ => Instant::now(),
+        };
 
         match status {
             Activation::Failed(code, log) => {
@@ -311,7 +339,7 @@ impl Run {
             Activation::Lost(why) => self.log(format!(
                 "lost the connection during activation ({why}); confirming over a new one"
             )),
-            Activation::Succeeded => {
+            Activation::Succeeded(_) => {
                 if let Some(log) = output.filter(|l| !l.trim().is_empty()) {
                     self.log(log);
                 }
@@ -322,141 +350,92 @@ impl Run {
         }
 
         self.enter(Phase::Confirm);
-        self.confirm(plan, &target, opts, &token, confirm, prev)
+        self.confirm(plan, &target, opts, &token, (confirm, finished), prev)
     }
 
-    /// Pushes what the host lacks of `top`'s closure (built on the deployer).
-    fn push_closure(
+    /// The system's closure into the host's store, through the one push
+    /// pipeline: substitution on the host first (unless `--no-substitute`),
+    /// shared frames when several hosts are pushed from here.
+    fn push(
         &mut self,
         remote: &Remote,
         top: &StorePath,
         opts: &DeployOptions,
-    ) -> Result<(), String> {
-        let closure = nix::closure(top).map_err(|e| e.to_string())?;
-        let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-        let mut missing = remote.missing(&paths).map_err(|e| e.to_string())?;
-        if opts.substitute && !missing.is_empty() {
-            let fetched = substitute::fetch_missing(remote, &missing, &closure)?;
-            if !fetched.paths.is_empty() {
-                self.log(format!(
-                    "the host fetched {} paths ({} bytes) from its substituters",
-                    fetched.paths.len(),
-                    fetched.nar_bytes
-                ));
-            }
-            self.result.paths_fetched = fetched.paths.len();
-            self.result.bytes_fetched = fetched.nar_bytes;
-            missing = fetched.still_missing;
-        }
-        if !missing.is_empty() {
-            let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
-            // `closure` is dependencies first, so this keeps the import order.
-            let send: Vec<PathInfo> = closure
-                .iter()
-                .filter(|c| wanted.contains(&c.path))
-                .cloned()
-                .collect();
-            let compress = opts.compress.unwrap_or_else(|| remote.has_zstd());
-            self.push(remote, send, compress)?;
-        }
+    ) -> Result<(), DeployError> {
+        let pushed = push::push_closure_with(
+            remote,
+            top,
+            &push_options(opts, opts.substitute),
+            &mut self.push_reporter(),
+        )
+        .map_err(DeployError::Push)?;
+        self.record(&pushed);
         Ok(())
     }
 
-    fn push(&mut self, remote: &Remote, send: Vec<PathInfo>, compress: bool) -> Result<(), String> {
-        if compress && let Some(frames) = self.frames.clone() {
-            return self.push_frames(remote, send, &frames);
-        }
-        let total: u64 = send.iter().map(|p| p.nar_size).sum();
-        let count = send.len();
-        self.log(format!(
-            "pushing {} paths{}",
-            send.len(),
-            if compress { " (zstd)" } else { "" }
-        ));
-        // NAR bytes produced so far, shared with the progress callback.
-        let nar_bytes = Arc::new(AtomicU64::new(0));
-        let counted = CountingReader {
-            inner: ServeStream::new(send),
-            count: nar_bytes.clone(),
-        };
-        let mut stream: Box<dyn std::io::Read> = if compress {
-            Box::new(
-                zstd::stream::read::Encoder::new(counted, ZSTD_LEVEL)
-                    .map_err(|e| format!("starting zstd: {e}"))?,
-            )
-        } else {
-            Box::new(counted)
-        };
-        let events = self.events.clone();
-        let host = self.host.clone();
-        let mut last = Instant::now();
-        let mut wire = 0u64;
-        let mut progress = |sent: u64| {
-            wire = sent;
-            if last.elapsed() > Duration::from_millis(100) {
-                last = Instant::now();
-                let _ = events.send(Event::Progress {
-                    host: host.clone(),
-                    done: nar_bytes.load(Ordering::Relaxed),
-                    total,
-                });
-            }
-        };
-        remote
-            .add_to_store(&mut stream, count, compress, &mut progress)
-            .map_err(|e| e.to_string())?;
-        drop(stream);
-        let nar = nar_bytes.load(Ordering::Relaxed);
-        let _ = self.events.send(Event::Progress {
-            host: self.host.clone(),
-            done: nar,
-            total: nar.max(total),
-        });
-        self.result.paths_pushed = count;
-        self.result.bytes_pushed = nar;
-        self.result.bytes_sent = wire;
-        Ok(())
-    }
-
-    /// Pushes from the run's shared frames: the same compressed bytes for
-    /// every host that lacks a path, compressed by whichever host needs it first.
-    fn push_frames(
+    /// Paths of `closure` (dependencies first) the host lacks, through the
+    /// same pipeline (a derivation closure for a remote build).
+    fn push_paths(
         &mut self,
         remote: &Remote,
-        send: Vec<PathInfo>,
-        frames: &Arc<crate::nix::frames::FrameCache>,
-    ) -> Result<(), String> {
-        let total: u64 = send.iter().map(|p| p.nar_size).sum();
-        let count = send.len();
-        self.log(format!("pushing {count} paths (zstd, shared frames)"));
-        let mut stream = frames.stream(send);
-        let events = self.events.clone();
-        let host = self.host.clone();
-        let mut last = Instant::now();
-        let mut wire = 0u64;
-        let mut progress = |sent: u64| {
-            wire = sent;
-            if last.elapsed() > Duration::from_millis(100) {
-                last = Instant::now();
-                let _ = events.send(Event::Progress {
+        closure: Vec<PathInfo>,
+        opts: &DeployOptions,
+        substitute: bool,
+    ) -> Result<Pushed, DeployError> {
+        let pushed = push::push_paths(
+            remote,
+            closure,
+            &push_options(opts, substitute),
+            &mut self.push_reporter(),
+        )
+        .map_err(DeployError::Push)?;
+        self.record(&pushed);
+        Ok(pushed)
+    }
+
+    /// The push pipeline's events as this host's events.
+    fn push_reporter(&self) -> impl FnMut(PushEvent) + use<> {
+        let (events, host) = (self.events.clone(), self.host.clone());
+        move |e| {
+            let event = match e {
+                PushEvent::Sending {
+                    paths,
+                    compressed,
+                    shared_frames,
+                    ..
+                } => Event::Log {
                     host: host.clone(),
-                    done: sent.min(total),
+                    line: format!(
+                        "pushing {paths} paths{}",
+                        match (compressed, shared_frames) {
+                            (true, true) => " (zstd, shared frames)",
+                            (true, false) => " (zstd)",
+                            _ => "",
+                        }
+                    ),
+                },
+                PushEvent::Fetched { paths, bytes } => Event::Log {
+                    host: host.clone(),
+                    line: format!(
+                        "the host fetched {paths} paths ({bytes} bytes) from its substituters"
+                    ),
+                },
+                PushEvent::Progress { done, total } => Event::Progress {
+                    host: host.clone(),
+                    done,
                     total,
-                });
-            }
-        };
-        remote
-            .add_to_store(&mut stream, count, true, &mut progress)
-            .map_err(|e| e.to_string())?;
-        let _ = self.events.send(Event::Progress {
-            host: self.host.clone(),
-            done: total,
-            total,
-        });
-        self.result.paths_pushed = count;
-        self.result.bytes_pushed = total;
-        self.result.bytes_sent = wire;
-        Ok(())
+                },
+            };
+            let _ = events.send(event);
+        }
+    }
+
+    fn record(&mut self, pushed: &Pushed) {
+        self.result.paths_pushed = pushed.paths;
+        self.result.bytes_pushed = pushed.nar_bytes;
+        self.result.bytes_sent = pushed.wire_bytes;
+        self.result.paths_fetched = pushed.fetched_paths;
+        self.result.bytes_fetched = pushed.fetched_bytes;
     }
 
     /// Tries every health check until all pass, one fails, or `budget` is spent.
@@ -495,16 +474,17 @@ impl Run {
         target: &Target,
         opts: &DeployOptions,
         token: &str,
-        confirm: u64,
+        (confirm, finished): (u64, Instant),
         prev: Option<u32>,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, DeployError> {
         // A genuinely new connection: if the new system broke SSH, this fails.
         // Attempts never outlive the confirm deadline.
-        // Stop half a second before the host's own deadline, so the two never race
-        // (the host's clock starts when the activation finished, slightly earlier).
+        // Stop half a second before the host's own deadline, so the two never
+        // race: the host's clock starts when the activation finished (`finished`,
+        // as the host reported it), not when potato noticed.
         let deadline =
-            Instant::now() + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
-        let Some(session) = connect_before(target, &opts.ssh, deadline) else {
+            finished + Duration::from_millis((confirm * 1000).saturating_sub(500).max(500));
+        let Some(remote) = connect_before(target, &opts.ssh, deadline) else {
             self.log("no new SSH connection; the host rolls back by itself");
             // Wait for the watchdog to restore the old generation, then read its verdict.
             let verdict = with_new_connection(target, &opts.ssh, Duration::from_secs(60), |r| {
@@ -518,7 +498,6 @@ impl Run {
             ));
             return Ok(Outcome::RolledBack);
         };
-        let remote = Remote::new(session).map_err(|e| e.to_string())?;
         // The checks get what is left of the confirm window, less a second for
         // the confirmation itself.
         let budget = deadline
@@ -526,8 +505,10 @@ impl Run {
             .saturating_sub(Duration::from_secs(1));
         if let Err(failure) = self.run_health_checks(&remote, &plan.health, budget) {
             let failure = failure.to_string();
-            remote.abort(token, &failure).map_err(|e| e.to_string())?;
-            let verdict = remote.result(token, 60).map_err(|e| e.to_string())?;
+            remote
+                .abort(token, &failure)
+                .map_err(DeployError::Confirm)?;
+            let verdict = remote.result(token, 60).map_err(DeployError::Confirm)?;
             self.result.generation = prev;
             self.result.error = Some(format!(
                 "{failure}; the host says: {}",
@@ -536,7 +517,11 @@ impl Run {
             return Ok(Outcome::RolledBack);
         }
         // Never confirm an activation that has not finished well.
-        match remote.activation_status(token).map_err(|e| e.to_string())? {
+        match remote
+            .activation_status(token)
+            .map_err(DeployError::Confirm)?
+            .map(|f| f.code)
+        {
             Some(0) => {}
             status => {
                 let why = match status {
@@ -545,18 +530,18 @@ impl Run {
                     }
                     Some(code) => format!("activation failed (exit {code})"),
                 };
-                remote.abort(token, &why).map_err(|e| e.to_string())?;
+                remote.abort(token, &why).map_err(DeployError::Confirm)?;
                 let verdict = remote
                     .result(token, opts.activation_timeout.as_secs() + 30)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(DeployError::Confirm)?;
                 self.result.generation = prev;
                 self.result.error =
                     Some(format!("{why}; the host says: {}", verdict_text(&verdict)));
                 return Ok(Outcome::RolledBack);
             }
         }
-        remote.confirm(token).map_err(|e| e.to_string())?;
-        let verdict = remote.result(token, 10).map_err(|e| e.to_string())?;
+        remote.confirm(token).map_err(DeployError::Confirm)?;
+        let verdict = remote.result(token, 10).map_err(DeployError::Confirm)?;
         if verdict == "confirmed" {
             Ok(Outcome::Deployed)
         } else if let Some(reason) = verdict.strip_prefix("rolled-back ") {
@@ -566,10 +551,17 @@ impl Run {
             ));
             Ok(Outcome::RolledBack)
         } else {
-            Err(format!(
-                "the watchdog did not answer the confirmation ({verdict})"
-            ))
+            Err(DeployError::NoVerdict { verdict })
         }
+    }
+}
+
+/// The push pipeline's settings for this run.
+fn push_options(opts: &DeployOptions, substitute: bool) -> PushOptions {
+    PushOptions {
+        compress: opts.compress,
+        substitute,
+        frames: opts.frames.clone(),
     }
 }
 
@@ -582,7 +574,7 @@ fn verdict_text(v: &str) -> String {
 }
 
 /// Connects with attempts bounded by `deadline`; None if none succeeded in time.
-fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Option<Session> {
+fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Option<Remote> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -590,28 +582,12 @@ fn connect_before(target: &Target, opts: &SshOptions, deadline: Instant) -> Opti
         }
         let mut o = opts.clone();
         o.connect_timeout = o.connect_timeout.min(left);
-        if let Ok(s) = Session::connect(target, &o) {
-            return Some(s);
+        if let Ok(r) = Remote::connect(target, &o) {
+            return Some(r);
         }
         std::thread::sleep(
             Duration::from_millis(300).min(deadline.saturating_duration_since(Instant::now())),
         );
-    }
-}
-
-/// zstd level for closure streams: level 1 keeps up with the link on two cores.
-const ZSTD_LEVEL: i32 = 1;
-
-struct CountingReader<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: std::io::Read> std::io::Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -637,7 +613,8 @@ fn token_for(top: &StorePath) -> String {
 }
 
 enum Activation {
-    Succeeded,
+    /// Finished well, at this moment (by the host's account).
+    Succeeded(Instant),
     Failed(i32, String),
     /// The session broke while waiting (the new system may have cut SSH).
     Lost(String),
@@ -647,8 +624,12 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
     let started = Instant::now();
     loop {
         match remote.activation_status(token) {
-            Ok(Some(0)) => return Activation::Succeeded,
-            Ok(Some(code)) => return Activation::Failed(code, remote.activation_log(token)),
+            Ok(Some(f)) if f.code == 0 => {
+                let ago = Duration::from_secs(f.secs_ago);
+                let now = Instant::now();
+                return Activation::Succeeded(now.checked_sub(ago).unwrap_or(now));
+            }
+            Ok(Some(f)) => return Activation::Failed(f.code, remote.activation_log(token)),
             Ok(None) if started.elapsed() > timeout => {
                 return Activation::Lost(format!(
                     "activation still running after {}s",
@@ -666,12 +647,13 @@ fn with_new_connection<T>(
     target: &Target,
     opts: &SshOptions,
     within: Duration,
-    f: impl Fn(&Remote) -> Result<T, RemoteError>,
-) -> Result<T, String> {
-    let session = ssh::wait_for(within, Duration::from_millis(500), || {
-        Session::connect(target, opts).ok()
+    f: impl Fn(&Remote) -> Result<T, HostError>,
+) -> Result<T, DeployError> {
+    let remote = ssh::wait_for(within, Duration::from_millis(500), || {
+        Remote::connect(target, opts).ok()
     })
-    .ok_or_else(|| format!("no SSH connection within {}s", within.as_secs()))?;
-    let remote = Remote::new(session).map_err(|e| e.to_string())?;
-    f(&remote).map_err(|e| e.to_string())
+    .ok_or(DeployError::NoConnection {
+        secs: within.as_secs(),
+    })?;
+    f(&remote).map_err(DeployError::Confirm)
 }

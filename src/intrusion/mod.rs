@@ -40,7 +40,6 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::catalog::{Proto, Publish};
 use crate::inventory::schema::Backend;
 use crate::plan::HostPlan;
 use crate::render::format::{Refused, yaml_json};
@@ -142,30 +141,10 @@ pub fn plan(p: &HostPlan) -> Option<IntrusionPlan> {
     })
 }
 
-/// Sets every plan's `intrusion`, and publishes the engine's metrics port
-/// where the monitoring hub scrapes it (the firewall rule monitoring added
-/// decides who reaches it; the engine listens on 0.0.0.0:6060 in its image).
+/// Sets every plan's `intrusion`.
 pub fn wire(plans: &mut [HostPlan]) {
     for p in plans.iter_mut() {
         p.intrusion = plan(p);
-        let scraped = p.monitoring.as_ref().and_then(|m| {
-            m.extra_exporters
-                .iter()
-                .find(|(job, _)| job == ENGINE)
-                .map(|(_, port)| *port)
-        });
-        let (Some(port), Some(c)) = (scraped, p.containers.as_mut()) else {
-            continue;
-        };
-        if let Some(engine) = c.services.iter_mut().find(|s| s.name == ENGINE)
-            && !engine.ports.iter().any(|x| x.host == port)
-        {
-            engine.ports.push(Publish {
-                host: port,
-                container: port,
-                proto: Proto::Tcp,
-            });
-        }
     }
 }
 

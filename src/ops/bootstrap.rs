@@ -17,8 +17,10 @@ use super::fleet::Fleet;
 use crate::bootstrap::hardware::{self, Hardware, Running};
 use crate::bootstrap::layout::{Layout, TARGET_ROOT};
 use crate::bootstrap::{MARKER, State, Step, facts, reach};
-use crate::deploy::remote::{Remote, shell_quote};
 use crate::error::Error;
+use crate::host::paths::KEXEC_DIR;
+use crate::host::push::{self, Compress, PushEvent};
+use crate::host::{HostError, Remote};
 use crate::plan::{HostPlan, Target};
 use crate::ui::{Reporter, confirm_by_typing};
 use crate::units::format_mib;
@@ -26,8 +28,6 @@ use crate::units::format_mib;
 /// The kexec installer needs this much RAM (nixos-anywhere's documented minimum;
 /// swap does not count).
 pub const KEXEC_MIN_RAM_MIB: u64 = 1536;
-/// Where the kexec tree is unpacked on the machine.
-const KEXEC_DIR: &str = "/root/potato-kexec";
 
 /// What the command line asks of a bootstrap.
 #[derive(Debug, Clone)]
@@ -287,12 +287,19 @@ impl Run {
         self.fleet.connect(&self.plan.name, &self.target)
     }
 
+    /// A failure on the machine, its typed error kept.
+    fn remote_err(&self, e: HostError) -> Error {
+        Error::remote(&self.plan.name, e)
+    }
+
+    /// `s` as one shell word (NUL cannot be one).
+    fn q(&self, s: &str) -> Result<String, Error> {
+        crate::render::format::sh::word(s).map_err(|e| self.fail(e.to_string()))
+    }
+
     /// Runs `script` on the machine; its output, or an error naming `what`.
     fn sh(&self, remote: &Remote, what: &str, script: &str) -> Result<String, Error> {
-        let out = remote
-            .session
-            .exec(script)
-            .map_err(|e| self.fail(e.to_string()))?;
+        let out = remote.run(script).map_err(|e| self.remote_err(e))?;
         if out.code != 0 {
             return Err(self.fail(format!("{what}: {}", out.stderr.trim())));
         }
@@ -526,9 +533,8 @@ impl Run {
             ),
         );
         let out = remote
-            .session
-            .exec_with(&unpack, Some(&mut stream), &mut |n| bar.set_position(n))
-            .map_err(|e| self.fail(e.to_string()))?;
+            .run_with(&unpack, &mut stream, &mut |n| bar.set_position(n))
+            .map_err(|e| self.remote_err(e))?;
         bar.finish_and_clear();
         let local = tar
             .wait_with_output()
@@ -552,12 +558,12 @@ impl Run {
         .map_err(|e| self.fail(e.to_string()))?;
         let keys = format!(
             "umask 077 && cat > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/ssh_host_ed25519_key.pub && printf '%s\\n' {} > {KEXEC_DIR}/extra/potato/authorized_keys",
-            shell_quote(&format!(
+            self.q(&format!(
                 "{} root@{}",
                 self.public_host_key(),
                 self.plan.name
-            )),
-            shell_quote(authorized.trim_end()),
+            ))?,
+            self.q(authorized.trim_end())?,
         );
         self.send(
             remote,
@@ -570,9 +576,8 @@ impl Run {
     /// Runs `script` with `input` on its stdin (never in an argv).
     fn send(&self, remote: &Remote, script: &str, input: &[u8], what: &str) -> Result<(), Error> {
         let out = remote
-            .session
-            .exec_with(script, Some(&mut &input[..]), &mut |_| {})
-            .map_err(|e| self.fail(e.to_string()))?;
+            .run_with(script, &mut &input[..], &mut |_| {})
+            .map_err(|e| self.remote_err(e))?;
         if out.code != 0 {
             return Err(self.fail(format!("{what}: {}", out.stderr.trim())));
         }
@@ -615,9 +620,8 @@ impl Run {
             .partition_script()
             .map_err(|e| layout_error(&self.plan, e.into()))?;
         let out = remote
-            .session
-            .exec_with("sh -s", Some(&mut script.as_bytes()), &mut |_| {})
-            .map_err(|e| self.fail(e.to_string()))?;
+            .run_with("sh -s", &mut script.as_bytes(), &mut |_| {})
+            .map_err(|e| self.remote_err(e))?;
         for line in out.stdout.lines() {
             if let Some(s) = line.strip_prefix("@@step ") {
                 self.note(s);
@@ -691,40 +695,55 @@ impl Run {
         let public = self.public_host_key();
         let built = self.build()?;
         let system = built[&self.plan.name].clone();
-        let closure = crate::nix::closure(&system)?;
         let mut remote = self.connect()?;
         remote.set_store_root(root_dir);
-        let paths: Vec<_> = closure.iter().map(|p| p.path.clone()).collect();
-        let missing = remote
-            .missing(&paths)
-            .map_err(|e| self.fail(e.to_string()))?;
-        let send: Vec<_> = closure
-            .into_iter()
-            .filter(|p| missing.contains(&p.path))
-            .collect();
-        let count = send.len();
-        let bytes: u64 = send.iter().map(|p| p.nar_size).sum();
-        let bar = self.bar(
-            bytes,
-            &format!("pushing {count} paths into {root_dir}/nix/store"),
-        );
-        let mut stream = crate::nix::transfer::ServeStream::new(send);
-        remote
-            .add_to_store(&mut stream, count, false, &mut |n| bar.set_position(n))
-            .map_err(|e| self.fail(e.to_string()))?;
-        bar.finish_and_clear();
-        let q = shell_quote;
-        let profile = format!("{root_dir}/nix/var/nix/profiles/system");
+        // The one push pipeline (as deploy's): only what the target store
+        // lacks, zstd-compressed when the machine has zstd.
+        let mut bar = None;
+        let pushed = push::push_closure(&remote, &system, Compress::Auto, &mut |e| match e {
+            PushEvent::Sending {
+                paths,
+                bytes,
+                compressed,
+                ..
+            } => {
+                bar = Some(self.bar(
+                    bytes,
+                    &format!(
+                        "pushing {paths} paths into {root_dir}/nix/store{}",
+                        if compressed { " (zstd)" } else { "" }
+                    ),
+                ));
+            }
+            PushEvent::Progress { done, .. } => {
+                if let Some(b) = &bar {
+                    b.set_position(done);
+                }
+            }
+            // Bootstrap's install does not substitute (`push_closure`).
+            PushEvent::Fetched { .. } => {}
+        })
+        .map_err(|e| match e {
+            push::PushError::Host(e) => self.remote_err(e),
+            push::PushError::Closure { source, .. } => (*source).into(),
+            e => self.fail(e.to_string()),
+        })?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let count = pushed.paths;
+        let q = |s: &str| self.q(s);
+        let profile = format!("{root_dir}{}", crate::host::paths::SYSTEM_PROFILE);
         let script = format!(
             "nix-env --store {r} -p {p} --set {s} && mkdir -p {r}/etc && touch {r}/etc/NIXOS \
              && umask 077 && mkdir -p {r}/etc/ssh \
              && cat > {r}/etc/ssh/ssh_host_ed25519_key.new && chmod 0600 {r}/etc/ssh/ssh_host_ed25519_key.new \
              && mv {r}/etc/ssh/ssh_host_ed25519_key.new {r}/etc/ssh/ssh_host_ed25519_key \
              && printf '%s\\n' {pubkey} > {r}/etc/ssh/ssh_host_ed25519_key.pub && chmod 0644 {r}/etc/ssh/ssh_host_ed25519_key.pub",
-            r = q(root_dir),
-            p = q(&profile),
-            s = q(system.as_str()),
-            pubkey = q(&format!("{public} root@{}", self.plan.name)),
+            r = q(root_dir)?,
+            p = q(&profile)?,
+            s = q(system.as_str())?,
+            pubkey = q(&format!("{public} root@{}", self.plan.name))?,
         );
         // The private key travels on stdin, never in an argv.
         self.send(
@@ -830,8 +849,9 @@ impl Run {
             "system": expected,
         });
         let script = format!(
-            "mkdir -p /nix/var/potato && printf '%s\\n' {} > {MARKER}.new && mv {MARKER}.new {MARKER}",
-            shell_quote(&record.to_string())
+            "mkdir -p {} && printf '%s\\n' {} > {MARKER}.new && mv {MARKER}.new {MARKER}",
+            crate::host::paths::STATE_DIR,
+            self.q(&record.to_string())?
         );
         self.sh(&remote, "recording the bootstrap", &script)?;
         self.report.say(&format!(
@@ -934,20 +954,20 @@ impl Run {
         let mut opts = self.fleet.ssh_options().ok()?;
         opts.known_hosts.insert(0, opts.trust_file.clone());
         opts.connect_timeout = Duration::from_secs(3);
-        let session = crate::ssh::Session::connect(t, &opts).ok()?;
-        let key = session.host_key()?;
+        let remote = Remote::connect(t, &opts).ok()?;
+        let key = remote.host_key()?;
         if key.base64 != want_b64 {
             return None;
         }
         // The installer and the installed system answer with the same key:
         // which one this is tells a reboot that has not happened yet.
-        let out = session
-            .exec("grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system")
+        let out = remote
+            .run("grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system")
             .ok()?;
         if (out.stdout.trim() == "installer") != installer {
             return None;
         }
-        Remote::new(session).ok()
+        Some(remote)
     }
 
     fn find_by_mac(&self, port: u16) -> Option<String> {

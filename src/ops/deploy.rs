@@ -1,6 +1,6 @@
 //! Building and deploying the selected hosts: one Nix build for all of them,
-//! then each host's pipeline (`deploy::deploy_host`) in parallel on tokio's
-//! blocking pool, its events handed to the reporter as they come. Owns the
+//! then each host's pipeline (`deploy::deploy_host`) in parallel on the one
+//! host runner (`host::runner`), its events handed to the reporter as they come. Owns the
 //! policy around the engine (stale files, build_on, the lock holder); the
 //! per-host work stays in `deploy`. Prints nothing but through the reporter.
 
@@ -12,6 +12,8 @@ use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
+use crate::host::push::Compress;
+use crate::host::runner;
 use crate::inventory::schema::BuildOn;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
@@ -191,7 +193,7 @@ pub fn deploy(
     let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| renderer.warn(l))?;
     opts.builds = jobs;
     // Several hosts pushed from here: compress each path once for all of them.
-    if names.len() - opts.builds.len() > 1 && opts.compress != Some(false) {
+    if names.len() - opts.builds.len() > 1 && opts.compress != Compress::No {
         opts.frames = crate::nix::frames::FrameCache::new(FRAME_LEVEL)
             .ok()
             .map(Arc::new);
@@ -224,7 +226,11 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
         activation_timeout: req.activation_timeout,
         target: selected.target_override().cloned(),
         force: req.force,
-        compress: req.compress,
+        compress: match req.compress {
+            None => Compress::Auto,
+            Some(true) => Compress::Yes,
+            Some(false) => Compress::No,
+        },
         substitute: req.substitute,
         builds: BTreeMap::new(),
         frames: None,
@@ -245,38 +251,12 @@ fn run_parallel(
     renderer: &mut Renderer,
 ) -> Vec<HostResult> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(parallel.max(1) + 2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let opts = Arc::new(opts);
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let order: Vec<String> = selected.iter().map(|p| p.name.clone()).collect();
-    let handle = rt.spawn(async move {
-        let mut tasks = Vec::new();
-        for plan in selected {
-            let top = toplevels[&plan.name].clone();
-            let (opts, sem, tx) = (opts.clone(), sem.clone(), tx.clone());
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
-                tokio::task::spawn_blocking(move || deploy::deploy_host(&plan, &top, &opts, &tx))
-                    .await
-                    .expect("deploy task")
-            }));
+    let (toplevels, opts) = (&toplevels, &opts);
+    let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
+    runner::run_parallel(selected, parallel, job, || {
+        for e in rx {
+            renderer.event(&e);
         }
-        drop(tx);
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.expect("deploy task"));
-        }
-        out
-    });
-    for e in rx {
-        renderer.event(&e);
-    }
-    let mut results = rt.block_on(handle).expect("deploy tasks");
-    results.sort_by_key(|r| order.iter().position(|h| h == &r.host));
-    results
+    })
+    .0
 }

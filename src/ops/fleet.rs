@@ -10,12 +10,12 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::catalog::Catalog;
-use crate::deploy::remote::Remote;
 use crate::diag::Report;
 use crate::error::Error;
+use crate::host::Remote;
 use crate::plan::{HostPlan, Target};
 use crate::secrets::SecretIndex;
-use crate::ssh::{self, Session, SshOptions};
+use crate::ssh::{self, SshOptions};
 pub use crate::ui::Output;
 use crate::{inventory, repo, resolve};
 
@@ -260,16 +260,10 @@ impl Fleet {
         Ok(opts)
     }
 
-    /// A host handle for `host` at `target`.
+    /// A host handle for `host` at `target`. Connecting writes nothing on
+    /// the host (the agent comes with the first operation that changes it).
     pub fn connect(&self, host: &str, target: &Target) -> Result<Remote, Error> {
         let opts = self.ssh_options_for(host)?;
-        let session = Session::connect(target, &opts).map_err(|e| Error::Host {
-            host: host.into(),
-            message: e.to_string(),
-        })?;
-        Remote::new(session).map_err(|e| Error::Host {
-            host: host.into(),
-            message: e.to_string(),
-        })
+        Remote::connect(target, &opts).map_err(|e| Error::remote(host, e))
     }
 }

@@ -3,17 +3,15 @@
 //! running a command on hosts in parallel, and pinning a host's SSH key.
 //! Each returns its result as data; the commands print it.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
 use super::fleet::Fleet;
-use crate::deploy::remote::Remote;
 use crate::error::Error;
+use crate::host::{HostError, HostState, Remote, paths, runner};
 use crate::nix::StorePath;
 use crate::plan::{HostPlan, Target};
 use crate::repo;
-use crate::ssh::{self, HostKey, Session};
+use crate::ssh::{self, HostKey};
 use crate::ui::Reporter;
 
 /// One line of `nix-env --list-generations`, with its store path.
@@ -89,10 +87,7 @@ fn parse_generations(text: &str) -> Vec<Generation> {
 }
 
 fn list(remote: &Remote, host: &str) -> Result<Vec<Generation>, Error> {
-    let text = remote.generations().map_err(|e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    })?;
+    let text = remote.generations().map_err(|e| Error::remote(host, e))?;
     Ok(parse_generations(&text))
 }
 
@@ -115,7 +110,7 @@ pub fn rollback(fleet: &Fleet, name: &str, to: Option<u32>) -> Result<RolledBack
     };
     remote
         .lock(&plan.name, &holder)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| Error::remote(&plan.name, e))?;
     let gens = list(&remote, &plan.name)?;
     let current = gens.iter().find(|x| x.current).map(|x| x.number);
     let wanted = match to {
@@ -142,7 +137,7 @@ pub fn rollback(fleet: &Fleet, name: &str, to: Option<u32>) -> Result<RolledBack
     }
     let out = remote
         .switch_generation(wanted)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| Error::remote(&plan.name, e))?;
     Ok(RolledBack {
         from: current,
         to: wanted,
@@ -160,25 +155,15 @@ pub fn status(
     let tops = super::deploy::build(fleet, &selected.names(), &mut |l| report.warn(l))?;
     let base = fleet.ssh_options()?;
     let target_text = fleet.connect_settings().target.clone();
-    let mut rows = Vec::new();
-    for p in &selected.plans {
+    // Every host at once: status only reads (nothing is written on a host).
+    let parallel = selected.plans.len();
+    let plans: Vec<&HostPlan> = selected.plans.iter().collect();
+    let rows = runner::for_each(plans, parallel, |p: &HostPlan| {
         let t = selected.target(p);
-        let mut bootstrapped = serde_json::Value::Null;
         let mut opts = base.clone();
         opts.host_name = Some(ssh::trust_hint(&p.name, target_text.clone()));
-        let (state, running, detail) = match Session::connect(&t, &opts)
-            .map_err(|e| e.to_string())
-            .and_then(|s| Remote::new(s).map_err(|e| e.to_string()))
-            .and_then(|r| {
-                bootstrapped = r
-                    .session
-                    .exec(&format!("cat {} 2>/dev/null", crate::bootstrap::MARKER))
-                    .ok()
-                    .and_then(|o| serde_json::from_str(o.stdout.trim()).ok())
-                    .unwrap_or(serde_json::Value::Null);
-                r.state().map_err(|e| e.to_string())
-            }) {
-            Ok(st) => {
+        let (state, running, detail, bootstrapped) = match host_status(&t, &opts) {
+            Ok((st, bootstrapped)) => {
                 let in_sync = st.current.as_ref() == Some(&tops[&p.name]);
                 (
                     if in_sync { "in sync" } else { "drifted" },
@@ -186,20 +171,35 @@ pub fn status(
                     st.generation
                         .map(|n| format!("generation {n}"))
                         .unwrap_or_default(),
+                    bootstrapped,
                 )
             }
-            Err(e) => ("unreachable", None, e),
+            Err(e) => ("unreachable", None, e.to_string(), serde_json::Value::Null),
         };
-        rows.push(Status {
+        Status {
             host: p.name.clone(),
             state,
             running,
             repo: tops[&p.name].clone(),
             detail,
             bootstrapped,
-        });
-    }
+        }
+    });
     Ok(rows)
+}
+
+/// What one host runs and its bootstrap record (JSON, or null), read without
+/// writing anything there.
+fn host_status(
+    target: &Target,
+    opts: &ssh::SshOptions,
+) -> Result<(HostState, serde_json::Value), HostError> {
+    let remote = Remote::connect(target, opts)?;
+    let bootstrapped = remote
+        .read_file(paths::BOOTSTRAP_MARKER)?
+        .and_then(|text| serde_json::from_str(text.trim()).ok())
+        .unwrap_or(serde_json::Value::Null);
+    Ok((remote.state()?, bootstrapped))
 }
 
 /// Runs `command` (words, quoted for the remote shell) on the selected
@@ -212,43 +212,18 @@ pub fn exec(
 ) -> Result<Vec<ExecResult>, Error> {
     let selected = fleet.select(selectors)?;
     let base = fleet.ssh_options()?;
-    let line = command
-        .iter()
-        .map(|w| crate::deploy::remote::shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let line = crate::render::format::sh::words(command.iter().map(String::as_str))
+        .map_err(|e| Error::usage(format!("the command: {e}"), "a command cannot hold NUL"))?;
     let target_text = fleet.connect_settings().target.clone();
-    Ok(rt.block_on(async {
-        let mut tasks = Vec::new();
-        for p in &selected.plans {
-            let t = selected.target(p);
-            let (sem, line) = (sem.clone(), line.clone());
-            let mut opts = base.clone();
-            opts.host_name = Some(ssh::trust_hint(&p.name, target_text.clone()));
-            let name = p.name.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
-                let out = tokio::task::spawn_blocking(move || {
-                    Session::connect(&t, &opts)
-                        .and_then(|s| s.exec(&line))
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .expect("exec task");
-                (name, out)
-            }));
-        }
-        let mut v = Vec::new();
-        for t in tasks {
-            v.push(t.await.expect("exec task"));
-        }
-        v
+    let plans: Vec<&HostPlan> = selected.plans.iter().collect();
+    Ok(runner::for_each(plans, parallel, |p: &HostPlan| {
+        let t = selected.target(p);
+        let mut opts = base.clone();
+        opts.host_name = Some(ssh::trust_hint(&p.name, target_text.clone()));
+        let out = Remote::connect(&t, &opts)
+            .and_then(|r| r.run(&line))
+            .map_err(|e| e.to_string());
+        (p.name.clone(), out)
     }))
 }
 

@@ -3,13 +3,15 @@
 //! through `ui::Reporter` (or the deploy `ui::Renderer`). No clap types, no
 //! printing of results (the commands do that), no command calling another.
 //!
-//! `fleet` loads the repository, plans and connection settings once;
+//! `fleet` loads the repository, plans and connection settings once; `audit`
+//! judges a host's SSH and kernel baseline;
 //! `generate` writes or checks modules/generated/; `deploy` builds and runs
 //! the deploy engine on many hosts; `hosts` is generations, rollback, status,
 //! exec and trust; `image` and `flash` build and write images; `vm` creates
 //! Proxmox VMs; `secrets` is the age store as the fleet sees it (list, rekey,
 //! edit, host keys); `bootstrap` is the bootstrap step engine.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod deploy;
 pub mod flash;

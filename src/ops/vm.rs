@@ -378,7 +378,10 @@ impl Vm<'_> {
             host: format!("{} (Proxmox node)", px.node),
             message: e.to_string(),
         })?;
-        let q = crate::deploy::remote::shell_quote;
+        let q = |s: &str| {
+            crate::render::format::sh::word(s)
+                .map_err(|e| Error::usage(e.to_string(), "change that value in the host file"))
+        };
         let remote_file = format!("/var/tmp/potato-{host}-{}.vma.zst", px.vmid);
         let len = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
         self.report.note(&format!(
@@ -392,7 +395,7 @@ impl Vm<'_> {
         };
         let out = session
             .exec_with(
-                &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)),
+                &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)?),
                 Some(&mut file),
                 &mut |n| bar.set_position(n),
             )
@@ -409,8 +412,8 @@ impl Vm<'_> {
             .exec(&format!(
                 "qmrestore {f} {} --storage {}; rc=$?; rm -f {f}; exit $rc",
                 px.vmid,
-                q(&px.disk_storage),
-                f = q(&remote_file),
+                q(&px.disk_storage)?,
+                f = q(&remote_file)?,
             ))
             .map_err(|e| node_fail(e.to_string()))?;
         if out.code != 0 {
@@ -451,14 +454,17 @@ impl Vm<'_> {
         else {
             return Ok(());
         };
-        let q = crate::deploy::remote::shell_quote;
+        let q = |s: &str| {
+            crate::render::format::sh::word(s)
+                .map_err(|e| Error::usage(e.to_string(), "change that value in the host file"))
+        };
         let warn = |why: String| {
             self.report.note(&format!(
                     "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
                 ),
             )
         };
-        let path = match session.exec(&format!("pvesm path {}", q(volume))) {
+        let path = match session.exec(&format!("pvesm path {}", q(volume)?)) {
             Ok(out) if out.code == 0 => out.stdout.trim().to_string(),
             Ok(out) => {
                 warn(format!("pvesm path {volume}: {}", out.stderr.trim()));
@@ -576,8 +582,16 @@ impl NodeDisk<'_> {
         .map_err(|e| fail(e.to_string()))
     }
 
-    fn quoted_path(&self) -> String {
-        crate::deploy::remote::shell_quote(&self.path.display().to_string())
+    /// `s` as one shell word (NUL cannot be one).
+    fn word(&self, s: &str) -> Result<String, KeyError> {
+        crate::render::format::sh::word(s).map_err(|e| KeyError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    fn quoted_path(&self) -> Result<String, KeyError> {
+        self.word(&self.path.display().to_string())
     }
 }
 
@@ -590,7 +604,7 @@ impl Place for NodeDisk<'_> {
         let out = self.run(
             &format!(
                 "dd if={} iflag=skip_bytes,count_bytes skip={offset} count={len} status=none",
-                self.quoted_path()
+                self.quoted_path()?
             ),
             None,
         )?;
@@ -610,10 +624,7 @@ impl Place for NodeDisk<'_> {
         }
         let file = format!("{}/{name}", self.scratch.as_deref().unwrap_or("/tmp"));
         let out = self.run(
-            &format!(
-                "umask 077 && cat > {}",
-                crate::deploy::remote::shell_quote(&file)
-            ),
+            &format!("umask 077 && cat > {}", self.word(&file)?),
             Some(bytes),
         )?;
         if out.code != 0 {
@@ -626,9 +637,11 @@ impl Place for NodeDisk<'_> {
     }
 
     fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
-        let q = crate::deploy::remote::shell_quote;
-        let args: Vec<String> = args.iter().map(|a| q(a)).collect();
-        let target = q(&format!("{}?offset={offset}", self.path.display()));
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| self.word(a))
+            .collect::<Result<_, _>>()?;
+        let target = self.word(&format!("{}?offset={offset}", self.path.display()))?;
         let out = self.run(&format!("debugfs {} {target}", args.join(" ")), None)?;
         if out.code == 127 {
             return Err(KeyError::Missing {
@@ -646,11 +659,8 @@ impl Place for NodeDisk<'_> {
 
 impl Drop for NodeDisk<'_> {
     fn drop(&mut self) {
-        if let Some(dir) = &self.scratch {
-            let _ = self.session.exec(&format!(
-                "rm -rf {}",
-                crate::deploy::remote::shell_quote(dir)
-            ));
+        if let Some(Ok(dir)) = self.scratch.as_deref().map(|d| self.word(d)) {
+            let _ = self.session.exec(&format!("rm -rf {dir}"));
         }
     }
 }

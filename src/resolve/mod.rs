@@ -106,7 +106,11 @@ pub fn resolve(
         crate::edge::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
         crate::intrusion::wire(&mut resolved);
+        crate::monitoring::publish_scraped_ports(&mut resolved);
     }
     if diags.is_empty() {
         Ok(resolved)
@@ -227,6 +231,7 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            sso: None,
             intrusion: None,
             pki: None,
         })

@@ -5,15 +5,16 @@
 //! A word goes in single quotes, where sh interprets nothing; a `'` inside is
 //! written `'\''` (close, escaped quote, reopen). That holds every character
 //! but NUL, which no shell word can contain (a C string ends there, so a
-//! command would be cut short): `word` refuses it. This module owns quoting
+//! command would be cut short): `word` refuses it. `word` (and `words`, built
+//! on it) is the one shell-quoting function in potato: the host handle
+//! (`host::Remote`), bootstrap and vm use it too. This module owns quoting
 //! only, not which words a script has.
 
 use super::{Format, Problem, Refused};
 
-/// `s` as one single-quoted shell word, for values potato itself made (paths,
-/// store paths, numbers). Untrusted values go through `word`, which also
-/// refuses NUL.
-pub fn quote(s: &str) -> String {
+/// `s` single-quoted; private, so every caller goes through `word`, which
+/// refuses NUL first.
+fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {

@@ -1,13 +1,16 @@
 #!/bin/sh
-# potato's on-host agent, uploaded by each deploy to $STATE/agent.sh and run as
-# `sh $STATE/agent.sh COMMAND ARGS...`. POSIX sh plus nix-env/nix-store and flock.
+# potato's on-host agent. Operations that change the host (deploy, rollback)
+# install it at $STATE/agent.sh (which creates $STATE) and run it as
+# `sh $STATE/agent.sh COMMAND ARGS...`; read-only ones (state, generations,
+# has-zstd) send it on stdin as `sh -s -- COMMAND` and leave nothing behind, so
+# those commands must not write. POSIX sh plus nix-env/nix-store and flock.
 # Every argument potato passes is validated (store paths, numbers, hex tokens) or
 # single-quoted. State lives in /nix/var/potato so each host (and each testbed
-# host, which has its own /nix) keeps its own.
+# host, which has its own /nix) keeps its own. The paths are also in
+# src/host/paths.rs (a unit test keeps them equal).
 set -u
 STATE=/nix/var/potato
 PROFILE=/nix/var/nix/profiles/system
-mkdir -p "$STATE"
 
 current_generation() {
   nix-env -p "$PROFILE" --list-generations 2>/dev/null | awk '/\(current\)/ { print $1 }'
@@ -45,10 +48,13 @@ lock)
   cat >/dev/null
   ;;
 state)
-  # readlink -e prints nothing for a missing link (a fresh host).
+  # Read-only. readlink -e prints nothing for a missing link (a fresh host).
+  # The current generation is the one the profile link names (system-N-link),
+  # read without nix-env, which may create files.
   echo "current $(readlink -e /run/current-system 2>/dev/null)"
   echo "profile $(readlink -e "$PROFILE" 2>/dev/null)"
-  echo "generation $(current_generation)"
+  link=$(readlink "$PROFILE" 2>/dev/null)
+  echo "generation $(printf '%s' "${link##*/}" | sed -n 's/^system-\([0-9][0-9]*\)-link$/\1/p')"
   ;;
 missing)
   # Store paths on stdin, one per line; prints those not valid here (in the
@@ -97,8 +103,14 @@ run-activation)
   fi
   ;;
 activation-status)
-  token=$1
-  cat "$STATE/activate-$token.rc" 2>/dev/null || echo running
+  # "running", or "RC AGE": the exit code and how many seconds ago the
+  # activation finished (the watchdog's confirm window runs from then).
+  rc_file="$STATE/activate-$1.rc"
+  if rc=$(cat "$rc_file" 2>/dev/null); then
+    echo "$rc $(( $(date +%s) - $(stat -c %Y "$rc_file" 2>/dev/null || date +%s) ))"
+  else
+    echo running
+  fi
   ;;
 activation-log)
   tail -n "${2:-40}" "$STATE/activate-$1.log" 2>/dev/null

@@ -9,11 +9,12 @@
 //! host says which missing paths its substituters have ("will be fetched"),
 //! `nix-store --realise --keep-going` fetches them, and the host is asked again
 //! which paths it lacks. A host without substituters fetches nothing (the dry
-//! run says so in one round trip). Owns only this step; pushing is `deploy`'s.
+//! run says so in one round trip). Owns only this step: `host::push` calls it
+//! (when asked) before it streams what is still missing.
 
 use std::collections::HashSet;
 
-use super::remote::Remote;
+use super::remote::{HostError, Remote};
 use crate::nix::StorePath;
 use crate::nix::derivation::DryRun;
 use crate::nix::transfer::PathInfo;
@@ -34,16 +35,13 @@ pub fn fetch_missing(
     remote: &Remote,
     missing: &[StorePath],
     closure: &[PathInfo],
-) -> Result<Fetched, String> {
+) -> Result<Fetched, HostError> {
     let list = lines(missing);
-    let dry = remote
-        .session
-        .exec_with(
-            "xargs -r nix-store --realise --dry-run 2>&1",
-            Some(&mut list.as_bytes()),
-            &mut |_| {},
-        )
-        .map_err(|e| e.to_string())?;
+    let dry = remote.run_with(
+        "xargs -r nix-store --realise --dry-run 2>&1",
+        &mut list.as_bytes(),
+        &mut |_| {},
+    )?;
     let asked: HashSet<&StorePath> = missing.iter().collect();
     let fetchable: Vec<StorePath> = DryRun::parse(&dry.stdout)
         .fetch
@@ -58,15 +56,12 @@ pub fn fetch_missing(
     }
     // --keep-going: a path whose references only potato has fails alone; it is
     // pushed with the rest.
-    let _ = remote
-        .session
-        .exec_with(
-            "xargs -r nix-store --realise --keep-going >/dev/null 2>&1; true",
-            Some(&mut lines(&fetchable).as_bytes()),
-            &mut |_| {},
-        )
-        .map_err(|e| e.to_string())?;
-    let still_missing = remote.missing(missing).map_err(|e| e.to_string())?;
+    remote.run_with(
+        "xargs -r nix-store --realise --keep-going >/dev/null 2>&1; true",
+        &mut lines(&fetchable).as_bytes(),
+        &mut |_| {},
+    )?;
+    let still_missing = remote.missing(missing)?;
     let left: HashSet<&StorePath> = still_missing.iter().collect();
     let paths: Vec<StorePath> = missing
         .iter()

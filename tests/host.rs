@@ -1,0 +1,297 @@
+//! The host layer (`src/host/`) against real testbed hosts: reading a host
+//! writes nothing there, status works on several hosts at once, and bootstrap's
+//! install pushes through the same compressed pipeline as deploy.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::fleet::Fleet;
+use common::testbed::{self, Testbed};
+
+/// Every entry under `dir` (not following links): its kind, size, mtime and,
+/// for a link, its target.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let kind = if m.file_type().is_symlink() {
+                format!("link -> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                format!("file {} bytes", m.len())
+            };
+            out.insert(
+                p.strip_prefix(base).unwrap().to_path_buf(),
+                format!("{kind}, mtime {}.{:09}", m.mtime(), m.mtime_nsec()),
+            );
+            if m.is_dir() {
+                walk(base, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// What changed between two snapshots, one line per path.
+fn changes(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, a) in after {
+        match before.get(p) {
+            None => out.push(format!("new: {} ({a})", p.display())),
+            Some(b) if b != a => out.push(format!("changed: {} ({b} → {a})", p.display())),
+            _ => {}
+        }
+    }
+    for p in before.keys().filter(|p| !after.contains_key(*p)) {
+        out.push(format!("removed: {}", p.display()));
+    }
+    out
+}
+
+/// The trees a session on the host could write to: its /nix (the store,
+/// /nix/var/potato, profiles), /run and /etc/ssh, and what it wrote to /tmp
+/// (the upper layer of an overlay on the host's /tmp).
+fn host_trees(dir: &Path, tmp_upper: &Path) -> BTreeMap<PathBuf, String> {
+    let mut all = BTreeMap::new();
+    for t in ["nix", "run", "etc"] {
+        for (p, v) in snapshot(&dir.join(t)) {
+            all.insert(Path::new(t).join(p), v);
+        }
+    }
+    for (p, v) in snapshot(tmp_upper) {
+        all.insert(Path::new("tmp").join(p), v);
+    }
+    all
+}
+
+/// `potato status` (and the other read-only commands: `plan --live`,
+/// `audit --live`, bootstrap's detection) leaves a fresh host's filesystem as
+/// it was: no agent is uploaded, no /nix/var/potato created. After a deploy
+/// (which installs the agent), status does not reinstall it either.
+#[test]
+fn reading_a_host_writes_nothing_there() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    // The host's /tmp is an overlay: what its sessions write there lands in an
+    // upper layer outside /tmp (so it cannot overlap the lower one).
+    let layers = tempfile::Builder::new()
+        .prefix("potato-host-tmp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let (upper, work) = (layers.path().join("u"), layers.path().join("w"));
+    tb.hosts[0].spawn_sshd_after(
+        &[],
+        &format!(
+            "mkdir -p {u} {w} && mount -t overlay overlay -o lowerdir=/tmp,upperdir={u},workdir={w} /tmp",
+            u = upper.display(),
+            w = work.display()
+        ),
+    );
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let target = format!("root@{}", host.addr);
+    let read_only: Vec<Vec<&str>> = vec![
+        vec!["status", "t0", "--json"],
+        vec!["plan", "t0", "--live"],
+        vec!["audit", "t0", "--live"],
+        vec!["bootstrap", "t0", "--detect", "--target", &target, "--json"],
+    ];
+
+    let before = host_trees(&host.dir, &upper);
+    assert!(
+        !host.dir.join("nix/var/potato").exists(),
+        "the testbed host is fresh"
+    );
+    let status = fleet.potato(&["status", "t0", "--json"]);
+    status.ok();
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        v["hosts"][0]["state"], "drifted",
+        "status reached the host: {v}"
+    );
+    let mut ran = Vec::new();
+    for args in &read_only[1..] {
+        let run = fleet.potato(args);
+        // audit --live fails its baseline checks on a testbed host (exit 1);
+        // what counts here is that it talked to the host.
+        assert!(run.code == 0 || run.code == 1, "{args:?}: {}", run.stderr);
+        ran.push(format!("{args:?}: exit {}", run.code));
+    }
+    let after = host_trees(&host.dir, &upper);
+    assert_eq!(
+        changes(&before, &after),
+        Vec::<String>::new(),
+        "reading a fresh host wrote on it ({ran:?})"
+    );
+
+    // A deploy installs the agent; reading afterwards leaves it (and
+    // everything else) untouched. (Detection may have filled in the host file:
+    // generate first.)
+    fleet.potato(&["gen"]).ok();
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert!(host.dir.join("nix/var/potato/agent.sh").exists());
+    let before = host_trees(&host.dir, &upper);
+    let status = fleet.potato(&["status", "t0", "--json"]);
+    status.ok();
+    let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["state"], "in sync", "{v}");
+    assert_eq!(v["hosts"][0]["detail"], "generation 1", "{v}");
+    for args in &read_only[1..] {
+        let run = fleet.potato(args);
+        assert!(run.code == 0 || run.code == 1, "{args:?}: {}", run.stderr);
+    }
+    assert_eq!(
+        changes(&before, &host_trees(&host.dir, &upper)),
+        Vec::<String>::new(),
+        "reading a deployed host wrote on it"
+    );
+}
+
+/// `potato status` works on every host at once. Each host's sshd runs every
+/// command behind a barrier that opens only when every host has a command
+/// running (or gives up after 30 s, and records that): one host after the
+/// other, the first host's command would wait out the barrier.
+#[test]
+fn status_reaches_several_hosts_at_once() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(3);
+    let gate = tb.dir.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let barrier = tb.dir.path().join("barrier.sh");
+    std::fs::write(
+        &barrier,
+        r#"#!/bin/sh
+# barrier DIR COUNT HOST: wait until COUNT hosts have a command here, then run it.
+dir=$1 count=$2 host=$3
+: > "$dir/arrived-$host"
+i=0
+while [ "$(ls "$dir" | grep -c '^arrived-')" -lt "$count" ]; do
+  i=$((i + 1))
+  if [ "$i" -ge 300 ]; then echo "$host" >> "$dir/gave-up"; break; fi
+  sleep 0.1
+done
+exec sh -c "$SSH_ORIGINAL_COMMAND"
+"#,
+    )
+    .unwrap();
+    let count = tb.hosts.len();
+    for h in tb.hosts.iter_mut() {
+        h.write_sshd_config(&format!(
+            "ForceCommand sh {} {} {count} {}\n",
+            barrier.display(),
+            gate.display(),
+            h.name
+        ));
+        h.spawn_sshd(&[]);
+    }
+    let fleet = Fleet::new(&tb);
+    let run = fleet.potato(&["status", "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let hosts = v["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), count, "{v}");
+    for h in hosts {
+        assert_eq!(h["state"], "drifted", "every host answered: {v}");
+    }
+    for h in &tb.hosts {
+        assert!(gate.join(format!("arrived-{}", h.name)).exists());
+    }
+    let gave_up = std::fs::read_to_string(gate.join("gave-up")).unwrap_or_default();
+    assert_eq!(
+        gave_up, "",
+        "these hosts waited for the others in vain: status ran them one by one"
+    );
+}
+
+/// `bootstrap --install` pushes through the one push pipeline: the closure
+/// travels zstd-compressed (the machine has zstd), decompressed by the
+/// machine's own zstd, which a wrapper on the host records.
+#[test]
+fn bootstrap_install_streams_the_closure_compressed() {
+    if !testbed::require() || !common::have_tools(&["zstd", "age"]) {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    let dir = tb.host(0).dir.clone();
+    let real = dir.join("zstd.real");
+    let zstd = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v zstd"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let zstd = zstd.trim();
+    std::fs::copy(zstd, &real).unwrap();
+    let wrapper = dir.join("zstd-wrapper");
+    let log = dir.join("zstd.log");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    tb.hosts[0].spawn_sshd(&[(&wrapper, zstd)]);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let with_admin = |args: &[&str]| {
+        common::Run::from(
+            fleet
+                .command(args)
+                .env("POTATO_AGE_IDENTITY", &fleet.admin_identity)
+                .output()
+                .unwrap(),
+        )
+    };
+    with_admin(&["secrets", "hostkey", "t0", "--force"]).ok();
+    fleet.potato(&["gen"]).ok();
+    let target = format!("root@{}", host.addr);
+    let run = with_admin(&[
+        "bootstrap",
+        "t0",
+        "--install",
+        "--root",
+        "/run/target",
+        "--target",
+        &target,
+        "--json",
+    ]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let system = v["system"].as_str().unwrap().to_string();
+    assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
+    host.sh_ok(&format!(
+        "nix-store --store /run/target --check-validity {system}"
+    ));
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.split_whitespace().any(|w| w.starts_with("-d"))),
+        "the machine's zstd decompressed the stream: calls were {calls:?}"
+    );
+}
