@@ -941,3 +941,56 @@ fn a_route_needs_a_port() {
     r.potato(&["check"])
         .invalid_at(&loc, "port 70000 is out of range");
 }
+
+#[test]
+fn a_route_to_a_service_without_a_web_port_needs_a_port() {
+    let r = Repo::examples();
+    // Traefik's catalog entry has no web UI (src/catalog/services.toml), so a
+    // route to it must say which container port it goes to.
+    insert_before_health(
+        &r,
+        "hosts/pve-apps.toml",
+        "[proxy.routes.status]\nservice = \"traefik\"\n\n",
+    );
+    let loc = at(&r, "hosts/pve-apps.toml", "[proxy.routes.status]");
+    r.potato(&["check"])
+        .invalid_at(&loc, "route `status`: `traefik` has no web port")
+        .invalid_at(&loc, "set port = N");
+    // With a port, the same route is accepted.
+    let ok = Repo::examples();
+    insert_before_health(
+        &ok,
+        "hosts/pve-apps.toml",
+        "[proxy.routes.status]\nservice = \"traefik\"\nport = 8082\n\n",
+    );
+    ok.potato(&["check"]).ok();
+}
+
+#[test]
+fn a_protected_route_on_a_host_sharing_no_tunnel_with_the_identity_host() {
+    let r = Repo::examples();
+    // No monitoring hub (its own "no tunnel" rule would speak first), and
+    // lepotato leaves the WireGuard network pve-apps (the identity host) is in.
+    r.edit("hosts/n250.toml", "[roles]\nmonitoring = true", "");
+    r.edit(
+        "hosts/n250.toml",
+        "\"prometheus\", \"alertmanager\", \"grafana\", \"loki\",",
+        "",
+    );
+    let t = r.read("hosts/lepotato.toml");
+    let (from, to) = (
+        t.find("[wireguard.wg0]").unwrap(),
+        t.find("[containers]").unwrap(),
+    );
+    r.write(
+        "hosts/lepotato.toml",
+        &format!("{}{}", &t[..from], &t[to..]),
+    );
+    let loc = at(&r, "hosts/lepotato.toml", "\"qbittorrent\"");
+    r.potato(&["check"])
+        .invalid_at(
+            &loc,
+            "`qbittorrent` is behind SSO, but lepotato shares no WireGuard tunnel with the identity host pve-apps",
+        )
+        .invalid_at(&loc, "forward-auth travels over WireGuard");
+}

@@ -250,13 +250,18 @@ pub fn check_host_name(s: &str) -> Result<(), IdentError> {
     Ok(())
 }
 
+/// A DNS label starting with a letter: lowercase letters, digits and '-',
+/// at most 63 characters, not ending with '-'.
+fn letter_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && lower_alnum_dash(s)
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+}
+
 pub fn check_service_name(s: &str) -> Result<(), IdentError> {
-    if s.is_empty()
-        || s.len() > 63
-        || !lower_alnum_dash(s)
-        || !s.starts_with(|c: char| c.is_ascii_lowercase())
-        || s.ends_with('-')
-    {
+    if !letter_label(s) {
         return fail(
             format!("`{}` is not a valid service name", shown(s)),
             "service names are lowercase letters, digits and '-', starting with a letter, at most 63 characters",
@@ -268,12 +273,7 @@ pub fn check_service_name(s: &str) -> Result<(), IdentError> {
 /// Route and middleware names: a DNS label that starts with a letter (the
 /// route's host name is `<name>.<domain>`; Traefik's names must not hold '@').
 pub fn check_proxy_name(s: &str) -> Result<(), IdentError> {
-    if s.is_empty()
-        || s.len() > 63
-        || !lower_alnum_dash(s)
-        || !s.starts_with(|c: char| c.is_ascii_lowercase())
-        || s.ends_with('-')
-    {
+    if !letter_label(s) {
         return fail(
             format!("`{}` is not a valid route or middleware name", shown(s)),
             "route and middleware names are lowercase letters, digits and '-', starting with a letter, at most 63 characters",
