@@ -245,18 +245,20 @@ impl Renderer {
                     return;
                 }
                 println!(
-                    "{:<16} {:<12} {:>10} {:>10}  store path",
-                    "host", "result", "generation", "pushed"
+                    "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  store path",
+                    "host", "result", "generation", "pushed", "fetched", "built on"
                 );
                 for r in results {
                     println!(
-                        "{:<16} {:<12} {:>10} {:>10}  {}",
+                        "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  {}",
                         r.host,
                         outcome_name(&r.result),
                         r.generation
                             .map(|g| g.to_string())
                             .unwrap_or_else(|| "-".into()),
                         mb(r.bytes_pushed),
+                        format!("{} ({})", mb(r.bytes_fetched), r.paths_fetched),
+                        r.build.on,
                         r.store_path.as_ref().map(|p| p.as_str()).unwrap_or("-")
                     );
                 }

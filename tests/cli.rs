@@ -202,25 +202,6 @@ fn completions_and_catalog() {
     assert!(run.stdout.lines().count() > 35);
 }
 
-#[test]
-fn build_on_target_is_refused_not_ignored() {
-    let r = Repo::examples();
-    r.edit(
-        "hosts/n250.toml",
-        "build_on = \"local\"",
-        "build_on = \"target\"",
-    );
-    r.potato(&["gen"]).ok();
-    let run = r.potato(&["deploy", "n250"]);
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("build_on = \"target\" is not supported yet (n250)"),
-        "{}",
-        run.stderr
-    );
-}
-
 /// A flag value that does not parse is invalid input, refused by the
 /// command line itself (values are typed once, by clap): exit 2, before
 /// anything runs.

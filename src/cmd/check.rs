@@ -21,6 +21,7 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
     let selected = fleet.select(&a.hosts.hosts)?.plans;
     let files = render::render_all(&selected, &fleet.root)?;
+    refuse_unbuildable(g, &selected, &fleet.plans)?;
     if g.json {
         let hosts: Vec<_> = selected
             .iter()
@@ -42,4 +43,29 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// Every host's system must be buildable where its build_on says. Without a
+/// readable Nix configuration this cannot be known: a warning, not an error
+/// (check needs no Nix otherwise).
+fn refuse_unbuildable(
+    g: &Global,
+    selected: &[crate::plan::HostPlan],
+    fleet: &[crate::plan::HostPlan],
+) -> Result<(), Error> {
+    match crate::deploy::build_on::unbuildable(selected, fleet) {
+        Ok(problems) if problems.is_empty() => Ok(()),
+        Ok(problems) => Err(Error::usage(
+            problems.join("\n"),
+            "build_on is local, target, or a builder that has the host's system; `potato doctor` shows what this machine can build",
+        )),
+        Err(why) => {
+            if !g.quiet && !g.json {
+                eprintln!(
+                    "warning: not checked whether each host's system can be built where build_on says: {why}"
+                );
+            }
+            Ok(())
+        }
+    }
 }

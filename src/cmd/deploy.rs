@@ -8,7 +8,7 @@ use clap::builder::TypedValueParser;
 
 use super::args::{Connection, Global, Hosts, NixArgs, duration};
 use crate::error::Error;
-use crate::inventory::schema::Mode;
+use crate::inventory::schema::{BuildOn, Mode};
 use crate::ops::{deploy, fleet::Fleet};
 use crate::ui::Renderer;
 
@@ -52,6 +52,20 @@ pub struct Args {
     /// Compress closures on the wire with zstd: auto (when the host has zstd), yes, no.
     #[arg(long, value_enum, default_value_t = Compress::Auto)]
     pub compress: Compress,
+    /// Where to build, overriding the host files' build_on: local, target, or a
+    /// builder (a host file's name or a configured Nix builder). Built
+    /// elsewhere, only the derivations travel and nothing comes back here.
+    #[arg(long, value_name = "local|target|HOST", value_parser = build_on_value)]
+    pub build_on: Option<BuildOn>,
+    /// Do not let hosts fetch missing paths from their own substituters before
+    /// the push (by default they do, when they have any).
+    #[arg(long)]
+    pub no_substitute: bool,
+}
+
+/// `--build-on`: typed by clap, checked like the host file's build_on.
+pub fn build_on_value(v: &str) -> Result<BuildOn, String> {
+    deploy::parse_build_on(v)
 }
 
 /// `--compress`.
@@ -104,6 +118,8 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         force: a.force,
         parallel: a.parallel,
         compress: a.compress.choice(),
+        build_on: a.build_on.clone(),
+        substitute: !a.no_substitute,
     };
     let mut renderer = Renderer::new(g.output(), &selected.names());
     deploy::deploy(&fleet, selected, &request, &mut renderer).map(drop)

@@ -8,17 +8,21 @@
 //! not build (the caller hands in toplevels from `nix::build_toplevels`) and
 //! does not print: `ui` renders the events.
 
+pub mod build_on;
 pub mod health;
 
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::host::push::{self, Compress, PushError, PushEvent};
+use crate::host::push::{self, Compress, PushError, PushEvent, PushOptions, Pushed};
 use crate::host::{HostError, HostState, Remote};
 use crate::inventory::schema::Mode;
 use crate::nix::StorePath;
+use crate::nix::frames::FrameCache;
+use crate::nix::transfer::PathInfo;
 use crate::plan::{HealthCheck, HostPlan, Target};
 use crate::ssh::{self, SshOptions};
 
@@ -34,6 +38,9 @@ pub enum DeployError {
     State(#[source] HostError),
     #[error("pushing the system: {0}")]
     Push(#[source] PushError),
+    /// Building the system where build_on says (target or a builder host).
+    #[error(transparent)]
+    Build(#[from] build_on::BuildError),
     #[error("starting the activation: {0}")]
     Activate(#[source] HostError),
     #[error("confirming: {0}")]
@@ -64,6 +71,14 @@ pub struct DeployOptions {
     pub holder: String,
     /// Compress the closure stream with zstd (`--compress`).
     pub compress: Compress,
+    /// Let each host fetch what it can from its own substituters before
+    /// pushing (`--no-substitute` turns it off).
+    pub substitute: bool,
+    /// Compressed frames shared by every host of the run (several hosts
+    /// pushed from here: each path is compressed once, `nix::frames`).
+    pub frames: Option<Arc<FrameCache>>,
+    /// Hosts whose system is built elsewhere than the deployer (`build_on`).
+    pub builds: std::collections::BTreeMap<String, build_on::Job>,
 }
 
 /// The phases a host goes through, in order.
@@ -71,6 +86,7 @@ pub struct DeployOptions {
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Connect,
+    Build,
     Push,
     Activate,
     Confirm,
@@ -80,6 +96,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Connect => "connect",
+            Phase::Build => "build",
             Phase::Push => "push",
             Phase::Activate => "activate",
             Phase::Confirm => "confirm",
@@ -110,9 +127,16 @@ pub struct HostResult {
     pub bytes_pushed: u64,
     /// Bytes that crossed the wire (after compression).
     pub bytes_sent: u64,
+    /// Paths the host fetched from its own substituters instead.
+    pub paths_fetched: usize,
+    /// NAR bytes of those paths.
+    pub bytes_fetched: u64,
     /// Seconds spent per phase.
     pub phases: Vec<(Phase, f64)>,
     pub error: Option<String>,
+    /// Where the system was built and what that build did ("deployer" when
+    /// built here: then only `on` is set).
+    pub build: build_on::BuildReport,
 }
 
 /// What the pipeline tells the renderer.
@@ -131,24 +155,7 @@ pub fn deploy_host(
     opts: &DeployOptions,
     events: &Sender<Event>,
 ) -> HostResult {
-    let mut run = Run {
-        host: plan.name.clone(),
-        events: events.clone(),
-        started: Instant::now(),
-        result: HostResult {
-            host: plan.name.clone(),
-            result: Outcome::Failed,
-            generation: None,
-            previous_generation: None,
-            store_path: Some(toplevel.clone()),
-            paths_pushed: 0,
-            bytes_pushed: 0,
-            bytes_sent: 0,
-            phases: Vec::new(),
-            error: None,
-        },
-        phase: None,
-    };
+    let mut run = Run::new(plan, toplevel, opts, events);
     match run.pipeline(plan, toplevel, opts) {
         Ok(outcome) => run.result.result = outcome,
         Err(e) => {
@@ -170,6 +177,42 @@ struct Run {
 }
 
 impl Run {
+    fn new(
+        plan: &HostPlan,
+        toplevel: &StorePath,
+        opts: &DeployOptions,
+        events: &Sender<Event>,
+    ) -> Run {
+        Run {
+            host: plan.name.clone(),
+            events: events.clone(),
+            started: Instant::now(),
+            result: HostResult {
+                host: plan.name.clone(),
+                result: Outcome::Failed,
+                generation: None,
+                previous_generation: None,
+                store_path: Some(toplevel.clone()),
+                paths_pushed: 0,
+                bytes_pushed: 0,
+                bytes_sent: 0,
+                paths_fetched: 0,
+                bytes_fetched: 0,
+                phases: Vec::new(),
+                error: None,
+                build: build_on::BuildReport {
+                    on: opts
+                        .builds
+                        .get(&plan.name)
+                        .map(|j| j.site.label())
+                        .unwrap_or_else(|| "deployer".into()),
+                    ..Default::default()
+                },
+            },
+            phase: None,
+        }
+    }
+
     fn enter(&mut self, phase: Phase) {
         self.end_phase();
         self.phase = Some(phase);
@@ -233,8 +276,14 @@ impl Run {
             return Ok(Outcome::UpToDate);
         }
 
-        self.enter(Phase::Push);
-        self.push(&remote, top, opts.compress)?;
+        if let Some(job) = opts.builds.get(&plan.name) {
+            // Built on the target: the output and its closure are there now.
+            self.enter(Phase::Build);
+            self.result.build = build_on::build_remotely(self, &remote, job, opts)?;
+        } else {
+            self.enter(Phase::Push);
+            self.push(&remote, top, opts)?;
+        }
 
         self.enter(Phase::Activate);
         let token = token_for(top);
@@ -304,39 +353,89 @@ impl Run {
         self.confirm(plan, &target, opts, &token, (confirm, finished), prev)
     }
 
-    /// The closure into the host's store, through the one push pipeline.
+    /// The system's closure into the host's store, through the one push
+    /// pipeline: substitution on the host first (unless `--no-substitute`),
+    /// shared frames when several hosts are pushed from here.
     fn push(
         &mut self,
         remote: &Remote,
         top: &StorePath,
-        compress: Compress,
+        opts: &DeployOptions,
     ) -> Result<(), DeployError> {
+        let pushed = push::push_closure_with(
+            remote,
+            top,
+            &push_options(opts, opts.substitute),
+            &mut self.push_reporter(),
+        )
+        .map_err(DeployError::Push)?;
+        self.record(&pushed);
+        Ok(())
+    }
+
+    /// Paths of `closure` (dependencies first) the host lacks, through the
+    /// same pipeline (a derivation closure for a remote build).
+    fn push_paths(
+        &mut self,
+        remote: &Remote,
+        closure: Vec<PathInfo>,
+        opts: &DeployOptions,
+        substitute: bool,
+    ) -> Result<Pushed, DeployError> {
+        let pushed = push::push_paths(
+            remote,
+            closure,
+            &push_options(opts, substitute),
+            &mut self.push_reporter(),
+        )
+        .map_err(DeployError::Push)?;
+        self.record(&pushed);
+        Ok(pushed)
+    }
+
+    /// The push pipeline's events as this host's events.
+    fn push_reporter(&self) -> impl FnMut(PushEvent) + use<> {
         let (events, host) = (self.events.clone(), self.host.clone());
-        let pushed = push::push_closure(remote, top, compress, &mut |e| match e {
-            PushEvent::Sending {
-                paths, compressed, ..
-            } => {
-                let _ = events.send(Event::Log {
+        move |e| {
+            let event = match e {
+                PushEvent::Sending {
+                    paths,
+                    compressed,
+                    shared_frames,
+                    ..
+                } => Event::Log {
                     host: host.clone(),
                     line: format!(
                         "pushing {paths} paths{}",
-                        if compressed { " (zstd)" } else { "" }
+                        match (compressed, shared_frames) {
+                            (true, true) => " (zstd, shared frames)",
+                            (true, false) => " (zstd)",
+                            _ => "",
+                        }
                     ),
-                });
-            }
-            PushEvent::Progress { done, total } => {
-                let _ = events.send(Event::Progress {
+                },
+                PushEvent::Fetched { paths, bytes } => Event::Log {
+                    host: host.clone(),
+                    line: format!(
+                        "the host fetched {paths} paths ({bytes} bytes) from its substituters"
+                    ),
+                },
+                PushEvent::Progress { done, total } => Event::Progress {
                     host: host.clone(),
                     done,
                     total,
-                });
-            }
-        })
-        .map_err(DeployError::Push)?;
+                },
+            };
+            let _ = events.send(event);
+        }
+    }
+
+    fn record(&mut self, pushed: &Pushed) {
         self.result.paths_pushed = pushed.paths;
         self.result.bytes_pushed = pushed.nar_bytes;
         self.result.bytes_sent = pushed.wire_bytes;
-        Ok(())
+        self.result.paths_fetched = pushed.fetched_paths;
+        self.result.bytes_fetched = pushed.fetched_bytes;
     }
 
     /// Tries every health check until all pass, one fails, or `budget` is spent.
@@ -454,6 +553,15 @@ impl Run {
         } else {
             Err(DeployError::NoVerdict { verdict })
         }
+    }
+}
+
+/// The push pipeline's settings for this run.
+fn push_options(opts: &DeployOptions, substitute: bool) -> PushOptions {
+    PushOptions {
+        compress: opts.compress,
+        substitute,
+        frames: opts.frames.clone(),
     }
 }
 

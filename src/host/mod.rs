@@ -12,6 +12,7 @@ pub mod paths;
 pub mod push;
 mod remote;
 pub mod runner;
+mod substitute;
 
 pub use remote::{AGENT_SCRIPT, Finished, HostError, HostState, Remote};
 

@@ -2,12 +2,17 @@
 //! closure → the paths the host lacks (one round trip) → one serve-protocol
 //! stream of just those (`nix::transfer::ServeStream`), zstd-compressed when
 //! the host has zstd, with progress reported as it goes. Nothing is held in
-//! memory. It does not activate anything, lock the host, or print.
+//! memory. Two optional steps fit in it (`PushOptions`): the host first
+//! fetches what its own substituters have of the missing paths
+//! (`host::substitute`), and several hosts pushed in one run share compressed
+//! frames, each path compressed once for all of them (`nix::frames`). It does
+//! not activate anything, lock the host, or print.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::nix::frames::FrameCache;
 use crate::nix::transfer::{PathInfo, ServeStream};
 use crate::nix::{self, StorePath};
 
@@ -28,6 +33,19 @@ pub enum Compress {
     No,
 }
 
+/// How a push goes beyond compression: `push_closure` uses the defaults
+/// (no substitution, no shared frames), as bootstrap's install does.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub compress: Compress,
+    /// Let the host fetch what its own substituters have of the missing paths
+    /// before anything is streamed (`host::substitute`).
+    pub substitute: bool,
+    /// Compressed frames shared by every host of the run: used when the stream
+    /// is compressed (`nix::frames`).
+    pub frames: Option<Arc<FrameCache>>,
+}
+
 /// What the pipeline reports while it works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushEvent {
@@ -36,9 +54,14 @@ pub enum PushEvent {
         paths: usize,
         bytes: u64,
         compressed: bool,
+        /// The compressed bytes come from the run's shared frames.
+        shared_frames: bool,
     },
     /// NAR bytes produced so far, of `total`.
     Progress { done: u64, total: u64 },
+    /// The host fetched `paths` paths (`bytes` of NAR) from its own
+    /// substituters; only the rest is streamed.
+    Fetched { paths: usize, bytes: u64 },
 }
 
 /// What a push did.
@@ -50,6 +73,11 @@ pub struct Pushed {
     /// Bytes that crossed the wire (after compression).
     pub wire_bytes: u64,
     pub compressed: bool,
+    /// The stream came from the run's shared frames.
+    pub shared_frames: bool,
+    /// Paths (and their NAR bytes) the host fetched from its own substituters.
+    pub fetched_paths: usize,
+    pub fetched_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +89,8 @@ pub enum PushError {
     },
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error("letting the host fetch from its substituters: {0}")]
+    Substitute(#[source] Box<HostError>),
     #[error("starting zstd: {0}")]
     Zstd(std::io::Error),
 }
@@ -73,34 +103,80 @@ pub fn push_closure(
     compress: Compress,
     report: &mut dyn FnMut(PushEvent),
 ) -> Result<Pushed, PushError> {
+    let opts = PushOptions {
+        compress,
+        ..PushOptions::default()
+    };
+    push_closure_with(remote, top, &opts, report)
+}
+
+/// `push_closure` with the optional steps of `opts` (substitution on the
+/// host, shared frames).
+pub fn push_closure_with(
+    remote: &Remote,
+    top: &StorePath,
+    opts: &PushOptions,
+    report: &mut dyn FnMut(PushEvent),
+) -> Result<Pushed, PushError> {
     let closure = nix::closure(top).map_err(|source| PushError::Closure {
         top: top.clone(),
         source: Box::new(source),
     })?;
+    push_paths(remote, closure, opts, report)
+}
+
+/// Pushes what the host lacks of `closure` (dependencies first, closed under
+/// references, e.g. a system's closure or a derivation closure).
+pub fn push_paths(
+    remote: &Remote,
+    closure: Vec<PathInfo>,
+    opts: &PushOptions,
+    report: &mut dyn FnMut(PushEvent),
+) -> Result<Pushed, PushError> {
     let paths: Vec<StorePath> = closure.iter().map(|c| c.path.clone()).collect();
-    let missing = remote.missing(&paths)?;
-    if missing.is_empty() {
-        return Ok(Pushed::default());
+    let mut missing = remote.missing(&paths)?;
+    let mut fetched = (0, 0);
+    if opts.substitute && !missing.is_empty() {
+        let got = super::substitute::fetch_missing(remote, &missing, &closure)
+            .map_err(|e| PushError::Substitute(Box::new(e)))?;
+        if !got.paths.is_empty() {
+            report(PushEvent::Fetched {
+                paths: got.paths.len(),
+                bytes: got.nar_bytes,
+            });
+        }
+        fetched = (got.paths.len(), got.nar_bytes);
+        missing = got.still_missing;
     }
-    let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
-    // `closure` is dependencies first, so this keeps the import order.
-    let send: Vec<PathInfo> = closure
-        .into_iter()
-        .filter(|c| wanted.contains(&c.path))
-        .collect();
-    let compressed = match compress {
-        Compress::Yes => true,
-        Compress::No => false,
-        Compress::Auto => remote.has_zstd(),
+    let mut pushed = if missing.is_empty() {
+        Pushed::default()
+    } else {
+        let wanted: std::collections::HashSet<&StorePath> = missing.iter().collect();
+        // `closure` is dependencies first, so this keeps the import order.
+        let send: Vec<PathInfo> = closure
+            .into_iter()
+            .filter(|c| wanted.contains(&c.path))
+            .collect();
+        let compressed = match opts.compress {
+            Compress::Yes => true,
+            Compress::No => false,
+            Compress::Auto => remote.has_zstd(),
+        };
+        let frames = opts.frames.as_ref().filter(|_| compressed);
+        stream(remote, send, compressed, frames, report)?
     };
-    stream(remote, send, compressed, report)
+    (pushed.fetched_paths, pushed.fetched_bytes) = fetched;
+    Ok(pushed)
 }
 
 /// Streams `send` (dependencies first) into the host's store.
+/// With `frames`, the compressed bytes come from the run's shared frames (the
+/// same bytes for every host that lacks a path).
 fn stream(
     remote: &Remote,
     send: Vec<PathInfo>,
     compressed: bool,
+    frames: Option<&Arc<FrameCache>>,
     report: &mut dyn FnMut(PushEvent),
 ) -> Result<Pushed, PushError> {
     let total: u64 = send.iter().map(|p| p.nar_size).sum();
@@ -109,7 +185,11 @@ fn stream(
         paths: count,
         bytes: total,
         compressed,
+        shared_frames: frames.is_some(),
     });
+    if let Some(frames) = frames {
+        return stream_frames(remote, send, frames, total, report);
+    }
     // NAR bytes produced so far, shared with the progress callback.
     let nar_bytes = Arc::new(AtomicU64::new(0));
     let counted = CountingReader {
@@ -145,6 +225,42 @@ fn stream(
         nar_bytes: nar,
         wire_bytes: wire,
         compressed,
+        ..Pushed::default()
+    })
+}
+
+/// Streams `send` from the run's shared frames. Progress counts wire bytes
+/// (the frames hold compressed bytes; their NAR size is not seen here).
+fn stream_frames(
+    remote: &Remote,
+    send: Vec<PathInfo>,
+    frames: &Arc<FrameCache>,
+    total: u64,
+    report: &mut dyn FnMut(PushEvent),
+) -> Result<Pushed, PushError> {
+    let count = send.len();
+    let mut input = frames.stream(send);
+    let mut last = Instant::now();
+    let mut wire = 0u64;
+    let mut progress = |sent: u64| {
+        wire = sent;
+        if last.elapsed() > PROGRESS_EVERY {
+            last = Instant::now();
+            report(PushEvent::Progress {
+                done: sent.min(total),
+                total,
+            });
+        }
+    };
+    remote.add_to_store(&mut input, count, true, &mut progress)?;
+    report(PushEvent::Progress { done: total, total });
+    Ok(Pushed {
+        paths: count,
+        nar_bytes: total,
+        wire_bytes: wire,
+        compressed: true,
+        shared_frames: true,
+        ..Pushed::default()
     })
 }
 

@@ -467,6 +467,33 @@ impl Remote {
             self.agent(&format!("switch-generation {n}"))?,
         )
     }
+
+    /// Runs `command` here and streams its stdout into `into_command` on
+    /// `into` (host to host through the deployer's two channels: nothing is
+    /// stored on the deployer). Returns this side's exit code and the other
+    /// side's output; the caller owns what both commands do.
+    pub fn pipe_into(
+        &self,
+        command: &str,
+        into: &Remote,
+        into_command: &str,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(i32, Output), HostError> {
+        let err = |e: ssh2::Error| {
+            HostError::Ssh(SshError::Channel {
+                host: "the sending host".into(),
+                what: "streaming to another host".into(),
+                message: e.to_string(),
+            })
+        };
+        let mut ch = self.session.raw().channel_session().map_err(err)?;
+        ch.exec(command).map_err(err)?;
+        let received = into
+            .session
+            .exec_with(into_command, Some(&mut ch), progress)?;
+        let _ = ch.wait_close();
+        Ok((ch.exit_status().unwrap_or(-1), received))
+    }
 }
 
 /// curl's `--resolve NAME:PORT:127.0.0.1` for a URL naming this host by name

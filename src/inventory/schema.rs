@@ -316,11 +316,42 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
+/// Where a host's system is built: "local" (the deployer), "target" (the host
+/// itself), or the name of another inventory host or of a Nix remote builder
+/// the deployer has configured (`builders` in nix.conf, by its host name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "String", into = "String")]
+#[schemars(with = "String")]
 pub enum BuildOn {
     Local,
     Target,
+    Host(String),
+}
+
+impl BuildOn {
+    pub fn as_str(&self) -> &str {
+        match self {
+            BuildOn::Local => "local",
+            BuildOn::Target => "target",
+            BuildOn::Host(h) => h,
+        }
+    }
+}
+
+impl From<String> for BuildOn {
+    fn from(s: String) -> BuildOn {
+        match s.as_str() {
+            "local" => BuildOn::Local,
+            "target" => BuildOn::Target,
+            _ => BuildOn::Host(s),
+        }
+    }
+}
+
+impl From<BuildOn> for String {
+    fn from(b: BuildOn) -> String {
+        b.as_str().to_string()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

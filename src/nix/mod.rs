@@ -5,6 +5,8 @@
 //! export stream. It knows nothing of SSH or hosts' state; `deploy` combines them.
 
 pub mod config;
+pub mod derivation;
+pub mod frames;
 pub mod store_path;
 pub mod transfer;
 

@@ -176,6 +176,15 @@ impl ServeStream {
         }
     }
 
+    /// The same stream without the protocol greeting: the commands for
+    /// `infos` alone, to be sent after `greeting()` (one piece of a stream
+    /// assembled from per-path pieces, `nix::frames`).
+    pub fn without_greeting(infos: Vec<PathInfo>) -> ServeStream {
+        let mut s = ServeStream::new(infos);
+        s.started = true;
+        s
+    }
+
     /// Queues the next path's command header and opens its NAR; false at the end.
     fn next_path(&mut self) -> io::Result<bool> {
         self.pending.clear();
@@ -239,6 +248,14 @@ impl Read for ServeStream {
             }
         }
     }
+}
+
+/// The client's greeting that opens every serve-protocol stream.
+pub fn greeting() -> Vec<u8> {
+    let mut g = Vec::new();
+    put_u64(&mut g, SERVE_MAGIC_1);
+    put_u64(&mut g, CLIENT_VERSION);
+    g
 }
 
 /// Checks the host's answers: the greeting, then one `1` per path sent.

@@ -705,6 +705,7 @@ impl Run {
                 paths,
                 bytes,
                 compressed,
+                ..
             } => {
                 bar = Some(self.bar(
                     bytes,
@@ -719,6 +720,8 @@ impl Run {
                     b.set_position(done);
                 }
             }
+            // Bootstrap's install does not substitute (`push_closure`).
+            PushEvent::Fetched { .. } => {}
         })
         .map_err(|e| match e {
             push::PushError::Host(e) => self.remote_err(e),

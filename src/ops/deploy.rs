@@ -5,13 +5,16 @@
 //! per-host work stays in `deploy`. Prints nothing but through the reporter.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
+use crate::deploy::build_on::{self, Job, Site};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
 use crate::host::push::Compress;
 use crate::host::runner;
+use crate::inventory::schema::BuildOn;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
@@ -28,6 +31,11 @@ pub struct Request {
     pub parallel: usize,
     /// zstd on the wire: None = when the host has zstd.
     pub compress: Option<bool>,
+    /// `--build-on`, overriding the host files' build_on.
+    pub build_on: Option<BuildOn>,
+    /// Hosts fetch from their own substituters before the push
+    /// (`--no-substitute` = false).
+    pub substitute: bool,
 }
 
 /// One Nix build of the hosts' systems: host → toplevel. Warns (through
@@ -54,14 +62,114 @@ pub fn build(
 }
 
 /// `potato build`: the selected hosts' systems, after the stale-files check.
+/// Hosts built elsewhere (build_on, `--build-on`) are evaluated here and
+/// realised there (`deploy::build_on`); the map says where each was built.
 pub fn build_selected(
     fleet: &Fleet,
     selectors: &[String],
+    over: Option<&BuildOn>,
     report: &Reporter,
-) -> Result<BTreeMap<String, StorePath>, Error> {
+) -> Result<(Toplevels, BTreeMap<String, String>), Error> {
     let selected = fleet.select(selectors)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
-    build(fleet, &selected.names(), &mut |l| report.warn(l))
+    let sites = sites(fleet, &selected, over)?;
+    let (tops, jobs) = build_where(fleet, &selected.names(), &sites, &mut |l| report.warn(l))?;
+    let mut on: BTreeMap<String, String> =
+        sites.iter().map(|(h, s)| (h.clone(), s.label())).collect();
+    if jobs.is_empty() {
+        return Ok((tops, on));
+    }
+    let mut opts = options(fleet, &selected, &Request::build_only())?;
+    opts.builds = jobs.clone();
+    let mut failed = 0;
+    for plan in selected.plans.iter().filter(|p| jobs.contains_key(&p.name)) {
+        match build_on::build_only(plan, &jobs[&plan.name], &opts) {
+            Ok(r) => {
+                on.insert(plan.name.clone(), r.on);
+            }
+            Err(e) => {
+                failed += 1;
+                report.warn(&format!("error: {}: {e}", plan.name));
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::HostsFailed {
+            failed,
+            total: selected.plans.len(),
+        });
+    }
+    Ok((tops, on))
+}
+
+impl Request {
+    /// What `potato build` needs of a deploy's settings to reach a builder.
+    fn build_only() -> Request {
+        Request {
+            mode: None,
+            no_magic_rollback: false,
+            confirm_timeout: None,
+            activation_timeout: Duration::from_secs(300),
+            force: false,
+            parallel: 1,
+            compress: None,
+            build_on: None,
+            substitute: true,
+        }
+    }
+}
+
+const BUILD_ON_HINT: &str = "build_on (and --build-on) is local, target, a host file's name, or a builder in the deployer's nix.conf `builders`";
+
+/// `--build-on VALUE`, typed and checked like the host file's build_on.
+pub fn parse_build_on(v: &str) -> Result<BuildOn, String> {
+    let b = BuildOn::from(v.to_string());
+    if let BuildOn::Host(name) = &b {
+        build_on::check_builder_name(name)?;
+    }
+    Ok(b)
+}
+
+/// Where each selected host is built.
+fn sites(
+    fleet: &Fleet,
+    selected: &Selection,
+    over: Option<&BuildOn>,
+) -> Result<BTreeMap<String, Site>, Error> {
+    build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| Error::usage(e, BUILD_ON_HINT))
+}
+
+/// zstd level of shared frames: as the single-host stream's (level 1 keeps
+/// up with the link on two cores).
+const FRAME_LEVEL: i32 = 1;
+
+type Toplevels = BTreeMap<String, StorePath>;
+type Jobs = BTreeMap<String, Job>;
+
+/// Builds the hosts built here (one `nix build`) and evaluates the others (one
+/// `nix eval`): every host's toplevel, plus the remote builds to run.
+fn build_where(
+    fleet: &Fleet,
+    names: &[String],
+    sites: &BTreeMap<String, Site>,
+    warn: &mut dyn FnMut(&str),
+) -> Result<(Toplevels, Jobs), Error> {
+    let (here, elsewhere): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| {
+        matches!(
+            sites.get(n),
+            None | Some(Site::Deployer | Site::NixBuilder(_))
+        )
+    });
+    let mut tops = if here.is_empty() {
+        BTreeMap::new()
+    } else {
+        build(fleet, &here, warn)?
+    };
+    let evaluated = nix::derivation::evaluate_toplevels(&fleet.flake(), &elsewhere)?;
+    for (h, e) in &evaluated {
+        tops.insert(h.clone(), e.out.clone());
+    }
+    Ok((tops, build_on::jobs(sites, &evaluated)))
 }
 
 /// Deploys every selected host; results in host order. `Error::HostsFailed`
@@ -73,8 +181,8 @@ pub fn deploy(
     req: &Request,
     renderer: &mut Renderer,
 ) -> Result<Vec<HostResult>, Error> {
-    refuse_build_on_target(&selected.plans)?;
-    let opts = options(fleet, &selected, req)?;
+    let sites = sites(fleet, &selected, req.build_on.as_ref())?;
+    let mut opts = options(fleet, &selected, req)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let names = selected.names();
     renderer.note(&format!(
@@ -82,7 +190,14 @@ pub fn deploy(
         names.len(),
         if names.len() == 1 { "" } else { "s" }
     ));
-    let toplevels = build(fleet, &names, &mut |l| renderer.warn(l))?;
+    let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| renderer.warn(l))?;
+    opts.builds = jobs;
+    // Several hosts pushed from here: compress each path once for all of them.
+    if names.len() - opts.builds.len() > 1 && opts.compress != Compress::No {
+        opts.frames = crate::nix::frames::FrameCache::new(FRAME_LEVEL)
+            .ok()
+            .map(Arc::new);
+    }
     let results = run_parallel(selected.plans, toplevels, opts, req.parallel, renderer);
     renderer.finish(&results);
     let failed = results
@@ -96,26 +211,6 @@ pub fn deploy(
         });
     }
     Ok(results)
-}
-
-/// Building on the target is in the schema but not in the engine yet: refuse it
-/// rather than quietly building here.
-fn refuse_build_on_target(selected: &[HostPlan]) -> Result<(), Error> {
-    let on_target: Vec<&str> = selected
-        .iter()
-        .filter(|p| p.deploy.build_on == crate::inventory::schema::BuildOn::Target)
-        .map(|p| p.name.as_str())
-        .collect();
-    if on_target.is_empty() {
-        return Ok(());
-    }
-    Err(Error::usage(
-        format!(
-            "build_on = \"target\" is not supported yet ({})",
-            on_target.join(", ")
-        ),
-        "set build_on = \"local\" (the default) in [deploy]; potato builds here and pushes the closure",
-    ))
 }
 
 fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployOptions, Error> {
@@ -136,6 +231,9 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
             Some(true) => Compress::Yes,
             Some(false) => Compress::No,
         },
+        substitute: req.substitute,
+        builds: BTreeMap::new(),
+        frames: None,
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()

@@ -461,7 +461,7 @@ fn deploy_json(plan: &HostPlan) -> Result<String, Refused> {
         "mode": plan.deploy.mode.as_str(),
         "magic_rollback": plan.deploy.magic_rollback,
         "confirm_timeout_secs": plan.deploy.confirm_timeout_secs,
-        "build_on": match plan.deploy.build_on { crate::inventory::schema::BuildOn::Local => "local", crate::inventory::schema::BuildOn::Target => "target" },
+        "build_on": plan.deploy.build_on.as_str(),
         "tags": plan.tags,
         "health": health,
         "secrets": plan.secrets.iter().map(|(n, p)| json!({ "name": n, "file": p.as_str() })).collect::<Vec<_>>(),

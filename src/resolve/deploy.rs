@@ -53,14 +53,31 @@ impl HostCx<'_> {
                 mode: d.mode.as_ref().map(|m| m.value).unwrap_or(Mode::Switch),
                 magic_rollback: d.magic_rollback.unwrap_or(true),
                 confirm_timeout_secs,
-                build_on: d
-                    .build_on
-                    .as_ref()
-                    .map(|b| b.value)
-                    .unwrap_or(BuildOn::Local),
+                build_on: self.build_on(d.build_on.as_ref())?,
             },
             from,
         ))
+    }
+
+    /// `build_on`: local, target, or a builder's name (an inventory host or a
+    /// Nix remote builder; which one is decided against the fleet and the
+    /// deployer's Nix by `deploy::build_on`). The name reaches a command line
+    /// only as a host name, so it must be one.
+    fn build_on(&mut self, b: Option<&crate::inventory::Spanned<BuildOn>>) -> Option<BuildOn> {
+        let Some(b) = b else {
+            return Some(BuildOn::Local);
+        };
+        if let BuildOn::Host(name) = &b.value
+            && let Err(why) = crate::deploy::build_on::check_builder_name(name)
+        {
+            self.error(
+                &b.span,
+                format!("build_on = {name:?}: {why}"),
+                "write \"local\", \"target\", or the name of a host file or of a builder in the deployer's nix.conf `builders`",
+            );
+            return None;
+        }
+        Some(b.value.clone())
     }
 
     pub(super) fn ssh(&mut self) -> Option<SshPlan> {

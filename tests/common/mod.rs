@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod doubles;
 pub mod fleet;
 pub mod lab;

@@ -1,0 +1,676 @@
+//! Where a host's system is built, and building it there.
+//!
+//! Owns the build site of each host (`build_on` in the host file, `--build-on`
+//! on the command line): the deployer, the target itself, another inventory host,
+//! or a Nix remote builder the deployer has configured; and the remote build:
+//! the toplevel is evaluated on the deployer (`nix::derivation`), only its
+//! derivation closure (`.drv` files and sources) is sent, and the host realises
+//! it with its own `nix-store --realise`, substituting from its own substituters.
+//! Nothing is copied back to the deployer. This is what colmena's
+//! `buildOnTarget` does (`nix copy --derivation`, then `nix-store --realise` over
+//! SSH: zhaofengli/colmena src/nix/deployment/mod.rs `build_on_node`) with
+//! potato's own push of the derivation closure. It does not activate, and it does
+//! not decide whether a system can be built where it is set to be (that is
+//! `check_site`, used by `potato check`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{DeployError, Run};
+use crate::host::{HostError, Remote};
+use crate::inventory::schema::BuildOn;
+use crate::nix::StorePath;
+use crate::nix::config::Machine;
+use crate::nix::derivation::{DryRun, Evaluated, derivation_closure as nix_derivation_closure};
+use crate::plan::{HostPlan, Target};
+use crate::render::format::sh;
+
+/// Where one host's system is built, resolved against the fleet and the
+/// deployer's Nix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Site {
+    /// `nix build` here; the closure is pushed.
+    Deployer,
+    /// The host builds its own system.
+    Target,
+    /// Another inventory host builds it (reached at its deploy target).
+    Host { name: String, target: Target },
+    /// A Nix remote builder from the deployer's `builders` (`nix-store
+    /// --realise --builders` here: Nix's own remote build).
+    NixBuilder(Machine),
+}
+
+/// A remote build handed to a host's pipeline.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub site: Site,
+    pub evaluated: Evaluated,
+}
+
+/// What a remote build did, for the summary and `--json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct BuildReport {
+    /// "deployer", "target", or the builder's name.
+    pub on: String,
+    /// Names of the derivations the builder built.
+    pub built: Vec<String>,
+    /// Paths the builder fetched from its own substituters while building.
+    pub fetched: usize,
+    /// Paths of the derivation closure sent to the builder.
+    pub derivation_paths_sent: usize,
+    /// Paths (and bytes) relayed from a builder host to the target.
+    pub relayed_paths: usize,
+    pub relayed_bytes: u64,
+}
+
+/// Why a remote build failed: what was run, where, and the builder's log tail.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("building {drv} on {on} failed (exit {code}); the builder's log ends with:\n{tail}")]
+    Failed {
+        on: String,
+        drv: StorePath,
+        code: i32,
+        tail: String,
+    },
+    #[error("{on} built {drv} but did not print its output {out}")]
+    NoOutput {
+        on: String,
+        drv: StorePath,
+        out: StorePath,
+    },
+    #[error("listing the derivation closure of {drv}: {source}")]
+    DerivationClosure {
+        drv: StorePath,
+        source: Box<crate::nix::NixError>,
+    },
+    #[error("connecting to the builder {builder}: {source}")]
+    Connect {
+        builder: String,
+        source: Box<HostError>,
+    },
+    #[error("running the build on {on}: {source}")]
+    Host { on: String, source: Box<HostError> },
+    #[error("listing {out}'s closure on the builder failed: {detail}")]
+    BuilderClosure { out: StorePath, detail: String },
+    #[error(
+        "relaying the system from the builder failed (export exit {export}, import exit {import}): {detail}"
+    )]
+    Relay {
+        export: i32,
+        import: i32,
+        detail: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Lines of the builder's output kept in an error.
+const LOG_TAIL_LINES: usize = 30;
+
+/// A builder name must be a plain host name: it is looked up in the fleet and
+/// in the deployer's builders, and reaches messages and nothing else.
+pub fn check_builder_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("a builder name is 1 to 253 characters".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        || name.starts_with(['-', '.'])
+    {
+        return Err(
+            "not a host name (letters, digits, '-', '.', '_'; not starting with '-' or '.')".into(),
+        );
+    }
+    Ok(())
+}
+
+impl Site {
+    /// "deployer", "target", or the builder's name, as progress and JSON say it.
+    pub fn label(&self) -> String {
+        match self {
+            Site::Deployer => "deployer".into(),
+            Site::Target => "target".into(),
+            Site::Host { name, .. } => name.clone(),
+            Site::NixBuilder(m) => m.uri.clone(),
+        }
+    }
+}
+
+/// The host name part of a builder URI ("ssh://root@b1:2222" → "b1").
+fn uri_host(uri: &str) -> &str {
+    let rest = uri.split_once("://").map(|(_, r)| r).unwrap_or(uri);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    rest.split(':').next().unwrap_or(rest)
+}
+
+/// Resolves where `plan` is built: `over` (`--build-on`) wins over the host
+/// file. A name is an inventory host first, then a configured Nix builder
+/// (matched by its URI or its host name).
+pub fn site_for(
+    plan: &HostPlan,
+    over: Option<&BuildOn>,
+    fleet: &[HostPlan],
+    builders: &[Machine],
+) -> Result<Site, String> {
+    let b = over.unwrap_or(&plan.deploy.build_on);
+    Ok(match b {
+        BuildOn::Local => Site::Deployer,
+        BuildOn::Target => Site::Target,
+        BuildOn::Host(name) if name == &plan.name => Site::Target,
+        BuildOn::Host(name) => {
+            if let Some(h) = fleet.iter().find(|h| &h.name == name) {
+                Site::Host {
+                    name: name.clone(),
+                    target: h.deploy.target.clone(),
+                }
+            } else if let Some(m) = builders
+                .iter()
+                .find(|m| m.uri == *name || uri_host(&m.uri) == name)
+            {
+                Site::NixBuilder(m.clone())
+            } else {
+                return Err(format!(
+                    "{}: build_on = {name:?} is neither a host file nor a builder in the deployer's Nix `builders`",
+                    plan.name
+                ));
+            }
+        }
+    })
+}
+
+/// Whether `system` can be built at `site`, given the deployer's `system`,
+/// `extra-platforms` and builders. Err says why not and names both fixes.
+pub fn check_site(
+    host: &str,
+    system: &str,
+    site: &Site,
+    deployer_system: &str,
+    extra_platforms: &[String],
+    builders: &[Machine],
+    fleet: &[HostPlan],
+) -> Result<(), String> {
+    let fixes = format!(
+        "either set build_on = \"target\" in {host}'s [deploy] (the host builds its own system), \
+         or give the deployer a builder for {system}: a `builders` entry in nix.conf that lists {system} \
+         (e.g. `ssh://root@arm-builder {system}`), or `extra-platforms = {system}` with binfmt emulation"
+    );
+    match site {
+        Site::Target => Ok(()),
+        Site::Deployer => {
+            let here = deployer_system == system || extra_platforms.iter().any(|p| p == system);
+            let builder = builders
+                .iter()
+                .any(|m| m.systems.iter().any(|s| s == system));
+            if here || builder {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host}'s system is {system} and is built on the deployer, but this machine is {deployer_system} \
+                     (extra-platforms: {}) and no configured builder lists {system}; {fixes}",
+                    if extra_platforms.is_empty() {
+                        "none".to_string()
+                    } else {
+                        extra_platforms.join(" ")
+                    }
+                ))
+            }
+        }
+        Site::NixBuilder(m) => {
+            if m.systems.iter().any(|s| s == system) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host}'s system is {system}, but its builder {} builds only {}; {fixes}",
+                    m.uri,
+                    m.systems.join(" ")
+                ))
+            }
+        }
+        Site::Host { name, .. } => {
+            let theirs = fleet
+                .iter()
+                .find(|h| &h.name == name)
+                .map(|h| h.system.as_str().to_string())
+                .unwrap_or_default();
+            if theirs == system {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{host}'s system is {system}, but its builder {name} is {theirs}; {fixes}"
+                ))
+            }
+        }
+    }
+}
+
+/// Sends the derivation closure of `job` to `remote` (what it lacks), then
+/// realises it there. The run's push counters describe the derivation closure.
+pub(super) fn build_remotely(
+    run: &mut Run,
+    remote: &Remote,
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<BuildReport, DeployError> {
+    let on = job.site.label();
+    if let Site::Host { name, target } = &job.site {
+        return build_on_host(run, remote, job, opts, name, target);
+    }
+    let sent = send_derivations(run, remote, job, opts)?;
+    run.log(format!(
+        "building on {on}: sent {sent} derivation-closure paths"
+    ));
+    let mut report = realise(remote, &job.evaluated, &on)?;
+    report.derivation_paths_sent = sent;
+    run.result.paths_fetched = report.fetched;
+    run.log(format!(
+        "built on {on}: {} derivation{} built, {} path{} fetched by the builder",
+        report.built.len(),
+        if report.built.len() == 1 { "" } else { "s" },
+        report.fetched,
+        if report.fetched == 1 { "" } else { "s" },
+    ));
+    Ok(report)
+}
+
+/// Builds on another inventory host, then relays the output's closure from
+/// the builder to the target (`nix-store --export` there piped into `nix-store
+/// --import` here, through the deployer's two SSH channels: the deployer's
+/// store never holds it).
+fn build_on_host(
+    run: &mut Run,
+    target_remote: &Remote,
+    job: &Job,
+    opts: &super::DeployOptions,
+    name: &str,
+    target: &Target,
+) -> Result<BuildReport, DeployError> {
+    let mut ssh = opts.ssh.clone();
+    ssh.host_name = Some(name.to_string());
+    let builder = Remote::connect(target, &ssh).map_err(|source| BuildError::Connect {
+        builder: name.to_string(),
+        source: Box::new(source),
+    })?;
+    let sent = send_derivations(run, &builder, job, opts)?;
+    run.log(format!(
+        "building on {name}: sent {sent} derivation-closure paths"
+    ));
+    let mut report = realise(&builder, &job.evaluated, name)?;
+    report.derivation_paths_sent = sent;
+    let (paths, bytes) = relay(&builder, target_remote, &job.evaluated.out, name)?;
+    report.relayed_paths = paths;
+    report.relayed_bytes = bytes;
+    run.log(format!(
+        "built on {name}: {} derivations built; {paths} paths ({bytes} bytes) relayed from {name} to the target",
+        report.built.len()
+    ));
+    Ok(report)
+}
+
+/// One shell word for a command on a builder.
+fn q(s: &str) -> Result<String, BuildError> {
+    sh::word(s).map_err(|e| BuildError::Other(e.to_string()))
+}
+
+/// Copies what `to` lacks of `out`'s closure from `from`'s store, streamed.
+fn relay(
+    from: &Remote,
+    to: &Remote,
+    out: &StorePath,
+    name: &str,
+) -> Result<(usize, u64), BuildError> {
+    let host = |source| BuildError::Host {
+        on: name.to_string(),
+        source: Box::new(source),
+    };
+    let listed = from
+        .run(&format!("nix-store -qR {}", q(out.as_str())?))
+        .map_err(host)?;
+    if !listed.success() {
+        return Err(BuildError::BuilderClosure {
+            out: out.clone(),
+            detail: listed.stderr.trim().to_string(),
+        });
+    }
+    // nix-store -qR lists dependencies first, the order --import needs.
+    let closure = crate::nix::store_path::parse_lines(&listed.stdout)
+        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let missing = to.missing(&closure).map_err(|source| BuildError::Host {
+        on: "the target".into(),
+        source: Box::new(source),
+    })?;
+    if missing.is_empty() {
+        return Ok((0, 0));
+    }
+    let args = missing
+        .iter()
+        .map(|p| q(p.as_str()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut bytes = 0u64;
+    let (exported, imported) = from
+        .pipe_into(
+            &format!(
+                "nix-store --export {} 2>{}/export.err",
+                args.join(" "),
+                crate::host::paths::STATE_DIR
+            ),
+            to,
+            "nix-store --import",
+            &mut |n| bytes = n,
+        )
+        .map_err(host)?;
+    if exported != 0 || !imported.success() {
+        return Err(BuildError::Relay {
+            export: exported,
+            import: imported.code,
+            detail: imported.stderr.trim().to_string(),
+        });
+    }
+    Ok((missing.len(), bytes))
+}
+
+/// Pushes what `remote` lacks of the job's derivation closure through the one
+/// push pipeline (no substitution: derivations are not in binary caches);
+/// returns how many paths were sent.
+fn send_derivations(
+    run: &mut Run,
+    remote: &Remote,
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<usize, DeployError> {
+    let drv = &job.evaluated.drv;
+    let closure = nix_derivation_closure(drv).map_err(|source| BuildError::DerivationClosure {
+        drv: drv.clone(),
+        source: Box::new(source),
+    })?;
+    let pushed = run.push_paths(remote, closure, opts, false)?;
+    Ok(pushed.paths)
+}
+
+/// `nix-store --realise` of the job's derivation on `remote`: a dry run first
+/// (what will be built, what fetched), then the build, with a GC root so the
+/// result survives until activation makes it the system profile.
+fn realise(remote: &Remote, ev: &Evaluated, on: &str) -> Result<BuildReport, BuildError> {
+    let host = |source| BuildError::Host {
+        on: on.to_string(),
+        source: Box::new(source),
+    };
+    let drv = q(ev.drv.as_str())?;
+    let state = crate::host::paths::STATE_DIR;
+    let root = format!(
+        "{state}/built-{}",
+        &ev.out.hash()[..ev.out.hash().len().min(12)]
+    );
+    let dry = remote
+        .run(&format!("nix-store --realise --dry-run {drv} 2>&1"))
+        .map_err(host)?;
+    let plan = DryRun::parse(&dry.stdout);
+    let out = remote
+        .run(&format!(
+            "mkdir -p {state} && nix-store --realise {drv} --add-root {}",
+            q(&root)?
+        ))
+        .map_err(host)?;
+    if !out.success() {
+        return Err(BuildError::Failed {
+            on: on.into(),
+            drv: ev.drv.clone(),
+            code: out.code,
+            tail: log_tail(&out.stderr),
+        });
+    }
+    // With --add-root Nix prints the root, not the output; the root must point
+    // at the output potato evaluated.
+    let points = remote
+        .run(&format!("readlink -e {}", q(&root)?))
+        .map_err(host)?;
+    if points.stdout.trim() != ev.out.as_str() {
+        return Err(BuildError::NoOutput {
+            on: on.into(),
+            drv: ev.drv.clone(),
+            out: ev.out.clone(),
+        });
+    }
+    Ok(BuildReport {
+        on: on.into(),
+        built: plan
+            .build
+            .iter()
+            .map(|p| p.name().trim_end_matches(".drv").to_string())
+            .collect(),
+        fetched: plan.fetch.len(),
+        ..Default::default()
+    })
+}
+
+/// The last lines of a builder's output, without Nix's own noise.
+pub fn log_tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("you did not specify '--add-root'"))
+        .collect();
+    let start = lines.len().saturating_sub(LOG_TAIL_LINES);
+    lines[start..].join("\n")
+}
+
+/// Where each selected host is built. The deployer's Nix `builders` are read
+/// only when a name is not a host file.
+pub fn sites(
+    selected: &[HostPlan],
+    fleet: &[HostPlan],
+    over: Option<&BuildOn>,
+) -> Result<BTreeMap<String, Site>, String> {
+    let needs_builders = selected.iter().any(|p| {
+        matches!(over.unwrap_or(&p.deploy.build_on), BuildOn::Host(n)
+            if n != &p.name && !fleet.iter().any(|h| &h.name == n))
+    });
+    let builders = if needs_builders {
+        deployer_builders()?
+    } else {
+        Vec::new()
+    };
+    selected
+        .iter()
+        .map(|p| Ok((p.name.clone(), site_for(p, over, fleet, &builders)?)))
+        .collect()
+}
+
+/// `potato check`'s question for every selected host: can its system be built
+/// where it is set to be built? Returns one problem per host that cannot; Err
+/// when the deployer's Nix configuration cannot be read (nothing is known).
+pub fn unbuildable(selected: &[HostPlan], fleet: &[HostPlan]) -> Result<Vec<String>, String> {
+    let eff = crate::nix::config::effective().map_err(|e| e.to_string())?;
+    let s = &eff.settings;
+    let system = s.get("system").unwrap_or("").to_string();
+    let extra = s.list("extra-platforms");
+    let builders =
+        crate::nix::config::Builders::parse_with_files(s.get("builders").unwrap_or(""), &system)
+            .machines;
+    let mut problems = Vec::new();
+    for p in selected {
+        let site = match site_for(p, None, fleet, &builders) {
+            Ok(site) => site,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        if let Err(e) = check_site(
+            &p.name,
+            p.system.as_str(),
+            &site,
+            &system,
+            &extra,
+            &builders,
+            fleet,
+        ) {
+            problems.push(format!("{}: {e}", p.file));
+        }
+    }
+    Ok(problems)
+}
+
+/// The deployer's configured remote builders (nix.conf `builders`).
+pub fn deployer_builders() -> Result<Vec<Machine>, String> {
+    let eff = crate::nix::config::effective().map_err(|e| e.to_string())?;
+    let s = &eff.settings;
+    Ok(crate::nix::config::Builders::parse_with_files(
+        s.get("builders").unwrap_or(""),
+        s.get("system").unwrap_or(""),
+    )
+    .machines)
+}
+
+/// Builds one host's system at its site without deploying (`potato build
+/// --build-on`): connect, send the derivation closure, realise there.
+pub fn build_only(
+    plan: &HostPlan,
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<BuildReport, DeployError> {
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let mut run = Run::new(plan, &job.evaluated.out, opts, &tx);
+    let mut ssh = opts.ssh.clone();
+    ssh.host_name = Some(plan.name.clone());
+    let target = opts
+        .target
+        .clone()
+        .unwrap_or_else(|| plan.deploy.target.clone());
+    let remote = Remote::connect(&target, &ssh).map_err(DeployError::Connect)?;
+    build_remotely(&mut run, &remote, job, opts)
+}
+
+/// Jobs of the hosts not built on the deployer, by host name.
+pub fn jobs(
+    sites: &BTreeMap<String, Site>,
+    evaluated: &BTreeMap<String, Evaluated>,
+) -> BTreeMap<String, Job> {
+    sites
+        .iter()
+        .filter(|(_, s)| matches!(s, Site::Target | Site::Host { .. }))
+        .filter_map(|(h, s)| {
+            evaluated.get(h).map(|e| {
+                (
+                    h.clone(),
+                    Job {
+                        site: s.clone(),
+                        evaluated: e.clone(),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_names_are_host_names() {
+        assert!(check_builder_name("arm-builder.lan").is_ok());
+        assert!(check_builder_name("b_1").is_ok());
+        for bad in ["", "-x", ".x", "a b", "a;rm", "ssh://x", "x\n"] {
+            assert!(check_builder_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uri_hosts() {
+        assert_eq!(uri_host("ssh://root@b1:2222"), "b1");
+        assert_eq!(uri_host("ssh-ng://b2"), "b2");
+        assert_eq!(uri_host("b3"), "b3");
+    }
+
+    #[test]
+    fn the_log_tail_keeps_the_last_lines_only() {
+        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let t = log_tail(&text);
+        assert!(t.starts_with("line 70") && t.ends_with("line 99"), "{t}");
+        assert_eq!(
+            log_tail("warning: you did not specify '--add-root'; x\nboom"),
+            "boom"
+        );
+    }
+
+    fn machine(uri: &str, systems: &[&str]) -> Machine {
+        Machine {
+            uri: uri.into(),
+            systems: systems.iter().map(|s| s.to_string()).collect(),
+            ssh_key: None,
+            max_jobs: 1,
+        }
+    }
+
+    #[test]
+    fn a_foreign_system_needs_a_builder_or_the_target() {
+        let none: &[Machine] = &[];
+        let err = check_site(
+            "lepotato",
+            "aarch64-linux",
+            &Site::Deployer,
+            "x86_64-linux",
+            &[],
+            none,
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("build_on = \"target\""), "{err}");
+        assert!(err.contains("builders"), "{err}");
+        let plat = ["aarch64-linux".to_string()];
+        assert!(
+            check_site(
+                "l",
+                "aarch64-linux",
+                &Site::Deployer,
+                "x86_64-linux",
+                &plat,
+                none,
+                &[]
+            )
+            .is_ok()
+        );
+        let arm = [machine("ssh://arm", &["aarch64-linux"])];
+        assert!(
+            check_site(
+                "l",
+                "aarch64-linux",
+                &Site::Deployer,
+                "x86_64-linux",
+                &[],
+                &arm,
+                &[]
+            )
+            .is_ok()
+        );
+        assert!(
+            check_site(
+                "l",
+                "aarch64-linux",
+                &Site::Target,
+                "x86_64-linux",
+                &[],
+                none,
+                &[]
+            )
+            .is_ok()
+        );
+        let x86 = machine("ssh://x", &["x86_64-linux"]);
+        assert!(
+            check_site(
+                "l",
+                "aarch64-linux",
+                &Site::NixBuilder(x86),
+                "x86_64-linux",
+                &[],
+                none,
+                &[]
+            )
+            .unwrap_err()
+            .contains("builds only x86_64-linux")
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Building where it is cheapest (issue 17): `build_on = "target"` and a
+//! builder host on the testbed (real sshd, a real Nix store per host), the
+//! cross-architecture check, and the validation of build_on names. NixOS is the
+//! test double in tests/fixtures/nixpkgs; its toplevel and payload derivations
+//! are real derivations, built by whichever store realises them.
+
+mod common;
+
+use std::process::Command;
+
+use common::Repo;
+use common::fleet::Fleet;
+use common::testbed::{self, Testbed};
+
+/// Sets `build_on` in a fleet host file's [deploy] table and regenerates.
+fn set_build_on(fleet: &Fleet, host: &str, value: &str) {
+    let text = fleet.read_host(host).replace(
+        "confirm_timeout = \"10s\"\n",
+        &format!("confirm_timeout = \"10s\"\nbuild_on = \"{value}\"\n"),
+    );
+    assert!(
+        text.contains("build_on"),
+        "the host file has a [deploy] table"
+    );
+    fleet.write_host(host, &text);
+    fleet.potato(&["gen"]).ok();
+}
+
+/// Whether `path` is valid in the deployer's own store (the test machine's).
+fn on_deployer(path: &str) -> bool {
+    Command::new("nix-store")
+        .args(["--check-validity", path])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Bytes the deployer has sent into a testbed host's link so far.
+fn tx_bytes(host: &testbed::TestHost) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A payload no other test builds, so no store has it yet.
+fn unique_salt() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// Sum of the NAR sizes of `path`'s closure in a host's store.
+fn closure_bytes(host: &testbed::TestHost, path: &str) -> u64 {
+    host.sh_ok(&format!("nix-store -q --size $(nix-store -qR {path})"))
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn build_on_target_sends_only_derivations_and_the_host_builds_and_activates() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    // 2 × 3 MB of random payload: the output is large, its derivations tiny.
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 3000000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    set_build_on(&fleet, "t0", "target");
+
+    let before = tx_bytes(host);
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    let wire = tx_bytes(host) - before;
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["result"], "deployed", "{res}");
+    assert_eq!(res["build"]["on"], "target", "{res}");
+    let built: Vec<&str> = res["build"]["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(built.contains(&"nixos-system-t0"), "{built:?}");
+    assert_eq!(
+        built.iter().filter(|b| b.starts_with("payload-")).count(),
+        2,
+        "{built:?}"
+    );
+    // What was pushed is the derivation closure: .drv files and sources.
+    assert!(res["paths_pushed"].as_u64().unwrap() >= 4, "{res}");
+    let top = res["store_path"].as_str().unwrap();
+
+    // The output exists on the target, complete, and is far larger than what
+    // crossed the link.
+    host.sh_ok(&format!("nix-store --check-validity {top}"));
+    let output = closure_bytes(host, top);
+    assert!(output > 6_000_000, "output closure {output}");
+    eprintln!("build_on target: {wire} bytes on the wire, {output}-byte output closure");
+    assert!(
+        wire * 10 < output,
+        "{wire} bytes on the wire for a {output}-byte output"
+    );
+    // Nothing was built here or copied back.
+    assert!(
+        !on_deployer(top),
+        "{top} must not be in the deployer's store"
+    );
+    let payload = host.sh_ok(&format!("cat {top}/etc/payload"));
+    for p in payload.lines().filter(|l| !l.is_empty()) {
+        assert!(!on_deployer(p), "{p} must not be in the deployer's store");
+    }
+
+    // The host activated the system it built.
+    assert_eq!(host.current_system(), top);
+    assert_eq!(host.activations(), vec![format!("switch {top}")]);
+    assert_eq!(host.current_generation(), Some(1));
+}
+
+#[test]
+fn a_build_failure_on_the_target_reports_its_log_and_keeps_the_old_generation() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    set_build_on(&fleet, "t0", "target");
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let top1 = r["t0"]["store_path"].as_str().unwrap().to_string();
+
+    fleet.steer("t0 = \"build-fail\";");
+    let (code, r, _) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 1);
+    let res = &r["t0"];
+    assert_eq!(res["result"], "failed", "{res}");
+    let err = res["error"].as_str().unwrap();
+    assert!(err.contains("on target failed"), "{err}");
+    assert!(
+        err.contains("this system fails to build, as the test asked"),
+        "the builder's own log is shown: {err}"
+    );
+    assert_eq!(
+        res["phases"].as_array().unwrap().last().unwrap()[0],
+        "build"
+    );
+    assert_eq!(host.current_generation(), Some(1));
+    assert_eq!(host.current_system(), top1);
+    assert_eq!(host.activations().len(), 1, "nothing was activated");
+}
+
+#[test]
+fn a_builder_host_builds_and_the_target_receives_the_result() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    set_build_on(&fleet, "t0", "t1");
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["result"], "deployed", "{res}");
+    assert_eq!(res["build"]["on"], "t1", "{res}");
+    assert!(
+        res["build"]["relayed_paths"].as_u64().unwrap() >= 3,
+        "{res}"
+    );
+    let top = res["store_path"].as_str().unwrap();
+    // Built on t1, received by t0, never in the deployer's store.
+    tb.host(1)
+        .sh_ok(&format!("nix-store --check-validity {top}"));
+    tb.host(0)
+        .sh_ok(&format!("nix-store --check-validity {top}"));
+    assert!(!on_deployer(top));
+    assert_eq!(tb.host(0).current_system(), top);
+    // The builder was not deployed to.
+    assert!(tb.host(1).activations().is_empty());
+}
+
+#[test]
+fn potato_build_on_target_builds_there_and_not_here() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let run = fleet.potato(&[
+        "build",
+        "t0",
+        "--build-on",
+        "target",
+        "--identity",
+        tb.client_key.to_str().unwrap(),
+        "--known-hosts",
+        tb.known_hosts.to_str().unwrap(),
+        "--json",
+    ]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let top = v["t0"].as_str().unwrap();
+    tb.host(0)
+        .sh_ok(&format!("nix-store --check-validity {top}"));
+    assert!(!on_deployer(top));
+    assert!(tb.host(0).activations().is_empty(), "build does not deploy");
+}
+
+/// A testbed host that declares aarch64-linux: hardware lepotato.
+fn make_aarch64(fleet: &Fleet, host: &str) {
+    let text = fleet
+        .read_host(host)
+        .replace("system = \"x86_64-linux\"", "system = \"aarch64-linux\"")
+        .replace("hardware = \"n250\"", "hardware = \"lepotato\"");
+    fleet.write_host(host, &text);
+    fleet.potato(&["gen"]).ok();
+}
+
+#[test]
+fn an_aarch64_system_is_built_by_the_host_whose_nix_has_that_platform() {
+    if !testbed::require() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    // The host's Nix reports aarch64-linux as an extra platform (as a real
+    // board's, or a machine with binfmt emulation, does); the deployer's
+    // (tests/nix/nix.conf) does not.
+    let conf = tb.dir.path().join("t0-nix-conf");
+    common::cache::host_nix_conf(&mut tb.hosts[0], &conf, "extra-platforms = aarch64-linux");
+    let fleet = Fleet::new(&tb);
+    fleet.steer("hostSystems = true;");
+    make_aarch64(&fleet, "t0");
+
+    // Built here, it cannot be: check says so and names both fixes ...
+    let check = fleet.potato(&["check"]);
+    assert_eq!(check.code, 2, "{}", check.stderr);
+    assert!(
+        check.stderr.contains("t0's system is aarch64-linux")
+            && check.stderr.contains("build_on = \"target\"")
+            && check.stderr.contains("builders"),
+        "{}",
+        check.stderr
+    );
+    // ... and Nix agrees: the double's derivation is an aarch64-linux one.
+    let local = fleet.potato(&["build", "t0"]);
+    assert_ne!(local.code, 0);
+    assert!(local.stderr.contains("aarch64-linux"), "{}", local.stderr);
+
+    // Built on the target, it builds there and activates.
+    set_build_on(&fleet, "t0", "target");
+    fleet.potato(&["check"]).ok();
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["build"]["on"], "target");
+    let top = res["store_path"].as_str().unwrap();
+    let drv_system = tb.hosts[0].sh_ok(&format!(
+        "nix-store -q --deriver {top} | xargs cat | grep -o 'aarch64-linux' | head -n1"
+    ));
+    assert_eq!(drv_system.trim(), "aarch64-linux");
+    assert!(!on_deployer(top));
+    assert_eq!(tb.hosts[0].current_system(), top);
+}
+
+#[test]
+fn build_on_an_unknown_builder_is_refused_before_connecting() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "build_on = \"local\"",
+        "build_on = \"nosuchbuilder\"",
+    );
+    r.potato(&["gen"]).ok();
+    let run = r.potato(&["deploy", "n250"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "n250: build_on = \"nosuchbuilder\" is neither a host file nor a builder in the deployer's Nix `builders`"
+        ),
+        "{}",
+        run.stderr
+    );
+    let check = r.potato(&["check"]);
+    assert_eq!(check.code, 2);
+    assert!(check.stderr.contains("nosuchbuilder"), "{}", check.stderr);
+}
+
+#[test]
+fn a_build_on_value_that_is_not_a_host_name_is_invalid_at_its_location() {
+    let r = Repo::examples();
+    r.edit(
+        "hosts/n250.toml",
+        "build_on = \"local\"",
+        "build_on = \"b1; rm -rf /\"",
+    );
+    let text = r.read("hosts/n250.toml");
+    let (line, col) = common::line_col(&text, "\"b1; rm");
+    r.potato(&["check"]).invalid_at(
+        &format!("hosts/n250.toml:{line}:{col}"),
+        "build_on = \"b1; rm -rf /\": not a host name",
+    );
+}
+
+#[test]
+fn the_example_lepotato_builds_on_itself_and_passes_check() {
+    let r = Repo::examples();
+    assert!(
+        r.read("hosts/lepotato.toml")
+            .contains("build_on = \"target\"")
+    );
+    r.potato(&["check", "lepotato"]).ok();
+    // Without it, an x86_64 deployer without an ARM builder cannot build it.
+    r.edit("hosts/lepotato.toml", "build_on = \"target\"\n", "");
+    let run = r.potato(&["check", "lepotato"]);
+    if std::env::var("NIX_CONF_DIR").is_ok() {
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("hosts/lepotato.toml: lepotato's system is aarch64-linux"),
+            "{}",
+            run.stderr
+        );
+    }
+}
