@@ -37,7 +37,9 @@ in
       (net: n: lib.nameValuePair (netUnit net) {
         description = "Container network ${net} (${n.subnet})";
         serviceConfig = { Type = "oneshot"; RemainAfterExit = true; };
-        script = "${bin} network inspect ${net} >/dev/null 2>&1 || ${bin} network create --subnet=${n.subnet} ${net}";
+        # ipRange (the proxy network): the engine hands out only these
+        # addresses, so Traefik's fixed one is never taken first.
+        script = "${bin} network inspect ${net} >/dev/null 2>&1 || ${bin} network create --subnet=${n.subnet}${if n ? ipRange then " --ip-range=${n.ipRange}" else ""} ${net}";
         wantedBy = [ "multi-user.target" ];
       })
       spec.networks

@@ -28,7 +28,8 @@
 //! - `plan`: the resolved types; no I/O.
 //! - `catalog`: the container catalog (built in + modules/catalog/*.toml).
 //! - `render`: NixOS modules and native files under modules/generated/ (every
-//!   value through `render::format`/`render::nix`; `render::writer` writes).
+//!   value through `render::format`/`render::nix`, hardware.nix and disko.nix
+//!   included; `render::writer` writes).
 //!   Imports nothing from `bootstrap`, `deploy` or `ops`.
 //! - `harden`: the hardening compilers (firewall, WireGuard, fail2ban, the
 //!   SSH/kernel baseline, the exposure table). Pure.
@@ -46,6 +47,8 @@
 //!   host key into images; `proxmox`: the Proxmox VE API client.
 //! - `fsguard`: the filesystem boundary (every repository read and write, never
 //!   following a link); `repo`: finding the repository, selecting hosts.
+//! - `wiring`: who sends what to whom across the fleet (identity, monitoring,
+//!   logs, tunnels), read out for `plan`. Writes nothing.
 //! - `tools`: the external programs potato runs; `doctor`: what this machine
 //!   has; `units`: sizes and durations.
 
@@ -78,3 +81,4 @@ pub mod ssh;
 pub mod tools;
 pub mod ui;
 pub mod units;
+pub mod wiring;

@@ -44,6 +44,9 @@ pub struct HostPlan {
     /// The host's part in the fleet's edge: its Traefik's TLS and where its
     /// protected routes forward-auth (None: the host runs no Traefik).
     pub edge: Option<crate::edge::EdgePlan>,
+    /// The fleet's single sign-on: on the identity host only, every protected
+    /// route of the fleet (its authentik blueprint is rendered from it).
+    pub sso: Option<crate::edge::blueprint::SsoPlan>,
     /// CrowdSec's acquisition and the host's firewall bouncer (None: the
     /// host runs no CrowdSec).
     pub intrusion: Option<crate::intrusion::IntrusionPlan>,
@@ -197,6 +200,33 @@ impl ContainersPlan {
     pub fn total_mib(&self) -> u64 {
         self.services.iter().map(|s| s.memory_mib).sum()
     }
+
+    /// Traefik's fixed address on the proxy network (when the host runs it):
+    /// the one source Grafana's auth proxy trusts the user header from.
+    pub fn traefik_address(&self) -> Option<std::net::IpAddr> {
+        if !self.services.iter().any(|s| s.name == "traefik") {
+            return None;
+        }
+        fixed_address(self.networks.get("proxy")?)
+    }
+}
+
+/// The fixed address of a container network: its last host address
+/// (10.89.1.254 in 10.89.1.0/24), in the half `dynamic_range` leaves out.
+pub fn fixed_address(net: &IpNet) -> Option<std::net::IpAddr> {
+    use std::net::IpAddr;
+    let last = match net.broadcast() {
+        IpAddr::V4(b) => IpAddr::V4(u32::from(b).checked_sub(1)?.into()),
+        IpAddr::V6(b) => IpAddr::V6(u128::from(b).checked_sub(1)?.into()),
+    };
+    (net.prefix_len() + 2 < net.max_prefix_len() && net.contains(&last)).then_some(last)
+}
+
+/// The lower half of a container network: the only addresses the engine hands
+/// out by itself (`network create --ip-range`), so a fixed address in the
+/// upper half is never given to another container first.
+pub fn dynamic_range(net: &IpNet) -> Option<IpNet> {
+    IpNet::new(net.network(), net.prefix_len() + 1).ok()
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -235,18 +235,32 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
         networks: Vec::new(),
     };
     // The networks first, as modules/containers.nix orders them.
+    // DEVIATION (named): NixOS's podman uses netavark, whose IPAM hands out
+    // only the --ip-range to containers without an address and places a
+    // static one anywhere in the subnet (containers/common
+    // libnetwork/netavark/ipam.go, allocIPs and getFreeIPFromBucket); with CNI (Debian's podman here, when
+    // it is the backend), host-local refuses a static address outside the
+    // range, so there the range is left out and only Traefik's address is
+    // checked.
+    let netavark = podman_ok(
+        &stack.netns,
+        &["info", "--format", "{{.Host.NetworkBackend}}"],
+    ) == "netavark";
     for (net, n) in spec["networks"].as_object().unwrap() {
         let name = format!("{}-{net}", stack.prefix);
-        podman_ok(
-            &stack.netns,
-            &[
-                "network",
-                "create",
-                "--subnet",
-                n["subnet"].as_str().unwrap(),
-                &name,
-            ],
-        );
+        let mut args = vec![
+            "network",
+            "create",
+            "--subnet",
+            n["subnet"].as_str().unwrap(),
+        ];
+        if let Some(range) = n.get("ipRange").and_then(|r| r.as_str())
+            && netavark
+        {
+            args.extend(["--ip-range", range]);
+        }
+        args.push(&name);
+        podman_ok(&stack.netns, &args);
         stack.networks.push(name);
     }
     for (name, port) in STACK {
@@ -283,6 +297,17 @@ fn the_n250_spec_runs_with_its_limits_networks_and_isolation() {
             .collect()
     };
     assert_eq!(nets("traefik"), ["potato-proxy"]);
+    // Traefik holds its fixed address (the last of n250's default proxy
+    // subnet 10.89.1.0/24, which Grafana's auth proxy trusts); the engine gave
+    // the others addresses from the lower half only (--ip-range 10.89.1.0/25).
+    assert_eq!(ip_on(&stack, "traefik", "potato-proxy"), "10.89.1.254");
+    for other in ["grafana", "gluetun"].iter().filter(|_| netavark) {
+        let ip: std::net::Ipv4Addr = ip_on(&stack, other, "potato-proxy").parse().unwrap();
+        assert!(
+            ip.octets()[..3] == [10, 89, 1] && ip.octets()[3] < 128,
+            "{other} got {ip}"
+        );
+    }
     assert_eq!(nets("grafana"), ["potato-monitoring", "potato-proxy"]);
     assert_eq!(nets("loki"), ["potato-monitoring"]);
     // The namespace member has no network of its own: it lives in gluetun's

@@ -792,6 +792,75 @@ fn json_documents_read_back_as_yaml() {
     assert_eq!(back, doc, "YAML reads back every string");
 }
 
+/// Tagged YAML (authentik's blueprints): adversarial strings as keys, as
+/// plain values and under local tags read back exactly through PyYAML (the
+/// reader authentik uses), each tag arriving on the node it was put on.
+#[test]
+fn tagged_yaml_reads_back_with_its_tags() {
+    use potato::render::format::yaml_json::{Node, Tag};
+    if !have_tool("/usr/bin/python3") {
+        return;
+    }
+    let values: Vec<String> = samples(
+        128,
+        &[
+            "!KeyOf x", "a: b", "[", "\u{2028}", "\u{85}", "# c", "&a", "*a",
+        ],
+    )
+    .into_iter()
+    .filter(|v| !v.contains('\0'))
+    .collect();
+    let key_of = Tag::new("!KeyOf").unwrap();
+    let find = Tag::new("!Find").unwrap();
+    let mut pairs = Vec::new();
+    let mut want = serde_json::Map::new();
+    for (i, v) in values.iter().enumerate() {
+        let node = match i % 3 {
+            0 => Node::str(v),
+            1 => Node::tagged(key_of.clone(), Node::str(v)),
+            _ => Node::tagged(
+                find.clone(),
+                Node::Seq(vec![Node::str(v), Node::Seq(vec![])]),
+            ),
+        };
+        let back = match i % 3 {
+            0 => serde_json::json!(v),
+            1 => serde_json::json!(["!KeyOf", v]),
+            _ => serde_json::json!(["!Find", [v, []]]),
+        };
+        pairs.push((format!("{v}{i}"), node));
+        want.insert(format!("{v}{i}"), back);
+    }
+    let text = yaml_json::tagged_yaml("potato test", &Node::map(pairs)).unwrap();
+    let script = "import json, sys, yaml\n\
+        class L(yaml.SafeLoader): pass\n\
+        L.add_constructor('!KeyOf', lambda l, n: ['!KeyOf', l.construct_scalar(n)])\n\
+        L.add_constructor('!Find', lambda l, n: ['!Find', l.construct_sequence(n, deep=True)])\n\
+        print(json.dumps(yaml.load(sys.stdin.read(), L)))";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(back, serde_json::Value::Object(want));
+}
+
 // ---- Nix comments ----
 
 #[test]

@@ -439,11 +439,13 @@ fn deploy_metadata() {
         .map(|s| s["file"].as_str().unwrap())
         .collect();
     // wg0 from [wireguard.wg0]; the VPN key and Kopia password from the
-    // catalog's environment of gluetun and kopia (Grafana runs on n250).
+    // catalog's environment of gluetun and kopia (Grafana runs on n250); the
+    // TLS key of its internal-TLS Traefik from the fleet CA (`potato ca issue`).
     assert_eq!(
         files,
         [
             "secrets/lepotato/kopia-password.age",
+            "secrets/lepotato/tls-lepotato.age",
             "secrets/lepotato/vpn-wireguard-key.age",
             "secrets/lepotato/wg0.age"
         ]

@@ -524,6 +524,7 @@ in {{
   authentikAfter = appUnits.podman-authentik.after;
   qbtBindsTo = units.podman-qbittorrent.bindsTo;
   networkScript = units.podman-network-potato-backend.script;
+  proxyNetworkScript = units.podman-network-potato-proxy.script;
   initAfter = appUnits.potato-postgres-init.after;
   initScript = appUnits.potato-postgres-init.script;
   traefikMounts = units.podman-traefik.unitConfig.RequiresMountsFor;
@@ -565,6 +566,12 @@ in {{
     assert_eq!(
         v["networkScript"],
         "/nix/store/podman/bin/podman network inspect potato-backend >/dev/null 2>&1 || /nix/store/podman/bin/podman network create --subnet=10.89.2.0/24 potato-backend"
+    );
+    // The proxy network hands out only its lower half, so Traefik's fixed
+    // address (10.89.1.254) is never given to another container first.
+    assert_eq!(
+        v["proxyNetworkScript"],
+        "/nix/store/podman/bin/podman network inspect potato-proxy >/dev/null 2>&1 || /nix/store/podman/bin/podman network create --subnet=10.89.1.0/24 --ip-range=10.89.1.0/25 potato-proxy"
     );
     assert_eq!(
         v["initAfter"],

@@ -692,4 +692,134 @@ fn the_example_fleet_has_its_ca_and_certificates() {
         );
     }
     repo.potato(&["check"]).ok();
+    // `secrets list`: the CA key is the operator's alone (admins only), each
+    // TLS key its host's (admins + that host).
+    let list = repo.potato(&["--json", "secrets", "list"]);
+    list.ok();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let row = |file: &str| {
+        v["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["file"] == file)
+            .unwrap_or_else(|| panic!("{file} not listed"))
+            .clone()
+    };
+    let ca = row("secrets/shared/fleet-ca-key.age");
+    assert_eq!(ca["used_by"], serde_json::json!(["operator"]));
+    assert_eq!(ca["recipients"], 1);
+    let n250 = row("secrets/n250/tls-n250.age");
+    assert_eq!(n250["used_by"], serde_json::json!(["n250"]));
+    assert_eq!(n250["recipients"], 2);
+}
+
+/// `podman run --rm` of the busybox double with the Traefik container's
+/// fleet-CA mounts (sources mapped as below), as `user`; its stdout or None.
+fn in_traefik_double(mounts: &[String], user: &str, script: &str) -> Option<String> {
+    let image = common::lab::busybox_image();
+    let mut cmd = Command::new("podman");
+    cmd.args(["run", "--rm", "--network=none", "--runtime=runc"])
+        .args(["--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024"])
+        .arg(format!("--user={user}"));
+    for m in mounts {
+        cmd.arg(format!("--volume={m}"));
+    }
+    let out = cmd.args([&image, "sh", "-c", script]).output().unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The Traefik container's three mounts, end to end: the generated secrets.sh
+/// decrypts the host's TLS key with the host's SSH key (real `age`, as at
+/// activation, in a private mount namespace whose /run is a temp dir), and a
+/// container running as the user of Traefik's catalog contract (root) reads
+/// the CA, the certificate and the key at pki::*_IN_PROXY; another user cannot
+/// read the key. The /etc/potato/pki sources are the generated pki/ files,
+/// which NixOS's environment.etc links there (TEST DOUBLE of that link).
+#[test]
+fn traefik_reads_the_ca_certificate_and_key_at_its_mount_points() {
+    if !have_tools(&["age", "unshare", "podman", "openssl"]) {
+        return;
+    }
+    let repo = fleet_with_new_ca();
+    repo.potato(&["gen"]).ok();
+    let generated = repo.path().join("modules/generated/n250");
+    let run = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {run} /run && sh {gen}/secrets.sh $(command -v age) {gen}/secrets {key}",
+            run = run.path().display(),
+            gen = generated.display(),
+            key = host_ssh_key("n250").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec: serde_json::Value =
+        serde_json::from_str(&repo.read("modules/generated/n250/containers.json")).unwrap();
+    let mounts: Vec<String> = spec["containers"]["traefik"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .filter_map(|v| {
+            if let Some(rest) = v.strip_prefix("/etc/potato/pki/") {
+                Some(format!("{}/pki/{rest}", generated.display()))
+            } else {
+                v.strip_prefix("/run/potato-secrets/")
+                    .map(|rest| format!("{}/potato-secrets/{rest}", run.path().display()))
+            }
+        })
+        .collect();
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    let owner = std::process::Command::new("stat")
+        .args(["-c", "%a %u"])
+        .arg(run.path().join("potato-secrets/tls-n250"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&owner.stdout).trim(), "400 0");
+    let seen = in_traefik_double(
+        &mounts,
+        "0:0",
+        "cat /certs/fleet-ca.crt; echo ==; cat /certs/host.crt; echo ==; cat /certs/host.key",
+    )
+    .expect("traefik's user reads its mounts");
+    let parts: Vec<&str> = seen.split("==\n").collect();
+    assert_eq!(parts.len(), 3, "{seen}");
+    assert_eq!(
+        parts[0].trim_end(),
+        repo.read("secrets/fleet-ca.crt").trim_end()
+    );
+    assert_eq!(
+        parts[1].trim_end(),
+        repo.read("secrets/n250/tls-n250.crt").trim_end()
+    );
+    // The key Traefik reads is the certificate's: same public key.
+    let key_file = repo.path().join("seen.key");
+    std::fs::write(&key_file, parts[2]).unwrap();
+    let from_key = openssl(&["pkey", "-pubout", "-in", key_file.to_str().unwrap()]);
+    let from_cert = openssl(&[
+        "x509",
+        "-noout",
+        "-pubkey",
+        "-in",
+        repo.path()
+            .join("secrets/n250/tls-n250.crt")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(from_key.status.success());
+    assert_eq!(from_key.stdout, from_cert.stdout);
+    // Mode 0400 root: another user in the container cannot read the key.
+    assert!(
+        in_traefik_double(&mounts, "1000:1000", "cat /certs/host.key").is_none(),
+        "uid 1000 read the key"
+    );
 }

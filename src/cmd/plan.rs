@@ -30,6 +30,7 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let fleet = Fleet::load(g.repo.as_deref(), g.output())?.with_connection(a.conn.settings());
     let (plan, target) = fleet.one(host)?;
     let root = &fleet.root;
+    let wiring = crate::wiring::fleet(&fleet.plans);
     let table = exposure::table(&plan);
     let replaced = replaced_entries(root, &plan)?;
     let changes = if a.live {
@@ -45,9 +46,11 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
             v["exposure_changes"] = serde_json::to_value(c).expect("strings");
         }
         v["catalog_replaced"] = serde_json::to_value(&replaced).expect("strings");
+        v["fleet_wiring"] = wiring_json(&wiring, &plan.name);
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {
         print!("{}", human(&plan));
+        print!("{}", links(&wiring, &plan.name));
         if !replaced.is_empty() {
             println!("\ncatalog");
             for line in &replaced {
@@ -342,6 +345,82 @@ fn wiring(p: &HostPlan) -> String {
             "  receives        nothing (monitoring is served by {})",
             m.hub
         );
+    }
+    o
+}
+
+/// The fleet wiring as this host sees it, for `--json`: the role holders and
+/// this host's links.
+fn wiring_json(fleet: &crate::wiring::FleetWiring, host: &str) -> serde_json::Value {
+    let mine = fleet.hosts.get(host).cloned().unwrap_or_default();
+    serde_json::json!({
+        "identity": fleet.identity,
+        "authentik_url": fleet.authentik_url,
+        "protected_routes": fleet.protected_routes,
+        "monitoring": fleet.monitoring,
+        "logs": fleet.logs,
+        "sends": mine.sends,
+        "receives": mine.receives,
+        "wireguard_peers": mine.wireguard_peers,
+    })
+}
+
+/// Who serves identity, monitoring and logs, and this host's links with the
+/// other hosts, one line each.
+pub fn links(fleet: &crate::wiring::FleetWiring, host: &str) -> String {
+    let role = |who: &Option<String>, none: &str| match who {
+        Some(h) if h == host => format!("{h} (this host)"),
+        Some(h) => h.clone(),
+        None => none.to_string(),
+    };
+    let mut o = String::from("\nfleet roles and links\n");
+    let sso = match &fleet.authentik_url {
+        Some(url) => format!(
+            ": authentik at {url}, {} protected routes fleet-wide",
+            fleet.protected_routes
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "  identity    {}{sso}",
+        role(
+            &fleet.identity,
+            "none (no host file has [roles] identity = true)"
+        )
+    );
+    let _ = writeln!(
+        o,
+        "  monitoring  {}",
+        role(
+            &fleet.monitoring,
+            "none (no host file has [roles] monitoring = true)"
+        )
+    );
+    let _ = writeln!(o, "  logs        {}", role(&fleet.logs, "none"));
+    let Some(mine) = fleet.hosts.get(host) else {
+        return o;
+    };
+    let mut line = |dir: &str, l: &crate::wiring::Link| {
+        let _ = writeln!(
+            o,
+            "  {dir:<13} {:<12} {:<12} {}",
+            l.peer,
+            l.kind.as_str(),
+            l.detail
+        );
+    };
+    for l in &mine.sends {
+        line("sends to", l);
+    }
+    for l in &mine.receives {
+        line("receives from", l);
+    }
+    for l in &mine.wireguard_peers {
+        line("tunnel with", l);
+    }
+    if mine.sends.is_empty() && mine.receives.is_empty() && mine.wireguard_peers.is_empty() {
+        o.push_str("  no links with other hosts\n");
     }
     o
 }

@@ -13,6 +13,8 @@
 
 pub mod traefik;
 
+pub mod blueprint;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::ops::Range;

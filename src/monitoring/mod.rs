@@ -581,6 +581,9 @@ fn apply(
         } else {
             format!("http://{}/loki/api/v1/push", socket(hub_addr, LOKI_PORT))
         };
+        if is_hub {
+            grafana_auth_proxy(p);
+        }
         if is_hub && !log_sources.is_empty() {
             fleet_rules.push(allow_from(
                 LOKI_PORT,
@@ -609,6 +612,63 @@ fn apply(
                 log_sources: log_sources.clone(),
             }),
         });
+    }
+}
+
+/// The user header Grafana trusts: authentik's outpost sets it and Traefik's
+/// forward-auth copies it onto the request, replacing one the client sent
+/// (Traefik's `authResponseHeaders`).
+pub const GRAFANA_USER_HEADER: &str = "X-authentik-username";
+
+/// Grafana's auth proxy on the hub (`[auth.proxy]`, set through `GF_AUTH_PROXY_*`;
+/// <https://grafana.com/docs/grafana/latest/setup-grafana/configure-access/configure-authentication/auth-proxy/>):
+/// on, with auto sign-up, only when Grafana's route is behind forward-auth and
+/// the hub runs Traefik, and then trusting the header from Traefik's fixed
+/// address on the proxy network alone (`whitelist`). Without forward-auth a
+/// client could send the header itself through Traefik, so the proxy is off
+/// and Grafana asks for its own login.
+fn grafana_auth_proxy(p: &mut HostPlan) {
+    let Some(c) = p.containers.as_mut() else {
+        return;
+    };
+    let traefik = c.traefik_address();
+    let Some(grafana) = c.services.iter_mut().find(|s| s.name == "grafana") else {
+        return;
+    };
+    let text = |v: &str| vec![crate::catalog::EnvPart::Text(v.to_string())];
+    for key in [
+        "GF_AUTH_PROXY_ENABLED",
+        "GF_AUTH_PROXY_HEADER_NAME",
+        "GF_AUTH_PROXY_HEADER_PROPERTY",
+        "GF_AUTH_PROXY_AUTO_SIGN_UP",
+        "GF_AUTH_PROXY_WHITELIST",
+    ] {
+        grafana.env.remove(key);
+    }
+    match traefik.filter(|_| grafana.sso && grafana.web.is_some()) {
+        Some(addr) => {
+            grafana
+                .env
+                .insert("GF_AUTH_PROXY_ENABLED".into(), text("true"));
+            grafana.env.insert(
+                "GF_AUTH_PROXY_HEADER_NAME".into(),
+                text(GRAFANA_USER_HEADER),
+            );
+            grafana
+                .env
+                .insert("GF_AUTH_PROXY_HEADER_PROPERTY".into(), text("username"));
+            grafana
+                .env
+                .insert("GF_AUTH_PROXY_AUTO_SIGN_UP".into(), text("true"));
+            grafana
+                .env
+                .insert("GF_AUTH_PROXY_WHITELIST".into(), text(&addr.to_string()));
+        }
+        None => {
+            grafana
+                .env
+                .insert("GF_AUTH_PROXY_ENABLED".into(), text("false"));
+        }
     }
 }
 

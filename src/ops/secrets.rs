@@ -136,6 +136,10 @@ impl Context {
                 by_name.entry(name).or_default().insert(host);
             }
         }
+        // The fleet CA's secrets: its key the operator's, each TLS key its host's.
+        for (file, user) in crate::pki::secret_users(&index) {
+            users.entry(file).or_default().insert(user);
+        }
         Ok(Context {
             root: root.to_path_buf(),
             recipients,

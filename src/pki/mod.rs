@@ -122,3 +122,21 @@ pub fn proxy_volumes(plan: &crate::plan::HostPlan) -> Vec<String> {
     }
     v
 }
+
+/// The fleet CA's secrets present in `index`, with who uses them (for
+/// `potato secrets list`): the CA key "operator" (never a host), each
+/// `secrets/<host>/tls-<host>.age` its host.
+pub fn secret_users(index: &crate::secrets::SecretIndex) -> Vec<(Utf8PathBuf, String)> {
+    index
+        .files()
+        .filter_map(|(scope, name)| {
+            if scope == "shared" && name == CA_KEY_SECRET {
+                Some((CA_KEY_FILE.into(), "operator".to_string()))
+            } else if *name == host_key_secret(scope) {
+                Some((host_key_file(scope), scope.clone()))
+            } else {
+                None
+            }
+        })
+        .collect()
+}

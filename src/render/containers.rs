@@ -43,7 +43,7 @@ pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
         .networks
         .iter()
         .filter(|(z, _)| used.contains(z.as_str()))
-        .map(|(z, net)| (network_name(z), json!({ "subnet": net.to_string() })))
+        .map(|(z, net)| (network_name(z), network(c, z, net)))
         .collect();
     let containers: Map<String, Value> = c
         .services
@@ -64,6 +64,51 @@ pub fn spec(plan: &HostPlan) -> Option<Result<String, Refused>> {
         "databases": c.databases,
     });
     Some(yaml_json::json(&v))
+}
+
+/// A network's spec: its subnet, and on the proxy network, when Traefik has
+/// its fixed address there, the range the engine may hand out by itself
+/// (`--ip-range`; podman-network-create(1), docker network create), which
+/// leaves that address out. netavark (podman's backend on NixOS) takes free
+/// addresses from that range only and a static one anywhere in the subnet
+/// (containers/common libnetwork/netavark/ipam.go: `allocIPs` checks a static
+/// address against the subnet, `getFreeIPFromBucket` walks the lease range).
+/// CNI's host-local would refuse the static address outside the range.
+fn network(c: &ContainersPlan, zone: &str, net: &ipnet::IpNet) -> Value {
+    let mut v = json!({ "subnet": net.to_string() });
+    if zone == PROXY_ZONE
+        && c.traefik_address().is_some()
+        && let Some(range) = crate::plan::dynamic_range(net)
+    {
+        v["ipRange"] = json!(range.to_string());
+    }
+    v
+}
+
+/// The zone Traefik routes on.
+const PROXY_ZONE: &str = "proxy";
+
+/// The `--network` flags of a container on its own networks. Traefik's on
+/// the proxy network carries its fixed address: podman's `NAME:ip=ADDR` form
+/// (podman-run(1) v4.3, `--network`: "ip=IPv4: Specify a static ipv4
+/// address for this container", usable with several networks, unlike
+/// `--ip`); docker takes `--ip` for the network it is created on.
+fn network_flags(c: &ContainersPlan, s: &ServicePlan) -> Vec<String> {
+    let fixed = (s.name == "traefik").then(|| c.traefik_address()).flatten();
+    let mut o = Vec::new();
+    for z in &s.networks {
+        match fixed {
+            Some(ip) if z == PROXY_ZONE && c.backend == Backend::Podman => {
+                o.push(format!("--network={}:ip={ip}", network_name(z)));
+            }
+            Some(ip) if z == PROXY_ZONE => {
+                o.push(format!("--network={}", network_name(z)));
+                o.push(format!("--ip={ip}"));
+            }
+            _ => o.push(format!("--network={}", network_name(z))),
+        }
+    }
+    o
 }
 
 fn backend_name(b: Backend) -> &'static str {
@@ -180,9 +225,7 @@ fn options(plan: &HostPlan, c: &ContainersPlan, s: &ServicePlan) -> Vec<String> 
     match &s.network {
         Some(owner) => o.push(format!("--network=container:{owner}")),
         None => {
-            for z in &s.networks {
-                o.push(format!("--network={}", network_name(z)));
-            }
+            o.extend(network_flags(c, s));
             o.push(format!("--network-alias={}", s.name));
         }
     }

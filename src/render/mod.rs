@@ -124,6 +124,9 @@ impl Renderer {
                 content,
             });
         }
+        if let Some(blueprint) = crate::edge::blueprint::render(plan) {
+            files.push(file(crate::edge::blueprint::FILE, blueprint)?);
+        }
         for (path, content) in
             crate::intrusion::files(plan).map_err(|r| unwritable(plan, dir.join("crowdsec"), r))?
         {
@@ -328,6 +331,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         "fail2ban": fail2ban,
         "containers": plan.containers.is_some(),
         "monitoring": plan.monitoring.is_some(),
+        "sso": plan.sso.is_some(),
         "edge": plan.edge.is_some(),
         "intrusion": plan.intrusion.is_some(),
         "has_secrets": !plan.secret_files.is_empty(),

@@ -273,6 +273,10 @@ pub fn written_by_potato(rel: &Utf8Path) -> bool {
                 .any(|f| *f == rest)
                 || rest.ends_with(TMP_SUFFIX)
         }
+        [_host, "authentik", name] => {
+            format!("authentik/{name}") == crate::edge::blueprint::FILE
+                || name.ends_with(TMP_SUFFIX)
+        }
         [_host, "traefik", name] => {
             crate::edge::traefik::FILES
                 .iter()
@@ -337,6 +341,8 @@ mod tests {
             "modules/generated/h/secrets/Bad Name.age",
             "modules/generated/h/secrets/x.txt",
             "modules/generated/h/../../../etc.conf",
+            "modules/generated/h/authentik/other.yaml",
+            "modules/generated/h/authentik/sub/potato-fleet.yaml",
         ] {
             assert!(!written_by_potato(Utf8Path::new(p)), "{p}");
         }
@@ -344,6 +350,7 @@ mod tests {
             "modules/generated/h/wg0.conf",
             "modules/generated/h/secrets/wg0.age",
             "modules/generated/h/default.nix.potato-tmp",
+            "modules/generated/h/authentik/potato-fleet.yaml",
         ] {
             assert!(written_by_potato(Utf8Path::new(p)), "{p}");
         }

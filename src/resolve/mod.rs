@@ -106,6 +106,9 @@ pub fn resolve(
         crate::edge::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
+        crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
         crate::intrusion::wire(&mut resolved);
     }
     if diags.is_empty() {
@@ -227,6 +230,7 @@ impl<'a> HostCx<'a> {
             secret_files,
             monitoring: None,
             edge: None,
+            sso: None,
             intrusion: None,
             pki: None,
         })

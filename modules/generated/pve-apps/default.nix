@@ -16,6 +16,9 @@
       spec = builtins.fromJSON (builtins.readFile ./monitoring/monitoring.json);
       dir = ./monitoring;
     })
+    # Single sign-on: the fleet's authentik blueprint (./authentik) is mounted
+    # read-only into authentik's server and worker, which apply it.
+    (import ../../sso.nix { dir = ./authentik; })
     # Edge: Traefik reads ./traefik (static traefik.yml, file-provider
     # dynamic.yml), mounted read-only at /etc/traefik; no engine socket.
     (import ../../edge.nix { dir = ./traefik; })
