@@ -1,30 +1,62 @@
 //! potato: provision a small NixOS fleet from one TOML file per machine.
 //!
-//! Data flows one way: `inventory` (host files, parsed with spans) → `resolve`
-//! (validated into `plan::HostPlan`s, using `catalog` and `secrets`) → `render`
-//! (NixOS modules and native files under modules/generated/; every Nix text,
-//! hardware.nix and disko.nix included, through `render::nix`) → `nix` (one build
-//! for all hosts; closures; the transfer stream) → `deploy` (per host: lock,
-//! push, activate, confirm or roll back) → `host` (how a host is reached over
-//! `ssh` and what potato leaves on it: the host handle, the on-host agent and
-//! paths, the push pipeline, the parallel host runner).
-//! `harden` holds the hardening compilers (firewall, WireGuard configs, fail2ban,
-//! the SSH/kernel baseline, the exposure table); `secrets::store` the age store.
-//! `flash` writes and verifies card images, `image_key` puts the pre-generated
-//! host key into images; `bootstrap` installs fresh machines; `proxmox` is the
-//! Proxmox VE API client.
-//! `fsguard` is the filesystem boundary: every read and write in the repository
-//! goes through it, and it never follows a symbolic link.
-//! `cli` is the command line's root; each `cmd` module owns one command's
-//! flags, calls one operation in `ops` (the logic, over the fleet context
-//! `ops::fleet`) and prints its result; `diag`, `error` and `ui` carry
-//! problems and progress to the edge, where `main` prints them. `tools` finds
-//! the external programs potato runs; `doctor` checks what this machine has.
-//! `monitoring` wires the fleet's monitoring hub, scrapes and logs from the
-//! inventory and writes their native files. `intrusion` writes CrowdSec's
-//! acquisition and the host's firewall bouncer (configuration and tables).
-//! `wiring` reads out who sends what to whom across the fleet (identity,
-//! monitoring, logs, tunnels) for `plan`.
+//! Data flows one way: `inventory` → `resolve` → `plan` → `render`/`harden` →
+//! `nix` → `deploy` → `host`/`ssh`; on top, `cli` → `cmd` → `ops` drive it.
+//!
+//! Module map (what each owns; what it must not touch):
+//! - `cli`: the command line's root (`Cli`, the `Command` enum of each
+//!   command's `Args`, dispatch). Only `main` imports it; it holds no flags
+//!   of a command and no logic.
+//! - `cmd`: one module per command: its clap `Args`, typing the flags, one
+//!   call into `ops`, printing the result (`cmd::args`: shared flag groups and
+//!   value parsers). Never calls another command; no logic beyond printing.
+//! - `ops`: the operations (generate, build/deploy, generations/rollback/
+//!   status/exec/trust, audit, image, flash, vm, secrets, the bootstrap step
+//!   engine) over the fleet context `ops::fleet` (repo, plans, selection,
+//!   flake overrides, SSH options, `connect`). Returns data, reports progress
+//!   through `ui`; no clap types, no printing of results.
+//! - `ui`: progress and reports (`Reporter`, the deploy `Renderer`: live on a
+//!   terminal, plain lines off one or in CI, nothing with --json) and the typed
+//!   confirmation. Knows no command.
+//! - `error`: the error every command ends with and its exit code (2 only for
+//!   wrong input); `diag`: diagnostics pointing into source files. Printed once,
+//!   in `main`.
+//! - `inventory`: host files parsed with spans (schema, identifiers, text).
+//!   Does not validate across hosts.
+//! - `resolve`: validation into `plan::HostPlan`s, by section, using `catalog`
+//!   and `secrets`. Writes nothing.
+//! - `plan`: the resolved types; no I/O.
+//! - `catalog`: the container catalog (built in + modules/catalog/*.toml).
+//! - `render`: NixOS modules and native files under modules/generated/ (every
+//!   value through `render::format`/`render::nix`, hardware.nix and disko.nix
+//!   included; `render::writer` writes).
+//!   Imports nothing from `bootstrap`, `deploy` or `ops`.
+//! - `harden`: the hardening compilers (firewall, WireGuard, fail2ban, the
+//!   SSH/kernel baseline, the exposure table). Pure.
+//! - `monitoring`, `intrusion`, `edge`, `pki`: the monitoring hub; CrowdSec
+//!   and its bouncer; the edge's Traefik/TLS/forward-auth; the fleet CA.
+//! - `nix`: builds, closures, the transfer stream. Knows no host file.
+//! - `deploy`: one host's deploy pipeline (lock, push, activate, health,
+//!   confirm or roll back) and where a system is built (`deploy::build_on`),
+//!   reaching hosts only through `host`. Knows no command line.
+//! - `host`: how a host is reached and what potato leaves on it: the handle
+//!   (`host::Remote`; its SSH session is private), the on-host agent (installed
+//!   only by operations that change the host), the on-host paths, the one push
+//!   pipeline (substitution on the target, shared zstd frames) and the one
+//!   parallel host runner. Decides nothing about what to deploy.
+//! - `ssh`: sessions, known_hosts pinning, ssh_config, jump hosts.
+//! - `secrets`: the secret index and the age store (`secrets::store`).
+//! - `bootstrap`: the pieces of a bootstrap that are not steps (state,
+//!   hardware detection, layout, facts, finding the machine); `ops::bootstrap`
+//!   runs them.
+//! - `flash`: writing and verifying card images; `image_key`: the pre-generated
+//!   host key into images; `proxmox`: the Proxmox VE API client.
+//! - `fsguard`: the filesystem boundary (every repository read and write, never
+//!   following a link); `repo`: finding the repository, selecting hosts.
+//! - `wiring`: who sends what to whom across the fleet (identity, monitoring,
+//!   logs, tunnels), read out for `plan`. Writes nothing.
+//! - `tools`: the external programs potato runs; `doctor`: what this machine
+//!   has; `units`: sizes and durations.
 
 pub mod bootstrap;
 pub mod catalog;
