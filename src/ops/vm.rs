@@ -76,10 +76,11 @@ pub struct CreateRequest<'a> {
     pub age_identity: Option<&'a Utf8Path>,
 }
 
+/// An API call for `host`'s VM failed (exit 1), the API's error kept.
 fn api_error(host: &str, e: ProxmoxError) -> Error {
-    Error::Host {
+    Error::Api {
         host: host.into(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -108,12 +109,8 @@ pub fn open(
         .ok()
         .and_then(|i| i.locate(&plan.name, &px.token_secret))
         .unwrap_or_default();
-    let ids = secrets::store::load_identities(age_identity).map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "pass --age-identity, or set POTATO_AGE_IDENTITY",
-        )
-    })?;
+    let ids = secrets::store::load_identities(age_identity)
+        .map_err(|e| Error::from_secret(e, "pass --age-identity, or set POTATO_AGE_IDENTITY"))?;
     let token = secrets::store::decrypt(root, &located, &ids)?;
     let token = String::from_utf8_lossy(&token).trim().to_string();
     let api = api.map(str::to_string).unwrap_or_else(|| px.api.clone());
@@ -311,11 +308,9 @@ impl Vm<'_> {
             return Ok(built.to_path_buf());
         };
         let copy = camino::Utf8PathBuf::from_path_buf(scratch.join(format!("{host}.qcow2")))
-            .map_err(|p| {
-                Error::usage(
-                    format!("{} is not UTF-8", p.display()),
-                    "use a UTF-8 TMPDIR",
-                )
+            .map_err(|p| Error::Environment {
+                message: format!("the temporary directory {} is not UTF-8", p.display()),
+                hint: "set TMPDIR to a UTF-8 path".into(),
             })?;
         std::fs::copy(built, &copy).map_err(|e| Error::io(built, e))?;
         let mut perms = std::fs::metadata(&copy)
