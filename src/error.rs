@@ -186,3 +186,14 @@ impl std::fmt::Debug for Report {
         write!(f, "Report({} diagnostics)", self.diagnostics.len())
     }
 }
+
+/// A `potato ca` failure: file-system errors keep their kind, the rest are
+/// the input's (the CA exists, none yet, a host without internal TLS, ...).
+impl From<crate::pki::ops::PkiError> for Error {
+    fn from(e: crate::pki::ops::PkiError) -> Error {
+        match e {
+            crate::pki::ops::PkiError::Fs(e) => e.into(),
+            e => Error::usage(e.to_string(), e.hint()),
+        }
+    }
+}

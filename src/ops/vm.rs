@@ -195,6 +195,24 @@ pub struct Created {
     pub ssh_wait: Option<Error>,
 }
 
+impl Created {
+    /// The failure to report once the VM has been shown: the wait for SSH,
+    /// or an existing VM that differs from the host file (never changed).
+    pub fn failure(self) -> Option<Error> {
+        if let Some(e) = self.ssh_wait {
+            return Some(e);
+        }
+        let made = self.state;
+        (made.state == "mismatch").then(|| Error::Host {
+            message: format!(
+                "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
+                made.vmid, made.node
+            ),
+            host: made.host,
+        })
+    }
+}
+
 /// Creates the VM unless it exists (then it is left alone: `exists`, or
 /// `mismatch` with its differences, for the caller to refuse), starts it and
 /// waits for its SSH.
