@@ -699,3 +699,50 @@ impl Drop for NodeDisk<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(state: &str, ssh_wait: Option<Error>) -> Created {
+        Created {
+            state: VmState {
+                host: "pve-apps".into(),
+                node: "pve".into(),
+                vmid: 120,
+                state: state.into(),
+                mismatches: vec!["memory: 4096 MiB, the host file says 8192".into()],
+                ssh: None,
+            },
+            ssh_wait,
+        }
+    }
+
+    #[test]
+    fn a_mismatching_vm_fails_after_it_is_shown_and_a_matching_one_does_not() {
+        assert!(created("created", None).failure().is_none());
+        assert!(created("exists", None).failure().is_none());
+        match created("mismatch", None).failure() {
+            Some(Error::Host { host, message }) => {
+                assert_eq!(host, "pve-apps");
+                assert!(
+                    message.starts_with("VM 120 on pve exists but differs"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_ssh_wait_is_the_failure_reported() {
+        let wait = Error::Host {
+            host: "pve-apps".into(),
+            message: "no SSH after 5m".into(),
+        };
+        match created("created", Some(wait)).failure() {
+            Some(Error::Host { message, .. }) => assert_eq!(message, "no SSH after 5m"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

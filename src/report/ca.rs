@@ -82,3 +82,53 @@ pub fn show(out: Output, ca: &CaSummary, states: &[HostState]) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(issued: bool, renewal: Option<crate::pki::ops::Renewal>) -> HostState {
+        HostState {
+            host: "n250".into(),
+            domain: "n250.home.arpa".into(),
+            certificate: "secrets/n250/tls-n250.crt".into(),
+            renewal,
+            not_after: Some("2027-01-01".into()),
+            issued,
+            warning: None,
+        }
+    }
+
+    fn out(quiet: bool) -> Output {
+        Output {
+            json: false,
+            quiet,
+            verbose: 0,
+        }
+    }
+
+    #[test]
+    fn issue_says_why_a_certificate_was_issued_and_hides_current_ones_when_quiet() {
+        let missing = state(true, Some(crate::pki::ops::Renewal::Missing));
+        assert!(
+            issued(out(true), &missing).contains("(no certificate), valid until 2027-01-01"),
+            "{}",
+            issued(out(true), &missing)
+        );
+        assert!(issued(out(false), &state(true, None)).ends_with("(--force)\n"));
+        let current = state(false, None);
+        assert!(issued(out(false), &current).starts_with("current n250 "));
+        assert_eq!(issued(out(true), &current), "");
+    }
+
+    #[test]
+    fn issue_ends_with_what_to_do_next() {
+        assert_eq!(
+            issue_next(out(false), &[]),
+            "no host serves internal TLS; nothing to issue\n"
+        );
+        assert!(issue_next(out(false), &[state(true, None)]).starts_with("next: `potato gen`"));
+        assert_eq!(issue_next(out(false), &[state(false, None)]), "");
+        assert_eq!(issue_next(out(true), &[]), "");
+    }
+}

@@ -416,3 +416,75 @@ fn exposure_table(p: &HostPlan, rows: &[exposure::Row]) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// n250 as the example repository plans it, with `live` as given.
+    fn view(live: Option<LiveExposure>) -> PlanView {
+        let root = camino::Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let plans = crate::ops::fleet::load_plans(&root).expect("the example fleet loads");
+        let plan = plans.iter().find(|p| p.name == "n250").unwrap().clone();
+        PlanView {
+            exposure: exposure::table(&plan),
+            wiring: crate::wiring::fleet(&plans),
+            plan,
+            replaced: Vec::new(),
+            live,
+        }
+    }
+
+    fn json_of(v: &PlanView) -> serde_json::Value {
+        serde_json::from_str(&json(v)).expect("json() is one JSON document")
+    }
+
+    #[test]
+    fn without_live_nothing_is_compared() {
+        let v = view(None);
+        assert!(!human(&v).contains("compared with the running generation"));
+        assert!(json_of(&v).get("exposure_changes").is_none());
+    }
+
+    #[test]
+    fn a_generation_without_an_exposure_table_says_so_and_is_null_in_json() {
+        let v = view(Some(LiveExposure::NoTable));
+        let text = human(&v);
+        assert!(
+            text.ends_with(
+                "\nexposure compared with the running generation\n  the running generation has no exposure table (not deployed by potato yet)\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(json_of(&v)["exposure_changes"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn no_difference_says_no_change_and_differences_are_listed() {
+        let same = view(Some(LiveExposure::Changes(Vec::new())));
+        assert!(human(&same).ends_with("generation\n  no change\n"));
+        assert_eq!(json_of(&same)["exposure_changes"], serde_json::json!([]));
+        let line = "+ 8080/tcp open from lan (-)".to_string();
+        let changed = view(Some(LiveExposure::Changes(vec![line.clone()])));
+        assert!(human(&changed).ends_with(&format!("generation\n  {line}\n")));
+        assert_eq!(
+            json_of(&changed)["exposure_changes"],
+            serde_json::json!([line])
+        );
+    }
+
+    #[test]
+    fn replaced_catalog_entries_get_their_own_section() {
+        let mut v = view(None);
+        assert!(!human(&v).contains("\ncatalog\n"));
+        v.replaced = vec!["jellyfin: replaced by modules/catalog/jellyfin.toml".into()];
+        assert!(
+            human(&v)
+                .contains("\ncatalog\n  jellyfin: replaced by modules/catalog/jellyfin.toml\n")
+        );
+        assert_eq!(
+            json_of(&v)["catalog_replaced"],
+            serde_json::json!(["jellyfin: replaced by modules/catalog/jellyfin.toml"])
+        );
+    }
+}

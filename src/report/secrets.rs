@@ -92,3 +92,68 @@ pub fn list(out: Output, rows: &[Listed]) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(json: bool, quiet: bool) -> Output {
+        Output {
+            json,
+            quiet,
+            verbose: 0,
+        }
+    }
+
+    #[test]
+    fn quiet_shows_no_rekey_but_still_where_a_host_key_was_recorded() {
+        let files = vec![Utf8PathBuf::from("secrets/n250/a.age")];
+        assert_eq!(rekeyed(out(false, true), &files), "");
+        assert_eq!(
+            host_key(out(false, true), "n250", "ssh-ed25519 AAAA", &files),
+            "n250 = \"ssh-ed25519 AAAA\" recorded in secrets/recipients.toml\n"
+        );
+        let shown = rekeyed(out(false, false), &files);
+        assert!(shown.starts_with("rekeyed secrets/n250/a.age\n"), "{shown}");
+        assert!(shown.ends_with("1 secret rekeyed\n"), "{shown}");
+        assert!(rekeyed(out(false, false), &[]).ends_with("0 secrets rekeyed\n"));
+    }
+
+    #[test]
+    fn json_is_one_document_a_line() {
+        let v: serde_json::Value = serde_json::from_str(&host_key(
+            out(true, false),
+            "n250",
+            "ssh-ed25519 AAAA",
+            &[Utf8PathBuf::from("secrets/n250/a.age")],
+        ))
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({ "host": "n250", "public_key": "ssh-ed25519 AAAA" })
+        );
+        let v: serde_json::Value = serde_json::from_str(&wrote(
+            out(true, false),
+            Utf8Path::new("secrets/x.age"),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(v["public_key"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn unused_and_stale_secrets_are_marked() {
+        let rows = [Listed {
+            file: "secrets/shared/old.age".into(),
+            name: "old".into(),
+            used_by: Vec::new(),
+            recipients: 2,
+            up_to_date: false,
+        }];
+        let text = list(out(false, false), &rows);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.starts_with("secrets/shared/old.age "), "{row}");
+        assert!(row.contains(" (unused) "), "{row}");
+        assert!(row.ends_with("2  needs rekey"), "{row}");
+    }
+}
