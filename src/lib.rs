@@ -15,9 +15,11 @@
 //!   engine) over the fleet context `ops::fleet` (repo, plans, selection,
 //!   flake overrides, SSH options, `connect`). Returns data, reports progress
 //!   through `ui`; no clap types, no printing of results.
-//! - `ui`: progress and reports (`Reporter`, the deploy `Renderer`: live on a
-//!   terminal, plain lines off one or in CI, nothing with --json) and the typed
-//!   confirmation. Knows no command.
+//! - `ui`: progress and reports: one `Reporter` taking typed events from every
+//!   operation (deploy's engine events included) into one sink: live on a
+//!   terminal, plain lines off one or in CI, with --json plain lines on
+//!   stderr and one document on stdout; and the typed confirmation. Knows no
+//!   command.
 //! - `error`: the error every command ends with and its exit code (2 only for
 //!   wrong input); `diag`: diagnostics pointing into source files. Printed once,
 //!   in `main`.

@@ -80,6 +80,7 @@ pub struct VmArgs {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let report = Reporter::new(g.output());
     match &a.action {
         Action::Create {
             host,
@@ -105,9 +106,9 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 wait: *wait,
                 age_identity: v.age_identity.as_deref(),
             };
-            let created = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
+            let created = vm::create(&fleet, &opened, &request, &report)?;
             let made = created.state;
-            show(g, &made);
+            show(&report, &made);
             if let Some(e) = created.ssh_wait {
                 return Err(e);
             }
@@ -125,15 +126,16 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         Action::Status { host, vm: v } => {
             let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
             let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
-            show(g, &vm::status(&opened)?);
+            show(&report, &vm::status(&opened)?);
             Ok(())
         }
     }
 }
 
-fn show(g: &Global, vm: &VmState) {
-    if g.json {
-        println!("{}", json!(vm));
+/// The VM: one JSON document with --json, lines for people otherwise.
+fn show(report: &Reporter, vm: &VmState) {
+    if report.output().json {
+        report.document(&json!(vm));
         return;
     }
     println!("{}: VM {} on {}: {}", vm.host, vm.vmid, vm.node, vm.state);

@@ -405,7 +405,6 @@ impl Vm<'_> {
             "{host}: copying {image} ({len} bytes) to {node}:{remote_file}"
         ));
         let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
-        let bar = self.report.bytes(len);
         let node_fail = |m: String| Error::Host {
             host: format!("{} (Proxmox node)", px.node),
             message: m,
@@ -414,10 +413,9 @@ impl Vm<'_> {
             .exec_with(
                 &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)?),
                 Some(&mut file),
-                &mut |n| bar.set_position(n),
+                &mut |n| self.report.bytes(host, "copy", n, len),
             )
             .map_err(|e| node_fail(e.to_string()))?;
-        bar.finish_and_clear();
         if out.code != 0 {
             return Err(node_fail(format!("copying the vma: {}", out.stderr.trim())));
         }
