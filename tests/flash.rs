@@ -57,6 +57,40 @@ fn flash_to_a_file_writes_and_verifies_and_needs_confirmation() {
         std::fs::read(&target).unwrap(),
         std::fs::read(&img).unwrap()
     );
+    // Not a terminal: plain progress lines, each transfer once when done.
+    let stderr = run.plain_stderr();
+    for line in [
+        "lepotato: write done (5.2 MB)",
+        "lepotato: verify done (5.2 MB)",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in {stderr}");
+    }
+    assert!(stderr.contains("writing "), "{stderr}");
+    // --json: one document on stdout (the same plain progress on stderr).
+    std::fs::write(&target, b"old contents").unwrap();
+    let run = r.potato(&[
+        "flash",
+        "lepotato",
+        target.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    run.ok();
+    let doc = run.one_json_document();
+    assert_eq!(doc["verified"], true, "{doc}");
+    assert_eq!(doc["bytes"], 5 << 20, "{doc}");
+    assert_eq!(doc["host"], "lepotato", "{doc}");
+    assert!(
+        run.plain_stderr().contains("lepotato: verify done"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
     // A VM host has no card.
     let run = r.potato(&["flash", "pve-apps", target.to_str().unwrap(), "--yes"]);
     assert_eq!(run.code, 2);
