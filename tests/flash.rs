@@ -297,3 +297,47 @@ fn flash_puts_the_pre_generated_host_key_onto_the_card() {
             .is_empty()
     );
 }
+
+/// On a terminal (a pty from util-linux's `script`) the reporter draws live
+/// instead of writing plain lines; `CI` set turns plain lines back on.
+#[test]
+fn on_a_terminal_progress_is_live_and_in_ci_it_is_plain() {
+    if !common::have_tool("script") {
+        return;
+    }
+    let r = Repo::examples();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), 5 << 20);
+    let target = dir.path().join("sdcard.bin");
+    let on_a_pty = |ci: bool| {
+        let command = format!(
+            "{} flash lepotato {} --image {} --yes",
+            env!("CARGO_BIN_EXE_potato"),
+            target.display(),
+            img.display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .current_dir(r.path())
+            .env_remove("POTATO_REPO")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::null());
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // stdout and stderr both go to the pty: the note and the result show,
+    // the plain sink's "done" lines do not (a live bar took their place).
+    let live = on_a_pty(false);
+    assert!(live.contains("writing "), "{live:?}");
+    assert!(live.contains("read back and verified"), "{live:?}");
+    assert!(!live.contains("write done"), "{live:?}");
+    let ci = on_a_pty(true);
+    assert!(ci.contains("lepotato: write done (5.2 MB)"), "{ci:?}");
+    assert!(!ci.contains('\x1b'), "{ci:?}");
+}
