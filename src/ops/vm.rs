@@ -330,7 +330,7 @@ impl Vm<'_> {
                 Ok(copy)
             }
             Err(e) => {
-                self.report.note(&format!(
+                self.report.warn(&format!(
                         "{host}: warning: {e}; the VM makes its own host key (trust it with `potato trust {host}`)"
                     ),
                 );
@@ -474,7 +474,7 @@ impl Vm<'_> {
                 .map_err(|e| Error::usage(e.to_string(), "change that value in the host file"))
         };
         let warn = |why: String| {
-            self.report.note(&format!(
+            self.report.warn(&format!(
                     "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
                 ),
             )
