@@ -19,9 +19,11 @@
 //! - `report`: the text of command results (`plan`, `doctor`, `secrets`,
 //!   `ca`, `vm`): strings and `--json` documents built from the operations'
 //!   data. Pure: no I/O, no clap types, no progress.
-//! - `ui`: progress while an operation runs (`Reporter`, the deploy
-//!   `Renderer`: live on a terminal, plain lines off one or in CI, nothing
-//!   with --json) and the typed confirmation. Knows no command.
+//! - `ui`: progress and reports: one `Reporter` taking typed events from every
+//!   operation (deploy's engine events included) into one sink: live on a
+//!   terminal, plain lines off one or in CI, with --json plain lines on
+//!   stderr and one document on stdout; and the typed confirmation. Knows no
+//!   command.
 //! - `error`: the error every command ends with and its exit code (2 only for
 //!   wrong input); `diag`: diagnostics pointing into source files. Printed once,
 //!   in `main`.

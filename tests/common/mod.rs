@@ -131,6 +131,38 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// stdout is exactly one JSON document (a `serde_json` stream of one
+    /// value, nothing else but whitespace); returns it.
+    pub fn one_json_document(&self) -> serde_json::Value {
+        let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not JSON ({e}):\nstdout: {}\nstderr: {}",
+                    self.stdout, self.stderr
+                )
+            });
+        assert_eq!(
+            docs.len(),
+            1,
+            "expected one JSON document on stdout:\n{}",
+            self.stdout
+        );
+        docs.into_iter().next().unwrap()
+    }
+
+    /// stderr as plain lines (not a terminal): no carriage return, no escape
+    /// sequence; returns it.
+    pub fn plain_stderr(&self) -> &str {
+        assert!(
+            !self.stderr.contains('\r') && !self.stderr.contains('\x1b'),
+            "control characters on stderr: {:?}",
+            self.stderr
+        );
+        &self.stderr
+    }
+
     pub fn ok(&self) -> &Run {
         assert_eq!(
             self.code, 0,
