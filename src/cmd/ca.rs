@@ -9,6 +9,7 @@ use super::args::Global;
 use crate::error::Error;
 use crate::fsguard::RepoFs;
 use crate::pki::ops::{self, PkiError};
+use crate::secrets::store::SecretError;
 
 /// `potato ca --help`: what the CA is and the order of the commands.
 pub const LONG_ABOUT: &str =
@@ -84,11 +85,20 @@ pub enum CaAction {
     Show,
 }
 
+/// A fleet CA error: file access as `fsguard` sorts it (I/O exit 1), a key
+/// that does not decrypt exit 1 (`Decrypt`, with the CA's hint); the rest
+/// (a CA that exists or is missing, a host without internal TLS, a damaged
+/// certificate in the repository, a bad recipient) is input to fix, exit 2.
 impl From<PkiError> for Error {
     fn from(e: PkiError) -> Error {
+        let hint = e.hint();
         match e {
-            PkiError::Fs(e) => e.into(),
-            e => Error::usage(e.to_string(), e.hint()),
+            PkiError::Fs(e) | PkiError::Secret(SecretError::Fs(e)) => e.into(),
+            PkiError::Secret(source @ SecretError::Decrypt { .. }) => Error::Decrypt {
+                source,
+                hint: Some(hint),
+            },
+            e => Error::usage(e.to_string(), hint),
         }
     }
 }
