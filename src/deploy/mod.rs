@@ -154,6 +154,10 @@ pub struct HostResult {
     /// Where the system was built and what that build did ("deployer" when
     /// built here: then only `on` is set).
     pub build: build_on::BuildReport,
+    /// Shared compressed frames (several hosts pushed from here): how many
+    /// this host's stream sent, and how many (and bytes) it compressed
+    /// itself; over a run, `made` is each distinct path once.
+    pub frames: crate::nix::frames::FrameCounts,
 }
 
 impl HostResult {
@@ -187,7 +191,7 @@ pub enum Event {
     Phase { host: String, phase: Phase },
     Progress { host: String, done: u64, total: u64 },
     Log { host: String, line: String },
-    Finished(HostResult),
+    Finished(Box<HostResult>),
 }
 
 /// Deploys one host. Never panics on host trouble: every failure is an outcome.
@@ -206,7 +210,7 @@ pub fn deploy_host(
         }
     }
     run.end_phase();
-    let _ = events.send(Event::Finished(run.result.clone()));
+    let _ = events.send(Event::Finished(Box::new(run.result.clone())));
     run.result
 }
 
@@ -242,6 +246,7 @@ impl Run {
                 bytes_fetched: 0,
                 phases: Vec::new(),
                 error: None,
+                frames: Default::default(),
                 build: build_on::BuildReport {
                     on: opts
                         .builds
@@ -463,6 +468,7 @@ impl Run {
         self.result.bytes_sent = pushed.wire_bytes;
         self.result.paths_fetched = pushed.fetched_paths;
         self.result.bytes_fetched = pushed.fetched_bytes;
+        self.result.frames = pushed.frames;
     }
 
     /// Tries every health check until all pass, one fails, or `budget` is spent.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::nix::frames::FrameCache;
+use crate::nix::frames::{FrameCache, FrameCounts};
 use crate::nix::transfer::{PathInfo, ServeStream};
 use crate::nix::{self, StorePath};
 
@@ -103,6 +103,8 @@ pub struct Pushed {
     pub compressed: bool,
     /// The stream came from the run's shared frames.
     pub shared_frames: bool,
+    /// The shared frames this push sent, and those it compressed itself.
+    pub frames: FrameCounts,
     /// Paths (and their NAR bytes) the host fetched from its own substituters.
     pub fetched_paths: usize,
     pub fetched_bytes: u64,
@@ -288,6 +290,7 @@ fn stream_frames(
         wire_bytes: wire,
         compressed: true,
         shared_frames: true,
+        frames: input.counts(),
         ..Pushed::default()
     })
 }

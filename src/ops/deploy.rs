@@ -159,12 +159,10 @@ fn build_where(
     sites: &BTreeMap<String, Site>,
     warn: &mut dyn FnMut(&str),
 ) -> Result<(Toplevels, Jobs), Error> {
-    let (here, elsewhere): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| {
-        matches!(
-            sites.get(n),
-            None | Some(Site::Deployer | Site::NixBuilder(_))
-        )
-    });
+    let (here, elsewhere): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| matches!(sites.get(n), None | Some(Site::Deployer)));
     let mut tops = if here.is_empty() {
         BTreeMap::new()
     } else {
