@@ -101,8 +101,10 @@ fn sh(script: &str) {
     run(Command::new("sh").arg("-c").arg(script));
 }
 
-/// Claims a free slot number (1..=250) across every test process on the machine.
-fn claim_slot() -> (u32, PathBuf) {
+/// Claims a free slot number (1..=250) across every test process on the machine;
+/// the caller removes the returned file when done. A namespace of its own on a
+/// slot is named `potato-t<slot>` (so a crashed run's slot is skipped).
+pub fn claim_slot() -> (u32, PathBuf) {
     std::fs::create_dir_all(SLOT_DIR).unwrap();
     for n in 1..=250u32 {
         let f = Path::new(SLOT_DIR).join(n.to_string());

@@ -1,0 +1,608 @@
+//! Fleet push benchmarks (issue 17 "Benchmarks"; run by benches/fleet.sh,
+//! ignored by `cargo test`). Prints numbers; asserts only that each run did its
+//! job (every selected host deployed and switched to its system), never how fast.
+//!
+//! For N = 1, 3 and 6 consumer hosts on the testbed, the same closure (the
+//! nixpkgs double's payload, POTATO_BENCH_PATHS x POTATO_BENCH_BYTES of real
+//! files, default 20 x 1 MB, plus each host's own toplevel) is deployed to
+//! t0..t(N-1), two ways:
+//! - `direct`: `potato deploy t0.. --no-substitute`: every host is pushed from
+//!   the deployer (each path compressed once, the frames shared: `nix::frames`);
+//! - `cache`: the fleet cache. A seventh host is the cache host; potato pushes
+//!   each path once to it, it publishes them into its signed static cache served
+//!   by nginx, and the N hosts substitute from it (`setup_cache`).
+//!
+//! The deployer is a network namespace of its own (`Deployer`): potato runs in
+//! it, and its only link is one veth pair to the machine's root namespace, which
+//! routes between it and every testbed host (and between hosts, so consumers
+//! reach the cache host without passing the deployer). So:
+//! - **bytes** = what left the deployer: its veth's transmitted bytes, read as
+//!   the root-side peer's `rx_bytes` (a veth pair: one side's tx is the other's
+//!   rx). Every frame counts (Ethernet/IP/TCP headers, SSH, TCP ACKs of what the
+//!   hosts send back); traffic between hosts (cache host -> consumers) never
+//!   crosses this link, so it is not counted.
+//! - **rate**: POTATO_BENCH_RATE (default `100mbit`; `none` = unlimited, a
+//!   comma list runs each) shapes the deployer's egress with tc tbf, as
+//!   bench_push's 100 Mbit/s case shapes a host's link: the deployer's uplink is
+//!   the bottleneck a fleet cache relieves. Host-to-host links stay unlimited.
+//! - **CPU** = user+sys of the potato process and every child it waited for
+//!   (nix evaluation and nix-store on the deployer; SSH is libssh2 inside potato,
+//!   zstd is in-process too), as `getrusage(RUSAGE_CHILDREN)` before and after the
+//!   one spawned potato. Host-side work (sshd, nix-store --serve, the cache
+//!   host's publishing, nginx, substitution) is not counted, although on this
+//!   machine it shares the same cores and so shows in the wall time.
+//! - **wall** = the whole `potato deploy` (evaluation, push, activation; magic
+//!   rollback off, as in bench_push).
+//!
+//! Each run starts from empty host stores (and an empty cache); the systems are
+//! built in the deployer's store once before the runs. POTATO_BENCH_RUNS runs
+//! each (default 3); the median of each number is shown.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use common::fleet::Fleet;
+use common::testbed::{self, Testbed};
+
+/// The consumer counts measured.
+const SIZES: [usize; 3] = [1, 3, 6];
+/// Index of the cache host in the testbed (after the six consumers).
+const CACHE_HOST: usize = 6;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn sh(script: &str) {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Empties a directory, keeping it (a host's sshd has its store bind-mounted).
+fn empty_dir(d: &std::path::Path) {
+    for e in std::fs::read_dir(d).unwrap() {
+        assert!(
+            Command::new("rm")
+                .arg("-rf")
+                .arg(e.unwrap().path())
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+/// Empties a host's store.
+fn wipe_store(tb: &Testbed, i: usize) {
+    empty_dir(&tb.host(i).dir.join("nix"));
+}
+
+/// The deployer's own network namespace and its one link (see the top comment).
+/// Removed on drop: the namespace (with anything still in it, by pid), the veth,
+/// the slot claim.
+struct Deployer {
+    netns: String,
+    /// The root-side end of the deployer's veth.
+    veth: String,
+    slot_file: PathBuf,
+}
+
+impl Deployer {
+    /// Creates the namespace at 10.213.<slot>.2, routed through the root
+    /// namespace, and gives every testbed host a route back to it (the whole
+    /// 10.213.0.0/16 through its own link, so hosts also reach each other).
+    fn new(tb: &Testbed) -> Deployer {
+        let (slot, slot_file) = testbed::claim_slot();
+        let dep = Deployer {
+            netns: format!("potato-t{slot}"),
+            veth: format!("ptb{slot}"),
+            slot_file,
+        };
+        let (ns, v) = (&dep.netns, &dep.veth);
+        sh(&format!(
+            "ip netns add {ns} && ip link add {v} type veth peer name {v}h && ip link set {v}h netns {ns} \
+             && ip addr add 10.213.{slot}.1/24 dev {v} && ip link set {v} up \
+             && ip -n {ns} addr add 10.213.{slot}.2/24 dev {v}h && ip -n {ns} link set {v}h up \
+             && ip -n {ns} link set lo up && ip -n {ns} route add 10.213.0.0/16 via 10.213.{slot}.1"
+        ));
+        for h in &tb.hosts {
+            sh(&format!(
+                "ip -n {} route replace 10.213.0.0/16 via 10.213.{}.1",
+                h.netns, h.slot
+            ));
+        }
+        dep
+    }
+
+    /// Bytes the deployer has sent so far (its veth's tx = the peer's rx).
+    fn tx_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/rx_bytes", self.veth))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Shapes the deployer's egress (`None`: unlimited). Same tbf as
+    /// `TestHost::limit_rate`.
+    fn limit_rate(&self, rate: Option<&str>) {
+        let (ns, v) = (&self.netns, &self.veth);
+        match rate {
+            Some(r) => sh(&format!(
+                "tc -n {ns} qdisc replace dev {v}h root tbf rate {r} burst 32kbit latency 400ms"
+            )),
+            None => {
+                let _ = Command::new("tc")
+                    .args(["-n", ns, "qdisc", "del", "dev", &format!("{v}h"), "root"])
+                    .output();
+            }
+        }
+    }
+
+    /// `cmd` run inside the deployer's namespace (`ip netns exec` execs it, so
+    /// the spawned child is `cmd`'s program itself).
+    fn wrap(&self, cmd: &Command) -> Command {
+        let mut w = Command::new("ip");
+        w.args(["netns", "exec", &self.netns])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(d) = cmd.get_current_dir() {
+            w.current_dir(d);
+        }
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => w.env(k, v),
+                None => w.env_remove(k),
+            };
+        }
+        w
+    }
+}
+
+impl Drop for Deployer {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.netns])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::fs::remove_file(&self.slot_file);
+    }
+}
+
+/// User+sys seconds of this process's waited-for children so far.
+fn children_cpu() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
+        0
+    );
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Direct,
+    Cache,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Cache => "cache",
+        }
+    }
+}
+
+/// One deploy's numbers.
+#[derive(Debug, Clone)]
+struct Sample {
+    bytes: f64,
+    cpu: f64,
+    wall: f64,
+    /// Each deploy phase's seconds (the JSON's `phases`), averaged over the hosts:
+    /// where the wall time went.
+    phases: Vec<(String, f64)>,
+}
+
+/// The JSON's per-host `phases` ([name, seconds] pairs), averaged over hosts,
+/// in the order they first appear.
+fn mean_phases(hosts: &[serde_json::Value]) -> Vec<(String, f64)> {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for h in hosts {
+        for p in h["phases"].as_array().into_iter().flatten() {
+            let (name, secs) = (p[0].as_str().unwrap_or("?"), p[1].as_f64().unwrap_or(0.0));
+            match sums.iter_mut().find(|(n, _)| n == name) {
+                Some((_, s)) => *s += secs,
+                None => sums.push((name.to_string(), secs)),
+            }
+        }
+    }
+    let n = hosts.len().max(1) as f64;
+    sums.into_iter().map(|(k, s)| (k, s / n)).collect()
+}
+
+/// The fleet cache on the testbed, ready for runs: what a run empties and
+/// which extra deploy arguments it takes.
+struct CacheBench {
+    /// The static cache directory the cache host publishes into (emptied per run).
+    dir: PathBuf,
+}
+
+/// Sets up the fleet cache on the testbed: the cache host (t6) and the
+/// consumers' Nix configured from what potato generated (`cache_half`). None
+/// while the fleet cache engine (h-cachepush's) is not in this branch: the
+/// cache rows are then reported as not measured. Called before the systems are
+/// built (it rewrites the host files).
+fn setup_cache(_tb: &mut Testbed, _fleet: &Fleet) -> Option<CacheBench> {
+    None
+}
+
+/// The cache half, written against h-cachepush's engine and test double
+/// (tests/fleet_cache.rs, `Nginx::serve_on`), which are not in main yet: not
+/// compiled (`cfg(any())` is never true) and not measured. Once they are in
+/// main: drop the `cfg`, and let `setup_cache` call `cache_half::setup` (keeping
+/// the Nginx alive beside the CacheBench) before the systems are built.
+#[cfg(any())]
+mod cache_half {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use common::cache::{Nginx, host_nix_conf};
+    use common::fleet::host_file;
+
+    /// The tunnel subnet of the cache double (as tests/fleet_cache.rs: inside the
+    /// testbed range, never a slot's /24).
+    const TUNNEL: &str = "10.213.251";
+
+    /// A WireGuard key's shape (44 characters of base64 for 32 bytes).
+    fn wg_key(i: usize) -> String {
+        format!("benchfleet{i:032}A=")
+    }
+
+    /// What potato generated for the fleet cache (`potato plan <cache host> --json`).
+    struct Generated {
+        port: u16,
+        dir: String,
+        public_key: String,
+        /// consumer -> (its substituter entry, its tunnel address, the cache host's).
+        consumers: BTreeMap<String, (String, String, String)>,
+    }
+
+    /// The fleet as tests/fleet_cache.rs writes it: every host in one tunnel, the
+    /// cache host (t6) its hub with `[fleet.cache]`, the signing key made with
+    /// `potato cache init`.
+    fn write_cache_fleet(tb: &Testbed, fleet: &Fleet) {
+        let cache = &tb.hosts[CACHE_HOST];
+        for (i, h) in tb.hosts.iter().enumerate() {
+            fleet.set_secret(&h.name, "wg0", &wg_key(i));
+            let wg = if i == CACHE_HOST {
+                format!(
+                    "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.1/24\"\nlisten_port = 51820\nendpoint = \"{}.testbed.invalid:51820\"\npublic_key = \"{}\"\n\n[fleet.cache]\n",
+                    h.name,
+                    wg_key(i)
+                )
+            } else {
+                format!(
+                    "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.{}/24\"\npublic_key = \"{}\"\npeers = [\"{}\"]\n",
+                    i + 2,
+                    wg_key(i),
+                    cache.name
+                )
+            };
+            fleet.write_host(&h.name, &host_file(&h.addr, &tb.client_pub, &wg));
+        }
+        fleet.potato(&["cache", "init"]).ok();
+        fleet.potato(&["gen"]).ok();
+    }
+
+    fn generated(fleet: &Fleet, cache_host: &str) -> Generated {
+        let run = fleet.potato(&["plan", cache_host, "--json"]);
+        run.ok();
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let c = &v["cache"];
+        assert_eq!(c["host"], cache_host, "{c}");
+        let priority = c["priority"].as_u64().unwrap();
+        let consumers = c["consumers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, k)| {
+                let s = |f: &str| k[f].as_str().unwrap().to_string();
+                (
+                    name.clone(),
+                    (
+                        format!("{}?priority={priority}", s("url")),
+                        s("from"),
+                        s("via"),
+                    ),
+                )
+            })
+            .collect();
+        Generated {
+            port: c["port"].as_u64().unwrap() as u16,
+            dir: c["dir"].as_str().unwrap().to_string(),
+            public_key: c["public_key"].as_str().unwrap().to_string(),
+            consumers,
+        }
+    }
+
+    /// TEST DOUBLE of what NixOS makes of the generated configuration, as
+    /// tests/fleet_cache.rs's `nixos_double` (see there): a veth pair per consumer
+    /// carrying the tunnel addresses (the cache's traffic never crosses the
+    /// deployer's link), each consumer's nix.conf with the generated substituter
+    /// and key, and a real nginx serving the generated cache dir (a directory of
+    /// the bench bound over it) on the cache host.
+    fn nixos_double(tb: &mut Testbed, g: &Generated) -> (Nginx, PathBuf) {
+        let work = tb.dir.path().to_path_buf();
+        let (cache_ns, cache_slot) = (
+            tb.hosts[CACHE_HOST].netns.clone(),
+            tb.hosts[CACHE_HOST].slot,
+        );
+        let mut vias = Vec::new();
+        for host in tb.hosts.iter_mut().take(CACHE_HOST) {
+            let (subst, from, via) = g.consumers[&host.name].clone();
+            let (a, b) = (
+                format!("pkb{cache_slot}x{}", host.slot),
+                format!("pkb{}y", host.slot),
+            );
+            sh(&format!(
+                "ip -n {cache_ns} link add {a} type veth peer name {b} netns {ns} \
+                 && ip -n {cache_ns} addr add {via}/32 dev {a} && ip -n {cache_ns} link set {a} up \
+                 && ip -n {cache_ns} route add {from}/32 dev {a} src {via} \
+                 && ip -n {ns} addr add {from}/32 dev {b} && ip -n {ns} link set {b} up \
+                 && ip -n {ns} route add {via}/32 dev {b} src {from}",
+                ns = host.netns
+            ));
+            vias.push(via);
+            let conf = format!(
+                "substituters = {subst}\ntrusted-public-keys = {}\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
+                g.public_key
+            );
+            host_nix_conf(host, &work.join(format!("{}-nix-conf", host.name)), &conf);
+        }
+        vias.sort();
+        vias.dedup();
+        let served = work.join("cache-dir");
+        std::fs::create_dir_all(&served).unwrap();
+        std::fs::create_dir_all(&g.dir).unwrap();
+        tb.hosts[CACHE_HOST].spawn_sshd(&[(served.as_path(), g.dir.as_str())]);
+        let nginx = Nginx::serve_on(
+            &tb.hosts[CACHE_HOST],
+            &served,
+            &work.join("nginx"),
+            &vias,
+            g.port,
+        );
+        (nginx, served)
+    }
+
+    /// The cache half's setup: the fleet rewritten with the cache, the double
+    /// started, and the cache host deployed once (unmeasured) so its signing key
+    /// is in place; its store is emptied again by every run.
+    pub fn setup(tb: &mut Testbed, fleet: &Fleet) -> (CacheBench, Nginx) {
+        write_cache_fleet(tb, fleet);
+        let g = generated(fleet, &tb.hosts[CACHE_HOST].name);
+        let (nginx, served) = nixos_double(tb, &g);
+        let (code, r, stderr) = fleet.deploy(&[&tb.hosts[CACHE_HOST].name, "--no-magic-rollback"]);
+        assert_eq!(code, 0, "{stderr}\n{r}");
+        (CacheBench { dir: served }, nginx)
+    }
+}
+
+struct Bench<'a> {
+    tb: &'a Testbed,
+    fleet: &'a Fleet,
+    dep: &'a Deployer,
+    runs: usize,
+}
+
+impl Bench<'_> {
+    /// One `potato deploy t0..t(n-1)`, from empty host stores: its numbers,
+    /// after checking every host deployed and runs the system potato reported.
+    fn once(&self, n: usize, mode: Mode, cache: Option<&CacheBench>) -> Sample {
+        for i in 0..n {
+            wipe_store(self.tb, i);
+        }
+        if let Some(c) = cache {
+            wipe_store(self.tb, CACHE_HOST);
+            empty_dir(&c.dir);
+        }
+        let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let mut args = vec!["deploy", "--json", "--no-magic-rollback"];
+        args.extend(names.iter().map(String::as_str));
+        if mode == Mode::Direct {
+            args.push("--no-substitute");
+        }
+        let mut cmd = self.dep.wrap(&self.fleet.command(&args));
+        let (bytes0, cpu0, t0) = (self.dep.tx_bytes(), children_cpu(), Instant::now());
+        let out = cmd.output().unwrap();
+        let (wall, cpu, bytes) = (
+            t0.elapsed().as_secs_f64(),
+            children_cpu() - cpu0,
+            (self.dep.tx_bytes() - bytes0) as f64,
+        );
+        let hosts = self.check_deployed(&names, &out);
+        Sample {
+            bytes,
+            cpu,
+            wall,
+            phases: mean_phases(&hosts),
+        }
+    }
+
+    /// The JSON's hosts, after checking each deployed and runs its system.
+    fn check_deployed(&self, names: &[String], out: &Output) -> Vec<serde_json::Value> {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}\n{stderr}"));
+        let hosts = v["hosts"].as_array().expect("hosts");
+        assert_eq!(hosts.len(), names.len(), "{v}");
+        for h in hosts {
+            assert_eq!(h["result"], "deployed", "{h}");
+            let name = h["host"].as_str().unwrap();
+            let i: usize = name[1..].parse().unwrap();
+            assert_eq!(
+                self.tb.host(i).current_system(),
+                h["store_path"].as_str().unwrap(),
+                "{name} runs the deployed system"
+            );
+        }
+        hosts.clone()
+    }
+
+    fn measure(&self, n: usize, mode: Mode, cache: Option<&CacheBench>) -> Sample {
+        let runs: Vec<Sample> = (0..self.runs).map(|_| self.once(n, mode, cache)).collect();
+        let pick = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
+        let wall = pick(|s| s.wall);
+        // The phases of the run whose wall time is the median.
+        let phases = runs
+            .iter()
+            .find(|s| s.wall == wall)
+            .map(|s| s.phases.clone())
+            .unwrap_or_default();
+        let s = Sample {
+            bytes: pick(|s| s.bytes),
+            cpu: pick(|s| s.cpu),
+            wall,
+            phases,
+        };
+        let phases: Vec<String> = s
+            .phases
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}"))
+            .collect();
+        println!(
+            "  N={n} {}: {:.2} MB sent, {:.2} CPU s, {:.2} s wall (median of {}); \
+             phases, s per host: {}",
+            mode.name(),
+            s.bytes / 1e6,
+            s.cpu,
+            s.wall,
+            self.runs,
+            phases.join(", ")
+        );
+        s
+    }
+}
+
+/// NAR bytes of a store path's closure in the deployer's store.
+fn closure_bytes(top: &str) -> u64 {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("nix-store -q --size $(nix-store -qR {top})"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Prints one rate's table: per mode, N, and the ratios vs N = 1.
+fn print_table(rate: &str, rows: &[(Mode, usize, Option<Sample>)]) {
+    println!("\n== deployer uplink {rate}");
+    println!(
+        "{:>2}  {:<7} {:>10} {:>11} {:>8} {:>10} {:>9}",
+        "N", "mode", "MB sent", "CPU s/host", "wall s", "bytes/N=1", "wall/N=1"
+    );
+    for (mode, n, s) in rows {
+        let Some(s) = s else {
+            println!(
+                "{n:>2}  {:<7} not measured: the fleet cache engine is not in this branch",
+                mode.name()
+            );
+            continue;
+        };
+        let one = rows
+            .iter()
+            .find(|(m, k, _)| m == mode && *k == 1)
+            .and_then(|r| r.2.as_ref())
+            .unwrap();
+        println!(
+            "{n:>2}  {:<7} {:>10.2} {:>11.2} {:>8.2} {:>9.2}x {:>8.2}x",
+            mode.name(),
+            s.bytes / 1e6,
+            s.cpu / *n as f64,
+            s.wall,
+            s.bytes / one.bytes,
+            s.wall / one.wall
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn fleet_benchmarks() {
+    if !testbed::require() {
+        return;
+    }
+    let count = env_or("POTATO_BENCH_PATHS", 20);
+    let size = env_or("POTATO_BENCH_BYTES", 1_000_000);
+    let rates = std::env::var("POTATO_BENCH_RATE").unwrap_or_else(|_| "100mbit".into());
+    let mut tb = Testbed::new(CACHE_HOST + 1);
+    let fleet = Fleet::new(&tb);
+    let cache = setup_cache(&mut tb, &fleet);
+    fleet.steer(&format!(
+        "payload = {{ count = {count}; size = {size}; real = true; }};"
+    ));
+    let build = fleet.potato(&["build", "@testbed", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(&build.stdout).unwrap();
+    let closure = closure_bytes(tops["t0"].as_str().unwrap());
+    let dep = Deployer::new(&tb);
+    let bench = Bench {
+        tb: &tb,
+        fleet: &fleet,
+        dep: &dep,
+        runs: env_or("POTATO_BENCH_RUNS", 3).max(1) as usize,
+    };
+    println!(
+        "fleet push: {count} x {size} B payload, t0's closure {:.2} MB NAR; median of {} runs",
+        closure as f64 / 1e6,
+        bench.runs
+    );
+    for rate in rates.split(',') {
+        dep.limit_rate((rate != "none").then_some(rate));
+        let mut rows = Vec::new();
+        for mode in [Mode::Direct, Mode::Cache] {
+            for n in SIZES {
+                let s = match (mode, &cache) {
+                    (Mode::Cache, None) => None,
+                    (_, c) => Some(bench.measure(n, mode, c.as_ref())),
+                };
+                rows.push((mode, n, s));
+            }
+        }
+        print_table(rate, &rows);
+    }
+}
