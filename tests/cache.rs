@@ -371,7 +371,10 @@ fn the_cache_host_serves_the_directory_on_its_tunnel_address_after_the_tunnel() 
     );
     assert_eq!(
         eval_generated(&repo, "n250", "systemd.tmpfiles.rules"),
-        serde_json::json!(["d /var/lib/potato/cache 0755 root root -"])
+        serde_json::json!([
+            "d /var/lib/potato/cache 0755 root root -",
+            "f /var/lib/potato/cache/nix-cache-info 0644 root root - StoreDir: /nix/store",
+        ])
     );
     assert_eq!(
         eval_generated(&repo, "n250", "systemd.services.nginx.after"),
@@ -392,6 +395,76 @@ fn the_cache_host_serves_the_directory_on_its_tunnel_address_after_the_tunnel() 
             "{consumer} gets no signing key"
         );
     }
+}
+
+/// The real systemd-tmpfiles makes the cache directory from the generated
+/// rules; real Nix reads it as a (empty) binary cache, publishes a signed
+/// path into it the way a deploy does, keeps its nix-cache-info, and a
+/// consumer's view (the public key only) verifies the path.
+#[test]
+fn tmpfiles_makes_a_binary_cache_that_nix_publishes_into() {
+    if !have_tools(&["systemd-tmpfiles", "nix", "nix-build", "nix-instantiate"]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let repo = fleet_with_new_key();
+    repo.potato(&["gen"]).ok();
+    let rules = eval_generated(&repo, "n250", "systemd.tmpfiles.rules");
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("cache.conf");
+    let lines: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", root.display()))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "systemd-tmpfiles: {}", stderr(&out));
+    let dir = root.join("var/lib/potato/cache");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    let info = dir.join("nix-cache-info");
+    assert_eq!(
+        std::fs::read_to_string(&info).unwrap().trim(),
+        "StoreDir: /nix/store"
+    );
+    // Nix opens it as a binary cache (an empty one).
+    let store = format!("file://{}", dir.display());
+    let ping = nix(&["store", "ping", "--store", &store]);
+    assert!(ping.status.success(), "nix store ping: {}", stderr(&ping));
+    // A deploy's publish step: signed with the decrypted key.
+    let sk = secret_key_file(&repo, work.path());
+    let path = new_store_path(work.path());
+    let to = format!("{store}?secret-key={}&compression=zstd", sk.display());
+    let copied = nix(&["copy", "--to", &to, &path]);
+    assert!(copied.status.success(), "nix copy: {}", stderr(&copied));
+    assert!(
+        std::fs::read_to_string(&info)
+            .unwrap()
+            .contains("StoreDir: /nix/store")
+    );
+    let public = repo.read(PUBLIC).trim().to_string();
+    let verify = nix(&[
+        "store",
+        "verify",
+        "--no-contents",
+        "--sigs-needed",
+        "1",
+        "--trusted-public-keys",
+        &public,
+        "--store",
+        &store,
+        &path,
+    ]);
+    assert!(verify.status.success(), "verify: {}", stderr(&verify));
 }
 
 #[test]
