@@ -1160,15 +1160,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     let target = format!("root@{}", host.addr);
-    let with_admin = |args: &[&str]| {
-        common::Run::from(
-            fleet
-                .command(args)
-                .env("POTATO_AGE_IDENTITY", &fleet.admin_identity)
-                .output()
-                .unwrap(),
-        )
-    };
+    let with_admin = |args: &[&str]| fleet.potato_as_admin(args);
     // Without a pre-generated host key: refused, with the command to run.
     let run = with_admin(&[
         "bootstrap",
@@ -1185,8 +1177,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
         "{}",
         run.stderr
     );
-    with_admin(&["secrets", "hostkey", "t0", "--force"]).ok();
-    fleet.potato(&["gen"]).ok();
+    fleet.pregenerate_host_key("t0");
     // Never the running system's root.
     let run = with_admin(&[
         "bootstrap",
@@ -1198,23 +1189,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
         &target,
     ]);
     assert_eq!(run.code, 2);
-    let run = with_admin(&[
-        "bootstrap",
-        "t0",
-        "--install",
-        "--root",
-        "/run/target",
-        "--target",
-        &target,
-        "--json",
-    ]);
-    run.ok();
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let system = v["system"].as_str().unwrap().to_string();
-    assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
-    host.sh_ok(&format!(
-        "nix-store --store /run/target --check-validity {system}"
-    ));
+    let system = fleet.install_into_run_target("t0", host);
     assert!(
         !host
             .sh(&format!("nix-store --check-validity {system}"))

@@ -1,14 +1,15 @@
-//! `potato vm create|status HOST`: a Proxmox VM host's VM (`ops::vm`).
+//! `potato vm create|status HOST`: a Proxmox VM host's VM (`ops::vm`), shown
+//! by `report::vm`.
 
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use serde_json::json;
 
 use super::args::{Connection, Global, NixArgs, duration_or_zero};
 use crate::error::Error;
 use crate::ops::fleet::Fleet;
-use crate::ops::vm::{self, CreateRequest, Source, VmState};
+use crate::ops::vm::{self, CreateRequest, Source};
+use crate::report;
 use crate::ui::Reporter;
 
 /// Proxmox VMs for VM hosts.
@@ -106,50 +107,17 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 age_identity: v.age_identity.as_deref(),
             };
             let created = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
-            let made = created.state;
-            show(g, &made);
-            if let Some(e) = created.ssh_wait {
-                return Err(e);
+            print!("{}", report::vm::state(g.output(), &created.state));
+            match created.failure() {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
-            if made.state == "mismatch" {
-                return Err(Error::Host {
-                    host: host.clone(),
-                    message: format!(
-                        "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
-                        made.vmid, made.node
-                    ),
-                });
-            }
-            Ok(())
         }
         Action::Status { host, vm: v } => {
             let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
             let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
-            show(g, &vm::status(&opened)?);
+            print!("{}", report::vm::state(g.output(), &vm::status(&opened)?));
             Ok(())
         }
-    }
-}
-
-fn show(g: &Global, vm: &VmState) {
-    if g.json {
-        println!("{}", json!(vm));
-        return;
-    }
-    println!("{}: VM {} on {}: {}", vm.host, vm.vmid, vm.node, vm.state);
-    for d in &vm.mismatches {
-        println!("  {d}");
-    }
-    let Some(ssh) = &vm.ssh else { return };
-    if ssh.pre_generated {
-        println!(
-            "{}: SSH answers at {} with its pre-generated host key",
-            vm.host, ssh.address
-        );
-    } else {
-        println!(
-            "{}: SSH answers at {} with key {} {} (not the one in secrets/recipients.toml: check it, then `potato trust {}`)",
-            vm.host, ssh.address, ssh.key_type, ssh.fingerprint, vm.host
-        );
     }
 }
