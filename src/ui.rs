@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::deploy::cache::CacheReport;
 use crate::deploy::{Event, HostResult, Outcome};
 
 /// How a command shows its results and progress (`--json`, `-v`, `-q`).
@@ -228,12 +229,22 @@ impl Renderer {
 
     /// The end of the run: a summary table, or the JSON document.
     pub fn finish(&mut self, results: &[HostResult]) {
+        self.finish_fleet(results, None);
+    }
+
+    /// `finish`, with the fleet cache's part of the run when the deploy went
+    /// through the cache (`--json`: a top-level `cache` object).
+    pub fn finish_fleet(&mut self, results: &[HostResult], cache: Option<&CacheReport>) {
         match self {
             Renderer::Json => {
                 let ok = results
                     .iter()
                     .all(|r| matches!(r.result, Outcome::Deployed | Outcome::UpToDate));
-                println!("{}", serde_json::json!({ "ok": ok, "hosts": results }));
+                let mut doc = serde_json::json!({ "ok": ok, "hosts": results });
+                if let Some(c) = cache {
+                    doc["cache"] = serde_json::json!(c);
+                }
+                println!("{doc}");
             }
             Renderer::Human(h) => {
                 let _ = h.mp.clear();
@@ -260,6 +271,20 @@ impl Renderer {
                         format!("{} ({})", mb(r.bytes_fetched), r.paths_fetched),
                         r.build.on,
                         r.store_path.as_ref().map(|p| p.as_str()).unwrap_or("-")
+                    );
+                }
+                if let Some(c) = cache {
+                    println!(
+                        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+                        c.host,
+                        mb(c.bytes_pushed),
+                        c.paths_pushed,
+                        c.paths_published,
+                        if c.error.is_some() {
+                            " (not used: hosts were pushed to directly)"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 for r in results.iter().filter(|r| r.error.is_some()) {

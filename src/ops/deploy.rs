@@ -4,12 +4,13 @@
 //! policy around the engine (stale files, build_on, the lock holder); the
 //! per-host work stays in `deploy`. Prints nothing but through the reporter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
+use crate::deploy::cache::{self, CacheReport, CacheRun, CacheTarget};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
 use crate::host::push::Compress;
@@ -198,8 +199,26 @@ pub fn deploy(
             .ok()
             .map(Arc::new);
     }
-    let results = run_parallel(selected.plans, toplevels, opts, req.parallel, renderer);
-    renderer.finish(&results);
+    let elsewhere: BTreeSet<String> = opts.builds.keys().cloned().collect();
+    let through_cache = CacheRun::choose(fleet_cache(fleet), &names, &elsewhere, opts.substitute);
+    let (results, cache) = match through_cache {
+        None => (
+            run_parallel(selected.plans, &toplevels, opts, req.parallel, renderer),
+            None,
+        ),
+        Some(run) => {
+            let (results, report) = deploy_through_cache(
+                run,
+                selected.plans,
+                &toplevels,
+                opts,
+                req.parallel,
+                renderer,
+            );
+            (results, Some(report))
+        }
+    };
+    renderer.finish_fleet(&results, cache.as_ref());
     let failed = results
         .iter()
         .filter(|r| !matches!(r.result, Outcome::Deployed | Outcome::UpToDate))
@@ -241,17 +260,111 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
     })
 }
 
+/// The fleet's binary cache as the deploy engine needs it, or None when no
+/// host file has `[fleet.cache]`.
+fn fleet_cache(_fleet: &Fleet) -> Option<CacheTarget> {
+    None
+}
+
+/// A deploy through the fleet cache (`deploy::cache`): the union of the
+/// consumers' closures is pushed once, to the cache host; the cache host, when
+/// selected, is deployed next (from its own store: its signing key and web
+/// server arrive with its system); the paths are published into the signed
+/// cache; then the consumers deploy as usual, substituting from the cache
+/// first. When the cache cannot be used, one warning, and the consumers are
+/// pushed to directly (shared frames). Results in selection order.
+fn deploy_through_cache(
+    run: CacheRun,
+    plans: Vec<HostPlan>,
+    toplevels: &Toplevels,
+    opts: DeployOptions,
+    parallel: usize,
+    renderer: &mut Renderer,
+) -> (Vec<HostResult>, CacheReport) {
+    let order: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    renderer.note(&format!(
+        "pushing {} host{}' closures once, to the fleet cache on {}",
+        run.consumers.len(),
+        if run.consumers.len() == 1 { "" } else { "s" },
+        run.cache.host
+    ));
+    let tops: Vec<&StorePath> = run.consumers.iter().map(|h| &toplevels[h]).collect();
+    let filled = with_events(renderer, |tx| {
+        let union = cache::union_closure(&tops)?;
+        let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
+        cache::push_to_cache(&run, union, &opts, tx).map(|r| (r, paths))
+    });
+    let (mine, mut rest): (Vec<HostPlan>, Vec<HostPlan>) =
+        plans.into_iter().partition(|p| p.name == run.cache.host);
+    let mut results = Vec::new();
+    let outcome = match filled {
+        Ok((mut report, paths)) => {
+            // The cache host deploys from its own store: the push above put
+            // the consumers' paths there, and its own push sends the rest.
+            results.extend(run_parallel(mine, toplevels, opts.clone(), 1, renderer));
+            match with_events(renderer, |tx| cache::publish(&run.cache, &paths, &opts, tx)) {
+                Ok(n) => {
+                    report.paths_published = n;
+                    Ok(report)
+                }
+                Err(e) => Err((report, e)),
+            }
+        }
+        Err(e) => {
+            rest.extend(mine);
+            let report = CacheReport {
+                host: run.cache.host.clone(),
+                consumers: run.consumers.clone(),
+                ..CacheReport::default()
+            };
+            Err((report, e))
+        }
+    };
+    let report = match outcome {
+        Ok(report) => report,
+        Err((mut report, e)) => {
+            renderer.warn(&format!(
+                "warning: the fleet cache on {} cannot be used: {e}; pushing to each host directly",
+                run.cache.host
+            ));
+            report.error = Some(e.to_string());
+            report
+        }
+    };
+    results.extend(run_parallel(rest, toplevels, opts, parallel, renderer));
+    results.sort_by_key(|r| order.iter().position(|n| *n == r.host));
+    (results, report)
+}
+
+/// Runs `work` on another thread while its events are rendered here.
+fn with_events<T: Send>(
+    renderer: &mut Renderer,
+    work: impl FnOnce(&std::sync::mpsc::Sender<deploy::Event>) -> T + Send,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || work(&tx));
+        for e in rx {
+            renderer.event(&e);
+        }
+        worker.join().expect("the cache step does not panic")
+    })
+}
+
 /// Runs every host's pipeline, at most `parallel` at once, rendering events as
 /// they come. Results are returned in host order.
 fn run_parallel(
     selected: Vec<HostPlan>,
-    toplevels: BTreeMap<String, StorePath>,
+    toplevels: &BTreeMap<String, StorePath>,
     opts: DeployOptions,
     parallel: usize,
     renderer: &mut Renderer,
 ) -> Vec<HostResult> {
+    if selected.is_empty() {
+        return Vec::new();
+    }
     let (tx, rx) = std::sync::mpsc::channel();
-    let (toplevels, opts) = (&toplevels, &opts);
+    let opts = &opts;
     let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
     runner::run_parallel(selected, parallel, job, || {
         for e in rx {
