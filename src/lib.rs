@@ -35,6 +35,9 @@
 //!   SSH/kernel baseline, the exposure table). Pure.
 //! - `monitoring`, `intrusion`, `edge`, `pki`: the monitoring hub; CrowdSec
 //!   and its bouncer; the edge's Traefik/TLS/forward-auth; the fleet CA.
+//! - `cache`: the fleet binary cache (`[fleet.cache]`): its plan
+//!   (`cache::FleetCache`), the wiring of every consumer over WireGuard, the
+//!   Nix signing key and `potato cache`. Never pushes (that is `host`/`deploy`).
 //! - `nix`: builds, closures, the transfer stream. Knows no host file.
 //! - `deploy`: one host's deploy pipeline (lock, push, activate, health,
 //!   confirm or roll back) and where a system is built (`deploy::build_on`),
@@ -59,6 +62,7 @@
 //!   has; `units`: sizes and durations.
 
 pub mod bootstrap;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod cmd;

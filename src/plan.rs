@@ -53,6 +53,27 @@ pub struct HostPlan {
     /// What the host gets from the fleet CA: the CA certificate to trust and,
     /// for internal TLS, its own certificate (None: the fleet has no CA).
     pub pki: Option<crate::pki::HostPki>,
+    /// The fleet's binary cache (`[fleet.cache]` on one host), the same on
+    /// every host: who serves it, where, and each consumer's URL (None: the
+    /// fleet has no cache). `public_key` is filled by `cache::attach`.
+    pub cache: Option<crate::cache::FleetCache>,
+}
+
+impl HostPlan {
+    /// The WireGuard tunnel this host shares with `other`, if any: the first
+    /// of this host's interfaces whose address lies in one of `other`'s
+    /// tunnel subnets, as (this host's address, `other`'s address there).
+    /// The one rule every fleet link over WireGuard uses (monitoring, SSO,
+    /// the binary cache): no LAN fallback.
+    pub fn shared_tunnel(&self, other: &HostPlan) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
+        self.wireguard.iter().find_map(|w| {
+            other
+                .wireguard
+                .iter()
+                .find(|o| o.address.trunc().contains(&w.address.addr()))
+                .map(|o| (w.address.addr(), o.address.addr()))
+        })
+    }
 }
 
 /// Owner, group and mode of a decrypted secret on the host.

@@ -880,13 +880,9 @@ fn identity_link(
     let id_domain = &id_plan.containers.as_ref()?.domain;
     let id_internal = tls_mode_of(id.src, id_domain) == TlsMode::Internal;
     let name = format!("authentik.{id_domain}");
-    let shared = p.wireguard.iter().find_map(|w| {
-        id_plan
-            .wireguard
-            .iter()
-            .find(|hw| hw.address.trunc().contains(&w.address.addr()))
-            .map(|hw| (hw.address.addr(), w.address.addr()))
-    });
+    let shared = p
+        .shared_tunnel(id_plan)
+        .map(|(from, address)| (address, from));
     match shared {
         Some((address, from)) => Some((
             IdentityLink {

@@ -83,6 +83,39 @@ pub struct HostFile {
     /// How this host's Traefik gets its certificates (only with "traefik" in services).
     #[serde(default)]
     pub proxy: Option<Spanned<Proxy>>,
+    /// Services this host provides to the whole fleet (`[fleet.cache]`).
+    #[serde(default)]
+    pub fleet: Option<FleetServices>,
+}
+
+/// `[fleet]`: what this host serves for every other host of the fleet.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetServices {
+    /// The fleet's binary cache: this host serves a signed static Nix binary
+    /// cache (nginx) over WireGuard, and every other host of the fleet uses it
+    /// as a substituter. At most one host of the fleet has this table.
+    #[serde(default)]
+    pub cache: Option<Spanned<FleetCacheSettings>>,
+}
+
+/// `[fleet.cache]`: the binary cache this host serves to the fleet.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetCacheSettings {
+    /// The HTTP port the cache is served on, on this host's tunnel addresses
+    /// (default 5080). Only the other hosts' tunnel addresses may connect.
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// The cache's signing key, "secret:NAME" (default "secret:fleet-cache-key",
+    /// which `potato cache init` creates). Decrypted on this host only, into
+    /// /run/potato-secrets/NAME.
+    #[serde(default)]
+    pub key: Option<SString>,
+    /// Nix's substituter priority (`?priority=`; default 30). Lower is tried
+    /// first: cache.nixos.org is 40, so the fleet cache is asked before it.
+    #[serde(default)]
+    pub priority: Option<Spanned<i64>>,
 }
 
 /// `[roles]`: what this host serves for the whole fleet.

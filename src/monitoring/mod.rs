@@ -444,14 +444,7 @@ fn scrape_addresses(
             out.insert(p.name.clone(), (own, own));
             continue;
         }
-        let shared = p.wireguard.iter().find_map(|w| {
-            hub_plan
-                .wireguard
-                .iter()
-                .find(|hw| hw.address.trunc().contains(&w.address.addr()))
-                .map(|hw| (w.address.addr(), hw.address.addr()))
-        });
-        match shared {
+        match p.shared_tunnel(hub_plan) {
             Some(pair) => {
                 out.insert(p.name.clone(), pair);
             }
@@ -759,7 +752,7 @@ fn check_host_openings(
     }
 }
 
-fn allow_from(port: u16, nets: Vec<IpNet>, why: &str) -> Rule {
+pub(crate) fn allow_from(port: u16, nets: Vec<IpNet>, why: &str) -> Rule {
     let sources: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
     Rule {
         text: format!("allow {port}/tcp from {} (fleet: {why})", sources.join(",")),

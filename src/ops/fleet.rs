@@ -91,14 +91,15 @@ pub fn repo_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Error> {
 }
 
 /// Loads and validates the whole fleet, the fleet CA's certificates included
-/// (`pki::attach`). Any diagnostic makes it `Error::Invalid`.
+/// (`pki::attach`) and the fleet cache's public key (`cache::attach`). Any diagnostic makes it `Error::Invalid`.
 pub fn load_plans(repo: &Utf8Path) -> Result<Vec<HostPlan>, Error> {
     let Resolved {
         inv,
         secrets,
         mut plans,
     } = load_resolved(repo)?;
-    let diagnostics = crate::pki::attach(repo, &inv, &secrets, &mut plans);
+    let mut diagnostics = crate::pki::attach(repo, &inv, &secrets, &mut plans);
+    diagnostics.extend(crate::cache::attach(repo, &inv, &mut plans));
     if diagnostics.is_empty() {
         Ok(plans)
     } else {

@@ -19,6 +19,8 @@
 //! - `proxmox`: `[proxmox]` for proxmox-vm hosts
 //! - `containers`, `vpn`: `[containers]` services, networks, ports; `[vpn]`
 //! - `health`: `[[health]]` probes and their timing
+//! - `cache`: the host's own `[fleet.cache]` settings (the fleet-wide wiring
+//!   is `crate::cache::wire`)
 //! - `fleet`: checks that span hosts (duplicate names, addresses, vmids, tokens)
 
 use std::collections::BTreeMap;
@@ -34,6 +36,7 @@ use crate::plan::*;
 use crate::secrets::SecretIndex;
 use crate::units::{parse_duration, parse_mib};
 
+mod cache;
 mod containers;
 mod deploy;
 mod firewall;
@@ -44,7 +47,7 @@ mod proxmox;
 mod secrets;
 mod storage;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod vpn;
 mod wireguard;
 
@@ -107,6 +110,9 @@ pub fn resolve(
     }
     if diags.is_empty() {
         crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
+    }
+    if diags.is_empty() {
+        crate::cache::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {
         crate::intrusion::wire(&mut resolved);
@@ -198,6 +204,7 @@ impl<'a> HostCx<'a> {
             wireguard: &wireguard,
         });
         let proxmox = self.proxmox();
+        let cache = self.fleet_cache();
         let secret_files = self.secret_files();
         if let (Some(d), Some(fw), Some(ssh)) = (&deploy, &firewall, &ssh) {
             self.lockout_guard(d, fw, ssh, &zones);
@@ -234,6 +241,7 @@ impl<'a> HostCx<'a> {
             sso: None,
             intrusion: None,
             pki: None,
+            cache,
         })
     }
 
