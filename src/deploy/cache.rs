@@ -43,6 +43,19 @@ pub struct CacheTarget {
     pub dir: String,
 }
 
+impl CacheTarget {
+    /// The resolved `[fleet.cache]` and the cache host's SSH target.
+    pub fn new(cache: &crate::cache::FleetCache, target: Target) -> CacheTarget {
+        CacheTarget {
+            host: cache.host.clone(),
+            target,
+            key_secret: cache.key_secret.clone(),
+            key_path: cache.key_path.clone(),
+            dir: cache.dir.clone(),
+        }
+    }
+}
+
 /// Which hosts a deploy runs through the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRun {

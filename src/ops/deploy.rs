@@ -262,8 +262,10 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
 
 /// The fleet's binary cache as the deploy engine needs it, or None when no
 /// host file has `[fleet.cache]`.
-fn fleet_cache(_fleet: &Fleet) -> Option<CacheTarget> {
-    None
+fn fleet_cache(fleet: &Fleet) -> Option<CacheTarget> {
+    let cache = crate::cache::of_fleet(&fleet.plans)?;
+    let host = fleet.plans.iter().find(|p| p.name == cache.host)?;
+    Some(CacheTarget::new(cache, host.deploy.target.clone()))
 }
 
 /// A deploy through the fleet cache (`deploy::cache`): the union of the

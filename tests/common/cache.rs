@@ -91,7 +91,7 @@ impl Nginx {
     /// Serves `root` at 127.0.0.1:`port` (and the host's address) in `host`'s
     /// namespace; `work` holds its config, pid and logs.
     pub fn serve(host: &TestHost, root: &Path, work: &Path, port: u16) -> Nginx {
-        Nginx::serve_on(host, root, work, &[host.addr.clone()], port)
+        Nginx::serve_on(host, root, work, std::slice::from_ref(&host.addr), port)
     }
 
     /// Serves `root` at 127.0.0.1:`port` and each of `addrs` in `host`'s
@@ -136,7 +136,7 @@ impl Nginx {
         let started = Instant::now();
         while !host
             .sh(&format!(
-                "curl -sf http://127.0.0.1:{port}/nix-cache-info >/dev/null"
+                "curl -s -o /dev/null http://127.0.0.1:{port}/nix-cache-info"
             ))
             .status
             .success()
