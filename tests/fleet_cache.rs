@@ -106,7 +106,11 @@ fn cache_fleet(tb: &Testbed) -> Fleet {
                 wg_key(i)
             )
         };
-        fleet.write_host(&h.name, &host_file(&h.addr, &tb.client_pub, &wg));
+        // Seven hosts at once on a shared two-core machine: a confirm window
+        // the load cannot outlast (this test is not about confirmation).
+        let text = host_file(&h.addr, &tb.client_pub, &wg)
+            .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"90s\"");
+        fleet.write_host(&h.name, &text);
     }
     fleet.potato(&["gen"]).ok();
     fleet
@@ -317,6 +321,28 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
         "{wire_direct} bytes left the deployer without the cache"
     );
 
+    // Again through the cache, now that the cache host has its key: it
+    // deploys alongside the consumers.
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 1500000; salt = \"{}\"; }};",
+        unique_salt("again")
+    ));
+    let before = deployer_tx(&tb);
+    let started = Instant::now();
+    let (code, r, stderr) = fleet.deploy(&all);
+    let wall_again = started.elapsed();
+    let wire_again = deployer_tx(&tb) - before;
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    for host in &tb.hosts {
+        assert_eq!(r[&host.name]["result"], "deployed", "{r}");
+        assert_eq!(host.current_generation(), Some(3));
+    }
+    eprintln!(
+        "fleet cache, second run: 7 hosts in {:.1}s, {wire_again} bytes on the deployer's links",
+        wall_again.as_secs_f64()
+    );
+    assert!(wire_again * 2 < one_closure * 3, "{wire_again}");
+
     // An unsigned path and one signed by a key the hosts do not trust, put
     // into the cache before the deploy that needs them: publishing skips paths
     // already there, so they stay as they are, and the host must refuse them.
@@ -515,4 +541,60 @@ fn the_agent_publishes_signed_zstd_narinfos_and_says_when_the_key_is_missing() {
     assert_eq!(none.status.code(), Some(4));
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "NOKEY");
     assert!(!host.dir.join("nix/var/potato-test/cache2").exists());
+}
+
+#[test]
+fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_direct_pushes() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(3);
+    let work = tb.dir.path().to_path_buf();
+    let fleet = cache_fleet(&tb);
+    let g = generated(&fleet);
+    let (_nginx, served) = nixos_double(&mut tb, &g, &work);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
+        unique_salt("nokey")
+    ));
+    // t0 was never deployed: its signing key has not reached it.
+    let run = fleet.potato(&["deploy", "t1", "t2", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the fleet cache on t0 cannot be used"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].contains(&format!(
+            "no signing key at {}: the secret `fleet-cache-key`",
+            g.key_path
+        )) && warnings[0].contains("potato cache init"),
+        "{}",
+        warnings[0]
+    );
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(doc["cache"]["host"], "t0");
+    assert!(
+        doc["cache"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("fleet-cache-key"),
+        "{doc}"
+    );
+    assert_eq!(doc["cache"]["paths_published"], 0);
+    for h in doc["hosts"].as_array().unwrap() {
+        assert_eq!(h["result"], "deployed", "{h}");
+        assert_eq!(h["paths_fetched"], 0, "{h}");
+        assert!(h["paths_pushed"].as_u64().unwrap() >= 3, "{h}");
+    }
+    for host in &tb.hosts[1..] {
+        assert_eq!(host.current_generation(), Some(1));
+    }
+    // The cache host was used as a cache, not deployed to, and its cache
+    // holds nothing.
+    assert!(tb.hosts[0].activations().is_empty());
+    assert_eq!(tb.hosts[0].current_generation(), None);
+    assert!(!served.join("nix-cache-info").exists());
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
-use crate::deploy::cache::{self, CacheReport, CacheRun, CacheTarget};
+use crate::deploy::cache::{self, CacheError, CacheReport, CacheRun, CacheTarget};
 use crate::deploy::{self, DeployOptions, HostResult, Outcome};
 use crate::error::Error;
 use crate::host::push::Compress;
@@ -269,11 +269,11 @@ fn fleet_cache(fleet: &Fleet) -> Option<CacheTarget> {
 }
 
 /// A deploy through the fleet cache (`deploy::cache`): the union of the
-/// consumers' closures is pushed once, to the cache host; the cache host, when
-/// selected, is deployed next (from its own store: its signing key and web
-/// server arrive with its system); the paths are published into the signed
-/// cache; then the consumers deploy as usual, substituting from the cache
-/// first. When the cache cannot be used, one warning, and the consumers are
+/// consumers' closures is pushed once, to the cache host, and published into
+/// its signed cache (when the cache host is selected and has no signing key
+/// yet, it is deployed first: the key arrives with its system); then the
+/// consumers (and the cache host, if selected and not yet deployed) deploy as
+/// usual, the consumers substituting from the cache first. When the cache cannot be used, one warning, and the consumers are
 /// pushed to directly (shared frames). Results in selection order.
 fn deploy_through_cache(
     run: CacheRun,
@@ -296,15 +296,32 @@ fn deploy_through_cache(
         let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
         cache::push_to_cache(&run, union, &opts, tx).map(|r| (r, paths))
     });
-    let (mine, mut rest): (Vec<HostPlan>, Vec<HostPlan>) =
+    let (mut mine, mut rest): (Vec<HostPlan>, Vec<HostPlan>) =
         plans.into_iter().partition(|p| p.name == run.cache.host);
     let mut results = Vec::new();
     let outcome = match filled {
         Ok((mut report, paths)) => {
-            // The cache host deploys from its own store: the push above put
-            // the consumers' paths there, and its own push sends the rest.
-            results.extend(run_parallel(mine, toplevels, opts.clone(), 1, renderer));
-            match with_events(renderer, |tx| cache::publish(&run.cache, &paths, &opts, tx)) {
+            let publish = |renderer: &mut Renderer| {
+                with_events(renderer, |tx| cache::publish(&run.cache, &paths, &opts, tx))
+            };
+            let mut published = publish(renderer);
+            if matches!(published, Err(CacheError::NoKey { .. })) && !mine.is_empty() {
+                // A cache host deployed for the first time: its signing key
+                // (and its web server) arrive with its system. It deploys
+                // first, from its own store (the push above put the paths
+                // there; its own push sends the rest), then the paths are
+                // published. Otherwise it deploys with the consumers.
+                results.extend(run_parallel(
+                    std::mem::take(&mut mine),
+                    toplevels,
+                    opts.clone(),
+                    1,
+                    renderer,
+                ));
+                published = publish(renderer);
+            }
+            rest.extend(mine);
+            match published {
                 Ok(n) => {
                     report.paths_published = n;
                     Ok(report)
