@@ -339,6 +339,7 @@ fn deploy_through_cache(
             Err((report, e))
         }
     };
+    let mut opts = opts;
     let report = match outcome {
         Ok(report) => report,
         Err((mut report, e)) => {
@@ -347,6 +348,9 @@ fn deploy_through_cache(
                 run.cache.host
             ));
             report.error = Some(e.to_string());
+            // Direct pushes: the hosts are not sent to a cache that may not
+            // answer (Nix would wait out its connect timeout on each).
+            opts.substitute = false;
             report
         }
     };
