@@ -1,8 +1,10 @@
 //! Building and deploying the selected hosts: one Nix build for all of them,
 //! then each host's pipeline (`deploy::deploy_host`) in parallel on the one
-//! host runner (`host::runner`), its events handed to the reporter as they come. Owns the
-//! policy around the engine (stale files, build_on, the lock holder); the
-//! per-host work stays in `deploy`. Prints nothing but through the reporter.
+//! host runner (`host::runner`), its events handed to the reporter as they
+//! come (`deploy::Event` → `ui::Event`: phases, push bytes, log lines, host
+//! results). Owns the policy around the engine (stale files, build_on, the
+//! lock holder); the per-host work stays in `deploy`. Prints nothing but
+//! through the reporter; the command prints the results.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
 use crate::deploy::cache::{self, CacheError, CacheReport, CacheRun, CacheTarget};
-use crate::deploy::{self, DeployOptions, HostResult, Outcome};
+use crate::deploy::{self, DeployOptions, Event, HostResult};
 use crate::error::Error;
 use crate::host::push::Compress;
 use crate::host::runner;
@@ -19,7 +21,7 @@ use crate::inventory::schema::BuildOn;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
-use crate::ui::{Renderer, Reporter};
+use crate::ui::{self, Reporter};
 
 /// What the command line asks of a deploy, typed.
 #[derive(Debug, Clone)]
@@ -30,8 +32,8 @@ pub struct Request {
     pub activation_timeout: Duration,
     pub force: bool,
     pub parallel: usize,
-    /// zstd on the wire: None = when the host has zstd.
-    pub compress: Option<bool>,
+    /// zstd on the wire (`--compress`).
+    pub compress: Compress,
     /// `--build-on`, overriding the host files' build_on.
     pub build_on: Option<BuildOn>,
     /// Hosts fetch from their own substituters before the push
@@ -113,7 +115,7 @@ impl Request {
             activation_timeout: Duration::from_secs(300),
             force: false,
             parallel: 1,
-            compress: None,
+            compress: Compress::Auto,
             build_on: None,
             substitute: true,
         }
@@ -137,7 +139,10 @@ fn sites(
     selected: &Selection,
     over: Option<&BuildOn>,
 ) -> Result<BTreeMap<String, Site>, Error> {
-    build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| Error::usage(e, BUILD_ON_HINT))
+    build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| match e {
+        build_on::SiteError::Unknown(why) => Error::usage(why, BUILD_ON_HINT),
+        build_on::SiteError::NixConfig(e) => e.into(),
+    })
 }
 
 /// zstd level of shared frames: as the single-host stream's (level 1 keeps
@@ -155,12 +160,10 @@ fn build_where(
     sites: &BTreeMap<String, Site>,
     warn: &mut dyn FnMut(&str),
 ) -> Result<(Toplevels, Jobs), Error> {
-    let (here, elsewhere): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| {
-        matches!(
-            sites.get(n),
-            None | Some(Site::Deployer | Site::NixBuilder(_))
-        )
-    });
+    let (here, elsewhere): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| matches!(sites.get(n), None | Some(Site::Deployer)));
     let mut tops = if here.is_empty() {
         BTreeMap::new()
     } else {
@@ -173,25 +176,26 @@ fn build_where(
     Ok((tops, build_on::jobs(sites, &evaluated)))
 }
 
-/// Deploys every selected host; results in host order. `Error::HostsFailed`
-/// when a host did not end deployed or up to date (after the reporter has
-/// shown every result).
+/// Deploys every selected host; results in host order, each host's outcome
+/// in its result (`failed` turns them into the run's exit), and what the fleet
+/// cache step did when the deploy went through the cache. Errors only for
+/// what stops the whole run (input, the build).
 pub fn deploy(
     fleet: &Fleet,
     selected: Selection,
     req: &Request,
-    renderer: &mut Renderer,
-) -> Result<Vec<HostResult>, Error> {
+    report: &Reporter,
+) -> Result<(Vec<HostResult>, Option<CacheReport>), Error> {
     let sites = sites(fleet, &selected, req.build_on.as_ref())?;
     let mut opts = options(fleet, &selected, req)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let names = selected.names();
-    renderer.note(&format!(
+    report.note(&format!(
         "building {} system{}",
         names.len(),
         if names.len() == 1 { "" } else { "s" }
     ));
-    let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| renderer.warn(l))?;
+    let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| report.warn(l))?;
     opts.builds = jobs;
     // Several hosts pushed from here: compress each path once for all of them.
     if names.len() - opts.builds.len() > 1 && opts.compress != Compress::No {
@@ -199,37 +203,34 @@ pub fn deploy(
             .ok()
             .map(Arc::new);
     }
+    report.hosts(&names);
     let elsewhere: BTreeSet<String> = opts.builds.keys().cloned().collect();
     let through_cache = CacheRun::choose(fleet_cache(fleet), &names, &elsewhere, opts.substitute);
     let (results, cache) = match through_cache {
         None => (
-            run_parallel(selected.plans, &toplevels, opts, req.parallel, renderer),
+            run_parallel(selected.plans, &toplevels, opts, req.parallel, report),
             None,
         ),
         Some(run) => {
-            let (results, report) = deploy_through_cache(
-                run,
-                selected.plans,
-                &toplevels,
-                opts,
-                req.parallel,
-                renderer,
-            );
-            (results, Some(report))
+            let (results, cache) =
+                deploy_through_cache(run, selected.plans, &toplevels, opts, req.parallel, report);
+            (results, Some(cache))
         }
     };
-    renderer.finish_fleet(&results, cache.as_ref());
-    let failed = results
-        .iter()
-        .filter(|r| !matches!(r.result, Outcome::Deployed | Outcome::UpToDate))
-        .count();
+    report.end();
+    Ok((results, cache))
+}
+
+/// `Error::HostsFailed` when a host did not end deployed or up to date.
+pub fn failed(results: &[HostResult]) -> Result<(), Error> {
+    let failed = results.iter().filter(|r| !r.result.is_ok()).count();
     if failed > 0 {
         return Err(Error::HostsFailed {
             failed,
             total: results.len(),
         });
     }
-    Ok(results)
+    Ok(())
 }
 
 fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployOptions, Error> {
@@ -245,11 +246,7 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
         activation_timeout: req.activation_timeout,
         target: selected.target_override().cloned(),
         force: req.force,
-        compress: match req.compress {
-            None => Compress::Auto,
-            Some(true) => Compress::Yes,
-            Some(false) => Compress::No,
-        },
+        compress: req.compress,
         substitute: req.substitute,
         builds: BTreeMap::new(),
         frames: None,
@@ -281,17 +278,17 @@ fn deploy_through_cache(
     toplevels: &Toplevels,
     opts: DeployOptions,
     parallel: usize,
-    renderer: &mut Renderer,
+    ui: &Reporter,
 ) -> (Vec<HostResult>, CacheReport) {
     let order: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    renderer.note(&format!(
+    ui.note(&format!(
         "pushing {} host{}' closures once, to the fleet cache on {}",
         run.consumers.len(),
         if run.consumers.len() == 1 { "" } else { "s" },
         run.cache.host
     ));
     let tops: Vec<&StorePath> = run.consumers.iter().map(|h| &toplevels[h]).collect();
-    let filled = with_events(renderer, |tx| {
+    let filled = with_events(ui, |tx| {
         let union = cache::union_closure(&tops)?;
         let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
         cache::push_to_cache(&run, union, &opts, tx).map(|r| (r, paths))
@@ -301,10 +298,9 @@ fn deploy_through_cache(
     let mut results = Vec::new();
     let outcome = match filled {
         Ok((mut report, paths)) => {
-            let publish = |renderer: &mut Renderer| {
-                with_events(renderer, |tx| cache::publish(&run.cache, &paths, &opts, tx))
-            };
-            let mut published = publish(renderer);
+            let publish =
+                |ui: &Reporter| with_events(ui, |tx| cache::publish(&run.cache, &paths, &opts, tx));
+            let mut published = publish(ui);
             if matches!(published, Err(CacheError::NoKey { .. })) && !mine.is_empty() {
                 // A cache host deployed for the first time: its signing key
                 // (and its web server) arrive with its system. It deploys
@@ -316,9 +312,9 @@ fn deploy_through_cache(
                     toplevels,
                     opts.clone(),
                     1,
-                    renderer,
+                    ui,
                 ));
-                published = publish(renderer);
+                published = publish(ui);
             }
             rest.extend(mine);
             match published {
@@ -343,7 +339,7 @@ fn deploy_through_cache(
     let report = match outcome {
         Ok(report) => report,
         Err((mut report, e)) => {
-            renderer.warn(&format!(
+            ui.warn(&format!(
                 "warning: the fleet cache on {} cannot be used: {e}; pushing to each host directly",
                 run.cache.host
             ));
@@ -354,34 +350,34 @@ fn deploy_through_cache(
             report
         }
     };
-    results.extend(run_parallel(rest, toplevels, opts, parallel, renderer));
+    results.extend(run_parallel(rest, toplevels, opts, parallel, ui));
     results.sort_by_key(|r| order.iter().position(|n| *n == r.host));
     (results, report)
 }
 
 /// Runs `work` on another thread while its events are rendered here.
 fn with_events<T: Send>(
-    renderer: &mut Renderer,
+    report: &Reporter,
     work: impl FnOnce(&std::sync::mpsc::Sender<deploy::Event>) -> T + Send,
 ) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let worker = s.spawn(move || work(&tx));
         for e in rx {
-            renderer.event(&e);
+            report.emit(reported(e));
         }
         worker.join().expect("the cache step does not panic")
     })
 }
 
-/// Runs every host's pipeline, at most `parallel` at once, rendering events as
-/// they come. Results are returned in host order.
+/// Runs every host's pipeline, at most `parallel` at once, reporting events
+/// as they come. Results are returned in host order.
 fn run_parallel(
     selected: Vec<HostPlan>,
     toplevels: &BTreeMap<String, StorePath>,
     opts: DeployOptions,
     parallel: usize,
-    renderer: &mut Renderer,
+    report: &Reporter,
 ) -> Vec<HostResult> {
     if selected.is_empty() {
         return Vec::new();
@@ -391,8 +387,31 @@ fn run_parallel(
     let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
     runner::run_parallel(selected, parallel, job, || {
         for e in rx {
-            renderer.event(&e);
+            report.emit(reported(e));
         }
     })
     .0
+}
+
+/// The engine's event as the reporter's: one vocabulary with bootstrap's,
+/// flash's and vm's (a push's bytes are `Bytes` "push" everywhere).
+fn reported(e: Event) -> ui::Event {
+    match e {
+        Event::Phase { host, phase } => ui::Event::Phase {
+            host,
+            phase: phase.as_str().to_string(),
+        },
+        Event::Progress { host, done, total } => ui::Event::Bytes {
+            host,
+            what: "push".into(),
+            done,
+            total,
+        },
+        Event::Log { host, line } => ui::Event::Log { host, line },
+        Event::Finished(r) => ui::Event::HostDone {
+            host: r.host.clone(),
+            ok: r.result.is_ok(),
+            text: r.describe(),
+        },
+    }
 }

@@ -210,6 +210,25 @@ impl Context {
         Ok(())
     }
 
+    /// Generates a value of `kind` into `file`, refusing to replace one that
+    /// exists unless `force`; returns the value's public half, if it has one.
+    pub fn generate_into(
+        &self,
+        file: &Utf8Path,
+        kind: Kind,
+        force: bool,
+    ) -> Result<Option<String>, Error> {
+        if RepoFs::open(&self.root)?.kind(file)?.is_some() && !force {
+            return Err(Error::usage(
+                format!("{file} exists"),
+                "pass --force to replace it (the old value is lost)",
+            ));
+        }
+        let (value, public) = generate(kind);
+        self.store(file, &value)?;
+        Ok(public)
+    }
+
     /// Every secret file: who uses it, how many recipients it needs, and
     /// whether it is encrypted to exactly them.
     pub fn list(&self) -> Result<Vec<Listed>, Error> {
@@ -352,8 +371,9 @@ impl Context {
             .arg("potato-editor")
             .arg(scratch.path.as_str())
             .status()
-            .map_err(|e| {
-                Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR")
+            .map_err(|e| Error::ProgramFailed {
+                program: crate::error::EDITOR,
+                message: format!("cannot start {editor} (through sh): {e}; {file} is unchanged"),
             })?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::usage(
@@ -362,10 +382,10 @@ impl Context {
             ));
         }
         if !status.success() {
-            return Err(Error::usage(
-                format!("the editor exited with {status}; {file} is unchanged"),
-                "save and quit normally to keep your changes",
-            ));
+            return Err(Error::ProgramFailed {
+                program: crate::error::EDITOR,
+                message: format!("{editor} exited with {status}; {file} is unchanged"),
+            });
         }
         let new = scratch.read()?;
         if new == old {
