@@ -105,15 +105,39 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         substitute: !a.no_substitute,
     };
     let report = Reporter::new(g.output());
-    let results = deploy::deploy(&fleet, selected, &request, &report)?;
+    let (results, cache) = deploy::deploy(&fleet, selected, &request, &report)?;
     let ok = results.iter().all(|r| r.result.is_ok());
-    report.document(&serde_json::json!({ "ok": ok, "hosts": results }));
+    let mut doc = serde_json::json!({ "ok": ok, "hosts": results });
+    if let Some(c) = &cache {
+        // The fleet cache step: host, paths published, bytes pushed to it.
+        doc["cache"] = serde_json::json!(c);
+    }
+    report.document(&doc);
     // With --quiet, the table only when a host failed.
     let quiet_ok = g.quiet && ok;
     if !g.json && !quiet_ok {
         summary(&results);
+        if let Some(c) = &cache {
+            println!("{}", cache_line(c));
+        }
     }
     deploy::failed(&results)
+}
+
+/// The fleet cache's line under the table: what went to the cache host once.
+fn cache_line(c: &crate::deploy::cache::CacheReport) -> String {
+    format!(
+        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+        c.host,
+        mb(c.bytes_pushed),
+        c.paths_pushed,
+        c.paths_published,
+        if c.error.is_some() {
+            " (not used: the hosts were pushed to directly)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The table of results on stdout, then each failure's full error on stderr.

@@ -9,6 +9,7 @@
 //! does not print: `ui` renders the events.
 
 pub mod build_on;
+pub mod cache;
 pub mod health;
 
 use std::sync::Arc;
