@@ -2,7 +2,9 @@
 //! the deployer, each path is framed once (`nix::frames`) and every host that
 //! lacks it gets the same bytes; incompressible data is framed raw. The hosts
 //! are testbed hosts whose real `zstd -d | nix-store --serve --write` must
-//! accept the assembled stream.
+//! accept the assembled stream. A three-host deploy is shown to take that path
+//! end to end: potato's per-host frame counts, and strace's account of the
+//! frame files (each created once, read once per host).
 
 mod common;
 
