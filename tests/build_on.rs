@@ -353,11 +353,15 @@ fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
 /// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
 /// supported features, mandatory features, base64 of the host's public key).
 fn builders_line(tb: &Testbed, host: &testbed::TestHost, host_key: &str) -> String {
+    builders_line_with(tb, &format!("ssh-ng://root@{}", host.addr), host_key)
+}
+
+/// `builders_line` for a builder written as `uri`.
+fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
     use base64::Engine;
     let host_key = base64::engine::general_purpose::STANDARD.encode(host_key);
     format!(
-        "builders = ssh-ng://root@{} x86_64-linux {} 1 1 - - {host_key}",
-        host.addr,
+        "builders = {uri} x86_64-linux {} 1 1 - - {host_key}",
         tb.client_key.display()
     )
 }
@@ -494,4 +498,41 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     );
     assert_eq!(target.current_system(), top);
     assert_eq!(target.activations().len(), 1, "nothing more was activated");
+}
+
+#[test]
+fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (target, builder) = (tb.host(0), tb.host(1));
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
+    // realise a derivation from the command line: potato goes through the
+    // daemon protocol on the same machine, key and host key).
+    let line = builders_line_with(
+        &tb,
+        &format!("root@{}", builder.addr),
+        &builder.public_key(),
+    );
+    let conf = deployer_nix_conf(&tb, &line);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    set_build_on(&fleet, "t0", &builder.addr);
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["build"]["on"], format!("ssh://root@{}", builder.addr));
+    let top = res["store_path"].as_str().unwrap();
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert_eq!(target.current_system(), top);
+    assert!(
+        !on_deployer(top),
+        "{top} must not be in the deployer's store"
+    );
 }
