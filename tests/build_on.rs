@@ -424,6 +424,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     assert!(target.activations().is_empty());
 
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let to_builder = tx_bytes(builder);
     let check = common::Run::from(
         fleet
             .command(&["check"])
@@ -463,6 +464,16 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
         "{res}"
     );
     let top = res["store_path"].as_str().unwrap();
+    // To the builder went derivations, not the output.
+    let to_builder = tx_bytes(builder) - to_builder;
+    let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
+    eprintln!(
+        "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
+    );
+    assert!(
+        to_builder * 4 < relayed,
+        "{to_builder} bytes to the builder for a {relayed}-byte output"
+    );
 
     // Built in the builder's store, received by the target's, activated there.
     builder.sh_ok(&format!("nix-store --check-validity {top}"));
