@@ -20,7 +20,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use common::Repo;
 use serde_json::{Value as Json, json};
@@ -217,24 +216,7 @@ fn to_json(v: &Yaml, tags: &dyn Fn(&str, &Yaml) -> Json) -> Json {
 /// authentik's published blueprint schema, or None (said why) when the
 /// reference directory is absent locally; in CI it must be there.
 fn schema() -> Option<jsonschema::Validator> {
-    let path: PathBuf =
-        common::source_root().join("../shared/reference/schemas/authentik-blueprint.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{}: {e}; CI must have the reference schemas",
-                path.display()
-            );
-            eprintln!(
-                "skipping schema validation: {} is absent ({e})",
-                path.display()
-            );
-            return None;
-        }
-    };
-    let schema: Json = serde_json::from_str(&text).unwrap();
+    let schema = common::reference_schema("authentik-blueprint.json")?;
     Some(
         jsonschema::options()
             .should_validate_formats(true)
@@ -243,19 +225,13 @@ fn schema() -> Option<jsonschema::Validator> {
     )
 }
 
-fn errors(v: &jsonschema::Validator, doc: &Json) -> Vec<String> {
-    v.iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
 #[test]
 fn the_blueprint_validates_against_authentiks_schema() {
     let r = fleet();
     let doc = read_blueprint(&r);
     let resolved = resolve_tags(&doc);
     let Some(v) = schema() else { return };
-    let errs = errors(&v, &resolved);
+    let errs = common::schema_violations(&v, &resolved);
     assert!(errs.is_empty(), "{errs:#?}\n{resolved:#}");
 }
 
@@ -264,7 +240,7 @@ fn a_broken_blueprint_fails_the_schema() {
     let r = fleet();
     let resolved = resolve_tags(&read_blueprint(&r));
     let Some(v) = schema() else { return };
-    assert!(errors(&v, &resolved).is_empty());
+    assert!(common::schema_violations(&v, &resolved).is_empty());
     let first = |m: &str, doc: &Json| {
         doc["entries"]
             .as_array()
@@ -310,7 +286,10 @@ fn a_broken_blueprint_fails_the_schema() {
     for (what, f) in breaks {
         let mut broken = resolved.clone();
         f(&mut broken);
-        assert!(!errors(&v, &broken).is_empty(), "{what} passed the schema");
+        assert!(
+            !common::schema_violations(&v, &broken).is_empty(),
+            "{what} passed the schema"
+        );
     }
 }
 
@@ -481,9 +460,7 @@ fn no_identity_host_no_blueprint_and_an_identity_host_without_authentik_is_an_er
         "[containers]\nservices = [\"traefik\", \"authentik\", \"authentik-worker\", ",
         "[containers]\nservices = [\"traefik\", ",
     );
-    let text = r.read("hosts/pve-apps.toml");
-    let (l, c) = common::line_col(&text, "identity = true");
-    let at = format!("hosts/pve-apps.toml:{l}:{}", c + "identity = ".len());
+    let at = r.at_in("hosts/pve-apps.toml", "identity = true", "true");
     r.potato(&["check"])
         .invalid_at(&at, "the identity host pve-apps does not run authentik");
     // (Without authentik-worker, authentik's own `depends` speaks first.)

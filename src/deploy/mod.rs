@@ -114,6 +114,23 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The outcome in the summary table's words.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::UpToDate => "up to date",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The host runs the system it was meant to (exit 0 for it).
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Deployed | Outcome::UpToDate)
+    }
+}
+
 /// One host's result, as the summary and `--json` report it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {
@@ -143,7 +160,32 @@ pub struct HostResult {
     pub frames: crate::nix::frames::FrameCounts,
 }
 
-/// What the pipeline tells the renderer.
+impl HostResult {
+    /// The result in one line ("deployed generation 3", "failed: ...").
+    pub fn describe(&self) -> String {
+        let generation = |none: &str| {
+            self.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| none.into())
+        };
+        match self.result {
+            Outcome::Deployed => format!("deployed generation {}", generation("")),
+            Outcome::UpToDate => "up to date".into(),
+            Outcome::RolledBack => format!("rolled back to generation {}", generation("-")),
+            Outcome::Failed => format!(
+                "failed: {}",
+                self.error
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// What the pipeline tells the reporter (through `ops::deploy`).
 #[derive(Debug, Clone)]
 pub enum Event {
     Phase { host: String, phase: Phase },
@@ -294,7 +336,7 @@ impl Run {
         let token = token_for(top);
         let act_secs = opts.activation_timeout.as_secs().max(1);
         let (prev, new) = remote
-            .activate(top, mode.as_str(), &token, magic, confirm, act_secs)
+            .activate(top, mode, &token, magic, confirm, act_secs)
             .map_err(DeployError::Activate)?;
         self.result.previous_generation = prev;
         self.result.generation = new;
@@ -402,33 +444,18 @@ impl Run {
     fn push_reporter(&self) -> impl FnMut(PushEvent) + use<> {
         let (events, host) = (self.events.clone(), self.host.clone());
         move |e| {
-            let event = match e {
-                PushEvent::Sending {
-                    paths,
-                    compressed,
-                    shared_frames,
-                    ..
-                } => Event::Log {
+            let event = match e.describe() {
+                Some(line) => Event::Log {
                     host: host.clone(),
-                    line: format!(
-                        "pushing {paths} paths{}",
-                        match (compressed, shared_frames) {
-                            (true, true) => " (zstd, shared frames)",
-                            (true, false) => " (zstd)",
-                            _ => "",
-                        }
-                    ),
+                    line,
                 },
-                PushEvent::Fetched { paths, bytes } => Event::Log {
-                    host: host.clone(),
-                    line: format!(
-                        "the host fetched {paths} paths ({bytes} bytes) from its substituters"
-                    ),
-                },
-                PushEvent::Progress { done, total } => Event::Progress {
-                    host: host.clone(),
-                    done,
-                    total,
+                None => match e {
+                    PushEvent::Progress { done, total } => Event::Progress {
+                        host: host.clone(),
+                        done,
+                        total,
+                    },
+                    _ => return,
                 },
             };
             let _ = events.send(event);

@@ -23,10 +23,12 @@ const ZSTD_LEVEL: i32 = 1;
 /// How often progress is reported while streaming.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Whether to compress the stream (`--compress`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether to compress the stream: deploy's `--compress auto|yes|no`, typed
+/// by clap (the one enum, from the flag to the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Compress {
-    /// When the host has zstd.
+    // When the host has zstd (a plain comment: a doc comment here would
+    // change `potato deploy --help`).
     #[default]
     Auto,
     Yes,
@@ -62,6 +64,32 @@ pub enum PushEvent {
     /// The host fetched `paths` paths (`bytes` of NAR) from its own
     /// substituters; only the rest is streamed.
     Fetched { paths: usize, bytes: u64 },
+}
+
+impl PushEvent {
+    /// The event in words, the same for every push (deploy's, bootstrap's
+    /// install); None for progress, which a reporter shows as bytes.
+    pub fn describe(&self) -> Option<String> {
+        match *self {
+            PushEvent::Sending {
+                paths,
+                compressed,
+                shared_frames,
+                ..
+            } => Some(format!(
+                "pushing {paths} paths{}",
+                match (compressed, shared_frames) {
+                    (true, true) => " (zstd, shared frames)",
+                    (true, false) => " (zstd)",
+                    _ => "",
+                }
+            )),
+            PushEvent::Fetched { paths, bytes } => Some(format!(
+                "the host fetched {paths} paths ({bytes} bytes) from its substituters"
+            )),
+            PushEvent::Progress { .. } => None,
+        }
+    }
 }
 
 /// What a push did.
