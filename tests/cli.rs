@@ -292,3 +292,39 @@ fn a_bootstrap_progress_file_that_cannot_be_read_is_exit_1() {
     );
     assert!(r.path().join(state).is_dir(), "nothing removed");
 }
+
+/// A repository file that cannot be read as one (a directory where
+/// secrets/recipients.toml goes) is a failure, exit 1 naming it, not invalid
+/// input; an unknown host name is invalid input, exit 2 (issue 16).
+#[test]
+fn an_unreadable_repository_file_is_exit_1_an_unknown_host_exit_2() {
+    let r = Repo::examples();
+    let file = r.path().join("secrets/recipients.toml");
+    let recipients = r.read("secrets/recipients.toml");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let run = r.potato(&["check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("secrets/recipients.toml is not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("remove or replace secrets/recipients.toml"),
+        "{}",
+        run.stderr
+    );
+    assert!(file.is_dir(), "nothing removed");
+    std::fs::remove_dir(&file).unwrap();
+    r.write("secrets/recipients.toml", &recipients);
+    let run = r.potato(&["plan", "nosuchhost"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no host named `nosuchhost`"),
+        "{}",
+        run.stderr
+    );
+}
