@@ -2,7 +2,7 @@
 //! (`tools`) and the commands that need them, the Nix version and its
 //! effective configuration (`nix::config`), whether each configured
 //! substituter and remote builder answers, and which of the fleet's systems it
-//! can build. Collects only; `cmd::doctor` prints. Network checks are single
+//! can build. Collects only; `report::doctor` formats it. Network checks are single
 //! short probes (a GET of `nix-cache-info`, a TCP connect), never a login.
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -116,6 +116,17 @@ pub fn examine(commands: &[String], hosts: &[(String, String)]) -> Report {
         commands,
         nix,
         fleet,
+    }
+}
+
+impl Report {
+    /// The programs some command needs that are not on PATH (exit 1 when any).
+    pub fn missing_programs(&self) -> Vec<String> {
+        self.programs
+            .iter()
+            .filter(|p| p.path.is_none() && !p.info.needed_by.is_empty())
+            .map(|p| p.info.name.to_string())
+            .collect()
     }
 }
 

@@ -277,6 +277,26 @@ impl std::fmt::Debug for Report {
     }
 }
 
+/// A fleet CA error: file access as `fsguard` sorts it (I/O exit 1), a key
+/// that does not decrypt exit 1 (`Decrypt`, with the CA's hint); the rest
+/// (a CA that exists or is missing, a host without internal TLS, a damaged
+/// certificate in the repository, a bad recipient) is input to fix, exit 2.
+impl From<crate::pki::ops::PkiError> for Error {
+    fn from(e: crate::pki::ops::PkiError) -> Error {
+        use crate::pki::ops::PkiError;
+        use crate::secrets::store::SecretError;
+        let hint = e.hint();
+        match e {
+            PkiError::Fs(e) | PkiError::Secret(SecretError::Fs(e)) => e.into(),
+            PkiError::Secret(source @ SecretError::Decrypt { .. }) => Error::Decrypt {
+                source,
+                hint: Some(hint),
+            },
+            e => Error::usage(e.to_string(), hint),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,17 +7,23 @@
 //! - `cli`: the command line's root (`Cli`, the `Command` enum of each
 //!   command's `Args`, dispatch). Only `main` imports it; it holds no flags
 //!   of a command and no logic.
-//! - `cmd`: one module per command: its clap `Args`, typing the flags, one
-//!   call into `ops`, printing the result (`cmd::args`: shared flag groups and
-//!   value parsers). Never calls another command; no logic beyond printing.
-//! - `ops`: the operations (generate, build/deploy, generations/rollback/
-//!   status/exec/trust, audit, image, flash, vm, secrets, the bootstrap step
-//!   engine) over the fleet context `ops::fleet` (repo, plans, selection,
-//!   flake overrides, SSH options, `connect`). Returns data, reports progress
-//!   through `ui`; no clap types, no printing of results.
-//! - `ui`: progress and reports (`Reporter`, the deploy `Renderer`: live on a
-//!   terminal, plain lines off one or in CI, nothing with --json) and the typed
-//!   confirmation. Knows no command.
+//! - `cmd`: one module per command (50–150 lines): its clap `Args`, typing
+//!   the flags, one call into `ops`, printing the result (the text from
+//!   `report`; `cmd::args`: shared flag groups and value parsers). Never calls
+//!   another command; no logic beyond printing.
+//! - `ops`: the operations (plan, doctor, generate, build/deploy, generations/
+//!   rollback/status/exec/trust, audit, image, flash, vm, secrets, ca, the
+//!   bootstrap step engine) over the fleet context `ops::fleet` (repo, plans,
+//!   selection, flake overrides, SSH options, `connect`). Returns data,
+//!   reports progress through `ui`; no clap types, no printing of results.
+//! - `report`: the text of command results (`plan`, `doctor`, `secrets`,
+//!   `ca`, `vm`): strings and `--json` documents built from the operations'
+//!   data. Pure: no I/O, no clap types, no progress.
+//! - `ui`: progress and reports: one `Reporter` taking typed events from every
+//!   operation (deploy's engine events included) into one sink: live on a
+//!   terminal, plain lines off one or in CI, with --json plain lines on
+//!   stderr and one document on stdout; and the typed confirmation. Knows no
+//!   command.
 //! - `error`: the error every command ends with and its exit code (2 only for
 //!   wrong input); `diag`: diagnostics pointing into source files. Printed once,
 //!   in `main`.
@@ -59,7 +65,8 @@
 //! - `wiring`: who sends what to whom across the fleet (identity, monitoring,
 //!   logs, tunnels), read out for `plan`. Writes nothing.
 //! - `tools`: the external programs potato runs; `doctor`: what this machine
-//!   has; `units`: sizes and durations.
+//!   has (probes only; `report::doctor` formats it); `units`: sizes and
+//!   durations.
 
 pub mod bootstrap;
 pub mod cache;
@@ -86,6 +93,7 @@ pub mod plan;
 pub mod proxmox;
 pub mod render;
 pub mod repo;
+pub mod report;
 pub mod resolve;
 pub mod secrets;
 pub mod ssh;

@@ -791,6 +791,34 @@ fn verbose_output_shows_the_activation_and_plain_output_shows_phases() {
         "summary table: {}",
         run.stdout
     );
+    // Plain lines, no control characters: the push's bytes once, when done
+    // (the reporter's vocabulary, as bootstrap's install), and the result.
+    let stderr = run.plain_stderr();
+    assert!(
+        stderr.lines().any(|l| l.starts_with("t0: push done (")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("t0: deployed generation")),
+        "{stderr}"
+    );
+    // --json: one document on stdout, the same plain progress on stderr.
+    let run = fleet.potato(&["deploy", "t0", "--force", "--json"]);
+    run.ok();
+    let doc = run.one_json_document();
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(doc["hosts"][0]["host"], "t0", "{doc}");
+    let stderr = run.plain_stderr();
+    for line in ["t0: connect", "t0: activate"] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in {stderr}");
+    }
+    // --quiet: nothing but warnings on stderr.
+    let run = fleet.potato(&["deploy", "t0", "--force", "--json", "--quiet"]);
+    run.ok();
+    run.one_json_document();
+    assert!(!run.stderr.contains("t0: connect"), "{}", run.stderr);
 }
 
 #[test]
@@ -1160,15 +1188,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     let target = format!("root@{}", host.addr);
-    let with_admin = |args: &[&str]| {
-        common::Run::from(
-            fleet
-                .command(args)
-                .env("POTATO_AGE_IDENTITY", &fleet.admin_identity)
-                .output()
-                .unwrap(),
-        )
-    };
+    let with_admin = |args: &[&str]| fleet.potato_as_admin(args);
     // Without a pre-generated host key: refused, with the command to run.
     let run = with_admin(&[
         "bootstrap",
@@ -1185,8 +1205,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
         "{}",
         run.stderr
     );
-    with_admin(&["secrets", "hostkey", "t0", "--force"]).ok();
-    fleet.potato(&["gen"]).ok();
+    fleet.pregenerate_host_key("t0");
     // Never the running system's root.
     let run = with_admin(&[
         "bootstrap",
@@ -1198,23 +1217,7 @@ fn bootstrap_install_puts_the_system_and_host_key_into_the_target_root() {
         &target,
     ]);
     assert_eq!(run.code, 2);
-    let run = with_admin(&[
-        "bootstrap",
-        "t0",
-        "--install",
-        "--root",
-        "/run/target",
-        "--target",
-        &target,
-        "--json",
-    ]);
-    run.ok();
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let system = v["system"].as_str().unwrap().to_string();
-    assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
-    host.sh_ok(&format!(
-        "nix-store --store /run/target --check-validity {system}"
-    ));
+    let system = fleet.install_into_run_target("t0", host);
     assert!(
         !host
             .sh(&format!("nix-store --check-validity {system}"))

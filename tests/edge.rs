@@ -25,40 +25,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{Repo, line_col, source_root};
+use common::{Repo, source_root};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- helpers
 
 /// The example hosts that run Traefik (hosts/*.toml, services lists).
 const TRAEFIK_HOSTS: [&str; 3] = ["lepotato", "n250", "pve-apps"];
-
-fn schemas_dir() -> PathBuf {
-    source_root().join("../shared/reference/schemas")
-}
-
-/// The upstream schema, or None when the reference directory is absent
-/// (which fails in CI).
-fn schema(name: &str) -> Option<Value> {
-    let path = schemas_dir().join(name);
-    if !path.is_file() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{} is required in CI (see SOURCES.md there)",
-                path.display()
-            );
-        }
-        eprintln!(
-            "SKIPPED: {} is absent (the reference schemas live in ../shared/reference/schemas)",
-            path.display()
-        );
-        return None;
-    }
-    Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
-}
 
 /// A generated YAML file read back by a YAML parser.
 fn yaml(text: &str) -> Value {
@@ -84,28 +59,7 @@ fn in_repo(r: &Repo, host: &str, file: &str) -> Value {
 /// Schema errors of `doc`, as text.
 fn violations(schema: &Value, doc: &Value) -> Vec<String> {
     let v = jsonschema::validator_for(schema).expect("the upstream schema compiles");
-    v.iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
-/// "hosts/<file>:<line>:<col>" of the first occurrence of `needle`.
-fn at(repo: &Repo, file: &str, needle: &str) -> String {
-    let (l, c) = line_col(&repo.read(file), needle);
-    format!("{file}:{l}:{c}")
-}
-
-/// The location of `needle` in the first occurrence of `context` (which holds it).
-fn at_in(repo: &Repo, file: &str, context: &str, needle: &str) -> String {
-    let text = repo.read(file);
-    let start = text
-        .find(context)
-        .unwrap_or_else(|| panic!("{context:?} not in {file}"));
-    let offset = start + context.find(needle).expect("needle inside context");
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-    format!("{file}:{line}:{col}")
+    common::schema_violations(&v, doc)
 }
 
 /// Inserts `text` before the host file's first `[[health]]` table.
@@ -203,8 +157,8 @@ const AUTHENTIK_HEADERS: [&str; 12] = [
 #[test]
 fn every_traefik_hosts_configs_validate_against_the_upstream_schemas() {
     let (Some(stat_schema), Some(dyn_schema)) = (
-        schema("traefik-v3.json"),
-        schema("traefik-v3-file-provider.json"),
+        common::reference_schema("traefik-v3.json"),
+        common::reference_schema("traefik-v3-file-provider.json"),
     ) else {
         return;
     };
@@ -233,8 +187,8 @@ fn every_traefik_hosts_configs_validate_against_the_upstream_schemas() {
 #[test]
 fn a_broken_document_fails_schema_validation() {
     let (Some(stat_schema), Some(dyn_schema)) = (
-        schema("traefik-v3.json"),
-        schema("traefik-v3-file-provider.json"),
+        common::reference_schema("traefik-v3.json"),
+        common::reference_schema("traefik-v3-file-provider.json"),
     ) else {
         return;
     };
@@ -432,7 +386,7 @@ fn middleware_chains_and_service_urls_on_the_proxy_network() {
     );
     let stat = in_repo(&r, "pve-apps", "traefik/traefik.yml");
     assert!(dangling(&stat, &d).is_empty());
-    if let Some(s) = schema("traefik-v3-file-provider.json") {
+    if let Some(s) = common::reference_schema("traefik-v3-file-provider.json") {
         assert!(violations(&s, &d).is_empty(), "{:?}", violations(&s, &d));
     }
 }
@@ -472,8 +426,8 @@ fn acme_http_and_dns_challenges() {
     }
     assert!(d.get("tls").is_none(), "no fleet-CA certificate with ACME");
     if let (Some(ss), Some(ds)) = (
-        schema("traefik-v3.json"),
-        schema("traefik-v3-file-provider.json"),
+        common::reference_schema("traefik-v3.json"),
+        common::reference_schema("traefik-v3-file-provider.json"),
     ) {
         assert!(violations(&ss, &s).is_empty());
         assert!(violations(&ds, &d).is_empty());
@@ -572,7 +526,7 @@ fn two_identity_hosts() {
         "monitoring = true\nidentity = true",
     );
     // Host files are read in name order: n250's claim comes first.
-    let loc = at_in(&r, "hosts/pve-apps.toml", "identity = true", "true");
+    let loc = r.at_in("hosts/pve-apps.toml", "identity = true", "true");
     r.potato(&["check"]).invalid_at(
         &loc,
         "a second identity host: n250 already is the fleet's identity host",
@@ -588,14 +542,14 @@ fn the_identity_host_must_run_authentik_and_traefik() {
         "tags = [\"edge\"]",
         "tags = [\"edge\"]\n\n[roles]\nidentity = true",
     );
-    let loc = at_in(&r, "hosts/pve-gateway.toml", "identity = true", "true");
+    let loc = r.at_in("hosts/pve-gateway.toml", "identity = true", "true");
     let run = r.potato(&["check"]);
     run.invalid_at(
         &loc,
         "the identity host pve-gateway does not run authentik, traefik",
     );
     // And pve-apps's authentik is now a second, separate one.
-    let loc = at_in(&r, "hosts/pve-apps.toml", "\"authentik\",", "\"authentik\"");
+    let loc = r.at_in("hosts/pve-apps.toml", "\"authentik\",", "\"authentik\"");
     run.invalid_at(
         &loc,
         "`authentik` runs on pve-apps, but pve-gateway is the fleet's identity host",
@@ -606,7 +560,7 @@ fn the_identity_host_must_run_authentik_and_traefik() {
 fn authentik_without_an_identity_host() {
     let r = Repo::examples();
     r.edit("hosts/pve-apps.toml", "[roles]\nidentity = true", "");
-    let loc = at_in(&r, "hosts/pve-apps.toml", "\"authentik\",", "\"authentik\"");
+    let loc = r.at_in("hosts/pve-apps.toml", "\"authentik\",", "\"authentik\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "`authentik` runs on pve-apps, but no host is the fleet's identity host",
@@ -622,7 +576,7 @@ fn a_protected_route_on_a_fleet_without_identity_host() {
         "\"authentik\", \"authentik-worker\", ",
         "",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"qbittorrent\"");
+    let loc = r.at("hosts/lepotato.toml", "\"qbittorrent\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "web UI `qbittorrent` is behind SSO, but no host of the fleet is the identity host",
@@ -647,7 +601,7 @@ fn auth_url_was_removed() {
         "data = \"/mnt/seconddrive/appdata\"",
         "data = \"/mnt/seconddrive/appdata\"\nauth_url = \"https://auth.example.net\"",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"https://auth.example.net\"");
+    let loc = r.at("hosts/lepotato.toml", "\"https://auth.example.net\"");
     r.potato(&["check"])
         .invalid_at(&loc, "`auth_url` was removed")
         .invalid_at(&loc, "[roles] identity = true");
@@ -661,7 +615,7 @@ fn proxy_on_a_host_without_traefik() {
         "hosts/pve-gateway.toml",
         "\n[proxy]\ntls = \"internal\"\n",
     );
-    let loc = at(&r, "hosts/pve-gateway.toml", "[proxy]");
+    let loc = r.at("hosts/pve-gateway.toml", "[proxy]");
     r.potato(&["check"]).invalid_at(
         &loc,
         "[proxy] configures Traefik, but pve-gateway does not run traefik",
@@ -672,7 +626,7 @@ fn proxy_on_a_host_without_traefik() {
 fn acme_without_an_email() {
     let r = Repo::examples();
     append(&r, "hosts/lepotato.toml", "\n[proxy]\ntls = \"acme\"\n");
-    let loc = at(&r, "hosts/lepotato.toml", "\"acme\"");
+    let loc = r.at("hosts/lepotato.toml", "\"acme\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "tls = \"acme\", but [proxy] has no `email` for the ACME account",
@@ -687,7 +641,7 @@ fn a_public_domain_defaults_to_acme_and_needs_an_email() {
         "data = \"/mnt/seconddrive/appdata\"",
         "data = \"/mnt/seconddrive/appdata\"\ndomain = \"potato.example.net\"",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"potato.example.net\"");
+    let loc = r.at("hosts/lepotato.toml", "\"potato.example.net\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "tls defaults to \"acme\" for potato.example.net (not under home.arpa), but [proxy] has no `email`",
@@ -702,7 +656,7 @@ fn an_acme_email_must_be_an_address() {
         "hosts/lepotato.toml",
         "\n[proxy]\ntls = \"acme\"\nemail = \"admin at example\"\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"admin at example\"");
+    let loc = r.at("hosts/lepotato.toml", "\"admin at example\"");
     r.potato(&["check"])
         .invalid_at(&loc, "`admin at example` is not an e-mail address");
 }
@@ -715,7 +669,7 @@ fn dns_challenge_without_the_providers_credentials() {
         "hosts/lepotato.toml",
         "\n[proxy]\ntls = \"acme\"\nemail = \"a@example.net\"\nchallenge = \"dns\"\ndns_provider = \"cloudflare\"\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"dns\"");
+    let loc = r.at("hosts/lepotato.toml", "\"dns\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "challenge = \"dns\" needs the DNS provider's credentials in `dns_env`",
@@ -732,7 +686,7 @@ fn dns_challenge_without_a_provider() {
         "\n[proxy]\ntls = \"acme\"\nemail = \"a@example.net\"\nchallenge = \"dns\"\n\
          dns_env = { CF_DNS_API_TOKEN = \"secret:cf-token\" }\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"dns\"");
+    let loc = r.at("hosts/lepotato.toml", "\"dns\"");
     r.potato(&["check"])
         .invalid_at(&loc, "challenge = \"dns\" needs `dns_provider`");
 }
@@ -746,7 +700,7 @@ fn dns_credentials_must_be_secrets() {
         "\n[proxy]\ntls = \"acme\"\nemail = \"a@example.net\"\nchallenge = \"dns\"\n\
          dns_provider = \"cloudflare\"\ndns_env = { CF_DNS_API_TOKEN = \"plain-token\" }\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"plain-token\"");
+    let loc = r.at("hosts/lepotato.toml", "\"plain-token\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "`CF_DNS_API_TOKEN` is a DNS provider credential, but not a secret reference",
@@ -761,7 +715,7 @@ fn acme_settings_with_internal_tls() {
         "hosts/lepotato.toml",
         "\n[proxy]\nemail = \"a@example.net\"\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"a@example.net\"");
+    let loc = r.at("hosts/lepotato.toml", "\"a@example.net\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "`email` is an ACME setting, but this host's tls is \"internal\"",
@@ -776,7 +730,7 @@ fn dns_settings_with_the_http_challenge() {
         "hosts/lepotato.toml",
         "\n[proxy]\ntls = \"acme\"\nemail = \"a@example.net\"\ndns_provider = \"cloudflare\"\n",
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"cloudflare\"");
+    let loc = r.at("hosts/lepotato.toml", "\"cloudflare\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "`dns_provider` is a DNS-01 setting, but the challenge is \"http\"",
@@ -791,8 +745,7 @@ fn a_route_to_a_service_not_on_the_proxy_network() {
         "hosts/pve-apps.toml",
         "[proxy.routes.db]\nservice = \"postgres\"\nport = 5432\n\n",
     );
-    let loc = at_in(
-        &r,
+    let loc = r.at_in(
         "hosts/pve-apps.toml",
         "service = \"postgres\"",
         "\"postgres\"",
@@ -811,7 +764,7 @@ fn a_route_to_a_service_that_is_not_defined() {
         "hosts/pve-apps.toml",
         "[proxy.routes.media]\nservice = \"jellyfin\"\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "\"jellyfin\"");
+    let loc = r.at("hosts/pve-apps.toml", "\"jellyfin\"");
     r.potato(&["check"]).invalid_at(
         &loc,
         "route `media` goes to service `jellyfin`, which is referenced but not defined on this host",
@@ -826,7 +779,7 @@ fn a_middleware_that_is_referenced_but_not_defined() {
         "hosts/pve-apps.toml",
         "[containers.gitea]\nmiddlewares = [\"lan-only\"]\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "\"lan-only\"");
+    let loc = r.at("hosts/pve-apps.toml", "\"lan-only\"");
     r.potato(&["check"])
         .invalid_at(&loc, "middleware `lan-only` is referenced but not defined");
     // From a route too.
@@ -836,7 +789,7 @@ fn a_middleware_that_is_referenced_but_not_defined() {
         "hosts/pve-apps.toml",
         "[proxy.routes.status]\nservice = \"uptime-kuma\"\nmiddlewares = [\"nope\"]\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "\"nope\"");
+    let loc = r.at("hosts/pve-apps.toml", "\"nope\"");
     r.potato(&["check"])
         .invalid_at(&loc, "middleware `nope` is referenced but not defined");
 }
@@ -849,7 +802,7 @@ fn a_middleware_is_exactly_one_kind() {
         "hosts/pve-apps.toml",
         "[proxy.middlewares.both]\nip_allow = [\"lan\"]\nrate_limit = { average = 5 }\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "[proxy.middlewares.both]");
+    let loc = r.at("hosts/pve-apps.toml", "[proxy.middlewares.both]");
     r.potato(&["check"])
         .invalid_at(&loc, "middleware `both` must be exactly one kind");
 }
@@ -862,7 +815,7 @@ fn the_sso_middlewares_name_is_reserved() {
         "hosts/pve-apps.toml",
         "[proxy.middlewares.authentik]\nip_allow = [\"lan\"]\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "[proxy.middlewares.authentik]");
+    let loc = r.at("hosts/pve-apps.toml", "[proxy.middlewares.authentik]");
     r.potato(&["check"])
         .invalid_at(&loc, "`authentik` is the built-in SSO middleware");
 }
@@ -875,7 +828,7 @@ fn ip_allow_takes_zones_and_cidrs() {
         "hosts/pve-apps.toml",
         "[proxy.middlewares.lan-only]\nip_allow = [\"office\"]\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "\"office\"");
+    let loc = r.at("hosts/pve-apps.toml", "\"office\"");
     r.potato(&["check"])
         .invalid_at(&loc, "`office` is neither a zone of this host nor a CIDR");
 }
@@ -888,7 +841,7 @@ fn rate_limit_out_of_range() {
         "hosts/pve-apps.toml",
         "[proxy.middlewares.slow]\nrate_limit = { average = 0 }\n\n",
     );
-    let loc = at_in(&r, "hosts/pve-apps.toml", "average = 0", "0");
+    let loc = r.at_in("hosts/pve-apps.toml", "average = 0", "0");
     r.potato(&["check"])
         .invalid_at(&loc, "0 requests per second is out of range");
 }
@@ -902,8 +855,7 @@ fn middlewares_on_a_service_without_a_web_ui() {
         "[proxy.middlewares.lan-only]\nip_allow = [\"lan\"]\n\n\
          [containers.redis]\nmiddlewares = [\"lan-only\"]\n\n",
     );
-    let loc = at_in(
-        &r,
+    let loc = r.at_in(
         "hosts/pve-apps.toml",
         "middlewares = [\"lan-only\"]",
         "\"lan-only\"",
@@ -922,7 +874,7 @@ fn a_route_named_like_a_web_ui() {
         "hosts/pve-apps.toml",
         "[proxy.routes.gitea]\nservice = \"uptime-kuma\"\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "[proxy.routes.gitea]");
+    let loc = r.at("hosts/pve-apps.toml", "[proxy.routes.gitea]");
     r.potato(&["check"]).invalid_at(
         &loc,
         "route `gitea` is already the route of the web UI `gitea`",
@@ -937,7 +889,7 @@ fn a_route_needs_a_port() {
         "hosts/pve-apps.toml",
         "[proxy.routes.status]\nservice = \"uptime-kuma\"\nport = 70000\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "70000");
+    let loc = r.at("hosts/pve-apps.toml", "70000");
     r.potato(&["check"])
         .invalid_at(&loc, "port 70000 is out of range");
 }
@@ -952,7 +904,7 @@ fn a_route_to_a_service_without_a_web_port_needs_a_port() {
         "hosts/pve-apps.toml",
         "[proxy.routes.status]\nservice = \"traefik\"\n\n",
     );
-    let loc = at(&r, "hosts/pve-apps.toml", "[proxy.routes.status]");
+    let loc = r.at("hosts/pve-apps.toml", "[proxy.routes.status]");
     r.potato(&["check"])
         .invalid_at(&loc, "route `status`: `traefik` has no web port")
         .invalid_at(&loc, "set port = N");
@@ -986,7 +938,7 @@ fn a_protected_route_on_a_host_sharing_no_tunnel_with_the_identity_host() {
         "hosts/lepotato.toml",
         &format!("{}{}", &t[..from], &t[to..]),
     );
-    let loc = at(&r, "hosts/lepotato.toml", "\"qbittorrent\"");
+    let loc = r.at("hosts/lepotato.toml", "\"qbittorrent\"");
     r.potato(&["check"])
         .invalid_at(
             &loc,

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{Repo, have_tool};
 use potato::render::format::{
@@ -765,30 +765,15 @@ fn json_documents_read_back_as_yaml() {
     }
     let doc = serde_json::json!({ "list": values, "map": map });
     let text = yaml_json::yaml("potato test", &doc).unwrap();
-    let mut child = Command::new("/usr/bin/python3")
-        .args([
+    let out = common::pipe_through(
+        "/usr/bin/python3",
+        &[
             "-c",
             "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(sys.stdin.read())))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        text.as_bytes(),
     );
-    let back: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, doc, "YAML reads back every string");
 }
 
@@ -837,27 +822,8 @@ fn tagged_yaml_reads_back_with_its_tags() {
         L.add_constructor('!KeyOf', lambda l, n: ['!KeyOf', l.construct_scalar(n)])\n\
         L.add_constructor('!Find', lambda l, n: ['!Find', l.construct_sequence(n, deep=True)])\n\
         print(json.dumps(yaml.load(sys.stdin.read(), L)))";
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let back: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = common::pipe_through("/usr/bin/python3", &["-c", script], text.as_bytes());
+    let back: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, serde_json::Value::Object(want));
 }
 

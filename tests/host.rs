@@ -258,35 +258,8 @@ fn bootstrap_install_streams_the_closure_compressed() {
     tb.hosts[0].spawn_sshd(&[(&wrapper, zstd)]);
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
-    let with_admin = |args: &[&str]| {
-        common::Run::from(
-            fleet
-                .command(args)
-                .env("POTATO_AGE_IDENTITY", &fleet.admin_identity)
-                .output()
-                .unwrap(),
-        )
-    };
-    with_admin(&["secrets", "hostkey", "t0", "--force"]).ok();
-    fleet.potato(&["gen"]).ok();
-    let target = format!("root@{}", host.addr);
-    let run = with_admin(&[
-        "bootstrap",
-        "t0",
-        "--install",
-        "--root",
-        "/run/target",
-        "--target",
-        &target,
-        "--json",
-    ]);
-    run.ok();
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let system = v["system"].as_str().unwrap().to_string();
-    assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
-    host.sh_ok(&format!(
-        "nix-store --store /run/target --check-validity {system}"
-    ));
+    fleet.pregenerate_host_key("t0");
+    fleet.install_into_run_target("t0", host);
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         calls

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Repo, Run, have_tools, line_col, source_root};
+use common::{Repo, Run, have_tools, source_root};
 
 /// The example hosts whose Traefik serves internal TLS (domain <host>.home.arpa).
 const INTERNAL: &[&str] = &["lepotato", "n250", "pve-apps"];
@@ -79,8 +79,7 @@ fn tls_location(repo: &Repo, host: &str) -> String {
     } else {
         "\"traefik\""
     };
-    let (l, c) = line_col(&text, needle);
-    format!("{rel}:{l}:{c}")
+    repo.at(&rel, needle)
 }
 
 /// Every file under `dir`, recursively.
@@ -584,11 +583,9 @@ fn check_refuses_a_host_file_that_uses_the_ca_key() {
         "why = \"hardware video transcoding on the iGPU\"\n",
         "why = \"hardware video transcoding on the iGPU\"\nenv = { CA = \"secret:fleet-ca-key\" }\n",
     );
-    let text = repo.read("hosts/n250.toml");
-    let (l, c) = line_col(&text, "\"secret:fleet-ca-key\"");
     let run = repo.potato(&["check"]);
     run.invalid_at(
-        &format!("hosts/n250.toml:{l}:{c}"),
+        &repo.at("hosts/n250.toml", "\"secret:fleet-ca-key\""),
         "`fleet-ca-key` is the fleet CA's private key: no host may use it",
     );
     // Nor does `secrets rekey` encrypt the key to the host that names it.

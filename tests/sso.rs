@@ -20,7 +20,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use common::Repo;
 use serde_json::{Value as Json, json};
@@ -217,24 +216,7 @@ fn to_json(v: &Yaml, tags: &dyn Fn(&str, &Yaml) -> Json) -> Json {
 /// authentik's published blueprint schema, or None (said why) when the
 /// reference directory is absent locally; in CI it must be there.
 fn schema() -> Option<jsonschema::Validator> {
-    let path: PathBuf =
-        common::source_root().join("../shared/reference/schemas/authentik-blueprint.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{}: {e}; CI must have the reference schemas",
-                path.display()
-            );
-            eprintln!(
-                "skipping schema validation: {} is absent ({e})",
-                path.display()
-            );
-            return None;
-        }
-    };
-    let schema: Json = serde_json::from_str(&text).unwrap();
+    let schema = common::reference_schema("authentik-blueprint.json")?;
     Some(
         jsonschema::options()
             .should_validate_formats(true)
@@ -243,19 +225,13 @@ fn schema() -> Option<jsonschema::Validator> {
     )
 }
 
-fn errors(v: &jsonschema::Validator, doc: &Json) -> Vec<String> {
-    v.iter_errors(doc)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
 #[test]
 fn the_blueprint_validates_against_authentiks_schema() {
     let r = fleet();
     let doc = read_blueprint(&r);
     let resolved = resolve_tags(&doc);
     let Some(v) = schema() else { return };
-    let errs = errors(&v, &resolved);
+    let errs = common::schema_violations(&v, &resolved);
     assert!(errs.is_empty(), "{errs:#?}\n{resolved:#}");
 }
 
@@ -264,7 +240,7 @@ fn a_broken_blueprint_fails_the_schema() {
     let r = fleet();
     let resolved = resolve_tags(&read_blueprint(&r));
     let Some(v) = schema() else { return };
-    assert!(errors(&v, &resolved).is_empty());
+    assert!(common::schema_violations(&v, &resolved).is_empty());
     let first = |m: &str, doc: &Json| {
         doc["entries"]
             .as_array()
@@ -310,7 +286,10 @@ fn a_broken_blueprint_fails_the_schema() {
     for (what, f) in breaks {
         let mut broken = resolved.clone();
         f(&mut broken);
-        assert!(!errors(&v, &broken).is_empty(), "{what} passed the schema");
+        assert!(
+            !common::schema_violations(&v, &broken).is_empty(),
+            "{what} passed the schema"
+        );
     }
 }
 
@@ -481,9 +460,7 @@ fn no_identity_host_no_blueprint_and_an_identity_host_without_authentik_is_an_er
         "[containers]\nservices = [\"traefik\", \"authentik\", \"authentik-worker\", ",
         "[containers]\nservices = [\"traefik\", ",
     );
-    let text = r.read("hosts/pve-apps.toml");
-    let (l, c) = common::line_col(&text, "identity = true");
-    let at = format!("hosts/pve-apps.toml:{l}:{}", c + "identity = ".len());
+    let at = r.at_in("hosts/pve-apps.toml", "identity = true", "true");
     r.potato(&["check"])
         .invalid_at(&at, "the identity host pve-apps does not run authentik");
     // (Without authentik-worker, authentik's own `depends` speaks first.)
@@ -693,7 +670,8 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 /// names pve-gateway as its WireGuard peer, and pve-gateway (the listener)
 /// has the three others; lepotato (10.99.0.11) runs traefik, so the hub
 /// scrapes its node-exporter and Traefik's metrics; its SSO routes are its
-/// web UIs that are not public.
+/// web UIs that are not public. n250 also serves the fleet's binary cache
+/// (`[fleet.cache]`), which every other host substitutes from.
 #[test]
 fn plan_shows_who_serves_what_and_each_hosts_links() {
     let r = fleet();
@@ -711,7 +689,8 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
         set(&[
             ("forward-auth", "pve-apps"),
             ("metrics", "n250"),
-            ("logs", "n250")
+            ("logs", "n250"),
+            ("cache", "n250"),
         ])
     );
     assert_eq!(links(&lepotato, "receives"), set(&[]));
@@ -760,7 +739,7 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     );
     assert_eq!(
         links(&apps, "sends"),
-        set(&[("metrics", "n250"), ("logs", "n250")])
+        set(&[("metrics", "n250"), ("logs", "n250"), ("cache", "n250")])
     );
 
     let hub = plan_json(&r, "n250");
@@ -773,6 +752,9 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
             ("logs", "lepotato"),
             ("logs", "pve-apps"),
             ("logs", "pve-gateway"),
+            ("cache", "lepotato"),
+            ("cache", "pve-apps"),
+            ("cache", "pve-gateway"),
         ])
     );
     assert_eq!(links(&hub, "sends"), set(&[("forward-auth", "pve-apps")]));
@@ -788,7 +770,14 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     );
     assert_eq!(
         links(&gw, "sends"),
-        set(&[("metrics", "n250"), ("logs", "n250")])
+        set(&[("metrics", "n250"), ("logs", "n250"), ("cache", "n250")])
+    );
+    assert_eq!(gw["cache"], "n250");
+    assert_eq!(gw["substituter"], "http://10.99.0.10:5080?priority=30");
+    assert_eq!(
+        hub["substituter"],
+        Json::Null,
+        "the cache host uses no cache of its own"
     );
 
     // The human view says the same.
@@ -799,6 +788,7 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
         "identity    pve-apps (this host): authentik at https://authentik.pve-apps.home.arpa,",
         "monitoring  n250",
         "logs        n250",
+        "cache       n250",
     ] {
         assert!(out.contains(line), "{line:?} missing in:\n{out}");
     }

@@ -1,15 +1,12 @@
 //! `potato ca init|issue|export|show`: the fleet CA. Parses arguments, calls
-//! `pki::ops`, prints the result; owns nothing else.
+//! `ops::ca`, prints `report::ca`'s text; owns nothing else.
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use clap::Subcommand;
-use serde_json::json;
 
 use super::args::Global;
 use crate::error::Error;
-use crate::fsguard::RepoFs;
-use crate::pki::ops::{self, PkiError};
-use crate::secrets::store::SecretError;
+use crate::{ops, report};
 
 /// `potato ca --help`: what the CA is and the order of the commands.
 pub const LONG_ABOUT: &str =
@@ -85,131 +82,43 @@ pub enum CaAction {
     Show,
 }
 
-/// A fleet CA error: file access as `fsguard` sorts it (I/O exit 1), a key
-/// that does not decrypt exit 1 (`Decrypt`, with the CA's hint); the rest
-/// (a CA that exists or is missing, a host without internal TLS, a damaged
-/// certificate in the repository, a bad recipient) is input to fix, exit 2.
-impl From<PkiError> for Error {
-    fn from(e: PkiError) -> Error {
-        let hint = e.hint();
-        match e {
-            PkiError::Fs(e) | PkiError::Secret(SecretError::Fs(e)) => e.into(),
-            PkiError::Secret(source @ SecretError::Decrypt { .. }) => Error::Decrypt {
-                source,
-                hint: Some(hint),
-            },
-            e => Error::usage(e.to_string(), hint),
-        }
-    }
-}
-
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
-    let root = crate::ops::fleet::repo_root(g.repo.as_deref())?;
-    let action = &a.action;
+    let root = ops::fleet::repo_root(g.repo.as_deref())?;
+    let out = g.output();
     let now = time::OffsetDateTime::now_utc();
-    match action {
-        CaAction::Init => {
-            let ca = ops::init(&root, now)?;
-            if g.json {
-                println!("{}", json!({ "ca": ca }));
-            } else if !g.quiet {
-                println!("wrote {} and {}", ca.certificate, ca.key);
-                println!("{}, valid until {}", ca.subject, ca.not_after);
-                println!("SHA-256 {}", ca.fingerprint);
-                println!("next: `potato ca issue`, then `potato gen`");
-            }
-            Ok(())
-        }
+    match &a.action {
+        CaAction::Init => print!("{}", report::ca::init(out, &ops::ca::init(&root, now)?)),
         CaAction::Issue {
             hosts,
             force,
             days,
             age_identity,
         } => {
-            let plans = crate::ops::fleet::load_resolved(&root)?.plans;
-            let targets = ops::select(&plans, hosts)?;
-            let states = ops::issue(&root, &targets, age_identity.as_deref(), *force, *days, now)?;
+            let req = ops::ca::IssueRequest {
+                hosts,
+                identity: age_identity.as_deref(),
+                force: *force,
+                days: *days,
+            };
+            let states = ops::ca::issue(&root, &req, now)?;
             if g.json {
-                println!("{}", json!({ "hosts": states }));
+                print!("{}", report::ca::issue_json(&states));
                 return Ok(());
             }
             for s in &states {
-                match (&s.renewal, s.issued) {
-                    (Some(why), true) => println!(
-                        "issued  {:<14} {} ({why}), valid until {}",
-                        s.host,
-                        s.certificate,
-                        s.not_after.as_deref().unwrap_or("?")
-                    ),
-                    (None, true) => println!("issued  {:<14} {} (--force)", s.host, s.certificate),
-                    (_, false) if !g.quiet => println!(
-                        "current {:<14} {} until {}",
-                        s.host,
-                        s.certificate,
-                        s.not_after.as_deref().unwrap_or("?")
-                    ),
-                    _ => {}
-                }
+                print!("{}", report::ca::issued(out, s));
                 if let Some(w) = &s.warning {
                     eprintln!("warning: {w}");
                 }
             }
-            if targets.is_empty() && !g.quiet {
-                println!("no host serves internal TLS; nothing to issue");
-            } else if states.iter().any(|s| s.issued) && !g.quiet {
-                println!("next: `potato gen` (the certificates go into the hosts' generations)");
-            }
-            Ok(())
+            print!("{}", report::ca::issue_next(out, &states));
         }
-        CaAction::Export { out } => {
-            let pem = ops::export(&root)?;
-            match out {
-                None => print!("{pem}"),
-                Some(path) => write_out(path, &pem)?,
-            }
-            Ok(())
-        }
+        CaAction::Export { out: None } => print!("{}", ops::ca::export(&root)?),
+        CaAction::Export { out: Some(path) } => ops::ca::export_to(&root, path)?,
         CaAction::Show => {
-            let ca = ops::show_ca(&root)?;
-            let plans = crate::ops::fleet::load_resolved(&root)?.plans;
-            let states = ops::status(&root, &ops::internal_hosts(&plans), now)?;
-            if g.json {
-                println!("{}", json!({ "ca": ca, "hosts": states }));
-                return Ok(());
-            }
-            println!("CA      {} ({})", ca.subject, ca.certificate);
-            println!("        valid until {}", ca.not_after);
-            println!("        SHA-256 {}", ca.fingerprint);
-            for s in &states {
-                let state = match &s.renewal {
-                    None => "current".to_string(),
-                    Some(why) => format!("needs `potato ca issue {}`: {why}", s.host),
-                };
-                println!(
-                    "{:<14} {:<24} until {:<20} {state}",
-                    s.host,
-                    s.domain,
-                    s.not_after.as_deref().unwrap_or("-")
-                );
-            }
-            Ok(())
+            let (ca, states) = ops::ca::show(&root, now)?;
+            print!("{}", report::ca::show(out, &ca, &states));
         }
     }
-}
-
-/// Writes the exported certificate, never through a link: the file's
-/// directory is opened as a `RepoFs` root and the name written atomically.
-fn write_out(path: &Utf8Path, pem: &str) -> Result<(), Error> {
-    let name = path.file_name().ok_or_else(|| {
-        Error::usage(
-            format!("{path} is not a file name"),
-            "pass --out FILE, e.g. --out fleet-ca.crt",
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_str().is_empty() => p.to_path_buf(),
-        _ => Utf8PathBuf::from("."),
-    };
-    RepoFs::open(&dir)?.write_atomic(Utf8Path::new(name), pem.as_bytes(), 0o644)?;
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! `potato deploy HOSTS`: types the flags, then `ops::deploy` builds once and
-//! runs every host's pipeline, shown by the reporter (`ui::Renderer`).
+//! runs every host's pipeline, its progress shown by the reporter
+//! (`ui::Reporter`); then the summary table (or the JSON document).
 
 use std::time::Duration;
 
-use clap::ValueEnum;
 use clap::builder::TypedValueParser;
 
 use super::args::{Connection, Global, Hosts, NixArgs, duration};
+use crate::deploy::HostResult;
 use crate::error::Error;
+use crate::host::push::Compress;
 use crate::inventory::schema::{BuildOn, Mode};
 use crate::ops::{deploy, fleet::Fleet};
-use crate::ui::Renderer;
+use crate::ui::{Reporter, mb};
 
 /// Build, push, activate and confirm (HOSTS: names or @tags, or --all).
 ///
@@ -68,25 +70,6 @@ pub fn build_on_value(v: &str) -> Result<BuildOn, String> {
     deploy::parse_build_on(v)
 }
 
-/// `--compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Compress {
-    Auto,
-    Yes,
-    No,
-}
-
-impl Compress {
-    /// None: decide per host (when it has zstd).
-    pub fn choice(self) -> Option<bool> {
-        match self {
-            Compress::Auto => None,
-            Compress::Yes => Some(true),
-            Compress::No => Some(false),
-        }
-    }
-}
-
 /// `--mode`: one of the activation modes the host file's `mode` takes.
 fn mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
     clap::builder::PossibleValuesParser::new(["switch", "boot", "test", "dry-activate"]).map(|s| {
@@ -117,10 +100,48 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         activation_timeout: a.activation_timeout,
         force: a.force,
         parallel: a.parallel,
-        compress: a.compress.choice(),
+        compress: a.compress,
         build_on: a.build_on.clone(),
         substitute: !a.no_substitute,
     };
-    let mut renderer = Renderer::new(g.output(), &selected.names());
-    deploy::deploy(&fleet, selected, &request, &mut renderer).map(drop)
+    let report = Reporter::new(g.output());
+    let results = deploy::deploy(&fleet, selected, &request, &report)?;
+    let ok = results.iter().all(|r| r.result.is_ok());
+    report.document(&serde_json::json!({ "ok": ok, "hosts": results }));
+    // With --quiet, the table only when a host failed.
+    let quiet_ok = g.quiet && ok;
+    if !g.json && !quiet_ok {
+        summary(&results);
+    }
+    deploy::failed(&results)
+}
+
+/// The table of results on stdout, then each failure's full error on stderr.
+fn summary(results: &[HostResult]) {
+    println!(
+        "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  store path",
+        "host", "result", "generation", "pushed", "fetched", "built on"
+    );
+    for r in results {
+        println!(
+            "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  {}",
+            r.host,
+            r.result.as_str(),
+            r.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            mb(r.bytes_pushed),
+            format!("{} ({})", mb(r.bytes_fetched), r.paths_fetched),
+            r.build.on,
+            r.store_path.as_ref().map(|p| p.as_str()).unwrap_or("-")
+        );
+    }
+    for r in results.iter().filter(|r| r.error.is_some()) {
+        eprintln!(
+            "\n{} {}:\n  {}",
+            r.host,
+            r.result.as_str(),
+            r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
+        );
+    }
 }

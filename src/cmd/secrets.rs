@@ -1,18 +1,16 @@
 //! `potato secrets list|set|gen|rekey|hostkey|edit`: the age-encrypted store
-//! (`ops::secrets`). Values never reach stdout, stderr, argv or a log; `gen`
-//! prints only public keys.
+//! (`ops::secrets`), printed by `report::secrets`. Values never reach stdout,
+//! stderr, argv or a log; `gen` prints only public keys.
 
 use std::io::Read;
 
 use camino::Utf8Path;
 use clap::{Subcommand, ValueEnum};
-use serde_json::json;
 
 use super::args::Global;
 use crate::error::Error;
-use crate::fsguard::RepoFs;
 use crate::ops::secrets::{self, Context, Edited, Kind, Scope, scratch};
-use crate::repo;
+use crate::{repo, report};
 
 /// Age-encrypted secrets under secrets/.
 #[derive(Debug, clap::Args)]
@@ -110,9 +108,10 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
             path.display()
         );
     }
+    let out = g.output();
     let ctx = Context::load(&root)?;
-    match &a.action {
-        Action::List => list(g, &ctx),
+    let text = match &a.action {
+        Action::List => report::secrets::list(out, &ctx.list()?),
         Action::Set { name, scope } => {
             let mut value = Vec::new();
             std::io::stdin()
@@ -120,100 +119,26 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 .map_err(|e| Error::io(Utf8Path::new("<stdin>"), e))?;
             let file = ctx.file_for(name, &scope.scope())?;
             ctx.store(&file, &value)?;
-            wrote(g, &file, None);
-            Ok(())
+            report::secrets::wrote(out, &file, None)
         }
         Action::Gen { name, kind, scope } => {
             let file = ctx.file_for(name, &scope.scope())?;
-            if RepoFs::open(&root)?.kind(&file)?.is_some() && !scope.force {
-                return Err(Error::usage(
-                    format!("{file} exists"),
-                    "pass --force to replace it (the old value is lost)",
-                ));
-            }
-            let (value, public) = secrets::generate(kind.kind());
-            ctx.store(&file, &value)?;
-            wrote(g, &file, public.as_deref());
-            Ok(())
+            let public = ctx.generate_into(&file, kind.kind(), scope.force)?;
+            report::secrets::wrote(out, &file, public.as_deref())
         }
-        Action::Rekey => {
-            let rekeyed = ctx.rekey()?;
-            rekeyed_report(g, &rekeyed);
-            Ok(())
-        }
+        Action::Rekey => report::secrets::rekeyed(out, &ctx.rekey()?),
         Action::Hostkey { host, force } => {
             let made = secrets::host_key(&root, repo::check_host_name(host)?, *force)?;
-            if g.json {
-                println!("{}", json!({ "host": host, "public_key": made.public }));
-            } else {
-                rekeyed_report(g, &made.rekeyed);
-                println!(
-                    "{host} = \"{}\" recorded in secrets/recipients.toml",
-                    made.public
-                );
-            }
-            Ok(())
+            report::secrets::host_key(out, host, &made.public, &made.rekeyed)
         }
         Action::Edit { name, scope } => {
             let file = ctx.file_for(name, &scope.scope())?;
             match ctx.edit(&file)? {
-                Edited::Unchanged if !g.quiet => println!("{file} unchanged"),
-                Edited::Unchanged => {}
-                Edited::Stored => wrote(g, &file, None),
+                Edited::Unchanged => report::secrets::unchanged(out, &file),
+                Edited::Stored => report::secrets::wrote(out, &file, None),
             }
-            Ok(())
         }
-    }
-}
-
-fn wrote(g: &Global, file: &Utf8Path, public: Option<&str>) {
-    if g.json {
-        println!("{}", json!({ "file": file, "public_key": public }));
-        return;
-    }
-    println!("wrote {file}");
-    if let Some(p) = public {
-        println!("public_key = \"{p}\"");
-    }
-}
-
-fn rekeyed_report(g: &Global, rewritten: &[camino::Utf8PathBuf]) {
-    if g.json {
-        println!("{}", json!({ "rekeyed": rewritten }));
-    } else if !g.quiet {
-        for f in rewritten {
-            println!("rekeyed {f}");
-        }
-        println!(
-            "{} secret{} rekeyed",
-            rewritten.len(),
-            if rewritten.len() == 1 { "" } else { "s" }
-        );
-    }
-}
-
-fn list(g: &Global, ctx: &Context) -> Result<(), Error> {
-    let rows = ctx.list()?;
-    if g.json {
-        println!("{}", json!({ "secrets": rows }));
-        return Ok(());
-    }
-    println!(
-        "{:<36} {:<28} {:>10}  state",
-        "file", "used by", "recipients"
-    );
-    for r in &rows {
-        println!(
-            "{:<36} {:<28} {:>10}  {}",
-            r.file,
-            if r.used_by.is_empty() {
-                "(unused)".into()
-            } else {
-                r.used_by.join(",")
-            },
-            r.recipients,
-            if r.up_to_date { "ok" } else { "needs rekey" }
-        );
-    }
+    };
+    print!("{text}");
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `potato vm create|status HOST`: a Proxmox VM host's VM (`ops::vm`).
+//! `potato vm create|status HOST`: a Proxmox VM host's VM (`ops::vm`), shown
+//! by `report::vm`.
 
 use std::time::Duration;
 
@@ -80,6 +81,7 @@ pub struct VmArgs {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let report = Reporter::new(g.output());
     match &a.action {
         Action::Create {
             host,
@@ -105,51 +107,28 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 wait: *wait,
                 age_identity: v.age_identity.as_deref(),
             };
-            let created = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
-            let made = created.state;
-            show(g, &made);
-            if let Some(e) = created.ssh_wait {
-                return Err(e);
+            let created = vm::create(&fleet, &opened, &request, &report)?;
+            show(&report, &created.state);
+            match created.failure() {
+                Some(e) => Err(e),
+                None => Ok(()),
             }
-            if made.state == "mismatch" {
-                return Err(Error::Host {
-                    host: host.clone(),
-                    message: format!(
-                        "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
-                        made.vmid, made.node
-                    ),
-                });
-            }
-            Ok(())
         }
         Action::Status { host, vm: v } => {
             let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
             let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
-            show(g, &vm::status(&opened)?);
+            show(&report, &vm::status(&opened)?);
             Ok(())
         }
     }
 }
 
-fn show(g: &Global, vm: &VmState) {
-    if g.json {
-        println!("{}", json!(vm));
-        return;
-    }
-    println!("{}: VM {} on {}: {}", vm.host, vm.vmid, vm.node, vm.state);
-    for d in &vm.mismatches {
-        println!("  {d}");
-    }
-    let Some(ssh) = &vm.ssh else { return };
-    if ssh.pre_generated {
-        println!(
-            "{}: SSH answers at {} with its pre-generated host key",
-            vm.host, ssh.address
-        );
+/// The VM: one JSON document with --json (through the reporter), lines for
+/// people otherwise.
+fn show(report: &Reporter, vm: &VmState) {
+    if report.output().json {
+        report.document(&json!(vm));
     } else {
-        println!(
-            "{}: SSH answers at {} with key {} {} (not the one in secrets/recipients.toml: check it, then `potato trust {}`)",
-            vm.host, ssh.address, ssh.key_type, ssh.fingerprint, vm.host
-        );
+        print!("{}", crate::report::vm::state(report.output(), vm));
     }
 }

@@ -76,6 +76,11 @@ has-zstd)
 activate)
   # activate TOPLEVEL MODE TOKEN MAGIC CONFIRM_SECS ACTIVATION_SECS
   top=$1 mode=$2 token=$3 magic=$4 confirm=$5 act=$6
+  # The modes potato sends (src/host/remote.rs, agent_mode); nothing else runs.
+  case "$mode" in
+    switch|boot|test|dry-activate) ;;
+    *) echo "unknown activation mode: $mode" >&2; exit 2 ;;
+  esac
   prev=$(current_generation)
   prev_system=$(readlink -e /run/current-system 2>/dev/null)
   case "$mode" in

@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read};
 
-use crate::inventory::schema::Backend;
+use crate::inventory::schema::{Backend, Mode};
 use crate::nix::{StorePath, store_path, transfer};
 use crate::plan::{Probe, Target};
 use crate::render::format::sh;
@@ -397,15 +397,16 @@ impl Remote {
     pub fn activate(
         &self,
         top: &StorePath,
-        mode: &str,
+        mode: Mode,
         token: &str,
         magic: bool,
         confirm_secs: u64,
         activation_secs: u64,
     ) -> Result<(Option<u32>, Option<u32>), HostError> {
         let args = format!(
-            "activate {} {mode} {token} {} {confirm_secs} {activation_secs}",
+            "activate {} {} {token} {} {confirm_secs} {activation_secs}",
             top,
+            agent_mode(mode),
             u8::from(magic)
         );
         let out = self.check("starting the activation", self.agent(&args)?)?;
@@ -550,9 +551,73 @@ impl Drop for Remote {
     }
 }
 
+/// The agent's word for an activation mode: the one place a `Mode` becomes
+/// the string on the agent's command line (its `activate` refuses any other,
+/// and `switch-to-configuration` takes the same words).
+pub fn agent_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Switch => "switch",
+        Mode::Boot => "boot",
+        Mode::Test => "test",
+        Mode::DryActivate => "dry-activate",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MODES: [Mode; 4] = [Mode::Switch, Mode::Boot, Mode::Test, Mode::DryActivate];
+
+    /// The patterns of the agent's mode check in `activate`.
+    fn agent_accepts() -> Vec<&'static str> {
+        let check = AGENT_SCRIPT
+            .split("activate)\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().find(|l| l.trim_start().starts_with("switch|")))
+            .expect("activate checks its mode");
+        let patterns = check.trim().strip_suffix(") ;;").expect("a case pattern");
+        patterns.split('|').collect()
+    }
+
+    #[test]
+    fn every_mode_is_a_word_the_agent_accepts_and_no_other() {
+        let mut sent: Vec<&str> = MODES.iter().map(|m| agent_mode(*m)).collect();
+        let mut accepted = agent_accepts();
+        sent.sort();
+        accepted.sort();
+        assert_eq!(sent, accepted);
+        // The host file's spelling is the agent's.
+        for m in MODES {
+            assert_eq!(agent_mode(m), m.as_str());
+        }
+    }
+
+    #[test]
+    fn the_agent_refuses_an_unknown_mode_before_touching_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("agent.sh");
+        std::fs::write(&script, AGENT_SCRIPT).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .args([
+                "activate",
+                "/nix/store/x",
+                "reboot;true",
+                "ab12",
+                "1",
+                "5",
+                "5",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown activation mode: reboot;true"),
+            "{out:?}"
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
 
     #[test]
     fn activation_status_answers() {

@@ -351,7 +351,11 @@ impl Mode {
 
 /// Where a host's system is built: "local" (the deployer), "target" (the host
 /// itself), or the name of another inventory host or of a Nix remote builder
-/// the deployer has configured (`builders` in nix.conf, by its host name).
+/// the deployer has configured (`builders` in nix.conf, matched by its URI's
+/// host: "arm-builder" for `ssh-ng://nix@arm-builder:2222`). An inventory host
+/// wins over a builder of the same name. A builder builds through Nix's own
+/// SSH store, with its line's SSH key and host key; the output is relayed to
+/// the target and never enters the deployer's store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "String", into = "String")]
 #[schemars(with = "String")]

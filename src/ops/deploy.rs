@@ -1,8 +1,10 @@
 //! Building and deploying the selected hosts: one Nix build for all of them,
 //! then each host's pipeline (`deploy::deploy_host`) in parallel on the one
-//! host runner (`host::runner`), its events handed to the reporter as they come. Owns the
-//! policy around the engine (stale files, build_on, the lock holder); the
-//! per-host work stays in `deploy`. Prints nothing but through the reporter.
+//! host runner (`host::runner`), its events handed to the reporter as they
+//! come (`deploy::Event` → `ui::Event`: phases, push bytes, log lines, host
+//! results). Owns the policy around the engine (stale files, build_on, the
+//! lock holder); the per-host work stays in `deploy`. Prints nothing but
+//! through the reporter; the command prints the results.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
-use crate::deploy::{self, DeployOptions, HostResult, Outcome};
+use crate::deploy::{self, DeployOptions, Event, HostResult};
 use crate::error::Error;
 use crate::host::push::Compress;
 use crate::host::runner;
@@ -18,7 +20,7 @@ use crate::inventory::schema::BuildOn;
 use crate::inventory::schema::Mode;
 use crate::nix::{self, StorePath};
 use crate::plan::HostPlan;
-use crate::ui::{Renderer, Reporter};
+use crate::ui::{self, Reporter};
 
 /// What the command line asks of a deploy, typed.
 #[derive(Debug, Clone)]
@@ -29,8 +31,8 @@ pub struct Request {
     pub activation_timeout: Duration,
     pub force: bool,
     pub parallel: usize,
-    /// zstd on the wire: None = when the host has zstd.
-    pub compress: Option<bool>,
+    /// zstd on the wire (`--compress`).
+    pub compress: Compress,
     /// `--build-on`, overriding the host files' build_on.
     pub build_on: Option<BuildOn>,
     /// Hosts fetch from their own substituters before the push
@@ -112,7 +114,7 @@ impl Request {
             activation_timeout: Duration::from_secs(300),
             force: false,
             parallel: 1,
-            compress: None,
+            compress: Compress::Auto,
             build_on: None,
             substitute: true,
         }
@@ -157,12 +159,10 @@ fn build_where(
     sites: &BTreeMap<String, Site>,
     warn: &mut dyn FnMut(&str),
 ) -> Result<(Toplevels, Jobs), Error> {
-    let (here, elsewhere): (Vec<String>, Vec<String>) = names.iter().cloned().partition(|n| {
-        matches!(
-            sites.get(n),
-            None | Some(Site::Deployer | Site::NixBuilder(_))
-        )
-    });
+    let (here, elsewhere): (Vec<String>, Vec<String>) = names
+        .iter()
+        .cloned()
+        .partition(|n| matches!(sites.get(n), None | Some(Site::Deployer)));
     let mut tops = if here.is_empty() {
         BTreeMap::new()
     } else {
@@ -175,25 +175,25 @@ fn build_where(
     Ok((tops, build_on::jobs(sites, &evaluated)))
 }
 
-/// Deploys every selected host; results in host order. `Error::HostsFailed`
-/// when a host did not end deployed or up to date (after the reporter has
-/// shown every result).
+/// Deploys every selected host; results in host order, each host's outcome
+/// in its result (`failed` turns them into the run's exit). Errors only for
+/// what stops the whole run (input, the build).
 pub fn deploy(
     fleet: &Fleet,
     selected: Selection,
     req: &Request,
-    renderer: &mut Renderer,
+    report: &Reporter,
 ) -> Result<Vec<HostResult>, Error> {
     let sites = sites(fleet, &selected, req.build_on.as_ref())?;
     let mut opts = options(fleet, &selected, req)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let names = selected.names();
-    renderer.note(&format!(
+    report.note(&format!(
         "building {} system{}",
         names.len(),
         if names.len() == 1 { "" } else { "s" }
     ));
-    let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| renderer.warn(l))?;
+    let (toplevels, jobs) = build_where(fleet, &names, &sites, &mut |l| report.warn(l))?;
     opts.builds = jobs;
     // Several hosts pushed from here: compress each path once for all of them.
     if names.len() - opts.builds.len() > 1 && opts.compress != Compress::No {
@@ -201,19 +201,22 @@ pub fn deploy(
             .ok()
             .map(Arc::new);
     }
-    let results = run_parallel(selected.plans, toplevels, opts, req.parallel, renderer);
-    renderer.finish(&results);
-    let failed = results
-        .iter()
-        .filter(|r| !matches!(r.result, Outcome::Deployed | Outcome::UpToDate))
-        .count();
+    report.hosts(&names);
+    let results = run_parallel(selected.plans, toplevels, opts, req.parallel, report);
+    report.end();
+    Ok(results)
+}
+
+/// `Error::HostsFailed` when a host did not end deployed or up to date.
+pub fn failed(results: &[HostResult]) -> Result<(), Error> {
+    let failed = results.iter().filter(|r| !r.result.is_ok()).count();
     if failed > 0 {
         return Err(Error::HostsFailed {
             failed,
             total: results.len(),
         });
     }
-    Ok(results)
+    Ok(())
 }
 
 fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployOptions, Error> {
@@ -229,11 +232,7 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
         activation_timeout: req.activation_timeout,
         target: selected.target_override().cloned(),
         force: req.force,
-        compress: match req.compress {
-            None => Compress::Auto,
-            Some(true) => Compress::Yes,
-            Some(false) => Compress::No,
-        },
+        compress: req.compress,
         substitute: req.substitute,
         builds: BTreeMap::new(),
         frames: None,
@@ -244,22 +243,45 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
     })
 }
 
-/// Runs every host's pipeline, at most `parallel` at once, rendering events as
-/// they come. Results are returned in host order.
+/// Runs every host's pipeline, at most `parallel` at once, reporting events
+/// as they come. Results are returned in host order.
 fn run_parallel(
     selected: Vec<HostPlan>,
     toplevels: BTreeMap<String, StorePath>,
     opts: DeployOptions,
     parallel: usize,
-    renderer: &mut Renderer,
+    report: &Reporter,
 ) -> Vec<HostResult> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (toplevels, opts) = (&toplevels, &opts);
     let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
     runner::run_parallel(selected, parallel, job, || {
         for e in rx {
-            renderer.event(&e);
+            report.emit(reported(e));
         }
     })
     .0
+}
+
+/// The engine's event as the reporter's: one vocabulary with bootstrap's,
+/// flash's and vm's (a push's bytes are `Bytes` "push" everywhere).
+fn reported(e: Event) -> ui::Event {
+    match e {
+        Event::Phase { host, phase } => ui::Event::Phase {
+            host,
+            phase: phase.as_str().to_string(),
+        },
+        Event::Progress { host, done, total } => ui::Event::Bytes {
+            host,
+            what: "push".into(),
+            done,
+            total,
+        },
+        Event::Log { host, line } => ui::Event::Log { host, line },
+        Event::Finished(r) => ui::Event::HostDone {
+            host: r.host.clone(),
+            ok: r.result.is_ok(),
+            text: r.describe(),
+        },
+    }
 }

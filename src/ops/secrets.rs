@@ -210,6 +210,25 @@ impl Context {
         Ok(())
     }
 
+    /// Generates a value of `kind` into `file`, refusing to replace one that
+    /// exists unless `force`; returns the value's public half, if it has one.
+    pub fn generate_into(
+        &self,
+        file: &Utf8Path,
+        kind: Kind,
+        force: bool,
+    ) -> Result<Option<String>, Error> {
+        if RepoFs::open(&self.root)?.kind(file)?.is_some() && !force {
+            return Err(Error::usage(
+                format!("{file} exists"),
+                "pass --force to replace it (the old value is lost)",
+            ));
+        }
+        let (value, public) = generate(kind);
+        self.store(file, &value)?;
+        Ok(public)
+    }
+
     /// Every secret file: who uses it, how many recipients it needs, and
     /// whether it is encrypted to exactly them.
     pub fn list(&self) -> Result<Vec<Listed>, Error> {

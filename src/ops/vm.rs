@@ -193,6 +193,24 @@ pub struct Created {
     pub ssh_wait: Option<Error>,
 }
 
+impl Created {
+    /// The failure to report once the VM has been shown: the wait for SSH,
+    /// or an existing VM that differs from the host file (never changed).
+    pub fn failure(self) -> Option<Error> {
+        if let Some(e) = self.ssh_wait {
+            return Some(e);
+        }
+        let made = self.state;
+        (made.state == "mismatch").then(|| Error::Host {
+            message: format!(
+                "VM {} on {} exists but differs from the host file; potato does not change an existing VM",
+                made.vmid, made.node
+            ),
+            host: made.host,
+        })
+    }
+}
+
 /// Creates the VM unless it exists (then it is left alone: `exists`, or
 /// `mismatch` with its differences, for the caller to refuse), starts it and
 /// waits for its SSH.
@@ -326,7 +344,7 @@ impl Vm<'_> {
                 Ok(copy)
             }
             Err(e) => {
-                self.report.note(&format!(
+                self.report.warn(&format!(
                         "{host}: warning: {e}; the VM makes its own host key (trust it with `potato trust {host}`)"
                     ),
                 );
@@ -397,11 +415,11 @@ impl Vm<'_> {
             "{host}: copying {image} ({len} bytes) to {node}:{remote_file}"
         ));
         let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
-        let bar = self.report.bytes(len);
         remote
-            .write_file(&remote_file, &mut file, &mut |n| bar.set_position(n))
+            .write_file(&remote_file, &mut file, &mut |n| {
+                self.report.bytes(host, "copy", n, len)
+            })
             .map_err(on_node)?;
-        bar.finish_and_clear();
         self.report.note(&format!(
             "{host}: qmrestore into VM {} on {}",
             px.vmid, px.disk_storage
@@ -467,7 +485,7 @@ impl Vm<'_> {
             return Ok(());
         };
         let warn = |why: String| {
-            self.report.note(&format!(
+            self.report.warn(&format!(
                     "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
                 ),
             )
@@ -658,6 +676,53 @@ impl Drop for NodeDisk<'_> {
     fn drop(&mut self) {
         if let Some(dir) = self.scratch.as_deref() {
             let _ = self.node.run_argv(&["rm", "-rf", dir]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(state: &str, ssh_wait: Option<Error>) -> Created {
+        Created {
+            state: VmState {
+                host: "pve-apps".into(),
+                node: "pve".into(),
+                vmid: 120,
+                state: state.into(),
+                mismatches: vec!["memory: 4096 MiB, the host file says 8192".into()],
+                ssh: None,
+            },
+            ssh_wait,
+        }
+    }
+
+    #[test]
+    fn a_mismatching_vm_fails_after_it_is_shown_and_a_matching_one_does_not() {
+        assert!(created("created", None).failure().is_none());
+        assert!(created("exists", None).failure().is_none());
+        match created("mismatch", None).failure() {
+            Some(Error::Host { host, message }) => {
+                assert_eq!(host, "pve-apps");
+                assert!(
+                    message.starts_with("VM 120 on pve exists but differs"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_ssh_wait_is_the_failure_reported() {
+        let wait = Error::Host {
+            host: "pve-apps".into(),
+            message: "no SSH after 5m".into(),
+        };
+        match created("created", Some(wait)).failure() {
+            Some(Error::Host { message, .. }) => assert_eq!(message, "no SSH after 5m"),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::testbed::Testbed;
+use super::testbed::{TestHost, Testbed};
 use super::{Run, source_root};
 
 pub struct Fleet {
@@ -137,6 +137,51 @@ impl Fleet {
         Run::from(self.command(args).output().expect("run potato"))
     }
 
+    /// `potato(args)` with the fleet admin's age identity (it decrypts every
+    /// secret, the CA key and the pre-generated host keys).
+    pub fn potato_as_admin(&self, args: &[&str]) -> Run {
+        Run::from(
+            self.command(args)
+                .env("POTATO_AGE_IDENTITY", &self.admin_identity)
+                .output()
+                .expect("run potato"),
+        )
+    }
+
+    /// Pre-generates `host`'s SSH host key (replacing any) and regenerates the
+    /// modules: what `bootstrap --install` needs before it installs.
+    pub fn pregenerate_host_key(&self, host: &str) {
+        self.potato_as_admin(&["secrets", "hostkey", host, "--force"])
+            .ok();
+        self.potato(&["gen"]).ok();
+    }
+
+    /// `potato bootstrap NAME --install --root /run/target` on the testbed
+    /// host `on`, checked: it succeeds, pushes at least the system and one
+    /// dependency, and the system is valid in the target root's store.
+    /// Returns the installed system's store path.
+    pub fn install_into_run_target(&self, name: &str, on: &TestHost) -> String {
+        let target = format!("root@{}", on.addr);
+        let run = self.potato_as_admin(&[
+            "bootstrap",
+            name,
+            "--install",
+            "--root",
+            "/run/target",
+            "--target",
+            &target,
+            "--json",
+        ]);
+        run.ok();
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let system = v["system"].as_str().unwrap().to_string();
+        assert!(v["pushed"].as_u64().unwrap() >= 2, "{v}");
+        on.sh_ok(&format!(
+            "nix-store --store /run/target --check-validity {system}"
+        ));
+        system
+    }
+
     /// A potato command with the testbed's key, known_hosts and nixpkgs double.
     pub fn command(&self, args: &[&str]) -> Command {
         // Flags go before a `--` (after it, words belong to the remote command).
@@ -188,12 +233,7 @@ impl Fleet {
         all.extend_from_slice(args);
         all.push("--json");
         let run = self.potato(&all);
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "no JSON ({e}):\nstdout: {}\nstderr: {}",
-                run.stdout, run.stderr
-            )
-        });
+        let v = run.one_json_document();
         if v.get("hosts").is_none() {
             return (run.code, v, run.stderr);
         }

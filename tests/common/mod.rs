@@ -75,6 +75,25 @@ impl Repo {
         Run::from(out)
     }
 
+    /// "FILE:LINE:COL" of the first occurrence of `needle` in the repository's
+    /// `file`: where potato must point a diagnostic about it.
+    pub fn at(&self, file: &str, needle: &str) -> String {
+        let (l, c) = line_col(&self.read(file), needle);
+        format!("{file}:{l}:{c}")
+    }
+
+    /// "FILE:LINE:COL" of `needle` inside the first occurrence of `context`
+    /// (which holds it): a value that also stands elsewhere in the file.
+    pub fn at_in(&self, file: &str, context: &str, needle: &str) -> String {
+        let text = self.read(file);
+        let start = text
+            .find(context)
+            .unwrap_or_else(|| panic!("{context:?} not in {file}"));
+        let offset = start + context.find(needle).expect("needle inside context");
+        let (l, c) = line_col_at(&text, offset);
+        format!("{file}:{l}:{c}")
+    }
+
     /// `potato ARGS` as the example fleet's admin (whose age identity decrypts
     /// every secret, the pre-generated host keys among them).
     pub fn potato_as_admin(&self, args: &[&str]) -> Run {
@@ -112,6 +131,38 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// stdout is exactly one JSON document (a `serde_json` stream of one
+    /// value, nothing else but whitespace); returns it.
+    pub fn one_json_document(&self) -> serde_json::Value {
+        let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&self.stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "stdout is not JSON ({e}):\nstdout: {}\nstderr: {}",
+                    self.stdout, self.stderr
+                )
+            });
+        assert_eq!(
+            docs.len(),
+            1,
+            "expected one JSON document on stdout:\n{}",
+            self.stdout
+        );
+        docs.into_iter().next().unwrap()
+    }
+
+    /// stderr as plain lines (not a terminal): no carriage return, no escape
+    /// sequence; returns it.
+    pub fn plain_stderr(&self) -> &str {
+        assert!(
+            !self.stderr.contains('\r') && !self.stderr.contains('\x1b'),
+            "control characters on stderr: {:?}",
+            self.stderr
+        );
+        &self.stderr
+    }
+
     pub fn ok(&self) -> &Run {
         assert_eq!(
             self.code, 0,
@@ -177,6 +228,28 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// Runs `program args` with `input` on its stdin; asserts that it succeeded
+/// (showing its stderr when not) and returns its stdout.
+pub fn pipe_through(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Writes an executable script (mode 0755).
 pub fn write_script(path: &Path, body: impl AsRef<str>) {
     use std::os::unix::fs::PermissionsExt;
@@ -189,10 +262,44 @@ pub fn line_col(text: &str, needle: &str) -> (usize, usize) {
     let at = text
         .find(needle)
         .unwrap_or_else(|| panic!("{needle:?} not found"));
-    let before = &text[..at];
+    line_col_at(text, at)
+}
+
+/// 1-based line and column of the byte `offset` in `text`.
+pub fn line_col_at(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
     (line, col)
+}
+
+/// An upstream JSON Schema from the reference notes
+/// (../shared/reference/schemas/NAME), or None, said why, when that directory
+/// is absent locally; in CI it must be there.
+pub fn reference_schema(name: &str) -> Option<serde_json::Value> {
+    let path = source_root().join("../shared/reference/schemas").join(name);
+    if !path.is_file() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{} is required in CI (see SOURCES.md there)",
+                path.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED: {} is absent (the reference schemas live in ../shared/reference/schemas)",
+            path.display()
+        );
+        return None;
+    }
+    Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+}
+
+/// What `schema` finds wrong in `doc`, one line each (empty: valid).
+pub fn schema_violations(schema: &jsonschema::Validator, doc: &serde_json::Value) -> Vec<String> {
+    schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
 }
 
 /// Attaches `file` to a free loop device (with partition scanning when
