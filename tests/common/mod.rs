@@ -247,6 +247,16 @@ pub fn age_decrypt(data: &[u8], identity: &Path) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// The strings of a JSON list (panics, showing it, when `v` is not a list of
+/// strings).
+pub fn strs(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
+}
+
 /// Writes an executable script (mode 0755).
 pub fn write_script(path: &Path, body: impl AsRef<str>) {
     use std::os::unix::fs::PermissionsExt;
