@@ -35,8 +35,10 @@ pub enum Error {
         output: Utf8PathBuf,
         refused: Box<crate::render::format::Refused>,
     },
-    #[error("{count} generated file{} out of date", if *.count == 1 { " is" } else { "s are" })]
-    Stale { count: usize },
+    /// Generated files that do not match the host files (exit 1): `gen
+    /// --check`, or a command that refuses to use them (`files` named).
+    #[error("{count} generated file{} out of date{}", if *.count == 1 { " is" } else { "s are" }, if .files.is_empty() { String::new() } else { format!(": {}", .files.join(", ")) })]
+    Stale { count: usize, files: Vec<String> },
     #[error(transparent)]
     Nix(crate::nix::NixError),
     /// An external program a command needs is not on PATH (exit 1: the
@@ -59,8 +61,14 @@ pub enum Error {
     AuditFailed { host: String, failed: usize },
     /// A secret that would not decrypt (a wrong identity, a damaged file):
     /// the input named the right secret, the store could not open it.
-    #[error("{0}")]
-    Decrypt(crate::secrets::store::SecretError),
+    #[error("{source}")]
+    Decrypt {
+        #[source]
+        source: crate::secrets::store::SecretError,
+        /// Where the identity comes from, when the caller knows better than
+        /// the general hint.
+        hint: Option<String>,
+    },
     /// The pre-generated host key could not be put into an image or card
     /// (the image itself is written).
     #[error("{message}")]
@@ -72,9 +80,51 @@ pub enum Error {
         program: &'static str,
         message: String,
     },
-    /// The bootstrap's progress file could not be written.
-    #[error("cannot record the bootstrap's progress in {file}: {message}")]
-    StateFile { file: Utf8PathBuf, message: String },
+    /// The bootstrap's progress file could not be read or written (exit 1:
+    /// it is potato's own record, not input).
+    #[error("cannot {action} the bootstrap's progress in {file}: {source}")]
+    StateFile {
+        file: Utf8PathBuf,
+        action: StateAction,
+        #[source]
+        source: crate::bootstrap::StateError,
+    },
+    /// A Proxmox VE API call for `host`'s VM failed (exit 1).
+    #[error("{host}: {source}")]
+    Api {
+        host: String,
+        #[source]
+        source: Box<crate::proxmox::ProxmoxError>,
+    },
+    /// The machine cannot do what was asked (exit 1: it is the machine, not
+    /// the input), e.g. too little memory for the kexec installer.
+    #[error("{host}: {message}")]
+    HostUnfit {
+        host: String,
+        message: String,
+        hint: String,
+    },
+    /// This machine's environment is unfit for potato (exit 1): a working
+    /// directory or TMPDIR that is not UTF-8, no private directory for a
+    /// plaintext copy.
+    #[error("{message}")]
+    Environment { message: String, hint: String },
+}
+
+/// What was being done with the bootstrap's progress file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateAction {
+    Read,
+    Record,
+}
+
+impl std::fmt::Display for StateAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateAction::Read => "read",
+            StateAction::Record => "record",
+        })
+    }
 }
 
 impl Error {
@@ -117,15 +167,36 @@ impl Error {
                 "change that value in {file} (or in the catalog entry it comes from); potato writes no file it cannot write exactly"
             )),
             Error::HostKeyInstall { hint, .. } => Some(hint.to_string()),
+            Error::ProgramFailed {
+                program: EDITOR, ..
+            } => Some(
+                "save and quit normally to keep your changes; set EDITOR to an editor that works"
+                    .into(),
+            ),
             Error::ProgramFailed { program, .. } => {
                 Some(format!("check that {program} works on this machine (`potato doctor`)"))
             }
-            Error::Decrypt(_) => Some(
+            Error::Decrypt { hint: Some(h), .. } => Some(h.clone()),
+            Error::Decrypt { .. } => Some(
                 "check the age identity (--age-identity, POTATO_AGE_IDENTITY, ~/.config/potato/age.key) and that the file is intact".into(),
             ),
-            Error::StateFile { .. } => Some(
+            Error::StateFile {
+                action: StateAction::Record,
+                ..
+            } => Some(
                 "make .potato/bootstrap/ writable (nothing on the machine is lost: run bootstrap again to go on)".into(),
             ),
+            Error::StateFile {
+                action: StateAction::Read,
+                file,
+                ..
+            } => Some(format!(
+                "pass --target root@ADDR and --restart to start over (or remove {file}); nothing on the machine changes"
+            )),
+            Error::Api { .. } => Some(
+                "check the Proxmox API ([proxmox] api, --api), the token's permissions and the node's task log".into(),
+            ),
+            Error::HostUnfit { hint, .. } | Error::Environment { hint, .. } => Some(hint.clone()),
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),
@@ -156,18 +227,32 @@ impl Error {
 /// recipients.toml or identity file) is input to fix, exit 2.
 impl From<crate::secrets::store::SecretError> for Error {
     fn from(e: crate::secrets::store::SecretError) -> Error {
+        Error::from_secret(e, "see `potato secrets --help`")
+    }
+}
+
+impl Error {
+    /// A secrets error as `From` sorts it, with `hint` for the input errors
+    /// that are not about the identity.
+    pub fn from_secret(e: crate::secrets::store::SecretError, hint: &str) -> Error {
         use crate::secrets::store::SecretError;
         match e {
             SecretError::Fs(e) => e.into(),
-            e @ SecretError::Decrypt { .. } => Error::Decrypt(e),
+            e @ SecretError::Decrypt { .. } => Error::Decrypt {
+                source: e,
+                hint: None,
+            },
             e @ SecretError::NoIdentity { .. } => Error::usage(
                 e.to_string(),
                 "pass --age-identity FILE, or set POTATO_AGE_IDENTITY",
             ),
-            e => Error::usage(e.to_string(), "see `potato secrets --help`"),
+            e => Error::usage(e.to_string(), hint),
         }
     }
 }
+
+/// `ProgramFailed`'s program for the operator's $EDITOR.
+pub const EDITOR: &str = "$EDITOR";
 
 /// A missing program surfaces as `Error::MissingProgram` wherever in the Nix
 /// layer it was found missing.
@@ -187,13 +272,143 @@ impl std::fmt::Debug for Report {
     }
 }
 
-/// A `potato ca` failure: file-system errors keep their kind, the rest are
-/// the input's (the CA exists, none yet, a host without internal TLS, ...).
+/// A fleet CA error: file access as `fsguard` sorts it (I/O exit 1), a key
+/// that does not decrypt exit 1 (`Decrypt`, with the CA's hint); the rest
+/// (a CA that exists or is missing, a host without internal TLS, a damaged
+/// certificate in the repository, a bad recipient) is input to fix, exit 2.
 impl From<crate::pki::ops::PkiError> for Error {
     fn from(e: crate::pki::ops::PkiError) -> Error {
+        use crate::pki::ops::PkiError;
+        use crate::secrets::store::SecretError;
+        let hint = e.hint();
         match e {
-            crate::pki::ops::PkiError::Fs(e) => e.into(),
-            e => Error::usage(e.to_string(), e.hint()),
+            PkiError::Fs(e) | PkiError::Secret(SecretError::Fs(e)) => e.into(),
+            PkiError::Secret(source @ SecretError::Decrypt { .. }) => Error::Decrypt {
+                source,
+                hint: Some(hint),
+            },
+            e => Error::usage(e.to_string(), hint),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsguard::FsError;
+    use crate::secrets::store::SecretError;
+
+    fn io(path: &str) -> FsError {
+        FsError::Io {
+            path: path.into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        }
+    }
+
+    /// A secret's file access fails as I/O (exit 1), a file that will not
+    /// decrypt is exit 1, a recipients.toml that does not parse is input
+    /// (exit 2) with the caller's hint.
+    #[test]
+    fn secrets_errors_are_sorted_by_kind() {
+        let e = Error::from_secret(SecretError::Fs(io("secrets/x.age")), "h");
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        let e = Error::from(SecretError::Decrypt {
+            path: "secrets/x.age".into(),
+            why: "no matching keys".into(),
+        });
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        assert!(e.hint().unwrap().contains("age identity"));
+        let e = Error::from_secret(
+            SecretError::File {
+                path: "secrets/recipients.toml".into(),
+                message: "expected `=`".into(),
+            },
+            "fix secrets/recipients.toml",
+        );
+        assert_eq!(e.exit_code(), EXIT_INVALID);
+        assert_eq!(e.hint().as_deref(), Some("fix secrets/recipients.toml"));
+    }
+
+    /// The fleet CA's key that does not decrypt is exit 1 with the CA's own
+    /// hint; a CA that already exists is a refusal (exit 2).
+    #[test]
+    fn fleet_ca_errors_are_sorted_by_kind() {
+        use crate::pki::ops::PkiError;
+        let e = Error::from(PkiError::Secret(SecretError::Decrypt {
+            path: "secrets/shared/fleet-ca-key.age".into(),
+            why: "no matching keys".into(),
+        }));
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        assert!(
+            e.hint().unwrap().contains("encrypted to the admins"),
+            "{e:?}"
+        );
+        let e = Error::from(PkiError::Secret(SecretError::Fs(io(
+            "secrets/fleet-ca.crt",
+        ))));
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        let e = Error::from(PkiError::Exists {
+            path: "secrets/fleet-ca.crt".into(),
+        });
+        assert_eq!(e.exit_code(), EXIT_INVALID);
+    }
+
+    /// Failures of the machine, this machine's environment, an API or
+    /// potato's own progress file are exit 1, each with a hint.
+    #[test]
+    fn failures_that_are_not_input_are_exit_1() {
+        let cases = [
+            Error::StateFile {
+                file: ".potato/bootstrap/h.json".into(),
+                action: StateAction::Read,
+                source: crate::bootstrap::StateError::Fs(io(".potato/bootstrap/h.json")),
+            },
+            Error::Api {
+                host: "vm".into(),
+                source: Box::new(crate::proxmox::ProxmoxError::TaskTimeout {
+                    upid: "UPID:x".into(),
+                    secs: 1,
+                }),
+            },
+            Error::HostUnfit {
+                host: "h".into(),
+                message: "too little RAM".into(),
+                hint: "boot the ISO".into(),
+            },
+            Error::Environment {
+                message: "the current directory is not UTF-8".into(),
+                hint: "run potato from a UTF-8 path".into(),
+            },
+            Error::ProgramFailed {
+                program: EDITOR,
+                message: "vi exited with exit status: 1".into(),
+            },
+            Error::Stale {
+                count: 1,
+                files: vec!["modules/generated/h/default.nix".into()],
+            },
+        ];
+        for e in cases {
+            assert_eq!(e.exit_code(), EXIT_FAILURE, "{e:?}");
+            assert!(e.hint().is_some(), "{e:?} says how to go on");
+        }
+    }
+
+    /// The progress file's error keeps its source for `--json` and logs.
+    #[test]
+    fn a_state_file_error_keeps_its_source() {
+        let e = Error::StateFile {
+            file: ".potato/bootstrap/h.json".into(),
+            action: StateAction::Record,
+            source: crate::bootstrap::StateError::Fs(io(".potato/bootstrap/h.json")),
+        };
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(source.to_string().contains("permission denied"), "{source}");
+        assert!(
+            e.to_string().starts_with(
+                "cannot record the bootstrap's progress in .potato/bootstrap/h.json: "
+            )
+        );
     }
 }

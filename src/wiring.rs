@@ -1,11 +1,12 @@
 //! The fleet wiring as `potato plan` shows it: which host serves identity,
-//! monitoring and logs, and per host what it sends to and receives from the
+//! monitoring, logs and the binary cache, and per host what it sends to and receives from the
 //! others (forward-auth to the identity host, metrics scraped by the hub,
-//! logs shipped to the hub's Loki) and its WireGuard peers among them.
+//! logs shipped to the hub's Loki, paths substituted from the fleet cache)
+//! and its WireGuard peers among them.
 //!
 //! Owns only this read-out: it is derived from the resolved plans (their
-//! `sso`, `monitoring`, `edge` and WireGuard parts, decided by `edge`,
-//! `monitoring` and `resolve`) and changes nothing. Must not decide any
+//! `sso`, `monitoring`, `edge`, `cache` and WireGuard parts, decided by
+//! `edge`, `monitoring`, `cache` and `resolve`) and changes nothing. Must not decide any
 //! wiring itself.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub struct FleetWiring {
     pub monitoring: Option<String>,
     /// Where every host's logs go (the hub's Loki).
     pub logs: Option<String>,
+    /// The host serving the fleet binary cache (`[fleet.cache]`).
+    pub cache: Option<String>,
     /// Per host, by name (every host of the fleet has an entry).
     pub hosts: BTreeMap<String, HostWiring>,
 }
@@ -39,6 +42,9 @@ pub struct HostWiring {
     pub receives: Vec<Link>,
     /// Fleet hosts this host has a WireGuard tunnel with (both directions).
     pub wireguard_peers: Vec<Link>,
+    /// The fleet cache's URL this host substitutes from (None on the cache
+    /// host and in a fleet without one).
+    pub substituter: Option<String>,
 }
 
 /// What flows between this host and `peer`.
@@ -59,6 +65,8 @@ pub enum LinkKind {
     Metrics,
     /// This host's log shipper pushes to the hub's Loki.
     Logs,
+    /// This host's Nix substitutes paths from the fleet binary cache.
+    Cache,
     Wireguard,
 }
 
@@ -68,6 +76,7 @@ impl LinkKind {
             LinkKind::ForwardAuth => "forward-auth",
             LinkKind::Metrics => "metrics",
             LinkKind::Logs => "logs",
+            LinkKind::Cache => "cache",
             LinkKind::Wireguard => "wireguard",
         }
     }
@@ -83,6 +92,7 @@ pub fn fleet(plans: &[HostPlan]) -> FleetWiring {
         ..FleetWiring::default()
     };
     w.logs = w.monitoring.clone();
+    w.cache = crate::cache::of_fleet(plans).map(|c| c.host.clone());
     if let Some(sso) = plans.iter().find_map(|p| p.sso.as_ref()) {
         w.authentik_url = Some(sso.authentik_url.clone());
         w.protected_routes = sso.routes.len();
@@ -92,6 +102,7 @@ pub fn fleet(plans: &[HostPlan]) -> FleetWiring {
     }
     forward_auth(plans, &mut w);
     monitoring(plans, &mut w);
+    cache(plans, &mut w);
     tunnels(plans, &mut w);
     for h in w.hosts.values_mut() {
         h.sends.sort();
@@ -171,6 +182,19 @@ fn monitoring(plans: &[HostPlan], w: &mut FleetWiring) {
                 .collect();
         connect(w, LinkKind::Metrics, &p.name, &m.hub, targets.join(", "));
         connect(w, LinkKind::Logs, &p.name, &m.hub, m.loki_push_url.clone());
+    }
+}
+
+/// Every other host substitutes from the cache host, at its URL.
+fn cache(plans: &[HostPlan], w: &mut FleetWiring) {
+    let Some(c) = crate::cache::of_fleet(plans) else {
+        return;
+    };
+    for (host, consumer) in &c.consumers {
+        connect(w, LinkKind::Cache, host, &c.host, consumer.url.clone());
+        if let Some(h) = w.hosts.get_mut(host) {
+            h.substituter = c.substituter_for(host);
+        }
     }
 }
 

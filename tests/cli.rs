@@ -224,3 +224,71 @@ fn a_bad_flag_value_is_exit_2() {
         );
     }
 }
+
+/// Generated files that no longer match the host files stop a command that
+/// would use them, as `gen --check` does: exit 1 (the host files are right,
+/// what was generated from them is not current; issue 16), naming the files
+/// and the fix. Nothing is built.
+#[test]
+fn stale_generated_files_are_exit_1_naming_them() {
+    let r = Repo::examples();
+    let file = "modules/generated/lepotato/firewall.nft";
+    let text = r.read(file) + "# edited by hand\n";
+    r.write(file, &text);
+    let run = r.potato(&["image", "lepotato"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("out of date: {file}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("run `potato gen`"), "{}", run.stderr);
+    assert_eq!(r.read(file), text, "the stale file is left as it was");
+    let check = r.potato(&["gen", "--check"]);
+    assert_eq!(check.code, 1, "the same exit code as gen --check");
+}
+
+/// The bootstrap's progress file is potato's own record, not input: one
+/// that cannot be read (not JSON, a directory in its place, a saved address
+/// that is none) is exit 1 naming the file, before any machine is reached
+/// (10.213.250.9 is in the test range and never contacted).
+#[test]
+fn a_bootstrap_progress_file_that_cannot_be_read_is_exit_1() {
+    let r = Repo::examples();
+    let state = ".potato/bootstrap/n250.json";
+    let with_target = ["bootstrap", "n250", "--target", "root@10.213.250.9"];
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&with_target, "{ not json", "it is not a progress record"),
+        (
+            &["bootstrap", "n250"],
+            "{\"target\": \"root@\", \"done\": {}}",
+            "the saved target `root@` is not an address",
+        ),
+    ];
+    for (args, content, why) in cases {
+        r.write(state, content);
+        let run = r.potato(args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "cannot read the bootstrap's progress in {state}: {why}"
+            )),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("--restart"), "{}", run.stderr);
+        assert_eq!(r.read(state), *content, "the file is left as it was");
+    }
+    // A directory where the file goes.
+    std::fs::remove_file(r.path().join(state)).unwrap();
+    std::fs::create_dir(r.path().join(state)).unwrap();
+    let run = r.potato(&with_target);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot read the bootstrap's progress in {state}")),
+        "{}",
+        run.stderr
+    );
+    assert!(r.path().join(state).is_dir(), "nothing removed");
+}

@@ -215,8 +215,14 @@ fn edit_with_a_scripted_editor() {
     // An editor that fails changes nothing.
     std::fs::write(&editor, "#!/bin/sh\nprintf 'HALF' > \"$1\"\nexit 3\n").unwrap();
     let run = potato_with_stdin(&r, &["secrets", "edit", "wg0", "--host", "n250"], "", &env);
-    assert_eq!(run.code, 2);
+    // A failed program is exit 1, not invalid input (issue 16).
+    assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("$EDITOR failed") && run.stderr.contains("exit status: 3"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(
         decrypt_as(&r, "secrets/n250/wg0.age", &demo("admin.agekey")).unwrap(),
         "NEW-VALUE\n"
@@ -599,4 +605,28 @@ fn a_secret_the_identity_cannot_open_is_exit_1_not_2() {
     assert!(run.stderr.contains("cannot decrypt"), "{}", run.stderr);
     assert!(run.stderr.contains("age identity"), "{}", run.stderr);
     assert_eq!(r.read("secrets/n250/wg0.age"), before, "nothing rewritten");
+}
+
+/// The fleet CA's key decrypts only for an admin: with another identity (a
+/// host's key) `ca issue` is a decrypt failure, exit 1 (issue 16), with the
+/// CA's own hint; no certificate is written.
+#[test]
+fn a_fleet_ca_key_that_will_not_decrypt_is_exit_1() {
+    let r = Repo::examples();
+    let before = r.read("secrets/n250/tls-n250.crt");
+    let run = Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(["ca", "issue", "n250", "--force"])
+        .current_dir(r.path())
+        .env_remove("POTATO_REPO")
+        .env("POTATO_AGE_IDENTITY", demo("ssh_host_ed25519_key.n250"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot decrypt secrets/shared/fleet-ca-key.age"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("encrypted to the admins"), "{stderr}");
+    assert_eq!(r.read("secrets/n250/tls-n250.crt"), before);
 }

@@ -670,7 +670,8 @@ fn set(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 /// names pve-gateway as its WireGuard peer, and pve-gateway (the listener)
 /// has the three others; lepotato (10.99.0.11) runs traefik, so the hub
 /// scrapes its node-exporter and Traefik's metrics; its SSO routes are its
-/// web UIs that are not public.
+/// web UIs that are not public. n250 also serves the fleet's binary cache
+/// (`[fleet.cache]`), which every other host substitutes from.
 #[test]
 fn plan_shows_who_serves_what_and_each_hosts_links() {
     let r = fleet();
@@ -688,7 +689,8 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
         set(&[
             ("forward-auth", "pve-apps"),
             ("metrics", "n250"),
-            ("logs", "n250")
+            ("logs", "n250"),
+            ("cache", "n250"),
         ])
     );
     assert_eq!(links(&lepotato, "receives"), set(&[]));
@@ -737,7 +739,7 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     );
     assert_eq!(
         links(&apps, "sends"),
-        set(&[("metrics", "n250"), ("logs", "n250")])
+        set(&[("metrics", "n250"), ("logs", "n250"), ("cache", "n250")])
     );
 
     let hub = plan_json(&r, "n250");
@@ -750,6 +752,9 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
             ("logs", "lepotato"),
             ("logs", "pve-apps"),
             ("logs", "pve-gateway"),
+            ("cache", "lepotato"),
+            ("cache", "pve-apps"),
+            ("cache", "pve-gateway"),
         ])
     );
     assert_eq!(links(&hub, "sends"), set(&[("forward-auth", "pve-apps")]));
@@ -765,7 +770,14 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
     );
     assert_eq!(
         links(&gw, "sends"),
-        set(&[("metrics", "n250"), ("logs", "n250")])
+        set(&[("metrics", "n250"), ("logs", "n250"), ("cache", "n250")])
+    );
+    assert_eq!(gw["cache"], "n250");
+    assert_eq!(gw["substituter"], "http://10.99.0.10:5080?priority=30");
+    assert_eq!(
+        hub["substituter"],
+        Json::Null,
+        "the cache host uses no cache of its own"
     );
 
     // The human view says the same.
@@ -776,6 +788,7 @@ fn plan_shows_who_serves_what_and_each_hosts_links() {
         "identity    pve-apps (this host): authentik at https://authentik.pve-apps.home.arpa,",
         "monitoring  n250",
         "logs        n250",
+        "cache       n250",
     ] {
         assert!(out.contains(line), "{line:?} missing in:\n{out}");
     }

@@ -2,7 +2,7 @@
 //! with its comments and layout intact (toml_edit): today the boot disk, when
 //! the machine leaves no doubt which disk it is.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use super::hardware::Hardware;
 use crate::plan::HostPlan;
@@ -45,27 +45,40 @@ pub fn missing(plan: &HostPlan, hw: &Hardware) -> Result<Vec<Fact>, String> {
 
 /// Writes `facts` into the repository's host file `file`, keeping everything
 /// else as it was (read and written through `fsguard`, never through a link).
-pub fn write(repo: &Utf8Path, file: &Utf8Path, facts: &[Fact]) -> Result<(), String> {
+pub fn write(repo: &Utf8Path, file: &Utf8Path, facts: &[Fact]) -> Result<(), WriteError> {
     if facts.is_empty() {
         return Ok(());
     }
-    let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
+    let edit = |why: String| WriteError::Edit {
+        file: file.to_path_buf(),
+        why,
+    };
+    let fs = crate::fsguard::RepoFs::open(repo)?;
     let text = fs
-        .read_string(file)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{file}: missing"))?;
-    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{file}: {e}"))?;
+        .read_string(file)?
+        .ok_or_else(|| edit("missing".into()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| edit(format!("{e}")))?;
     for f in facts {
         let table = doc
             .entry(f.table)
             .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
         let Some(table) = table.as_table_like_mut() else {
-            return Err(format!("{file}: `{}` is not a table", f.table));
+            return Err(edit(format!("`{}` is not a table", f.table)));
         };
         table.insert(f.key, toml_edit::value(f.value.as_str()));
     }
-    fs.write_atomic(file, doc.to_string().as_bytes(), 0o644)
-        .map_err(|e| e.to_string())
+    fs.write_atomic(file, doc.to_string().as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Why the facts could not be written: the file system (I/O exit 1, a link
+/// exit 2, as `fsguard` sorts it), or a host file that cannot take them.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Fs(#[from] crate::fsguard::FsError),
+    #[error("{file}: {why}")]
+    Edit { file: Utf8PathBuf, why: String },
 }
 
 #[cfg(test)]

@@ -84,6 +84,17 @@ impl Step {
     }
 }
 
+/// Why the progress file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Fs(#[from] crate::fsguard::FsError),
+    #[error("it is not a progress record: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("the saved target `{target}` is not an address: {why}")]
+    Target { target: String, why: String },
+}
+
 /// What a bootstrap of one host has done so far, kept in
 /// `.potato/bootstrap/<host>.json` (not committed: it is about one machine,
 /// one attempt).
@@ -107,22 +118,32 @@ impl State {
     }
 
     /// The saved state, or an empty one (read through `fsguard`).
-    pub fn load(repo: &Utf8Path, host: &str) -> Result<State, String> {
+    pub fn load(repo: &Utf8Path, host: &str) -> Result<State, StateError> {
         let file = State::rel(host);
-        let fs = crate::fsguard::RepoFs::open(repo).map_err(|e| e.to_string())?;
-        match fs.read_string(&file).map_err(|e| e.to_string())? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| format!("{file}: {e} (remove it to start over: --restart)")),
+        let fs = crate::fsguard::RepoFs::open(repo)?;
+        match fs.read_string(&file)? {
+            Some(text) => Ok(serde_json::from_str(&text)?),
             None => Ok(State::default()),
         }
     }
 
     /// Writes the state atomically (through `fsguard`, never through a link).
-    pub fn save(&self, repo: &Utf8Path, host: &str) -> Result<(), String> {
+    pub fn save(&self, repo: &Utf8Path, host: &str) -> Result<(), StateError> {
         let text = serde_json::to_string_pretty(self).expect("state serializes") + "\n";
-        crate::fsguard::RepoFs::open(repo)
-            .and_then(|fs| fs.write_atomic(&State::rel(host), text.as_bytes(), 0o644))
-            .map_err(|e| e.to_string())
+        crate::fsguard::RepoFs::open(repo)?.write_atomic(
+            &State::rel(host),
+            text.as_bytes(),
+            0o644,
+        )?;
+        Ok(())
+    }
+
+    /// The machine's address as the last run saved it.
+    pub fn saved_target(&self) -> Result<crate::plan::Target, StateError> {
+        crate::resolve::parse_target(&self.target).map_err(|why| StateError::Target {
+            target: self.target.clone(),
+            why,
+        })
     }
 
     pub fn is_done(&self, step: Step) -> bool {
@@ -166,7 +187,12 @@ mod tests {
         assert!(!back.is_done(Step::Generate));
         assert!(!back.is_done(Step::Installer));
         std::fs::write(State::file(repo, "h"), "{ not json").unwrap();
-        assert!(State::load(repo, "h").unwrap_err().contains("--restart"));
+        // A damaged record is a parse failure (the command's hint names
+        // --restart), not an empty state.
+        assert!(matches!(
+            State::load(repo, "h").unwrap_err(),
+            StateError::Parse(_)
+        ));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub use check::attach;
-pub use wire::wire;
+pub use wire::{check_one_cache_host, wire};
 
 /// `[fleet.cache] port` default: the HTTP port nginx serves the cache on.
 pub const DEFAULT_PORT: u16 = 5080;

@@ -20,15 +20,48 @@ struct Claim<'a> {
     span: Range<usize>,
 }
 
+/// At most one host of the fleet has `[fleet.cache]`: a second is an error
+/// naming both files. Checked with the per-host rules (`resolve` calls it
+/// whatever else is wrong), so it is never hidden behind another error.
+pub fn check_one_cache_host(inv: &Inventory, diags: &mut Vec<Diagnostic>) {
+    let mut first: Option<Claim> = None;
+    for claim in claims(inv) {
+        match &first {
+            Some(first) => diags.push(
+                Diagnostic::at(
+                    Loc::new(claim.src.file, claim.span.clone()),
+                    format!(
+                        "a second fleet cache: {} already serves the fleet's binary cache ({})",
+                        first.src.name, first.src.path
+                    ),
+                )
+                .label("second cache")
+                .related(Loc::new(first.src.file, first.span.clone()), "first cache")
+                .hint("one host serves the cache for the whole fleet: keep [fleet.cache] in one of the two files"),
+            ),
+            None => first = Some(claim),
+        }
+    }
+}
+
+/// Every host file's `[fleet.cache]` table, in inventory order.
+fn claims(inv: &Inventory) -> impl Iterator<Item = Claim<'_>> {
+    inv.hosts.iter().filter_map(|h| {
+        let table = h.raw.fleet.as_ref()?.cache.as_ref()?;
+        Some(Claim {
+            src: h,
+            span: table.span.clone(),
+        })
+    })
+}
+
 /// Wires the cache into every plan, or adds diagnostics and changes nothing.
+/// Runs on a fleet that passed `check_one_cache_host`.
 pub fn wire(inv: &Inventory, plans: &mut [HostPlan], diags: &mut Vec<Diagnostic>) {
     let before = diags.len();
-    let Some(claim) = find_cache_host(inv, diags) else {
+    let Some(claim) = claims(inv).next() else {
         return;
     };
-    if diags.len() > before {
-        return;
-    }
     let Some(mut cache) = plans
         .iter()
         .find(|p| p.name == claim.src.name)
@@ -69,37 +102,6 @@ pub fn wire(inv: &Inventory, plans: &mut [HostPlan], diags: &mut Vec<Diagnostic>
         }
         p.cache = Some(cache.clone());
     }
-}
-
-/// The one host with `[fleet.cache]`; a second is an error naming both files.
-fn find_cache_host<'a>(inv: &'a Inventory, diags: &mut Vec<Diagnostic>) -> Option<Claim<'a>> {
-    let mut found: Option<Claim> = None;
-    for h in &inv.hosts {
-        let Some(table) = h.raw.fleet.as_ref().and_then(|f| f.cache.as_ref()) else {
-            continue;
-        };
-        match &found {
-            Some(first) => diags.push(
-                Diagnostic::at(
-                    Loc::new(h.file, table.span.clone()),
-                    format!(
-                        "a second fleet cache: {} already serves the fleet's binary cache ({})",
-                        first.src.name, first.src.path
-                    ),
-                )
-                .label("second cache")
-                .related(Loc::new(first.src.file, first.span.clone()), "first cache")
-                .hint("one host serves the cache for the whole fleet: keep [fleet.cache] in one of the two files"),
-            ),
-            None => {
-                found = Some(Claim {
-                    src: h,
-                    span: table.span.clone(),
-                })
-            }
-        }
-    }
-    found
 }
 
 /// The cache port must not be one the cache host already uses: its SSH port

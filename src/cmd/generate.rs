@@ -83,6 +83,7 @@ fn report_check(g: &Global, stale: &render::Staleness) -> Result<(), Error> {
     } else {
         Err(Error::Stale {
             count: stale.changed.len() + stale.extra.len(),
+            files: Vec::new(),
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod build;
 pub mod ca;
+pub mod cache;
 pub mod catalog;
 pub mod check;
 pub mod deploy;

@@ -102,8 +102,28 @@ pub enum BuildError {
         import: i32,
         detail: String,
     },
+    /// A word no shell command can carry (see `render::format::sh::word`).
+    #[error("a word for the builder: {0}")]
+    Unsendable(#[source] crate::render::format::Refused),
+    /// The builder listed something that is not a store path.
+    #[error("the builder's closure of {out} lists something that is not a store path: {source}")]
+    BadPath {
+        out: StorePath,
+        #[source]
+        source: crate::nix::store_path::BadStorePath,
+    },
+}
+
+/// Why the build sites could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteError {
+    /// A build_on (or --build-on) name that is neither a host file nor a
+    /// configured builder: input to fix.
     #[error("{0}")]
-    Other(String),
+    Unknown(String),
+    /// The deployer's Nix configuration (its `builders`) could not be read.
+    #[error("reading the deployer's Nix `builders`: {0}")]
+    NixConfig(#[source] crate::nix::NixError),
 }
 
 /// Lines of the builder's output kept in an error.
@@ -312,7 +332,7 @@ fn build_on_host(
 
 /// One shell word for a command on a builder.
 fn q(s: &str) -> Result<String, BuildError> {
-    sh::word(s).map_err(|e| BuildError::Other(e.to_string()))
+    sh::word(s).map_err(BuildError::Unsendable)
 }
 
 /// Copies what `to` lacks of `out`'s closure from `from`'s store, streamed.
@@ -336,8 +356,12 @@ fn relay(
         });
     }
     // nix-store -qR lists dependencies first, the order --import needs.
-    let closure = crate::nix::store_path::parse_lines(&listed.stdout)
-        .map_err(|e| BuildError::Other(e.to_string()))?;
+    let closure = crate::nix::store_path::parse_lines(&listed.stdout).map_err(|source| {
+        BuildError::BadPath {
+            out: out.clone(),
+            source,
+        }
+    })?;
     let missing = to.missing(&closure).map_err(|source| BuildError::Host {
         on: "the target".into(),
         source: Box::new(source),
@@ -462,19 +486,22 @@ pub fn sites(
     selected: &[HostPlan],
     fleet: &[HostPlan],
     over: Option<&BuildOn>,
-) -> Result<BTreeMap<String, Site>, String> {
+) -> Result<BTreeMap<String, Site>, SiteError> {
     let needs_builders = selected.iter().any(|p| {
         matches!(over.unwrap_or(&p.deploy.build_on), BuildOn::Host(n)
             if n != &p.name && !fleet.iter().any(|h| &h.name == n))
     });
     let builders = if needs_builders {
-        deployer_builders()?
+        deployer_builders().map_err(SiteError::NixConfig)?
     } else {
         Vec::new()
     };
     selected
         .iter()
-        .map(|p| Ok((p.name.clone(), site_for(p, over, fleet, &builders)?)))
+        .map(|p| {
+            let site = site_for(p, over, fleet, &builders).map_err(SiteError::Unknown)?;
+            Ok((p.name.clone(), site))
+        })
         .collect()
 }
 
@@ -514,8 +541,8 @@ pub fn unbuildable(selected: &[HostPlan], fleet: &[HostPlan]) -> Result<Vec<Stri
 }
 
 /// The deployer's configured remote builders (nix.conf `builders`).
-pub fn deployer_builders() -> Result<Vec<Machine>, String> {
-    let eff = crate::nix::config::effective().map_err(|e| e.to_string())?;
+pub fn deployer_builders() -> Result<Vec<Machine>, crate::nix::NixError> {
+    let eff = crate::nix::config::effective()?;
     let s = &eff.settings;
     Ok(crate::nix::config::Builders::parse_with_files(
         s.get("builders").unwrap_or(""),

@@ -94,6 +94,14 @@ fn word(what: &'static str, s: &str) -> Result<String, HostError> {
     })
 }
 
+/// `words` as one command line, each word quoted by `sh::word`.
+fn argv(words: &[&str]) -> Result<String, HostError> {
+    sh::words(words.iter().copied()).map_err(|e| HostError::Unsendable {
+        what: "a command word",
+        refused: Box::new(e),
+    })
+}
+
 impl Remote {
     /// Connects to `target`. Writes nothing on the host.
     pub fn connect(target: &Target, opts: &SshOptions) -> Result<Remote, HostError> {
@@ -130,6 +138,32 @@ impl Remote {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Output, HostError> {
         Ok(self.session.exec_with(command, Some(stdin), progress)?)
+    }
+
+    /// Runs one program given as words, each quoted by `sh::word` (nothing
+    /// the shell would interpret), and returns its output whatever its exit
+    /// code.
+    pub fn run_argv(&self, words: &[&str]) -> Result<Output, HostError> {
+        self.run(&argv(words)?)
+    }
+
+    /// Writes `content` to `path` on the host (private: umask 077) through
+    /// `PATH.part`, renamed into place once complete; `progress` gets the
+    /// bytes sent so far.
+    pub fn write_file(
+        &self,
+        path: &str,
+        content: &mut dyn Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), HostError> {
+        let part = word("a path", &format!("{path}.part"))?;
+        let cmd = format!(
+            "umask 077 && cat > {part} && mv -- {part} {}",
+            word("a path", path)?
+        );
+        let out = self.run_with(&cmd, content, progress)?;
+        self.check(&format!("writing {path}"), out)?;
+        Ok(())
     }
 
     /// A file's text, or None when it is not there (or not readable).

@@ -17,7 +17,7 @@ use super::fleet::Fleet;
 use crate::bootstrap::hardware::{self, Hardware, Running};
 use crate::bootstrap::layout::{Layout, TARGET_ROOT};
 use crate::bootstrap::{MARKER, State, Step, facts, reach};
-use crate::error::Error;
+use crate::error::{Error, StateAction};
 use crate::host::paths::KEXEC_DIR;
 use crate::host::push::{self, Compress, PushEvent};
 use crate::host::{HostError, Remote};
@@ -110,7 +110,7 @@ pub fn run(fleet: Fleet, host: &str, opts: Options, report: &Reporter) -> Result
     let mut state = if opts.restart {
         State::default()
     } else {
-        State::load(&fleet.root, host).map_err(|e| Error::usage(e, "or pass --restart"))?
+        State::load(&fleet.root, host).map_err(|e| state_error(host, StateAction::Read, e))?
     };
     if let Some(step) = opts.from {
         state.forget_from(step);
@@ -118,8 +118,9 @@ pub fn run(fleet: Fleet, host: &str, opts: Options, report: &Reporter) -> Result
     // The machine: --target, else where the last run left it.
     let target = match &fleet.connect_settings().target {
         Some(_) => machine(&fleet, "")?,
-        None if !state.target.is_empty() => crate::resolve::parse_target(&state.target)
-            .map_err(|e| Error::usage(e, "pass --target root@ADDR"))?,
+        None if !state.target.is_empty() => state
+            .saved_target()
+            .map_err(|e| state_error(host, StateAction::Read, e))?,
         None => machine(&fleet, "")?,
     };
     state.target = target.to_string();
@@ -151,10 +152,7 @@ pub fn run(fleet: Fleet, host: &str, opts: Options, report: &Reporter) -> Result
         run.state.mark(step);
         run.state
             .save(&run.fleet.root, &run.plan.name)
-            .map_err(|e| Error::StateFile {
-                file: State::rel(&run.plan.name),
-                message: e,
-            })?;
+            .map_err(|e| state_error(&run.plan.name, StateAction::Record, e))?;
     }
     Ok(Finished {
         host: run.plan.name.clone(),
@@ -206,6 +204,15 @@ fn single(fleet: Fleet, host: &str, target: Target, report: &Reporter) -> Result
         state: State::default(),
         target,
     })
+}
+
+/// The progress file of `host` could not be read or recorded (exit 1).
+fn state_error(host: &str, action: StateAction, source: crate::bootstrap::StateError) -> Error {
+    Error::StateFile {
+        file: State::rel(host),
+        action,
+        source,
+    }
 }
 
 /// The machine being bootstrapped: `--target`, required (it is not yet at the
@@ -366,8 +373,10 @@ impl Run {
             }
         };
         if !new.is_empty() {
-            facts::write(&self.fleet.root, &self.plan.file, &new)
-                .map_err(|e| Error::usage(e, "fix the host file"))?;
+            facts::write(&self.fleet.root, &self.plan.file, &new).map_err(|e| match e {
+                facts::WriteError::Fs(e) => Error::from(e),
+                e => Error::usage(e.to_string(), "fix the host file"),
+            })?;
             for f in &new {
                 self.note(&format!(
                     "wrote {}.{} = \"{}\" into {}",
@@ -449,8 +458,9 @@ impl Run {
             return Ok(());
         }
         if hw.memory_mib < KEXEC_MIN_RAM_MIB {
-            return Err(Error::usage(
-                format!(
+            return Err(Error::HostUnfit {
+                host: self.plan.name.clone(),
+                message: format!(
                     "{} runs {} with {} of RAM; the kexec installer needs at least {} (swap does not count)",
                     self.plan.name,
                     if running.os.is_empty() {
@@ -461,11 +471,11 @@ impl Run {
                     format_mib(hw.memory_mib),
                     format_mib(KEXEC_MIN_RAM_MIB)
                 ),
-                format!(
+                hint: format!(
                     "take the image route: `potato image {0} --kind iso`, boot the machine from it, then `potato bootstrap {0} --target root@ADDR`",
                     self.plan.name
                 ),
-            ));
+            });
         }
         for tool in ["tar", "cpio", "setsid"] {
             if !running.tools.contains(tool) {

@@ -136,7 +136,10 @@ fn sites(
     selected: &Selection,
     over: Option<&BuildOn>,
 ) -> Result<BTreeMap<String, Site>, Error> {
-    build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| Error::usage(e, BUILD_ON_HINT))
+    build_on::sites(&selected.plans, &fleet.plans, over).map_err(|e| match e {
+        build_on::SiteError::Unknown(why) => Error::usage(why, BUILD_ON_HINT),
+        build_on::SiteError::NixConfig(e) => e.into(),
+    })
 }
 
 /// zstd level of shared frames: as the single-host stream's (level 1 keeps

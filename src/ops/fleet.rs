@@ -81,11 +81,9 @@ impl Selection {
 /// directory upwards holding flake.nix.
 pub fn repo_root(explicit: Option<&Utf8Path>) -> Result<Utf8PathBuf, Error> {
     let cwd = std::env::current_dir().map_err(|e| Error::io(Utf8Path::new("."), e))?;
-    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| {
-        Error::usage(
-            format!("the current directory {} is not UTF-8", p.display()),
-            "run potato from a UTF-8 path",
-        )
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| Error::Environment {
+        message: format!("the current directory {} is not UTF-8", p.display()),
+        hint: "run potato from a UTF-8 path, or pass --repo DIR".into(),
     })?;
     repo::find_root(explicit, &cwd)
 }
@@ -123,7 +121,7 @@ pub fn load_resolved(repo: &Utf8Path) -> Result<Resolved, Error> {
     let inv = inventory::load(repo)?;
     let secrets = SecretIndex::scan(repo)?
         .with_coverage(repo)
-        .map_err(|e| Error::usage(e.to_string(), "fix secrets/recipients.toml"))?;
+        .map_err(|e| Error::from_secret(e, "fix secrets/recipients.toml"))?;
     let catalog = Catalog::for_repo(repo).map_err(Error::Invalid)?;
     match resolve::resolve(&inv, &catalog, &secrets) {
         Ok(plans) if plans.is_empty() && inv.diagnostics.is_empty() => Err(Error::usage(

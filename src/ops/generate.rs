@@ -45,9 +45,10 @@ pub fn refuse_stale(root: &Utf8Path, selected: &[HostPlan]) -> Result<(), Error>
     if stale.changed.is_empty() {
         return Ok(());
     }
-    let list: Vec<&str> = stale.changed.iter().map(|(p, _)| p.as_str()).collect();
-    Err(Error::usage(
-        format!("generated files are stale: {}", list.join(", ")),
-        "run `potato gen` (and commit) before deploying",
-    ))
+    // Exit 1, as `gen --check` for the same files: the host files are fine,
+    // what was generated from them is not current.
+    Err(Error::Stale {
+        count: stale.changed.len(),
+        files: stale.changed.iter().map(|(p, _)| p.to_string()).collect(),
+    })
 }

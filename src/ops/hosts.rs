@@ -62,11 +62,9 @@ pub struct Trusted {
     pub file: camino::Utf8PathBuf,
 }
 
+/// An SSH failure reaching `host` (exit 1), its typed error kept.
 fn host_error(host: &str) -> impl Fn(ssh::SshError) -> Error + '_ {
-    move |e| Error::Host {
-        host: host.into(),
-        message: e.to_string(),
-    }
+    move |e| Error::remote(host, crate::host::HostError::Ssh(e))
 }
 
 fn parse_generations(text: &str) -> Vec<Generation> {

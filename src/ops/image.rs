@@ -133,13 +133,13 @@ pub fn build_one(
     let files = image_files(&build_output(fleet, host, kind, report)?);
     match files.as_slice() {
         [one] => Ok(one.clone()),
-        _ => Err(Error::usage(
-            format!(
-                "the {kind} image of {host} has {} files, expected one",
+        _ => Err(Error::ProgramFailed {
+            program: "nix build",
+            message: format!(
+                "the {kind} image of {host} has {} files, expected one (pass the file with --image)",
                 files.len()
             ),
-            "pass the file with --image",
-        )),
+        }),
     }
 }
 

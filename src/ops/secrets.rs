@@ -371,8 +371,9 @@ impl Context {
             .arg("potato-editor")
             .arg(scratch.path.as_str())
             .status()
-            .map_err(|e| {
-                Error::usage(format!("cannot run $EDITOR ({editor}): {e}"), "set EDITOR")
+            .map_err(|e| Error::ProgramFailed {
+                program: crate::error::EDITOR,
+                message: format!("cannot start {editor} (through sh): {e}; {file} is unchanged"),
             })?;
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::usage(
@@ -381,10 +382,10 @@ impl Context {
             ));
         }
         if !status.success() {
-            return Err(Error::usage(
-                format!("the editor exited with {status}; {file} is unchanged"),
-                "save and quit normally to keep your changes",
-            ));
+            return Err(Error::ProgramFailed {
+                program: crate::error::EDITOR,
+                message: format!("{editor} exited with {status}; {file} is unchanged"),
+            });
         }
         let new = scratch.read()?;
         if new == old {

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::fleet::Fleet;
 use crate::error::Error;
+use crate::host::{HostError, Remote};
 use crate::image_key::{KeyError, Place, ToolOutput};
 use crate::plan::{HostPlan, ProxmoxPlan, Target};
 use crate::proxmox::{Client, ProxmoxError};
@@ -75,10 +76,11 @@ pub struct CreateRequest<'a> {
     pub age_identity: Option<&'a Utf8Path>,
 }
 
+/// An API call for `host`'s VM failed (exit 1), the API's error kept.
 fn api_error(host: &str, e: ProxmoxError) -> Error {
-    Error::Host {
+    Error::Api {
         host: host.into(),
-        message: e.to_string(),
+        source: Box::new(e),
     }
 }
 
@@ -107,12 +109,8 @@ pub fn open(
         .ok()
         .and_then(|i| i.locate(&plan.name, &px.token_secret))
         .unwrap_or_default();
-    let ids = secrets::store::load_identities(age_identity).map_err(|e| {
-        Error::usage(
-            e.to_string(),
-            "pass --age-identity, or set POTATO_AGE_IDENTITY",
-        )
-    })?;
+    let ids = secrets::store::load_identities(age_identity)
+        .map_err(|e| Error::from_secret(e, "pass --age-identity, or set POTATO_AGE_IDENTITY"))?;
     let token = secrets::store::decrypt(root, &located, &ids)?;
     let token = String::from_utf8_lossy(&token).trim().to_string();
     let api = api.map(str::to_string).unwrap_or_else(|| px.api.clone());
@@ -328,11 +326,9 @@ impl Vm<'_> {
             return Ok(built.to_path_buf());
         };
         let copy = camino::Utf8PathBuf::from_path_buf(scratch.join(format!("{host}.qcow2")))
-            .map_err(|p| {
-                Error::usage(
-                    format!("{} is not UTF-8", p.display()),
-                    "use a UTF-8 TMPDIR",
-                )
+            .map_err(|p| Error::Environment {
+                message: format!("the temporary directory {} is not UTF-8", p.display()),
+                hint: "set TMPDIR to a UTF-8 path".into(),
             })?;
         std::fs::copy(built, &copy).map_err(|e| Error::io(built, e))?;
         let mut perms = std::fs::metadata(&copy)
@@ -403,20 +399,16 @@ impl Vm<'_> {
 
     /// Copies the vma to the node over SSH, restores it with qmrestore, then
     /// gives the restored VM the host file's settings; the disk is virtio0
-    /// (nixpkgs' proxmox image).
+    /// (nixpkgs' proxmox image). The node is reached through the host handle
+    /// (`host::Remote`: connecting writes nothing there, no agent).
     fn restore_vma(&self, image: &Utf8Path, node_ssh: Option<&str>) -> Result<&'static str, Error> {
         let (host, px) = (self.plan.name.as_str(), self.px);
         let node = self.node_target(node_ssh)?;
         let mut opts = self.fleet.ssh_options()?;
         opts.host_name = None;
-        let session = crate::ssh::Session::connect(&node, &opts).map_err(|e| Error::Host {
-            host: format!("{} (Proxmox node)", px.node),
-            message: e.to_string(),
-        })?;
-        let q = |s: &str| {
-            crate::render::format::sh::word(s)
-                .map_err(|e| Error::usage(e.to_string(), "change that value in the host file"))
-        };
+        let node_name = format!("{} (Proxmox node)", px.node);
+        let on_node = |e: HostError| Error::remote(&node_name, e);
+        let remote = Remote::connect(&node, &opts).map_err(on_node)?;
         let remote_file = format!("/var/tmp/potato-{host}-{}.vma.zst", px.vmid);
         let len = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
         self.report.note(&format!(
@@ -424,41 +416,44 @@ impl Vm<'_> {
         ));
         let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
         let bar = self.report.bytes(len);
-        let node_fail = |m: String| Error::Host {
-            host: format!("{} (Proxmox node)", px.node),
-            message: m,
-        };
-        let out = session
-            .exec_with(
-                &format!("cat > {}.part && mv {0}.part {0}", q(&remote_file)?),
-                Some(&mut file),
-                &mut |n| bar.set_position(n),
-            )
-            .map_err(|e| node_fail(e.to_string()))?;
+        remote
+            .write_file(&remote_file, &mut file, &mut |n| bar.set_position(n))
+            .map_err(on_node)?;
         bar.finish_and_clear();
-        if out.code != 0 {
-            return Err(node_fail(format!("copying the vma: {}", out.stderr.trim())));
-        }
         self.report.note(&format!(
             "{host}: qmrestore into VM {} on {}",
             px.vmid, px.disk_storage
         ));
-        let out = session
-            .exec(&format!(
-                "qmrestore {f} {} --storage {}; rc=$?; rm -f {f}; exit $rc",
-                px.vmid,
-                q(&px.disk_storage)?,
-                f = q(&remote_file)?,
-            ))
-            .map_err(|e| node_fail(e.to_string()))?;
-        if out.code != 0 {
-            return Err(node_fail(format!("qmrestore: {}", out.stderr.trim())));
+        let vmid = px.vmid.to_string();
+        let restored = remote.run_argv(&[
+            "qmrestore",
+            &remote_file,
+            &vmid,
+            "--storage",
+            &px.disk_storage,
+        ]);
+        // The copy goes whatever qmrestore did.
+        let removed = remote.run_argv(&["rm", "-f", &remote_file]);
+        let out = restored.map_err(on_node)?;
+        if !out.success() {
+            return Err(on_node(HostError::Command {
+                what: "qmrestore".into(),
+                code: out.code,
+                detail: out.stderr.trim().to_string(),
+            }));
         }
+        removed.map_err(on_node)?;
         let cfg = self
             .client
             .vm_config(&px.node, px.vmid)
             .map_err(|e| self.fail(e))?
-            .ok_or_else(|| node_fail(format!("after qmrestore, VM {} does not exist", px.vmid)))?;
+            .ok_or_else(|| {
+                on_node(HostError::Command {
+                    what: "qmrestore".into(),
+                    code: 0,
+                    detail: format!("after it, VM {} does not exist", px.vmid),
+                })
+            })?;
         let key = boot_disk_key(&cfg);
         let volume = cfg[key].as_str().unwrap_or("").to_string();
         let volume: Vec<&str> = volume
@@ -475,23 +470,19 @@ impl Vm<'_> {
         self.client
             .set_config(&px.node, px.vmid, &params)
             .map_err(|e| self.fail(e))?;
-        self.key_into_volume(&session, volume.first().copied().unwrap_or_default())?;
+        self.key_into_volume(&remote, volume.first().copied().unwrap_or_default())?;
         Ok(key)
     }
 
     /// The host's pre-generated SSH host key into the restored disk, on the
     /// node (`pvesm path`, then debugfs there). Without a key, or when the disk
     /// cannot take it, the VM makes its own (a warning says so).
-    fn key_into_volume(&self, session: &crate::ssh::Session, volume: &str) -> Result<(), Error> {
+    fn key_into_volume(&self, node: &Remote, volume: &str) -> Result<(), Error> {
         let host = self.plan.name.as_str();
         let Some((private, public)) =
             super::secrets::pregenerated_host_key(self.root, host, self.age_identity)?
         else {
             return Ok(());
-        };
-        let q = |s: &str| {
-            crate::render::format::sh::word(s)
-                .map_err(|e| Error::usage(e.to_string(), "change that value in the host file"))
         };
         let warn = |why: String| {
             self.report.note(&format!(
@@ -499,7 +490,7 @@ impl Vm<'_> {
                 ),
             )
         };
-        let path = match session.exec(&format!("pvesm path {}", q(volume)?)) {
+        let path = match node.run_argv(&["pvesm", "path", volume]) {
             Ok(out) if out.code == 0 => out.stdout.trim().to_string(),
             Ok(out) => {
                 warn(format!("pvesm path {volume}: {}", out.stderr.trim()));
@@ -511,7 +502,7 @@ impl Vm<'_> {
             }
         };
         let mut disk = NodeDisk {
-            session,
+            node,
             path: std::path::PathBuf::from(&path),
             scratch: None,
         };
@@ -596,37 +587,30 @@ pub fn status(vm: &Opened) -> Result<VmState, Error> {
     })
 }
 
-/// A VM disk on the Proxmox node, worked on over SSH (dd to read, debugfs to
-/// write), with a private scratch directory there that is removed afterwards.
+/// A VM disk on the Proxmox node, worked on through the node's host handle
+/// (dd to read, debugfs to write), with a private scratch directory there that
+/// is removed afterwards.
 struct NodeDisk<'a> {
-    session: &'a crate::ssh::Session,
+    node: &'a Remote,
     path: std::path::PathBuf,
     scratch: Option<String>,
 }
 
 impl NodeDisk<'_> {
-    fn run(&self, cmd: &str, input: Option<&[u8]>) -> Result<crate::ssh::Output, KeyError> {
-        let fail = |m: String| KeyError::Io {
-            path: self.path.clone(),
-            message: m,
-        };
-        match input {
-            Some(mut bytes) => self.session.exec_with(cmd, Some(&mut bytes), &mut |_| {}),
-            None => self.session.exec(cmd),
-        }
-        .map_err(|e| fail(e.to_string()))
-    }
-
-    /// `s` as one shell word (NUL cannot be one).
-    fn word(&self, s: &str) -> Result<String, KeyError> {
-        crate::render::format::sh::word(s).map_err(|e| KeyError::Io {
+    fn io(&self, e: impl std::fmt::Display) -> KeyError {
+        KeyError::Io {
             path: self.path.clone(),
             message: e.to_string(),
-        })
+        }
     }
 
-    fn quoted_path(&self) -> Result<String, KeyError> {
-        self.word(&self.path.display().to_string())
+    /// One program on the node, its words quoted by the handle.
+    fn run(&self, words: &[&str]) -> Result<crate::ssh::Output, KeyError> {
+        self.node.run_argv(words).map_err(|e| self.io(e))
+    }
+
+    fn path_text(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -636,48 +620,44 @@ impl Place for NodeDisk<'_> {
     }
 
     fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, KeyError> {
-        let out = self.run(
-            &format!(
-                "dd if={} iflag=skip_bytes,count_bytes skip={offset} count={len} status=none",
-                self.quoted_path()?
-            ),
-            None,
-        )?;
+        let out = self.run(&[
+            "dd",
+            &format!("if={}", self.path_text()),
+            "iflag=skip_bytes,count_bytes",
+            &format!("skip={offset}"),
+            &format!("count={len}"),
+            "status=none",
+        ])?;
         if out.code != 0 {
-            return Err(KeyError::Io {
-                path: self.path.clone(),
-                message: out.stderr.trim().to_string(),
-            });
+            return Err(self.io(out.stderr.trim()));
         }
         Ok(out.stdout_raw)
     }
 
     fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<String, KeyError> {
         if self.scratch.is_none() {
-            let out = self.run("umask 077 && mktemp -d /tmp/potato-key.XXXXXX", None)?;
+            let out = self.run(&["mktemp", "-d", "/tmp/potato-key.XXXXXX"])?;
+            if out.code != 0 {
+                return Err(self.io(out.stderr.trim()));
+            }
             self.scratch = Some(out.stdout.trim().to_string());
         }
         let file = format!("{}/{name}", self.scratch.as_deref().unwrap_or("/tmp"));
-        let out = self.run(
-            &format!("umask 077 && cat > {}", self.word(&file)?),
-            Some(bytes),
-        )?;
-        if out.code != 0 {
-            return Err(KeyError::Io {
-                path: file.into(),
-                message: out.stderr.trim().to_string(),
-            });
-        }
+        self.node
+            .write_file(&file, &mut { bytes }, &mut |_| {})
+            .map_err(|e| KeyError::Io {
+                path: file.clone().into(),
+                message: e.to_string(),
+            })?;
         Ok(file)
     }
 
     fn debugfs(&mut self, args: &[&str], offset: u64) -> Result<ToolOutput, KeyError> {
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| self.word(a))
-            .collect::<Result<_, _>>()?;
-        let target = self.word(&format!("{}?offset={offset}", self.path.display()))?;
-        let out = self.run(&format!("debugfs {} {target}", args.join(" ")), None)?;
+        let target = format!("{}?offset={offset}", self.path_text());
+        let mut words = vec!["debugfs"];
+        words.extend_from_slice(args);
+        words.push(&target);
+        let out = self.run(&words)?;
         if out.code == 127 {
             return Err(KeyError::Missing {
                 tool: "debugfs",
@@ -694,8 +674,8 @@ impl Place for NodeDisk<'_> {
 
 impl Drop for NodeDisk<'_> {
     fn drop(&mut self) {
-        if let Some(Ok(dir)) = self.scratch.as_deref().map(|d| self.word(d)) {
-            let _ = self.session.exec(&format!("rm -rf {dir}"));
+        if let Some(dir) = self.scratch.as_deref() {
+            let _ = self.node.run_argv(&["rm", "-rf", dir]);
         }
     }
 }

@@ -317,6 +317,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         })
     });
     let ctx = json!({
+        "cache": cache_context(plan),
         "sshd_settings": sshd_settings(plan)?,
         "file": plan.file.as_str(),
         "name": plan.name,
@@ -340,6 +341,44 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
     });
     nix_strings(&ctx, "")?;
     Ok(ctx)
+}
+
+/// The fleet binary cache's part of the host's generation (`cache::FleetCache`):
+/// on a consumer, its substituter and the cache's public key; on the cache
+/// host, nginx serving the cache directory on its tunnel addresses (and
+/// loopback, never the NixOS default of every address) after the tunnels are
+/// up, and the directory itself. None: the fleet has no cache.
+fn cache_context(plan: &HostPlan) -> Option<Value> {
+    let c = plan.cache.as_ref()?;
+    let consumer = c.substituter_for(&plan.name).map(|url| {
+        json!({
+            "substituters": [url],
+            "trusted_public_keys": [c.public_key],
+        })
+    });
+    let server = c.is_cache_host(&plan.name).then(|| {
+        let mut listen: Vec<Value> = vec![json!({ "addr": "127.0.0.1", "port": c.port })];
+        for a in c.listen_addresses() {
+            let addr = match a {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            listen.push(json!({ "addr": addr, "port": c.port }));
+        }
+        let tunnels: Vec<String> = plan
+            .wireguard
+            .iter()
+            .filter(|w| c.listen_addresses().contains(&w.address.addr()))
+            .map(|w| format!("wireguard-{}.service", w.name))
+            .collect();
+        json!({
+            "host": c.host,
+            "vhost": { "listen": listen, "root": c.dir },
+            "tmpfiles": [format!("d {} 0755 root root -", c.dir)],
+            "after": tunnels,
+        })
+    });
+    Some(json!({ "host": c.host, "consumer": consumer, "server": server }))
 }
 
 /// Checks every string (and attribute name) of `v` for Nix, naming where a

@@ -301,6 +301,8 @@ fn wiring_json(fleet: &crate::wiring::FleetWiring, host: &str) -> serde_json::Va
         "protected_routes": fleet.protected_routes,
         "monitoring": fleet.monitoring,
         "logs": fleet.logs,
+        "cache": fleet.cache,
+        "substituter": mine.substituter,
         "sends": mine.sends,
         "receives": mine.receives,
         "wireguard_peers": mine.wireguard_peers,
@@ -340,6 +342,11 @@ pub fn links(fleet: &crate::wiring::FleetWiring, host: &str) -> String {
         )
     );
     let _ = writeln!(o, "  logs        {}", role(&fleet.logs, "none"));
+    let _ = writeln!(
+        o,
+        "  cache       {}",
+        role(&fleet.cache, "none (no host file has [fleet.cache])")
+    );
     let Some(mine) = fleet.hosts.get(host) else {
         return o;
     };

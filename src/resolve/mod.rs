@@ -98,10 +98,14 @@ pub fn resolve(
         plans.push((h, plan));
     }
     fleet::fleet_checks(&plans, &inv.sources, &mut diags);
+    crate::cache::check_one_cache_host(inv, &mut diags);
     let mut resolved: Vec<HostPlan> = plans.into_iter().filter_map(|(_, p)| p).collect();
     if diags.is_empty() {
         wireguard::resolve_wireguard_peers(inv, &mut resolved, &mut diags);
     }
+    // The cache's wiring needs only the tunnels; its errors are reported
+    // alongside monitoring's and SSO's, not hidden behind them.
+    let tunnels_resolved = diags.is_empty();
     if diags.is_empty() {
         crate::monitoring::wire(inv, &mut resolved, &mut diags);
     }
@@ -111,7 +115,7 @@ pub fn resolve(
     if diags.is_empty() {
         crate::edge::blueprint::wire(inv, &mut resolved, &mut diags);
     }
-    if diags.is_empty() {
+    if tunnels_resolved {
         crate::cache::wire(inv, &mut resolved, &mut diags);
     }
     if diags.is_empty() {

@@ -100,6 +100,16 @@
   environment.etc."potato/pki/host.crt".source = ./pki/host.crt;
   systemd.services."podman-traefik".restartTriggers = [ ./pki/fleet-ca.crt ./pki/host.crt ];
 
+  # The fleet binary cache on n250 (`[fleet.cache]`), over WireGuard.
+  # Both lists merge with NixOS's own (nixos/modules/config/nix.nix defines
+  # substituters = mkAfter [ "https://cache.nixos.org/" ] and its key), so
+  # cache.nixos.org stays; ?priority= (a Nix store setting, lower first) asks
+  # the fleet cache before it. A path is used only when signed by this key.
+  nix.settings.substituters = [ "http://10.99.0.10:5080?priority=30" ];
+  nix.settings.trusted-public-keys = [ "potato-fleet-cache-1:vDEtYqpy0mbLsglpM/EsU0C6O4FJE+++XIYiFVEEYrQ=" ];
+  # An unreachable cache costs seconds, not curl's default minutes.
+  nix.settings.connect-timeout = lib.mkDefault 5;
+
   fileSystems = {
     "/mnt/cachehdd" = {
       device = "/dev/disk/by-label/cachehdd";

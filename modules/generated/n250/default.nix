@@ -107,6 +107,30 @@
   environment.etc."potato/pki/host.crt".source = ./pki/host.crt;
   systemd.services."podman-traefik".restartTriggers = [ ./pki/fleet-ca.crt ./pki/host.crt ];
 
+  # This host serves the fleet binary cache: a static Nix binary cache that
+  # `potato deploy` publishes into (`nix copy --to file://...`, signed with
+  # the key decrypted into /run/potato-secrets, writing nix-cache-info), served
+  # read-only by nginx on the tunnel addresses the other hosts reach it at.
+  # Who may connect is the firewall's (their tunnel addresses only).
+  services.nginx.enable = true;
+  services.nginx.virtualHosts."potato-fleet-cache" = {
+    listen = [
+      {
+        addr = "127.0.0.1";
+        port = 5080;
+      }
+      {
+        addr = "10.99.0.10";
+        port = 5080;
+      }
+    ];
+    root = "/var/lib/potato/cache";
+  };
+  systemd.tmpfiles.rules = [ "d /var/lib/potato/cache 0755 root root -" ];
+  # nginx binds the tunnel addresses: start it once the tunnels are up.
+  systemd.services.nginx.after = [ "wireguard-wg0.service" ];
+  systemd.services.nginx.wants = [ "wireguard-wg0.service" ];
+
   fileSystems = {
     "/mnt/cachehdd" = {
       device = "/dev/disk/by-label/cachehdd";

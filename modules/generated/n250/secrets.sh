@@ -17,6 +17,7 @@ install_secret() { # NAME OWNER GROUP MODE
 	chmod "$4" "$new/$1"
 }
 install_secret 'crowdsec-bouncer-key' 'root' 'root' '0400'
+install_secret 'fleet-cache-key' 'root' 'root' '0400'
 install_secret 'grafana-admin-password' 'root' 'root' '0400'
 install_secret 'kopia-password' 'root' 'root' '0400'
 install_secret 'tls-n250' 'root' 'root' '0400'

@@ -44,8 +44,12 @@ impl Scratch {
             .map_err(|e| Error::io(&base, e))?;
         let lock = File::open(dir.path()).map_err(|e| Error::io(&base, e))?;
         lock.lock().map_err(|e| Error::io(&base, e))?;
-        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret"))
-            .map_err(|_| Error::usage("temporary directory is not UTF-8", "set TMPDIR"))?;
+        let path = Utf8PathBuf::from_path_buf(dir.path().join("secret")).map_err(|_| {
+            Error::Environment {
+                message: "the temporary directory is not UTF-8".into(),
+                hint: "set TMPDIR to a UTF-8 path".into(),
+            }
+        })?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -152,11 +156,9 @@ fn base_path() -> Option<Utf8PathBuf> {
 
 /// The base directory, created if missing and checked to be private.
 fn private_base() -> Result<Utf8PathBuf, Error> {
-    let base = base_path().ok_or_else(|| {
-        Error::usage(
-            "no usable directory for the plaintext copy",
-            "set XDG_RUNTIME_DIR (or TMPDIR) to a UTF-8 path",
-        )
+    let base = base_path().ok_or_else(|| Error::Environment {
+        message: "no usable directory for the plaintext copy".into(),
+        hint: "set XDG_RUNTIME_DIR (or TMPDIR) to a UTF-8 path".into(),
     })?;
     match std::fs::DirBuilder::new().mode(0o700).create(&base) {
         Ok(()) => {}
