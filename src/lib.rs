@@ -19,9 +19,11 @@
 //! - `report`: the text of command results (`plan`, `doctor`, `secrets`,
 //!   `ca`, `vm`): strings and `--json` documents built from the operations'
 //!   data. Pure: no I/O, no clap types, no progress.
-//! - `ui`: progress while an operation runs (`Reporter`, the deploy
-//!   `Renderer`: live on a terminal, plain lines off one or in CI, nothing
-//!   with --json) and the typed confirmation. Knows no command.
+//! - `ui`: progress and reports: one `Reporter` taking typed events from every
+//!   operation (deploy's engine events included) into one sink: live on a
+//!   terminal, plain lines off one or in CI, with --json plain lines on
+//!   stderr and one document on stdout; and the typed confirmation. Knows no
+//!   command.
 //! - `error`: the error every command ends with and its exit code (2 only for
 //!   wrong input); `diag`: diagnostics pointing into source files. Printed once,
 //!   in `main`.
@@ -44,8 +46,10 @@
 //!   Nix signing key and `potato cache`. Never pushes (that is `host`/`deploy`).
 //! - `nix`: builds, closures, the transfer stream. Knows no host file.
 //! - `deploy`: one host's deploy pipeline (lock, push, activate, health,
-//!   confirm or roll back) and where a system is built (`deploy::build_on`),
-//!   reaching hosts only through `host`. Knows no command line.
+//!   confirm or roll back), where a system is built (`deploy::build_on`) and
+//!   the fleet cache step of a multi-host deploy (`deploy::cache`: one push to
+//!   the cache host, published into its signed cache), reaching hosts only
+//!   through `host`. Knows no command line.
 //! - `host`: how a host is reached and what potato leaves on it: the handle
 //!   (`host::Remote`; its SSH session is private), the on-host agent (installed
 //!   only by operations that change the host), the on-host paths, the one push

@@ -23,6 +23,7 @@ pub enum Program {
     Debugfs,
     QemuImg,
     NixInstantiate,
+    NixStore,
     MkfsExt4,
     E2fsck,
     Sfdisk,
@@ -77,7 +78,7 @@ const BUILDING: &[&str] = &[
 
 impl Program {
     /// Every program, in the order `potato doctor` lists them.
-    pub const ALL: [Program; 10] = [
+    pub const ALL: [Program; 11] = [
         Program::Nix,
         Program::Git,
         Program::Tar,
@@ -85,6 +86,7 @@ impl Program {
         Program::Debugfs,
         Program::QemuImg,
         Program::NixInstantiate,
+        Program::NixStore,
         Program::MkfsExt4,
         Program::E2fsck,
         Program::Sfdisk,
@@ -146,6 +148,13 @@ impl Program {
                     "nix-instantiate",
                     "parses generated Nix (the test suite)",
                     &[],
+                    "nix-bin",
+                    "nix",
+                ),
+                Program::NixStore => (
+                    "nix-store",
+                    "builds on and copies from a Nix remote builder of the deployer's `builders` (build_on)",
+                    &["potato build", "potato deploy"],
                     "nix-bin",
                     "nix",
                 ),

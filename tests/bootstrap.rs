@@ -229,6 +229,14 @@ fn bootstrap_installs_a_fresh_machine_end_to_end_and_resumes() {
     );
     assert!(run.stderr.contains(&by_id), "{}", run.stderr);
     assert!(run.stderr.contains("[4/10] installer"), "{}", run.stderr);
+    // Plain lines (no terminal): the kexec tree's bytes once, when sent.
+    assert!(
+        run.plain_stderr()
+            .lines()
+            .any(|l| l.starts_with("t0: send done (")),
+        "{}",
+        run.stderr
+    );
     assert_eq!(disk.read(512, 8), vec![0; 8], "the disk was written");
     // Detection wrote the one disk's by-id path into the host file.
     let text = fleet.read_host("t0");
@@ -286,6 +294,20 @@ fn bootstrap_installs_a_fresh_machine_end_to_end_and_resumes() {
         run.stderr.contains("keeping /dev/disk/by-label/data"),
         "{}",
         run.stderr
+    );
+    // The install pushed through the one push pipeline, reported in deploy's
+    // words: "pushing N paths", then the push's bytes once, as plain lines.
+    let stderr = run.plain_stderr();
+    assert!(stderr.contains("[6/10] install"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("pushing ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l.starts_with("t0: push done (")),
+        "{stderr}"
     );
     assert!(
         run.stderr.contains(&format!("its MAC answers at {moved}")),
@@ -371,6 +393,18 @@ fn bootstrap_installs_a_fresh_machine_end_to_end_and_resumes() {
         run.stderr
     );
     assert!(run.stdout.contains("bootstrap recorded"), "{}", run.stdout);
+    // --json: one document on stdout; the steps still on stderr, plain.
+    let run = potato(&fleet, &["bootstrap", "t0", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = run.one_json_document();
+    assert_eq!(doc["host"], "t0", "{doc}");
+    assert_eq!(doc["target"], new_target.as_str(), "{doc}");
+    assert!(
+        run.plain_stderr()
+            .contains("[9/10] reconnect: done earlier"),
+        "{}",
+        run.stderr
+    );
 
     // A host that booted something else fails the verification.
     on_host(&fleet, &new_target, "ln -sfn /nix/var /run/booted-system");

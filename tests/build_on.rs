@@ -338,3 +338,212 @@ fn the_example_lepotato_builds_on_itself_and_passes_check() {
         );
     }
 }
+
+/// A deployer Nix configuration for one test: tests/nix/nix.conf plus
+/// `extra`, in a directory of its own (for NIX_CONF_DIR).
+fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
+    let dir = tb.dir.path().join("deployer-nix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::fs::read_to_string(common::source_root().join("tests/nix/nix.conf")).unwrap();
+    std::fs::write(dir.join("nix.conf"), format!("{base}\n{extra}\n")).unwrap();
+    dir
+}
+
+/// A `builders` entry for a testbed host as a Nix remote builder (Nix's
+/// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
+/// supported features, mandatory features, base64 of the host's public key).
+fn builders_line(tb: &Testbed, host: &testbed::TestHost, host_key: &str) -> String {
+    builders_line_with(tb, &format!("ssh-ng://root@{}", host.addr), host_key)
+}
+
+/// `builders_line` for a builder written as `uri`.
+fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
+    use base64::Engine;
+    let host_key = base64::engine::general_purpose::STANDARD.encode(host_key);
+    format!(
+        "builders = {uri} x86_64-linux {} 1 1 - - {host_key}",
+        tb.client_key.display()
+    )
+}
+
+/// `potato deploy ARGS --json` with the deployer's Nix configured by `conf`:
+/// (exit code, hosts by name, stderr).
+fn deploy_with_conf(
+    fleet: &Fleet,
+    conf: &std::path::Path,
+    args: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let mut all = vec!["deploy"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let run = common::Run::from(
+        fleet
+            .command(&all)
+            .env("NIX_CONF_DIR", conf)
+            .output()
+            .unwrap(),
+    );
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
+    let mut by_host = serde_json::Map::new();
+    for h in v["hosts"].as_array().cloned().unwrap_or_default() {
+        by_host.insert(h["host"].as_str().unwrap().to_string(), h);
+    }
+    (run.code, serde_json::Value::Object(by_host), run.stderr)
+}
+
+#[test]
+fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives_the_result() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (target, builder) = (tb.host(0), tb.host(1));
+    // The builder is no host of the fleet: only the deployer's nix.conf has it.
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    // build_on names the builder by the host of its URI.
+    set_build_on(&fleet, "t0", &builder.addr);
+
+    // The builders line's host key is the one Nix checks: with another
+    // host's key there, the builder is refused and nothing is deployed.
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &target.public_key()));
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 1, "{stderr}\n{r}");
+    let err = r["t0"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains(&format!("on the builder ssh-ng://root@{}", builder.addr))
+            && err.contains("Host key verification failed"),
+        "{err}"
+    );
+    assert!(target.activations().is_empty());
+
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let to_builder = tx_bytes(builder);
+    let check = common::Run::from(
+        fleet
+            .command(&["check"])
+            .env("NIX_CONF_DIR", &conf)
+            .output()
+            .unwrap(),
+    );
+    check.ok();
+
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["result"], "deployed", "{res}");
+    assert_eq!(
+        res["build"]["on"],
+        format!("ssh-ng://root@{}", builder.addr),
+        "{res}"
+    );
+    let built: Vec<&str> = res["build"]["built"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap())
+        .collect();
+    assert!(built.contains(&"nixos-system-t0"), "{built:?}");
+    assert!(built.iter().any(|b| b.starts_with("payload-")), "{built:?}");
+    assert!(
+        res["build"]["derivation_paths_sent"].as_u64().unwrap() >= 3,
+        "{res}"
+    );
+    assert!(
+        res["build"]["relayed_paths"].as_u64().unwrap() >= 3,
+        "{res}"
+    );
+    assert!(
+        res["build"]["relayed_bytes"].as_u64().unwrap() > 2_000_000,
+        "{res}"
+    );
+    let top = res["store_path"].as_str().unwrap();
+    // To the builder went derivations, not the output.
+    let to_builder = tx_bytes(builder) - to_builder;
+    let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
+    eprintln!(
+        "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
+    );
+    assert!(
+        to_builder * 4 < relayed,
+        "{to_builder} bytes to the builder for a {relayed}-byte output"
+    );
+
+    // Built in the builder's store, received by the target's, activated there.
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    target.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert_eq!(target.current_system(), top);
+    assert_eq!(target.activations(), vec![format!("switch {top}")]);
+    assert!(
+        builder.activations().is_empty(),
+        "the builder is not deployed to"
+    );
+    // Never in the deployer's store: not the system, not its payload.
+    assert!(
+        !on_deployer(top),
+        "{top} must not be in the deployer's store"
+    );
+    let payload = target.sh_ok(&format!("cat {top}/etc/payload"));
+    assert!(!payload.trim().is_empty());
+    for p in payload.lines().filter(|l| !l.is_empty()) {
+        assert!(!on_deployer(p), "{p} must not be in the deployer's store");
+        builder.sh_ok(&format!("nix-store --check-validity {p}"));
+    }
+
+    // A build that fails on the builder: its log is in the error, and the
+    // target stays on the generation it has.
+    fleet.steer("t0 = \"build-fail\";");
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 1, "{stderr}\n{r}");
+    let err = r["t0"]["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("on ssh-ng://root@{} failed", builder.addr))
+            && err.contains("this system fails to build, as the test asked"),
+        "{err}"
+    );
+    assert_eq!(target.current_system(), top);
+    assert_eq!(target.activations().len(), 1, "nothing more was activated");
+}
+
+#[test]
+fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (target, builder) = (tb.host(0), tb.host(1));
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
+    // realise a derivation from the command line: potato goes through the
+    // daemon protocol on the same machine, key and host key).
+    let line = builders_line_with(
+        &tb,
+        &format!("root@{}", builder.addr),
+        &builder.public_key(),
+    );
+    let conf = deployer_nix_conf(&tb, &line);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    set_build_on(&fleet, "t0", &builder.addr);
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["build"]["on"], format!("ssh://root@{}", builder.addr));
+    let top = res["store_path"].as_str().unwrap();
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert_eq!(target.current_system(), top);
+    assert!(
+        !on_deployer(top),
+        "{top} must not be in the deployer's store"
+    );
+}

@@ -791,6 +791,34 @@ fn verbose_output_shows_the_activation_and_plain_output_shows_phases() {
         "summary table: {}",
         run.stdout
     );
+    // Plain lines, no control characters: the push's bytes once, when done
+    // (the reporter's vocabulary, as bootstrap's install), and the result.
+    let stderr = run.plain_stderr();
+    assert!(
+        stderr.lines().any(|l| l.starts_with("t0: push done (")),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("t0: deployed generation")),
+        "{stderr}"
+    );
+    // --json: one document on stdout, the same plain progress on stderr.
+    let run = fleet.potato(&["deploy", "t0", "--force", "--json"]);
+    run.ok();
+    let doc = run.one_json_document();
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(doc["hosts"][0]["host"], "t0", "{doc}");
+    let stderr = run.plain_stderr();
+    for line in ["t0: connect", "t0: activate"] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in {stderr}");
+    }
+    // --quiet: nothing but warnings on stderr.
+    let run = fleet.potato(&["deploy", "t0", "--force", "--json", "--quiet"]);
+    run.ok();
+    run.one_json_document();
+    assert!(!run.stderr.contains("t0: connect"), "{}", run.stderr);
 }
 
 #[test]

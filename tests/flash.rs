@@ -57,6 +57,40 @@ fn flash_to_a_file_writes_and_verifies_and_needs_confirmation() {
         std::fs::read(&target).unwrap(),
         std::fs::read(&img).unwrap()
     );
+    // Not a terminal: plain progress lines, each transfer once when done.
+    let stderr = run.plain_stderr();
+    for line in [
+        "lepotato: write done (5.2 MB)",
+        "lepotato: verify done (5.2 MB)",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} in {stderr}");
+    }
+    assert!(stderr.contains("writing "), "{stderr}");
+    // --json: one document on stdout (the same plain progress on stderr).
+    std::fs::write(&target, b"old contents").unwrap();
+    let run = r.potato(&[
+        "flash",
+        "lepotato",
+        target.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    run.ok();
+    let doc = run.one_json_document();
+    assert_eq!(doc["verified"], true, "{doc}");
+    assert_eq!(doc["bytes"], 5 << 20, "{doc}");
+    assert_eq!(doc["host"], "lepotato", "{doc}");
+    assert!(
+        run.plain_stderr().contains("lepotato: verify done"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
     // A VM host has no card.
     let run = r.potato(&["flash", "pve-apps", target.to_str().unwrap(), "--yes"]);
     assert_eq!(run.code, 2);
@@ -262,4 +296,48 @@ fn flash_puts_the_pre_generated_host_key_onto_the_card() {
             .stdout
             .is_empty()
     );
+}
+
+/// On a terminal (a pty from util-linux's `script`) the reporter draws live
+/// instead of writing plain lines; `CI` set turns plain lines back on.
+#[test]
+fn on_a_terminal_progress_is_live_and_in_ci_it_is_plain() {
+    if !common::have_tool("script") {
+        return;
+    }
+    let r = Repo::examples();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image(dir.path(), 5 << 20);
+    let target = dir.path().join("sdcard.bin");
+    let on_a_pty = |ci: bool| {
+        let command = format!(
+            "{} flash lepotato {} --image {} --yes",
+            env!("CARGO_BIN_EXE_potato"),
+            target.display(),
+            img.display()
+        );
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &command, "/dev/null"])
+            .current_dir(r.path())
+            .env_remove("POTATO_REPO")
+            .env("TERM", "xterm")
+            .stdin(std::process::Stdio::null());
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // stdout and stderr both go to the pty: the note and the result show,
+    // the plain sink's "done" lines do not (a live bar took their place).
+    let live = on_a_pty(false);
+    assert!(live.contains("writing "), "{live:?}");
+    assert!(live.contains("read back and verified"), "{live:?}");
+    assert!(!live.contains("write done"), "{live:?}");
+    let ci = on_a_pty(true);
+    assert!(ci.contains("lepotato: write done (5.2 MB)"), "{ci:?}");
+    assert!(!ci.contains('\x1b'), "{ci:?}");
 }

@@ -426,6 +426,18 @@ fn create_then_leave_alone_then_report_a_mismatch() {
         "{}",
         run.stderr
     );
+    // Not a terminal: the steps as plain lines.
+    let stderr = run.plain_stderr();
+    for step in [
+        "pve-apps: uploading ",
+        "pve-apps: creating VM 111 on pve",
+        "pve-apps: waiting up to 1s for SSH at 127.0.0.1",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(step)),
+            "{step:?} in {stderr}"
+        );
+    }
     let log = pve.log();
     // Exactly these calls, in this order (hosts/pve-apps.toml: vmid 111, 2 cores,
     // 4 GiB, 32 GiB disk, vmbr0).
@@ -479,6 +491,22 @@ fn create_then_leave_alone_then_report_a_mismatch() {
         run.stdout
     );
     assert_eq!(pve.log()[before..].len(), 1, "{:?}", &pve.log()[before..]);
+    // --json: exactly one document on stdout.
+    let run = vm(
+        &r,
+        &pve,
+        &[
+            "create",
+            "pve-apps",
+            "--image",
+            image.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    run.ok();
+    let doc = run.one_json_document();
+    assert_eq!(doc["state"], "exists", "{doc}");
+    assert_eq!(doc["vmid"], 111, "{doc}");
 
     // The host file now says 4 cores: reported, never changed, exit 1.
     r.edit("hosts/pve-apps.toml", "cores = 2", "cores = 4");
@@ -623,6 +651,14 @@ fn create_from_vma_restores_over_ssh_then_configures_and_waits_for_ssh() {
         run.stdout.contains("VM 111 on pve: created"),
         "{}",
         run.stdout
+    );
+    // The copy's bytes in the reporter's words, once, as plain lines.
+    let stderr = run.plain_stderr();
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("pve-apps: copy done (")),
+        "{stderr}"
     );
     // The node restored exactly the file potato sent, into the disk storage,
     // and the copy was removed afterwards.

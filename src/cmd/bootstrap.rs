@@ -74,20 +74,16 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     let host = a.host.as_str();
     if a.verify {
         let record = bootstrap::verify(fleet, host, &report)?;
-        if g.json {
-            println!("{}", json!({ "host": host, "bootstrapped": record }));
-        }
+        report.document(&json!({ "host": host, "bootstrapped": record }));
         return Ok(());
     }
     if a.install {
         let root = a.root.as_deref().unwrap_or("");
         let done = bootstrap::install(fleet, host, root, &report)?;
-        if g.json {
-            println!(
-                "{}",
-                json!({ "host": host, "root": root, "system": done.system, "pushed": done.pushed })
-            );
-        } else {
+        report.document(
+            &json!({ "host": host, "root": root, "system": done.system, "pushed": done.pushed }),
+        );
+        if !g.json {
             println!(
                 "{host}: {} installed into {root} ({} paths pushed, host key in place)\n\
                  next: the bootloader (nixos-enter), reboot, then `potato bootstrap {host} --verify`",
@@ -98,9 +94,7 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     }
     if a.detect {
         let found = bootstrap::detect(fleet, host, &report)?;
-        if g.json {
-            println!("{}", json!(found));
-        }
+        report.document(&json!(found));
         return found.refuse_problems();
     }
     let options = bootstrap::Options {
@@ -111,12 +105,8 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         wait: a.wait,
     };
     let done = bootstrap::run(fleet, host, options, &report)?;
-    if g.json {
-        println!(
-            "{}",
-            json!({ "host": done.host, "target": done.target, "done": done.done })
-        );
-    } else {
+    report.document(&json!({ "host": done.host, "target": done.target, "done": done.done }));
+    if !g.json {
         println!(
             "{}: bootstrapped; it runs the built system at {}",
             done.host, done.target

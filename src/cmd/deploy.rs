@@ -1,16 +1,16 @@
 //! `potato deploy HOSTS`: types the flags, then `ops::deploy` builds once and
-//! runs every host's pipeline, shown by the reporter (`ui::Renderer`).
+//! runs every host's pipeline, its progress shown by the reporter
+//! (`ui::Reporter`); then the summary table (or the JSON document).
 
 use std::time::Duration;
 
-use clap::ValueEnum;
-use clap::builder::TypedValueParser;
-
 use super::args::{Connection, Global, Hosts, NixArgs, duration};
+use crate::deploy::HostResult;
 use crate::error::Error;
+use crate::host::push::Compress;
 use crate::inventory::schema::{BuildOn, Mode};
 use crate::ops::{deploy, fleet::Fleet};
-use crate::ui::Renderer;
+use crate::ui::{Reporter, mb};
 
 /// Build, push, activate and confirm (HOSTS: names or @tags, or --all).
 ///
@@ -32,7 +32,7 @@ pub struct Args {
     #[command(flatten)]
     pub nix: NixArgs,
     /// Activation mode, overriding the host files: switch, boot, test, dry-activate.
-    #[arg(long, value_parser = mode())]
+    #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Do not arm the rollback watchdog.
     #[arg(long)]
@@ -68,37 +68,6 @@ pub fn build_on_value(v: &str) -> Result<BuildOn, String> {
     deploy::parse_build_on(v)
 }
 
-/// `--compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Compress {
-    Auto,
-    Yes,
-    No,
-}
-
-impl Compress {
-    /// None: decide per host (when it has zstd).
-    pub fn choice(self) -> Option<bool> {
-        match self {
-            Compress::Auto => None,
-            Compress::Yes => Some(true),
-            Compress::No => Some(false),
-        }
-    }
-}
-
-/// `--mode`: one of the activation modes the host file's `mode` takes.
-fn mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
-    clap::builder::PossibleValuesParser::new(["switch", "boot", "test", "dry-activate"]).map(|s| {
-        match s.as_str() {
-            "boot" => Mode::Boot,
-            "test" => Mode::Test,
-            "dry-activate" => Mode::DryActivate,
-            _ => Mode::Switch,
-        }
-    })
-}
-
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     if a.hosts.hosts.is_empty() && !a.all {
         return Err(Error::usage(
@@ -117,10 +86,72 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         activation_timeout: a.activation_timeout,
         force: a.force,
         parallel: a.parallel,
-        compress: a.compress.choice(),
+        compress: a.compress,
         build_on: a.build_on.clone(),
         substitute: !a.no_substitute,
     };
-    let mut renderer = Renderer::new(g.output(), &selected.names());
-    deploy::deploy(&fleet, selected, &request, &mut renderer).map(drop)
+    let report = Reporter::new(g.output());
+    let (results, cache) = deploy::deploy(&fleet, selected, &request, &report)?;
+    let ok = results.iter().all(|r| r.result.is_ok());
+    let mut doc = serde_json::json!({ "ok": ok, "hosts": results });
+    if let Some(c) = &cache {
+        // The fleet cache step: host, paths published, bytes pushed to it.
+        doc["cache"] = serde_json::json!(c);
+    }
+    report.document(&doc);
+    // With --quiet, the table only when a host failed.
+    let quiet_ok = g.quiet && ok;
+    if !g.json && !quiet_ok {
+        summary(&results);
+        if let Some(c) = &cache {
+            println!("{}", cache_line(c));
+        }
+    }
+    deploy::failed(&results)
+}
+
+/// The fleet cache's line under the table: what went to the cache host once.
+fn cache_line(c: &crate::deploy::cache::CacheReport) -> String {
+    format!(
+        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+        c.host,
+        mb(c.bytes_pushed),
+        c.paths_pushed,
+        c.paths_published,
+        if c.error.is_some() {
+            " (not used: the hosts were pushed to directly)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The table of results on stdout, then each failure's full error on stderr.
+fn summary(results: &[HostResult]) {
+    println!(
+        "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  store path",
+        "host", "result", "generation", "pushed", "fetched", "built on"
+    );
+    for r in results {
+        println!(
+            "{:<16} {:<12} {:>10} {:>10} {:>10} {:<10}  {}",
+            r.host,
+            r.result.as_str(),
+            r.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            mb(r.bytes_pushed),
+            format!("{} ({})", mb(r.bytes_fetched), r.paths_fetched),
+            r.build.on,
+            r.store_path.as_ref().map(|p| p.as_str()).unwrap_or("-")
+        );
+    }
+    for r in results.iter().filter(|r| r.error.is_some()) {
+        eprintln!(
+            "\n{} {}:\n  {}",
+            r.host,
+            r.result.as_str(),
+            r.error.as_deref().unwrap_or("").replace('\n', "\n  ")
+        );
+    }
 }

@@ -32,12 +32,12 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         image: a.image.as_deref(),
         yes: a.yes,
     };
-    let f = flash::flash(&fleet, &request, &Reporter::new(g.output()))?;
+    let report = Reporter::new(g.output());
+    let f = flash::flash(&fleet, &request, &report)?;
+    report.document(
+        &serde_json::json!({ "host": f.host, "image": f.image, "target": f.target.path(), "bytes": f.bytes, "verified": true, "host_key": f.host_key }),
+    );
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({ "host": f.host, "image": f.image, "target": f.target.path(), "bytes": f.bytes, "verified": true, "host_key": f.host_key })
-        );
         return Ok(());
     }
     println!(

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
+use serde_json::json;
 
 use super::args::{Connection, Global, NixArgs, duration_or_zero};
 use crate::error::Error;
 use crate::ops::fleet::Fleet;
-use crate::ops::vm::{self, CreateRequest, Source};
-use crate::report;
+use crate::ops::vm::{self, CreateRequest, Source, VmState};
 use crate::ui::Reporter;
 
 /// Proxmox VMs for VM hosts.
@@ -81,6 +81,7 @@ pub struct VmArgs {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
+    let report = Reporter::new(g.output());
     match &a.action {
         Action::Create {
             host,
@@ -106,8 +107,8 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 wait: *wait,
                 age_identity: v.age_identity.as_deref(),
             };
-            let created = vm::create(&fleet, &opened, &request, &Reporter::new(g.output()))?;
-            print!("{}", report::vm::state(g.output(), &created.state));
+            let created = vm::create(&fleet, &opened, &request, &report)?;
+            show(&report, &created.state);
             match created.failure() {
                 Some(e) => Err(e),
                 None => Ok(()),
@@ -116,8 +117,18 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         Action::Status { host, vm: v } => {
             let fleet = Fleet::load(g.repo.as_deref(), g.output())?;
             let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
-            print!("{}", report::vm::state(g.output(), &vm::status(&opened)?));
+            show(&report, &vm::status(&opened)?);
             Ok(())
         }
+    }
+}
+
+/// The VM: one JSON document with --json (through the reporter), lines for
+/// people otherwise.
+fn show(report: &Reporter, vm: &VmState) {
+    if report.output().json {
+        report.document(&json!(vm));
+    } else {
+        print!("{}", crate::report::vm::state(report.output(), vm));
     }
 }

@@ -23,6 +23,7 @@ use crate::inventory::schema::BuildOn;
 use crate::nix::StorePath;
 use crate::nix::config::Machine;
 use crate::nix::derivation::{DryRun, Evaluated, derivation_closure as nix_derivation_closure};
+use crate::nix::remote_store;
 use crate::plan::{HostPlan, Target};
 use crate::render::format::sh;
 
@@ -36,8 +37,9 @@ pub enum Site {
     Target,
     /// Another inventory host builds it (reached at its deploy target).
     Host { name: String, target: Target },
-    /// A Nix remote builder from the deployer's `builders` (`nix-store
-    /// --realise --builders` here: Nix's own remote build).
+    /// A Nix remote builder from the deployer's `builders`: Nix's own SSH
+    /// store builds there (`nix::remote_store`), and the output is relayed
+    /// from it to the target, never into the deployer's store.
     NixBuilder(Machine),
 }
 
@@ -101,6 +103,11 @@ pub enum BuildError {
         export: i32,
         import: i32,
         detail: String,
+    },
+    #[error("on the builder {on}: {source}")]
+    Nix {
+        on: String,
+        source: Box<crate::nix::NixError>,
     },
     /// A word no shell command can carry (see `render::format::sh::word`).
     #[error("a word for the builder: {0}")]
@@ -276,8 +283,12 @@ pub(super) fn build_remotely(
     opts: &super::DeployOptions,
 ) -> Result<BuildReport, DeployError> {
     let on = job.site.label();
-    if let Site::Host { name, target } = &job.site {
-        return build_on_host(run, remote, job, opts, name, target);
+    match &job.site {
+        Site::Host { name, target } => {
+            return build_on_host(run, remote, job, opts, name, target);
+        }
+        Site::NixBuilder(machine) => return Ok(build_on_nix_builder(run, remote, job, machine)?),
+        Site::Deployer | Site::Target => {}
     }
     let sent = send_derivations(run, remote, job, opts)?;
     run.log(format!(
@@ -328,6 +339,158 @@ fn build_on_host(
         report.built.len()
     ));
     Ok(report)
+}
+
+/// Builds on a Nix remote builder of the deployer's `builders` through Nix's
+/// own SSH store (`nix::remote_store`, the builders line's SSH key and host
+/// key in the store URI): what the builder lacks of the derivation closure is
+/// copied to it (`nix copy --derivation`), it realises the derivation, and the
+/// output's closure is relayed builder → target: `nix-store --store BUILDER
+/// --export` here, piped into `nix-store --import` on the target over potato's
+/// SSH. The bytes pass through this process, never into the deployer's store.
+///
+/// A direct builder → target copy is not possible in general: the builder has
+/// no credentials for the target (potato's SSH identity, known_hosts and jump
+/// hosts are the deployer's; the builders line lets the deployer reach the
+/// builder, not the builder the target). And potato's own SSH handle is not
+/// used for the builder, as it is for an inventory host: a dedicated builder
+/// often admits only Nix's protocols (NixOS `nix.sshServe` forces
+/// `nix-store --serve` / `nix-daemon --stdio`), not a shell, and its key and
+/// host key are in the builders line, where Nix already reads them.
+fn build_on_nix_builder(
+    run: &mut Run,
+    target_remote: &Remote,
+    job: &Job,
+    machine: &Machine,
+) -> Result<BuildReport, BuildError> {
+    let on = machine.uri.clone();
+    let uri = build_store_uri(machine);
+    let nix = |source| BuildError::Nix {
+        on: on.clone(),
+        source: Box::new(source),
+    };
+    let ev = &job.evaluated;
+    let closure =
+        nix_derivation_closure(&ev.drv).map_err(|source| BuildError::DerivationClosure {
+            drv: ev.drv.clone(),
+            source: Box::new(source),
+        })?;
+    let paths: Vec<StorePath> = closure.into_iter().map(|c| c.path).collect();
+    let lacking = remote_store::missing(&uri, &paths).map_err(nix)?;
+    if !lacking.is_empty() {
+        remote_store::copy_derivation(&uri, &ev.drv).map_err(nix)?;
+    }
+    run.log(format!(
+        "building on {on}: sent {} derivation-closure paths",
+        lacking.len()
+    ));
+    let plan = remote_store::dry_run(&uri, &ev.drv, machine.max_jobs).map_err(nix)?;
+    let outputs = match remote_store::realise(&uri, &ev.drv, machine.max_jobs).map_err(nix)? {
+        Ok(outputs) => outputs,
+        Err(failed) => {
+            return Err(BuildError::Failed {
+                on,
+                drv: ev.drv.clone(),
+                code: failed.code,
+                tail: log_tail(&failed.stderr),
+            });
+        }
+    };
+    if !outputs.contains(&ev.out) {
+        return Err(BuildError::NoOutput {
+            on,
+            drv: ev.drv.clone(),
+            out: ev.out.clone(),
+        });
+    }
+    let (relayed_paths, relayed_bytes) = relay_from_store(&uri, &on, target_remote, &ev.out)?;
+    let report = BuildReport {
+        on: on.clone(),
+        built: plan
+            .build
+            .iter()
+            .map(|p| p.name().trim_end_matches(".drv").to_string())
+            .collect(),
+        fetched: plan.fetch.len(),
+        derivation_paths_sent: lacking.len(),
+        relayed_paths,
+        relayed_bytes,
+    };
+    run.log(format!(
+        "built on {on}: {} derivations built; {relayed_paths} paths ({relayed_bytes} bytes) relayed from {on} to the target",
+        report.built.len()
+    ));
+    Ok(report)
+}
+
+/// The store URI a build on `machine` goes through. An `ssh://` builder is
+/// reached as `ssh-ng://` (same user, host, key and host key): Nix 2.8's
+/// legacy SSH store cannot realise a derivation from the command line (its
+/// `queryMissing` needs `getFSAccessor`, which that store lacks: "operation
+/// 'getFSAccessor' is not supported by store 'ssh://...'"), while the daemon
+/// protocol (`nix-daemon --stdio` on the builder, shipped with every Nix) can.
+/// A builder whose SSH forces `nix-store --serve` (NixOS `nix.sshServe` with
+/// protocol "ssh") then fails with Nix's own error, named in the report.
+fn build_store_uri(machine: &Machine) -> String {
+    let uri = machine.store_uri();
+    match uri.strip_prefix("ssh://") {
+        Some(rest) => format!("ssh-ng://{rest}"),
+        None => uri,
+    }
+}
+
+/// Copies what `to` lacks of `out`'s closure from the store at `uri`:
+/// `nix-store --export` here (reading the builder's store over Nix's SSH
+/// store), streamed into `nix-store --import` on `to`.
+fn relay_from_store(
+    uri: &str,
+    on: &str,
+    to: &Remote,
+    out: &StorePath,
+) -> Result<(usize, u64), BuildError> {
+    let nix = |source| BuildError::Nix {
+        on: on.to_string(),
+        source: Box::new(source),
+    };
+    // nix-store -qR lists dependencies first, the order --import needs.
+    let closure = remote_store::closure(uri, out).map_err(nix)?;
+    let missing = to.missing(&closure).map_err(|source| BuildError::Host {
+        on: "the target".into(),
+        source: Box::new(source),
+    })?;
+    if missing.is_empty() {
+        return Ok((0, 0));
+    }
+    let mut child = remote_store::export(uri, &missing).map_err(nix)?;
+    // stderr is drained while stdout streams, so neither pipe can stall.
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            text
+        })
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut bytes = 0u64;
+    let imported = to.run_with("nix-store --import", &mut stdout, &mut |n| bytes = n);
+    drop(stdout);
+    let status = child.wait();
+    let export_err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let imported = imported.map_err(|source| BuildError::Host {
+        on: "the target".into(),
+        source: Box::new(source),
+    })?;
+    let export = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+    if export != 0 || !imported.success() {
+        return Err(BuildError::Relay {
+            export,
+            import: imported.code,
+            detail: format!("{} {}", export_err.trim(), imported.stderr.trim())
+                .trim()
+                .to_string(),
+        });
+    }
+    Ok((missing.len(), bytes))
 }
 
 /// One shell word for a command on a builder.
@@ -577,7 +740,7 @@ pub fn jobs(
 ) -> BTreeMap<String, Job> {
     sites
         .iter()
-        .filter(|(_, s)| matches!(s, Site::Target | Site::Host { .. }))
+        .filter(|(_, s)| matches!(s, Site::Target | Site::Host { .. } | Site::NixBuilder(_)))
         .filter_map(|(h, s)| {
             evaluated.get(h).map(|e| {
                 (
@@ -606,6 +769,16 @@ mod tests {
     }
 
     #[test]
+    fn an_ssh_builder_is_built_on_through_the_daemon_protocol() {
+        let m = Machine::parse("ssh://nix@b1:2222 x86_64-linux /k", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://nix@b1:2222?ssh-key=/k");
+        let m = Machine::parse("ssh-ng://b2", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://b2");
+        let m = Machine::parse("b3", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://b3");
+    }
+
+    #[test]
     fn uri_hosts() {
         assert_eq!(uri_host("ssh://root@b1:2222"), "b1");
         assert_eq!(uri_host("ssh-ng://b2"), "b2");
@@ -629,6 +802,7 @@ mod tests {
             systems: systems.iter().map(|s| s.to_string()).collect(),
             ssh_key: None,
             max_jobs: 1,
+            host_key: None,
         }
     }
 

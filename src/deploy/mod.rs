@@ -9,6 +9,7 @@
 //! does not print: `ui` renders the events.
 
 pub mod build_on;
+pub mod cache;
 pub mod health;
 
 use std::sync::Arc;
@@ -114,6 +115,23 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The outcome in the summary table's words.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::UpToDate => "up to date",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The host runs the system it was meant to (exit 0 for it).
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Deployed | Outcome::UpToDate)
+    }
+}
+
 /// One host's result, as the summary and `--json` report it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {
@@ -137,15 +155,44 @@ pub struct HostResult {
     /// Where the system was built and what that build did ("deployer" when
     /// built here: then only `on` is set).
     pub build: build_on::BuildReport,
+    /// Shared compressed frames (several hosts pushed from here): how many
+    /// this host's stream sent, and how many (and bytes) it compressed
+    /// itself; over a run, `made` is each distinct path once.
+    pub frames: crate::nix::frames::FrameCounts,
 }
 
-/// What the pipeline tells the renderer.
+impl HostResult {
+    /// The result in one line ("deployed generation 3", "failed: ...").
+    pub fn describe(&self) -> String {
+        let generation = |none: &str| {
+            self.generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| none.into())
+        };
+        match self.result {
+            Outcome::Deployed => format!("deployed generation {}", generation("")),
+            Outcome::UpToDate => "up to date".into(),
+            Outcome::RolledBack => format!("rolled back to generation {}", generation("-")),
+            Outcome::Failed => format!(
+                "failed: {}",
+                self.error
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// What the pipeline tells the reporter (through `ops::deploy`).
 #[derive(Debug, Clone)]
 pub enum Event {
     Phase { host: String, phase: Phase },
     Progress { host: String, done: u64, total: u64 },
     Log { host: String, line: String },
-    Finished(HostResult),
+    Finished(Box<HostResult>),
 }
 
 /// Deploys one host. Never panics on host trouble: every failure is an outcome.
@@ -164,7 +211,7 @@ pub fn deploy_host(
         }
     }
     run.end_phase();
-    let _ = events.send(Event::Finished(run.result.clone()));
+    let _ = events.send(Event::Finished(Box::new(run.result.clone())));
     run.result
 }
 
@@ -200,6 +247,7 @@ impl Run {
                 bytes_fetched: 0,
                 phases: Vec::new(),
                 error: None,
+                frames: Default::default(),
                 build: build_on::BuildReport {
                     on: opts
                         .builds
@@ -289,7 +337,7 @@ impl Run {
         let token = token_for(top);
         let act_secs = opts.activation_timeout.as_secs().max(1);
         let (prev, new) = remote
-            .activate(top, mode.as_str(), &token, magic, confirm, act_secs)
+            .activate(top, mode, &token, magic, confirm, act_secs)
             .map_err(DeployError::Activate)?;
         self.result.previous_generation = prev;
         self.result.generation = new;
@@ -397,33 +445,18 @@ impl Run {
     fn push_reporter(&self) -> impl FnMut(PushEvent) + use<> {
         let (events, host) = (self.events.clone(), self.host.clone());
         move |e| {
-            let event = match e {
-                PushEvent::Sending {
-                    paths,
-                    compressed,
-                    shared_frames,
-                    ..
-                } => Event::Log {
+            let event = match e.describe() {
+                Some(line) => Event::Log {
                     host: host.clone(),
-                    line: format!(
-                        "pushing {paths} paths{}",
-                        match (compressed, shared_frames) {
-                            (true, true) => " (zstd, shared frames)",
-                            (true, false) => " (zstd)",
-                            _ => "",
-                        }
-                    ),
+                    line,
                 },
-                PushEvent::Fetched { paths, bytes } => Event::Log {
-                    host: host.clone(),
-                    line: format!(
-                        "the host fetched {paths} paths ({bytes} bytes) from its substituters"
-                    ),
-                },
-                PushEvent::Progress { done, total } => Event::Progress {
-                    host: host.clone(),
-                    done,
-                    total,
+                None => match e {
+                    PushEvent::Progress { done, total } => Event::Progress {
+                        host: host.clone(),
+                        done,
+                        total,
+                    },
+                    _ => return,
                 },
             };
             let _ = events.send(event);
@@ -436,6 +469,7 @@ impl Run {
         self.result.bytes_sent = pushed.wire_bytes;
         self.result.paths_fetched = pushed.fetched_paths;
         self.result.bytes_fetched = pushed.fetched_bytes;
+        self.result.frames = pushed.frames;
     }
 
     /// Tries every health check until all pass, one fails, or `budget` is spent.
@@ -617,7 +651,16 @@ enum Activation {
     Succeeded(Instant),
     Failed(i32, String),
     /// The session broke while waiting (the new system may have cut SSH).
-    Lost(String),
+    Lost(Lost),
+}
+
+/// Why the wait lost sight of the activation (logged; the watchdog decides).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("activation still running after {secs}s")]
+    StillRunning { secs: u64 },
+    #[error(transparent)]
+    Host(HostError),
 }
 
 fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activation {
@@ -631,13 +674,12 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
             }
             Ok(Some(f)) => return Activation::Failed(f.code, remote.activation_log(token)),
             Ok(None) if started.elapsed() > timeout => {
-                return Activation::Lost(format!(
-                    "activation still running after {}s",
-                    timeout.as_secs()
-                ));
+                return Activation::Lost(Lost::StillRunning {
+                    secs: timeout.as_secs(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Activation::Lost(e.to_string()),
+            Err(e) => return Activation::Lost(Lost::Host(e)),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::nix::frames::FrameCache;
+use crate::nix::frames::{FrameCache, FrameCounts};
 use crate::nix::transfer::{PathInfo, ServeStream};
 use crate::nix::{self, StorePath};
 
@@ -23,10 +23,12 @@ const ZSTD_LEVEL: i32 = 1;
 /// How often progress is reported while streaming.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Whether to compress the stream (`--compress`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether to compress the stream: deploy's `--compress auto|yes|no`, typed
+/// by clap (the one enum, from the flag to the stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Compress {
-    /// When the host has zstd.
+    // When the host has zstd (a plain comment: a doc comment here would
+    // change `potato deploy --help`).
     #[default]
     Auto,
     Yes,
@@ -64,6 +66,32 @@ pub enum PushEvent {
     Fetched { paths: usize, bytes: u64 },
 }
 
+impl PushEvent {
+    /// The event in words, the same for every push (deploy's, bootstrap's
+    /// install); None for progress, which a reporter shows as bytes.
+    pub fn describe(&self) -> Option<String> {
+        match *self {
+            PushEvent::Sending {
+                paths,
+                compressed,
+                shared_frames,
+                ..
+            } => Some(format!(
+                "pushing {paths} paths{}",
+                match (compressed, shared_frames) {
+                    (true, true) => " (zstd, shared frames)",
+                    (true, false) => " (zstd)",
+                    _ => "",
+                }
+            )),
+            PushEvent::Fetched { paths, bytes } => Some(format!(
+                "the host fetched {paths} paths ({bytes} bytes) from its substituters"
+            )),
+            PushEvent::Progress { .. } => None,
+        }
+    }
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pushed {
@@ -75,6 +103,8 @@ pub struct Pushed {
     pub compressed: bool,
     /// The stream came from the run's shared frames.
     pub shared_frames: bool,
+    /// The shared frames this push sent, and those it compressed itself.
+    pub frames: FrameCounts,
     /// Paths (and their NAR bytes) the host fetched from its own substituters.
     pub fetched_paths: usize,
     pub fetched_bytes: u64,
@@ -260,6 +290,7 @@ fn stream_frames(
         wire_bytes: wire,
         compressed: true,
         shared_frames: true,
+        frames: input.counts(),
         ..Pushed::default()
     })
 }

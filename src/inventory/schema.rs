@@ -329,7 +329,12 @@ pub struct Deploy {
     pub build_on: Option<Spanned<BuildOn>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// An activation mode: the host file's `mode`, and `potato deploy --mode`
+// (clap spells the values as serde does: kebab-case). A plain comment: a doc
+// comment would change the published JSON schema.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Switch,
@@ -351,7 +356,11 @@ impl Mode {
 
 /// Where a host's system is built: "local" (the deployer), "target" (the host
 /// itself), or the name of another inventory host or of a Nix remote builder
-/// the deployer has configured (`builders` in nix.conf, by its host name).
+/// the deployer has configured (`builders` in nix.conf, matched by its URI's
+/// host: "arm-builder" for `ssh-ng://nix@arm-builder:2222`). An inventory host
+/// wins over a builder of the same name. A builder builds through Nix's own
+/// SSH store, with its line's SSH key and host key; the output is relayed to
+/// the target and never enters the deployer's store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "String", into = "String")]
 #[schemars(with = "String")]

@@ -47,6 +47,9 @@ pub struct Machine {
     pub systems: Vec<String>,
     pub ssh_key: Option<String>,
     pub max_jobs: u32,
+    /// The builder's SSH host key, base64 of a known_hosts key ("ssh-ed25519
+    /// AAAA..."), the line's 8th field.
+    pub host_key: Option<String>,
 }
 
 /// The builders setting, expanded.
@@ -234,8 +237,10 @@ impl Builders {
 }
 
 impl Machine {
-    /// One machine line: URI, systems, SSH key, max jobs, then fields potato
-    /// does not use (speed factor, features, host key). `-` means unset.
+    /// One machine line: URI, systems, SSH key, max jobs, speed factor,
+    /// supported features, mandatory features, base64 host key (Nix's manual,
+    /// "Remote Builds"; potato does not use the speed factor and features).
+    /// `-` means unset.
     pub fn parse(line: &str, this_system: &str) -> Result<Machine, String> {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let field = |i: usize| fields.get(i).copied().filter(|f| *f != "-");
@@ -270,8 +275,55 @@ impl Machine {
             systems,
             ssh_key: field(2).map(String::from),
             max_jobs,
+            host_key: field(7).map(String::from),
         })
     }
+
+    /// The store URI Nix itself opens for this machine: an `ssh://` or
+    /// `ssh-ng://` URI gets the line's SSH key and host key as the store
+    /// settings `ssh-key` and `base64-ssh-public-host-key`, as libstore's
+    /// `Machine::openStore` does (NixOS/nix src/libstore/machines.cc; the
+    /// settings are CommonSSHStoreConfig's, src/libstore/ssh-store-config.hh).
+    /// Values are percent-encoded (Nix percent-decodes query values).
+    pub fn store_uri(&self) -> String {
+        let ssh = self.uri.starts_with("ssh://") || self.uri.starts_with("ssh-ng://");
+        let mut params = Vec::new();
+        // A setting already in the URI is the user's; it is not repeated.
+        if ssh {
+            if let Some(k) = self
+                .ssh_key
+                .as_ref()
+                .filter(|_| !self.uri.contains("ssh-key="))
+            {
+                params.push(format!("ssh-key={}", percent_encode(k)));
+            }
+            if let Some(k) = self
+                .host_key
+                .as_ref()
+                .filter(|_| !self.uri.contains("base64-ssh-public-host-key="))
+            {
+                params.push(format!("base64-ssh-public-host-key={}", percent_encode(k)));
+            }
+        }
+        if params.is_empty() {
+            return self.uri.clone();
+        }
+        let sep = if self.uri.contains('?') { '&' } else { '?' };
+        format!("{}{sep}{}", self.uri, params.join("&"))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters and '/'.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The user, host and port of an `ssh://` or `ssh-ng://` URI (None for other
@@ -369,12 +421,14 @@ trusted-substituters =
                     systems: vec!["aarch64-linux".into(), "armv7l-linux".into()],
                     ssh_key: Some("/root/.ssh/k".into()),
                     max_jobs: 4,
+                    host_key: None,
                 },
                 Machine {
                     uri: "ssh-ng://nix@b2:2222".into(),
                     systems: vec!["x86_64-linux".into()],
                     ssh_key: None,
                     max_jobs: 1,
+                    host_key: None,
                 },
             ]
         );
@@ -421,6 +475,31 @@ trusted-substituters =
         let b = Builders::parse("local ; /tmp/store", "x86_64-linux", &mut |_| None);
         let uris: Vec<&str> = b.machines.iter().map(|m| m.uri.as_str()).collect();
         assert_eq!(uris, ["local", "/tmp/store"]);
+    }
+
+    #[test]
+    fn a_machine_line_keeps_its_keys_and_its_store_uri_carries_them() {
+        let m = Machine::parse(
+            "ssh-ng://root@b1 x86_64-linux /k/id+1 2 1 kvm - c3NoLWVkMjU1MTkgQUFBQQ==",
+            "x86_64-linux",
+        )
+        .unwrap();
+        assert_eq!(m.host_key.as_deref(), Some("c3NoLWVkMjU1MTkgQUFBQQ=="));
+        assert_eq!(
+            m.store_uri(),
+            "ssh-ng://root@b1?ssh-key=/k/id%2B1&base64-ssh-public-host-key=c3NoLWVkMjU1MTkgQUFBQQ%3D%3D"
+        );
+        let m = Machine::parse("ssh://b2?compress=true - /k", "x86_64-linux").unwrap();
+        assert_eq!(m.store_uri(), "ssh://b2?compress=true&ssh-key=/k");
+        let m = Machine::parse("ssh://b2?ssh-key=/mine - /k", "x86_64-linux").unwrap();
+        assert_eq!(m.store_uri(), "ssh://b2?ssh-key=/mine");
+        // Not an SSH store: the URI as written.
+        let m = Machine::parse("/tmp/store x86_64-linux /k", "x86_64-linux").unwrap();
+        assert_eq!(m.store_uri(), "/tmp/store");
+        assert_eq!(
+            Machine::parse("b3", "x86_64-linux").unwrap().store_uri(),
+            "ssh://b3"
+        );
     }
 
     #[test]

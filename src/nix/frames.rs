@@ -42,6 +42,17 @@ pub struct Frame {
     pub compressed: bool,
 }
 
+/// What one host's framed stream carried: frames sent, and how many of them
+/// (and their bytes) this stream produced itself, being the first to need
+/// them. Over a run, `made` sums to the distinct paths pushed and `sent` to
+/// the paths pushed to all hosts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FrameCounts {
+    pub sent: usize,
+    pub made: usize,
+    pub made_bytes: u64,
+}
+
 type Slot = Arc<OnceLock<Result<Frame, String>>>;
 
 /// The frames of one deploy run, each produced at most once.
@@ -70,6 +81,11 @@ impl FrameCache {
     /// The frame of `info`, produced by the first caller; concurrent callers
     /// for the same path wait for it.
     pub fn frame(&self, info: &PathInfo) -> Result<Frame, String> {
+        self.frame_made(info).map(|(f, _)| f)
+    }
+
+    /// `frame`, and whether this call produced it.
+    fn frame_made(&self, info: &PathInfo) -> Result<(Frame, bool), String> {
         let slot = self
             .slots
             .lock()
@@ -77,13 +93,17 @@ impl FrameCache {
             .entry(info.path.clone())
             .or_default()
             .clone();
-        slot.get_or_init(|| {
-            self.produced.fetch_add(1, Ordering::Relaxed);
-            let file = self.dir.path().join(info.path.hash());
-            write_frame(info, &file, self.level)
-                .map_err(|e| format!("compressing {}: {e}", info.path))
-        })
-        .clone()
+        let mut made = false;
+        let frame = slot
+            .get_or_init(|| {
+                made = true;
+                self.produced.fetch_add(1, Ordering::Relaxed);
+                let file = self.dir.path().join(info.path.hash());
+                write_frame(info, &file, self.level)
+                    .map_err(|e| format!("compressing {}: {e}", info.path))
+            })
+            .clone()?;
+        Ok((frame, made))
     }
 
     /// A host's whole stream: the greeting's frame, then each path's frame.
@@ -96,6 +116,7 @@ impl FrameCache {
             head: io::Cursor::new(head),
             queue: infos.into(),
             current: None,
+            counts: FrameCounts::default(),
         }
     }
 }
@@ -191,6 +212,14 @@ pub struct FramedStream {
     head: io::Cursor<Vec<u8>>,
     queue: std::collections::VecDeque<PathInfo>,
     current: Option<BufReader<File>>,
+    counts: FrameCounts,
+}
+
+impl FramedStream {
+    /// The frames this stream has carried so far.
+    pub fn counts(&self) -> FrameCounts {
+        self.counts
+    }
 }
 
 impl Read for FramedStream {
@@ -210,7 +239,12 @@ impl Read for FramedStream {
             let Some(info) = self.queue.pop_front() else {
                 return Ok(0);
             };
-            let frame = self.cache.frame(&info).map_err(io::Error::other)?;
+            let (frame, made) = self.cache.frame_made(&info).map_err(io::Error::other)?;
+            self.counts.sent += 1;
+            if made {
+                self.counts.made += 1;
+                self.counts.made_bytes += frame.bytes;
+            }
             self.current = Some(BufReader::new(File::open(frame.file)?));
         }
     }
@@ -303,20 +337,35 @@ mod tests {
         };
         let cache = Arc::new(FrameCache::new(1).unwrap());
         // Three "hosts" want both paths at once.
-        std::thread::scope(|s| {
-            for _ in 0..3 {
-                let (cache, r, t) = (cache.clone(), r.clone(), t.clone());
-                s.spawn(move || {
-                    let mut out = Vec::new();
-                    cache.stream(vec![r, t]).read_to_end(&mut out).unwrap();
-                    let decoded = zstd::stream::decode_all(&out[..]).unwrap();
-                    assert_eq!(&decoded[..16], &greeting()[..]);
-                });
-            }
+        let counts: Vec<FrameCounts> = std::thread::scope(|s| {
+            let streams: Vec<_> = (0..3)
+                .map(|_| {
+                    let (cache, r, t) = (cache.clone(), r.clone(), t.clone());
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        let mut stream = cache.stream(vec![r, t]);
+                        stream.read_to_end(&mut out).unwrap();
+                        let decoded = zstd::stream::decode_all(&out[..]).unwrap();
+                        assert_eq!(&decoded[..16], &greeting()[..]);
+                        stream.counts()
+                    })
+                })
+                .collect();
+            streams.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(cache.produced(), 2, "each path compressed once");
+        assert!(counts.iter().all(|c| c.sent == 2), "{counts:?}");
+        assert_eq!(
+            counts.iter().map(|c| c.made).sum::<usize>(),
+            2,
+            "{counts:?}"
+        );
         let fr = cache.frame(&r).unwrap();
         let ft = cache.frame(&t).unwrap();
+        assert_eq!(
+            counts.iter().map(|c| c.made_bytes).sum::<u64>(),
+            fr.bytes + ft.bytes
+        );
         assert!(!fr.compressed && fr.bytes as usize > random.len());
         assert!(ft.compressed && (ft.bytes as usize) < text.len() / 10);
     }

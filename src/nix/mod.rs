@@ -7,6 +7,7 @@
 pub mod config;
 pub mod derivation;
 pub mod frames;
+pub mod remote_store;
 pub mod store_path;
 pub mod transfer;
 

@@ -535,17 +535,17 @@ impl Run {
         let unpack = format!(
             "rm -rf {KEXEC_DIR} && mkdir -p {KEXEC_DIR}/extra/potato && tar -x -C {KEXEC_DIR} && chmod -R u+w {KEXEC_DIR}"
         );
-        let bar = self.bar(
-            total,
-            &format!(
-                "sending the kexec installer ({})",
-                crate::units::format_mib(total >> 20)
-            ),
-        );
+        self.note(&format!(
+            "sending the kexec installer ({})",
+            crate::units::format_mib(total >> 20)
+        ));
+        let host = self.plan.name.as_str();
+        // tar's headers make the stream a little longer than the files.
         let out = remote
-            .run_with(&unpack, &mut stream, &mut |n| bar.set_position(n))
+            .run_with(&unpack, &mut stream, &mut |n| {
+                self.report.bytes(host, "send", n.min(total), total)
+            })
             .map_err(|e| self.remote_err(e))?;
-        bar.finish_and_clear();
         let local = tar
             .wait_with_output()
             .map_err(|e| self.fail(format!("tar: {e}")))?;
@@ -708,39 +708,22 @@ impl Run {
         let mut remote = self.connect()?;
         remote.set_store_root(root_dir);
         // The one push pipeline (as deploy's): only what the target store
-        // lacks, zstd-compressed when the machine has zstd.
-        let mut bar = None;
-        let pushed = push::push_closure(&remote, &system, Compress::Auto, &mut |e| match e {
-            PushEvent::Sending {
-                paths,
-                bytes,
-                compressed,
-                ..
-            } => {
-                bar = Some(self.bar(
-                    bytes,
-                    &format!(
-                        "pushing {paths} paths into {root_dir}/nix/store{}",
-                        if compressed { " (zstd)" } else { "" }
-                    ),
-                ));
+        // lacks, zstd-compressed when the machine has zstd; its events in
+        // deploy's words (a note, then "push" bytes).
+        let host = self.plan.name.as_str();
+        let pushed = push::push_closure(&remote, &system, Compress::Auto, &mut |e| {
+            if let Some(line) = e.describe() {
+                self.note(&format!("{line} into {root_dir}"));
             }
-            PushEvent::Progress { done, .. } => {
-                if let Some(b) = &bar {
-                    b.set_position(done);
-                }
+            if let PushEvent::Progress { done, total } = e {
+                self.report.bytes(host, "push", done, total);
             }
-            // Bootstrap's install does not substitute (`push_closure`).
-            PushEvent::Fetched { .. } => {}
         })
         .map_err(|e| match e {
             push::PushError::Host(e) => self.remote_err(e),
             push::PushError::Closure { source, .. } => (*source).into(),
             e => self.fail(e.to_string()),
         })?;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
         let count = pushed.paths;
         let q = |s: &str| self.q(s);
         let profile = format!("{root_dir}{}", crate::host::paths::SYSTEM_PROFILE);
@@ -766,11 +749,6 @@ impl Run {
             "{system} installed into {root_dir} ({count} paths pushed, host key 0600)"
         ));
         Ok((system.to_string(), count))
-    }
-
-    fn bar(&self, len: u64, message: &str) -> indicatif::ProgressBar {
-        self.note(message);
-        self.report.bytes(len)
     }
 
     /// The host's system, built (warnings through the reporter).

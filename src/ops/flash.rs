@@ -48,13 +48,10 @@ pub fn flash(fleet: &Fleet, req: &Request, report: &Reporter) -> Result<Flashed,
         })?;
     confirm(req.yes, &target, len)?;
     report.note(&format!("writing {image} to {}", target.describe()));
-    let bar = report.bytes(len);
     let written = flash::write_and_verify(image.as_std_path(), &target, &mut |phase, done| {
-        bar.set_message(phase.to_string());
-        bar.set_position(done);
+        report.bytes(&plan.name, phase, done, len);
     })
     .map_err(|e| Error::io(Utf8Path::new(&target.path().display().to_string()), e))?;
-    bar.finish_and_clear();
     let key = super::secrets::pregenerated_host_key(&fleet.root, &plan.name, None)?;
     if let Some((private, public)) = &key {
         crate::image_key::install(target.path(), private, public).map_err(|e| match e {

@@ -1,6 +1,6 @@
 //! The operations layer: what the commands do, as functions over the fleet
 //! context (`fleet`) that return their results as data and report progress
-//! through `ui::Reporter` (or the deploy `ui::Renderer`). No clap types, no
+//! through `ui::Reporter` (deploy's engine events too). No clap types, no
 //! printing of results (the commands do that), no command calling another.
 //!
 //! `fleet` loads the repository, plans and connection settings once; `plan`

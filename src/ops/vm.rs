@@ -344,7 +344,7 @@ impl Vm<'_> {
                 Ok(copy)
             }
             Err(e) => {
-                self.report.note(&format!(
+                self.report.warn(&format!(
                         "{host}: warning: {e}; the VM makes its own host key (trust it with `potato trust {host}`)"
                     ),
                 );
@@ -415,11 +415,11 @@ impl Vm<'_> {
             "{host}: copying {image} ({len} bytes) to {node}:{remote_file}"
         ));
         let mut file = std::fs::File::open(image).map_err(|e| Error::io(image, e))?;
-        let bar = self.report.bytes(len);
         remote
-            .write_file(&remote_file, &mut file, &mut |n| bar.set_position(n))
+            .write_file(&remote_file, &mut file, &mut |n| {
+                self.report.bytes(host, "copy", n, len)
+            })
             .map_err(on_node)?;
-        bar.finish_and_clear();
         self.report.note(&format!(
             "{host}: qmrestore into VM {} on {}",
             px.vmid, px.disk_storage
@@ -485,7 +485,7 @@ impl Vm<'_> {
             return Ok(());
         };
         let warn = |why: String| {
-            self.report.note(&format!(
+            self.report.warn(&format!(
                     "{host}: warning: {why}; the VM makes its own host key (trust it with `potato trust {host}`)"
                 ),
             )

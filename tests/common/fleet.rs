@@ -233,12 +233,7 @@ impl Fleet {
         all.extend_from_slice(args);
         all.push("--json");
         let run = self.potato(&all);
-        let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "no JSON ({e}):\nstdout: {}\nstderr: {}",
-                run.stdout, run.stderr
-            )
-        });
+        let v = run.one_json_document();
         if v.get("hosts").is_none() {
             return (run.code, v, run.stderr);
         }
