@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
-
 use super::args::{Connection, Global, Hosts, NixArgs, duration};
 use crate::deploy::HostResult;
 use crate::error::Error;
@@ -34,7 +32,7 @@ pub struct Args {
     #[command(flatten)]
     pub nix: NixArgs,
     /// Activation mode, overriding the host files: switch, boot, test, dry-activate.
-    #[arg(long, value_parser = mode())]
+    #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Do not arm the rollback watchdog.
     #[arg(long)]
@@ -68,18 +66,6 @@ pub struct Args {
 /// `--build-on`: typed by clap, checked like the host file's build_on.
 pub fn build_on_value(v: &str) -> Result<BuildOn, String> {
     deploy::parse_build_on(v)
-}
-
-/// `--mode`: one of the activation modes the host file's `mode` takes.
-fn mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
-    clap::builder::PossibleValuesParser::new(["switch", "boot", "test", "dry-activate"]).map(|s| {
-        match s.as_str() {
-            "boot" => Mode::Boot,
-            "test" => Mode::Test,
-            "dry-activate" => Mode::DryActivate,
-            _ => Mode::Switch,
-        }
-    })
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {

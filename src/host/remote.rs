@@ -665,9 +665,13 @@ mod tests {
         sent.sort();
         accepted.sort();
         assert_eq!(sent, accepted);
-        // The host file's spelling is the agent's.
+        // The host file's spelling (serde) and `--mode`'s (clap) are the agent's.
         for m in MODES {
             assert_eq!(agent_mode(m), m.as_str());
+            let flag = clap::ValueEnum::to_possible_value(&m).unwrap();
+            assert_eq!(flag.get_name(), agent_mode(m));
+            let file: Mode = serde_json::from_value(serde_json::json!(agent_mode(m))).unwrap();
+            assert_eq!(file, m);
         }
     }
 
