@@ -76,22 +76,9 @@ fn wg_key(i: usize) -> String {
 }
 
 /// The fleet: every host in one tunnel (10.213.251.0/24, t0 its hub at .1),
-/// t0 with `[fleet.cache]`. Its signing key is made as an admin would by hand
-/// (Nix's own `nix-store --generate-binary-cache-key`, the secret key stored
-/// with `potato secrets set` for t0, the public key in secrets/fleet-cache.pub).
+/// t0 with `[fleet.cache]` and its signing key made by `potato cache init`.
 fn cache_fleet(tb: &Testbed) -> Fleet {
     let fleet = Fleet::new(tb);
-    let key = CacheKey::generate(tb.dir.path(), "potato-fleet-cache-test-1");
-    fleet.set_secret(
-        "t0",
-        "fleet-cache-key",
-        &std::fs::read_to_string(&key.secret).unwrap(),
-    );
-    std::fs::write(
-        fleet.path().join("secrets/fleet-cache.pub"),
-        format!("{}\n", key.public),
-    )
-    .unwrap();
     for (i, h) in tb.hosts.iter().enumerate() {
         fleet.set_secret(&h.name, "wg0", &wg_key(100 + i));
         let wg = if i == 0 {
@@ -112,6 +99,7 @@ fn cache_fleet(tb: &Testbed) -> Fleet {
             .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"90s\"");
         fleet.write_host(&h.name, &text);
     }
+    fleet.potato(&["cache", "init"]).ok();
     fleet.potato(&["gen"]).ok();
     fleet
 }
