@@ -26,6 +26,10 @@ pub enum Error {
         path: Utf8PathBuf,
         source: std::io::Error,
     },
+    /// A repository entry that cannot be read or written as what it should
+    /// be (a directory where a file goes): exit 1, as an I/O failure.
+    #[error(transparent)]
+    RepoFile(crate::fsguard::FsError),
     #[error("rendering host {host}: {message}")]
     Render { host: String, message: String },
     /// A value its native file cannot hold (see `render::format`).
@@ -197,6 +201,7 @@ impl Error {
                 "check the Proxmox API ([proxmox] api, --api), the token's permissions and the node's task log".into(),
             ),
             Error::HostUnfit { hint, .. } | Error::Environment { hint, .. } => Some(hint.clone()),
+            Error::RepoFile(e) => Some(e.hint()),
             Error::AuditFailed { .. } => Some(
                 "generated failures: run `potato gen`; live failures: deploy the host (`potato deploy HOST`)".into(),
             ),

@@ -72,12 +72,14 @@ impl FsError {
         }
     }
 
-    /// True when the repository's content is at fault (invalid input, exit 2).
+    /// True when the input is at fault (exit 2): a link potato refuses to
+    /// follow, a name that is not a plain path. An I/O failure or an entry
+    /// that cannot be read as what it should be is a failure (exit 1).
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self, FsError::Io { .. })
+        matches!(self, FsError::Symlink { .. } | FsError::NotInRepo { .. })
     }
 
-    fn hint(&self) -> String {
+    pub fn hint(&self) -> String {
         match self {
             FsError::Symlink { path, .. } if path.starts_with(crate::render::GENERATED_DIR) => {
                 format!(
@@ -96,6 +98,7 @@ impl From<FsError> for Error {
     fn from(e: FsError) -> Error {
         match e {
             FsError::Io { path, source } => Error::Io { path, source },
+            e @ FsError::WrongKind { .. } => Error::RepoFile(e),
             e => Error::usage(e.to_string(), e.hint()),
         }
     }

@@ -46,8 +46,10 @@
 //!   Nix signing key and `potato cache`. Never pushes (that is `host`/`deploy`).
 //! - `nix`: builds, closures, the transfer stream. Knows no host file.
 //! - `deploy`: one host's deploy pipeline (lock, push, activate, health,
-//!   confirm or roll back) and where a system is built (`deploy::build_on`),
-//!   reaching hosts only through `host`. Knows no command line.
+//!   confirm or roll back), where a system is built (`deploy::build_on`) and
+//!   the fleet cache step of a multi-host deploy (`deploy::cache`: one push to
+//!   the cache host, published into its signed cache), reaching hosts only
+//!   through `host`. Knows no command line.
 //! - `host`: how a host is reached and what potato leaves on it: the handle
 //!   (`host::Remote`; its SSH session is private), the on-host agent (installed
 //!   only by operations that change the host), the on-host paths, the one push

@@ -352,12 +352,16 @@ fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
 /// A `builders` entry for a testbed host as a Nix remote builder (Nix's
 /// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
 /// supported features, mandatory features, base64 of the host's public key).
-fn builders_line(tb: &Testbed, host: &testbed::TestHost) -> String {
+fn builders_line(tb: &Testbed, host: &testbed::TestHost, host_key: &str) -> String {
+    builders_line_with(tb, &format!("ssh-ng://root@{}", host.addr), host_key)
+}
+
+/// `builders_line` for a builder written as `uri`.
+fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
     use base64::Engine;
-    let host_key = base64::engine::general_purpose::STANDARD.encode(host.public_key());
+    let host_key = base64::engine::general_purpose::STANDARD.encode(host_key);
     format!(
-        "builders = ssh-ng://root@{} x86_64-linux {} 1 1 - - {host_key}",
-        host.addr,
+        "builders = {uri} x86_64-linux {} 1 1 - - {host_key}",
         tb.client_key.display()
     )
 }
@@ -399,13 +403,28 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     // The builder is no host of the fleet: only the deployer's nix.conf has it.
     std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
     fleet.potato(&["gen"]).ok();
-    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder));
     fleet.steer(&format!(
         "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
         unique_salt()
     ));
     // build_on names the builder by the host of its URI.
     set_build_on(&fleet, "t0", &builder.addr);
+
+    // The builders line's host key is the one Nix checks: with another
+    // host's key there, the builder is refused and nothing is deployed.
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &target.public_key()));
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 1, "{stderr}\n{r}");
+    let err = r["t0"]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains(&format!("on the builder ssh-ng://root@{}", builder.addr))
+            && err.contains("Host key verification failed"),
+        "{err}"
+    );
+    assert!(target.activations().is_empty());
+
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let to_builder = tx_bytes(builder);
     let check = common::Run::from(
         fleet
             .command(&["check"])
@@ -445,6 +464,16 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
         "{res}"
     );
     let top = res["store_path"].as_str().unwrap();
+    // To the builder went derivations, not the output.
+    let to_builder = tx_bytes(builder) - to_builder;
+    let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
+    eprintln!(
+        "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
+    );
+    assert!(
+        to_builder * 4 < relayed,
+        "{to_builder} bytes to the builder for a {relayed}-byte output"
+    );
 
     // Built in the builder's store, received by the target's, activated there.
     builder.sh_ok(&format!("nix-store --check-validity {top}"));
@@ -466,4 +495,55 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
         assert!(!on_deployer(p), "{p} must not be in the deployer's store");
         builder.sh_ok(&format!("nix-store --check-validity {p}"));
     }
+
+    // A build that fails on the builder: its log is in the error, and the
+    // target stays on the generation it has.
+    fleet.steer("t0 = \"build-fail\";");
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 1, "{stderr}\n{r}");
+    let err = r["t0"]["error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("on ssh-ng://root@{} failed", builder.addr))
+            && err.contains("this system fails to build, as the test asked"),
+        "{err}"
+    );
+    assert_eq!(target.current_system(), top);
+    assert_eq!(target.activations().len(), 1, "nothing more was activated");
+}
+
+#[test]
+fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (target, builder) = (tb.host(0), tb.host(1));
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
+    // realise a derivation from the command line: potato goes through the
+    // daemon protocol on the same machine, key and host key).
+    let line = builders_line_with(
+        &tb,
+        &format!("root@{}", builder.addr),
+        &builder.public_key(),
+    );
+    let conf = deployer_nix_conf(&tb, &line);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    set_build_on(&fleet, "t0", &builder.addr);
+    let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t0"];
+    assert_eq!(res["build"]["on"], format!("ssh://root@{}", builder.addr));
+    let top = res["store_path"].as_str().unwrap();
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert_eq!(target.current_system(), top);
+    assert!(
+        !on_deployer(top),
+        "{top} must not be in the deployer's store"
+    );
 }

@@ -371,7 +371,10 @@ fn the_cache_host_serves_the_directory_on_its_tunnel_address_after_the_tunnel() 
     );
     assert_eq!(
         eval_generated(&repo, "n250", "systemd.tmpfiles.rules"),
-        serde_json::json!(["d /var/lib/potato/cache 0755 root root -"])
+        serde_json::json!([
+            "d /var/lib/potato/cache 0755 root root -",
+            "f /var/lib/potato/cache/nix-cache-info 0644 root root - StoreDir: /nix/store",
+        ])
     );
     assert_eq!(
         eval_generated(&repo, "n250", "systemd.services.nginx.after"),
@@ -392,6 +395,76 @@ fn the_cache_host_serves_the_directory_on_its_tunnel_address_after_the_tunnel() 
             "{consumer} gets no signing key"
         );
     }
+}
+
+/// The real systemd-tmpfiles makes the cache directory from the generated
+/// rules; real Nix reads it as a (empty) binary cache, publishes a signed
+/// path into it the way a deploy does, keeps its nix-cache-info, and a
+/// consumer's view (the public key only) verifies the path.
+#[test]
+fn tmpfiles_makes_a_binary_cache_that_nix_publishes_into() {
+    if !have_tools(&["systemd-tmpfiles", "nix", "nix-build", "nix-instantiate"]) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let repo = fleet_with_new_key();
+    repo.potato(&["gen"]).ok();
+    let rules = eval_generated(&repo, "n250", "systemd.tmpfiles.rules");
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("cache.conf");
+    let lines: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", root.display()))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "systemd-tmpfiles: {}", stderr(&out));
+    let dir = root.join("var/lib/potato/cache");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    let info = dir.join("nix-cache-info");
+    assert_eq!(
+        std::fs::read_to_string(&info).unwrap().trim(),
+        "StoreDir: /nix/store"
+    );
+    // Nix opens it as a binary cache (an empty one).
+    let store = format!("file://{}", dir.display());
+    let ping = nix(&["store", "ping", "--store", &store]);
+    assert!(ping.status.success(), "nix store ping: {}", stderr(&ping));
+    // A deploy's publish step: signed with the decrypted key.
+    let sk = secret_key_file(&repo, work.path());
+    let path = new_store_path(work.path());
+    let to = format!("{store}?secret-key={}&compression=zstd", sk.display());
+    let copied = nix(&["copy", "--to", &to, &path]);
+    assert!(copied.status.success(), "nix copy: {}", stderr(&copied));
+    assert!(
+        std::fs::read_to_string(&info)
+            .unwrap()
+            .contains("StoreDir: /nix/store")
+    );
+    let public = repo.read(PUBLIC).trim().to_string();
+    let verify = nix(&[
+        "store",
+        "verify",
+        "--no-contents",
+        "--sigs-needed",
+        "1",
+        "--trusted-public-keys",
+        &public,
+        "--store",
+        &store,
+        &path,
+    ]);
+    assert!(verify.status.success(), "verify: {}", stderr(&verify));
 }
 
 #[test]
@@ -425,6 +498,179 @@ fn the_cache_port_is_open_to_the_consumers_tunnel_addresses_only() {
         Probe::Dropped,
         "an address in the tunnel that is no fleet host"
     );
+}
+
+/// nginx started in a lab namespace from the generated virtual host (a
+/// DOUBLE of the NixOS nginx module: `listen` and `root` carried over one to
+/// one into `server { listen ADDR:PORT; root DIR; }`), stopped by pid.
+struct LabNginx(std::process::Child);
+
+impl LabNginx {
+    fn start(netns: &str, vhost: &serde_json::Value, root_prefix: &Path, work: &Path) -> LabNginx {
+        let w = work.display();
+        let mut server = String::new();
+        for l in vhost["listen"].as_array().unwrap() {
+            server.push_str(&format!(
+                "listen {}:{};\n",
+                l["addr"].as_str().unwrap(),
+                l["port"]
+            ));
+        }
+        let root = format!(
+            "{}{}",
+            root_prefix.display(),
+            vhost["root"].as_str().unwrap()
+        );
+        let conf = work.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root;\nmaster_process off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
+                 events {{ worker_connections 64; }}\n\
+                 http {{\n access_log {w}/access.log;\n\
+                 client_body_temp_path {w}/body; proxy_temp_path {w}/proxy; fastcgi_temp_path {w}/fcgi; uwsgi_temp_path {w}/uwsgi; scgi_temp_path {w}/scgi;\n\
+                 server {{ {server} root {root}; }}\n}}\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "nginx", "-c"])
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        LabNginx(child)
+    }
+}
+
+impl Drop for LabNginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// End to end on the generation side: the cache host's generated pieces
+/// (tmpfiles, nginx's listen and root, the firewall) with a path published
+/// the way a deploy does; a consumer's generated substituter URL and key
+/// verify the path over HTTP through the firewall; a wrong key and an address
+/// that is no fleet host are refused.
+#[test]
+fn a_consumer_verifies_a_published_path_over_the_generated_cache() {
+    if !lab::require()
+        || !have_tools(&[
+            "nginx",
+            "systemd-tmpfiles",
+            "nix",
+            "nix-build",
+            "nix-instantiate",
+        ])
+    {
+        return;
+    }
+    let repo = fleet_with_new_key();
+    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
+        let rel = format!("hosts/{h}.toml");
+        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
+        repo.write(&rel, &text);
+    }
+    repo.potato(&["gen"]).ok();
+    let settings = eval_generated(&repo, "lepotato", "nix.settings");
+    let url = settings["substituters"][0].as_str().unwrap().to_string();
+    assert_eq!(url, "http://10.213.99.10:5080?priority=30");
+    let key = settings["trusted-public-keys"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let rules = eval_generated(&repo, "n250", "systemd.tmpfiles.rules");
+    let conf = work.path().join("cache.conf");
+    let lines: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", root.display()))
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "systemd-tmpfiles: {}", stderr(&out));
+    let sk = secret_key_file(&repo, work.path());
+    let path = new_store_path(work.path());
+    let to = format!(
+        "file://{}/var/lib/potato/cache?secret-key={}&compression=zstd",
+        root.display(),
+        sk.display()
+    );
+    let copied = nix(&["copy", "--to", &to, &path]);
+    assert!(copied.status.success(), "nix copy: {}", stderr(&copied));
+
+    let mut lab = Lab::with_addrs(&["10.213.99.10/24"]);
+    lab.load(&format!(
+        "table inet potato {{\n{}}}\n",
+        repo.read("modules/generated/n250/firewall.nft")
+    ));
+    let vhost = eval_generated(
+        &repo,
+        "n250",
+        "services.nginx.virtualHosts.\"potato-fleet-cache\"",
+    );
+    let nginx_work = work.path().join("nginx");
+    std::fs::create_dir(&nginx_work).unwrap();
+    let _nginx = LabNginx::start(&lab.host, &vhost, &root, &nginx_work);
+    let consumer = lab.client(&["10.213.99.11/24"]);
+    let stranger = lab.client(&["10.213.99.77/24"]);
+    // Each call with its own, empty Nix cache directory: Nix keeps the
+    // narinfos it fetched (~/.cache/nix), which would answer without asking
+    // the server.
+    let verify_from = |ns: &str, key: &str| {
+        let nix_cache = tempfile::tempdir().unwrap();
+        Command::new("ip")
+            .env("XDG_CACHE_HOME", nix_cache.path())
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "nix",
+                "--extra-experimental-features",
+                "nix-command",
+            ])
+            .args(["store", "verify", "--no-contents", "--sigs-needed", "1"])
+            .args(["--trusted-public-keys", key, "--store", &url, &path])
+            .output()
+            .unwrap()
+    };
+    let mut ok = verify_from(&consumer, &key);
+    for _ in 0..50 {
+        if ok.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ok = verify_from(&consumer, &key);
+    }
+    assert!(
+        ok.status.success(),
+        "the consumer verifies over the cache: {}\nnginx: {}",
+        stderr(&ok),
+        std::fs::read_to_string(nginx_work.join("error.log")).unwrap_or_default()
+    );
+    let wrong = common::cache::CacheKey::generate(work.path(), "potato-fleet-cache-1");
+    assert!(
+        !verify_from(&consumer, &wrong.public).status.success(),
+        "a path signed by another key must be refused"
+    );
+    assert_eq!(tcp(&stranger, "10.213.99.10", 5080), Probe::Dropped);
+    assert!(!verify_from(&stranger, &key).status.success());
 }
 
 #[test]

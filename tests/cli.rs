@@ -292,3 +292,76 @@ fn a_bootstrap_progress_file_that_cannot_be_read_is_exit_1() {
     );
     assert!(r.path().join(state).is_dir(), "nothing removed");
 }
+
+/// A repository file that cannot be read as one (a directory where
+/// secrets/recipients.toml goes) is a failure, exit 1 naming it, not invalid
+/// input; an unknown host name is invalid input, exit 2 (issue 16).
+#[test]
+fn an_unreadable_repository_file_is_exit_1_an_unknown_host_exit_2() {
+    let r = Repo::examples();
+    let file = r.path().join("secrets/recipients.toml");
+    let recipients = r.read("secrets/recipients.toml");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let run = r.potato(&["check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("secrets/recipients.toml is not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("remove or replace secrets/recipients.toml"),
+        "{}",
+        run.stderr
+    );
+    assert!(file.is_dir(), "nothing removed");
+    std::fs::remove_dir(&file).unwrap();
+    r.write("secrets/recipients.toml", &recipients);
+    let run = r.potato(&["plan", "nosuchhost"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no host named `nosuchhost`"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// `--build-on NAME` that is neither a host file nor a configured builder is
+/// invalid input (exit 2); when the deployer's Nix configuration cannot be
+/// read to know its builders (here: no nix on PATH), that is a failure of
+/// this machine, exit 1 naming the program (issue 16).
+#[test]
+fn build_on_an_unknown_name_is_exit_2_an_unreadable_nix_config_exit_1() {
+    let r = Repo::examples();
+    let args = ["build", "n250", "--build-on", "nosuchbuilder"];
+    if common::have_tool("nix") {
+        let run = r.potato(&args);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("build_on = \"nosuchbuilder\" is neither a host file nor a builder"),
+            "{}",
+            run.stderr
+        );
+    } else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "nix is missing (tests/run installs nix-bin)"
+        );
+        eprintln!("skipped the exit-2 half: nix is missing");
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_potato"))
+        .args(args)
+        .current_dir(r.path())
+        .env_remove("POTATO_REPO")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nix"), "{stderr}");
+}

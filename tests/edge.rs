@@ -76,14 +76,6 @@ fn append(r: &Repo, file: &str, text: &str) {
     r.write(file, &t);
 }
 
-fn strs(v: &Value) -> Vec<&str> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect()
-}
-
 /// Every reference in a dynamic configuration that names nothing, checked
 /// here independently of potato's own check: router → service (or
 /// `@internal`), router → middleware, service → serversTransport, router →
@@ -244,7 +236,7 @@ fn static_config_has_the_entry_points_log_metrics_and_file_provider_only() {
     // hosts/lepotato.toml 10.99.0.11), and no one else's.
     let apps = committed("pve-apps", "traefik/traefik.yml");
     assert_eq!(
-        strs(&apps["entryPoints"]["websecure"]["forwardedHeaders"]["trustedIPs"]),
+        common::strs(&apps["entryPoints"]["websecure"]["forwardedHeaders"]["trustedIPs"]),
         ["10.99.0.10", "10.99.0.11"]
     );
     let lp = committed("lepotato", "traefik/traefik.yml");
@@ -265,7 +257,7 @@ fn forward_auth_address_and_headers_follow_authentiks_documentation() {
         "http://authentik:9000/outpost.goauthentik.io/auth/traefik"
     );
     assert_eq!(fa["trustForwardHeader"], true);
-    assert_eq!(strs(&fa["authResponseHeaders"]), AUTHENTIK_HEADERS);
+    assert_eq!(common::strs(&fa["authResponseHeaders"]), AUTHENTIK_HEADERS);
     assert!(fa.get("tls").is_none(), "plain http on the proxy network");
     // Elsewhere: https://authentik.<pve-apps's domain>, its certificate
     // checked against the fleet CA (src/pki's path in the container).
@@ -278,7 +270,7 @@ fn forward_auth_address_and_headers_follow_authentiks_documentation() {
             "{host}"
         );
         assert_eq!(fa["trustForwardHeader"], true);
-        assert_eq!(strs(&fa["authResponseHeaders"]), AUTHENTIK_HEADERS);
+        assert_eq!(common::strs(&fa["authResponseHeaders"]), AUTHENTIK_HEADERS);
         assert_eq!(fa["tls"]["ca"], "/certs/fleet-ca.crt");
         assert!(fa["tls"].get("insecureSkipVerify").is_none());
     }
@@ -298,7 +290,7 @@ fn each_protected_host_name_routes_the_outpost_path_to_authentik() {
         // authentik's documented priorities: the outpost router wins.
         assert_eq!(app_router["priority"], 10);
         assert_eq!(outpost["priority"], 15);
-        assert_eq!(strs(&outpost["entryPoints"]), ["websecure"]);
+        assert_eq!(common::strs(&outpost["entryPoints"]), ["websecure"]);
         assert!(
             outpost.get("middlewares").is_none(),
             "the outpost path is not behind SSO"
@@ -313,7 +305,7 @@ fn each_protected_host_name_routes_the_outpost_path_to_authentik() {
         assert_eq!(lb["passHostHeader"], false);
         let transport = lb["serversTransport"].as_str().unwrap();
         assert_eq!(
-            strs(&lp["http"]["serversTransports"][transport]["rootCAs"]),
+            common::strs(&lp["http"]["serversTransports"][transport]["rootCAs"]),
             ["/certs/fleet-ca.crt"]
         );
     }
@@ -344,8 +336,8 @@ fn middleware_chains_and_service_urls_on_the_proxy_network() {
     let n = committed("n250", "traefik/dynamic.yml");
     // Behind SSO: grafana; public: jellyfin (no middleware at all).
     let grafana = router_with_rule(&n, "Host(`grafana.n250.home.arpa`)");
-    assert_eq!(strs(&grafana["middlewares"]), ["authentik"]);
-    assert_eq!(strs(&grafana["entryPoints"]), ["websecure"]);
+    assert_eq!(common::strs(&grafana["middlewares"]), ["authentik"]);
+    assert_eq!(common::strs(&grafana["entryPoints"]), ["websecure"]);
     assert_eq!(service_url(&n, grafana), "http://grafana:3000");
     let jelly = router_with_rule(&n, "Host(`jellyfin.n250.home.arpa`)");
     assert!(jelly.get("middlewares").is_none());
@@ -372,12 +364,12 @@ fn middleware_chains_and_service_urls_on_the_proxy_network() {
     let d = in_repo(&r, "pve-apps", "traefik/dynamic.yml");
     let gitea = router_with_rule(&d, "Host(`gitea.pve-apps.home.arpa`)");
     assert_eq!(
-        strs(&gitea["middlewares"]),
+        common::strs(&gitea["middlewares"]),
         ["slow", "lan-only", "authentik"]
     );
     // hosts/pve-apps.toml: lan = ["192.168.100.0/24", "192.168.178.0/24"].
     assert_eq!(
-        strs(&d["http"]["middlewares"]["lan-only"]["ipAllowList"]["sourceRange"]),
+        common::strs(&d["http"]["middlewares"]["lan-only"]["ipAllowList"]["sourceRange"]),
         ["192.168.100.0/24", "192.168.178.0/24", "10.99.0.0/24"]
     );
     assert_eq!(
@@ -455,7 +447,7 @@ fn acme_http_and_dns_challenges() {
         "never a literal"
     );
     assert_eq!(
-        strs(&spec["containers"]["traefik"]["environmentFiles"]),
+        common::strs(&spec["containers"]["traefik"]["environmentFiles"]),
         ["/run/potato-secrets/env/traefik.env"]
     );
     let sh = r.read("modules/generated/lepotato/secrets.sh");

@@ -74,14 +74,6 @@ fn n250_default_nix() {
     }
 }
 
-fn strings(v: &serde_json::Value) -> Vec<&str> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_str().unwrap())
-        .collect()
-}
-
 /// containers.json of n250, against hosts/n250.toml and the catalog by hand.
 #[test]
 fn n250_container_spec() {
@@ -90,37 +82,38 @@ fn n250_container_spec() {
     let c = &spec["containers"];
     // The jellyfin override (2 GiB, /dev/dri); a public web UI on the proxy network.
     let jelly = &c["jellyfin"];
-    let opts = strings(&jelly["extraOptions"]);
+    let opts = common::strs(&jelly["extraOptions"]);
     assert!(
         opts.contains(&"--memory=2048m")
             && opts.contains(&"--device=/dev/dri")
             && opts.contains(&"--cpus=2")
     );
-    assert_eq!(strings(&jelly["networks"]), ["potato-proxy"]);
+    assert_eq!(common::strs(&jelly["networks"]), ["potato-proxy"]);
     // Routes are Traefik's file-provider config (tests/edge.rs), not labels.
     assert!(jelly.get("labels").is_none());
     // Its volumes are on /mnt/ssd (a nofail data disk): the unit requires the
     // mount and creates its directories after it.
     assert_eq!(
-        strings(&jelly["requiresMountsFor"]),
+        common::strs(&jelly["requiresMountsFor"]),
         [
             "/mnt/ssd/appdata/jellyfin/cache",
             "/mnt/ssd/appdata/jellyfin/config",
             "/mnt/ssd/appdata/shared/media"
         ]
     );
-    assert!(strings(&jelly["tmpfiles"]).contains(&"/mnt/ssd/appdata/jellyfin/config"));
+    assert!(common::strs(&jelly["tmpfiles"]).contains(&"/mnt/ssd/appdata/jellyfin/config"));
     // traefik's access log directory is a host path nothing else creates.
-    assert!(strings(&c["traefik"]["tmpfiles"]).contains(&"/var/log/traefik"));
+    assert!(common::strs(&c["traefik"]["tmpfiles"]).contains(&"/var/log/traefik"));
     assert!(
-        strings(&c["traefik"]["requiresMountsFor"]).contains(&"/mnt/ssd/appdata/traefik/certs")
+        common::strs(&c["traefik"]["requiresMountsFor"])
+            .contains(&"/mnt/ssd/appdata/traefik/certs")
     );
-    assert!(!strings(&c["traefik"]["requiresMountsFor"]).contains(&"/var/log/traefik"));
-    assert!(strings(&jelly["volumes"]).contains(&"/mnt/ssd/appdata/shared/media:/media:ro"));
+    assert!(!common::strs(&c["traefik"]["requiresMountsFor"]).contains(&"/var/log/traefik"));
+    assert!(common::strs(&jelly["volumes"]).contains(&"/mnt/ssd/appdata/shared/media:/media:ro"));
     // Behind SSO: grafana (monitoring zone, reached by Traefik on proxy).
     let grafana = &c["grafana"];
     assert_eq!(
-        strings(&grafana["networks"]),
+        common::strs(&grafana["networks"]),
         ["potato-monitoring", "potato-proxy"]
     );
     // node-exporter is a host agent (NixOS service), not a container.
@@ -145,25 +138,25 @@ fn n250_container_spec() {
         "the key is a secret"
     );
     assert_eq!(
-        strings(&c["gluetun"]["environmentFiles"]),
+        common::strs(&c["gluetun"]["environmentFiles"]),
         ["/run/potato-secrets/env/gluetun.env"]
     );
     // The VPN namespace: members have no network of their own and publish nothing;
     // gluetun joins the proxy network so Traefik reaches their UIs.
     for member in ["qbittorrent", "sonarr", "radarr", "prowlarr"] {
         assert!(
-            strings(&c[member]["extraOptions"]).contains(&"--network=container:gluetun"),
+            common::strs(&c[member]["extraOptions"]).contains(&"--network=container:gluetun"),
             "{member}"
         );
-        assert!(strings(&c[member]["networks"]).is_empty(), "{member}");
-        assert!(strings(&c[member]["ports"]).is_empty(), "{member}");
+        assert!(common::strs(&c[member]["networks"]).is_empty(), "{member}");
+        assert!(common::strs(&c[member]["ports"]).is_empty(), "{member}");
     }
     let gluetun = &c["gluetun"];
     assert_eq!(
-        strings(&gluetun["networks"]),
+        common::strs(&gluetun["networks"]),
         ["potato-vpn", "potato-proxy"]
     );
-    let gopts = strings(&gluetun["extraOptions"]);
+    let gopts = common::strs(&gluetun["extraOptions"]);
     assert!(gopts.contains(&"--cap-add=NET_ADMIN") && gopts.contains(&"--device=/dev/net/tun"));
     // n250 signs in at pve-apps (the identity host): no authentik of its own,
     // and nothing else here needs a database.
@@ -176,24 +169,24 @@ fn n250_container_spec() {
     // tunnel address only); it reads files, not the engine socket.
     let traefik = &c["traefik"];
     assert_eq!(
-        strings(&traefik["ports"]),
+        common::strs(&traefik["ports"]),
         ["80:80/tcp", "443:443/tcp", "8082:8082/tcp"]
     );
     assert!(
-        !strings(&traefik["volumes"])
+        !common::strs(&traefik["volumes"])
             .iter()
             .any(|v| v.contains("docker.sock") || v.contains("podman.sock")),
         "{}",
         traefik["volumes"]
     );
     assert_eq!(
-        strings(&traefik["cmd"]),
+        common::strs(&traefik["cmd"]),
         ["--configFile=/etc/traefik/traefik.yml"]
     );
     // authentik.pve-apps.home.arpa is pve-apps's WireGuard address
     // (hosts/pve-apps.toml [wireguard.wg0] address 10.99.0.12/24).
     assert!(
-        strings(&traefik["extraOptions"])
+        common::strs(&traefik["extraOptions"])
             .contains(&"--add-host=authentik.pve-apps.home.arpa:10.99.0.12")
     );
     for (name, svc) in c.as_object().unwrap() {
@@ -202,16 +195,16 @@ fn n250_container_spec() {
         // admits the hub only), and nothing else (the Local API is published
         // on 127.0.0.1 by modules/crowdsec).
         if name == "crowdsec" {
-            assert_eq!(strings(&svc["ports"]), ["6060:6060/tcp"]);
+            assert_eq!(common::strs(&svc["ports"]), ["6060:6060/tcp"]);
         } else if !["traefik", "syncthing", "loki"].contains(&name.as_str()) {
-            assert!(strings(&svc["ports"]).is_empty(), "{name} publishes");
+            assert!(common::strs(&svc["ports"]).is_empty(), "{name} publishes");
         }
         assert!(
-            strings(&svc["extraOptions"]).contains(&"--security-opt=no-new-privileges"),
+            common::strs(&svc["extraOptions"]).contains(&"--security-opt=no-new-privileges"),
             "{name}"
         );
         assert!(
-            strings(&svc["extraOptions"])
+            common::strs(&svc["extraOptions"])
                 .iter()
                 .any(|o| o.starts_with("--log-opt=max-size=")),
             "{name}"
@@ -230,7 +223,7 @@ fn n250_container_spec() {
     let lp: serde_json::Value =
         serde_json::from_str(&generated("lepotato", "containers.json")).unwrap();
     assert!(
-        strings(&lp["containers"]["traefik"]["extraOptions"])
+        common::strs(&lp["containers"]["traefik"]["extraOptions"])
             .contains(&"--add-host=authentik.pve-apps.home.arpa:10.99.0.12")
     );
 }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 
 use common::{Repo, line_col, source_root};
@@ -16,28 +15,8 @@ fn demo(file: &str) -> std::path::PathBuf {
 /// Decrypts a repo file with an age identity file or an SSH private key.
 fn decrypt_as(repo: &Repo, secret: &str, identity: &std::path::Path) -> Result<String, String> {
     let data = std::fs::read(repo.path().join(secret)).unwrap();
-    let key = std::fs::read(identity).unwrap();
-    let ids: Vec<Box<dyn age::Identity>> = if key.starts_with(b"-----BEGIN OPENSSH") {
-        vec![Box::new(
-            age::ssh::Identity::from_buffer(&key[..], None).unwrap(),
-        )]
-    } else {
-        age::IdentityFile::from_buffer(&key[..])
-            .unwrap()
-            .into_identities()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as Box<dyn age::Identity>)
-            .collect()
-    };
-    let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..]))
-        .map_err(|e| e.to_string())?;
-    let mut r = dec
-        .decrypt(ids.iter().map(|i| i.as_ref()))
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    r.read_to_string(&mut out).unwrap();
-    Ok(out)
+    let plain = common::age_decrypt(&data, identity)?;
+    Ok(String::from_utf8(plain).unwrap())
 }
 
 /// Regular files anywhere below `dir` (the scratch directories potato keeps

@@ -2,7 +2,9 @@
 //! the deployer, each path is framed once (`nix::frames`) and every host that
 //! lacks it gets the same bytes; incompressible data is framed raw. The hosts
 //! are testbed hosts whose real `zstd -d | nix-store --serve --write` must
-//! accept the assembled stream.
+//! accept the assembled stream. A three-host deploy is shown to take that path
+//! end to end: potato's per-host frame counts, and strace's account of the
+//! frame files (each created once, read once per host).
 
 mod common;
 
@@ -219,6 +221,10 @@ fn a_three_host_deploy_compresses_each_path_once_for_all_hosts() {
     // The wire: each host's link carried all the frames' bytes (compressed,
     // well under the payload's 3 MB of NAR), not fewer.
     let nar: u64 = hosts[0]["bytes_pushed"].as_u64().unwrap();
+    eprintln!(
+        "3 hosts: {} distinct paths, {sent_total} frames sent, {made_total} made ({made_bytes} bytes), links {wire:?}, NAR per host {nar}",
+        distinct.len()
+    );
     for (i, w) in wire.iter().enumerate() {
         assert!(
             *w >= made_bytes && *w < nar,

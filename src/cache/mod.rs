@@ -53,6 +53,9 @@ pub const DEFAULT_KEY_NAME: &str = "potato-fleet-cache-1";
 /// deploy side publishes into (`nix copy --to file://<dir>?secret-key=...`,
 /// which also writes `nix-cache-info`).
 pub const CACHE_DIR: &str = "/var/lib/potato/cache";
+/// The `nix-cache-info` the cache host starts with (the one line Nix
+/// requires of a binary cache; `nix copy --to file://` keeps it).
+pub const CACHE_INFO: &str = "StoreDir: /nix/store";
 /// The public key in the repository.
 pub const PUBLIC_KEY_FILE: &str = "secrets/fleet-cache.pub";
 

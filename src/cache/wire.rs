@@ -88,6 +88,9 @@ pub fn wire(inv: &Inventory, plans: &mut [HostPlan], diags: &mut Vec<Diagnostic>
             None => diags.push(no_shared_tunnel(inv, &claim, cache_plan, p)),
         }
     }
+    if let Some(p) = plans.iter().find(|p| p.name == cache.host) {
+        host_openings(&claim, p, &cache, diags);
+    }
     if diags.len() > before {
         return;
     }
@@ -137,6 +140,48 @@ fn port_is_free(claim: &Claim, p: &HostPlan, port: u16, diags: &mut Vec<Diagnost
             )
             .hint("set [fleet.cache] port to a free port (the default is 5080)"),
         );
+    }
+}
+
+/// A rule of the cache host's own that admits the cache port from beyond
+/// the consumers' tunnel addresses would undo "the fleet's hosts only" (the
+/// cache serves every path of every host, unauthenticated).
+fn host_openings(
+    claim: &Claim,
+    p: &HostPlan,
+    cache: &super::FleetCache,
+    diags: &mut Vec<Diagnostic>,
+) {
+    use crate::catalog::Proto;
+    use crate::harden::firewall::Source;
+    let allowed: Vec<IpNet> = cache.consumers.values().map(|c| c.from.into()).collect();
+    let own = &claim.src.raw.firewall.rules;
+    for (r, text) in p.firewall.rules.iter().zip(own) {
+        let too_wide = r.action.admits()
+            && r.matches_port(cache.port, Proto::Tcp)
+            && match &r.source {
+                Source::Any => true,
+                Source::Nets { nets, .. } => {
+                    nets.iter().any(|n| !allowed.iter().any(|a| a.contains(n)))
+                }
+            };
+        if too_wide {
+            diags.push(
+                Diagnostic::at(
+                    Loc::new(claim.src.file, text.span.clone()),
+                    format!(
+                        "rule `{}` opens the fleet cache's port {} to {}, beyond the fleet's hosts",
+                        r.text,
+                        cache.port,
+                        r.source.describe()
+                    ),
+                )
+                .hint(format!(
+                    "remove the rule: potato opens {}/tcp to the other hosts' tunnel addresses only",
+                    cache.port
+                )),
+            );
+        }
     }
 }
 
@@ -355,6 +400,39 @@ mod tests {
             "the fleet cache's port 22 is already used by sshd on c",
             "22",
         );
+    }
+
+    #[test]
+    fn a_host_rule_opening_the_cache_port_wider_is_refused() {
+        let mut c = host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true);
+        c = c.replace(
+            "[deploy]",
+            "[firewall]\nrules = [\"allow 22/tcp from any\", \"allow 5000-5100/tcp from 10.99.0.0/24\"]\n[deploy]",
+        );
+        let out = fleet()
+            .host("c", &c)
+            .host(
+                "d",
+                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
+            )
+            .resolve();
+        out.assert_error(
+            "rule `allow 5000-5100/tcp from 10.99.0.0/24` opens the fleet cache's port 5080 to 10.99.0.0/24, beyond the fleet's hosts",
+            "\"allow 5000-5100/tcp from 10.99.0.0/24\"",
+        );
+        // The consumers' own addresses are fine.
+        let c2 = host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true).replace(
+            "[deploy]",
+            "[firewall]\nrules = [\"allow 22/tcp from any\", \"allow 5080/tcp from 10.99.0.2\"]\n[deploy]",
+        );
+        fleet()
+            .host("c", &c2)
+            .host(
+                "d",
+                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
+            )
+            .resolve()
+            .plans();
     }
 
     #[test]

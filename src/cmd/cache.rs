@@ -1,13 +1,12 @@
 //! `potato cache init|show`: the fleet binary cache's signing key and where
-//! the cache is. Parses arguments, calls `cache::ops`, prints the result;
-//! owns nothing else.
+//! the cache is. Parses arguments, calls `ops::cache`, prints
+//! `report::cache`'s text; owns nothing else.
 
 use clap::Subcommand;
-use serde_json::json;
 
 use super::args::Global;
-use crate::cache::ops;
 use crate::error::Error;
+use crate::{ops, report};
 
 /// `potato cache --help`: what the cache is and the order of the commands.
 pub const LONG_ABOUT: &str = "The fleet binary cache, served by the host with [fleet.cache].
@@ -54,38 +53,17 @@ pub enum CacheAction {
 }
 
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
-    let root = crate::ops::fleet::repo_root(g.repo.as_deref())?;
+    let root = ops::fleet::repo_root(g.repo.as_deref())?;
+    let out = g.output();
     match &a.action {
         CacheAction::Init { name, force } => {
-            let made = ops::init(&root, name, *force)?;
+            let made = ops::cache::init(&root, name, *force)?;
             if let Some(w) = &made.warning {
                 eprintln!("warning: {w}");
             }
-            if g.json {
-                println!("{}", json!({ "cache": made }));
-            } else if !g.quiet {
-                println!("wrote {} and {}", made.secret, made.public_key_file);
-                println!("public key {}", made.public_key);
-                println!("next: `potato gen`, then deploy {} first", made.host);
-            }
-            Ok(())
+            print!("{}", report::cache::init(out, &made));
         }
-        CacheAction::Show => {
-            let plans = crate::ops::fleet::load_plans(&root)?;
-            let shown = ops::show(&plans)?;
-            if g.json {
-                println!("{}", json!({ "cache": shown }));
-                return Ok(());
-            }
-            println!(
-                "cache host  {} (port {}, {}, priority {})",
-                shown.host, shown.port, shown.dir, shown.priority
-            );
-            println!("public key  {}", shown.public_key);
-            for (host, url) in &shown.consumers {
-                println!("{host:<14} {url}");
-            }
-            Ok(())
-        }
+        CacheAction::Show => print!("{}", report::cache::show(out, &ops::cache::show(&root)?)),
     }
+    Ok(())
 }

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
-
 use super::args::{Connection, Global, Hosts, NixArgs, duration};
 use crate::deploy::HostResult;
 use crate::error::Error;
@@ -34,7 +32,7 @@ pub struct Args {
     #[command(flatten)]
     pub nix: NixArgs,
     /// Activation mode, overriding the host files: switch, boot, test, dry-activate.
-    #[arg(long, value_parser = mode())]
+    #[arg(long, value_enum)]
     pub mode: Option<Mode>,
     /// Do not arm the rollback watchdog.
     #[arg(long)]
@@ -70,18 +68,6 @@ pub fn build_on_value(v: &str) -> Result<BuildOn, String> {
     deploy::parse_build_on(v)
 }
 
-/// `--mode`: one of the activation modes the host file's `mode` takes.
-fn mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
-    clap::builder::PossibleValuesParser::new(["switch", "boot", "test", "dry-activate"]).map(|s| {
-        match s.as_str() {
-            "boot" => Mode::Boot,
-            "test" => Mode::Test,
-            "dry-activate" => Mode::DryActivate,
-            _ => Mode::Switch,
-        }
-    })
-}
-
 pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
     if a.hosts.hosts.is_empty() && !a.all {
         return Err(Error::usage(
@@ -105,15 +91,39 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
         substitute: !a.no_substitute,
     };
     let report = Reporter::new(g.output());
-    let results = deploy::deploy(&fleet, selected, &request, &report)?;
+    let (results, cache) = deploy::deploy(&fleet, selected, &request, &report)?;
     let ok = results.iter().all(|r| r.result.is_ok());
-    report.document(&serde_json::json!({ "ok": ok, "hosts": results }));
+    let mut doc = serde_json::json!({ "ok": ok, "hosts": results });
+    if let Some(c) = &cache {
+        // The fleet cache step: host, paths published, bytes pushed to it.
+        doc["cache"] = serde_json::json!(c);
+    }
+    report.document(&doc);
     // With --quiet, the table only when a host failed.
     let quiet_ok = g.quiet && ok;
     if !g.json && !quiet_ok {
         summary(&results);
+        if let Some(c) = &cache {
+            println!("{}", cache_line(c));
+        }
     }
     deploy::failed(&results)
+}
+
+/// The fleet cache's line under the table: what went to the cache host once.
+fn cache_line(c: &crate::deploy::cache::CacheReport) -> String {
+    format!(
+        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+        c.host,
+        mb(c.bytes_pushed),
+        c.paths_pushed,
+        c.paths_published,
+        if c.error.is_some() {
+            " (not used: the hosts were pushed to directly)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The table of results on stdout, then each failure's full error on stderr.

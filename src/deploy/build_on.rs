@@ -364,7 +364,7 @@ fn build_on_nix_builder(
     machine: &Machine,
 ) -> Result<BuildReport, BuildError> {
     let on = machine.uri.clone();
-    let uri = machine.store_uri();
+    let uri = build_store_uri(machine);
     let nix = |source| BuildError::Nix {
         on: on.clone(),
         source: Box::new(source),
@@ -421,6 +421,22 @@ fn build_on_nix_builder(
         report.built.len()
     ));
     Ok(report)
+}
+
+/// The store URI a build on `machine` goes through. An `ssh://` builder is
+/// reached as `ssh-ng://` (same user, host, key and host key): Nix 2.8's
+/// legacy SSH store cannot realise a derivation from the command line (its
+/// `queryMissing` needs `getFSAccessor`, which that store lacks: "operation
+/// 'getFSAccessor' is not supported by store 'ssh://...'"), while the daemon
+/// protocol (`nix-daemon --stdio` on the builder, shipped with every Nix) can.
+/// A builder whose SSH forces `nix-store --serve` (NixOS `nix.sshServe` with
+/// protocol "ssh") then fails with Nix's own error, named in the report.
+fn build_store_uri(machine: &Machine) -> String {
+    let uri = machine.store_uri();
+    match uri.strip_prefix("ssh://") {
+        Some(rest) => format!("ssh-ng://{rest}"),
+        None => uri,
+    }
 }
 
 /// Copies what `to` lacks of `out`'s closure from the store at `uri`:
@@ -750,6 +766,16 @@ mod tests {
         for bad in ["", "-x", ".x", "a b", "a;rm", "ssh://x", "x\n"] {
             assert!(check_builder_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_ssh_builder_is_built_on_through_the_daemon_protocol() {
+        let m = Machine::parse("ssh://nix@b1:2222 x86_64-linux /k", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://nix@b1:2222?ssh-key=/k");
+        let m = Machine::parse("ssh-ng://b2", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://b2");
+        let m = Machine::parse("b3", "x86_64-linux").unwrap();
+        assert_eq!(build_store_uri(&m), "ssh-ng://b3");
     }
 
     #[test]

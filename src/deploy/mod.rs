@@ -9,6 +9,7 @@
 //! does not print: `ui` renders the events.
 
 pub mod build_on;
+pub mod cache;
 pub mod health;
 
 use std::sync::Arc;
@@ -650,7 +651,16 @@ enum Activation {
     Succeeded(Instant),
     Failed(i32, String),
     /// The session broke while waiting (the new system may have cut SSH).
-    Lost(String),
+    Lost(Lost),
+}
+
+/// Why the wait lost sight of the activation (logged; the watchdog decides).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("activation still running after {secs}s")]
+    StillRunning { secs: u64 },
+    #[error(transparent)]
+    Host(HostError),
 }
 
 fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activation {
@@ -664,13 +674,12 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
             }
             Ok(Some(f)) => return Activation::Failed(f.code, remote.activation_log(token)),
             Ok(None) if started.elapsed() > timeout => {
-                return Activation::Lost(format!(
-                    "activation still running after {}s",
-                    timeout.as_secs()
-                ));
+                return Activation::Lost(Lost::StillRunning {
+                    secs: timeout.as_secs(),
+                });
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-            Err(e) => return Activation::Lost(e.to_string()),
+            Err(e) => return Activation::Lost(Lost::Host(e)),
         }
     }
 }

@@ -70,6 +70,22 @@ serve-write)
     nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --serve --write
   fi
   ;;
+cache-publish)
+  # cache-publish DIR KEY: store paths on stdin, one per line, copied from this
+  # host's store into the static binary cache DIR with Nix's own file:// binary
+  # cache store (it writes nix-cache-info, the NARs zstd-compressed, and one
+  # narinfo per path signed with KEY, a secret key in Nix's format; paths already
+  # in the cache are skipped). Settings: NixOS/nix src/libstore/binary-cache-store.hh
+  # (`compression`, `secret-key`). Prints "PUBLISHED N" (narinfos added), or
+  # "NOKEY" when KEY is not there. potato validated DIR and KEY (plain paths).
+  dir=$1 key=$2
+  if [ ! -r "$key" ]; then echo NOKEY; exit 4; fi
+  mkdir -p "$dir" || exit 5
+  before=$(find "$dir" -maxdepth 1 -name '*.narinfo' | wc -l)
+  xargs -r nix --extra-experimental-features nix-command copy --to "file://$dir?secret-key=$key&compression=zstd" || exit 6
+  after=$(find "$dir" -maxdepth 1 -name '*.narinfo' | wc -l)
+  echo "PUBLISHED $((after - before))"
+  ;;
 has-zstd)
   command -v zstd >/dev/null 2>&1 && echo yes || echo no
   ;;

@@ -14,7 +14,7 @@ mod remote;
 pub mod runner;
 mod substitute;
 
-pub use remote::{AGENT_SCRIPT, Finished, HostError, HostState, Remote};
+pub use remote::{AGENT_SCRIPT, CachePublish, Finished, HostError, HostState, Remote};
 
 #[cfg(test)]
 mod tests {

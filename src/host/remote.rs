@@ -44,12 +44,44 @@ pub enum HostError {
         "a previous deploy's rollback watchdog is still pending on {host} ({info}); wait for it to finish"
     )]
     WatchdogPending { host: String, info: String },
+    /// A path that must go into a URL or command unchanged and cannot.
+    #[error(
+        "{what} must be a plain absolute path (letters, digits, '.', '_', '-', '/'; no '..'): {value:?}"
+    )]
+    NotPlainPath { what: &'static str, value: String },
     /// A word no shell command can carry (see `render::format::sh::word`).
     #[error("{what}: {refused}")]
     Unsendable {
         what: &'static str,
         refused: Box<crate::render::format::Refused>,
     },
+}
+
+/// What `Remote::publish_to_cache` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePublish {
+    /// This many paths were added to the cache (the others were there).
+    Published(usize),
+    /// The signing key file is not on the host.
+    NoKey,
+}
+
+/// `s` when it is a plain absolute path (it goes into a store URL, where
+/// `?`, `&`, `#` and spaces would change its meaning), else the refusal.
+fn plain_path(what: &'static str, s: &str) -> Result<String, HostError> {
+    let plain = s.starts_with('/')
+        && s.len() < 4096
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        && !s.split('/').any(|part| part == "..");
+    if plain {
+        Ok(s.to_string())
+    } else {
+        Err(HostError::NotPlainPath {
+            what,
+            value: s.to_string(),
+        })
+    }
 }
 
 /// A finished activation: its exit code, and how long ago it finished.
@@ -385,6 +417,52 @@ impl Remote {
         Ok(())
     }
 
+    /// Copies `paths` (valid in this host's store) into the static binary
+    /// cache `dir` on this host, each narinfo signed with the secret key at
+    /// `key` (the agent's `cache-publish`: Nix's own `nix copy --to file://`).
+    /// Paths already in the cache are skipped.
+    pub fn publish_to_cache(
+        &self,
+        dir: &str,
+        key: &str,
+        paths: &[StorePath],
+    ) -> Result<CachePublish, HostError> {
+        let (dir, key) = (
+            plain_path("the cache directory", dir)?,
+            plain_path("the cache's signing key", key)?,
+        );
+        let mut list = String::new();
+        for p in paths {
+            list.push_str(p.as_str());
+            list.push('\n');
+        }
+        self.install_agent()?;
+        let out = self.session.exec_with(
+            &format!(
+                "sh {AGENT} cache-publish {} {}",
+                word("the cache directory", &dir)?,
+                word("the cache's signing key", &key)?
+            ),
+            Some(&mut list.as_bytes()),
+            &mut |_| {},
+        )?;
+        if out.stdout.trim() == "NOKEY" {
+            return Ok(CachePublish::NoKey);
+        }
+        let out = self.check("publishing into the binary cache", out)?;
+        let count = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("PUBLISHED "))
+            .and_then(|n| n.trim().parse().ok())
+            .ok_or_else(|| HostError::Command {
+                what: "publishing into the binary cache".into(),
+                code: out.code,
+                detail: format!("no PUBLISHED line in: {}", out.stdout.trim()),
+            })?;
+        Ok(CachePublish::Published(count))
+    }
+
     /// Whether the host can decompress a zstd stream. Read-only.
     pub fn has_zstd(&self) -> bool {
         self.agent_read_only("has-zstd")
@@ -587,9 +665,13 @@ mod tests {
         sent.sort();
         accepted.sort();
         assert_eq!(sent, accepted);
-        // The host file's spelling is the agent's.
+        // The host file's spelling (serde) and `--mode`'s (clap) are the agent's.
         for m in MODES {
             assert_eq!(agent_mode(m), m.as_str());
+            let flag = clap::ValueEnum::to_possible_value(&m).unwrap();
+            assert_eq!(flag.get_name(), agent_mode(m));
+            let file: Mode = serde_json::from_value(serde_json::json!(agent_mode(m))).unwrap();
+            assert_eq!(file, m);
         }
     }
 
@@ -617,6 +699,31 @@ mod tests {
             "{out:?}"
         );
         assert!(out.stdout.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn cache_paths_must_be_plain() {
+        assert_eq!(
+            plain_path("d", "/var/lib/potato/cache").unwrap(),
+            "/var/lib/potato/cache"
+        );
+        assert!(plain_path("k", "/run/potato-secrets/fleet-cache-key").is_ok());
+        for bad in [
+            "relative/dir",
+            "/a?compression=none",
+            "/a&secret-key=/x",
+            "/a b",
+            "/a/../etc",
+            "/a#b",
+            "",
+        ] {
+            let e = plain_path("the cache directory", bad).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("the cache directory must be a plain absolute path"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

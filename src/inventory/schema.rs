@@ -329,7 +329,12 @@ pub struct Deploy {
     pub build_on: Option<Spanned<BuildOn>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// An activation mode: the host file's `mode`, and `potato deploy --mode`
+// (clap spells the values as serde does: kebab-case). A plain comment: a doc
+// comment would change the published JSON schema.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Switch,

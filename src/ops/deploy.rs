@@ -6,12 +6,13 @@
 //! lock holder); the per-host work stays in `deploy`. Prints nothing but
 //! through the reporter; the command prints the results.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
+use crate::deploy::cache::{self, CacheError, CacheReport, CacheRun, CacheTarget};
 use crate::deploy::{self, DeployOptions, Event, HostResult};
 use crate::error::Error;
 use crate::host::push::Compress;
@@ -176,14 +177,15 @@ fn build_where(
 }
 
 /// Deploys every selected host; results in host order, each host's outcome
-/// in its result (`failed` turns them into the run's exit). Errors only for
+/// in its result (`failed` turns them into the run's exit), and what the fleet
+/// cache step did when the deploy went through the cache. Errors only for
 /// what stops the whole run (input, the build).
 pub fn deploy(
     fleet: &Fleet,
     selected: Selection,
     req: &Request,
     report: &Reporter,
-) -> Result<Vec<HostResult>, Error> {
+) -> Result<(Vec<HostResult>, Option<CacheReport>), Error> {
     let sites = sites(fleet, &selected, req.build_on.as_ref())?;
     let mut opts = options(fleet, &selected, req)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
@@ -202,9 +204,21 @@ pub fn deploy(
             .map(Arc::new);
     }
     report.hosts(&names);
-    let results = run_parallel(selected.plans, toplevels, opts, req.parallel, report);
+    let elsewhere: BTreeSet<String> = opts.builds.keys().cloned().collect();
+    let through_cache = CacheRun::choose(fleet_cache(fleet), &names, &elsewhere, opts.substitute);
+    let (results, cache) = match through_cache {
+        None => (
+            run_parallel(selected.plans, &toplevels, opts, req.parallel, report),
+            None,
+        ),
+        Some(run) => {
+            let (results, cache) =
+                deploy_through_cache(run, selected.plans, &toplevels, opts, req.parallel, report);
+            (results, Some(cache))
+        }
+    };
     report.end();
-    Ok(results)
+    Ok((results, cache))
 }
 
 /// `Error::HostsFailed` when a host did not end deployed or up to date.
@@ -243,17 +257,133 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
     })
 }
 
+/// The fleet's binary cache as the deploy engine needs it, or None when no
+/// host file has `[fleet.cache]`.
+fn fleet_cache(fleet: &Fleet) -> Option<CacheTarget> {
+    let cache = crate::cache::of_fleet(&fleet.plans)?;
+    let host = fleet.plans.iter().find(|p| p.name == cache.host)?;
+    Some(CacheTarget::new(cache, host.deploy.target.clone()))
+}
+
+/// A deploy through the fleet cache (`deploy::cache`): the union of the
+/// consumers' closures is pushed once, to the cache host, and published into
+/// its signed cache (when the cache host is selected and has no signing key
+/// yet, it is deployed first: the key arrives with its system); then the
+/// consumers (and the cache host, if selected and not yet deployed) deploy as
+/// usual, the consumers substituting from the cache first. When the cache cannot be used, one warning, and the consumers are
+/// pushed to directly (shared frames). Results in selection order.
+fn deploy_through_cache(
+    run: CacheRun,
+    plans: Vec<HostPlan>,
+    toplevels: &Toplevels,
+    opts: DeployOptions,
+    parallel: usize,
+    ui: &Reporter,
+) -> (Vec<HostResult>, CacheReport) {
+    let order: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    ui.note(&format!(
+        "pushing {} host{}' closures once, to the fleet cache on {}",
+        run.consumers.len(),
+        if run.consumers.len() == 1 { "" } else { "s" },
+        run.cache.host
+    ));
+    let tops: Vec<&StorePath> = run.consumers.iter().map(|h| &toplevels[h]).collect();
+    let filled = with_events(ui, |tx| {
+        let union = cache::union_closure(&tops)?;
+        let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
+        cache::push_to_cache(&run, union, &opts, tx).map(|r| (r, paths))
+    });
+    let (mut mine, mut rest): (Vec<HostPlan>, Vec<HostPlan>) =
+        plans.into_iter().partition(|p| p.name == run.cache.host);
+    let mut results = Vec::new();
+    let outcome = match filled {
+        Ok((mut report, paths)) => {
+            let publish =
+                |ui: &Reporter| with_events(ui, |tx| cache::publish(&run.cache, &paths, &opts, tx));
+            let mut published = publish(ui);
+            if matches!(published, Err(CacheError::NoKey { .. })) && !mine.is_empty() {
+                // A cache host deployed for the first time: its signing key
+                // (and its web server) arrive with its system. It deploys
+                // first, from its own store (the push above put the paths
+                // there; its own push sends the rest), then the paths are
+                // published. Otherwise it deploys with the consumers.
+                results.extend(run_parallel(
+                    std::mem::take(&mut mine),
+                    toplevels,
+                    opts.clone(),
+                    1,
+                    ui,
+                ));
+                published = publish(ui);
+            }
+            rest.extend(mine);
+            match published {
+                Ok(n) => {
+                    report.paths_published = n;
+                    Ok(report)
+                }
+                Err(e) => Err((report, e)),
+            }
+        }
+        Err(e) => {
+            rest.extend(mine);
+            let report = CacheReport {
+                host: run.cache.host.clone(),
+                consumers: run.consumers.clone(),
+                ..CacheReport::default()
+            };
+            Err((report, e))
+        }
+    };
+    let mut opts = opts;
+    let report = match outcome {
+        Ok(report) => report,
+        Err((mut report, e)) => {
+            ui.warn(&format!(
+                "warning: the fleet cache on {} cannot be used: {e}; pushing to each host directly",
+                run.cache.host
+            ));
+            report.error = Some(e.to_string());
+            // Direct pushes: the hosts are not sent to a cache that may not
+            // answer (Nix would wait out its connect timeout on each).
+            opts.substitute = false;
+            report
+        }
+    };
+    results.extend(run_parallel(rest, toplevels, opts, parallel, ui));
+    results.sort_by_key(|r| order.iter().position(|n| *n == r.host));
+    (results, report)
+}
+
+/// Runs `work` on another thread while its events are rendered here.
+fn with_events<T: Send>(
+    report: &Reporter,
+    work: impl FnOnce(&std::sync::mpsc::Sender<deploy::Event>) -> T + Send,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || work(&tx));
+        for e in rx {
+            report.emit(reported(e));
+        }
+        worker.join().expect("the cache step does not panic")
+    })
+}
+
 /// Runs every host's pipeline, at most `parallel` at once, reporting events
 /// as they come. Results are returned in host order.
 fn run_parallel(
     selected: Vec<HostPlan>,
-    toplevels: BTreeMap<String, StorePath>,
+    toplevels: &BTreeMap<String, StorePath>,
     opts: DeployOptions,
     parallel: usize,
     report: &Reporter,
 ) -> Vec<HostResult> {
+    if selected.is_empty() {
+        return Vec::new();
+    }
     let (tx, rx) = std::sync::mpsc::channel();
-    let (toplevels, opts) = (&toplevels, &opts);
+    let opts = &opts;
     let job = move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], opts, &tx);
     runner::run_parallel(selected, parallel, job, || {
         for e in rx {

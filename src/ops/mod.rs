@@ -11,12 +11,14 @@
 //! the deploy engine on many hosts; `hosts` is generations, rollback, status,
 //! exec and trust; `image` and `flash` build and write images; `vm` creates
 //! Proxmox VMs; `ca` hands the fleet's internal-TLS hosts to `pki::ops`;
+//! `cache` is the fleet binary cache's key (`cache::ops`) and its read-out;
 //! `secrets` is the age store as the fleet sees it (list, rekey,
 //! edit, host keys); `bootstrap` is the bootstrap step engine.
 
 pub mod audit;
 pub mod bootstrap;
 pub mod ca;
+pub mod cache;
 pub mod deploy;
 pub mod doctor;
 pub mod flash;

@@ -317,7 +317,7 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
         })
     });
     let ctx = json!({
-        "cache": cache_context(plan),
+        "cache": cache_context(plan)?,
         "sshd_settings": sshd_settings(plan)?,
         "file": plan.file.as_str(),
         "name": plan.name,
@@ -348,14 +348,28 @@ fn host_context(plan: &HostPlan) -> Result<Value, Refused> {
 /// host, nginx serving the cache directory on its tunnel addresses (and
 /// loopback, never the NixOS default of every address) after the tunnels are
 /// up, and the directory itself. None: the fleet has no cache.
-fn cache_context(plan: &HostPlan) -> Option<Value> {
-    let c = plan.cache.as_ref()?;
+fn cache_context(plan: &HostPlan) -> Result<Option<Value>, Refused> {
+    let Some(c) = plan.cache.as_ref() else {
+        return Ok(None);
+    };
     let consumer = c.substituter_for(&plan.name).map(|url| {
         json!({
             "substituters": [url],
             "trusted_public_keys": [c.public_key],
         })
     });
+    // The directory, and a nix-cache-info in it until the first publish
+    // writes its own (`f` never overwrites): consumers then see an empty,
+    // valid cache instead of disabling it for a missing file.
+    let tmpfiles = if c.is_cache_host(&plan.name) {
+        let info = crate::render::format::tmpfiles::path(&format!("{}/nix-cache-info", c.dir))?;
+        vec![
+            crate::render::format::tmpfiles::directory(&c.dir, 0o755)?,
+            format!("f {info} 0644 root root - {}", crate::cache::CACHE_INFO),
+        ]
+    } else {
+        Vec::new()
+    };
     let server = c.is_cache_host(&plan.name).then(|| {
         let mut listen: Vec<Value> = vec![json!({ "addr": "127.0.0.1", "port": c.port })];
         for a in c.listen_addresses() {
@@ -374,11 +388,13 @@ fn cache_context(plan: &HostPlan) -> Option<Value> {
         json!({
             "host": c.host,
             "vhost": { "listen": listen, "root": c.dir },
-            "tmpfiles": [format!("d {} 0755 root root -", c.dir)],
+            "tmpfiles": tmpfiles,
             "after": tunnels,
         })
     });
-    Some(json!({ "host": c.host, "consumer": consumer, "server": server }))
+    Ok(Some(
+        json!({ "host": c.host, "consumer": consumer, "server": server }),
+    ))
 }
 
 /// Checks every string (and attribute name) of `v` for Nix, naming where a

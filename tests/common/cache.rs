@@ -91,7 +91,24 @@ impl Nginx {
     /// Serves `root` at 127.0.0.1:`port` (and the host's address) in `host`'s
     /// namespace; `work` holds its config, pid and logs.
     pub fn serve(host: &TestHost, root: &Path, work: &Path, port: u16) -> Nginx {
+        Nginx::serve_on(host, root, work, std::slice::from_ref(&host.addr), port)
+    }
+
+    /// Serves `root` at 127.0.0.1:`port` and each of `addrs` in `host`'s
+    /// namespace (e.g. the addresses a generated configuration says the cache
+    /// listens on).
+    pub fn serve_on(
+        host: &TestHost,
+        root: &Path,
+        work: &Path,
+        addrs: &[String],
+        port: u16,
+    ) -> Nginx {
         std::fs::create_dir_all(work).unwrap();
+        let listen: String = addrs
+            .iter()
+            .map(|a| format!(" listen {a}:{port};"))
+            .collect();
         let w = work.display();
         let log = work.join("access.log");
         let conf = work.join("nginx.conf");
@@ -100,10 +117,9 @@ impl Nginx {
             format!(
                 "user root;\nmaster_process off;\nworker_processes 1;\npid {w}/nginx.pid;\nerror_log {w}/error.log;\n\
                  events {{ worker_connections 64; }}\n\
-                 http {{\n  log_format cache '$request_uri $status $body_bytes_sent';\n  access_log {w}/access.log cache;\n\
+                 http {{\n  log_format cache '$request_uri $status $body_bytes_sent $remote_addr';\n  access_log {w}/access.log cache;\n\
                  client_body_temp_path {w}/body; proxy_temp_path {w}/proxy; fastcgi_temp_path {w}/fcgi; uwsgi_temp_path {w}/uwsgi; scgi_temp_path {w}/scgi;\n\
-                 server {{ listen 127.0.0.1:{port}; listen {addr}:{port}; root {root}; }}\n}}\n",
-                addr = host.addr,
+                 server {{ listen 127.0.0.1:{port};{listen} root {root}; }}\n}}\n",
                 root = root.display()
             ),
         )
@@ -120,7 +136,7 @@ impl Nginx {
         let started = Instant::now();
         while !host
             .sh(&format!(
-                "curl -sf http://127.0.0.1:{port}/nix-cache-info >/dev/null"
+                "curl -s -o /dev/null http://127.0.0.1:{port}/nix-cache-info"
             ))
             .status
             .success()
@@ -133,6 +149,36 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(100));
         }
         Nginx { child, log, port }
+    }
+
+    /// (uri, bytes) of every NAR the server delivered (status 200) to a
+    /// client at `addr`.
+    pub fn nars_served_to(&self, addr: &str) -> Vec<(String, u64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let [uri, status, bytes, client] = w[..] else {
+                    return None;
+                };
+                (uri.starts_with("/nar/") && status == "200" && client == addr)
+                    .then(|| (uri.to_string(), bytes.parse().unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    /// The request URIs the server answered with `status`.
+    pub fn requests_with(&self, status: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (uri, st) = (w.next()?, w.next()?);
+                (st == status).then(|| uri.to_string())
+            })
+            .collect()
     }
 
     /// (uri, bytes) of every NAR the server delivered (status 200).

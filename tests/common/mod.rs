@@ -250,6 +250,45 @@ pub fn pipe_through(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+/// Decrypts an age file's contents (armored or binary) with an identity
+/// file: an age key file or an OpenSSH private key (a host's key). Err says
+/// why it would not decrypt.
+pub fn age_decrypt(data: &[u8], identity: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let key = std::fs::read(identity).unwrap();
+    let ids: Vec<Box<dyn age::Identity>> = if key.starts_with(b"-----BEGIN OPENSSH") {
+        vec![Box::new(
+            age::ssh::Identity::from_buffer(&key[..], None).unwrap(),
+        )]
+    } else {
+        age::IdentityFile::from_buffer(&key[..])
+            .unwrap()
+            .into_identities()
+            .unwrap()
+            .into_iter()
+            .map(|i| i as Box<dyn age::Identity>)
+            .collect()
+    };
+    let dec =
+        age::Decryptor::new(age::armor::ArmoredReader::new(data)).map_err(|e| e.to_string())?;
+    let mut r = dec
+        .decrypt(ids.iter().map(|i| i.as_ref()))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The strings of a JSON list (panics, showing it, when `v` is not a list of
+/// strings).
+pub fn strs(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_str().unwrap())
+        .collect()
+}
+
 /// Writes an executable script (mode 0755).
 pub fn write_script(path: &Path, body: impl AsRef<str>) {
     use std::os::unix::fs::PermissionsExt;

@@ -126,7 +126,10 @@
     ];
     root = "/var/lib/potato/cache";
   };
-  systemd.tmpfiles.rules = [ "d /var/lib/potato/cache 0755 root root -" ];
+  systemd.tmpfiles.rules = [
+    "d /var/lib/potato/cache 0755 root root -"
+    "f /var/lib/potato/cache/nix-cache-info 0644 root root - StoreDir: /nix/store"
+  ];
   # nginx binds the tunnel addresses: start it once the tunnels are up.
   systemd.services.nginx.after = [ "wireguard-wg0.service" ];
   systemd.services.nginx.wants = [ "wireguard-wg0.service" ];

@@ -1,0 +1,588 @@
+//! The fleet binary cache, deploy side (issue 17 item 3): a deploy to several
+//! hosts sends each path once, to the cache host, which publishes it into its
+//! signed static binary cache (Nix's own `nix copy --to file://…?secret-key=…`);
+//! the other hosts substitute from it. Real sshd and a real Nix store per host,
+//! a real nginx serving the cache on the cache host, Nix's own signature checks
+//! on every consumer.
+//!
+//! NixOS is a double here (`nixos_double`): what the generated modules would
+//! make NixOS do on each host (nix.conf's substituters and trusted keys, nginx
+//! serving the cache dir on the cache host's tunnel addresses, the tunnel
+//! itself) is set up by the test FROM what potato generated (`potato plan
+//! --json`'s `cache`), never from values written here. The WireGuard tunnel is
+//! a double too: a direct veth pair between the cache host and each consumer
+//! carrying the tunnel addresses the host files give (so the cache's traffic
+//! never crosses the deployer's links, as a real tunnel between two hosts of a
+//! LAN would not).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use common::cache::{CacheDir, CacheKey, Nginx, host_nix_conf};
+use common::fleet::{Fleet, host_file};
+use common::testbed::{self, TestHost, Testbed};
+
+/// The tunnel subnet the test's host files give (10.213.251.0/24: inside the
+/// testbed range, never a slot's /24, which are 1..=250).
+const TUNNEL: &str = "10.213.251";
+/// Hosts: t0 serves the cache, t1..t6 consume it.
+const HOSTS: usize = 7;
+
+fn required() -> bool {
+    testbed::require() && common::have_tools(&["nginx", "curl", "zstd"])
+}
+
+/// A payload no other test builds, so no store has it yet.
+fn unique_salt(what: &str) -> String {
+    format!(
+        "{what}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// Bytes the deployer has sent into a testbed host's link so far.
+fn tx_bytes(host: &TestHost) -> u64 {
+    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Bytes the deployer has sent into every host's link so far.
+fn deployer_tx(tb: &Testbed) -> u64 {
+    tb.hosts.iter().map(tx_bytes).sum()
+}
+
+/// Sum of the NAR sizes of `path`'s closure in a host's store.
+fn closure_bytes(host: &TestHost, path: &str) -> u64 {
+    host.sh_ok(&format!("nix-store -q --size $(nix-store -qR {path})"))
+        .lines()
+        .map(|l| l.trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A WireGuard key's shape (44 characters of base64 for 32 bytes).
+fn wg_key(i: usize) -> String {
+    format!("cachetest{i:033}A=")
+}
+
+/// The fleet: every host in one tunnel (10.213.251.0/24, t0 its hub at .1),
+/// t0 with `[fleet.cache]` and its signing key made by `potato cache init`.
+fn cache_fleet(tb: &Testbed) -> Fleet {
+    let fleet = Fleet::new(tb);
+    for (i, h) in tb.hosts.iter().enumerate() {
+        fleet.set_secret(&h.name, "wg0", &wg_key(100 + i));
+        let wg = if i == 0 {
+            format!(
+                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.1/24\"\nlisten_port = 51820\nendpoint = \"t0.testbed.invalid:51820\"\npublic_key = \"{}\"\n\n[fleet.cache]\n",
+                wg_key(i)
+            )
+        } else {
+            format!(
+                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.{}/24\"\npublic_key = \"{}\"\npeers = [\"t0\"]\n",
+                i + 1,
+                wg_key(i)
+            )
+        };
+        // Seven hosts at once on a shared two-core machine: a confirm window
+        // the load cannot outlast (this test is not about confirmation).
+        let text = host_file(&h.addr, &tb.client_pub, &wg)
+            .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"90s\"");
+        fleet.write_host(&h.name, &text);
+    }
+    fleet.potato(&["cache", "init"]).ok();
+    fleet.potato(&["gen"]).ok();
+    fleet
+}
+
+/// What potato generated for the fleet cache (`potato plan t0 --json`).
+struct Generated {
+    port: u16,
+    dir: String,
+    key_path: String,
+    public_key: String,
+    /// consumer → (substituter entry for its nix.conf, its own tunnel
+    /// address, the cache host's tunnel address it reaches).
+    consumers: BTreeMap<String, (String, String, String)>,
+}
+
+fn generated(fleet: &Fleet) -> Generated {
+    let run = fleet.potato(&["plan", "t0", "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let c = &v["cache"];
+    assert_eq!(c["host"], "t0", "{c}");
+    let priority = c["priority"].as_u64().unwrap();
+    let consumers = c["consumers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, k)| {
+            (
+                name.clone(),
+                (
+                    format!("{}?priority={priority}", k["url"].as_str().unwrap()),
+                    k["from"].as_str().unwrap().to_string(),
+                    k["via"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    Generated {
+        port: c["port"].as_u64().unwrap() as u16,
+        dir: c["dir"].as_str().unwrap().to_string(),
+        key_path: c["key_path"].as_str().unwrap().to_string(),
+        public_key: c["public_key"].as_str().unwrap().to_string(),
+        consumers,
+    }
+}
+
+/// TEST DOUBLE of what NixOS makes of the generated configuration:
+/// - the tunnel: a veth pair from the cache host to each consumer carrying
+///   the two tunnel addresses (`from`, `via`), created inside the two
+///   namespaces (removed with them);
+/// - each consumer's nix.conf: the generated substituter and trusted key;
+/// - the cache host: the generated cache dir (a directory of the test bound
+///   over it in the host's mount namespace), served by a real nginx on the
+///   generated port and tunnel addresses.
+///
+/// The narinfo caches' TTLs are zero because every testbed host shares the
+/// machine's root home (~/.cache/nix), which real hosts do not.
+fn nixos_double(tb: &mut Testbed, g: &Generated, work: &std::path::Path) -> (Nginx, PathBuf) {
+    let cache_ns = tb.hosts[0].netns.clone();
+    let cache_slot = tb.hosts[0].slot;
+    let mut vias = Vec::new();
+    for host in tb.hosts.iter_mut().skip(1) {
+        let (subst, from, via) = g.consumers[&host.name].clone();
+        let (a, b) = (
+            format!("pkc{cache_slot}x{}", host.slot),
+            format!("pkc{}y", host.slot),
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip -n {cache_ns} link add {a} type veth peer name {b} netns {ns} \
+                 && ip -n {cache_ns} addr add {via}/32 dev {a} && ip -n {cache_ns} link set {a} up \
+                 && ip -n {cache_ns} route add {from}/32 dev {a} src {via} \
+                 && ip -n {ns} addr add {from}/32 dev {b} && ip -n {ns} link set {b} up \
+                 && ip -n {ns} route add {via}/32 dev {b} src {from}",
+                ns = host.netns
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the tunnel double: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vias.push(via);
+        let conf = format!(
+            "substituters = {subst}\ntrusted-public-keys = {}\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
+            g.public_key
+        );
+        let dir = work.join(format!("{}-nix-conf", host.name));
+        host_nix_conf(host, &dir, &conf);
+    }
+    vias.sort();
+    vias.dedup();
+    // The generated cache dir, per test: the mount point exists on the
+    // machine (an empty directory), the contents in the test's own dir.
+    let served = work.join("cache-dir");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::create_dir_all(&g.dir).unwrap();
+    tb.hosts[0].spawn_sshd(&[(served.as_path(), g.dir.as_str())]);
+    let nginx = Nginx::serve_on(&tb.hosts[0], &served, &work.join("nginx"), &vias, g.port);
+    (nginx, served)
+}
+
+#[test]
+fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(HOSTS);
+    let work = tb.dir.path().to_path_buf();
+    let fleet = cache_fleet(&tb);
+    let g = generated(&fleet);
+    assert_eq!(g.consumers.len(), HOSTS - 1, "every other host consumes");
+    let (nginx, served) = nixos_double(&mut tb, &g, &work);
+    let all: Vec<String> = tb.hosts.iter().map(|h| h.name.clone()).collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+
+    // 2 × 1.5 MB of random payload shared by every host: a host's closure is
+    // mostly that, plus its own small generated files.
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 1500000; salt = \"{}\"; }};",
+        unique_salt("cache")
+    ));
+    let before = deployer_tx(&tb);
+    let started = Instant::now();
+    let run = fleet.potato(&[&["deploy"], &all[..], &["--json"]].concat());
+    let wall_cache = started.elapsed();
+    let wire_cache = deployer_tx(&tb) - before;
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let results: BTreeMap<String, serde_json::Value> = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap().to_string(), h.clone()))
+        .collect();
+    let cache = &doc["cache"];
+    assert_eq!(cache["host"], "t0", "{doc}");
+    assert!(cache["error"].is_null(), "{cache}");
+    assert!(cache["paths_published"].as_u64().unwrap() >= 3, "{cache}");
+
+    // All six activate, each fetching from the cache what nginx says it served.
+    let mut fetched_total = 0;
+    for (i, host) in tb.hosts.iter().enumerate() {
+        let res = &results[&host.name];
+        assert_eq!(res["result"], "deployed", "{res}");
+        let top = res["store_path"].as_str().unwrap();
+        assert_eq!(host.current_system(), top);
+        assert_eq!(host.current_generation(), Some(1));
+        if i == 0 {
+            continue;
+        }
+        let from = &g.consumers[&host.name].1;
+        let served_to = nginx.nars_served_to(from);
+        let fetched = res["paths_fetched"].as_u64().unwrap() as usize;
+        assert_eq!(
+            served_to.len(),
+            fetched,
+            "{}: {served_to:?} {res}",
+            host.name
+        );
+        assert!(
+            fetched >= 3,
+            "the payload and the system came from the cache: {res}"
+        );
+        assert_eq!(res["paths_pushed"], 0, "nothing left to push: {res}");
+        fetched_total += fetched;
+        // Fetched with the cache's signature, checked by the host's Nix.
+        let key_name = g.public_key.split(':').next().unwrap();
+        let sigs = host.sh_ok(&format!(
+            "nix --extra-experimental-features nix-command path-info --sigs {top}"
+        ));
+        assert!(sigs.contains(&format!("{key_name}:")), "{sigs}");
+    }
+    let t1 = &tb.hosts[1];
+    let one_closure = closure_bytes(t1, results["t1"]["store_path"].as_str().unwrap());
+    eprintln!(
+        "fleet cache: 7 hosts in {:.1}s, {wire_cache} bytes on the deployer's links, one closure {one_closure} NAR bytes, cache host got {} wire bytes, consumers fetched {fetched_total} paths",
+        wall_cache.as_secs_f64(),
+        cache["bytes_sent"]
+    );
+    assert!(
+        wire_cache * 2 < one_closure * 3,
+        "{wire_cache} bytes left the deployer for a {one_closure}-byte closure"
+    );
+
+    // The same fleet without substitution: every host gets its own copy.
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 1500000; salt = \"{}\"; }};",
+        unique_salt("direct")
+    ));
+    let before = deployer_tx(&tb);
+    let started = Instant::now();
+    let run = fleet.potato(&[&["deploy"], &all[..], &["--json", "--no-substitute"]].concat());
+    let wall_direct = started.elapsed();
+    let wire_direct = deployer_tx(&tb) - before;
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(doc.get("cache").is_none(), "--no-substitute goes straight");
+    eprintln!(
+        "direct: 7 hosts in {:.1}s, {wire_direct} bytes on the deployer's links",
+        wall_direct.as_secs_f64()
+    );
+    assert!(
+        wire_direct > one_closure * 4,
+        "{wire_direct} bytes left the deployer without the cache"
+    );
+
+    // Again through the cache, now that the cache host has its key: it
+    // deploys alongside the consumers.
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 1500000; salt = \"{}\"; }};",
+        unique_salt("again")
+    ));
+    let before = deployer_tx(&tb);
+    let started = Instant::now();
+    let (code, r, stderr) = fleet.deploy(&all);
+    let wall_again = started.elapsed();
+    let wire_again = deployer_tx(&tb) - before;
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    for host in &tb.hosts {
+        assert_eq!(r[&host.name]["result"], "deployed", "{r}");
+        assert_eq!(host.current_generation(), Some(3));
+    }
+    eprintln!(
+        "fleet cache, second run: 7 hosts in {:.1}s, {wire_again} bytes on the deployer's links",
+        wall_again.as_secs_f64()
+    );
+    assert!(wire_again * 2 < one_closure * 3, "{wire_again}");
+
+    // An unsigned path and one signed by a key the hosts do not trust, put
+    // into the cache before the deploy that needs them: publishing skips paths
+    // already there, so they stay as they are, and the host must refuse them.
+    fleet.steer(&format!(
+        "payload = {{ count = 3; size = 200000; salt = \"{}\"; }};",
+        unique_salt("bad")
+    ));
+    let build = fleet.potato(&["build", "t1", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
+    let top = tops["t1"].as_str().unwrap().to_string();
+    let payload: Vec<String> = std::fs::read_to_string(format!("{top}/etc/payload"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    assert_eq!(payload.len(), 3);
+    let other = CacheKey::generate(&work, "not-the-fleet-cache-1");
+    let dir = CacheDir::new(served.clone());
+    dir.add(&[&payload[0]], None);
+    dir.add(&[&payload[1]], Some(&other));
+    let served_before = nginx.nars_served_to(&g.consumers["t1"].1).len();
+    let (code, r, stderr) = fleet.deploy(&["t1"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    let res = &r["t1"];
+    assert_eq!(res["result"], "deployed", "{res}");
+    assert_eq!(t1.current_system(), top);
+    // Only the good payload path came from the cache; the two bad ones were
+    // pushed by potato, with the system that refers to them (Nix substitutes
+    // no path before its references are valid): their NARs were never
+    // served, and the host holds no copy signed by the other key.
+    let nars: Vec<String> = nginx
+        .nars_served_to(&g.consumers["t1"].1)
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    assert_eq!(res["paths_fetched"], 1, "{res}");
+    assert_eq!(nars.len() - served_before, 1, "{nars:?}");
+    assert_eq!(res["paths_pushed"], 3, "{res}");
+    for p in &payload[..2] {
+        let narinfo = std::fs::read_to_string(served.join(format!(
+            "{}.narinfo",
+            &p["/nix/store/".len().."/nix/store/".len() + 32]
+        )))
+        .unwrap();
+        let url = narinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("URL: "))
+            .unwrap();
+        assert!(
+            !nars.iter().any(|n| n.ends_with(url)),
+            "{p}'s NAR was fetched: {nars:?}"
+        );
+    }
+    let sigs = t1.sh_ok(&format!(
+        "nix --extra-experimental-features nix-command path-info --sigs {} {}",
+        payload[0], payload[1]
+    ));
+    assert!(!sigs.contains("not-the-fleet-cache-1:"), "{sigs}");
+    // The third, published by this deploy and signed, was fetched.
+    t1.sh_ok(&format!("nix-store --check-validity {}", payload[2]));
+    let key_name = g.public_key.split(':').next().unwrap();
+    assert!(
+        t1.sh_ok(&format!(
+            "nix --extra-experimental-features nix-command path-info --sigs {}",
+            payload[2]
+        ))
+        .contains(&format!("{key_name}:"))
+    );
+    let _ = &g.key_path;
+}
+
+/// Puts `paths` (already in the deployer's store) into a testbed host's store.
+fn copy_to_host(fleet: &Fleet, host: &TestHost, paths: &[&str]) {
+    let out = Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command",
+            "copy",
+            "--to",
+            &format!("ssh://root@{}", host.addr),
+        ])
+        .args(paths)
+        .env(
+            "NIX_SSHOPTS",
+            format!(
+                "-i {} -o UserKnownHostsFile={}",
+                fleet.identity.display(),
+                fleet.known_hosts.display()
+            ),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix copy to {}: {}",
+        host.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_agent_publishes_signed_zstd_narinfos_and_says_when_the_key_is_missing() {
+    if !required() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let fleet = Fleet::new(&tb);
+    let host = tb.host(0);
+    let work = tb.dir.path().to_path_buf();
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 100000; salt = \"{}\"; }};",
+        unique_salt("agent")
+    ));
+    let build = fleet.potato(&["build", "t0", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
+    let top = tops["t0"].as_str().unwrap().to_string();
+    copy_to_host(&fleet, host, &[&top]);
+    let key = CacheKey::generate(&work, "agent-test-cache-1");
+    let other = CacheKey::generate(&work, "agent-test-other-1");
+    // The key where the secrets module would put it: in the host's own /run.
+    std::fs::create_dir_all(host.dir.join("run/potato-secrets")).unwrap();
+    std::fs::copy(&key.secret, host.dir.join("run/potato-secrets/k")).unwrap();
+    let agent = common::source_root().join("src/host/agent.sh");
+    let closure = host.sh_ok(&format!("nix-store -qR {top}"));
+    let count = closure.lines().count();
+    let publish = |dir: &str, key: &str| {
+        host.sh(&format!(
+            "nix-store -qR {top} | sh {} cache-publish {dir} {key}",
+            agent.display()
+        ))
+    };
+    let out = publish("/nix/var/potato-test/cache", "/run/potato-secrets/k");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("PUBLISHED {count}")
+    );
+    let dir = host.dir.join("nix/var/potato-test/cache");
+    assert!(
+        std::fs::read_to_string(dir.join("nix-cache-info"))
+            .unwrap()
+            .contains("StoreDir: /nix/store")
+    );
+    // Each narinfo zstd-compressed and signed: Nix itself verifies the
+    // signatures with the right key and refuses them with another.
+    let cache_url = format!("file://{}", dir.display());
+    let verify = |pk: &str| {
+        Command::new("nix")
+            .args([
+                "--extra-experimental-features",
+                "nix-command",
+                "store",
+                "verify",
+                "--store",
+                &cache_url,
+                "--trusted-public-keys",
+                pk,
+                "-r",
+                &top,
+            ])
+            .output()
+            .unwrap()
+    };
+    let good = verify(&key.public);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(
+        !verify(&other.public).status.success(),
+        "another key's check must fail"
+    );
+    let narinfos: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "narinfo"))
+        .collect();
+    assert_eq!(narinfos.len(), count);
+    for n in &narinfos {
+        let text = std::fs::read_to_string(n.path()).unwrap();
+        assert!(text.contains("Compression: zstd"), "{text}");
+    }
+    // Again: everything is there, nothing is added.
+    let again = publish("/nix/var/potato-test/cache", "/run/potato-secrets/k");
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "PUBLISHED 0");
+    // No key: nothing written, NOKEY, exit 4.
+    let none = publish("/nix/var/potato-test/cache2", "/run/potato-secrets/absent");
+    assert_eq!(none.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "NOKEY");
+    assert!(!host.dir.join("nix/var/potato-test/cache2").exists());
+}
+
+#[test]
+fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_direct_pushes() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(3);
+    let work = tb.dir.path().to_path_buf();
+    let fleet = cache_fleet(&tb);
+    let g = generated(&fleet);
+    let (_nginx, served) = nixos_double(&mut tb, &g, &work);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
+        unique_salt("nokey")
+    ));
+    // t0 was never deployed: its signing key has not reached it.
+    let run = fleet.potato(&["deploy", "t1", "t2", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("the fleet cache on t0 cannot be used"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].contains(&format!(
+            "no signing key at {}: the secret `fleet-cache-key`",
+            g.key_path
+        )) && warnings[0].contains("potato cache init"),
+        "{}",
+        warnings[0]
+    );
+    let doc: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(doc["cache"]["host"], "t0");
+    assert!(
+        doc["cache"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("fleet-cache-key"),
+        "{doc}"
+    );
+    assert_eq!(doc["cache"]["paths_published"], 0);
+    for h in doc["hosts"].as_array().unwrap() {
+        assert_eq!(h["result"], "deployed", "{h}");
+        assert_eq!(h["paths_fetched"], 0, "{h}");
+        assert!(h["paths_pushed"].as_u64().unwrap() >= 3, "{h}");
+    }
+    for host in &tb.hosts[1..] {
+        assert_eq!(host.current_generation(), Some(1));
+    }
+    // The cache host was used as a cache, not deployed to, and its cache
+    // holds nothing.
+    assert!(tb.hosts[0].activations().is_empty());
+    assert_eq!(tb.hosts[0].current_generation(), None);
+    assert!(!served.join("nix-cache-info").exists());
+}
