@@ -253,23 +253,23 @@ fn mean_phases(hosts: &[serde_json::Value]) -> Vec<(String, f64)> {
 struct CacheBench {
     /// The static cache directory the cache host publishes into (emptied per run).
     dir: PathBuf,
+    /// The cache's web server, stopped on drop.
+    _server: common::cache::Nginx,
 }
 
 /// Sets up the fleet cache on the testbed: the cache host (t6) and the
 /// consumers' Nix configured from what potato generated (`cache_half`). None
-/// while the fleet cache engine (h-cachepush's) is not in this branch: the
-/// cache rows are then reported as not measured. Called before the systems are
+/// with POTATO_BENCH_CACHE=0: the cache rows are then not measured. Called before the systems are
 /// built (it rewrites the host files).
-fn setup_cache(_tb: &mut Testbed, _fleet: &Fleet) -> Option<CacheBench> {
-    None
+fn setup_cache(tb: &mut Testbed, fleet: &Fleet) -> Option<CacheBench> {
+    if std::env::var("POTATO_BENCH_CACHE").as_deref() == Ok("0") {
+        return None;
+    }
+    Some(cache_half::setup(tb, fleet))
 }
 
-/// The cache half, written against h-cachepush's engine and test double
-/// (tests/fleet_cache.rs, `Nginx::serve_on`), which are not in main yet: not
-/// compiled (`cfg(any())` is never true) and not measured. Once they are in
-/// main: drop the `cfg`, and let `setup_cache` call `cache_half::setup` (keeping
-/// the Nginx alive beside the CacheBench) before the systems are built.
-#[cfg(any())]
+/// The cache half: the fleet cache double of tests/fleet_cache.rs (see
+/// `nixos_double`), for a cache host that is not itself deployed by the runs.
 mod cache_half {
     use super::*;
     use std::collections::BTreeMap;
@@ -406,13 +406,16 @@ mod cache_half {
     /// The cache half's setup: the fleet rewritten with the cache, the double
     /// started, and the cache host deployed once (unmeasured) so its signing key
     /// is in place; its store is emptied again by every run.
-    pub fn setup(tb: &mut Testbed, fleet: &Fleet) -> (CacheBench, Nginx) {
+    pub fn setup(tb: &mut Testbed, fleet: &Fleet) -> CacheBench {
         write_cache_fleet(tb, fleet);
         let g = generated(fleet, &tb.hosts[CACHE_HOST].name);
         let (nginx, served) = nixos_double(tb, &g);
         let (code, r, stderr) = fleet.deploy(&[&tb.hosts[CACHE_HOST].name, "--no-magic-rollback"]);
         assert_eq!(code, 0, "{stderr}\n{r}");
-        (CacheBench { dir: served }, nginx)
+        CacheBench {
+            dir: served,
+            _server: nginx,
+        }
     }
 }
 
@@ -538,7 +541,7 @@ fn print_table(rate: &str, rows: &[(Mode, usize, Option<Sample>)]) {
     for (mode, n, s) in rows {
         let Some(s) = s else {
             println!(
-                "{n:>2}  {:<7} not measured: the fleet cache engine is not in this branch",
+                "{n:>2}  {:<7} not measured (POTATO_BENCH_CACHE=0)",
                 mode.name()
             );
             continue;
