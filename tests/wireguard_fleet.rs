@@ -74,16 +74,22 @@ fn add_secrets(repo: &Repo, host: &str) {
 fn big_fleet() -> Repo {
     let repo = Repo::examples();
     // These hundreds of hosts share no tunnel with the example fleet's
-    // monitoring hub, which would refuse them (every host must be scrapable):
-    // this fleet has no monitoring hub, so n250 drops the role and its stack.
+    // monitoring hub or its binary cache, which would refuse them (every host
+    // must be scrapable and reach the cache): this fleet has neither, so n250
+    // drops the role, its stack and its `[fleet.cache]` table.
     let n250 = repo
         .read("hosts/n250.toml")
         .replace("[roles]\nmonitoring = true", "[roles]\nmonitoring = false")
         .replace(
             "\"prometheus\", \"alertmanager\", \"grafana\", \"loki\",",
             "",
-        );
+        )
+        .lines()
+        .filter(|l| !l.starts_with("[fleet.cache]"))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(!n250.contains("\"prometheus\"") && n250.contains("monitoring = false"));
+    assert!(!n250.contains("[fleet.cache]"));
     repo.write("hosts/n250.toml", &n250);
     add_secrets(&repo, "hub");
     repo.write(
