@@ -268,3 +268,74 @@ fn bootstrap_install_streams_the_closure_compressed() {
         "the machine's zstd decompressed the stream: calls were {calls:?}"
     );
 }
+
+/// A host that reads nothing of the push for longer than the SSH keepalive
+/// interval (15 s; here its zstd starts 25 s late, as a host busy writing a
+/// large path to an SD card would) still gets the whole closure: libssh2
+/// reports such a wait as "Timed out waiting on socket" although the
+/// connection is fine, and the push must wait it out, not fail.
+#[test]
+fn a_host_that_pauses_longer_than_the_keepalive_still_gets_its_push() {
+    if !testbed::require() || !common::have_tools(&["zstd"]) {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    let dir = tb.host(0).dir.clone();
+    let zstd = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v zstd"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let zstd = zstd.trim().to_string();
+    let real = dir.join("zstd.real");
+    std::fs::copy(&zstd, &real).unwrap();
+    let wrapper = dir.join("zstd-slow");
+    let log = dir.join("zstd.log");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *-d*) echo paused >> {log}; sleep 25 ;; esac\nexec {real} \"$@\"\n",
+            log = log.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    tb.hosts[0].spawn_sshd(&[(&wrapper, &zstd)]);
+    let fleet = Fleet::new(&tb);
+    // 12 MB of random data: far more than the SSH window and the socket
+    // buffers, so the deployer's write blocks while the host pauses.
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 12000000; salt = \"pause-{}-{:?}\"; }};",
+        std::process::id(),
+        std::time::Instant::now()
+    ));
+    let (code, v, stderr) = fleet.deploy(&[
+        "t0",
+        "--no-substitute",
+        "--compress",
+        "yes",
+        "--confirm-timeout",
+        "120s",
+    ]);
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("paused"),
+        "the host's zstd paused before reading"
+    );
+    assert_eq!(code, 0, "{v}\n{stderr}");
+    assert_eq!(v["t0"]["result"], "deployed", "{v}");
+    assert_eq!(
+        tb.host(0).current_system(),
+        v["t0"]["store_path"].as_str().unwrap(),
+        "the host runs the pushed system"
+    );
+}

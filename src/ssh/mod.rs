@@ -279,7 +279,7 @@ impl Session {
                 if n == 0 {
                     break;
                 }
-                ch.write_all(&buf[..n]).map_err(|e| SshError::Channel {
+                write_patiently(&mut ch, &buf[..n]).map_err(|e| SshError::Channel {
                     host: self.label.clone(),
                     what: "sending data".into(),
                     message: e.to_string(),
@@ -325,6 +325,36 @@ impl Session {
     pub fn host_key(&self) -> Option<HostKey> {
         host_key_of(&self.sess)
     }
+}
+
+/// How long a host may read nothing of what we send before the write fails.
+/// A host busy importing a large path onto slow storage (an SD card) can
+/// pause for minutes; a dead one fails sooner through TCP itself.
+const WRITE_STALL: Duration = Duration::from_secs(600);
+
+/// Writes all of `data` to the channel, waiting out libssh2's keepalive
+/// wake-ups. With keepalive on, a blocking wait longer than the keepalive
+/// interval comes back as "Timed out waiting on socket" although nothing is
+/// wrong (libssh2 `session.c`, `_libssh2_wait_socket`: its poll() is bounded
+/// by the keepalive's `seconds_to_next`, and a poll that times out returns
+/// LIBSSH2_ERROR_TIMEOUT even with no API timeout set). Such a write left
+/// libssh2 as an EAGAIN does, so the same write is repeated, as long as the
+/// host read something within `WRITE_STALL`.
+fn write_patiently(ch: &mut ssh2::Channel, mut data: &[u8]) -> std::io::Result<()> {
+    let mut progress_at = Instant::now();
+    while !data.is_empty() {
+        match ch.write(data) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                progress_at = Instant::now();
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut && progress_at.elapsed() < WRITE_STALL => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads whatever stdout/stderr data is ready, without blocking.
