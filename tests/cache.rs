@@ -36,27 +36,7 @@ fn fleet_with_new_key() -> Repo {
 /// Decrypts a repository age file with an identity file (an age key or an
 /// OpenSSH private key): what the admin or a host can read.
 fn decrypt(file: &Path, identity: &Path) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let key = std::fs::read(identity).unwrap();
-    let ids: Vec<Box<dyn age::Identity>> = if key.starts_with(b"-----BEGIN OPENSSH") {
-        vec![Box::new(
-            age::ssh::Identity::from_buffer(&key[..], None).unwrap(),
-        )]
-    } else {
-        age::IdentityFile::from_buffer(&key[..])
-            .unwrap()
-            .into_identities()
-            .unwrap()
-            .into_iter()
-            .map(|i| i as Box<dyn age::Identity>)
-            .collect()
-    };
-    let data = std::fs::read(file).unwrap();
-    let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&data[..])).ok()?;
-    let mut r = dec.decrypt(ids.iter().map(|i| i.as_ref())).ok()?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).ok()?;
-    Some(out)
+    common::age_decrypt(&std::fs::read(file).unwrap(), identity).ok()
 }
 
 fn host_ssh_key(host: &str) -> PathBuf {
