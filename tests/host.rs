@@ -339,3 +339,68 @@ fn a_host_that_pauses_longer_than_the_keepalive_still_gets_its_push() {
         "the host runs the pushed system"
     );
 }
+
+/// A probe of a machine whose address goes away mid-command (a reboot takes
+/// it; no FIN arrives) gives up at its deadline instead of waiting for TCP to
+/// give up many minutes later: bootstrap's wait for the rebooted machine
+/// probes the old address while the machine may be leaving it.
+#[test]
+fn a_probe_of_a_machine_that_vanishes_mid_command_gives_up() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(1);
+    let h = tb.host(0);
+    let target = potato::plan::Target {
+        user: Some("root".into()),
+        host: h.addr.clone(),
+        port: None,
+    };
+    let utf8 = |p: &Path| camino::Utf8PathBuf::from_path_buf(p.to_path_buf()).unwrap();
+    // An empty ssh_config: this machine's own ~/.ssh/config plays no part.
+    let ssh_config = tb.dir.path().join("ssh_config");
+    std::fs::write(&ssh_config, "").unwrap();
+    let opts = potato::ssh::SshOptions {
+        identity: Some(utf8(&tb.client_key)),
+        known_hosts: vec![utf8(&tb.known_hosts)],
+        trust_file: utf8(&tb.known_hosts),
+        connect_timeout: std::time::Duration::from_secs(5),
+        ssh_config: Some(utf8(&ssh_config)),
+        host_name: None,
+    };
+    let remote = potato::host::Remote::connect(&target, &opts).expect("the host answers");
+    let (netns, addr) = (h.netns.clone(), h.addr.clone());
+    let vanish = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let dev = String::from_utf8(
+            std::process::Command::new("ip")
+                .args(["-n", &netns, "-o", "-4", "addr", "show"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&format!(" {addr}/")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .expect("the host's interface")
+        .to_string();
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &netns, "addr", "flush", "dev", &dev])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "the address went away");
+    });
+    let out = remote.run_within(
+        "sleep 20; echo still-here",
+        std::time::Duration::from_secs(6),
+    );
+    vanish.join().unwrap();
+    let err = out.expect_err("the machine vanished: the probe fails, it does not answer");
+    assert!(
+        err.to_string().contains("did not end in time"),
+        "the probe gave up at its deadline: {err}"
+    );
+    std::mem::forget(remote); // its session would wait on a peer that is gone
+}

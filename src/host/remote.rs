@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
 
 use crate::inventory::schema::{Backend, Mode};
 use crate::nix::{StorePath, store_path, transfer};
@@ -159,6 +160,12 @@ impl Remote {
     /// exit code. The caller owns what the command does.
     pub fn run(&self, command: &str) -> Result<Output, HostError> {
         Ok(self.session.exec(command)?)
+    }
+
+    /// `run`, failing when the command has not ended `within` (a probe of a
+    /// machine that may vanish mid-command, e.g. while it reboots).
+    pub fn run_within(&self, command: &str, within: Duration) -> Result<Output, HostError> {
+        Ok(self.session.exec_within(command, within)?)
     }
 
     /// `run`, with `stdin` fed to the command (never in an argv); `progress`

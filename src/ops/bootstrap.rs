@@ -949,8 +949,13 @@ impl Run {
         }
         // The installer and the installed system answer with the same key:
         // which one this is tells a reboot that has not happened yet.
+        // A machine that reboots right now can take its address away
+        // mid-command (no FIN): the probe gives up and the wait goes on.
         let out = remote
-            .run("grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system")
+            .run_within(
+                "grep -Eq '^VARIANT_ID=\"?installer' /etc/os-release && echo installer || echo system",
+                Duration::from_secs(10),
+            )
             .ok()?;
         if (out.stdout.trim() == "installer") != installer {
             return None;

@@ -255,6 +255,31 @@ impl Session {
         progress: &mut dyn FnMut(u64),
         limit: usize,
     ) -> Result<Output, SshError> {
+        self.exec_until(command, stdin, progress, limit, None)
+    }
+
+    /// `exec`, giving up when the command has not ended within `within`: for
+    /// a quick probe of a machine that may vanish mid-command (a reboot that
+    /// takes its address away sends no FIN, and a read would wait for TCP to
+    /// give up, many minutes later).
+    pub fn exec_within(&self, command: &str, within: Duration) -> Result<Output, SshError> {
+        self.exec_until(
+            command,
+            None,
+            &mut |_| {},
+            output::DEFAULT_LIMIT,
+            Some(Instant::now() + within),
+        )
+    }
+
+    fn exec_until(
+        &self,
+        command: &str,
+        stdin: Option<&mut dyn Read>,
+        progress: &mut dyn FnMut(u64),
+        limit: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Output, SshError> {
         let err = |what: &str, e: ssh2::Error| SshError::Channel {
             host: self.label.clone(),
             what: what.into(),
@@ -291,7 +316,7 @@ impl Session {
             }
         }
         ch.send_eof().map_err(|e| err("closing stdin", e))?;
-        read_to_end(&self.sess, &mut ch, &mut stdout, &mut stderr).map_err(|e| {
+        read_to_end(&self.sess, &mut ch, &mut stdout, &mut stderr, deadline).map_err(|e| {
             SshError::Channel {
                 host: self.label.clone(),
                 what: "reading output".into(),
@@ -378,16 +403,24 @@ fn drain_available(
     sess.set_blocking(true);
 }
 
-/// Reads stdout and stderr interleaved until the remote closes both.
+/// Reads stdout and stderr interleaved until the remote closes both (or,
+/// with a `deadline`, until it passes: `TimedOut`).
 fn read_to_end(
     sess: &ssh2::Session,
     ch: &mut ssh2::Channel,
     out: &mut Capture,
     err: &mut Capture,
+    deadline: Option<Instant>,
 ) -> std::io::Result<()> {
     sess.set_blocking(false);
     let mut buf = [0u8; 32 * 1024];
     let result = loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break Err(std::io::Error::new(
+                ErrorKind::TimedOut,
+                "the command did not end in time",
+            ));
+        }
         let mut progressed = false;
         match ch.read(&mut buf) {
             Ok(n) => {
