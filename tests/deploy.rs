@@ -140,14 +140,16 @@ fn activation_that_cuts_ssh_is_rolled_back_by_the_watchdog() {
     let res = &r["t0"];
     assert_eq!(res["result"], "rolled-back", "{res}");
     let err = res["error"].as_str().unwrap();
+    // Which side speaks first is a race on a busy machine: the deployer's
+    // confirm attempt times out, or it learns the host already rolled back.
+    // Either way the host's own verdict is quoted.
     assert!(
-        err.contains("could not confirm: no new SSH connection within 3s"),
+        err.contains("could not confirm: no new SSH connection within 3s")
+            || err.starts_with("the host rolled back before the confirmation arrived"),
         "{err}"
     );
     assert!(
-        err.contains(
-            "the host says: rolled back (no confirmation over a new SSH connection within 3s)"
-        ),
+        err.contains("no confirmation over a new SSH connection within 3s"),
         "the host's own verdict: {err}"
     );
     assert!(started.elapsed().as_secs() < 60);
