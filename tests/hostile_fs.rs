@@ -542,15 +542,18 @@ fn a_killed_edit_leaves_no_plaintext_behind_after_the_next_run() {
     let plaintext = std::fs::read_to_string(&scratch).unwrap();
     assert!(!plaintext.is_empty(), "the editor sees the decrypted value");
     assert_private(runtime.path(), &scratch);
-    // SIGKILL: potato gets no chance to wipe the copy.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for _ in 0..100 {
-        if pidfile.exists() {
+    // The scratch copy exists before the editor starts: wait for the editor,
+    // so potato is killed while it edits (a kill before it would leave no
+    // editor pid to read).
+    for _ in 0..400 {
+        if pidfile.exists() && std::fs::metadata(&pidfile).unwrap().len() > 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // SIGKILL: potato gets no chance to wipe the copy.
+    child.kill().unwrap();
+    child.wait().unwrap();
     let editor_pid = std::fs::read_to_string(&pidfile).unwrap();
     let _ = Command::new("kill")
         .args(["-KILL", editor_pid.trim()])
