@@ -443,9 +443,17 @@ impl Bench<'_> {
         if mode == Mode::Direct {
             args.push("--no-substitute");
         }
+        let trace = std::env::var("POTATO_BENCH_TRACE").is_ok();
+        if trace {
+            args.push("-v");
+        }
         let mut cmd = self.dep.wrap(&self.fleet.command(&args));
         let (bytes0, cpu0, t0) = (self.dep.tx_bytes(), children_cpu(), Instant::now());
-        let out = cmd.output().unwrap();
+        let out = if trace {
+            traced(&mut cmd, t0)
+        } else {
+            cmd.output().unwrap()
+        };
         let (wall, cpu, bytes) = (
             t0.elapsed().as_secs_f64(),
             children_cpu() - cpu0,
@@ -517,6 +525,30 @@ impl Bench<'_> {
     }
 }
 
+/// Runs `cmd`, printing each stderr line as it comes with the seconds since
+/// `t0` (POTATO_BENCH_TRACE: where a run's wall time goes).
+fn traced(cmd: &mut Command, t0: Instant) -> Output {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            println!("    {:6.2} {l}", t0.elapsed().as_secs_f64());
+            all.extend_from_slice(l.as_bytes());
+            all.push(b'\n');
+        }
+        all
+    });
+    let mut out = child.wait_with_output().unwrap();
+    out.stderr = lines.join().unwrap();
+    out
+}
+
 /// NAR bytes of a store path's closure in the deployer's store.
 fn closure_bytes(top: &str) -> u64 {
     let out = Command::new("sh")
@@ -546,11 +578,16 @@ fn print_table(rate: &str, rows: &[(Mode, usize, Option<Sample>)]) {
             );
             continue;
         };
-        let one = rows
+        // The ratios are against the same mode's N = 1 (the direct one when
+        // that mode's was not run).
+        let one = [*mode, Mode::Direct]
             .iter()
-            .find(|(m, k, _)| m == mode && *k == 1)
-            .and_then(|r| r.2.as_ref())
-            .unwrap();
+            .find_map(|want| {
+                rows.iter()
+                    .find(|(m, k, _)| m == want && *k == 1)
+                    .and_then(|r| r.2.as_ref())
+            })
+            .unwrap_or(s);
         println!(
             "{n:>2}  {:<7} {:>10.2} {:>11.2} {:>8.2} {:>9.2}x {:>8.2}x",
             mode.name(),
@@ -594,11 +631,23 @@ fn fleet_benchmarks() {
         closure as f64 / 1e6,
         bench.runs
     );
+    // POTATO_BENCH_SIZES / POTATO_BENCH_MODES narrow the runs (comma lists).
+    let sizes: Vec<usize> = std::env::var("POTATO_BENCH_SIZES")
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|_| SIZES.to_vec());
+    let modes: Vec<Mode> = std::env::var("POTATO_BENCH_MODES")
+        .map(|v| {
+            [Mode::Direct, Mode::Cache]
+                .into_iter()
+                .filter(|m| v.split(',').any(|w| w == m.name()))
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![Mode::Direct, Mode::Cache]);
     for rate in rates.split(',') {
         dep.limit_rate((rate != "none").then_some(rate));
         let mut rows = Vec::new();
-        for mode in [Mode::Direct, Mode::Cache] {
-            for n in SIZES {
+        for &mode in &modes {
+            for &n in &sizes {
                 let s = match (mode, &cache) {
                     (Mode::Cache, None) => None,
                     (_, c) => Some(bench.measure(n, mode, c.as_ref())),
