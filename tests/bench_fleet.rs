@@ -268,148 +268,22 @@ fn setup_cache(tb: &mut Testbed, fleet: &Fleet) -> Option<CacheBench> {
     Some(cache_half::setup(tb, fleet))
 }
 
-/// The cache half: the fleet cache double of tests/fleet_cache.rs (see
-/// `nixos_double`), for a cache host that is not itself deployed by the runs.
+/// The cache half: the fleet cache double of tests/common/cache.rs (shared
+/// with tests/fleet_cache.rs), for a cache host that is not itself deployed by
+/// the runs.
 mod cache_half {
     use super::*;
-    use std::collections::BTreeMap;
 
-    use common::cache::{Nginx, host_nix_conf};
-    use common::fleet::host_file;
+    use common::cache::{generated, nixos_double, write_cache_fleet};
 
-    /// The tunnel subnet of the cache double (as tests/fleet_cache.rs: inside the
-    /// testbed range, never a slot's /24).
-    const TUNNEL: &str = "10.213.251";
-
-    /// A WireGuard key's shape (44 characters of base64 for 32 bytes).
-    fn wg_key(i: usize) -> String {
-        format!("benchfleet{i:032}A=")
-    }
-
-    /// What potato generated for the fleet cache (`potato plan <cache host> --json`).
-    struct Generated {
-        port: u16,
-        dir: String,
-        public_key: String,
-        /// consumer -> (its substituter entry, its tunnel address, the cache host's).
-        consumers: BTreeMap<String, (String, String, String)>,
-    }
-
-    /// The fleet as tests/fleet_cache.rs writes it: every host in one tunnel, the
-    /// cache host (t6) its hub with `[fleet.cache]`, the signing key made with
-    /// `potato cache init`.
-    fn write_cache_fleet(tb: &Testbed, fleet: &Fleet) {
-        let cache = &tb.hosts[CACHE_HOST];
-        for (i, h) in tb.hosts.iter().enumerate() {
-            fleet.set_secret(&h.name, "wg0", &wg_key(i));
-            let wg = if i == CACHE_HOST {
-                format!(
-                    "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.1/24\"\nlisten_port = 51820\nendpoint = \"{}.testbed.invalid:51820\"\npublic_key = \"{}\"\n\n[fleet.cache]\n",
-                    h.name,
-                    wg_key(i)
-                )
-            } else {
-                format!(
-                    "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.{}/24\"\npublic_key = \"{}\"\npeers = [\"{}\"]\n",
-                    i + 2,
-                    wg_key(i),
-                    cache.name
-                )
-            };
-            fleet.write_host(&h.name, &host_file(&h.addr, &tb.client_pub, &wg));
-        }
-        fleet.potato(&["cache", "init"]).ok();
-        fleet.potato(&["gen"]).ok();
-    }
-
-    fn generated(fleet: &Fleet, cache_host: &str) -> Generated {
-        let run = fleet.potato(&["plan", cache_host, "--json"]);
-        run.ok();
-        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-        let c = &v["cache"];
-        assert_eq!(c["host"], cache_host, "{c}");
-        let priority = c["priority"].as_u64().unwrap();
-        let consumers = c["consumers"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(name, k)| {
-                let s = |f: &str| k[f].as_str().unwrap().to_string();
-                (
-                    name.clone(),
-                    (
-                        format!("{}?priority={priority}", s("url")),
-                        s("from"),
-                        s("via"),
-                    ),
-                )
-            })
-            .collect();
-        Generated {
-            port: c["port"].as_u64().unwrap() as u16,
-            dir: c["dir"].as_str().unwrap().to_string(),
-            public_key: c["public_key"].as_str().unwrap().to_string(),
-            consumers,
-        }
-    }
-
-    /// TEST DOUBLE of what NixOS makes of the generated configuration, as
-    /// tests/fleet_cache.rs's `nixos_double` (see there): a veth pair per consumer
-    /// carrying the tunnel addresses (the cache's traffic never crosses the
-    /// deployer's link), each consumer's nix.conf with the generated substituter
-    /// and key, and a real nginx serving the generated cache dir (a directory of
-    /// the bench bound over it) on the cache host.
-    fn nixos_double(tb: &mut Testbed, g: &Generated) -> (Nginx, PathBuf) {
-        let work = tb.dir.path().to_path_buf();
-        let (cache_ns, cache_slot) = (
-            tb.hosts[CACHE_HOST].netns.clone(),
-            tb.hosts[CACHE_HOST].slot,
-        );
-        let mut vias = Vec::new();
-        for host in tb.hosts.iter_mut().take(CACHE_HOST) {
-            let (subst, from, via) = g.consumers[&host.name].clone();
-            let (a, b) = (
-                format!("pkb{cache_slot}x{}", host.slot),
-                format!("pkb{}y", host.slot),
-            );
-            sh(&format!(
-                "ip -n {cache_ns} link add {a} type veth peer name {b} netns {ns} \
-                 && ip -n {cache_ns} addr add {via}/32 dev {a} && ip -n {cache_ns} link set {a} up \
-                 && ip -n {cache_ns} route add {from}/32 dev {a} src {via} \
-                 && ip -n {ns} addr add {from}/32 dev {b} && ip -n {ns} link set {b} up \
-                 && ip -n {ns} route add {via}/32 dev {b} src {from}",
-                ns = host.netns
-            ));
-            vias.push(via);
-            let conf = format!(
-                "substituters = {subst}\ntrusted-public-keys = {}\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
-                g.public_key
-            );
-            host_nix_conf(host, &work.join(format!("{}-nix-conf", host.name)), &conf);
-        }
-        vias.sort();
-        vias.dedup();
-        let served = work.join("cache-dir");
-        std::fs::create_dir_all(&served).unwrap();
-        std::fs::create_dir_all(&g.dir).unwrap();
-        tb.hosts[CACHE_HOST].spawn_sshd(&[(served.as_path(), g.dir.as_str())]);
-        let nginx = Nginx::serve_on(
-            &tb.hosts[CACHE_HOST],
-            &served,
-            &work.join("nginx"),
-            &vias,
-            g.port,
-        );
-        (nginx, served)
-    }
-
-    /// The cache half's setup: the fleet rewritten with the cache, the double
-    /// started, and the cache host deployed once (unmeasured) so its signing key
-    /// is in place; its store is emptied again by every run.
+    /// The cache half's setup: the fleet rewritten with the cache (t6 its
+    /// host), the double configured from `potato plan --json` and started, and
+    /// the cache host deployed once (unmeasured) so its signing key is in
+    /// place; its store is emptied again by every run.
     pub fn setup(tb: &mut Testbed, fleet: &Fleet) -> CacheBench {
-        write_cache_fleet(tb, fleet);
+        write_cache_fleet(tb, fleet, CACHE_HOST);
         let g = generated(fleet, &tb.hosts[CACHE_HOST].name);
-        let (nginx, served) = nixos_double(tb, &g);
+        let (nginx, served) = nixos_double(tb, &g, CACHE_HOST);
         let (code, r, stderr) = fleet.deploy(&[&tb.hosts[CACHE_HOST].name, "--no-magic-rollback"]);
         assert_eq!(code, 0, "{stderr}\n{r}");
         CacheBench {

@@ -18,17 +18,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use common::cache::{CacheDir, CacheKey, Nginx, host_nix_conf};
-use common::fleet::{Fleet, host_file};
+use common::cache::{
+    CacheDir, CacheKey, Generated, Nginx, generated, nixos_double, write_cache_fleet,
+};
+use common::fleet::Fleet;
 use common::testbed::{self, TestHost, Testbed};
 
-/// The tunnel subnet the test's host files give (10.213.251.0/24: inside the
-/// testbed range, never a slot's /24, which are 1..=250).
-const TUNNEL: &str = "10.213.251";
 /// Hosts: t0 serves the cache, t1..t6 consume it.
 const HOSTS: usize = 7;
 
@@ -70,138 +68,12 @@ fn closure_bytes(host: &TestHost, path: &str) -> u64 {
         .sum()
 }
 
-/// A WireGuard key's shape (44 characters of base64 for 32 bytes).
-fn wg_key(i: usize) -> String {
-    format!("cachetest{i:033}A=")
-}
-
-/// The fleet: every host in one tunnel (10.213.251.0/24, t0 its hub at .1),
-/// t0 with `[fleet.cache]` and its signing key made by `potato cache init`.
+/// The fleet (see `write_cache_fleet`): t0 serves the cache, the others
+/// consume it.
 fn cache_fleet(tb: &Testbed) -> Fleet {
     let fleet = Fleet::new(tb);
-    for (i, h) in tb.hosts.iter().enumerate() {
-        fleet.set_secret(&h.name, "wg0", &wg_key(100 + i));
-        let wg = if i == 0 {
-            format!(
-                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.1/24\"\nlisten_port = 51820\nendpoint = \"t0.testbed.invalid:51820\"\npublic_key = \"{}\"\n\n[fleet.cache]\n",
-                wg_key(i)
-            )
-        } else {
-            format!(
-                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{TUNNEL}.{}/24\"\npublic_key = \"{}\"\npeers = [\"t0\"]\n",
-                i + 1,
-                wg_key(i)
-            )
-        };
-        // Seven hosts at once on a shared two-core machine: a confirm window
-        // the load cannot outlast (this test is not about confirmation).
-        let text = host_file(&h.addr, &tb.client_pub, &wg)
-            .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"90s\"");
-        fleet.write_host(&h.name, &text);
-    }
-    fleet.potato(&["cache", "init"]).ok();
-    fleet.potato(&["gen"]).ok();
+    write_cache_fleet(tb, &fleet, 0);
     fleet
-}
-
-/// What potato generated for the fleet cache (`potato plan t0 --json`).
-struct Generated {
-    port: u16,
-    dir: String,
-    key_path: String,
-    public_key: String,
-    /// consumer → (substituter entry for its nix.conf, its own tunnel
-    /// address, the cache host's tunnel address it reaches).
-    consumers: BTreeMap<String, (String, String, String)>,
-}
-
-fn generated(fleet: &Fleet) -> Generated {
-    let run = fleet.potato(&["plan", "t0", "--json"]);
-    run.ok();
-    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let c = &v["cache"];
-    assert_eq!(c["host"], "t0", "{c}");
-    let priority = c["priority"].as_u64().unwrap();
-    let consumers = c["consumers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(name, k)| {
-            (
-                name.clone(),
-                (
-                    format!("{}?priority={priority}", k["url"].as_str().unwrap()),
-                    k["from"].as_str().unwrap().to_string(),
-                    k["via"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
-    Generated {
-        port: c["port"].as_u64().unwrap() as u16,
-        dir: c["dir"].as_str().unwrap().to_string(),
-        key_path: c["key_path"].as_str().unwrap().to_string(),
-        public_key: c["public_key"].as_str().unwrap().to_string(),
-        consumers,
-    }
-}
-
-/// TEST DOUBLE of what NixOS makes of the generated configuration:
-/// - the tunnel: a veth pair from the cache host to each consumer carrying
-///   the two tunnel addresses (`from`, `via`), created inside the two
-///   namespaces (removed with them);
-/// - each consumer's nix.conf: the generated substituter and trusted key;
-/// - the cache host: the generated cache dir (a directory of the test bound
-///   over it in the host's mount namespace), served by a real nginx on the
-///   generated port and tunnel addresses.
-///
-/// The narinfo caches' TTLs are zero because every testbed host shares the
-/// machine's root home (~/.cache/nix), which real hosts do not.
-fn nixos_double(tb: &mut Testbed, g: &Generated, work: &std::path::Path) -> (Nginx, PathBuf) {
-    let cache_ns = tb.hosts[0].netns.clone();
-    let cache_slot = tb.hosts[0].slot;
-    let mut vias = Vec::new();
-    for host in tb.hosts.iter_mut().skip(1) {
-        let (subst, from, via) = g.consumers[&host.name].clone();
-        let (a, b) = (
-            format!("pkc{cache_slot}x{}", host.slot),
-            format!("pkc{}y", host.slot),
-        );
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "ip -n {cache_ns} link add {a} type veth peer name {b} netns {ns} \
-                 && ip -n {cache_ns} addr add {via}/32 dev {a} && ip -n {cache_ns} link set {a} up \
-                 && ip -n {cache_ns} route add {from}/32 dev {a} src {via} \
-                 && ip -n {ns} addr add {from}/32 dev {b} && ip -n {ns} link set {b} up \
-                 && ip -n {ns} route add {via}/32 dev {b} src {from}",
-                ns = host.netns
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "the tunnel double: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        vias.push(via);
-        let conf = format!(
-            "substituters = {subst}\ntrusted-public-keys = {}\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
-            g.public_key
-        );
-        let dir = work.join(format!("{}-nix-conf", host.name));
-        host_nix_conf(host, &dir, &conf);
-    }
-    vias.sort();
-    vias.dedup();
-    // The generated cache dir, per test: the mount point exists on the
-    // machine (an empty directory), the contents in the test's own dir.
-    let served = work.join("cache-dir");
-    std::fs::create_dir_all(&served).unwrap();
-    std::fs::create_dir_all(&g.dir).unwrap();
-    tb.hosts[0].spawn_sshd(&[(served.as_path(), g.dir.as_str())]);
-    let nginx = Nginx::serve_on(&tb.hosts[0], &served, &work.join("nginx"), &vias, g.port);
-    (nginx, served)
 }
 
 #[test]
@@ -212,9 +84,9 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
     let mut tb = Testbed::new(HOSTS);
     let work = tb.dir.path().to_path_buf();
     let fleet = cache_fleet(&tb);
-    let g = generated(&fleet);
+    let g = generated(&fleet, "t0");
     assert_eq!(g.consumers.len(), HOSTS - 1, "every other host consumes");
-    let (nginx, served) = nixos_double(&mut tb, &g, &work);
+    let (nginx, served) = nixos_double(&mut tb, &g, 0);
     let all: Vec<String> = tb.hosts.iter().map(|h| h.name.clone()).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
 
@@ -253,7 +125,7 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
         if i == 0 {
             continue;
         }
-        let from = &g.consumers[&host.name].1;
+        let from = &g.consumers[&host.name].from;
         let served_to = nginx.nars_served_to(from);
         let fetched = res["paths_fetched"].as_u64().unwrap() as usize;
         assert_eq!(
@@ -353,7 +225,7 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
     let dir = CacheDir::new(served.clone());
     dir.add(&[&payload[0]], None);
     dir.add(&[&payload[1]], Some(&other));
-    let served_before = nginx.nars_served_to(&g.consumers["t1"].1).len();
+    let served_before = nginx.nars_served_to(&g.consumers["t1"].from).len();
     let (code, r, stderr) = fleet.deploy(&["t1"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t1"];
@@ -364,7 +236,7 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
     // no path before its references are valid): their NARs were never
     // served, and the host holds no copy signed by the other key.
     let nars: Vec<String> = nginx
-        .nars_served_to(&g.consumers["t1"].1)
+        .nars_served_to(&g.consumers["t1"].from)
         .into_iter()
         .map(|(u, _)| u)
         .collect();
@@ -537,10 +409,9 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
         return;
     }
     let mut tb = Testbed::new(3);
-    let work = tb.dir.path().to_path_buf();
     let fleet = cache_fleet(&tb);
-    let g = generated(&fleet);
-    let (_nginx, served) = nixos_double(&mut tb, &g, &work);
+    let g = generated(&fleet, "t0");
+    let (_nginx, served) = nixos_double(&mut tb, &g, 0);
     fleet.steer(&format!(
         "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
         unique_salt("nokey")
@@ -585,4 +456,139 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
     assert!(tb.hosts[0].activations().is_empty());
     assert_eq!(tb.hosts[0].current_generation(), None);
     assert!(!served.join("nix-cache-info").exists());
+}
+
+/// A working fleet cache to break: t0 serves it, t1..t3 consume it, the
+/// double started from what potato generated, and t0 deployed once (alone:
+/// no cache step) so its signing key is in place.
+fn working_cache(tb: &mut Testbed) -> (Fleet, Generated, Nginx) {
+    let fleet = cache_fleet(tb);
+    let g = generated(&fleet, "t0");
+    let (nginx, _served) = nixos_double(tb, &g, 0);
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
+        unique_salt("cache-host")
+    ));
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(r["t0"]["result"], "deployed", "{r}");
+    (fleet, g, nginx)
+}
+
+/// `potato deploy t1 t2 t3 --json` of a new payload, checked: it succeeds,
+/// every consumer is deployed and runs the system potato reports, none
+/// fetched a path and each was pushed its closure (payload, system and its
+/// files). Returns stderr and the document.
+fn consumers_deploy_directly(
+    fleet: &Fleet,
+    tb: &Testbed,
+    what: &str,
+) -> (String, serde_json::Value) {
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
+        unique_salt(what)
+    ));
+    let run = fleet.potato(&["deploy", "t1", "t2", "t3", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let doc = run.one_json_document();
+    let hosts = doc["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{doc}");
+    for h in hosts {
+        let name = h["host"].as_str().unwrap();
+        let host = tb.hosts.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(h["result"], "deployed", "{h}");
+        assert_eq!(host.current_system(), h["store_path"].as_str().unwrap());
+        assert_eq!(h["paths_fetched"], 0, "{h}");
+        assert!(
+            h["paths_pushed"].as_u64().unwrap() >= 3,
+            "pushed directly: {h}"
+        );
+    }
+    (run.stderr, doc)
+}
+
+/// The deploy's warning lines (any line saying "warning").
+fn warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.to_lowercase().contains("warning"))
+        .collect()
+}
+
+#[test]
+fn a_cache_host_whose_sshd_is_down_is_skipped_with_one_warning_and_the_consumers_are_pushed_directly()
+ {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(4);
+    let (fleet, g, nginx) = working_cache(&mut tb);
+    tb.hosts[0].stop_sshd();
+    let (stderr, doc) = consumers_deploy_directly(&fleet, &tb, "sshd-down");
+    let warnings = warnings(&stderr);
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    let reason = format!("cannot connect to {}:22", tb.hosts[0].addr);
+    assert!(
+        warnings[0].contains("the fleet cache on t0 cannot be used")
+            && warnings[0].contains(&reason)
+            && warnings[0].contains("refused"),
+        "{}",
+        warnings[0]
+    );
+    let cache = &doc["cache"];
+    assert_eq!(cache["host"], "t0", "{doc}");
+    let error = cache["error"].as_str().unwrap_or_else(|| panic!("{doc}"));
+    assert!(error.contains(&reason), "{error}");
+    assert_eq!(cache["paths_published"], 0, "{cache}");
+    // No consumer asked the cache for a NAR (it holds none of these paths).
+    for c in g.consumers.values() {
+        assert!(nginx.nars_served_to(&c.from).is_empty());
+    }
+}
+
+#[test]
+fn a_cache_whose_web_server_is_down_leaves_the_consumers_to_direct_pushes() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(4);
+    let (fleet, g, nginx) = working_cache(&mut tb);
+    // The cache host answers SSH (the cache step publishes) but nothing
+    // listens on the cache's port any more: every consumer's connection is
+    // refused. Nix skips a substituter whose nix-cache-info it cannot get,
+    // or fails the dry run when it knew the cache already (its narinfo disk
+    // cache); either way nothing is fetched, and potato pushes the rest.
+    drop(nginx);
+    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-down");
+    let cache = &doc["cache"];
+    assert!(cache["error"].is_null(), "{cache}");
+    assert!(cache["paths_published"].as_u64().unwrap() >= 3, "{cache}");
+    for c in g.consumers.values() {
+        let refused = tb.hosts[1].sh(&format!(
+            "curl -sS -o /dev/null http://{}:{}/nix-cache-info",
+            c.via, g.port
+        ));
+        assert!(!refused.status.success(), "the cache still answers");
+    }
+}
+
+#[test]
+fn a_hung_cache_web_server_costs_the_consumers_a_bounded_wait_then_direct_pushes() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(4);
+    let (fleet, g, nginx) = working_cache(&mut tb);
+    // nginx frozen: the consumers' connections are accepted by the kernel and
+    // never answered. Nix waits `stalled-download-timeout` per attempt (5
+    // attempts): at Nix's default of 300 s this deploy would wait 25 minutes
+    // per consumer; the generated nix.settings bound it (the double's
+    // nix.conf carries them, `nixos_double`).
+    nginx.freeze();
+    assert!(
+        g.stalled_download_timeout < 300,
+        "the consumers keep Nix's 300 s stall timeout"
+    );
+    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung");
+    assert!(doc["cache"]["error"].is_null(), "{doc}");
 }

@@ -58,6 +58,19 @@ pub const CACHE_DIR: &str = "/var/lib/potato/cache";
 pub const CACHE_INFO: &str = "StoreDir: /nix/store";
 /// The public key in the repository.
 pub const PUBLIC_KEY_FILE: &str = "secrets/fleet-cache.pub";
+/// Nix's `connect-timeout` on every consumer (seconds, a `mkDefault`): an
+/// unreachable cache (its host down, the tunnel dropping packets) costs
+/// seconds per attempt, not curl's default five minutes.
+pub const CONNECT_TIMEOUT: u32 = 5;
+/// Nix's `stalled-download-timeout` on every consumer (seconds, a
+/// `mkDefault`; Nix's default is 300): a cache that accepts connections but
+/// sends nothing (a hung web server) fails a download after this long. Nix
+/// tries a download `download-attempts` (5) times, so such a cache costs a
+/// consumer's substitution about 5 × this, not 25 minutes.
+/// https://nixos.org/manual/nix/stable/command-ref/conf-file#conf-stalled-download-timeout
+/// (15 s is what fedimint's CI settled on for a flaky cache:
+/// https://github.com/fedimint/fedimint/pull/4468).
+pub const STALLED_DOWNLOAD_TIMEOUT: u32 = 15;
 
 /// The fleet's binary cache as every host's plan carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -77,6 +90,11 @@ pub struct FleetCache {
     pub public_key: String,
     /// Nix's substituter priority.
     pub priority: u32,
+    /// Nix's `connect-timeout` on the consumers (`CONNECT_TIMEOUT`).
+    pub connect_timeout: u32,
+    /// Nix's `stalled-download-timeout` on the consumers
+    /// (`STALLED_DOWNLOAD_TIMEOUT`).
+    pub stalled_download_timeout: u32,
     /// Every other host of the fleet, by name: how it reaches the cache.
     pub consumers: BTreeMap<String, Consumer>,
 }
@@ -104,6 +122,8 @@ impl FleetCache {
             dir: CACHE_DIR.to_string(),
             public_key: String::new(),
             priority,
+            connect_timeout: CONNECT_TIMEOUT,
+            stalled_download_timeout: STALLED_DOWNLOAD_TIMEOUT,
             consumers: BTreeMap::new(),
         }
     }

@@ -356,6 +356,8 @@ fn cache_context(plan: &HostPlan) -> Result<Option<Value>, Refused> {
         json!({
             "substituters": [url],
             "trusted_public_keys": [c.public_key],
+            "connect_timeout": c.connect_timeout,
+            "stalled_download_timeout": c.stalled_download_timeout,
         })
     });
     // The directory, and a nix-cache-info in it until the first publish

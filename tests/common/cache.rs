@@ -5,14 +5,21 @@
 //! test host's network namespace, whose access log says what each host fetched.
 //! And a host-specific nix.conf for a testbed host (substituters, keys,
 //! extra-platforms). Everything started here is stopped on drop, by pid.
+//!
+//! The fleet cache double (`write_cache_fleet`, `generated`, `nixos_double`):
+//! a testbed fleet with `[fleet.cache]` on one host, and what NixOS would make
+//! of potato's generated configuration on every host, set up from `potato plan
+//! --json` (tests/fleet_cache.rs, tests/bench_fleet.rs).
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::testbed::TestHost;
+use super::fleet::{Fleet, host_file};
+use super::testbed::{TestHost, Testbed};
 
 /// A signing key pair in Nix's format ("name:base64").
 pub struct CacheKey {
@@ -151,6 +158,18 @@ impl Nginx {
         Nginx { child, log, port }
     }
 
+    /// Freezes the server (SIGSTOP): its sockets still accept connections
+    /// (the kernel completes them) but nothing is ever answered, as a hung
+    /// web server. Drop still stops it (SIGKILL ends a stopped process).
+    pub fn freeze(&self) {
+        let ok = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "SIGSTOP to nginx");
+    }
+
     /// (uri, bytes) of every NAR the server delivered (status 200) to a
     /// client at `addr`.
     pub fn nars_served_to(&self, addr: &str) -> Vec<(String, u64)> {
@@ -211,4 +230,202 @@ pub fn host_nix_conf(host: &mut TestHost, dir: &Path, extra: &str) {
     let base = std::fs::read_to_string(format!("{suite}/nix.conf")).unwrap();
     std::fs::write(dir.join("nix.conf"), format!("{base}\n{extra}\n")).unwrap();
     host.spawn_sshd(&[(dir, suite.as_str())]);
+}
+
+/// The tunnel subnet the cache fleet's host files give (10.213.251.0/24:
+/// inside the testbed range, never a slot's /24, which are 1..=250).
+pub const CACHE_TUNNEL: &str = "10.213.251";
+
+/// A WireGuard key's shape (44 characters of base64 for 32 bytes).
+pub fn wg_key(i: usize) -> String {
+    format!("cachetest{i:033}A=")
+}
+
+/// Writes the cache fleet: every testbed host in one tunnel
+/// (`CACHE_TUNNEL`.0/24), host `cache` its hub at .1 with `[fleet.cache]`,
+/// host i at .(i+2) with the hub as its peer; the signing key made by `potato
+/// cache init`; then `potato gen`.
+pub fn write_cache_fleet(tb: &Testbed, fleet: &Fleet, cache: usize) {
+    let hub = &tb.hosts[cache];
+    for (i, h) in tb.hosts.iter().enumerate() {
+        fleet.set_secret(&h.name, "wg0", &wg_key(100 + i));
+        let wg = if i == cache {
+            format!(
+                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{CACHE_TUNNEL}.1/24\"\nlisten_port = 51820\nendpoint = \"{}.testbed.invalid:51820\"\npublic_key = \"{}\"\n\n[fleet.cache]\n",
+                h.name,
+                wg_key(i)
+            )
+        } else {
+            format!(
+                "\n[wireguard.wg0]\nprivate_key = \"secret:wg0\"\naddress = \"{CACHE_TUNNEL}.{}/24\"\npublic_key = \"{}\"\npeers = [\"{}\"]\n",
+                i + 2,
+                wg_key(i),
+                hub.name
+            )
+        };
+        // Several hosts at once on a shared two-core machine: a confirm
+        // window the load cannot outlast (the cache is not about confirmation).
+        let text = host_file(&h.addr, &tb.client_pub, &wg)
+            .replace("confirm_timeout = \"10s\"", "confirm_timeout = \"90s\"");
+        fleet.write_host(&h.name, &text);
+    }
+    fleet.potato(&["cache", "init"]).ok();
+    fleet.potato(&["gen"]).ok();
+}
+
+/// What potato generated for the fleet cache (`potato plan <cache host>
+/// --json`'s `cache`).
+pub struct Generated {
+    pub host: String,
+    pub port: u16,
+    pub dir: String,
+    pub key_path: String,
+    pub public_key: String,
+    /// Nix's `connect-timeout` and `stalled-download-timeout` (seconds) the
+    /// consumers' generated nix.settings carry.
+    pub connect_timeout: u64,
+    pub stalled_download_timeout: u64,
+    /// Each consumer, by name.
+    pub consumers: BTreeMap<String, CacheConsumer>,
+}
+
+/// How one consumer reaches the cache, as generated.
+#[derive(Clone)]
+pub struct CacheConsumer {
+    /// The substituter entry of its nix.conf ("<url>?priority=<p>").
+    pub substituter: String,
+    /// Its own tunnel address.
+    pub from: String,
+    /// The cache host's tunnel address it reaches.
+    pub via: String,
+}
+
+/// Reads `potato plan <cache_host> --json`'s `cache`.
+pub fn generated(fleet: &Fleet, cache_host: &str) -> Generated {
+    let run = fleet.potato(&["plan", cache_host, "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let c = &v["cache"];
+    assert_eq!(c["host"], cache_host, "{c}");
+    let priority = c["priority"].as_u64().unwrap();
+    let consumers = c["consumers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, k)| {
+            let s = |f: &str| k[f].as_str().unwrap().to_string();
+            let consumer = CacheConsumer {
+                substituter: format!("{}?priority={priority}", s("url")),
+                from: s("from"),
+                via: s("via"),
+            };
+            (name.clone(), consumer)
+        })
+        .collect();
+    let s = |f: &str| c[f].as_str().unwrap().to_string();
+    Generated {
+        host: cache_host.to_string(),
+        port: c["port"].as_u64().unwrap() as u16,
+        dir: s("dir"),
+        key_path: s("key_path"),
+        public_key: s("public_key"),
+        connect_timeout: c["connect_timeout"].as_u64().unwrap(),
+        stalled_download_timeout: c["stalled_download_timeout"].as_u64().unwrap(),
+        consumers,
+    }
+}
+
+/// TEST DOUBLE of what NixOS makes of the generated configuration (`g`),
+/// host `cache` serving the cache:
+/// - the tunnel: a veth pair from the cache host to each consumer carrying
+///   the two tunnel addresses (`from`, `via`), created inside the two
+///   namespaces (removed with them): the cache's traffic never crosses the
+///   deployer's links, as a real tunnel between two hosts of a LAN would not;
+/// - each consumer's nix.conf: the generated substituter, trusted key and
+///   timeouts (they override the suite's `connect-timeout`: later lines win);
+/// - the cache host: the generated cache dir (a directory of the test bound
+///   over it in the host's mount namespace), served by a real nginx on the
+///   generated port and tunnel addresses.
+///
+/// The narinfo caches' TTLs are zero because every testbed host shares the
+/// machine's root home (~/.cache/nix), which real hosts do not. Returns the
+/// web server and the served directory.
+pub fn nixos_double(tb: &mut Testbed, g: &Generated, cache: usize) -> (Nginx, PathBuf) {
+    let work = tb.dir.path().to_path_buf();
+    let (cache_ns, cache_slot) = (tb.hosts[cache].netns.clone(), tb.hosts[cache].slot);
+    let mut vias = Vec::new();
+    for (i, host) in tb.hosts.iter_mut().enumerate() {
+        if i == cache {
+            continue;
+        }
+        let c = g.consumers[&host.name].clone();
+        let (a, b) = (
+            format!("pkc{cache_slot}x{}", host.slot),
+            format!("pkc{}y", host.slot),
+        );
+        let (from, via) = (&c.from, &c.via);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ip -n {cache_ns} link add {a} type veth peer name {b} netns {ns} \
+                 && ip -n {cache_ns} addr add {via}/32 dev {a} && ip -n {cache_ns} link set {a} up \
+                 && ip -n {cache_ns} route add {from}/32 dev {a} src {via} \
+                 && ip -n {ns} addr add {from}/32 dev {b} && ip -n {ns} link set {b} up \
+                 && ip -n {ns} route add {via}/32 dev {b} src {from}",
+                ns = host.netns
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the tunnel double: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        vias.push(c.via.clone());
+        let conf = format!(
+            "substituters = {}\ntrusted-public-keys = {}\nconnect-timeout = {}\nstalled-download-timeout = {}\n\
+             narinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
+            c.substituter, g.public_key, g.connect_timeout, g.stalled_download_timeout
+        );
+        let conf_dir = work.join(format!("{}-nix-conf", host.name));
+        host_nix_conf(host, &conf_dir, &conf);
+        // What Nix makes of that nix.conf (the suite's lines, then these):
+        // the generated timeouts must be the ones in force.
+        let shown = Command::new("nix")
+            .args([
+                "--extra-experimental-features",
+                "nix-command",
+                "show-config",
+            ])
+            .env("NIX_CONF_DIR", &conf_dir)
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&shown.stdout);
+        for want in [
+            format!("connect-timeout = {}", g.connect_timeout),
+            format!("stalled-download-timeout = {}", g.stalled_download_timeout),
+        ] {
+            assert!(
+                shown.lines().any(|l| l == want),
+                "{}'s Nix does not apply {want}",
+                host.name
+            );
+        }
+    }
+    vias.sort();
+    vias.dedup();
+    // The generated cache dir, per test: the mount point exists on the
+    // machine (an empty directory), the contents in the test's own dir.
+    let served = work.join("cache-dir");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::create_dir_all(&g.dir).unwrap();
+    tb.hosts[cache].spawn_sshd(&[(served.as_path(), g.dir.as_str())]);
+    let nginx = Nginx::serve_on(
+        &tb.hosts[cache],
+        &served,
+        &work.join("nginx"),
+        &vias,
+        g.port,
+    );
+    (nginx, served)
 }

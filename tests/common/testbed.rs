@@ -363,7 +363,9 @@ impl TestHost {
         self.spawn_sshd(&[]);
     }
 
-    fn stop_sshd(&mut self) {
+    /// Stops this host's sshd (a host whose SSH server is down: connections
+    /// are refused); `spawn_sshd` starts it again.
+    pub fn stop_sshd(&mut self) {
         if let Some(mut c) = self.sshd.take() {
             let _ = c.kill();
             let _ = c.wait();
