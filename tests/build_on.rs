@@ -214,8 +214,9 @@ fn potato_build_on_target_builds_there_and_not_here() {
         "--json",
     ]);
     run.ok();
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    let top = v["t0"].as_str().unwrap();
+    let v = run.one_json_document();
+    assert_eq!(v["t0"]["build"]["on"], "target", "{v}");
+    let top = v["t0"]["store_path"].as_str().unwrap();
     tb.host(0)
         .sh_ok(&format!("nix-store --check-validity {top}"));
     assert!(!on_deployer(top));
@@ -366,6 +367,17 @@ fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
     )
 }
 
+/// `potato ARGS` with the deployer's Nix configured by `conf`.
+fn potato_with_conf(fleet: &Fleet, conf: &std::path::Path, args: &[&str]) -> common::Run {
+    common::Run::from(
+        fleet
+            .command(args)
+            .env("NIX_CONF_DIR", conf)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// `potato deploy ARGS --json` with the deployer's Nix configured by `conf`:
 /// (exit code, hosts by name, stderr).
 fn deploy_with_conf(
@@ -376,13 +388,7 @@ fn deploy_with_conf(
     let mut all = vec!["deploy"];
     all.extend_from_slice(args);
     all.push("--json");
-    let run = common::Run::from(
-        fleet
-            .command(&all)
-            .env("NIX_CONF_DIR", conf)
-            .output()
-            .unwrap(),
-    );
+    let run = potato_with_conf(fleet, conf, &all);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
     let mut by_host = serde_json::Map::new();
@@ -425,14 +431,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
 
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
     let to_builder = tx_bytes(builder);
-    let check = common::Run::from(
-        fleet
-            .command(&["check"])
-            .env("NIX_CONF_DIR", &conf)
-            .output()
-            .unwrap(),
-    );
-    check.ok();
+    potato_with_conf(&fleet, &conf, &["check"]).ok();
 
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -546,4 +545,85 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         !on_deployer(top),
         "{top} must not be in the deployer's store"
     );
+}
+
+#[test]
+fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
+    if !testbed::require() {
+        return;
+    }
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    let (target, builder) = (tb.host(0), tb.host(1));
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 500000; salt = \"{}\"; }};",
+        unique_salt()
+    ));
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let uri = format!("ssh-ng://root@{}", builder.addr);
+    // No --identity: building on a builder does not reach the target.
+    let build = ["build", "t0", "--build-on", builder.addr.as_str()];
+    let json = [&build[..], &["--json"]].concat();
+
+    let run = potato_with_conf(&fleet, &conf, &json);
+    run.ok();
+    let v = run.one_json_document();
+    let t0 = &v["t0"];
+    assert_eq!(t0["build"]["on"], uri, "{v}");
+    let built = common::strs(&t0["build"]["built"]);
+    assert!(built.contains(&"nixos-system-t0"), "{built:?}");
+    assert!(built.iter().any(|b| b.starts_with("payload-")), "{built:?}");
+    assert!(
+        t0["build"]["derivation_paths_sent"].as_u64().unwrap() >= 3,
+        "{v}"
+    );
+    let top = t0["store_path"].as_str().unwrap().to_string();
+
+    // The builder's store holds the system and its payload; the deployer's
+    // holds neither, and the target is not sent anything by a build.
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert!(
+        !on_deployer(&top),
+        "{top} must not be in the deployer's store"
+    );
+    let payload = builder.sh_ok(&format!("cat {top}/etc/payload"));
+    assert!(!payload.trim().is_empty());
+    for p in payload.lines().filter(|l| !l.is_empty()) {
+        assert!(!on_deployer(p), "{p} must not be in the deployer's store");
+    }
+    assert!(
+        !target
+            .sh(&format!("nix-store --check-validity {top}"))
+            .status
+            .success(),
+        "potato build copies nothing to the target"
+    );
+    assert!(target.activations().is_empty(), "build does not deploy");
+
+    // The plain output names the builder too; built already, nothing is built again.
+    let run = potato_with_conf(&fleet, &conf, &build);
+    run.ok();
+    assert!(
+        run.stdout.contains(&top) && run.stdout.contains(&format!("(built on {uri})")),
+        "{}",
+        run.stdout
+    );
+
+    // A build that fails on the builder: non-zero, with the builder's log tail.
+    fleet.steer("t0 = \"build-fail\";");
+    let run = potato_with_conf(&fleet, &conf, &json);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let v = run.one_json_document();
+    assert_eq!(v["ok"], false, "{v}");
+    let plain = potato_with_conf(&fleet, &conf, &build);
+    assert_eq!(plain.code, 1, "{}", plain.stderr);
+    for text in [v["error"].as_str().unwrap(), plain.stderr.as_str()] {
+        assert!(
+            text.contains(&format!("on {uri} failed"))
+                && text.contains("this system fails to build, as the test asked"),
+            "{text}"
+        );
+    }
 }
