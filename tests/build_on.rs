@@ -36,27 +36,6 @@ fn on_deployer(path: &str) -> bool {
         .success()
 }
 
-/// Bytes the deployer has sent into a testbed host's link so far.
-fn tx_bytes(host: &testbed::TestHost) -> u64 {
-    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A payload no other test builds, so no store has it yet.
-fn unique_salt() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 /// Sum of the NAR sizes of `path`'s closure in a host's store.
 fn closure_bytes(host: &testbed::TestHost, path: &str) -> u64 {
     host.sh_ok(&format!("nix-store -q --size $(nix-store -qR {path})"))
@@ -74,15 +53,12 @@ fn build_on_target_sends_only_derivations_and_the_host_builds_and_activates() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     // 2 × 3 MB of random payload: the output is large, its derivations tiny.
-    fleet.steer(&format!(
-        "payload = {{ count = 2; size = 3000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(2, 3000000);
     set_build_on(&fleet, "t0", "target");
 
-    let before = tx_bytes(host);
+    let before = host.tx_bytes();
     let (code, r, stderr) = fleet.deploy(&["t0"]);
-    let wire = tx_bytes(host) - before;
+    let wire = host.tx_bytes() - before;
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
@@ -169,10 +145,7 @@ fn a_builder_host_builds_and_the_target_receives_the_result() {
     }
     let tb = Testbed::new(2);
     let fleet = Fleet::new(&tb);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     set_build_on(&fleet, "t0", "t1");
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -350,6 +323,16 @@ fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Two testbed hosts, t0 in the fleet and t1 outside it (its host file
+/// removed): a builder only the deployer's nix.conf can name.
+fn fleet_and_a_builder_outside_it() -> (Testbed, Fleet) {
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    (tb, fleet)
+}
+
 /// A `builders` entry for a testbed host as a Nix remote builder (Nix's
 /// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
 /// supported features, mandatory features, base64 of the host's public key).
@@ -403,16 +386,9 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    // The builder is no host of the fleet: only the deployer's nix.conf has it.
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     // build_on names the builder by the host of its URI.
     set_build_on(&fleet, "t0", &builder.addr);
 
@@ -430,7 +406,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     assert!(target.activations().is_empty());
 
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
-    let to_builder = tx_bytes(builder);
+    let to_builder = builder.tx_bytes();
     potato_with_conf(&fleet, &conf, &["check"]).ok();
 
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
@@ -464,7 +440,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     );
     let top = res["store_path"].as_str().unwrap();
     // To the builder went derivations, not the output.
-    let to_builder = tx_bytes(builder) - to_builder;
+    let to_builder = builder.tx_bytes() - to_builder;
     let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
     eprintln!(
         "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
@@ -515,11 +491,8 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
     // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
     // realise a derivation from the command line: potato goes through the
     // daemon protocol on the same machine, key and host key).
@@ -529,10 +502,7 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         &builder.public_key(),
     );
     let conf = deployer_nix_conf(&tb, &line);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 100000);
     set_build_on(&fleet, "t0", &builder.addr);
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -552,15 +522,9 @@ fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 500000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 500000);
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
     let uri = format!("ssh-ng://root@{}", builder.addr);
     // No --identity: building on a builder does not reach the target.
