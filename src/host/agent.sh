@@ -61,6 +61,18 @@ missing)
   # store under $POTATO_STORE_ROOT when set: a machine being installed).
   xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
   ;;
+substitute)
+  # Store paths on stdin (missing here), one per line: Nix fetches what it can
+  # from this host's own substituters (signatures checked against its
+  # trusted-public-keys; --keep-going: a path no substituter has fails alone),
+  # then the paths still not valid are printed, as `missing` does. One round
+  # trip. A "not in this cache" answer Nix remembered from an earlier query is
+  # not trusted (negative TTL 0): the fleet cache may have been filled since.
+  list=$(cat)
+  printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} \
+    --option narinfo-cache-negative-ttl 0 --realise --keep-going >/dev/null 2>&1 || true
+  printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
+  ;;
 serve-write)
   # serve-write [zstd]: nix-store's serve protocol on stdin (zstd-compressed
   # when asked); potato sends cmdAddToStoreNar per path.
@@ -124,9 +136,14 @@ run-activation)
   fi
   ;;
 activation-status)
-  # "running", or "RC AGE": the exit code and how many seconds ago the
-  # activation finished (the watchdog's confirm window runs from then).
+  # activation-status TOKEN [WAIT_SECS]: "running", or "RC AGE": the exit code
+  # and how many seconds ago the activation finished (the watchdog's confirm
+  # window runs from then). With WAIT_SECS, waits up to that long for it to
+  # finish (checked here every 50 ms: one round trip instead of potato's polls).
   rc_file="$STATE/activate-$1.rc"
+  case "${2:-0}" in *[!0-9]*|'') exit 2 ;; esac
+  i=0
+  while [ ! -e "$rc_file" ] && [ "$i" -lt $(( ${2:-0} * 20 )) ]; do sleep 0.05; i=$((i + 1)); done
   if rc=$(cat "$rc_file" 2>/dev/null); then
     echo "$rc $(( $(date +%s) - $(stat -c %Y "$rc_file" 2>/dev/null || date +%s) ))"
   else

@@ -368,6 +368,24 @@ impl Remote {
     /// One round trip: which of `paths` the host lacks. Answers are checked to be
     /// store paths and members of `paths`.
     pub fn missing(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
+        self.ask_paths("missing", "asking which paths are missing", paths)
+    }
+
+    /// One round trip: the host fetches what it can of `paths` (missing
+    /// there) from its own substituters; returns those it still lacks, checked
+    /// as `missing`'s answer.
+    pub fn substitute(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
+        self.ask_paths("substitute", "fetching from the host's substituters", paths)
+    }
+
+    /// Runs the agent's `command` with `paths` on stdin; its answer, a subset
+    /// of `paths`, in their order.
+    fn ask_paths(
+        &self,
+        command: &str,
+        what: &str,
+        paths: &[StorePath],
+    ) -> Result<Vec<StorePath>, HostError> {
         let mut list = String::new();
         for p in paths {
             list.push_str(p.as_str());
@@ -375,11 +393,11 @@ impl Remote {
         }
         self.install_agent()?;
         let out = self.session.exec_with(
-            &format!("{}sh {AGENT} missing", self.store_env()?),
+            &format!("{}sh {AGENT} {command}", self.store_env()?),
             Some(&mut list.as_bytes()),
             &mut |_| {},
         )?;
-        let out = self.check("asking which paths are missing", out)?;
+        let out = self.check(what, out)?;
         let missing =
             store_path::parse_lines(&out.stdout).map_err(|e| HostError::BadPath(e.to_string()))?;
         let asked: std::collections::HashSet<&StorePath> = paths.iter().collect();
@@ -511,7 +529,17 @@ impl Remote {
     /// None while running; when done, its exit code and how long ago it
     /// finished (by the host's clock).
     pub fn activation_status(&self, token: &str) -> Result<Option<Finished>, HostError> {
-        let out = self.agent_read_only(&format!("activation-status {token}"))?;
+        self.activation_status_within(token, 0)
+    }
+
+    /// `activation_status`, the host waiting up to `wait_secs` for the
+    /// activation to finish before it answers.
+    pub fn activation_status_within(
+        &self,
+        token: &str,
+        wait_secs: u64,
+    ) -> Result<Option<Finished>, HostError> {
+        let out = self.agent_read_only(&format!("activation-status {token} {wait_secs}"))?;
         Ok(parse_finished(out.stdout.trim()))
     }
 
