@@ -147,11 +147,39 @@ fn a_builder_host_builds_and_the_target_receives_the_result() {
     let fleet = Fleet::new(&tb);
     fleet.steer_fresh_payload(1, 2000000);
     set_build_on(&fleet, "t0", "t1");
+
+    // `potato build` builds on t1 and leaves the output there: nothing is
+    // sent to the target, nothing lands in the deployer's store.
+    let build = fleet.potato(&[
+        "build",
+        "t0",
+        "--identity",
+        tb.client_key.to_str().unwrap(),
+        "--known-hosts",
+        tb.known_hosts.to_str().unwrap(),
+        "--json",
+    ]);
+    build.ok();
+    let v = build.one_json_document();
+    assert_eq!(v["t0"]["build"]["on"], "t1", "{v}");
+    let built = v["t0"]["store_path"].as_str().unwrap();
+    tb.host(1)
+        .sh_ok(&format!("nix-store --check-validity {built}"));
+    assert!(
+        !tb.host(0)
+            .sh(&format!("nix-store --check-validity {built}"))
+            .status
+            .success(),
+        "potato build sends nothing to the target"
+    );
+    assert!(!on_deployer(built));
+
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
     assert_eq!(res["build"]["on"], "t1", "{res}");
+    assert_eq!(res["store_path"], built, "{res}");
     assert!(
         res["build"]["relayed_paths"].as_u64().unwrap() >= 3,
         "{res}"
