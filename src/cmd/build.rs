@@ -1,5 +1,5 @@
 //! `potato build [HOSTS]`: the selected hosts' systems, one Nix invocation,
-//! store paths printed.
+//! store paths printed (and where each was built, when not here).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +21,8 @@ pub struct Args {
     #[command(flatten)]
     pub nix: NixArgs,
     /// Where to build, overriding the host files' build_on: local, target, or a
-    /// builder (a host file's name or a configured Nix builder).
+    /// builder (a host file's name or a configured Nix builder). A builder
+    /// keeps the output; the target is not contacted.
     #[arg(long, value_name = "local|target|HOST", value_parser = super::deploy::build_on_value)]
     pub build_on: Option<BuildOn>,
     #[command(flatten)]
