@@ -619,3 +619,67 @@ fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
         );
     }
 }
+
+/// The upstream fact `nix::remote_store::realise` rests on (why no GC root
+/// guards a Nix builder's output between its build and the relay): Nix makes
+/// no root through an `ssh-ng://` store, neither `nix-store --realise
+/// --add-root` nor `nix build --out-link` (on neither machine), and the
+/// builder may delete the output right after. Should a Nix version root it,
+/// this fails: then `remote_store::realise` can root the output.
+#[test]
+fn nix_roots_no_output_realised_through_an_ssh_ng_store() {
+    if !testbed::require() {
+        return;
+    }
+    use base64::Engine;
+    let tb = Testbed::new(1);
+    let builder = tb.host(0);
+    let uri = format!(
+        "ssh-ng://root@{}?ssh-key={}&base64-ssh-public-host-key={}",
+        builder.addr,
+        tb.client_key.display(),
+        base64::engine::general_purpose::STANDARD.encode(builder.public_key())
+    );
+    let forms = [
+        "nix-store --store \"$URI\" --realise \"$DRV\" --add-root \"$ROOT\"",
+        "nix --extra-experimental-features nix-command build --store \"$URI\" \"$DRV\" --out-link \"$ROOT\"",
+    ];
+    for (i, realise) in forms.iter().enumerate() {
+        let expr = format!(
+            "derivation {{ name = \"unrooted-{i}\"; system = builtins.currentSystem; \
+             builder = \"/bin/sh\"; args = [ \"-c\" \"echo {} > $out\" ]; }}",
+            common::unique_salt()
+        );
+        let root = tb.dir.path().join(format!("root-{i}"));
+        let script = format!(
+            "set -e; DRV=$(nix-instantiate --expr '{expr}' 2>/dev/null)\n\
+             nix --extra-experimental-features nix-command copy --derivation --to \"$URI\" \"$DRV\"\n\
+             {realise}\n\
+             nix-store --store \"$URI\" -q --outputs \"$DRV\""
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .env("URI", &uri)
+            .env("ROOT", &root)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{realise}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let output = stdout.lines().last().unwrap().trim();
+        builder.sh_ok(&format!("nix-store --check-validity {output}"));
+        // The testbed host sees this machine's file system but its own /nix:
+        // ROOT is the same path on both.
+        assert!(!root.exists(), "{realise}: {} was made", root.display());
+        let auto = builder.sh_ok("ls /nix/var/nix/gcroots/auto 2>/dev/null || true");
+        assert!(auto.trim().is_empty(), "{realise}: roots {auto}");
+        // Unrooted: the builder deletes it (a rooted path is refused).
+        builder.sh_ok(&format!("nix-store --delete {output}"));
+        assert!(
+            !builder
+                .sh(&format!("nix-store --check-validity {output}"))
+                .status
+                .success()
+        );
+    }
+}

@@ -86,8 +86,10 @@ pub fn dry_run(uri: &str, drv: &StorePath, max_jobs: u32) -> Result<DryRun, NixE
 /// output paths Nix printed. Err(Ok(Failed)) when the build failed.
 ///
 /// No GC root is made for the output on the builder, because Nix 2.8 makes
-/// none through a remote store, and this is measured, not assumed: against
-/// the testbed's `ssh-ng://` builder, `nix-store --store URI --realise DRV
+/// none through a remote store, and this is measured, not assumed
+/// (tests/build_on.rs `nix_roots_no_output_realised_through_an_ssh_ng_store`,
+/// which fails should a Nix version root it): against the testbed's
+/// `ssh-ng://` builder, `nix-store --store URI --realise DRV
 /// --add-root PATH` exits 0 and prints the output path, but creates PATH
 /// neither here nor on the builder and no link in the builder's
 /// gcroots/auto; `nix build --store URI DRV --out-link PATH` does the same;
