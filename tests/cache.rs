@@ -33,6 +33,18 @@ fn fleet_with_new_key() -> Repo {
     repo
 }
 
+/// `fleet_with_new_key`, its tunnel addresses moved into the lab's range
+/// (10.99.0.x → 10.213.99.x, in 10.213.0.0/16).
+fn fleet_in_the_lab_range() -> Repo {
+    let repo = fleet_with_new_key();
+    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
+        let rel = format!("hosts/{h}.toml");
+        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
+        repo.write(&rel, &text);
+    }
+    repo
+}
+
 /// Decrypts a repository age file with an identity file (an age key or an
 /// OpenSSH private key): what the admin or a host can read.
 fn decrypt(file: &Path, identity: &Path) -> Option<Vec<u8>> {
@@ -441,13 +453,7 @@ fn the_cache_port_is_open_to_the_consumers_tunnel_addresses_only() {
     if !lab::require() {
         return;
     }
-    // The example fleet moved into the lab's range (10.213.0.0/16).
-    let repo = fleet_with_new_key();
-    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
-        let rel = format!("hosts/{h}.toml");
-        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
-        repo.write(&rel, &text);
-    }
+    let repo = fleet_in_the_lab_range();
     repo.potato(&["gen", "n250"]).ok();
     let ruleset = format!(
         "table inet potato {{\n{}}}\n",
@@ -540,12 +546,7 @@ fn a_consumer_verifies_a_published_path_over_the_generated_cache() {
     {
         return;
     }
-    let repo = fleet_with_new_key();
-    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
-        let rel = format!("hosts/{h}.toml");
-        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
-        repo.write(&rel, &text);
-    }
+    let repo = fleet_in_the_lab_range();
     repo.potato(&["gen"]).ok();
     let settings = eval_generated(&repo, "lepotato", "nix.settings");
     let url = settings["substituters"][0].as_str().unwrap().to_string();

@@ -304,12 +304,13 @@ pub fn unique_salt() -> String {
 }
 
 /// Applies tmpfiles.d `rules` with the real `systemd-tmpfiles --create`
-/// under a new directory `dir`/root (the rules' "/" there); returns it.
+/// under the directory `dir`/root (the rules' "/" there, made if need be);
+/// returns it.
 pub fn systemd_tmpfiles_create(rules: &str, dir: &Path) -> PathBuf {
     let conf = dir.join("tmpfiles.conf");
     std::fs::write(&conf, rules).unwrap();
     let root = dir.join("root");
-    std::fs::create_dir(&root).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
     let out = Command::new("systemd-tmpfiles")
         .arg("--create")
         .arg(format!("--root={}", root.display()))

@@ -278,6 +278,13 @@ impl TestHost {
         ));
     }
 
+    /// Whether `path` is valid in the host's own store.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.sh(&format!("nix-store --check-validity {path}"))
+            .status
+            .success()
+    }
+
     /// Bytes the deployer has sent into the host's link so far (its veth's
     /// transmit counter on the deployer's side).
     pub fn tx_bytes(&self) -> u64 {
