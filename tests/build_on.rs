@@ -49,6 +49,16 @@ fn build_json(tb: &Testbed, fleet: &Fleet, args: &[&str]) -> serde_json::Value {
     run.one_json_document()
 }
 
+/// `err` says the build failed on `on` and quotes the builder's own log:
+/// the line the double's failing derivation prints (`t0 = "build-fail"`).
+fn assert_failed_with_the_builders_log(err: &str, on: &str) {
+    assert!(err.contains(&format!("on {on} failed")), "{err}");
+    assert!(
+        err.contains("this system fails to build, as the test asked"),
+        "the builder's own log is shown: {err}"
+    );
+}
+
 /// Sum of the NAR sizes of `path`'s closure in a host's store.
 fn closure_bytes(host: &testbed::TestHost, path: &str) -> u64 {
     host.sh_ok(&format!("nix-store -q --size $(nix-store -qR {path})"))
@@ -137,11 +147,7 @@ fn a_build_failure_on_the_target_reports_its_log_and_keeps_the_old_generation() 
     let res = &r["t0"];
     assert_eq!(res["result"], "failed", "{res}");
     let err = res["error"].as_str().unwrap();
-    assert!(err.contains("on target failed"), "{err}");
-    assert!(
-        err.contains("this system fails to build, as the test asked"),
-        "the builder's own log is shown: {err}"
-    );
+    assert_failed_with_the_builders_log(err, "target");
     assert_eq!(
         res["phases"].as_array().unwrap().last().unwrap()[0],
         "build"
@@ -492,11 +498,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 1, "{stderr}\n{r}");
     let err = r["t0"]["error"].as_str().unwrap();
-    assert!(
-        err.contains(&format!("on ssh-ng://root@{} failed", builder.addr))
-            && err.contains("this system fails to build, as the test asked"),
-        "{err}"
-    );
+    assert_failed_with_the_builders_log(err, &format!("ssh-ng://root@{}", builder.addr));
     assert_eq!(target.current_system(), top);
     assert_eq!(target.activations().len(), 1, "nothing more was activated");
 }
@@ -596,11 +598,7 @@ fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
     let plain = potato_with_conf(&fleet, &conf, &build);
     assert_eq!(plain.code, 1, "{}", plain.stderr);
     for text in [v["error"].as_str().unwrap(), plain.stderr.as_str()] {
-        assert!(
-            text.contains(&format!("on {uri} failed"))
-                && text.contains("this system fails to build, as the test asked"),
-            "{text}"
-        );
+        assert_failed_with_the_builders_log(text, &uri);
     }
 }
 
