@@ -123,11 +123,19 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
 /// The fleet cache's line under the table: what went to the cache host once.
 fn cache_line(c: &crate::deploy::cache::CacheReport) -> String {
     format!(
-        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}{}",
         c.host,
         mb(c.bytes_pushed),
         c.paths_pushed,
         c.paths_published,
+        if c.paths_replaced > 0 {
+            format!(
+                " ({} replacing unsigned or wrongly signed ones)",
+                c.paths_replaced
+            )
+        } else {
+            String::new()
+        },
         if c.error.is_some() {
             " (not used: the hosts were pushed to directly)"
         } else {
