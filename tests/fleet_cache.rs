@@ -205,7 +205,7 @@ fn nixos_double(tb: &mut Testbed, g: &Generated, work: &std::path::Path) -> (Ngi
 }
 
 #[test]
-fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
+fn seven_hosts_cost_the_deployer_one_closure_and_a_poisoned_cache_heals() {
     if !required() {
         return;
     }
