@@ -36,27 +36,6 @@ fn on_deployer(path: &str) -> bool {
         .success()
 }
 
-/// Bytes the deployer has sent into a testbed host's link so far.
-fn tx_bytes(host: &testbed::TestHost) -> u64 {
-    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A payload no other test builds, so no store has it yet.
-fn unique_salt() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 /// Sum of the NAR sizes of `path`'s closure in a host's store.
 fn closure_bytes(host: &testbed::TestHost, path: &str) -> u64 {
     host.sh_ok(&format!("nix-store -q --size $(nix-store -qR {path})"))
@@ -74,15 +53,12 @@ fn build_on_target_sends_only_derivations_and_the_host_builds_and_activates() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     // 2 × 3 MB of random payload: the output is large, its derivations tiny.
-    fleet.steer(&format!(
-        "payload = {{ count = 2; size = 3000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(2, 3000000);
     set_build_on(&fleet, "t0", "target");
 
-    let before = tx_bytes(host);
+    let before = host.tx_bytes();
     let (code, r, stderr) = fleet.deploy(&["t0"]);
-    let wire = tx_bytes(host) - before;
+    let wire = host.tx_bytes() - before;
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
@@ -169,16 +145,41 @@ fn a_builder_host_builds_and_the_target_receives_the_result() {
     }
     let tb = Testbed::new(2);
     let fleet = Fleet::new(&tb);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     set_build_on(&fleet, "t0", "t1");
+
+    // `potato build` builds on t1 and leaves the output there: nothing is
+    // sent to the target, nothing lands in the deployer's store.
+    let build = fleet.potato(&[
+        "build",
+        "t0",
+        "--identity",
+        tb.client_key.to_str().unwrap(),
+        "--known-hosts",
+        tb.known_hosts.to_str().unwrap(),
+        "--json",
+    ]);
+    build.ok();
+    let v = build.one_json_document();
+    assert_eq!(v["t0"]["build"]["on"], "t1", "{v}");
+    let built = v["t0"]["store_path"].as_str().unwrap();
+    tb.host(1)
+        .sh_ok(&format!("nix-store --check-validity {built}"));
+    assert!(
+        !tb.host(0)
+            .sh(&format!("nix-store --check-validity {built}"))
+            .status
+            .success(),
+        "potato build sends nothing to the target"
+    );
+    assert!(!on_deployer(built));
+
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
     assert_eq!(res["build"]["on"], "t1", "{res}");
+    assert_eq!(res["store_path"], built, "{res}");
     assert!(
         res["build"]["relayed_paths"].as_u64().unwrap() >= 3,
         "{res}"
@@ -214,8 +215,9 @@ fn potato_build_on_target_builds_there_and_not_here() {
         "--json",
     ]);
     run.ok();
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    let top = v["t0"].as_str().unwrap();
+    let v = run.one_json_document();
+    assert_eq!(v["t0"]["build"]["on"], "target", "{v}");
+    let top = v["t0"]["store_path"].as_str().unwrap();
     tb.host(0)
         .sh_ok(&format!("nix-store --check-validity {top}"));
     assert!(!on_deployer(top));
@@ -349,6 +351,16 @@ fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Two testbed hosts, t0 in the fleet and t1 outside it (its host file
+/// removed): a builder only the deployer's nix.conf can name.
+fn fleet_and_a_builder_outside_it() -> (Testbed, Fleet) {
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    (tb, fleet)
+}
+
 /// A `builders` entry for a testbed host as a Nix remote builder (Nix's
 /// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
 /// supported features, mandatory features, base64 of the host's public key).
@@ -366,6 +378,17 @@ fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
     )
 }
 
+/// `potato ARGS` with the deployer's Nix configured by `conf`.
+fn potato_with_conf(fleet: &Fleet, conf: &std::path::Path, args: &[&str]) -> common::Run {
+    common::Run::from(
+        fleet
+            .command(args)
+            .env("NIX_CONF_DIR", conf)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// `potato deploy ARGS --json` with the deployer's Nix configured by `conf`:
 /// (exit code, hosts by name, stderr).
 fn deploy_with_conf(
@@ -376,13 +399,7 @@ fn deploy_with_conf(
     let mut all = vec!["deploy"];
     all.extend_from_slice(args);
     all.push("--json");
-    let run = common::Run::from(
-        fleet
-            .command(&all)
-            .env("NIX_CONF_DIR", conf)
-            .output()
-            .unwrap(),
-    );
+    let run = potato_with_conf(fleet, conf, &all);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
     let mut by_host = serde_json::Map::new();
@@ -397,16 +414,9 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    // The builder is no host of the fleet: only the deployer's nix.conf has it.
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     // build_on names the builder by the host of its URI.
     set_build_on(&fleet, "t0", &builder.addr);
 
@@ -424,15 +434,8 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     assert!(target.activations().is_empty());
 
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
-    let to_builder = tx_bytes(builder);
-    let check = common::Run::from(
-        fleet
-            .command(&["check"])
-            .env("NIX_CONF_DIR", &conf)
-            .output()
-            .unwrap(),
-    );
-    check.ok();
+    let to_builder = builder.tx_bytes();
+    potato_with_conf(&fleet, &conf, &["check"]).ok();
 
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -465,7 +468,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     );
     let top = res["store_path"].as_str().unwrap();
     // To the builder went derivations, not the output.
-    let to_builder = tx_bytes(builder) - to_builder;
+    let to_builder = builder.tx_bytes() - to_builder;
     let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
     eprintln!(
         "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
@@ -516,11 +519,8 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
     // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
     // realise a derivation from the command line: potato goes through the
     // daemon protocol on the same machine, key and host key).
@@ -530,10 +530,7 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         &builder.public_key(),
     );
     let conf = deployer_nix_conf(&tb, &line);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 100000);
     set_build_on(&fleet, "t0", &builder.addr);
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -546,4 +543,79 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         !on_deployer(top),
         "{top} must not be in the deployer's store"
     );
+}
+
+#[test]
+fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
+    if !testbed::require() {
+        return;
+    }
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
+    let (target, builder) = (tb.host(0), tb.host(1));
+    fleet.steer_fresh_payload(1, 500000);
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let uri = format!("ssh-ng://root@{}", builder.addr);
+    // No --identity: building on a builder does not reach the target.
+    let build = ["build", "t0", "--build-on", builder.addr.as_str()];
+    let json = [&build[..], &["--json"]].concat();
+
+    let run = potato_with_conf(&fleet, &conf, &json);
+    run.ok();
+    let v = run.one_json_document();
+    let t0 = &v["t0"];
+    assert_eq!(t0["build"]["on"], uri, "{v}");
+    let built = common::strs(&t0["build"]["built"]);
+    assert!(built.contains(&"nixos-system-t0"), "{built:?}");
+    assert!(built.iter().any(|b| b.starts_with("payload-")), "{built:?}");
+    assert!(
+        t0["build"]["derivation_paths_sent"].as_u64().unwrap() >= 3,
+        "{v}"
+    );
+    let top = t0["store_path"].as_str().unwrap().to_string();
+
+    // The builder's store holds the system and its payload; the deployer's
+    // holds neither, and the target is not sent anything by a build.
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert!(
+        !on_deployer(&top),
+        "{top} must not be in the deployer's store"
+    );
+    let payload = builder.sh_ok(&format!("cat {top}/etc/payload"));
+    assert!(!payload.trim().is_empty());
+    for p in payload.lines().filter(|l| !l.is_empty()) {
+        assert!(!on_deployer(p), "{p} must not be in the deployer's store");
+    }
+    assert!(
+        !target
+            .sh(&format!("nix-store --check-validity {top}"))
+            .status
+            .success(),
+        "potato build copies nothing to the target"
+    );
+    assert!(target.activations().is_empty(), "build does not deploy");
+
+    // The plain output names the builder too; built already, nothing is built again.
+    let run = potato_with_conf(&fleet, &conf, &build);
+    run.ok();
+    assert!(
+        run.stdout.contains(&top) && run.stdout.contains(&format!("(built on {uri})")),
+        "{}",
+        run.stdout
+    );
+
+    // A build that fails on the builder: non-zero, with the builder's log tail.
+    fleet.steer("t0 = \"build-fail\";");
+    let run = potato_with_conf(&fleet, &conf, &json);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let v = run.one_json_document();
+    assert_eq!(v["ok"], false, "{v}");
+    let plain = potato_with_conf(&fleet, &conf, &build);
+    assert_eq!(plain.code, 1, "{}", plain.stderr);
+    for text in [v["error"].as_str().unwrap(), plain.stderr.as_str()] {
+        assert!(
+            text.contains(&format!("on {uri} failed"))
+                && text.contains("this system fails to build, as the test asked"),
+            "{text}"
+        );
+    }
 }

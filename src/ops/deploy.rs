@@ -66,43 +66,41 @@ pub fn build(
 
 /// `potato build`: the selected hosts' systems, after the stale-files check.
 /// Hosts built elsewhere (build_on, `--build-on`) are evaluated here and
-/// realised there (`deploy::build_on`); the map says where each was built.
+/// realised there (`deploy::build_on`); their build reports say where.
+/// `Error::BuildsFailed` carries each failed host's error (the builder's log
+/// tail in it).
 pub fn build_selected(
     fleet: &Fleet,
     selectors: &[String],
     over: Option<&BuildOn>,
     report: &Reporter,
-) -> Result<(Toplevels, BTreeMap<String, String>), Error> {
+) -> Result<(Toplevels, BTreeMap<String, build_on::BuildReport>), Error> {
     let selected = fleet.select(selectors)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let sites = sites(fleet, &selected, over)?;
     let (tops, jobs) = build_where(fleet, &selected.names(), &sites, &mut |l| report.warn(l))?;
-    let mut on: BTreeMap<String, String> =
-        sites.iter().map(|(h, s)| (h.clone(), s.label())).collect();
+    let mut elsewhere = BTreeMap::new();
     if jobs.is_empty() {
-        return Ok((tops, on));
+        return Ok((tops, elsewhere));
     }
     let mut opts = options(fleet, &selected, &Request::build_only())?;
     opts.builds = jobs.clone();
-    let mut failed = 0;
+    let mut errors = Vec::new();
     for plan in selected.plans.iter().filter(|p| jobs.contains_key(&p.name)) {
         match build_on::build_only(plan, &jobs[&plan.name], &opts) {
             Ok(r) => {
-                on.insert(plan.name.clone(), r.on);
+                elsewhere.insert(plan.name.clone(), r);
             }
-            Err(e) => {
-                failed += 1;
-                report.warn(&format!("error: {}: {e}", plan.name));
-            }
+            Err(e) => errors.push(format!("{}: {e}", plan.name)),
         }
     }
-    if failed > 0 {
-        return Err(Error::HostsFailed {
-            failed,
+    if !errors.is_empty() {
+        return Err(Error::BuildsFailed {
             total: selected.plans.len(),
+            errors,
         });
     }
-    Ok((tops, on))
+    Ok((tops, elsewhere))
 }
 
 impl Request {

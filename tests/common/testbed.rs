@@ -278,6 +278,16 @@ impl TestHost {
         ));
     }
 
+    /// Bytes the deployer has sent into the host's link so far (its veth's
+    /// transmit counter on the deployer's side).
+    pub fn tx_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", self.veth))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// "ssh-ed25519 AAAA..." of this host's sshd.
     pub fn public_key(&self) -> String {
         let text =
