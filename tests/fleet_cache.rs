@@ -626,3 +626,90 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
     assert_eq!(tb.hosts[0].current_generation(), None);
     assert!(!served.join("nix-cache-info").exists());
 }
+
+/// Whether the host's deploy lock is held right now (the agent holds it with
+/// flock for as long as potato's connection lives).
+fn lock_held(host: &TestHost) -> bool {
+    let lock = host.dir.join("nix/var/potato/deploy.lock");
+    lock.exists()
+        && !Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+}
+
+#[test]
+fn the_hosts_connect_and_lock_while_the_cache_host_is_filled() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(3);
+    let work = tb.dir.path().to_path_buf();
+    let fleet = cache_fleet(&tb);
+    let g = generated(&fleet);
+    let (_nginx, served) = nixos_double(&mut tb, &g, &work);
+    // The cache host first: its signing key arrives with its system.
+    let (code, r, stderr) = fleet.deploy(&["t0", "--no-magic-rollback"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+
+    // 3 MB of random payload over a 2 Mbit/s link to the cache host: its
+    // push takes seconds, the window in which the hosts must be seen holding
+    // their locks with the payload not yet in the cache.
+    tb.hosts[0].limit_rate("2mbit");
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 3000000; salt = \"{}\"; }};",
+        unique_salt("overlap")
+    ));
+    let build = fleet.potato(&["build", "t1", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
+    let top = tops["t1"].as_str().unwrap().to_string();
+    let payload = std::fs::read_to_string(format!("{top}/etc/payload")).unwrap();
+    let payload = payload.lines().next().unwrap().to_string();
+    let narinfo = served.join(format!(
+        "{}.narinfo",
+        &payload["/nix/store/".len().."/nix/store/".len() + 32]
+    ));
+
+    let mut child = fleet
+        .command(&["deploy", "t1", "t2", "--json", "--no-magic-rollback"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut overlapped = false;
+    while child.try_wait().unwrap().is_none() {
+        if !overlapped && lock_held(&tb.hosts[1]) && lock_held(&tb.hosts[2]) {
+            // Read after the locks: the payload was not yet published when
+            // both hosts already held their locks.
+            overlapped = !narinfo.exists();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        overlapped,
+        "the hosts took their locks only after the cache was filled\n{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(doc["cache"]["error"].is_null(), "{doc}");
+    assert!(narinfo.exists(), "the payload was published");
+    for h in doc["hosts"].as_array().unwrap() {
+        assert_eq!(h["result"], "deployed", "{h}");
+        let phases: Vec<&str> = h["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        assert_eq!(phases[..3], ["connect", "wait", "push"], "{h}");
+        assert!(h["paths_fetched"].as_u64().unwrap() >= 2, "{h}");
+        assert_eq!(h["paths_pushed"], 0, "{h}");
+    }
+}
