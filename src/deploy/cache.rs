@@ -42,6 +42,9 @@ pub struct CacheTarget {
     pub key_path: String,
     /// The static binary cache directory its web server serves.
     pub dir: String,
+    /// The signing key's public half ("<name>:<base64>"): what the hosts
+    /// trust, and what a published narinfo must verify against.
+    pub public_key: String,
 }
 
 impl CacheTarget {
@@ -53,6 +56,7 @@ impl CacheTarget {
             key_secret: cache.key_secret.clone(),
             key_path: cache.key_path.clone(),
             dir: cache.dir.clone(),
+            public_key: cache.public_key.clone(),
         }
     }
 }
@@ -125,6 +129,9 @@ pub struct CacheReport {
     pub consumers: Vec<String>,
     /// Paths added to the cache by this deploy (the rest were there already).
     pub paths_published: usize,
+    /// Of those, paths whose narinfo in the cache the fleet key did not
+    /// verify (a poisoned or stale cache): replaced by signed ones.
+    pub paths_replaced: usize,
     /// Paths pushed from the deployer into the cache host's store.
     pub paths_pushed: usize,
     /// NAR bytes of those paths.
@@ -272,33 +279,50 @@ pub fn push_to_cache(
     Ok((report, remote))
 }
 
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Paths added to the cache.
+    pub added: usize,
+    /// Of those, paths whose narinfo the fleet key did not verify (unsigned,
+    /// another key's, altered): replaced by a signed one.
+    pub replaced: usize,
+}
+
 /// Publishes `paths` (in the cache host's store) into its signed binary
 /// cache, over `remote` (connected to the cache host, holding its lock:
-/// `push_to_cache`, `connect_locked`); returns how many were added.
+/// `push_to_cache`, `connect_locked`). A narinfo already there that the
+/// fleet's public key does not verify is replaced.
 pub fn publish(
     remote: &Remote,
     cache: &CacheTarget,
     paths: &[StorePath],
     events: &Sender<Event>,
-) -> Result<usize, CacheError> {
+) -> Result<Published, CacheError> {
     let host = cache.host.clone();
     let publish_err = |e| CacheError::Publish {
         host: host.clone(),
         source: Box::new(e),
     };
     match remote
-        .publish_to_cache(&cache.dir, &cache.key_path, paths)
+        .publish_to_cache(&cache.dir, &cache.key_path, &cache.public_key, paths)
         .map_err(publish_err)?
     {
-        CachePublish::Published(n) => {
+        CachePublish::Published { added, replaced } => {
+            let mut line = format!(
+                "published {added} new paths into the fleet cache ({} asked)",
+                paths.len()
+            );
+            if replaced > 0 {
+                line.push_str(&format!(
+                    "; {replaced} of them replaced a narinfo the fleet key did not sign"
+                ));
+            }
             let _ = events.send(Event::Log {
                 host: host.clone(),
-                line: format!(
-                    "published {n} new paths into the fleet cache ({} asked)",
-                    paths.len()
-                ),
+                line,
             });
-            Ok(n)
+            Ok(Published { added, replaced })
         }
         CachePublish::NoKey => Err(CacheError::NoKey {
             host,
@@ -363,6 +387,7 @@ mod tests {
             key_secret: "fleet-cache-key".into(),
             key_path: "/run/potato-secrets/fleet-cache-key".into(),
             dir: "/var/lib/potato/cache".into(),
+            public_key: String::new(),
         }
     }
 

@@ -358,8 +358,9 @@ fn fill_cache(
                     .and_then(|remote| cache::publish(&remote, &run.cache, &paths, events));
             }
             match published {
-                Ok(n) => {
-                    report.paths_published = n;
+                Ok(p) => {
+                    report.paths_published = p.added;
+                    report.paths_replaced = p.replaced;
                     Ok(report)
                 }
                 Err(e) => Err((report, e)),
