@@ -61,6 +61,10 @@ pub enum Error {
     },
     #[error("{failed} of {total} host{} did not end deployed or up to date", if *.total == 1 { "" } else { "s" })]
     HostsFailed { failed: usize, total: usize },
+    /// `potato build`: hosts whose systems did not build where they are
+    /// built, each error naming the host (a builder's log tail in it).
+    #[error("{} of {total} host{} did not build:\n{}", .errors.len(), if *.total == 1 { "" } else { "s" }, .errors.join("\n"))]
+    BuildsFailed { total: usize, errors: Vec<String> },
     #[error("{host}: {failed} baseline check{} failed", if *.failed == 1 { "" } else { "s" })]
     AuditFailed { host: String, failed: usize },
     /// A secret that would not decrypt (a wrong identity, a damaged file):

@@ -194,6 +194,27 @@ impl Drop for Deployer {
     }
 }
 
+/// CPU seconds the whole machine has been busy so far (all cores, from
+/// /proc/stat: user, nice, system, irq, softirq, steal). On the testbed every
+/// host shares this machine's cores, so a run's busy seconds / the core count
+/// is a floor under its wall time that a real fleet (a CPU per host) has not.
+fn machine_busy() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu = stat.lines().next().unwrap();
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[0] + f[1] + f[2] + f[5] + f[6] + f.get(7).copied().unwrap_or(0.0)) / hz
+}
+
+/// The machine's core count.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// User+sys seconds of this process's waited-for children so far.
 fn children_cpu() -> f64 {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -226,6 +247,8 @@ struct Sample {
     bytes: f64,
     cpu: f64,
     wall: f64,
+    /// The machine's busy CPU seconds during the run (`machine_busy`).
+    busy: f64,
     /// Each deploy phase's seconds (the JSON's `phases`), averaged over the hosts:
     /// where the wall time went.
     phases: Vec<(String, f64)>,
@@ -322,15 +345,21 @@ impl Bench<'_> {
             args.push("-v");
         }
         let mut cmd = self.dep.wrap(&self.fleet.command(&args));
-        let (bytes0, cpu0, t0) = (self.dep.tx_bytes(), children_cpu(), Instant::now());
+        let (bytes0, cpu0, busy0, t0) = (
+            self.dep.tx_bytes(),
+            children_cpu(),
+            machine_busy(),
+            Instant::now(),
+        );
         let out = if trace {
             traced(&mut cmd, t0)
         } else {
             cmd.output().unwrap()
         };
-        let (wall, cpu, bytes) = (
+        let (wall, cpu, busy, bytes) = (
             t0.elapsed().as_secs_f64(),
             children_cpu() - cpu0,
+            machine_busy() - busy0,
             (self.dep.tx_bytes() - bytes0) as f64,
         );
         let hosts = self.check_deployed(&names, &out);
@@ -338,6 +367,7 @@ impl Bench<'_> {
             bytes,
             cpu,
             wall,
+            busy,
             phases: mean_phases(&hosts),
         }
     }
@@ -378,6 +408,7 @@ impl Bench<'_> {
             bytes: pick(|s| s.bytes),
             cpu: pick(|s| s.cpu),
             wall,
+            busy: pick(|s| s.busy),
             phases,
         };
         let phases: Vec<String> = s
@@ -386,12 +417,13 @@ impl Bench<'_> {
             .map(|(k, v)| format!("{k} {v:.2}"))
             .collect();
         println!(
-            "  N={n} {}: {:.2} MB sent, {:.2} CPU s, {:.2} s wall (median of {}); \
+            "  N={n} {}: {:.2} MB sent, {:.2} CPU s, {:.2} s wall, machine busy {:.2} CPU s (median of {}); \
              phases, s per host: {}",
             mode.name(),
             s.bytes / 1e6,
             s.cpu,
             s.wall,
+            s.busy,
             self.runs,
             phases.join(", ")
         );
@@ -439,10 +471,22 @@ fn closure_bytes(top: &str) -> u64 {
 
 /// Prints one rate's table: per mode, N, and the ratios vs N = 1.
 fn print_table(rate: &str, rows: &[(Mode, usize, Option<Sample>)]) {
-    println!("\n== deployer uplink {rate}");
     println!(
-        "{:>2}  {:<7} {:>10} {:>11} {:>8} {:>10} {:>9}",
-        "N", "mode", "MB sent", "CPU s/host", "wall s", "bytes/N=1", "wall/N=1"
+        "\n== deployer uplink {rate}; busy = the machine's CPU seconds during the run \
+         (deployer and every host share its {} cores: busy/cores is a floor under wall)",
+        cores()
+    );
+    println!(
+        "{:>2}  {:<7} {:>10} {:>11} {:>8} {:>10} {:>9} {:>7} {:>11}",
+        "N",
+        "mode",
+        "MB sent",
+        "CPU s/host",
+        "wall s",
+        "bytes/N=1",
+        "wall/N=1",
+        "busy s",
+        "busy/cores"
     );
     for (mode, n, s) in rows {
         let Some(s) = s else {
@@ -463,13 +507,15 @@ fn print_table(rate: &str, rows: &[(Mode, usize, Option<Sample>)]) {
             })
             .unwrap_or(s);
         println!(
-            "{n:>2}  {:<7} {:>10.2} {:>11.2} {:>8.2} {:>9.2}x {:>8.2}x",
+            "{n:>2}  {:<7} {:>10.2} {:>11.2} {:>8.2} {:>9.2}x {:>8.2}x {:>7.2} {:>11.2}",
             mode.name(),
             s.bytes / 1e6,
             s.cpu / *n as f64,
             s.wall,
             s.bytes / one.bytes,
-            s.wall / one.wall
+            s.wall / one.wall,
+            s.busy,
+            s.busy / cores() as f64
         );
     }
 }

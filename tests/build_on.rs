@@ -36,25 +36,27 @@ fn on_deployer(path: &str) -> bool {
         .success()
 }
 
-/// Bytes the deployer has sent into a testbed host's link so far.
-fn tx_bytes(host: &testbed::TestHost) -> u64 {
-    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+/// `potato build ARGS --json` with the testbed's key and known hosts (a
+/// build on a host reaches it over SSH): its one JSON document.
+fn build_json(tb: &Testbed, fleet: &Fleet, args: &[&str]) -> serde_json::Value {
+    let (key, known) = (tb.client_key.to_str(), tb.known_hosts.to_str());
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    all.extend(["--identity", key.unwrap(), "--known-hosts", known.unwrap()]);
+    all.push("--json");
+    let run = fleet.potato(&all);
+    run.ok();
+    run.one_json_document()
 }
 
-/// A payload no other test builds, so no store has it yet.
-fn unique_salt() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+/// `err` says the build failed on `on` and quotes the builder's own log:
+/// the line the double's failing derivation prints (`t0 = "build-fail"`).
+fn assert_failed_with_the_builders_log(err: &str, on: &str) {
+    assert!(err.contains(&format!("on {on} failed")), "{err}");
+    assert!(
+        err.contains("this system fails to build, as the test asked"),
+        "the builder's own log is shown: {err}"
+    );
 }
 
 /// Sum of the NAR sizes of `path`'s closure in a host's store.
@@ -74,15 +76,12 @@ fn build_on_target_sends_only_derivations_and_the_host_builds_and_activates() {
     let fleet = Fleet::new(&tb);
     let host = tb.host(0);
     // 2 × 3 MB of random payload: the output is large, its derivations tiny.
-    fleet.steer(&format!(
-        "payload = {{ count = 2; size = 3000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(2, 3000000);
     set_build_on(&fleet, "t0", "target");
 
-    let before = tx_bytes(host);
+    let before = host.tx_bytes();
     let (code, r, stderr) = fleet.deploy(&["t0"]);
-    let wire = tx_bytes(host) - before;
+    let wire = host.tx_bytes() - before;
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
@@ -148,11 +147,7 @@ fn a_build_failure_on_the_target_reports_its_log_and_keeps_the_old_generation() 
     let res = &r["t0"];
     assert_eq!(res["result"], "failed", "{res}");
     let err = res["error"].as_str().unwrap();
-    assert!(err.contains("on target failed"), "{err}");
-    assert!(
-        err.contains("this system fails to build, as the test asked"),
-        "the builder's own log is shown: {err}"
-    );
+    assert_failed_with_the_builders_log(err, "target");
     assert_eq!(
         res["phases"].as_array().unwrap().last().unwrap()[0],
         "build"
@@ -169,16 +164,27 @@ fn a_builder_host_builds_and_the_target_receives_the_result() {
     }
     let tb = Testbed::new(2);
     let fleet = Fleet::new(&tb);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     set_build_on(&fleet, "t0", "t1");
+
+    // `potato build` builds on t1 and leaves the output there: nothing is
+    // sent to the target, nothing lands in the deployer's store.
+    let v = build_json(&tb, &fleet, &["t0"]);
+    assert_eq!(v["t0"]["build"]["on"], "t1", "{v}");
+    let built = v["t0"]["store_path"].as_str().unwrap();
+    assert!(tb.host(1).has_path(built), "built on t1");
+    assert!(
+        !tb.host(0).has_path(built),
+        "potato build sends nothing to the target"
+    );
+    assert!(!on_deployer(built));
+
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     let res = &r["t0"];
     assert_eq!(res["result"], "deployed", "{res}");
     assert_eq!(res["build"]["on"], "t1", "{res}");
+    assert_eq!(res["store_path"], built, "{res}");
     assert!(
         res["build"]["relayed_paths"].as_u64().unwrap() >= 3,
         "{res}"
@@ -202,20 +208,9 @@ fn potato_build_on_target_builds_there_and_not_here() {
     }
     let tb = Testbed::new(1);
     let fleet = Fleet::new(&tb);
-    let run = fleet.potato(&[
-        "build",
-        "t0",
-        "--build-on",
-        "target",
-        "--identity",
-        tb.client_key.to_str().unwrap(),
-        "--known-hosts",
-        tb.known_hosts.to_str().unwrap(),
-        "--json",
-    ]);
-    run.ok();
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
-    let top = v["t0"].as_str().unwrap();
+    let v = build_json(&tb, &fleet, &["t0", "--build-on", "target"]);
+    assert_eq!(v["t0"]["build"]["on"], "target", "{v}");
+    let top = v["t0"]["store_path"].as_str().unwrap();
     tb.host(0)
         .sh_ok(&format!("nix-store --check-validity {top}"));
     assert!(!on_deployer(top));
@@ -349,6 +344,16 @@ fn deployer_nix_conf(tb: &Testbed, extra: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Two testbed hosts, t0 in the fleet and t1 outside it (its host file
+/// removed): a builder only the deployer's nix.conf can name.
+fn fleet_and_a_builder_outside_it() -> (Testbed, Fleet) {
+    let tb = Testbed::new(2);
+    let fleet = Fleet::new(&tb);
+    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
+    fleet.potato(&["gen"]).ok();
+    (tb, fleet)
+}
+
 /// A `builders` entry for a testbed host as a Nix remote builder (Nix's
 /// manual, "Remote Builds": URI, systems, SSH key, max jobs, speed factor,
 /// supported features, mandatory features, base64 of the host's public key).
@@ -366,6 +371,17 @@ fn builders_line_with(tb: &Testbed, uri: &str, host_key: &str) -> String {
     )
 }
 
+/// `potato ARGS` with the deployer's Nix configured by `conf`.
+fn potato_with_conf(fleet: &Fleet, conf: &std::path::Path, args: &[&str]) -> common::Run {
+    common::Run::from(
+        fleet
+            .command(args)
+            .env("NIX_CONF_DIR", conf)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// `potato deploy ARGS --json` with the deployer's Nix configured by `conf`:
 /// (exit code, hosts by name, stderr).
 fn deploy_with_conf(
@@ -376,13 +392,7 @@ fn deploy_with_conf(
     let mut all = vec!["deploy"];
     all.extend_from_slice(args);
     all.push("--json");
-    let run = common::Run::from(
-        fleet
-            .command(&all)
-            .env("NIX_CONF_DIR", conf)
-            .output()
-            .unwrap(),
-    );
+    let run = potato_with_conf(fleet, conf, &all);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim())
         .unwrap_or_else(|e| panic!("no JSON ({e}):\n{}\n{}", run.stdout, run.stderr));
     let mut by_host = serde_json::Map::new();
@@ -397,16 +407,9 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    // The builder is no host of the fleet: only the deployer's nix.conf has it.
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 2000000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 2000000);
     // build_on names the builder by the host of its URI.
     set_build_on(&fleet, "t0", &builder.addr);
 
@@ -424,15 +427,8 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     assert!(target.activations().is_empty());
 
     let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
-    let to_builder = tx_bytes(builder);
-    let check = common::Run::from(
-        fleet
-            .command(&["check"])
-            .env("NIX_CONF_DIR", &conf)
-            .output()
-            .unwrap(),
-    );
-    check.ok();
+    let to_builder = builder.tx_bytes();
+    potato_with_conf(&fleet, &conf, &["check"]).ok();
 
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -465,7 +461,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     );
     let top = res["store_path"].as_str().unwrap();
     // To the builder went derivations, not the output.
-    let to_builder = tx_bytes(builder) - to_builder;
+    let to_builder = builder.tx_bytes() - to_builder;
     let relayed = res["build"]["relayed_bytes"].as_u64().unwrap();
     eprintln!(
         "Nix builder: {to_builder} bytes deployer -> builder, {relayed} bytes relayed to the target"
@@ -502,11 +498,7 @@ fn a_nix_remote_builder_of_the_deployers_nix_conf_builds_and_the_target_receives
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 1, "{stderr}\n{r}");
     let err = r["t0"]["error"].as_str().unwrap();
-    assert!(
-        err.contains(&format!("on ssh-ng://root@{} failed", builder.addr))
-            && err.contains("this system fails to build, as the test asked"),
-        "{err}"
-    );
+    assert_failed_with_the_builders_log(err, &format!("ssh-ng://root@{}", builder.addr));
     assert_eq!(target.current_system(), top);
     assert_eq!(target.activations().len(), 1, "nothing more was activated");
 }
@@ -516,11 +508,8 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
     if !testbed::require() {
         return;
     }
-    let tb = Testbed::new(2);
-    let fleet = Fleet::new(&tb);
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
     let (target, builder) = (tb.host(0), tb.host(1));
-    std::fs::remove_file(fleet.path().join("hosts/t1.toml")).unwrap();
-    fleet.potato(&["gen"]).ok();
     // "root@ADDR" is ssh://root@ADDR to Nix (its legacy SSH store, which cannot
     // realise a derivation from the command line: potato goes through the
     // daemon protocol on the same machine, key and host key).
@@ -530,10 +519,7 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         &builder.public_key(),
     );
     let conf = deployer_nix_conf(&tb, &line);
-    fleet.steer(&format!(
-        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
-        unique_salt()
-    ));
+    fleet.steer_fresh_payload(1, 100000);
     set_build_on(&fleet, "t0", &builder.addr);
     let (code, r, stderr) = deploy_with_conf(&fleet, &conf, &["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -546,4 +532,131 @@ fn a_builder_written_without_a_scheme_is_an_ssh_builder_and_builds_too() {
         !on_deployer(top),
         "{top} must not be in the deployer's store"
     );
+}
+
+#[test]
+fn potato_build_on_a_nix_remote_builder_builds_there_and_not_here() {
+    if !testbed::require() {
+        return;
+    }
+    let (tb, fleet) = fleet_and_a_builder_outside_it();
+    let (target, builder) = (tb.host(0), tb.host(1));
+    fleet.steer_fresh_payload(1, 500000);
+    let conf = deployer_nix_conf(&tb, &builders_line(&tb, builder, &builder.public_key()));
+    let uri = format!("ssh-ng://root@{}", builder.addr);
+    // No --identity: building on a builder does not reach the target.
+    let build = ["build", "t0", "--build-on", builder.addr.as_str()];
+    let json = [&build[..], &["--json"]].concat();
+
+    let run = potato_with_conf(&fleet, &conf, &json);
+    run.ok();
+    let v = run.one_json_document();
+    let t0 = &v["t0"];
+    assert_eq!(t0["build"]["on"], uri, "{v}");
+    let built = common::strs(&t0["build"]["built"]);
+    assert!(built.contains(&"nixos-system-t0"), "{built:?}");
+    assert!(built.iter().any(|b| b.starts_with("payload-")), "{built:?}");
+    assert!(
+        t0["build"]["derivation_paths_sent"].as_u64().unwrap() >= 3,
+        "{v}"
+    );
+    let top = t0["store_path"].as_str().unwrap().to_string();
+
+    // The builder's store holds the system and its payload; the deployer's
+    // holds neither, and the target is not sent anything by a build.
+    builder.sh_ok(&format!("nix-store --check-validity {top}"));
+    assert!(
+        !on_deployer(&top),
+        "{top} must not be in the deployer's store"
+    );
+    let payload = builder.sh_ok(&format!("cat {top}/etc/payload"));
+    assert!(!payload.trim().is_empty());
+    for p in payload.lines().filter(|l| !l.is_empty()) {
+        assert!(!on_deployer(p), "{p} must not be in the deployer's store");
+    }
+    assert!(
+        !target.has_path(&top),
+        "potato build copies nothing to the target"
+    );
+    assert!(target.activations().is_empty(), "build does not deploy");
+
+    // The plain output names the builder too; built already, nothing is built again.
+    let run = potato_with_conf(&fleet, &conf, &build);
+    run.ok();
+    assert!(
+        run.stdout.contains(&top) && run.stdout.contains(&format!("(built on {uri})")),
+        "{}",
+        run.stdout
+    );
+
+    // A build that fails on the builder: non-zero, with the builder's log tail.
+    fleet.steer("t0 = \"build-fail\";");
+    let run = potato_with_conf(&fleet, &conf, &json);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let v = run.one_json_document();
+    assert_eq!(v["ok"], false, "{v}");
+    let plain = potato_with_conf(&fleet, &conf, &build);
+    assert_eq!(plain.code, 1, "{}", plain.stderr);
+    for text in [v["error"].as_str().unwrap(), plain.stderr.as_str()] {
+        assert_failed_with_the_builders_log(text, &uri);
+    }
+}
+
+/// The upstream fact `nix::remote_store::realise` rests on (why no GC root
+/// guards a Nix builder's output between its build and the relay): Nix makes
+/// no root through an `ssh-ng://` store, neither `nix-store --realise
+/// --add-root` nor `nix build --out-link` (on neither machine), and the
+/// builder may delete the output right after. Should a Nix version root it,
+/// this fails: then `remote_store::realise` can root the output.
+#[test]
+fn nix_roots_no_output_realised_through_an_ssh_ng_store() {
+    if !testbed::require() {
+        return;
+    }
+    use base64::Engine;
+    let tb = Testbed::new(1);
+    let builder = tb.host(0);
+    let uri = format!(
+        "ssh-ng://root@{}?ssh-key={}&base64-ssh-public-host-key={}",
+        builder.addr,
+        tb.client_key.display(),
+        base64::engine::general_purpose::STANDARD.encode(builder.public_key())
+    );
+    let forms = [
+        "nix-store --store \"$URI\" --realise \"$DRV\" --add-root \"$ROOT\"",
+        "nix --extra-experimental-features nix-command build --store \"$URI\" \"$DRV\" --out-link \"$ROOT\"",
+    ];
+    for (i, realise) in forms.iter().enumerate() {
+        let expr = format!(
+            "derivation {{ name = \"unrooted-{i}\"; system = builtins.currentSystem; \
+             builder = \"/bin/sh\"; args = [ \"-c\" \"echo {} > $out\" ]; }}",
+            common::unique_salt()
+        );
+        let root = tb.dir.path().join(format!("root-{i}"));
+        let script = format!(
+            "set -e; DRV=$(nix-instantiate --expr '{expr}' 2>/dev/null)\n\
+             nix --extra-experimental-features nix-command copy --derivation --to \"$URI\" \"$DRV\"\n\
+             {realise}\n\
+             nix-store --store \"$URI\" -q --outputs \"$DRV\""
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .env("URI", &uri)
+            .env("ROOT", &root)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{realise}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let output = stdout.lines().last().unwrap().trim();
+        builder.sh_ok(&format!("nix-store --check-validity {output}"));
+        // The testbed host sees this machine's file system but its own /nix:
+        // ROOT is the same path on both.
+        assert!(!root.exists(), "{realise}: {} was made", root.display());
+        let auto = builder.sh_ok("ls /nix/var/nix/gcroots/auto 2>/dev/null || true");
+        assert!(auto.trim().is_empty(), "{realise}: roots {auto}");
+        // Unrooted: the builder deletes it (a rooted path is refused).
+        builder.sh_ok(&format!("nix-store --delete {output}"));
+        assert!(!builder.has_path(output));
+    }
 }

@@ -33,6 +33,18 @@ fn fleet_with_new_key() -> Repo {
     repo
 }
 
+/// `fleet_with_new_key`, its tunnel addresses moved into the lab's range
+/// (10.99.0.x → 10.213.99.x, in 10.213.0.0/16).
+fn fleet_in_the_lab_range() -> Repo {
+    let repo = fleet_with_new_key();
+    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
+        let rel = format!("hosts/{h}.toml");
+        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
+        repo.write(&rel, &text);
+    }
+    repo
+}
+
 /// Decrypts a repository age file with an identity file (an age key or an
 /// OpenSSH private key): what the admin or a host can read.
 fn decrypt(file: &Path, identity: &Path) -> Option<Vec<u8>> {
@@ -72,14 +84,7 @@ fn stderr(o: &std::process::Output) -> String {
 /// trivial derivation. (A path `nix-store --add` makes is content-addressed:
 /// Nix trusts it without any signature, so it would prove nothing.)
 fn new_store_path(dir: &Path) -> String {
-    let tag = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let tag = common::unique_salt();
     let expr = format!(
         "derivation {{ name = \"fleet-cache-payload\"; system = builtins.currentSystem; \
          builder = \"/bin/sh\"; args = [ \"-c\" \"echo {tag} > $out\" ]; }}"
@@ -110,6 +115,18 @@ fn eval_generated(repo: &Repo, host: &str, attr: &str) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "nix-instantiate: {}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Applies tmpfiles `rules` (a JSON list of lines) with the real
+/// `systemd-tmpfiles --create` under a new root in `work`; returns the root.
+fn create_tmpfiles(rules: &serde_json::Value, work: &Path) -> PathBuf {
+    let lines: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    common::systemd_tmpfiles_create(&(lines.join("\n") + "\n"), work)
 }
 
 #[test]
@@ -391,23 +408,7 @@ fn tmpfiles_makes_a_binary_cache_that_nix_publishes_into() {
     repo.potato(&["gen"]).ok();
     let rules = eval_generated(&repo, "n250", "systemd.tmpfiles.rules");
     let work = tempfile::tempdir().unwrap();
-    let conf = work.path().join("cache.conf");
-    let lines: Vec<&str> = rules
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    let out = Command::new("systemd-tmpfiles")
-        .arg("--create")
-        .arg(format!("--root={}", root.display()))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "systemd-tmpfiles: {}", stderr(&out));
+    let root = create_tmpfiles(&rules, work.path());
     let dir = root.join("var/lib/potato/cache");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o755);
@@ -452,13 +453,7 @@ fn the_cache_port_is_open_to_the_consumers_tunnel_addresses_only() {
     if !lab::require() {
         return;
     }
-    // The example fleet moved into the lab's range (10.213.0.0/16).
-    let repo = fleet_with_new_key();
-    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
-        let rel = format!("hosts/{h}.toml");
-        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
-        repo.write(&rel, &text);
-    }
+    let repo = fleet_in_the_lab_range();
     repo.potato(&["gen", "n250"]).ok();
     let ruleset = format!(
         "table inet potato {{\n{}}}\n",
@@ -551,12 +546,7 @@ fn a_consumer_verifies_a_published_path_over_the_generated_cache() {
     {
         return;
     }
-    let repo = fleet_with_new_key();
-    for h in ["lepotato", "n250", "pve-apps", "pve-gateway"] {
-        let rel = format!("hosts/{h}.toml");
-        let text = repo.read(&rel).replace("10.99.0.", "10.213.99.");
-        repo.write(&rel, &text);
-    }
+    let repo = fleet_in_the_lab_range();
     repo.potato(&["gen"]).ok();
     let settings = eval_generated(&repo, "lepotato", "nix.settings");
     let url = settings["substituters"][0].as_str().unwrap().to_string();
@@ -567,24 +557,8 @@ fn a_consumer_verifies_a_published_path_over_the_generated_cache() {
         .to_string();
 
     let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root");
-    std::fs::create_dir(&root).unwrap();
     let rules = eval_generated(&repo, "n250", "systemd.tmpfiles.rules");
-    let conf = work.path().join("cache.conf");
-    let lines: Vec<&str> = rules
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    std::fs::write(&conf, lines.join("\n") + "\n").unwrap();
-    let out = Command::new("systemd-tmpfiles")
-        .arg("--create")
-        .arg(format!("--root={}", root.display()))
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "systemd-tmpfiles: {}", stderr(&out));
+    let root = create_tmpfiles(&rules, work.path());
     let sk = secret_key_file(&repo, work.path());
     let path = new_store_path(work.path());
     let to = format!(
@@ -734,30 +708,30 @@ fn a_missing_key_or_public_key_is_reported_at_the_cache_table() {
     );
 }
 
+/// `setting` added to n250's [fleet.cache]: `potato check` reports `message`
+/// at the setting's value.
+fn a_cache_setting_is_invalid_at_its_value(setting: &str, message: &str) {
+    let repo = fleet_with_new_key();
+    repo.edit(
+        "hosts/n250.toml",
+        "[fleet.cache]",
+        &format!("[fleet.cache]\n{setting}\n"),
+    );
+    let text = repo.read("hosts/n250.toml");
+    let (line, col) = line_col(&text, &format!("{setting}\n"));
+    let value = col + setting.find("= ").expect("a `key = value` setting") + 2;
+    repo.potato(&["check"])
+        .invalid_at(&format!("hosts/n250.toml:{line}:{value}"), message);
+}
+
 #[test]
 fn a_bad_cache_setting_is_reported_with_its_location() {
-    let repo = fleet_with_new_key();
-    repo.edit(
-        "hosts/n250.toml",
-        "[fleet.cache]",
-        "[fleet.cache]\nport = 22\n",
-    );
-    let text = repo.read("hosts/n250.toml");
-    let (line, _) = line_col(&text, "port = 22\n");
-    repo.potato(&["check"]).invalid_at(
-        &format!("hosts/n250.toml:{line}:8"),
+    a_cache_setting_is_invalid_at_its_value(
+        "port = 22",
         "the fleet cache's port 22 is already used by sshd on n250",
     );
-    let repo = fleet_with_new_key();
-    repo.edit(
-        "hosts/n250.toml",
-        "[fleet.cache]",
-        "[fleet.cache]\nkey = \"fleet-cache-key\"\n",
-    );
-    let text = repo.read("hosts/n250.toml");
-    let (line, _) = line_col(&text, "key = \"fleet-cache-key\"");
-    repo.potato(&["check"]).invalid_at(
-        &format!("hosts/n250.toml:{line}:7"),
+    a_cache_setting_is_invalid_at_its_value(
+        "key = \"fleet-cache-key\"",
         "`fleet-cache-key` is not a secret reference",
     );
 }

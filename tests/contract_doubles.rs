@@ -16,7 +16,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::doubles;
@@ -65,20 +64,8 @@ impl Run {
 
     /// The real systemd-tmpfiles applies `conf` under this run's root.
     fn tmpfiles(&self, conf: &str) {
-        std::fs::create_dir_all(self.root()).unwrap();
-        let file = self.dir.path().join("containers-tmpfiles.conf");
-        std::fs::write(&file, conf).unwrap();
-        let out = Command::new("systemd-tmpfiles")
-            .arg("--create")
-            .arg(format!("--root={}", self.root().display()))
-            .arg(&file)
-            .output()
-            .expect("systemd-tmpfiles");
-        assert!(
-            out.status.success(),
-            "systemd-tmpfiles: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let root = common::systemd_tmpfiles_create(conf, self.dir.path());
+        assert_eq!(root, self.root());
     }
 
     /// Starts container `name` of `spec` on its double; returns podman's output.

@@ -53,21 +53,7 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         // The image's uid must reach the data dir: the root is world-traversable.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let conf = dir.path().join("containers-tmpfiles.conf");
-        std::fs::write(&conf, rules).unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let out = Command::new("systemd-tmpfiles")
-            .arg("--create")
-            .arg(format!("--root={}", root.display()))
-            .arg(&conf)
-            .output()
-            .expect("systemd-tmpfiles");
-        assert!(
-            out.status.success(),
-            "systemd-tmpfiles: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::systemd_tmpfiles_create(rules, dir.path());
         let spec = serde_json::from_str(&committed_of(host, "containers.json")).unwrap();
         Host { dir, spec }
     }

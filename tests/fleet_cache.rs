@@ -77,7 +77,7 @@ fn cache_fleet(tb: &Testbed) -> Fleet {
 }
 
 #[test]
-fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
+fn seven_hosts_cost_the_deployer_one_closure_and_a_poisoned_cache_heals() {
     if !required() {
         return;
     }
@@ -204,8 +204,10 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
     assert!(wire_again * 2 < one_closure * 3, "{wire_again}");
 
     // An unsigned path and one signed by a key the hosts do not trust, put
-    // into the cache before the deploy that needs them: publishing skips paths
-    // already there, so they stay as they are, and the host must refuse them.
+    // into the cache before the deploy that needs them (a poisoned cache):
+    // the publish replaces both with signed narinfos, and the hosts fetch
+    // them, with the fleet key's signature and not the other. (That a host's
+    // Nix refuses such paths when they are served is tests/substitute.rs's.)
     fleet.steer(&format!(
         "payload = {{ count = 3; size = 200000; salt = \"{}\"; }};",
         unique_salt("bad")
@@ -226,53 +228,35 @@ fn seven_hosts_cost_the_deployer_one_closure_and_bad_signatures_are_refused() {
     dir.add(&[&payload[0]], None);
     dir.add(&[&payload[1]], Some(&other));
     let served_before = nginx.nars_served_to(&g.consumers["t1"].from).len();
-    let (code, r, stderr) = fleet.deploy(&["t1"]);
-    assert_eq!(code, 0, "{stderr}\n{r}");
-    let res = &r["t1"];
+    // Two consumers: a deploy through the cache (one host alone is pushed to
+    // directly).
+    let run = fleet.potato(&["deploy", "t1", "t2", "--json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let doc = run.one_json_document();
+    assert!(doc["cache"]["error"].is_null(), "{doc}");
+    assert_eq!(doc["cache"]["paths_replaced"], 2, "{}", doc["cache"]);
+    let res = doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == "t1")
+        .unwrap()
+        .clone();
     assert_eq!(res["result"], "deployed", "{res}");
     assert_eq!(t1.current_system(), top);
-    // Only the good payload path came from the cache; the two bad ones were
-    // pushed by potato, with the system that refers to them (Nix substitutes
-    // no path before its references are valid): their NARs were never
-    // served, and the host holds no copy signed by the other key.
-    let nars: Vec<String> = nginx
-        .nars_served_to(&g.consumers["t1"].from)
-        .into_iter()
-        .map(|(u, _)| u)
-        .collect();
-    assert_eq!(res["paths_fetched"], 1, "{res}");
-    assert_eq!(nars.len() - served_before, 1, "{nars:?}");
-    assert_eq!(res["paths_pushed"], 3, "{res}");
-    for p in &payload[..2] {
-        let narinfo = std::fs::read_to_string(served.join(format!(
-            "{}.narinfo",
-            &p["/nix/store/".len().."/nix/store/".len() + 32]
-        )))
-        .unwrap();
-        let url = narinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("URL: "))
-            .unwrap();
-        assert!(
-            !nars.iter().any(|n| n.ends_with(url)),
-            "{p}'s NAR was fetched: {nars:?}"
-        );
-    }
-    let sigs = t1.sh_ok(&format!(
-        "nix --extra-experimental-features nix-command path-info --sigs {} {}",
-        payload[0], payload[1]
-    ));
-    assert!(!sigs.contains("not-the-fleet-cache-1:"), "{sigs}");
-    // The third, published by this deploy and signed, was fetched.
-    t1.sh_ok(&format!("nix-store --check-validity {}", payload[2]));
+    // The three payload paths and the system came from the cache.
+    let nars = nginx.nars_served_to(&g.consumers["t1"].from);
+    assert_eq!(res["paths_fetched"], 4, "{res}");
+    assert_eq!(res["paths_pushed"], 0, "{res}");
+    assert_eq!(nars.len() - served_before, 4, "{nars:?}");
     let key_name = g.public_key.split(':').next().unwrap();
-    assert!(
-        t1.sh_ok(&format!(
-            "nix --extra-experimental-features nix-command path-info --sigs {}",
-            payload[2]
-        ))
-        .contains(&format!("{key_name}:"))
-    );
+    for p in &payload {
+        let sigs = t1.sh_ok(&format!(
+            "nix --extra-experimental-features nix-command path-info --sigs {p}"
+        ));
+        assert!(sigs.contains(&format!("{key_name}:")), "{sigs}");
+        assert!(!sigs.contains("not-the-fleet-cache-1:"), "{sigs}");
+    }
     let _ = &g.key_path;
 }
 
@@ -329,12 +313,14 @@ fn the_agent_publishes_signed_zstd_narinfos_and_says_when_the_key_is_missing() {
     std::fs::create_dir_all(host.dir.join("run/potato-secrets")).unwrap();
     std::fs::copy(&key.secret, host.dir.join("run/potato-secrets/k")).unwrap();
     let agent = common::source_root().join("src/host/agent.sh");
+    let key_pub = key.public.clone();
     let closure = host.sh_ok(&format!("nix-store -qR {top}"));
     let count = closure.lines().count();
     let publish = |dir: &str, key: &str| {
         host.sh(&format!(
-            "nix-store -qR {top} | sh {} cache-publish {dir} {key}",
-            agent.display()
+            "nix-store -qR {top} | sh {} cache-publish {dir} {key} {}",
+            agent.display(),
+            key_pub
         ))
     };
     let out = publish("/nix/var/potato-test/cache", "/run/potato-secrets/k");
@@ -345,7 +331,7 @@ fn the_agent_publishes_signed_zstd_narinfos_and_says_when_the_key_is_missing() {
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        format!("PUBLISHED {count}")
+        format!("PUBLISHED {count}\nREPLACED 0")
     );
     let dir = host.dir.join("nix/var/potato-test/cache");
     assert!(
@@ -395,7 +381,61 @@ fn the_agent_publishes_signed_zstd_narinfos_and_says_when_the_key_is_missing() {
     }
     // Again: everything is there, nothing is added.
     let again = publish("/nix/var/potato-test/cache", "/run/potato-secrets/k");
-    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "PUBLISHED 0");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "PUBLISHED 0\nREPLACED 0"
+    );
+    // A poisoned cache heals: one narinfo loses its signature, another is
+    // re-signed by a key the hosts do not trust. The next publish replaces
+    // exactly those two, and the whole closure verifies with the fleet key.
+    let mut texts: Vec<(std::path::PathBuf, String)> = narinfos
+        .iter()
+        .map(|n| (n.path(), std::fs::read_to_string(n.path()).unwrap()))
+        .collect();
+    texts.sort();
+    let unsigned: String = texts[0]
+        .1
+        .lines()
+        .filter(|l| !l.starts_with("Sig: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&texts[0].0, unsigned).unwrap();
+    let foreign_dir = work.join("foreign-cache");
+    let foreign_path = texts[1]
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("StorePath: "))
+        .unwrap()
+        .to_string();
+    std::fs::create_dir_all(host.dir.join("nix/var/potato-test")).unwrap();
+    std::fs::copy(
+        &other.secret,
+        host.dir.join("nix/var/potato-test/other.sec"),
+    )
+    .unwrap();
+    host.sh_ok(&format!(
+        "nix --extra-experimental-features nix-command copy --to 'file://{}?secret-key=/nix/var/potato-test/other.sec&compression=zstd' {foreign_path}",
+        foreign_dir.display()
+    ));
+    let name = texts[1].0.file_name().unwrap();
+    std::fs::copy(foreign_dir.join(name), &texts[1].0).unwrap();
+    assert!(
+        !verify(&key.public).status.success(),
+        "the poisoned cache fails the fleet key's check"
+    );
+    let healed = publish("/nix/var/potato-test/cache", "/run/potato-secrets/k");
+    assert_eq!(
+        String::from_utf8_lossy(&healed.stdout).trim(),
+        "PUBLISHED 2\nREPLACED 2",
+        "{}",
+        String::from_utf8_lossy(&healed.stderr)
+    );
+    let good = verify(&key.public);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
     // No key: nothing written, NOKEY, exit 4.
     let none = publish("/nix/var/potato-test/cache2", "/run/potato-secrets/absent");
     assert_eq!(none.status.code(), Some(4));
@@ -591,4 +631,90 @@ fn a_hung_cache_web_server_costs_the_consumers_a_bounded_wait_then_direct_pushes
     );
     let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung");
     assert!(doc["cache"]["error"].is_null(), "{doc}");
+}
+
+/// Whether the host's deploy lock is held right now (the agent holds it with
+/// flock for as long as potato's connection lives).
+fn lock_held(host: &TestHost) -> bool {
+    let lock = host.dir.join("nix/var/potato/deploy.lock");
+    lock.exists()
+        && !Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+}
+
+#[test]
+fn the_hosts_connect_and_lock_while_the_cache_host_is_filled() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(3);
+    let fleet = cache_fleet(&tb);
+    let g = generated(&fleet, "t0");
+    let (_nginx, served) = nixos_double(&mut tb, &g, 0);
+    // The cache host first: its signing key arrives with its system.
+    let (code, r, stderr) = fleet.deploy(&["t0", "--no-magic-rollback"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+
+    // 3 MB of random payload over a 2 Mbit/s link to the cache host: its
+    // push takes seconds, the window in which the hosts must be seen holding
+    // their locks with the payload not yet in the cache.
+    tb.hosts[0].limit_rate("2mbit");
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 3000000; salt = \"{}\"; }};",
+        unique_salt("overlap")
+    ));
+    let build = fleet.potato(&["build", "t1", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
+    let top = tops["t1"].as_str().unwrap().to_string();
+    let payload = std::fs::read_to_string(format!("{top}/etc/payload")).unwrap();
+    let payload = payload.lines().next().unwrap().to_string();
+    let narinfo = served.join(format!(
+        "{}.narinfo",
+        &payload["/nix/store/".len().."/nix/store/".len() + 32]
+    ));
+
+    let mut child = fleet
+        .command(&["deploy", "t1", "t2", "--json", "--no-magic-rollback"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut overlapped = false;
+    while child.try_wait().unwrap().is_none() {
+        if !overlapped && lock_held(&tb.hosts[1]) && lock_held(&tb.hosts[2]) {
+            // Read after the locks: the payload was not yet published when
+            // both hosts already held their locks.
+            overlapped = !narinfo.exists();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        overlapped,
+        "the hosts took their locks only after the cache was filled\n{stderr}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(doc["cache"]["error"].is_null(), "{doc}");
+    assert!(narinfo.exists(), "the payload was published");
+    for h in doc["hosts"].as_array().unwrap() {
+        assert_eq!(h["result"], "deployed", "{h}");
+        let phases: Vec<&str> = h["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        assert_eq!(phases[..3], ["connect", "wait", "push"], "{h}");
+        assert!(h["paths_fetched"].as_u64().unwrap() >= 2, "{h}");
+        assert_eq!(h["paths_pushed"], 0, "{h}");
+    }
 }

@@ -14,10 +14,6 @@ use std::path::Path;
 use common::fleet::Fleet;
 use common::testbed::{self, Testbed};
 
-fn salt() -> String {
-    format!("{}-{:?}", std::process::id(), std::time::Instant::now())
-}
-
 #[test]
 fn three_hosts_take_shared_frames_and_random_data_travels_raw() {
     if !testbed::require() || !common::have_tools(&["zstd"]) {
@@ -28,10 +24,7 @@ fn three_hosts_take_shared_frames_and_random_data_travels_raw() {
 
     // Random payload: framed raw, so the wire carries about the NAR bytes
     // (a zstd attempt on random data would cost CPU for nothing).
-    fleet.steer(&format!(
-        "payload = {{ count = 2; size = 1500000; salt = \"{}\"; }};",
-        salt()
-    ));
+    fleet.steer_fresh_payload(2, 1500000);
     let (code, r, stderr) = fleet.deploy(&["t0", "t1", "t2", "--compress", "yes"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     for h in ["t0", "t1", "t2"] {
@@ -54,7 +47,7 @@ fn three_hosts_take_shared_frames_and_random_data_travels_raw() {
     // Real files: compressed, once, to well under the NAR size.
     fleet.steer(&format!(
         "payload = {{ count = 2; size = 1500000; real = true; salt = \"{}\"; }};",
-        salt()
+        common::unique_salt()
     ));
     let (code, r, stderr) = fleet.deploy(&["t0", "t1", "t2"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
@@ -68,15 +61,6 @@ fn three_hosts_take_shared_frames_and_random_data_travels_raw() {
             "{h}: {wire} on the wire for {nar} NAR bytes"
         );
     }
-}
-
-/// Bytes the deployer has sent into a testbed host's link so far.
-fn tx_bytes(host: &testbed::TestHost) -> u64 {
-    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", host.veth))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// `cmd` run under `strace -f -e trace=openat`, its trace written to `log`.
@@ -132,7 +116,7 @@ fn a_three_host_deploy_compresses_each_path_once_for_all_hosts() {
     // Real files: they compress, so every frame is zstd work on the deployer.
     fleet.steer(&format!(
         "payload = {{ count = 2; size = 1500000; real = true; salt = \"{}\"; }};",
-        salt()
+        common::unique_salt()
     ));
     let tmp = tb.dir.path().join("deployer-tmp");
     std::fs::create_dir_all(&tmp).unwrap();
@@ -152,13 +136,13 @@ fn a_three_host_deploy_compresses_each_path_once_for_all_hosts() {
         "--json",
     ]);
     cmd.env("TMPDIR", &tmp);
-    let before: Vec<u64> = tb.hosts.iter().map(tx_bytes).collect();
+    let before: Vec<u64> = tb.hosts.iter().map(|h| h.tx_bytes()).collect();
     let run = common::Run::from(under_strace(&cmd, &trace).output().unwrap());
     let wire: Vec<u64> = tb
         .hosts
         .iter()
         .zip(&before)
-        .map(|(h, b)| tx_bytes(h) - b)
+        .map(|(h, b)| h.tx_bytes() - b)
         .collect();
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();

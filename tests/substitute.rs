@@ -58,7 +58,7 @@ fn the_host_fetches_what_its_cache_has_and_potato_pushes_the_rest() {
     let other = CacheKey::generate(&work, "someone-else-1");
     let port = 18000 + tb.hosts[0].slot as u16;
     let conf = format!(
-        "substituters = http://127.0.0.1:{port}\ntrusted-public-keys = {}\nnarinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
+        "substituters = http://127.0.0.1:{port}\ntrusted-public-keys = {}",
         key.public
     );
     host_nix_conf(&mut tb.hosts[0], &work.join("t0-conf"), &conf);
@@ -145,4 +145,81 @@ fn a_host_without_substituters_gets_everything_pushed() {
         r["t0"]["paths_pushed"].as_u64().unwrap() as usize,
         closure_count(top)
     );
+}
+
+/// `nix-store --realise --dry-run` of `paths` on the host, as the host's own
+/// root (its nix.conf from `conf_dir`, its own narinfo disk cache): what Nix
+/// says it will fetch.
+fn dry_run_on(
+    host: &common::testbed::TestHost,
+    conf_dir: &std::path::Path,
+    paths: &[&str],
+) -> String {
+    let suite = std::env::var("NIX_CONF_DIR").unwrap();
+    let out = host.sh(&format!(
+        "mount --bind {} {suite} && nix-store --realise --dry-run {} 2>&1",
+        conf_dir.display(),
+        paths.join(" ")
+    ));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_path_the_cache_lacked_when_the_host_last_asked_is_fetched_once_it_is_there() {
+    // Nix remembers a cache's "no such path" for an hour (narinfo-cache-
+    // negative-ttl, default 3600 s). A host that asked for a path before the
+    // fleet cache had it (an earlier deploy, its own nixos-rebuild) must still
+    // fetch it once the cache has it.
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(1);
+    let work = tb.dir.path().to_path_buf();
+    let key = CacheKey::generate(&work, "fleet-cache-test-2");
+    let port = 18000 + tb.hosts[0].slot as u16;
+    let conf_dir = work.join("t0-conf");
+    let conf = format!(
+        "substituters = http://127.0.0.1:{port}\ntrusted-public-keys = {}",
+        key.public
+    );
+    host_nix_conf(&mut tb.hosts[0], &conf_dir, &conf);
+    let fleet = Fleet::new(&tb);
+    let salt = format!("{}-{:?}", std::process::id(), std::time::Instant::now());
+    fleet.steer(&format!(
+        "payload = {{ count = 2; size = 200000; salt = \"{salt}\"; }};"
+    ));
+    let build = fleet.potato(&["build", "t0", "--json"]);
+    build.ok();
+    let tops: serde_json::Value = serde_json::from_str(build.stdout.trim()).unwrap();
+    let top0 = tops["t0"].as_str().unwrap().to_string();
+    let payload = payload_of(&top0);
+    let wanted: Vec<&str> = payload.iter().map(String::as_str).collect();
+    let cache = CacheDir::new(work.join("cache"));
+    // An empty binary cache: just its nix-cache-info (Nix's format).
+    std::fs::write(cache.dir.join("nix-cache-info"), "StoreDir: /nix/store\n").unwrap();
+    let nginx = Nginx::serve(&tb.hosts[0], &cache.dir, &work.join("nginx-t0"), port);
+
+    // The host asks while the cache lacks the paths: Nix records the misses.
+    let before = dry_run_on(&tb.hosts[0], &conf_dir, &wanted);
+    assert!(!before.contains("will be fetched"), "{before}");
+    assert!(
+        !nginx.requests_with("404").is_empty(),
+        "the host asked the cache: {:?}",
+        nginx.requests_with("404")
+    );
+    // The cache gets them; Nix's own answer on the host still says no (the
+    // remembered miss), which is what a deploy meets.
+    cache.add(&wanted, Some(&key));
+    let remembered = dry_run_on(&tb.hosts[0], &conf_dir, &wanted);
+    assert!(
+        !remembered.contains("will be fetched"),
+        "the host remembers the misses: {remembered}"
+    );
+
+    let (code, r, stderr) = fleet.deploy(&["t0"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    assert_eq!(r["t0"]["paths_fetched"], 2, "{}", r["t0"]);
+    let served: Vec<String> = nginx.nars_served().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(served.len(), 2, "{served:?}");
+    assert_eq!(tb.hosts[0].current_system(), top0);
 }

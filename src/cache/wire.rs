@@ -260,21 +260,30 @@ mod tests {
             .secret("shared", "fleet-cache-key")
     }
 
+    /// The cache host c: 192.0.2.1, wg0 10.99.0.1/24, `[fleet.cache]` when
+    /// `serves`.
+    fn c(serves: bool) -> String {
+        host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), serves)
+    }
+
+    /// Host number `n` of the fleet: 192.0.2.`n`, wg0 `net`.`n`/24 with
+    /// `key`, peering with c.
+    fn consumer(n: u8, net: &str, key: &str) -> String {
+        let wg = format!("{net}.{n}/24");
+        host(&format!("192.0.2.{n}"), Some((&wg, key, "c")), false)
+    }
+
+    /// c (serving the cache when `serves`) and d, c's peer on wg0 at 10.99.0.2.
+    fn c_and_d(serves: bool) -> Fleet {
+        fleet()
+            .host("c", &c(serves))
+            .host("d", &consumer(2, "10.99.0", WG_KEY_B))
+    }
+
     #[test]
     fn consumers_get_the_cache_hosts_tunnel_address() {
-        let out = fleet()
-            .host(
-                "c",
-                &host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true),
-            )
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
-            )
-            .host(
-                "e",
-                &host("192.0.2.3", Some(("10.99.0.3/24", WG_KEY_C, "c")), false),
-            )
+        let out = c_and_d(true)
+            .host("e", &consumer(3, "10.99.0", WG_KEY_C))
             .resolve();
         let plans = out.plans();
         let cache = crate::cache::of_fleet(plans).expect("the fleet has a cache");
@@ -323,31 +332,14 @@ mod tests {
 
     #[test]
     fn a_fleet_without_the_table_has_no_cache() {
-        let out = fleet()
-            .host(
-                "c",
-                &host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), false),
-            )
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
-            )
-            .resolve();
+        let out = c_and_d(false).resolve();
         assert!(crate::cache::of_fleet(out.plans()).is_none());
     }
 
     #[test]
     fn two_cache_hosts_are_refused_naming_both_files() {
-        let out = fleet()
-            .host(
-                "c",
-                &host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true),
-            )
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), true),
-            )
-            .resolve();
+        let d = consumer(2, "10.99.0", WG_KEY_B) + "[fleet.cache]\n";
+        let out = fleet().host("c", &c(true)).host("d", &d).resolve();
         let d = out.assert_error(
             "a second fleet cache: c already serves the fleet's binary cache (hosts/c.toml)",
             "[fleet.cache]",
@@ -360,10 +352,7 @@ mod tests {
     #[test]
     fn a_consumer_sharing_no_tunnel_is_an_error() {
         let out = fleet()
-            .host(
-                "c",
-                &host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true),
-            )
+            .host("c", &c(true))
             .host("d", &host("192.0.2.2", None, false))
             .resolve();
         let d = out.error("d shares no WireGuard tunnel with the fleet cache host c (its tunnels: wg0 10.99.0.0/24)");
@@ -380,16 +369,8 @@ mod tests {
 
     #[test]
     fn a_consumer_in_another_subnet_is_an_error() {
-        let out = fleet()
-            .host(
-                "c",
-                &host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true),
-            )
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.98.0.2/24", WG_KEY_B, "")), false),
-            )
-            .resolve();
+        let d = host("192.0.2.2", Some(("10.98.0.2/24", WG_KEY_B, "")), false);
+        let out = fleet().host("c", &c(true)).host("d", &d).resolve();
         out.error("d shares no WireGuard tunnel with the fleet cache host c");
     }
 
@@ -404,35 +385,22 @@ mod tests {
 
     #[test]
     fn a_host_rule_opening_the_cache_port_wider_is_refused() {
-        let mut c = host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true);
-        c = c.replace(
+        let wide = c(true).replace(
             "[deploy]",
             "[firewall]\nrules = [\"allow 22/tcp from any\", \"allow 5000-5100/tcp from 10.99.0.0/24\"]\n[deploy]",
         );
-        let out = fleet()
-            .host("c", &c)
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
-            )
-            .resolve();
+        let d = consumer(2, "10.99.0", WG_KEY_B);
+        let out = fleet().host("c", &wide).host("d", &d).resolve();
         out.assert_error(
             "rule `allow 5000-5100/tcp from 10.99.0.0/24` opens the fleet cache's port 5080 to 10.99.0.0/24, beyond the fleet's hosts",
             "\"allow 5000-5100/tcp from 10.99.0.0/24\"",
         );
         // The consumers' own addresses are fine.
-        let c2 = host("192.0.2.1", Some(("10.99.0.1/24", WG_KEY_A, "")), true).replace(
+        let narrow = c(true).replace(
             "[deploy]",
             "[firewall]\nrules = [\"allow 22/tcp from any\", \"allow 5080/tcp from 10.99.0.2\"]\n[deploy]",
         );
-        fleet()
-            .host("c", &c2)
-            .host(
-                "d",
-                &host("192.0.2.2", Some(("10.99.0.2/24", WG_KEY_B, "c")), false),
-            )
-            .resolve()
-            .plans();
+        fleet().host("c", &narrow).host("d", &d).resolve().plans();
     }
 
     #[test]

@@ -18,8 +18,18 @@ use crate::ui::{Reporter, mb};
 /// switch and test), the host arms a watchdog before activating and returns to
 /// the generation it ran before unless potato confirms over a NEW SSH
 /// connection, after the host file's [[health]] checks pass, within the
-/// confirm timeout. Exit codes: 0 every host deployed or up to date, 1 a host
-/// failed or rolled back, 2 invalid input.
+/// confirm timeout.
+///
+/// Before the push each host fetches what it can from its own substituters
+/// (--no-substitute: not). With a fleet cache ([fleet.cache] in a host file)
+/// and two or more such hosts, each path leaves here once: it is pushed to the
+/// cache host and published into its signed cache while the other hosts
+/// connect, then they fetch from it and potato pushes only what is still
+/// missing. One host is pushed to directly. If the cache cannot be used, one
+/// warning, and every host is pushed to directly.
+///
+/// Exit codes: 0 every host deployed or up to date, 1 a host failed or rolled
+/// back, 2 invalid input.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -113,11 +123,19 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
 /// The fleet cache's line under the table: what went to the cache host once.
 fn cache_line(c: &crate::deploy::cache::CacheReport) -> String {
     format!(
-        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}",
+        "fleet cache on {}: {} pushed to it ({} paths), {} new paths published{}{}",
         c.host,
         mb(c.bytes_pushed),
         c.paths_pushed,
         c.paths_published,
+        if c.paths_replaced > 0 {
+            format!(
+                " ({} replacing unsigned or wrongly signed ones)",
+                c.paths_replaced
+            )
+        } else {
+            String::new()
+        },
         if c.error.is_some() {
             " (not used: the hosts were pushed to directly)"
         } else {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use serde_json::json;
 
 use super::args::{Connection, Global, NixArgs, duration_or_zero};
@@ -38,7 +38,7 @@ pub enum Action {
         vm: VmArgs,
         /// Which image to create the VM from.
         #[arg(long, value_enum, default_value = "qcow2")]
-        from: VmImage,
+        from: Source,
         /// Use this image file instead of building the host's.
         #[arg(long)]
         image: Option<camino::Utf8PathBuf>,
@@ -59,15 +59,6 @@ pub enum Action {
         #[command(flatten)]
         vm: VmArgs,
     },
-}
-
-/// The image a VM is created from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VmImage {
-    /// Uploaded through the API (content=import).
-    Qcow2,
-    /// Copied over SSH and restored with qmrestore.
-    Vma,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,10 +89,7 @@ pub fn run(g: &Global, a: &Args) -> Result<(), Error> {
                 .with_connection(conn.settings());
             let opened = vm::open(&fleet, host, v.api.as_deref(), v.age_identity.as_deref())?;
             let request = CreateRequest {
-                from: match from {
-                    VmImage::Qcow2 => Source::Qcow2,
-                    VmImage::Vma => Source::Vma,
-                },
+                from: *from,
                 image: image.as_deref(),
                 node_ssh: node_ssh.as_deref(),
                 wait: *wait,

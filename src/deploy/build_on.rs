@@ -274,22 +274,68 @@ pub fn check_site(
     }
 }
 
-/// Sends the derivation closure of `job` to `remote` (what it lacks), then
-/// realises it there. The run's push counters describe the derivation closure.
+/// Where a builder's output is read from when it is relayed to the target.
+enum Source {
+    /// Another inventory host, through potato's SSH to it.
+    Host(Remote),
+    /// A Nix remote builder's store, through Nix's own SSH store (its URI).
+    Store(String),
+}
+
+/// Builds `job` at its site and, for a builder, relays the output's closure
+/// from the builder to the target (`remote`). The run's push counters
+/// describe the derivation closure.
 pub(super) fn build_remotely(
     run: &mut Run,
     remote: &Remote,
     job: &Job,
     opts: &super::DeployOptions,
 ) -> Result<BuildReport, DeployError> {
-    let on = job.site.label();
-    match &job.site {
+    let Some((mut report, from)) = build_on_builder(run, job, opts)? else {
+        return build_on_target(run, remote, job, opts);
+    };
+    let (paths, bytes) = relay(&from, &report.on, remote, &job.evaluated.out)?;
+    report.relayed_paths = paths;
+    report.relayed_bytes = bytes;
+    run.log(format!(
+        "{paths} paths ({bytes} bytes) relayed from {} to the target",
+        report.on
+    ));
+    Ok(report)
+}
+
+/// Builds `job` on its builder (another inventory host, or a Nix remote
+/// builder), leaving the output there; None when the site is the target.
+fn build_on_builder(
+    run: &mut Run,
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<Option<(BuildReport, Source)>, DeployError> {
+    let built = match &job.site {
         Site::Host { name, target } => {
-            return build_on_host(run, remote, job, opts, name, target);
+            let (report, builder) = build_on_host(run, job, opts, name, target)?;
+            (report, Source::Host(builder))
         }
-        Site::NixBuilder(machine) => return Ok(build_on_nix_builder(run, remote, job, machine)?),
-        Site::Deployer | Site::Target => {}
-    }
+        Site::NixBuilder(machine) => {
+            let uri = build_store_uri(machine);
+            let report = build_on_nix_builder(run, job, machine, &uri)?;
+            (report, Source::Store(uri))
+        }
+        Site::Deployer | Site::Target => return Ok(None),
+    };
+    log_built(run, &built.0);
+    Ok(Some(built))
+}
+
+/// The target builds its own system: the derivation closure is pushed to it
+/// (what it lacks), and it realises it, substituting what it can.
+fn build_on_target(
+    run: &mut Run,
+    remote: &Remote,
+    job: &Job,
+    opts: &super::DeployOptions,
+) -> Result<BuildReport, DeployError> {
+    let on = job.site.label();
     let sent = send_derivations(run, remote, job, opts)?;
     run.log(format!(
         "building on {on}: sent {sent} derivation-closure paths"
@@ -297,28 +343,33 @@ pub(super) fn build_remotely(
     let mut report = realise(remote, &job.evaluated, &on)?;
     report.derivation_paths_sent = sent;
     run.result.paths_fetched = report.fetched;
-    run.log(format!(
-        "built on {on}: {} derivation{} built, {} path{} fetched by the builder",
-        report.built.len(),
-        if report.built.len() == 1 { "" } else { "s" },
-        report.fetched,
-        if report.fetched == 1 { "" } else { "s" },
-    ));
+    log_built(run, &report);
     Ok(report)
 }
 
-/// Builds on another inventory host, then relays the output's closure from
-/// the builder to the target (`nix-store --export` there piped into `nix-store
-/// --import` here, through the deployer's two SSH channels: the deployer's
-/// store never holds it).
+/// "built on X: N derivations built, M paths fetched by the builder".
+fn log_built(run: &Run, report: &BuildReport) {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    run.log(format!(
+        "built on {}: {} derivation{} built, {} path{} fetched by the builder",
+        report.on,
+        report.built.len(),
+        plural(report.built.len()),
+        report.fetched,
+        plural(report.fetched),
+    ));
+}
+
+/// Builds on another inventory host (potato's SSH to it, its deploy target):
+/// the derivation closure is pushed to it and it realises it, with a GC root
+/// (`realise`). Returns the build and the connection to the builder.
 fn build_on_host(
     run: &mut Run,
-    target_remote: &Remote,
     job: &Job,
     opts: &super::DeployOptions,
     name: &str,
     target: &Target,
-) -> Result<BuildReport, DeployError> {
+) -> Result<(BuildReport, Remote), DeployError> {
     let mut ssh = opts.ssh.clone();
     ssh.host_name = Some(name.to_string());
     let builder = Remote::connect(target, &ssh).map_err(|source| BuildError::Connect {
@@ -331,23 +382,17 @@ fn build_on_host(
     ));
     let mut report = realise(&builder, &job.evaluated, name)?;
     report.derivation_paths_sent = sent;
-    let (paths, bytes) = relay(&builder, target_remote, &job.evaluated.out, name)?;
-    report.relayed_paths = paths;
-    report.relayed_bytes = bytes;
-    run.log(format!(
-        "built on {name}: {} derivations built; {paths} paths ({bytes} bytes) relayed from {name} to the target",
-        report.built.len()
-    ));
-    Ok(report)
+    Ok((report, builder))
 }
 
 /// Builds on a Nix remote builder of the deployer's `builders` through Nix's
-/// own SSH store (`nix::remote_store`, the builders line's SSH key and host
-/// key in the store URI): what the builder lacks of the derivation closure is
-/// copied to it (`nix copy --derivation`), it realises the derivation, and the
-/// output's closure is relayed builder → target: `nix-store --store BUILDER
-/// --export` here, piped into `nix-store --import` on the target over potato's
-/// SSH. The bytes pass through this process, never into the deployer's store.
+/// own SSH store at `uri` (`nix::remote_store`, the builders line's SSH key
+/// and host key in the store URI): what the builder lacks of the derivation
+/// closure is copied to it (`nix copy --derivation`) and it realises the
+/// derivation. A deploy then relays the output's closure builder → target
+/// (`relay`): `nix-store --store BUILDER --export` here, piped into
+/// `nix-store --import` on the target over potato's SSH. The bytes pass
+/// through this process, never into the deployer's store.
 ///
 /// A direct builder → target copy is not possible in general: the builder has
 /// no credentials for the target (potato's SSH identity, known_hosts and jump
@@ -357,14 +402,19 @@ fn build_on_host(
 /// often admits only Nix's protocols (NixOS `nix.sshServe` forces
 /// `nix-store --serve` / `nix-daemon --stdio`), not a shell, and its key and
 /// host key are in the builders line, where Nix already reads them.
+///
+/// No GC root guards the output on the builder between the realisation and
+/// the export: see `remote_store::realise` for why Nix 2.8 cannot make one
+/// there. A garbage collection on the builder in that window makes the
+/// export fail (Nix refuses an invalid path; nothing wrong is imported), and
+/// the deploy fails with Nix's error; running it again builds again.
 fn build_on_nix_builder(
     run: &mut Run,
-    target_remote: &Remote,
     job: &Job,
     machine: &Machine,
+    uri: &str,
 ) -> Result<BuildReport, BuildError> {
     let on = machine.uri.clone();
-    let uri = build_store_uri(machine);
     let nix = |source| BuildError::Nix {
         on: on.clone(),
         source: Box::new(source),
@@ -376,16 +426,16 @@ fn build_on_nix_builder(
             source: Box::new(source),
         })?;
     let paths: Vec<StorePath> = closure.into_iter().map(|c| c.path).collect();
-    let lacking = remote_store::missing(&uri, &paths).map_err(nix)?;
+    let lacking = remote_store::missing(uri, &paths).map_err(nix)?;
     if !lacking.is_empty() {
-        remote_store::copy_derivation(&uri, &ev.drv).map_err(nix)?;
+        remote_store::copy_derivation(uri, &ev.drv).map_err(nix)?;
     }
     run.log(format!(
         "building on {on}: sent {} derivation-closure paths",
         lacking.len()
     ));
-    let plan = remote_store::dry_run(&uri, &ev.drv, machine.max_jobs).map_err(nix)?;
-    let outputs = match remote_store::realise(&uri, &ev.drv, machine.max_jobs).map_err(nix)? {
+    let plan = remote_store::dry_run(uri, &ev.drv, machine.max_jobs).map_err(nix)?;
+    let outputs = match remote_store::realise(uri, &ev.drv, machine.max_jobs).map_err(nix)? {
         Ok(outputs) => outputs,
         Err(failed) => {
             return Err(BuildError::Failed {
@@ -403,24 +453,21 @@ fn build_on_nix_builder(
             out: ev.out.clone(),
         });
     }
-    let (relayed_paths, relayed_bytes) = relay_from_store(&uri, &on, target_remote, &ev.out)?;
-    let report = BuildReport {
-        on: on.clone(),
-        built: plan
-            .build
-            .iter()
-            .map(|p| p.name().trim_end_matches(".drv").to_string())
-            .collect(),
+    Ok(BuildReport {
+        on,
+        built: built_names(&plan),
         fetched: plan.fetch.len(),
         derivation_paths_sent: lacking.len(),
-        relayed_paths,
-        relayed_bytes,
-    };
-    run.log(format!(
-        "built on {on}: {} derivations built; {relayed_paths} paths ({relayed_bytes} bytes) relayed from {on} to the target",
-        report.built.len()
-    ));
-    Ok(report)
+        ..Default::default()
+    })
+}
+
+/// The names of the derivations a dry run says will be built, without ".drv".
+fn built_names(plan: &DryRun) -> Vec<String> {
+    plan.build
+        .iter()
+        .map(|p| p.name().trim_end_matches(".drv").to_string())
+        .collect()
 }
 
 /// The store URI a build on `machine` goes through. An `ssh://` builder is
@@ -439,48 +486,36 @@ fn build_store_uri(machine: &Machine) -> String {
     }
 }
 
-/// Copies what `to` lacks of `out`'s closure from the store at `uri`:
-/// `nix-store --export` here (reading the builder's store over Nix's SSH
-/// store), streamed into `nix-store --import` on `to`.
-fn relay_from_store(
-    uri: &str,
+/// One shell word for a command on a builder.
+fn q(s: &str) -> Result<String, BuildError> {
+    sh::word(s).map_err(BuildError::Unsendable)
+}
+
+/// An error of potato's SSH to the target during a relay.
+fn on_target(source: HostError) -> BuildError {
+    BuildError::Host {
+        on: "the target".into(),
+        source: Box::new(source),
+    }
+}
+
+/// Copies what `to` lacks of `out`'s closure from the builder `on` (read
+/// from `from`), streamed: `nix-store --export` there piped into `nix-store
+/// --import` on `to`, through this process and never into its store.
+fn relay(
+    from: &Source,
     on: &str,
     to: &Remote,
     out: &StorePath,
 ) -> Result<(usize, u64), BuildError> {
-    let nix = |source| BuildError::Nix {
-        on: on.to_string(),
-        source: Box::new(source),
-    };
     // nix-store -qR lists dependencies first, the order --import needs.
-    let closure = remote_store::closure(uri, out).map_err(nix)?;
-    let missing = to.missing(&closure).map_err(|source| BuildError::Host {
-        on: "the target".into(),
-        source: Box::new(source),
-    })?;
+    let closure = from.closure(on, out)?;
+    let missing = to.missing(&closure).map_err(on_target)?;
     if missing.is_empty() {
         return Ok((0, 0));
     }
-    let mut child = remote_store::export(uri, &missing).map_err(nix)?;
-    // stderr is drained while stdout streams, so neither pipe can stall.
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-            text
-        })
-    });
-    let mut stdout = child.stdout.take().expect("piped stdout");
     let mut bytes = 0u64;
-    let imported = to.run_with("nix-store --import", &mut stdout, &mut |n| bytes = n);
-    drop(stdout);
-    let status = child.wait();
-    let export_err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-    let imported = imported.map_err(|source| BuildError::Host {
-        on: "the target".into(),
-        source: Box::new(source),
-    })?;
-    let export = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+    let (export, imported, export_err) = from.stream(on, &missing, to, &mut |n| bytes = n)?;
     if export != 0 || !imported.success() {
         return Err(BuildError::Relay {
             export,
@@ -493,70 +528,106 @@ fn relay_from_store(
     Ok((missing.len(), bytes))
 }
 
-/// One shell word for a command on a builder.
-fn q(s: &str) -> Result<String, BuildError> {
-    sh::word(s).map_err(BuildError::Unsendable)
+impl Source {
+    /// `out`'s closure in the builder's store, dependencies first.
+    fn closure(&self, on: &str, out: &StorePath) -> Result<Vec<StorePath>, BuildError> {
+        match self {
+            Source::Store(uri) => {
+                remote_store::closure(uri, out).map_err(|source| BuildError::Nix {
+                    on: on.to_string(),
+                    source: Box::new(source),
+                })
+            }
+            Source::Host(builder) => {
+                let listed = builder
+                    .run(&format!("nix-store -qR {}", q(out.as_str())?))
+                    .map_err(|source| BuildError::Host {
+                        on: on.to_string(),
+                        source: Box::new(source),
+                    })?;
+                if !listed.success() {
+                    return Err(BuildError::BuilderClosure {
+                        out: out.clone(),
+                        detail: listed.stderr.trim().to_string(),
+                    });
+                }
+                crate::nix::store_path::parse_lines(&listed.stdout).map_err(|source| {
+                    BuildError::BadPath {
+                        out: out.clone(),
+                        source,
+                    }
+                })
+            }
+        }
+    }
+
+    /// Streams `nix-store --export PATHS` from the builder into `nix-store
+    /// --import` on `to`: the export's exit code, the import's output, and
+    /// what the export said on stderr.
+    fn stream(
+        &self,
+        on: &str,
+        paths: &[StorePath],
+        to: &Remote,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(i32, crate::ssh::Output, String), BuildError> {
+        match self {
+            Source::Store(uri) => stream_from_store(uri, on, paths, to, progress),
+            Source::Host(builder) => {
+                let args = paths
+                    .iter()
+                    .map(|p| q(p.as_str()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (export, imported) = builder
+                    .pipe_into(
+                        &format!(
+                            "nix-store --export {} 2>{}/export.err",
+                            args.join(" "),
+                            crate::host::paths::STATE_DIR
+                        ),
+                        to,
+                        "nix-store --import",
+                        progress,
+                    )
+                    .map_err(|source| BuildError::Host {
+                        on: on.to_string(),
+                        source: Box::new(source),
+                    })?;
+                Ok((export, imported, String::new()))
+            }
+        }
+    }
 }
 
-/// Copies what `to` lacks of `out`'s closure from `from`'s store, streamed.
-fn relay(
-    from: &Remote,
+/// `nix-store --store URI --export PATHS` here, its stdout streamed into
+/// `nix-store --import` on `to` (stderr drained alongside, so neither pipe
+/// can stall).
+fn stream_from_store(
+    uri: &str,
+    on: &str,
+    paths: &[StorePath],
     to: &Remote,
-    out: &StorePath,
-    name: &str,
-) -> Result<(usize, u64), BuildError> {
-    let host = |source| BuildError::Host {
-        on: name.to_string(),
-        source: Box::new(source),
-    };
-    let listed = from
-        .run(&format!("nix-store -qR {}", q(out.as_str())?))
-        .map_err(host)?;
-    if !listed.success() {
-        return Err(BuildError::BuilderClosure {
-            out: out.clone(),
-            detail: listed.stderr.trim().to_string(),
-        });
-    }
-    // nix-store -qR lists dependencies first, the order --import needs.
-    let closure = crate::nix::store_path::parse_lines(&listed.stdout).map_err(|source| {
-        BuildError::BadPath {
-            out: out.clone(),
-            source,
-        }
-    })?;
-    let missing = to.missing(&closure).map_err(|source| BuildError::Host {
-        on: "the target".into(),
+    progress: &mut dyn FnMut(u64),
+) -> Result<(i32, crate::ssh::Output, String), BuildError> {
+    let mut child = remote_store::export(uri, paths).map_err(|source| BuildError::Nix {
+        on: on.to_string(),
         source: Box::new(source),
     })?;
-    if missing.is_empty() {
-        return Ok((0, 0));
-    }
-    let args = missing
-        .iter()
-        .map(|p| q(p.as_str()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut bytes = 0u64;
-    let (exported, imported) = from
-        .pipe_into(
-            &format!(
-                "nix-store --export {} 2>{}/export.err",
-                args.join(" "),
-                crate::host::paths::STATE_DIR
-            ),
-            to,
-            "nix-store --import",
-            &mut |n| bytes = n,
-        )
-        .map_err(host)?;
-    if exported != 0 || !imported.success() {
-        return Err(BuildError::Relay {
-            export: exported,
-            import: imported.code,
-            detail: imported.stderr.trim().to_string(),
-        });
-    }
-    Ok((missing.len(), bytes))
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            text
+        })
+    });
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let imported = to.run_with("nix-store --import", &mut stdout, progress);
+    drop(stdout);
+    let status = child.wait();
+    let export_err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+    let imported = imported.map_err(on_target)?;
+    let export = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+    Ok((export, imported, export_err))
 }
 
 /// Pushes what `remote` lacks of the job's derivation closure through the one
@@ -623,11 +694,7 @@ fn realise(remote: &Remote, ev: &Evaluated, on: &str) -> Result<BuildReport, Bui
     }
     Ok(BuildReport {
         on: on.into(),
-        built: plan
-            .build
-            .iter()
-            .map(|p| p.name().trim_end_matches(".drv").to_string())
-            .collect(),
+        built: built_names(&plan),
         fetched: plan.fetch.len(),
         ..Default::default()
     })
@@ -715,7 +782,9 @@ pub fn deployer_builders() -> Result<Vec<Machine>, crate::nix::NixError> {
 }
 
 /// Builds one host's system at its site without deploying (`potato build
-/// --build-on`): connect, send the derivation closure, realise there.
+/// --build-on`): on a builder (another host, a Nix remote builder) the output
+/// stays there and the target is not reached; on the target, it is connected
+/// to, sent the derivation closure, and realises it.
 pub fn build_only(
     plan: &HostPlan,
     job: &Job,
@@ -723,6 +792,9 @@ pub fn build_only(
 ) -> Result<BuildReport, DeployError> {
     let (tx, _rx) = std::sync::mpsc::channel();
     let mut run = Run::new(plan, &job.evaluated.out, opts, &tx);
+    if let Some((report, _)) = build_on_builder(&mut run, job, opts)? {
+        return Ok(report);
+    }
     let mut ssh = opts.ssh.clone();
     ssh.host_name = Some(plan.name.clone());
     let target = opts
@@ -730,7 +802,7 @@ pub fn build_only(
         .clone()
         .unwrap_or_else(|| plan.deploy.target.clone());
     let remote = Remote::connect(&target, &ssh).map_err(DeployError::Connect)?;
-    build_remotely(&mut run, &remote, job, opts)
+    build_on_target(&mut run, &remote, job, opts)
 }
 
 /// Jobs of the hosts not built on the deployer, by host name.

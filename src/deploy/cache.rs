@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::mpsc::Sender;
+use std::sync::{Condvar, Mutex};
 
 use serde::Serialize;
 
@@ -41,6 +42,9 @@ pub struct CacheTarget {
     pub key_path: String,
     /// The static binary cache directory its web server serves.
     pub dir: String,
+    /// The signing key's public half ("<name>:<base64>"): what the hosts
+    /// trust, and what a published narinfo must verify against.
+    pub public_key: String,
 }
 
 impl CacheTarget {
@@ -52,6 +56,7 @@ impl CacheTarget {
             key_secret: cache.key_secret.clone(),
             key_path: cache.key_path.clone(),
             dir: cache.dir.clone(),
+            public_key: cache.public_key.clone(),
         }
     }
 }
@@ -68,6 +73,54 @@ pub struct CacheRun {
     pub cache_selected: bool,
 }
 
+/// Where the hosts of a run through the cache wait for it: they connect, take
+/// their lock and read their state while the cache host is filled and
+/// publishes, then wait here before their push. Opened once, by the cache
+/// step: `true` when the cache holds the run's paths, `false` when it could
+/// not be filled (the hosts are then pushed to directly).
+#[derive(Debug, Default)]
+pub struct CacheGate {
+    usable: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl CacheGate {
+    /// Lets every waiting and later host through; the first call decides.
+    pub fn open(&self, usable: bool) {
+        let mut state = self.usable.lock().unwrap_or_else(|e| e.into_inner());
+        if state.is_none() {
+            *state = Some(usable);
+            self.opened.notify_all();
+        }
+    }
+
+    /// Blocks until the gate is open; whether the cache is usable.
+    pub fn wait(&self) -> bool {
+        let mut state = self.usable.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(usable) = *state {
+                return usable;
+            }
+            state = self.opened.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A guard that opens the gate as unusable when dropped unopened, so
+    /// no host waits forever on a cache step that ended early (or panicked).
+    pub fn guard(&self) -> GateGuard<'_> {
+        GateGuard(self)
+    }
+}
+
+/// See `CacheGate::guard`.
+pub struct GateGuard<'a>(&'a CacheGate);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open(false);
+    }
+}
+
 /// The cache step's result: the fleet-level `cache` object of `--json`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct CacheReport {
@@ -76,6 +129,9 @@ pub struct CacheReport {
     pub consumers: Vec<String>,
     /// Paths added to the cache by this deploy (the rest were there already).
     pub paths_published: usize,
+    /// Of those, paths whose narinfo in the cache the fleet key did not
+    /// verify (a poisoned or stale cache): replaced by signed ones.
+    pub paths_replaced: usize,
     /// Paths pushed from the deployer into the cache host's store.
     pub paths_pushed: usize,
     /// NAR bytes of those paths.
@@ -127,7 +183,10 @@ pub enum CacheError {
 impl CacheRun {
     /// The cache step for a deploy of `selected` (in order), or None when it
     /// does not apply: no cache in the fleet, substitution off
-    /// (`--no-substitute`), or no host that would substitute from it. Hosts
+    /// (`--no-substitute`), or fewer than two hosts that would substitute
+    /// from it (one host is pushed to directly: the same bytes leave the
+    /// deployer, without the publish and the fetch in between; it still
+    /// fetches what the cache already holds in its own substitution). Hosts
     /// built elsewhere (`build_on` target or a builder, in `built_elsewhere`)
     /// are left out: they receive only derivations, and their builder
     /// substitutes for itself.
@@ -143,7 +202,7 @@ impl CacheRun {
             .filter(|h| **h != cache.host && !built_elsewhere.contains(*h))
             .cloned()
             .collect();
-        if consumers.is_empty() {
+        if consumers.len() < 2 {
             return None;
         }
         let cache_selected =
@@ -182,25 +241,20 @@ fn merge_into(seen: &mut HashSet<StorePath>, closure: Vec<PathInfo>) -> Vec<Path
 }
 
 /// Pushes `union` into the cache host's store (its own substitution first,
-/// as every push), holding its deploy lock. Returns the report so far.
+/// as every push), holding its deploy lock. Returns the report so far and
+/// the connection, still holding the lock (for `publish`).
 pub fn push_to_cache(
     run: &CacheRun,
     union: Vec<PathInfo>,
     opts: &DeployOptions,
     events: &Sender<Event>,
-) -> Result<CacheReport, CacheError> {
+) -> Result<(CacheReport, Remote), CacheError> {
     let host = run.cache.host.clone();
     let _ = events.send(Event::Phase {
         host: host.clone(),
         phase: Phase::Push,
     });
-    let mut remote = connect(&run.cache, opts)?;
-    remote
-        .lock(&host, &opts.holder)
-        .map_err(|e| CacheError::Connect {
-            host: host.clone(),
-            source: Box::new(e),
-        })?;
+    let remote = connect_locked(&run.cache, opts)?;
     let push_opts = PushOptions {
         compress: opts.compress,
         substitute: opts.substitute,
@@ -212,7 +266,7 @@ pub fn push_to_cache(
             host: host.clone(),
             source: Box::new(e),
         })?;
-    Ok(CacheReport {
+    let report = CacheReport {
         host,
         consumers: run.consumers.clone(),
         paths_pushed: pushed.paths,
@@ -221,42 +275,54 @@ pub fn push_to_cache(
         paths_fetched: pushed.fetched_paths,
         bytes_fetched: pushed.fetched_bytes,
         ..CacheReport::default()
-    })
+    };
+    Ok((report, remote))
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Paths added to the cache.
+    pub added: usize,
+    /// Of those, paths whose narinfo the fleet key did not verify (unsigned,
+    /// another key's, altered): replaced by a signed one.
+    pub replaced: usize,
 }
 
 /// Publishes `paths` (in the cache host's store) into its signed binary
-/// cache; returns how many were added.
+/// cache, over `remote` (connected to the cache host, holding its lock:
+/// `push_to_cache`, `connect_locked`). A narinfo already there that the
+/// fleet's public key does not verify is replaced.
 pub fn publish(
+    remote: &Remote,
     cache: &CacheTarget,
     paths: &[StorePath],
-    opts: &DeployOptions,
     events: &Sender<Event>,
-) -> Result<usize, CacheError> {
+) -> Result<Published, CacheError> {
     let host = cache.host.clone();
-    let mut remote = connect(cache, opts)?;
-    remote
-        .lock(&host, &opts.holder)
-        .map_err(|e| CacheError::Connect {
-            host: host.clone(),
-            source: Box::new(e),
-        })?;
     let publish_err = |e| CacheError::Publish {
         host: host.clone(),
         source: Box::new(e),
     };
     match remote
-        .publish_to_cache(&cache.dir, &cache.key_path, paths)
+        .publish_to_cache(&cache.dir, &cache.key_path, &cache.public_key, paths)
         .map_err(publish_err)?
     {
-        CachePublish::Published(n) => {
+        CachePublish::Published { added, replaced } => {
+            let mut line = format!(
+                "published {added} new paths into the fleet cache ({} asked)",
+                paths.len()
+            );
+            if replaced > 0 {
+                line.push_str(&format!(
+                    "; {replaced} of them replaced a narinfo the fleet key did not sign"
+                ));
+            }
             let _ = events.send(Event::Log {
                 host: host.clone(),
-                line: format!(
-                    "published {n} new paths into the fleet cache ({} asked)",
-                    paths.len()
-                ),
+                line,
             });
-            Ok(n)
+            Ok(Published { added, replaced })
         }
         CachePublish::NoKey => Err(CacheError::NoKey {
             host,
@@ -266,13 +332,19 @@ pub fn publish(
     }
 }
 
-fn connect(cache: &CacheTarget, opts: &DeployOptions) -> Result<Remote, CacheError> {
+/// A connection to the cache host holding its deploy lock.
+pub fn connect_locked(cache: &CacheTarget, opts: &DeployOptions) -> Result<Remote, CacheError> {
     let mut ssh = opts.ssh.clone();
     ssh.host_name = Some(crate::ssh::trust_hint(&cache.host, None));
-    Remote::connect(&cache.target, &ssh).map_err(|e| CacheError::Connect {
+    let connect_err = |e| CacheError::Connect {
         host: cache.host.clone(),
         source: Box::new(e),
-    })
+    };
+    let mut remote = Remote::connect(&cache.target, &ssh).map_err(connect_err)?;
+    remote
+        .lock(&cache.host, &opts.holder)
+        .map_err(connect_err)?;
+    Ok(remote)
 }
 
 /// The push pipeline's events as the cache host's events.
@@ -315,6 +387,7 @@ mod tests {
             key_secret: "fleet-cache-key".into(),
             key_path: "/run/potato-secrets/fleet-cache-key".into(),
             dir: "/var/lib/potato/cache".into(),
+            public_key: String::new(),
         }
     }
 
@@ -334,9 +407,56 @@ mod tests {
         .unwrap();
         assert_eq!(run.consumers, names(&["a", "d"]));
         assert!(run.cache_selected);
-        let run = CacheRun::choose(Some(target("c")), &names(&["d"]), &elsewhere, true).unwrap();
-        assert_eq!(run.consumers, names(&["d"]));
+        let run =
+            CacheRun::choose(Some(target("c")), &names(&["d", "e"]), &elsewhere, true).unwrap();
+        assert_eq!(run.consumers, names(&["d", "e"]));
         assert!(!run.cache_selected, "used as a cache, not deployed");
+    }
+
+    #[test]
+    fn one_consumer_is_pushed_to_directly() {
+        let none = BTreeSet::new();
+        assert_eq!(
+            CacheRun::choose(Some(target("c")), &names(&["d"]), &none, true),
+            None
+        );
+        assert_eq!(
+            CacheRun::choose(Some(target("c")), &names(&["c", "d"]), &none, true),
+            None,
+            "the cache host and one consumer"
+        );
+    }
+
+    #[test]
+    fn the_gate_lets_waiting_hosts_through_once_with_the_first_verdict() {
+        let gate = std::sync::Arc::new(CacheGate::default());
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.wait())
+            })
+            .collect();
+        gate.open(true);
+        gate.open(false);
+        for w in waiters {
+            assert!(w.join().unwrap());
+        }
+        assert!(gate.wait(), "a host arriving later passes too");
+    }
+
+    #[test]
+    fn a_cache_step_that_ends_without_a_verdict_opens_the_gate_as_unusable() {
+        let gate = CacheGate::default();
+        {
+            let _guard = gate.guard();
+        }
+        assert!(!gate.wait());
+        let opened = CacheGate::default();
+        {
+            let _guard = opened.guard();
+            opened.open(true);
+        }
+        assert!(opened.wait(), "the guard does not undo a verdict");
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct DeployOptions {
     pub frames: Option<Arc<FrameCache>>,
     /// Hosts whose system is built elsewhere than the deployer (`build_on`).
     pub builds: std::collections::BTreeMap<String, build_on::Job>,
+    /// The fleet cache being filled for this run: hosts connect meanwhile and
+    /// wait here before their push (`cache::CacheGate`).
+    pub cache_gate: Option<Arc<cache::CacheGate>>,
 }
 
 /// The phases a host goes through, in order.
@@ -87,6 +90,8 @@ pub struct DeployOptions {
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Connect,
+    /// Waiting for the fleet cache to be filled (`cache::CacheGate`).
+    Wait,
     Build,
     Push,
     Activate,
@@ -97,6 +102,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Connect => "connect",
+            Phase::Wait => "wait",
             Phase::Build => "build",
             Phase::Push => "push",
             Phase::Activate => "activate",
@@ -329,6 +335,7 @@ impl Run {
             self.enter(Phase::Build);
             self.result.build = build_on::build_remotely(self, &remote, job, opts)?;
         } else {
+            let opts = &self.wait_for_cache(opts);
             self.enter(Phase::Push);
             self.push(&remote, top, opts)?;
         }
@@ -399,6 +406,21 @@ impl Run {
 
         self.enter(Phase::Confirm);
         self.confirm(plan, &target, opts, &token, (confirm, finished), prev)
+    }
+
+    /// Waits, holding this host's lock, until the fleet cache this run fills
+    /// is ready; the options for the push: substitution off when the cache
+    /// could not be filled (the host would only ask a cache that lacks the
+    /// paths, or does not answer).
+    fn wait_for_cache(&mut self, opts: &DeployOptions) -> DeployOptions {
+        let mut opts = opts.clone();
+        if let Some(gate) = opts.cache_gate.take() {
+            self.enter(Phase::Wait);
+            if !gate.wait() {
+                opts.substitute = false;
+            }
+        }
+        opts
     }
 
     /// The system's closure into the host's store, through the one push
@@ -663,10 +685,15 @@ enum Lost {
     Host(HostError),
 }
 
+/// How long one `activation-status` call waits on the host.
+const ACTIVATION_WAIT_SECS: u64 = 5;
+
 fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activation {
     let started = Instant::now();
     loop {
-        match remote.activation_status(token) {
+        // The host waits for the activation itself (a few seconds a round
+        // trip, so a lost connection still shows soon).
+        match remote.activation_status_within(token, ACTIVATION_WAIT_SECS) {
             Ok(Some(f)) if f.code == 0 => {
                 let ago = Duration::from_secs(f.secs_ago);
                 let now = Instant::now();
@@ -678,7 +705,7 @@ fn wait_activation(remote: &Remote, token: &str, timeout: Duration) -> Activatio
                     secs: timeout.as_secs(),
                 });
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Ok(None) => {}
             Err(e) => return Activation::Lost(Lost::Host(e)),
         }
     }

@@ -61,6 +61,18 @@ missing)
   # store under $POTATO_STORE_ROOT when set: a machine being installed).
   xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
   ;;
+substitute)
+  # Store paths on stdin (missing here), one per line: Nix fetches what it can
+  # from this host's own substituters (signatures checked against its
+  # trusted-public-keys; --keep-going: a path no substituter has fails alone),
+  # then the paths still not valid are printed, as `missing` does. One round
+  # trip. A "not in this cache" answer Nix remembered from an earlier query is
+  # not trusted (negative TTL 0): the fleet cache may have been filled since.
+  list=$(cat)
+  printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} \
+    --option narinfo-cache-negative-ttl 0 --realise --keep-going >/dev/null 2>&1 || true
+  printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
+  ;;
 serve-write)
   # serve-write [zstd]: nix-store's serve protocol on stdin (zstd-compressed
   # when asked); potato sends cmdAddToStoreNar per path.
@@ -71,20 +83,39 @@ serve-write)
   fi
   ;;
 cache-publish)
-  # cache-publish DIR KEY: store paths on stdin, one per line, copied from this
-  # host's store into the static binary cache DIR with Nix's own file:// binary
-  # cache store (it writes nix-cache-info, the NARs zstd-compressed, and one
-  # narinfo per path signed with KEY, a secret key in Nix's format; paths already
-  # in the cache are skipped). Settings: NixOS/nix src/libstore/binary-cache-store.hh
-  # (`compression`, `secret-key`). Prints "PUBLISHED N" (narinfos added), or
-  # "NOKEY" when KEY is not there. potato validated DIR and KEY (plain paths).
-  dir=$1 key=$2
+  # cache-publish DIR KEY PUB: store paths on stdin, one per line, copied from
+  # this host's store into the static binary cache DIR with Nix's own file://
+  # binary cache store (it writes nix-cache-info, the NARs zstd-compressed, and
+  # one narinfo per path signed with KEY, a secret key in Nix's format; paths
+  # already in the cache are skipped). Settings: NixOS/nix
+  # src/libstore/binary-cache-store.hh (`compression`, `secret-key`).
+  # A narinfo of these paths that PUB (KEY's public key) does not verify
+  # (unsigned, signed by another key, altered) is removed first, so the copy
+  # writes it anew: a poisoned or stale cache heals on the next deploy instead
+  # of being skipped forever (`nix store verify --no-contents` says "path '…'
+  # is untrusted" for each; it only checks paths the cache has).
+  # Prints "PUBLISHED N" (narinfos added) and "REPLACED M" (of those, how many
+  # replaced an untrusted one), or "NOKEY" when KEY is not there. potato
+  # validated DIR and KEY (plain paths) and PUB (a Nix public key).
+  dir=$1 key=$2 pub=$3
   if [ ! -r "$key" ]; then echo NOKEY; exit 4; fi
   mkdir -p "$dir" || exit 5
+  list=$(cat)
+  cached=$(printf '%s\n' "$list" | while read -r p; do
+    h=${p#/nix/store/}; h=${h%%-*}
+    if [ -n "$h" ] && [ -e "$dir/$h.narinfo" ]; then printf '%s\n' "$p"; fi
+  done)
+  replaced=0
+  for p in $(printf '%s\n' "$cached" | xargs -r nix --extra-experimental-features nix-command store verify \
+      --no-contents --store "file://$dir" --trusted-public-keys "$pub" 2>&1 |
+      sed -n "s|^path '\(/nix/store/[^']*\)' is untrusted\$|\1|p"); do
+    h=${p#/nix/store/}; rm -f "$dir/${h%%-*}.narinfo" && replaced=$((replaced + 1))
+  done
   before=$(find "$dir" -maxdepth 1 -name '*.narinfo' | wc -l)
-  xargs -r nix --extra-experimental-features nix-command copy --to "file://$dir?secret-key=$key&compression=zstd" || exit 6
+  printf '%s\n' "$list" | xargs -r nix --extra-experimental-features nix-command copy --to "file://$dir?secret-key=$key&compression=zstd" || exit 6
   after=$(find "$dir" -maxdepth 1 -name '*.narinfo' | wc -l)
   echo "PUBLISHED $((after - before))"
+  echo "REPLACED $replaced"
   ;;
 has-zstd)
   command -v zstd >/dev/null 2>&1 && echo yes || echo no
@@ -124,9 +155,14 @@ run-activation)
   fi
   ;;
 activation-status)
-  # "running", or "RC AGE": the exit code and how many seconds ago the
-  # activation finished (the watchdog's confirm window runs from then).
+  # activation-status TOKEN [WAIT_SECS]: "running", or "RC AGE": the exit code
+  # and how many seconds ago the activation finished (the watchdog's confirm
+  # window runs from then). With WAIT_SECS, waits up to that long for it to
+  # finish (checked here every 50 ms: one round trip instead of potato's polls).
   rc_file="$STATE/activate-$1.rc"
+  case "${2:-0}" in *[!0-9]*|'') exit 2 ;; esac
+  i=0
+  while [ ! -e "$rc_file" ] && [ "$i" -lt $(( ${2:-0} * 20 )) ]; do sleep 0.05; i=$((i + 1)); done
   if rc=$(cat "$rc_file" 2>/dev/null); then
     echo "$rc $(( $(date +%s) - $(stat -c %Y "$rc_file" 2>/dev/null || date +%s) ))"
   else

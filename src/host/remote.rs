@@ -50,6 +50,8 @@ pub enum HostError {
         "{what} must be a plain absolute path (letters, digits, '.', '_', '-', '/'; no '..'): {value:?}"
     )]
     NotPlainPath { what: &'static str, value: String },
+    #[error("the fleet cache's public key {value:?} is not a Nix public key: {reason}")]
+    BadPublicKey { value: String, reason: String },
     /// A word no shell command can carry (see `render::format::sh::word`).
     #[error("{what}: {refused}")]
     Unsendable {
@@ -61,8 +63,9 @@ pub enum HostError {
 /// What `Remote::publish_to_cache` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CachePublish {
-    /// This many paths were added to the cache (the others were there).
-    Published(usize),
+    /// `added` paths were added to the cache (the others were there);
+    /// `replaced` of them replaced a narinfo the fleet key did not verify.
+    Published { added: usize, replaced: usize },
     /// The signing key file is not on the host.
     NoKey,
 }
@@ -368,6 +371,24 @@ impl Remote {
     /// One round trip: which of `paths` the host lacks. Answers are checked to be
     /// store paths and members of `paths`.
     pub fn missing(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
+        self.ask_paths("missing", "asking which paths are missing", paths)
+    }
+
+    /// One round trip: the host fetches what it can of `paths` (missing
+    /// there) from its own substituters; returns those it still lacks, checked
+    /// as `missing`'s answer.
+    pub fn substitute(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
+        self.ask_paths("substitute", "fetching from the host's substituters", paths)
+    }
+
+    /// Runs the agent's `command` with `paths` on stdin; its answer, a subset
+    /// of `paths`, in their order.
+    fn ask_paths(
+        &self,
+        command: &str,
+        what: &str,
+        paths: &[StorePath],
+    ) -> Result<Vec<StorePath>, HostError> {
         let mut list = String::new();
         for p in paths {
             list.push_str(p.as_str());
@@ -375,11 +396,11 @@ impl Remote {
         }
         self.install_agent()?;
         let out = self.session.exec_with(
-            &format!("{}sh {AGENT} missing", self.store_env()?),
+            &format!("{}sh {AGENT} {command}", self.store_env()?),
             Some(&mut list.as_bytes()),
             &mut |_| {},
         )?;
-        let out = self.check("asking which paths are missing", out)?;
+        let out = self.check(what, out)?;
         let missing =
             store_path::parse_lines(&out.stdout).map_err(|e| HostError::BadPath(e.to_string()))?;
         let asked: std::collections::HashSet<&StorePath> = paths.iter().collect();
@@ -427,17 +448,23 @@ impl Remote {
     /// Copies `paths` (valid in this host's store) into the static binary
     /// cache `dir` on this host, each narinfo signed with the secret key at
     /// `key` (the agent's `cache-publish`: Nix's own `nix copy --to file://`).
-    /// Paths already in the cache are skipped.
+    /// Paths already in the cache are skipped, unless `public_key` (the
+    /// key's public half) does not verify their narinfo: those are replaced.
     pub fn publish_to_cache(
         &self,
         dir: &str,
         key: &str,
+        public_key: &str,
         paths: &[StorePath],
     ) -> Result<CachePublish, HostError> {
         let (dir, key) = (
             plain_path("the cache directory", dir)?,
             plain_path("the cache's signing key", key)?,
         );
+        crate::cache::key::parse_public(public_key).map_err(|e| HostError::BadPublicKey {
+            value: public_key.to_string(),
+            reason: e.to_string(),
+        })?;
         let mut list = String::new();
         for p in paths {
             list.push_str(p.as_str());
@@ -446,9 +473,10 @@ impl Remote {
         self.install_agent()?;
         let out = self.session.exec_with(
             &format!(
-                "sh {AGENT} cache-publish {} {}",
+                "sh {AGENT} cache-publish {} {} {}",
                 word("the cache directory", &dir)?,
-                word("the cache's signing key", &key)?
+                word("the cache's signing key", &key)?,
+                word("the cache's public key", public_key)?
             ),
             Some(&mut list.as_bytes()),
             &mut |_| {},
@@ -457,17 +485,21 @@ impl Remote {
             return Ok(CachePublish::NoKey);
         }
         let out = self.check("publishing into the binary cache", out)?;
-        let count = out
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("PUBLISHED "))
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| HostError::Command {
-                what: "publishing into the binary cache".into(),
-                code: out.code,
-                detail: format!("no PUBLISHED line in: {}", out.stdout.trim()),
-            })?;
-        Ok(CachePublish::Published(count))
+        let count = |what: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(what))
+                .and_then(|n| n.trim().parse().ok())
+                .ok_or_else(|| HostError::Command {
+                    what: "publishing into the binary cache".into(),
+                    code: out.code,
+                    detail: format!("no {what}line in: {}", out.stdout.trim()),
+                })
+        };
+        Ok(CachePublish::Published {
+            added: count("PUBLISHED ")?,
+            replaced: count("REPLACED ")?,
+        })
     }
 
     /// Whether the host can decompress a zstd stream. Read-only.
@@ -511,7 +543,17 @@ impl Remote {
     /// None while running; when done, its exit code and how long ago it
     /// finished (by the host's clock).
     pub fn activation_status(&self, token: &str) -> Result<Option<Finished>, HostError> {
-        let out = self.agent_read_only(&format!("activation-status {token}"))?;
+        self.activation_status_within(token, 0)
+    }
+
+    /// `activation_status`, the host waiting up to `wait_secs` for the
+    /// activation to finish before it answers.
+    pub fn activation_status_within(
+        &self,
+        token: &str,
+        wait_secs: u64,
+    ) -> Result<Option<Finished>, HostError> {
+        let out = self.agent_read_only(&format!("activation-status {token} {wait_secs}"))?;
         Ok(parse_finished(out.stdout.trim()))
     }
 

@@ -5,18 +5,20 @@
 //! what is still missing.
 //!
 //! Nix's own mechanism, as colmena and deploy-rs use it (`nix copy
-//! --substitute-on-destination`): here `nix-store --realise --dry-run` on the
-//! host says which missing paths its substituters have ("will be fetched"),
-//! `nix-store --realise --keep-going` fetches them, and the host is asked again
-//! which paths it lacks. A host without substituters fetches nothing (the dry
-//! run says so in one round trip). Owns only this step: `host::push` calls it
-//! (when asked) before it streams what is still missing.
+//! --substitute-on-destination`): the agent's `substitute` runs `nix-store
+//! --realise --keep-going` on the missing paths on the host (each fetched from
+//! the host's substituters if one has it, signature checked; the others fail
+//! alone) and answers, in the same round trip, which are still missing. What
+//! was missing before and is not now was fetched. A host without substituters
+//! fetches nothing. The realise does not trust a "not in this cache" answer
+//! Nix cached from an earlier query (Nix keeps those an hour by default): the
+//! fleet cache may have been filled since. Owns only this step: `host::push`
+//! calls it (when asked) before it streams what is still missing.
 
 use std::collections::HashSet;
 
 use super::remote::{HostError, Remote};
 use crate::nix::StorePath;
-use crate::nix::derivation::DryRun;
 use crate::nix::transfer::PathInfo;
 
 /// What the host fetched by itself.
@@ -36,32 +38,7 @@ pub fn fetch_missing(
     missing: &[StorePath],
     closure: &[PathInfo],
 ) -> Result<Fetched, HostError> {
-    let list = lines(missing);
-    let dry = remote.run_with(
-        "xargs -r nix-store --realise --dry-run 2>&1",
-        &mut list.as_bytes(),
-        &mut |_| {},
-    )?;
-    let asked: HashSet<&StorePath> = missing.iter().collect();
-    let fetchable: Vec<StorePath> = DryRun::parse(&dry.stdout)
-        .fetch
-        .into_iter()
-        .filter(|p| asked.contains(p))
-        .collect();
-    if fetchable.is_empty() {
-        return Ok(Fetched {
-            still_missing: missing.to_vec(),
-            ..Default::default()
-        });
-    }
-    // --keep-going: a path whose references only potato has fails alone; it is
-    // pushed with the rest.
-    remote.run_with(
-        "xargs -r nix-store --realise --keep-going >/dev/null 2>&1; true",
-        &mut lines(&fetchable).as_bytes(),
-        &mut |_| {},
-    )?;
-    let still_missing = remote.missing(missing)?;
+    let still_missing = remote.substitute(missing)?;
     let left: HashSet<&StorePath> = still_missing.iter().collect();
     let paths: Vec<StorePath> = missing
         .iter()
@@ -79,13 +56,4 @@ pub fn fetch_missing(
         nar_bytes,
         still_missing,
     })
-}
-
-fn lines(paths: &[StorePath]) -> String {
-    let mut s = String::new();
-    for p in paths {
-        s.push_str(p.as_str());
-        s.push('\n');
-    }
-    s
 }

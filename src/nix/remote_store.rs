@@ -84,6 +84,32 @@ pub fn dry_run(uri: &str, drv: &StorePath, max_jobs: u32) -> Result<DryRun, NixE
 
 /// Realises `drv` in the store (the store's machine builds); returns the
 /// output paths Nix printed. Err(Ok(Failed)) when the build failed.
+///
+/// No GC root is made for the output on the builder, because Nix 2.8 makes
+/// none through a remote store, and this is measured, not assumed
+/// (tests/build_on.rs `nix_roots_no_output_realised_through_an_ssh_ng_store`,
+/// which fails should a Nix version root it): against the testbed's
+/// `ssh-ng://` builder, `nix-store --store URI --realise DRV
+/// --add-root PATH` exits 0 and prints the output path, but creates PATH
+/// neither here nor on the builder and no link in the builder's
+/// gcroots/auto; `nix build --store URI DRV --out-link PATH` does the same;
+/// and right after either, `nix-store --delete OUT` on the builder deletes the
+/// output. Nix adds a root only through a `LocalFSStore` (`addPermRoot`; an
+/// indirect root is a symlink on the builder's own file system, which a
+/// store-protocol client cannot make), and an `ssh-ng://` store is a
+/// `RemoteStore` only: NixOS/nix#11812 ("Design and enable creation of remote
+/// gc roots", open: "The creation of gc roots is explicitly disabled in nix
+/// build if we do not have a LocalFSStore") and NixOS/nix#4002 ("Option to add
+/// root for copy commands", open). While this command runs, the builder's
+/// daemon holds the outputs as temporary roots (DerivationGoal::haveDerivation
+/// calls `addTempRoot` for every output), but they end with the connection:
+/// from then until `export` has streamed them, a GC on the builder can delete
+/// them. The one Nix command that builds and copies in one daemon session is
+/// `nix copy --from URI --to DEST DRV` (measured: it builds on the builder),
+/// but DEST would then be reached by Nix's own SSH, not potato's connection to
+/// the target (its identity, known hosts and jump hosts); so the relay keeps
+/// the two steps and a GC in between makes the export fail loudly (Nix
+/// refuses an invalid path; nothing partial is imported).
 pub fn realise(
     uri: &str,
     drv: &StorePath,

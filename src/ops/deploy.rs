@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::fleet::{Fleet, Selection};
 use crate::deploy::build_on::{self, Job, Site};
-use crate::deploy::cache::{self, CacheError, CacheReport, CacheRun, CacheTarget};
+use crate::deploy::cache::{self, CacheError, CacheGate, CacheReport, CacheRun, CacheTarget};
 use crate::deploy::{self, DeployOptions, Event, HostResult};
 use crate::error::Error;
 use crate::host::push::Compress;
@@ -66,43 +66,41 @@ pub fn build(
 
 /// `potato build`: the selected hosts' systems, after the stale-files check.
 /// Hosts built elsewhere (build_on, `--build-on`) are evaluated here and
-/// realised there (`deploy::build_on`); the map says where each was built.
+/// realised there (`deploy::build_on`); their build reports say where.
+/// `Error::BuildsFailed` carries each failed host's error (the builder's log
+/// tail in it).
 pub fn build_selected(
     fleet: &Fleet,
     selectors: &[String],
     over: Option<&BuildOn>,
     report: &Reporter,
-) -> Result<(Toplevels, BTreeMap<String, String>), Error> {
+) -> Result<(Toplevels, BTreeMap<String, build_on::BuildReport>), Error> {
     let selected = fleet.select(selectors)?;
     super::generate::refuse_stale(&fleet.root, &selected.plans)?;
     let sites = sites(fleet, &selected, over)?;
     let (tops, jobs) = build_where(fleet, &selected.names(), &sites, &mut |l| report.warn(l))?;
-    let mut on: BTreeMap<String, String> =
-        sites.iter().map(|(h, s)| (h.clone(), s.label())).collect();
+    let mut elsewhere = BTreeMap::new();
     if jobs.is_empty() {
-        return Ok((tops, on));
+        return Ok((tops, elsewhere));
     }
     let mut opts = options(fleet, &selected, &Request::build_only())?;
     opts.builds = jobs.clone();
-    let mut failed = 0;
+    let mut errors = Vec::new();
     for plan in selected.plans.iter().filter(|p| jobs.contains_key(&p.name)) {
         match build_on::build_only(plan, &jobs[&plan.name], &opts) {
             Ok(r) => {
-                on.insert(plan.name.clone(), r.on);
+                elsewhere.insert(plan.name.clone(), r);
             }
-            Err(e) => {
-                failed += 1;
-                report.warn(&format!("error: {}: {e}", plan.name));
-            }
+            Err(e) => errors.push(format!("{}: {e}", plan.name)),
         }
     }
-    if failed > 0 {
-        return Err(Error::HostsFailed {
-            failed,
+    if !errors.is_empty() {
+        return Err(Error::BuildsFailed {
             total: selected.plans.len(),
+            errors,
         });
     }
-    Ok((tops, on))
+    Ok((tops, elsewhere))
 }
 
 impl Request {
@@ -250,6 +248,7 @@ fn options(fleet: &Fleet, selected: &Selection, req: &Request) -> Result<DeployO
         substitute: req.substitute,
         builds: BTreeMap::new(),
         frames: None,
+        cache_gate: None,
         holder: format!(
             "potato deploy by {user}@{machine} (pid {})",
             std::process::id()
@@ -265,13 +264,18 @@ fn fleet_cache(fleet: &Fleet) -> Option<CacheTarget> {
     Some(CacheTarget::new(cache, host.deploy.target.clone()))
 }
 
-/// A deploy through the fleet cache (`deploy::cache`): the union of the
-/// consumers' closures is pushed once, to the cache host, and published into
-/// its signed cache (when the cache host is selected and has no signing key
-/// yet, it is deployed first: the key arrives with its system); then the
-/// consumers (and the cache host, if selected and not yet deployed) deploy as
-/// usual, the consumers substituting from the cache first. When the cache cannot be used, one warning, and the consumers are
-/// pushed to directly (shared frames). Results in selection order.
+/// A deploy through the fleet cache (`deploy::cache`). Two things run at once:
+/// - the cache step (`fill_cache`): the union of the consumers' closures is
+///   pushed once, to the cache host, and published into its signed cache;
+/// - the consumers' pipelines: they connect, take their lock and read their
+///   state meanwhile, then wait at the gate (`CacheGate`) and substitute from
+///   the cache, potato pushing only what is still missing.
+///
+/// When the cache cannot be used, one warning, and the consumers are pushed
+/// to directly (shared frames, substitution off). The cache host, when
+/// selected, is deployed by the cache step after it published (or before,
+/// on its first deploy: its signing key arrives with its system). Results
+/// in selection order.
 fn deploy_through_cache(
     run: CacheRun,
     plans: Vec<HostPlan>,
@@ -282,62 +286,100 @@ fn deploy_through_cache(
 ) -> (Vec<HostResult>, CacheReport) {
     let order: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     ui.note(&format!(
-        "pushing {} host{}' closures once, to the fleet cache on {}",
+        "pushing {} hosts' closures once, to the fleet cache on {}",
         run.consumers.len(),
-        if run.consumers.len() == 1 { "" } else { "s" },
         run.cache.host
     ));
-    let tops: Vec<&StorePath> = run.consumers.iter().map(|h| &toplevels[h]).collect();
-    let filled = with_events(ui, |tx| {
-        let union = cache::union_closure(&tops)?;
-        let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
-        cache::push_to_cache(&run, union, &opts, tx).map(|r| (r, paths))
-    });
-    let (mut mine, mut rest): (Vec<HostPlan>, Vec<HostPlan>) =
+    let (mine, rest): (Vec<HostPlan>, Vec<HostPlan>) =
         plans.into_iter().partition(|p| p.name == run.cache.host);
+    let gate = Arc::new(CacheGate::default());
+    let mut waiting = opts.clone();
+    waiting.cache_gate = Some(gate.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let step_tx = tx.clone();
+    let (mut results, (mut mine_results, report)) = std::thread::scope(|s| {
+        let step = s.spawn(|| {
+            let step_tx = step_tx;
+            fill_cache(&run, mine, toplevels, &opts, &gate, &step_tx, ui)
+        });
+        let waiting = &waiting;
+        let job =
+            move |plan: HostPlan| deploy::deploy_host(&plan, &toplevels[&plan.name], waiting, &tx);
+        let (results, ()) = runner::run_parallel(rest, parallel, job, || {
+            for e in rx {
+                ui.emit(reported(e));
+            }
+        });
+        (results, step.join().expect("the cache step does not panic"))
+    });
+    results.append(&mut mine_results);
+    results.sort_by_key(|r| order.iter().position(|n| *n == r.host));
+    (results, report)
+}
+
+/// The cache step of `deploy_through_cache`, on its own thread: fills and
+/// publishes the cache, opens the gate (usable or not: the guard opens it as
+/// unusable whatever happens), and deploys the cache host when it is
+/// selected (`mine`). Its events go to `events`; a failed cache is one
+/// warning.
+fn fill_cache(
+    run: &CacheRun,
+    mut mine: Vec<HostPlan>,
+    toplevels: &Toplevels,
+    opts: &DeployOptions,
+    gate: &CacheGate,
+    events: &std::sync::mpsc::Sender<Event>,
+    ui: &Reporter,
+) -> (Vec<HostResult>, CacheReport) {
+    let _unusable_unless_opened = gate.guard();
+    let deploy_mine = |mine: Vec<HostPlan>| -> Vec<HostResult> {
+        mine.iter()
+            .map(|p| deploy::deploy_host(p, &toplevels[&p.name], opts, events))
+            .collect()
+    };
     let mut results = Vec::new();
+    let tops: Vec<&StorePath> = run.consumers.iter().map(|h| &toplevels[h]).collect();
+    let filled = cache::union_closure(&tops).and_then(|union| {
+        let paths: Vec<StorePath> = union.iter().map(|p| p.path.clone()).collect();
+        cache::push_to_cache(run, union, opts, events).map(|(r, remote)| (r, remote, paths))
+    });
     let outcome = match filled {
-        Ok((mut report, paths)) => {
-            let publish =
-                |ui: &Reporter| with_events(ui, |tx| cache::publish(&run.cache, &paths, &opts, tx));
-            let mut published = publish(ui);
+        Ok((mut report, remote, paths)) => {
+            let mut published = cache::publish(&remote, &run.cache, &paths, events);
+            drop(remote); // the cache host's lock, for its own deploy
             if matches!(published, Err(CacheError::NoKey { .. })) && !mine.is_empty() {
                 // A cache host deployed for the first time: its signing key
                 // (and its web server) arrive with its system. It deploys
                 // first, from its own store (the push above put the paths
                 // there; its own push sends the rest), then the paths are
-                // published. Otherwise it deploys with the consumers.
-                results.extend(run_parallel(
-                    std::mem::take(&mut mine),
-                    toplevels,
-                    opts.clone(),
-                    1,
-                    ui,
-                ));
-                published = publish(ui);
+                // published.
+                results = deploy_mine(std::mem::take(&mut mine));
+                published = cache::connect_locked(&run.cache, opts)
+                    .and_then(|remote| cache::publish(&remote, &run.cache, &paths, events));
             }
-            rest.extend(mine);
             match published {
-                Ok(n) => {
-                    report.paths_published = n;
+                Ok(p) => {
+                    report.paths_published = p.added;
+                    report.paths_replaced = p.replaced;
                     Ok(report)
                 }
                 Err(e) => Err((report, e)),
             }
         }
-        Err(e) => {
-            rest.extend(mine);
-            let report = CacheReport {
+        Err(e) => Err((
+            CacheReport {
                 host: run.cache.host.clone(),
                 consumers: run.consumers.clone(),
                 ..CacheReport::default()
-            };
-            Err((report, e))
-        }
+            },
+            e,
+        )),
     };
-    let mut opts = opts;
     let report = match outcome {
-        Ok(report) => report,
+        Ok(report) => {
+            gate.open(true);
+            report
+        }
         Err((mut report, e)) => {
             ui.warn(&format!(
                 "warning: the fleet cache on {} cannot be used: {e}; pushing to each host directly",
@@ -346,28 +388,12 @@ fn deploy_through_cache(
             report.error = Some(e.to_string());
             // Direct pushes: the hosts are not sent to a cache that may not
             // answer (Nix would wait out its connect timeout on each).
-            opts.substitute = false;
+            gate.open(false);
             report
         }
     };
-    results.extend(run_parallel(rest, toplevels, opts, parallel, ui));
-    results.sort_by_key(|r| order.iter().position(|n| *n == r.host));
+    results.extend(deploy_mine(mine));
     (results, report)
-}
-
-/// Runs `work` on another thread while its events are rendered here.
-fn with_events<T: Send>(
-    report: &Reporter,
-    work: impl FnOnce(&std::sync::mpsc::Sender<deploy::Event>) -> T + Send,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        let worker = s.spawn(move || work(&tx));
-        for e in rx {
-            report.emit(reported(e));
-        }
-        worker.join().expect("the cache step does not panic")
-    })
 }
 
 /// Runs every host's pipeline, at most `parallel` at once, reporting events

@@ -23,8 +23,9 @@ use crate::ui::Reporter;
 
 const TASK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// The image a VM is created from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The image a VM is created from (also `potato vm create --from`, whose
+/// help shows these doc comments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Source {
     /// Uploaded through the API (content=import).
     Qcow2,

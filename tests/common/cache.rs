@@ -347,9 +347,7 @@ pub fn generated(fleet: &Fleet, cache_host: &str) -> Generated {
 ///   over it in the host's mount namespace), served by a real nginx on the
 ///   generated port and tunnel addresses.
 ///
-/// The narinfo caches' TTLs are zero because every testbed host shares the
-/// machine's root home (~/.cache/nix), which real hosts do not. Returns the
-/// web server and the served directory.
+/// Returns the web server and the served directory.
 pub fn nixos_double(tb: &mut Testbed, g: &Generated, cache: usize) -> (Nginx, PathBuf) {
     let work = tb.dir.path().to_path_buf();
     let (cache_ns, cache_slot) = (tb.hosts[cache].netns.clone(), tb.hosts[cache].slot);
@@ -383,8 +381,7 @@ pub fn nixos_double(tb: &mut Testbed, g: &Generated, cache: usize) -> (Nginx, Pa
         );
         vias.push(c.via.clone());
         let conf = format!(
-            "substituters = {}\ntrusted-public-keys = {}\nconnect-timeout = {}\nstalled-download-timeout = {}\n\
-             narinfo-cache-negative-ttl = 0\nnarinfo-cache-positive-ttl = 0",
+            "substituters = {}\ntrusted-public-keys = {}\nconnect-timeout = {}\nstalled-download-timeout = {}",
             c.substituter, g.public_key, g.connect_timeout, g.stalled_download_timeout
         );
         let conf_dir = work.join(format!("{}-nix-conf", host.name));

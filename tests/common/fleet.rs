@@ -109,6 +109,15 @@ impl Fleet {
         .unwrap();
     }
 
+    /// Steers the double's systems to carry `count` files of `size` random
+    /// bytes, salted (`unique_salt`) so that no store has them yet.
+    pub fn steer_fresh_payload(&self, count: u32, size: u64) {
+        self.steer(&format!(
+            "payload = {{ count = {count}; size = {size}; salt = \"{}\"; }};",
+            super::unique_salt()
+        ));
+    }
+
     /// `potato secrets set NAME --host HOST` with the value on stdin; checks
     /// the value shows in no output.
     pub fn set_secret(&self, host: &str, name: &str, value: &str) {

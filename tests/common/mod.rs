@@ -289,6 +289,42 @@ pub fn strs(v: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// A word no other test (and no earlier run) has used: the process id and
+/// the time in nanoseconds. Salts payloads and store paths so that no store
+/// has them yet.
+pub fn unique_salt() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// Applies tmpfiles.d `rules` with the real `systemd-tmpfiles --create`
+/// under the directory `dir`/root (the rules' "/" there, made if need be);
+/// returns it.
+pub fn systemd_tmpfiles_create(rules: &str, dir: &Path) -> PathBuf {
+    let conf = dir.join("tmpfiles.conf");
+    std::fs::write(&conf, rules).unwrap();
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let out = Command::new("systemd-tmpfiles")
+        .arg("--create")
+        .arg(format!("--root={}", root.display()))
+        .arg(&conf)
+        .output()
+        .expect("systemd-tmpfiles");
+    assert!(
+        out.status.success(),
+        "systemd-tmpfiles: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
 /// Writes an executable script (mode 0755).
 pub fn write_script(path: &Path, body: impl AsRef<str>) {
     use std::os::unix::fs::PermissionsExt;

@@ -12,6 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A host's own cache directory (root's ~/.cache on a real host): under its
+/// /run, which is the host's own (a bind mount of its directory), so Nix's
+/// narinfo disk cache is per host, as on real machines.
+const HOST_CACHE_HOME: &str = "/run/potato-testbed-cache-home";
+
 const SLOT_DIR: &str = "/tmp/potato-testbed-slots";
 
 /// A set of test hosts plus the client key and known_hosts that reach them.
@@ -200,9 +205,13 @@ impl TestHost {
         let baseline = super::source_root().join("modules/generated/n250/sshd_config");
         // A real host reads its own /etc/nix; a testbed host shares the machine's,
         // so its sessions get the suite's Nix configuration (tests/run) instead.
+        // Each host also keeps its own ~/.cache (Nix's narinfo answers: a real
+        // host remembers which paths its caches lack), not the machine's shared
+        // one. One SetEnv line: sshd takes the first.
         let nix_conf = std::env::var("NIX_CONF_DIR")
-            .map(|d| format!("SetEnv NIX_CONF_DIR={d}\n"))
+            .map(|d| format!(" NIX_CONF_DIR={d}"))
             .unwrap_or_default();
+        let nix_conf = format!("SetEnv XDG_CACHE_HOME={HOST_CACHE_HOME}{nix_conf}\n");
         std::fs::write(
             self.dir.join("etc/ssh/sshd_config"),
             format!(
@@ -269,6 +278,23 @@ impl TestHost {
         ));
     }
 
+    /// Whether `path` is valid in the host's own store.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.sh(&format!("nix-store --check-validity {path}"))
+            .status
+            .success()
+    }
+
+    /// Bytes the deployer has sent into the host's link so far (its veth's
+    /// transmit counter on the deployer's side).
+    pub fn tx_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/sys/class/net/{}/statistics/tx_bytes", self.veth))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     /// "ssh-ed25519 AAAA..." of this host's sshd.
     pub fn public_key(&self) -> String {
         let text =
@@ -293,6 +319,7 @@ impl TestHost {
     /// mount namespace (where the script mounts what it needs).
     fn enter(&self, script: &str) -> Command {
         let mut cmd = Command::new("ip");
+        cmd.env("XDG_CACHE_HOME", HOST_CACHE_HOME);
         cmd.args([
             "netns",
             "exec",
