@@ -305,6 +305,7 @@ fn consumers_get_exactly_the_cache_url_and_key() {
                 "substituters": ["http://10.99.0.10:5080?priority=30"],
                 "trusted-public-keys": [public],
                 "connect-timeout": 5,
+                "stalled-download-timeout": 15,
             }),
             "{consumer}"
         );

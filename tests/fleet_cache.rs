@@ -499,8 +499,11 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
 }
 
 /// A working fleet cache to break: t0 serves it, t1..t3 consume it, the
-/// double started from what potato generated, and t0 deployed once (alone:
-/// no cache step) so its signing key is in place.
+/// double started from what potato generated, t0 deployed once (alone: no
+/// cache step) so its signing key is in place, then t1..t3 deployed through
+/// the cache, each fetching from it: their Nix knows the cache (its
+/// nix-cache-info is remembered, as on any host that used it before), the
+/// state a cache fails in on a real fleet.
 fn working_cache(tb: &mut Testbed) -> (Fleet, Generated, Nginx) {
     let fleet = cache_fleet(tb);
     let g = generated(&fleet, "t0");
@@ -512,20 +515,32 @@ fn working_cache(tb: &mut Testbed) -> (Fleet, Generated, Nginx) {
     let (code, r, stderr) = fleet.deploy(&["t0"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
     assert_eq!(r["t0"]["result"], "deployed", "{r}");
+    fleet.steer(&format!(
+        "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
+        unique_salt("working")
+    ));
+    let (code, r, stderr) = fleet.deploy(&["t1", "t2", "t3"]);
+    assert_eq!(code, 0, "{stderr}\n{r}");
+    for h in ["t1", "t2", "t3"] {
+        assert_eq!(r[h]["result"], "deployed", "{r}");
+        assert!(r[h]["paths_fetched"].as_u64().unwrap() > 0, "{r}");
+    }
     (fleet, g, nginx)
 }
 
-/// `potato deploy t1 t2 t3 --json` of a new payload, checked: it succeeds,
-/// every consumer is deployed and runs the system potato reports, none
-/// fetched a path and each was pushed its closure (payload, system and its
-/// files). Returns stderr and the document.
+/// `potato deploy t1 t2 t3 --json` of a new payload of `count` paths,
+/// checked: it succeeds, every consumer is deployed and runs the system potato
+/// reports, none fetched a path and each was pushed what it lacked (the
+/// payload and the system at least). Returns stderr and the document.
 fn consumers_deploy_directly(
     fleet: &Fleet,
     tb: &Testbed,
     what: &str,
+    count: usize,
 ) -> (String, serde_json::Value) {
     fleet.steer(&format!(
-        "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
+        "payload = {{ count = {count}; size = {}; salt = \"{}\"; }};",
+        300_000 / count,
         unique_salt(what)
     ));
     let run = fleet.potato(&["deploy", "t1", "t2", "t3", "--json"]);
@@ -540,7 +555,7 @@ fn consumers_deploy_directly(
         assert_eq!(host.current_system(), h["store_path"].as_str().unwrap());
         assert_eq!(h["paths_fetched"], 0, "{h}");
         assert!(
-            h["paths_pushed"].as_u64().unwrap() >= 3,
+            h["paths_pushed"].as_u64().unwrap() > count as u64,
             "pushed directly: {h}"
         );
     }
@@ -563,8 +578,13 @@ fn a_cache_host_whose_sshd_is_down_is_skipped_with_one_warning_and_the_consumers
     }
     let mut tb = Testbed::new(4);
     let (fleet, g, nginx) = working_cache(&mut tb);
+    let served: BTreeMap<&String, usize> = g
+        .consumers
+        .values()
+        .map(|c| (&c.from, nginx.nars_served_to(&c.from).len()))
+        .collect();
     tb.hosts[0].stop_sshd();
-    let (stderr, doc) = consumers_deploy_directly(&fleet, &tb, "sshd-down");
+    let (stderr, doc) = consumers_deploy_directly(&fleet, &tb, "sshd-down", 1);
     let warnings = warnings(&stderr);
     assert_eq!(warnings.len(), 1, "{stderr}");
     let reason = format!("cannot connect to {}:22", tb.hosts[0].addr);
@@ -580,9 +600,10 @@ fn a_cache_host_whose_sshd_is_down_is_skipped_with_one_warning_and_the_consumers
     let error = cache["error"].as_str().unwrap_or_else(|| panic!("{doc}"));
     assert!(error.contains(&reason), "{error}");
     assert_eq!(cache["paths_published"], 0, "{cache}");
-    // No consumer asked the cache for a NAR (it holds none of these paths).
+    // No consumer asked the cache for a NAR since (it holds none of these
+    // paths).
     for c in g.consumers.values() {
-        assert!(nginx.nars_served_to(&c.from).is_empty());
+        assert_eq!(nginx.nars_served_to(&c.from).len(), served[&c.from]);
     }
 }
 
@@ -599,7 +620,7 @@ fn a_cache_whose_web_server_is_down_leaves_the_consumers_to_direct_pushes() {
     // or fails the dry run when it knew the cache already (its narinfo disk
     // cache); either way nothing is fetched, and potato pushes the rest.
     drop(nginx);
-    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-down");
+    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-down", 1);
     let cache = &doc["cache"];
     assert!(cache["error"].is_null(), "{cache}");
     assert!(cache["paths_published"].as_u64().unwrap() >= 3, "{cache}");
@@ -620,16 +641,48 @@ fn a_hung_cache_web_server_costs_the_consumers_a_bounded_wait_then_direct_pushes
     let mut tb = Testbed::new(4);
     let (fleet, g, nginx) = working_cache(&mut tb);
     // nginx frozen: the consumers' connections are accepted by the kernel and
-    // never answered. Nix waits `stalled-download-timeout` per attempt (5
-    // attempts): at Nix's default of 300 s this deploy would wait 25 minutes
-    // per consumer; the generated nix.settings bound it (the double's
-    // nix.conf carries them, `nixos_double`).
+    // never answered. Nix waits `stalled-download-timeout` per request and
+    // attempt (5 attempts), the requests one after another: at Nix's default
+    // of 300 s that is 25 minutes per missing path; the generated 15 s (the
+    // double's nix.conf carries it) still makes ~75 s per path, so 30 paths
+    // would hang the deploy for most of an hour without the agent's bound on
+    // the substituters' answers.
     nginx.freeze();
     assert!(
         g.stalled_download_timeout < 300,
         "the consumers keep Nix's 300 s stall timeout"
     );
-    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung");
+    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung", PATHS);
+    assert!(doc["cache"]["error"].is_null(), "{doc}");
+}
+
+/// Payload paths of the unreachable-cache tests: enough that Nix's waiting
+/// out each path's requests in turn would last many minutes.
+const PATHS: usize = 30;
+
+#[test]
+fn a_blackholed_cache_costs_the_consumers_a_bounded_wait_then_direct_pushes() {
+    if !required() {
+        return;
+    }
+    let mut tb = Testbed::new(4);
+    let (fleet, g, _nginx) = working_cache(&mut tb);
+    // The cache host drops every packet to the cache's port (a tunnel that
+    // went down, a firewall that drops): SSH still works, so the cache step
+    // publishes, but each consumer's connection attempt waits out Nix's
+    // connect-timeout (the generated 5 s), 5 attempts per path, the paths one
+    // after another: 30 paths would take over 12 minutes.
+    tb.hosts[0].sh_ok(&format!(
+        "printf 'table inet potato_unreach {{\n chain input {{\n type filter hook input priority -10;\n tcp dport {} drop\n }}\n}}\n' | nft -f -",
+        g.port
+    ));
+    let c = &g.consumers["t1"];
+    let probe = tb.hosts[1].sh(&format!(
+        "curl -sS -m 3 -o /dev/null http://{}:{}/nix-cache-info",
+        c.via, g.port
+    ));
+    assert_eq!(probe.status.code(), Some(28), "a connect that times out");
+    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "blackhole", PATHS);
     assert!(doc["cache"]["error"].is_null(), "{doc}");
 }
 

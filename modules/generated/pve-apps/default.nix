@@ -110,8 +110,11 @@
   # the fleet cache before it. A path is used only when signed by this key.
   nix.settings.substituters = [ "http://10.99.0.10:5080?priority=30" ];
   nix.settings.trusted-public-keys = [ "potato-fleet-cache-1:vDEtYqpy0mbLsglpM/EsU0C6O4FJE+++XIYiFVEEYrQ=" ];
-  # An unreachable cache costs seconds, not curl's default minutes.
+  # An unreachable cache costs seconds, not curl's default minutes; a hung one
+  # (connections accepted, nothing sent) fails each attempt after a stall of
+  # this long, not Nix's default 300 s (x 5 attempts).
   nix.settings.connect-timeout = lib.mkDefault 5;
+  nix.settings.stalled-download-timeout = lib.mkDefault 15;
 
   # WireGuard: private keys are decrypted on the host into /run/potato-secrets.
   networking.wireguard.interfaces = {
