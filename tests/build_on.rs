@@ -39,6 +39,11 @@ fn on_deployer(path: &str) -> bool {
 /// `potato build ARGS --json` with the testbed's key and known hosts (a
 /// build on a host reaches it over SSH): its one JSON document.
 fn build_json(tb: &Testbed, fleet: &Fleet, args: &[&str]) -> serde_json::Value {
+    build_run(tb, fleet, args).one_json_document()
+}
+
+/// `potato build ARGS --json` with the testbed's key, which must succeed.
+fn build_run(tb: &Testbed, fleet: &Fleet, args: &[&str]) -> common::Run {
     let (key, known) = (tb.client_key.to_str(), tb.known_hosts.to_str());
     let mut all = vec!["build"];
     all.extend_from_slice(args);
@@ -46,7 +51,7 @@ fn build_json(tb: &Testbed, fleet: &Fleet, args: &[&str]) -> serde_json::Value {
     all.push("--json");
     let run = fleet.potato(&all);
     run.ok();
-    run.one_json_document()
+    run
 }
 
 /// `err` says the build failed on `on` and quotes the builder's own log:
@@ -208,7 +213,20 @@ fn potato_build_on_target_builds_there_and_not_here() {
     }
     let tb = Testbed::new(1);
     let fleet = Fleet::new(&tb);
-    let v = build_json(&tb, &fleet, &["t0", "--build-on", "target"]);
+    let run = build_run(&tb, &fleet, &["t0", "--build-on", "target", "-v"]);
+    // Progress while it builds there: the phase, what was sent, the result.
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    for want in ["t0: build", "t0: built on target"] {
+        assert!(lines.contains(&want), "{want:?} in {}", run.stderr);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("t0 | building on target: sent ")),
+        "{}",
+        run.stderr
+    );
+    let v = run.one_json_document();
     assert_eq!(v["t0"]["build"]["on"], "target", "{v}");
     let top = v["t0"]["store_path"].as_str().unwrap();
     tb.host(0)

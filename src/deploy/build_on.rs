@@ -785,13 +785,15 @@ pub fn deployer_builders() -> Result<Vec<Machine>, crate::nix::NixError> {
 /// --build-on`): on a builder (another host, a Nix remote builder) the output
 /// stays there and the target is not reached; on the target, it is connected
 /// to, sent the derivation closure, and realises it.
+/// Its phases and log lines go to `events`.
 pub fn build_only(
     plan: &HostPlan,
     job: &Job,
     opts: &super::DeployOptions,
+    events: &std::sync::mpsc::Sender<super::Event>,
 ) -> Result<BuildReport, DeployError> {
-    let (tx, _rx) = std::sync::mpsc::channel();
-    let mut run = Run::new(plan, &job.evaluated.out, opts, &tx);
+    let mut run = Run::new(plan, &job.evaluated.out, opts, events);
+    run.enter(super::Phase::Build);
     if let Some((report, _)) = build_on_builder(&mut run, job, opts)? {
         return Ok(report);
     }

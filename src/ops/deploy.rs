@@ -85,13 +85,41 @@ pub fn build_selected(
     }
     let mut opts = options(fleet, &selected, &Request::build_only())?;
     opts.builds = jobs.clone();
+    let plans: Vec<HostPlan> = selected
+        .plans
+        .iter()
+        .filter(|p| jobs.contains_key(&p.name))
+        .cloned()
+        .collect();
+    report.hosts(&plans.iter().map(|p| p.name.clone()).collect::<Vec<_>>());
+    // Each site builds at once, its phases and log lines shown as they come.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (opts, jobs) = (&opts, &jobs);
+    let job = move |plan: HostPlan| {
+        let built = build_on::build_only(&plan, &jobs[&plan.name], opts, &tx);
+        report.emit(ui::Event::HostDone {
+            host: plan.name.clone(),
+            ok: built.is_ok(),
+            text: match &built {
+                Ok(r) => format!("built on {}", r.on),
+                Err(e) => format!("failed: {e}"),
+            },
+        });
+        (plan.name, built)
+    };
+    let (built, ()) = runner::run_parallel(plans, BUILD_PARALLEL, job, || {
+        for e in rx {
+            report.emit(reported(e));
+        }
+    });
+    report.end();
     let mut errors = Vec::new();
-    for plan in selected.plans.iter().filter(|p| jobs.contains_key(&p.name)) {
-        match build_on::build_only(plan, &jobs[&plan.name], &opts) {
+    for (host, r) in built {
+        match r {
             Ok(r) => {
-                elsewhere.insert(plan.name.clone(), r);
+                elsewhere.insert(host, r);
             }
-            Err(e) => errors.push(format!("{}: {e}", plan.name)),
+            Err(e) => errors.push(format!("{host}: {e}")),
         }
     }
     if !errors.is_empty() {
@@ -102,6 +130,9 @@ pub fn build_selected(
     }
     Ok((tops, elsewhere))
 }
+
+/// Remote builds `potato build` runs at once (each on its own site).
+const BUILD_PARALLEL: usize = 8;
 
 impl Request {
     /// What `potato build` needs of a deploy's settings to reach a builder.
