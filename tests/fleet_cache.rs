@@ -652,8 +652,23 @@ fn a_hung_cache_web_server_costs_the_consumers_a_bounded_wait_then_direct_pushes
         g.stalled_download_timeout < 300,
         "the consumers keep Nix's 300 s stall timeout"
     );
-    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung", PATHS);
+    let (stderr, doc) = consumers_deploy_directly(&fleet, &tb, "nginx-hung", PATHS);
     assert!(doc["cache"]["error"].is_null(), "{doc}");
+    each_consumer_warns_its_cache_did_not_answer(&stderr);
+}
+
+/// The user is told, per consumer, why nothing came from its cache: one
+/// warning each, without -v.
+fn each_consumer_warns_its_cache_did_not_answer(stderr: &str) {
+    let warnings = warnings(stderr);
+    for h in ["t1", "t2", "t3"] {
+        let said = format!("warning: {h}: the host's substituters did not answer within 60 s");
+        assert_eq!(
+            warnings.iter().filter(|w| w.starts_with(&said)).count(),
+            1,
+            "{stderr}"
+        );
+    }
 }
 
 /// Payload paths of the unreachable-cache tests: enough that Nix's waiting
@@ -682,8 +697,9 @@ fn a_blackholed_cache_costs_the_consumers_a_bounded_wait_then_direct_pushes() {
         c.via, g.port
     ));
     assert_eq!(probe.status.code(), Some(28), "a connect that times out");
-    let (_stderr, doc) = consumers_deploy_directly(&fleet, &tb, "blackhole", PATHS);
+    let (stderr, doc) = consumers_deploy_directly(&fleet, &tb, "blackhole", PATHS);
     assert!(doc["cache"]["error"].is_null(), "{doc}");
+    each_consumer_warns_its_cache_did_not_answer(&stderr);
 }
 
 /// Whether the host's deploy lock is held right now (the agent holds it with

@@ -367,6 +367,10 @@ fn reporter(host: &str, events: &Sender<Event>) -> impl FnMut(PushEvent) + use<>
                 done,
                 total,
             },
+            PushEvent::Unfetched { why } => Event::Warn {
+                host: host.clone(),
+                line: why,
+            },
         };
         let _ = events.send(event);
     }

@@ -195,9 +195,24 @@ impl HostResult {
 /// What the pipeline tells the reporter (through `ops::deploy`).
 #[derive(Debug, Clone)]
 pub enum Event {
-    Phase { host: String, phase: Phase },
-    Progress { host: String, done: u64, total: u64 },
-    Log { host: String, line: String },
+    Phase {
+        host: String,
+        phase: Phase,
+    },
+    Progress {
+        host: String,
+        done: u64,
+        total: u64,
+    },
+    Log {
+        host: String,
+        line: String,
+    },
+    /// Something the user should see without -v (a warning).
+    Warn {
+        host: String,
+        line: String,
+    },
     Finished(Box<HostResult>),
 }
 
@@ -477,6 +492,10 @@ impl Run {
                         host: host.clone(),
                         done,
                         total,
+                    },
+                    PushEvent::Unfetched { why } => Event::Warn {
+                        host: host.clone(),
+                        line: why,
                     },
                     _ => return,
                 },

@@ -83,6 +83,9 @@ substitute)
   if [ $? -ne 124 ]; then
     printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} \
       --option narinfo-cache-negative-ttl 0 --realise --keep-going >/dev/null 2>&1 || true
+  else
+    # Said on stderr with NOTE: potato shows it as a warning.
+    echo "NOTE the host's substituters did not answer within 60 s; nothing was fetched from them (is a cache down or unreachable?)" >&2
   fi
   printf '%s\n' "$list" | xargs -r nix-store ${POTATO_STORE_ROOT:+--store "$POTATO_STORE_ROOT"} --check-validity --print-invalid
   ;;

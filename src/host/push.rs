@@ -64,6 +64,9 @@ pub enum PushEvent {
     /// The host fetched `paths` paths (`bytes` of NAR) from its own
     /// substituters; only the rest is streamed.
     Fetched { paths: usize, bytes: u64 },
+    /// Something the user should know of the host's substituters (they did
+    /// not answer in time, so everything is pushed): a warning.
+    Unfetched { why: String },
 }
 
 impl PushEvent {
@@ -87,7 +90,7 @@ impl PushEvent {
             PushEvent::Fetched { paths, bytes } => Some(format!(
                 "the host fetched {paths} paths ({bytes} bytes) from its substituters"
             )),
-            PushEvent::Progress { .. } => None,
+            PushEvent::Unfetched { .. } | PushEvent::Progress { .. } => None,
         }
     }
 }
@@ -169,6 +172,9 @@ pub fn push_paths(
     if opts.substitute && !missing.is_empty() {
         let got = super::substitute::fetch_missing(remote, &missing, &closure)
             .map_err(|e| PushError::Substitute(Box::new(e)))?;
+        for why in &got.notes {
+            report(PushEvent::Unfetched { why: why.clone() });
+        }
         if !got.paths.is_empty() {
             report(PushEvent::Fetched {
                 paths: got.paths.len(),

@@ -371,24 +371,31 @@ impl Remote {
     /// One round trip: which of `paths` the host lacks. Answers are checked to be
     /// store paths and members of `paths`.
     pub fn missing(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
-        self.ask_paths("missing", "asking which paths are missing", paths)
+        Ok(self
+            .ask_paths("missing", "asking which paths are missing", paths)?
+            .0)
     }
 
     /// One round trip: the host fetches what it can of `paths` (missing
     /// there) from its own substituters; returns those it still lacks, checked
-    /// as `missing`'s answer.
-    pub fn substitute(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, HostError> {
+    /// as `missing`'s answer, and what the host noted about its substituters
+    /// (that they did not answer in time).
+    pub fn substitute(
+        &self,
+        paths: &[StorePath],
+    ) -> Result<(Vec<StorePath>, Vec<String>), HostError> {
         self.ask_paths("substitute", "fetching from the host's substituters", paths)
     }
 
     /// Runs the agent's `command` with `paths` on stdin; its answer, a subset
-    /// of `paths`, in their order.
+    /// of `paths`, in their order, and the agent's notes (stderr lines
+    /// starting "NOTE ").
     fn ask_paths(
         &self,
         command: &str,
         what: &str,
         paths: &[StorePath],
-    ) -> Result<Vec<StorePath>, HostError> {
+    ) -> Result<(Vec<StorePath>, Vec<String>), HostError> {
         let mut list = String::new();
         for p in paths {
             list.push_str(p.as_str());
@@ -409,7 +416,16 @@ impl Remote {
         }
         // Keep the closure's dependency order.
         let set: std::collections::HashSet<&StorePath> = missing.iter().collect();
-        Ok(paths.iter().filter(|p| set.contains(p)).cloned().collect())
+        let notes = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("NOTE "))
+            .map(str::to_string)
+            .collect();
+        Ok((
+            paths.iter().filter(|p| set.contains(p)).cloned().collect(),
+            notes,
+        ))
     }
 
     /// Adds `count` paths to the host's store from a serve-protocol stream

@@ -29,6 +29,8 @@ pub struct Fetched {
     pub nar_bytes: u64,
     /// Paths left for potato to push, dependencies first.
     pub still_missing: Vec<StorePath>,
+    /// What the host said of its substituters (they did not answer in time).
+    pub notes: Vec<String>,
 }
 
 /// Lets the host substitute what it can of `missing` (dependencies first, all
@@ -38,7 +40,7 @@ pub fn fetch_missing(
     missing: &[StorePath],
     closure: &[PathInfo],
 ) -> Result<Fetched, HostError> {
-    let still_missing = remote.substitute(missing)?;
+    let (still_missing, notes) = remote.substitute(missing)?;
     let left: HashSet<&StorePath> = still_missing.iter().collect();
     let paths: Vec<StorePath> = missing
         .iter()
@@ -55,5 +57,6 @@ pub fn fetch_missing(
         paths,
         nar_bytes,
         still_missing,
+        notes,
     })
 }

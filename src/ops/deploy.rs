@@ -465,6 +465,7 @@ fn reported(e: Event) -> ui::Event {
             total,
         },
         Event::Log { host, line } => ui::Event::Log { host, line },
+        Event::Warn { host, line } => ui::Event::Warn(format!("warning: {host}: {line}")),
         Event::Finished(r) => ui::Event::HostDone {
             host: r.host.clone(),
             ok: r.result.is_ok(),
