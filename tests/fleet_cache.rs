@@ -18,6 +18,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -34,16 +35,9 @@ fn required() -> bool {
     testbed::require() && common::have_tools(&["nginx", "curl", "zstd"])
 }
 
-/// A payload no other test builds, so no store has it yet.
+/// A payload salt no other test (or run) has used, saying what it is for.
 fn unique_salt(what: &str) -> String {
-    format!(
-        "{what}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+    format!("{what}-{}", common::unique_salt())
 }
 
 /// Bytes the deployer has sent into a testbed host's link so far.
@@ -449,9 +443,7 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
         return;
     }
     let mut tb = Testbed::new(3);
-    let fleet = cache_fleet(&tb);
-    let g = generated(&fleet, "t0");
-    let (_nginx, served) = nixos_double(&mut tb, &g, 0);
+    let (fleet, g, _nginx, served) = cache_on_t0(&mut tb);
     fleet.steer(&format!(
         "payload = {{ count = 1; size = 300000; salt = \"{}\"; }};",
         unique_salt("nokey")
@@ -504,10 +496,18 @@ fn without_its_signing_key_the_cache_is_skipped_with_one_warning_and_hosts_get_d
 /// the cache, each fetching from it: their Nix knows the cache (its
 /// nix-cache-info is remembered, as on any host that used it before), the
 /// state a cache fails in on a real fleet.
-fn working_cache(tb: &mut Testbed) -> (Fleet, Generated, Nginx) {
+/// The fleet cache on a testbed: t0 the cache host (not yet deployed), the
+/// NixOS double started; the fleet, what potato generated, the web server
+/// and the directory it serves.
+fn cache_on_t0(tb: &mut Testbed) -> (Fleet, Generated, Nginx, PathBuf) {
     let fleet = cache_fleet(tb);
     let g = generated(&fleet, "t0");
-    let (nginx, _served) = nixos_double(tb, &g, 0);
+    let (nginx, served) = nixos_double(tb, &g, 0);
+    (fleet, g, nginx, served)
+}
+
+fn working_cache(tb: &mut Testbed) -> (Fleet, Generated, Nginx) {
+    let (fleet, g, nginx, _served) = cache_on_t0(tb);
     fleet.steer(&format!(
         "payload = {{ count = 1; size = 100000; salt = \"{}\"; }};",
         unique_salt("cache-host")
@@ -722,9 +722,7 @@ fn the_hosts_connect_and_lock_while_the_cache_host_is_filled() {
         return;
     }
     let mut tb = Testbed::new(3);
-    let fleet = cache_fleet(&tb);
-    let g = generated(&fleet, "t0");
-    let (_nginx, served) = nixos_double(&mut tb, &g, 0);
+    let (fleet, _g, _nginx, served) = cache_on_t0(&mut tb);
     // The cache host first: its signing key arrives with its system.
     let (code, r, stderr) = fleet.deploy(&["t0", "--no-magic-rollback"]);
     assert_eq!(code, 0, "{stderr}\n{r}");
