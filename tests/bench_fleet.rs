@@ -157,40 +157,15 @@ impl Deployer {
     /// `cmd` run inside the deployer's namespace (`ip netns exec` execs it, so
     /// the spawned child is `cmd`'s program itself).
     fn wrap(&self, cmd: &Command) -> Command {
-        let mut w = Command::new("ip");
-        w.args(["netns", "exec", &self.netns])
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        if let Some(d) = cmd.get_current_dir() {
-            w.current_dir(d);
-        }
-        for (k, v) in cmd.get_envs() {
-            match v {
-                Some(v) => w.env(k, v),
-                None => w.env_remove(k),
-            };
-        }
-        w
+        let mut ip = Command::new("ip");
+        ip.args(["netns", "exec", &self.netns]);
+        common::run_under(ip, cmd)
     }
 }
 
 impl Drop for Deployer {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.netns])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = std::fs::remove_file(&self.slot_file);
+        testbed::release_slot(&self.netns, &self.veth, &self.slot_file);
     }
 }
 

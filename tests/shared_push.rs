@@ -67,19 +67,8 @@ fn three_hosts_take_shared_frames_and_random_data_travels_raw() {
 fn under_strace(cmd: &std::process::Command, log: &Path) -> std::process::Command {
     let mut s = std::process::Command::new("strace");
     s.args(["-f", "-qq", "--seccomp-bpf", "-e", "trace=openat", "-o"])
-        .arg(log)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    if let Some(d) = cmd.get_current_dir() {
-        s.current_dir(d);
-    }
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => s.env(k, v),
-            None => s.env_remove(k),
-        };
-    }
-    s
+        .arg(log);
+    common::run_under(s, cmd)
 }
 
 /// Per file under `dir`'s `potato-frames*` directories: (times opened with

@@ -347,33 +347,18 @@ pub fn connect_locked(cache: &CacheTarget, opts: &DeployOptions) -> Result<Remot
     Ok(remote)
 }
 
-/// The push pipeline's events as the cache host's events.
+/// The push pipeline's events as the cache host's events, in the cache's
+/// words.
 fn reporter(host: &str, events: &Sender<Event>) -> impl FnMut(PushEvent) + use<> {
-    let (events, host) = (events.clone(), host.to_string());
-    move |e| {
-        let event = match e {
-            PushEvent::Sending { paths, .. } => Event::Log {
-                host: host.clone(),
-                line: format!("pushing {paths} paths into the fleet cache host's store"),
-            },
-            PushEvent::Fetched { paths, bytes } => Event::Log {
-                host: host.clone(),
-                line: format!(
-                    "the cache host fetched {paths} paths ({bytes} bytes) from its substituters"
-                ),
-            },
-            PushEvent::Progress { done, total } => Event::Progress {
-                host: host.clone(),
-                done,
-                total,
-            },
-            PushEvent::Unfetched { why } => Event::Warn {
-                host: host.clone(),
-                line: why,
-            },
-        };
-        let _ = events.send(event);
-    }
+    super::forward_push(host, events, |e| match *e {
+        PushEvent::Sending { paths, .. } => Some(format!(
+            "pushing {paths} paths into the fleet cache host's store"
+        )),
+        PushEvent::Fetched { paths, bytes } => Some(format!(
+            "the cache host fetched {paths} paths ({bytes} bytes) from its substituters"
+        )),
+        PushEvent::Unfetched { .. } | PushEvent::Progress { .. } => None,
+    })
 }
 
 #[cfg(test)]

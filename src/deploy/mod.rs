@@ -480,28 +480,7 @@ impl Run {
 
     /// The push pipeline's events as this host's events.
     fn push_reporter(&self) -> impl FnMut(PushEvent) + use<> {
-        let (events, host) = (self.events.clone(), self.host.clone());
-        move |e| {
-            let event = match e.describe() {
-                Some(line) => Event::Log {
-                    host: host.clone(),
-                    line,
-                },
-                None => match e {
-                    PushEvent::Progress { done, total } => Event::Progress {
-                        host: host.clone(),
-                        done,
-                        total,
-                    },
-                    PushEvent::Unfetched { why } => Event::Warn {
-                        host: host.clone(),
-                        line: why,
-                    },
-                    _ => return,
-                },
-            };
-            let _ = events.send(event);
-        }
+        forward_push(&self.host, &self.events, PushEvent::describe)
     }
 
     fn record(&mut self, pushed: &Pushed) {
@@ -632,6 +611,36 @@ impl Run {
 }
 
 /// The push pipeline's settings for this run.
+/// A push's events as `host`'s deploy events: progress as progress, a
+/// substituter that did not answer as a warning, and what `words` puts into
+/// words as a log line (the rest is dropped).
+fn forward_push<W: Fn(&PushEvent) -> Option<String>>(
+    host: &str,
+    events: &Sender<Event>,
+    words: W,
+) -> impl FnMut(PushEvent) + use<W> {
+    let (events, host) = (events.clone(), host.to_string());
+    move |e| {
+        let event = match (words(&e), e) {
+            (Some(line), _) => Event::Log {
+                host: host.clone(),
+                line,
+            },
+            (None, PushEvent::Progress { done, total }) => Event::Progress {
+                host: host.clone(),
+                done,
+                total,
+            },
+            (None, PushEvent::Unfetched { why }) => Event::Warn {
+                host: host.clone(),
+                line: why,
+            },
+            (None, _) => return,
+        };
+        let _ = events.send(event);
+    }
+}
+
 fn push_options(opts: &DeployOptions, substitute: bool) -> PushOptions {
     PushOptions {
         compress: opts.compress,

@@ -396,11 +396,7 @@ impl Remote {
         what: &str,
         paths: &[StorePath],
     ) -> Result<(Vec<StorePath>, Vec<String>), HostError> {
-        let mut list = String::new();
-        for p in paths {
-            list.push_str(p.as_str());
-            list.push('\n');
-        }
+        let list = store_path::to_lines(paths);
         self.install_agent()?;
         let out = self.session.exec_with(
             &format!("{}sh {AGENT} {command}", self.store_env()?),
@@ -481,11 +477,7 @@ impl Remote {
             value: public_key.to_string(),
             reason: e.to_string(),
         })?;
-        let mut list = String::new();
-        for p in paths {
-            list.push_str(p.as_str());
-            list.push('\n');
-        }
+        let list = store_path::to_lines(paths);
         self.install_agent()?;
         let out = self.session.exec_with(
             &format!(

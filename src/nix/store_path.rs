@@ -92,6 +92,12 @@ pub fn parse_lines(text: &str) -> Result<Vec<StorePath>, BadStorePath> {
         .collect()
 }
 
+/// One store path per line, each line ended: what `parse_lines` reads, and
+/// what `nix-store` and the agent take on stdin.
+pub fn to_lines(paths: &[StorePath]) -> String {
+    paths.iter().map(|p| format!("{}\n", p.as_str())).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +146,13 @@ mod tests {
             2
         );
         assert!(parse_lines(&format!("{GOOD}\n/etc/passwd\n")).is_err());
+    }
+
+    #[test]
+    fn lines_written_are_lines_read() {
+        let paths = parse_lines(&format!("{GOOD}\n{GOOD}\n")).unwrap();
+        assert_eq!(to_lines(&paths), format!("{GOOD}\n{GOOD}\n"));
+        assert_eq!(parse_lines(&to_lines(&paths)).unwrap(), paths);
+        assert_eq!(to_lines(&[]), "");
     }
 }

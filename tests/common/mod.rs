@@ -393,3 +393,23 @@ pub fn attach_loop(file: &std::path::Path, partitions: bool) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `cmd` run by `outer` (a wrapper such as `ip netns exec NS` or `strace …`,
+/// given with its own arguments): `outer` then `cmd`'s program and arguments,
+/// with `cmd`'s working directory and environment changes carried over.
+pub fn run_under(
+    mut outer: std::process::Command,
+    cmd: &std::process::Command,
+) -> std::process::Command {
+    outer.arg(cmd.get_program()).args(cmd.get_args());
+    if let Some(d) = cmd.get_current_dir() {
+        outer.current_dir(d);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => outer.env(k, v),
+            None => outer.env_remove(k),
+        };
+    }
+    outer
+}

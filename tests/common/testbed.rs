@@ -403,22 +403,21 @@ impl TestHost {
 impl Drop for TestHost {
     fn drop(&mut self) {
         self.stop_sshd();
-        // Every process left in the namespace was started by this test (watchdogs,
-        // activations, sessions): stop them by pid.
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.netns])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = std::fs::remove_file(&self.slot_file);
+        release_slot(&self.netns, &self.veth, &self.slot_file);
     }
+}
+
+/// Undoes a claimed slot: every process left in its namespace (all started by
+/// the test: watchdogs, activations, sessions) stopped by pid, its veth and
+/// namespace deleted, the claim removed. Errors are ignored: this runs on drop,
+/// also after a failure.
+pub fn release_slot(netns: &str, veth: &str, slot_file: &Path) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", netns]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["link", "del", veth]).status();
+    let _ = Command::new("ip").args(["netns", "del", netns]).status();
+    let _ = std::fs::remove_file(slot_file);
 }
